@@ -1,0 +1,42 @@
+// An anomaly is what a rule emits; actions (notifiers, captures) subscribe to it.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "rules/core/series.h"
+
+namespace vigil {
+
+enum class AnomalyStatus { Firing, Resolved };
+
+struct Anomaly {
+  std::string id;  // stable for one episode: the resolve carries the firing's id
+  AnomalyStatus status = AnomalyStatus::Firing;
+  std::string rule;
+  std::string severity;  // info | warning | critical
+  std::string summary;
+  double started_at = 0;  // unix seconds
+  double ended_at = 0;    // unix seconds, set when resolved
+  std::string node;
+  Labels scope;                               // the rule's `by` labels for this group
+  std::map<std::string, std::string> pod_labels;  // labels of the pod in scope, when known
+  std::string metric;                         // metric name the rule watches
+  Labels metric_labels;                       // `where` matchers plus the group labels
+  double value = 0;                           // observed value (per-second rate for counters)
+  double baseline = 0;                        // expected value
+  double score = 0;                           // detector score (z-score for baseline.zscore)
+  std::string detector;                       // e.g. "baseline.zscore"
+};
+
+const char* to_string(AnomalyStatus s);
+
+// Where rules send anomalies. Implemented by the agent, which routes to the actions library.
+class ActionSink {
+ public:
+  virtual ~ActionSink() = default;
+  virtual void notify(const std::string& channel, const Anomaly& anomaly) = 0;
+};
+
+}  // namespace vigil

@@ -1,0 +1,45 @@
+// The vocabulary between the engine (which reads kernel maps) and the rule engine (which
+// decides). Neither side of this header knows about libbpf or HTTP.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vigil {
+
+// Label sets are kept sorted by name so that equal sets compare and hash equal.
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+Labels make_labels(std::initializer_list<std::pair<std::string, std::string>> init);
+void sort_labels(Labels& labels);
+const std::string* find_label(const Labels& labels, const std::string& name);
+std::string labels_to_string(const Labels& labels);  // {a="1",b="2"}
+
+enum class SeriesKind { Counter, Gauge };
+
+// One point of one series. Counters are cumulative since the agent started; the rule
+// engine turns them into per-second rates.
+struct Sample {
+  std::string metric;
+  Labels labels;
+  double value = 0;
+  SeriesKind kind = SeriesKind::Counter;
+};
+
+struct PodMeta {
+  std::string namespace_;
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string node;
+};
+
+// Everything the rule engine sees at one tick.
+struct TickInput {
+  double time = 0;  // seconds since the Unix epoch (simulated time in replay)
+  std::vector<Sample> samples;
+  std::vector<PodMeta> pods;
+};
+
+}  // namespace vigil
