@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Per-pod traffic and drop counters. All aggregation happens here, in per-CPU maps; the
+ * agent reads totals once a tick. No packet is ever sent to user space. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "vigil_abi.h"
+
+#define TC_ACT_OK 0
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS);
+  __type(key, struct vigil_traffic_key);
+  __type(value, struct vigil_traffic_value);
+} vigil_traffic SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, VIGIL_MAX_DROP_KEYS);
+  __type(key, struct vigil_drop_key);
+  __type(value, struct vigil_drop_value);
+} vigil_drops SEC(".maps");
+
+/* netns inode number -> pod id, for drops that happen inside a pod's namespace. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS);
+  __type(key, __u32);
+  __type(value, __u32);
+} vigil_pod_netns SEC(".maps");
+
+/* pod address -> pod id, for drops on the host's side of the pod's traffic. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS * 2);
+  __type(key, struct vigil_ip_key);
+  __type(value, __u32);
+} vigil_pod_ip SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, VIGIL_ERR_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} vigil_errors SEC(".maps");
+
+static __always_inline void count_error(__u32 site) {
+  __u64 *n = bpf_map_lookup_elem(&vigil_errors, &site);
+  if (n) *n += 1;
+}
+
+static __always_inline void count_traffic(struct __sk_buff *skb, int dir) {
+  struct vigil_traffic_key key = {.ifindex = skb->ifindex};
+  struct vigil_traffic_value *v = bpf_map_lookup_elem(&vigil_traffic, &key);
+  if (!v) {
+    struct vigil_traffic_value zero = {};
+    /* BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up again. */
+    bpf_map_update_elem(&vigil_traffic, &key, &zero, BPF_NOEXIST);
+    v = bpf_map_lookup_elem(&vigil_traffic, &key);
+    if (!v) {
+      count_error(VIGIL_ERR_TRAFFIC_MAP_FULL);
+      return;
+    }
+  }
+  v->packets[dir & 1] += 1;
+  v->bytes[dir & 1] += skb->len;
+}
+
+/* Attached to TC ingress of a pod's host-side veth: the pod is sending. */
+SEC("tc")
+int vigil_tc_ingress(struct __sk_buff *skb) {
+  count_traffic(skb, VIGIL_DIR_EGRESS);
+  return TC_ACT_OK;
+}
+
+/* Attached to TC egress of a pod's host-side veth: the pod is receiving. */
+SEC("tc")
+int vigil_tc_egress(struct __sk_buff *skb) {
+  count_traffic(skb, VIGIL_DIR_INGRESS);
+  return TC_ACT_OK;
+}
+
+static __always_inline __u32 pod_of_ip(const struct vigil_ip_key *key) {
+  __u32 *id = bpf_map_lookup_elem(&vigil_pod_ip, key);
+  return id ? *id : 0;
+}
+
+/* Reads the source and destination address of the skb's network header, as IPv4-mapped
+ * IPv6 keys. Returns 0 on success. */
+static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_key *src, struct vigil_ip_key *dst) {
+  unsigned char *head = BPF_CORE_READ(skb, head);
+  __u16 nh = BPF_CORE_READ(skb, network_header);
+  __u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+  if (nh == (__u16)~0U || !head) return -1;
+  if (proto == ETH_P_IP) {
+    struct iphdr ip;
+    if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh)) return -1;
+    if (ip.version != 4) return -1;
+    __builtin_memset(src, 0, sizeof(*src));
+    __builtin_memset(dst, 0, sizeof(*dst));
+    src->addr[10] = src->addr[11] = 0xff;
+    dst->addr[10] = dst->addr[11] = 0xff;
+    __builtin_memcpy(&src->addr[12], &ip.saddr, 4);
+    __builtin_memcpy(&dst->addr[12], &ip.daddr, 4);
+    return 0;
+  }
+  if (proto == ETH_P_IPV6) {
+    struct ipv6hdr ip6;
+    if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh)) return -1;
+    if (ip6.version != 6) return -1;
+    __builtin_memcpy(src->addr, &ip6.saddr, 16);
+    __builtin_memcpy(dst->addr, &ip6.daddr, 16);
+    return 0;
+  }
+  return -1;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason) {
+  if (reason == SKB_CONSUMED) return 0;
+
+  struct vigil_ip_key src, dst;
+  __u32 src_pod = 0, dst_pod = 0;
+  if (read_addresses(skb, &src, &dst) == 0) {
+    src_pod = pod_of_ip(&src);
+    dst_pod = pod_of_ip(&dst);
+  }
+
+  /* A drop inside a pod's own namespace belongs to that pod, whatever the addresses. */
+  __u32 pod = 0;
+  __u8 dir = VIGIL_DIR_INGRESS;
+  struct net_device *dev = BPF_CORE_READ(skb, dev);
+  if (dev) {
+    __u32 inum = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+    __u32 *netns_pod = bpf_map_lookup_elem(&vigil_pod_netns, &inum);
+    if (netns_pod) {
+      pod = *netns_pod;
+      dir = (src_pod == pod && dst_pod != pod) ? VIGIL_DIR_EGRESS : VIGIL_DIR_INGRESS;
+    }
+  }
+  if (!pod) {
+    if (dst_pod) {
+      pod = dst_pod;
+      dir = VIGIL_DIR_INGRESS;
+    } else if (src_pod) {
+      pod = src_pod;
+      dir = VIGIL_DIR_EGRESS;
+    } else {
+      return 0; /* not a pod's packet */
+    }
+  }
+
+  struct vigil_drop_key key = {.pod_id = pod, .reason = (__u16)reason, .direction = dir};
+  struct vigil_drop_value *v = bpf_map_lookup_elem(&vigil_drops, &key);
+  if (!v) {
+    struct vigil_drop_value zero = {};
+    bpf_map_update_elem(&vigil_drops, &key, &zero, BPF_NOEXIST);
+    v = bpf_map_lookup_elem(&vigil_drops, &key);
+    if (!v) {
+      count_error(VIGIL_ERR_DROP_MAP_FULL);
+      return 0;
+    }
+  }
+  v->packets += 1;
+  v->bytes += BPF_CORE_READ(skb, len);
+  return 0;
+}

@@ -1,0 +1,281 @@
+#include "engine/agent.h"
+
+#include <prometheus/text_serializer.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "vigil_abi.h"
+
+#ifndef VIGIL_VERSION
+#define VIGIL_VERSION "dev"
+#endif
+
+namespace vigil {
+namespace {
+
+const char* direction_name(int d) { return d == VIGIL_DIR_INGRESS ? "ingress" : "egress"; }
+
+const char* bpf_error_site(size_t i) {
+  switch (i) {
+    case VIGIL_ERR_TRAFFIC_MAP_FULL: return "traffic_map_full";
+    case VIGIL_ERR_DROP_MAP_FULL: return "drop_map_full";
+    case VIGIL_ERR_DROP_READ_HEADER: return "drop_read_header";
+    default: return nullptr;
+  }
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Agent::Agent(Config config) : config_(std::move(config)), registry_(std::make_shared<prometheus::Registry>()) {}
+
+Agent::~Agent() {
+  http_.reset();
+  dispatcher_.stop();
+  pods_.reset();  // detaches from every interface before the programs go away
+  datapath_.reset();
+}
+
+Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
+  std::unique_ptr<Agent> a(new Agent(config));
+
+  for (const auto& n : config.notifiers) {
+    auto notifier = actions::make_notifier(n);
+    if (!notifier) return notifier.error();
+    a->dispatcher_.add(std::move(*notifier));
+  }
+
+  rules::EngineOptions opts;
+  opts.node = config.node;
+  opts.tick_seconds = config.tick_seconds;
+  auto names = a->dispatcher_.channel_names();
+  opts.channels = std::set<std::string>(names.begin(), names.end());
+  auto engine = rules::RuleEngine::load(config.rules, opts, &a->dispatcher_);
+  if (!engine) return engine.error();
+  a->rules_ = std::move(*engine);
+
+  auto dp = Datapath::open_and_load();
+  if (!dp) return dp.error();
+  a->datapath_ = std::move(*dp);
+  a->pods_ = std::make_unique<PodManager>(*a->datapath_);
+  spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
+
+  auto& s = a->store_;
+  s.describe("vigil_forward_packets_total", "Packets forwarded to (ingress) or from (egress) a pod.", SeriesKind::Counter);
+  s.describe("vigil_forward_bytes_total", "Bytes forwarded to (ingress) or from (egress) a pod, Ethernet header included.", SeriesKind::Counter);
+  s.describe("vigil_drop_packets_total", "Packets of a pod dropped by the kernel, by the kernel's drop reason.", SeriesKind::Counter);
+  s.describe("vigil_drop_bytes_total", "Bytes of a pod dropped by the kernel, by the kernel's drop reason.", SeriesKind::Counter);
+  s.describe("vigil_bpf_errors_total", "Failures inside Vigil's eBPF programs, by site; nothing is lost silently.", SeriesKind::Counter);
+  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify).", SeriesKind::Counter);
+  s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
+  s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
+  s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_failed_total", "Failed delivery attempts, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_retried_total", "Delivery retries, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_dropped_total", "Notifications given up on, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notification_queue_depth", "Notifications waiting for delivery, by channel.", SeriesKind::Gauge);
+  s.describe("vigil_pods", "Pods the agent watches, by state (attached, pending).", SeriesKind::Gauge);
+  s.describe("vigil_build_info", "Build information; always 1.", SeriesKind::Gauge);
+  s.set("vigil_build_info", make_labels({{"version", VIGIL_VERSION}}), 1);
+
+  a->tick_histogram_ = &prometheus::BuildHistogram()
+                            .Name("vigil_tick_duration_seconds")
+                            .Help("Time one tick takes: reading the maps, updating series, running the rules.")
+                            .Register(*a->registry_)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
+
+  a->load_pods_if_changed();
+
+  HttpHandlers h;
+  Agent* self = a.get();
+  h.metrics = [self] { return self->render_metrics(); };
+  h.health = [self] {
+    std::lock_guard lock(self->published_mu_);
+    auto age = std::chrono::steady_clock::now() - self->last_tick_;
+    bool ok = self->last_tick_ != std::chrono::steady_clock::time_point{} &&
+              age < std::chrono::duration<double>(5 * self->config_.tick_seconds + 2);
+    nlohmann::json j = {{"status", ok ? "ok" : "stalled"},
+                        {"last_tick_age_seconds", std::chrono::duration<double>(age).count()}};
+    return std::make_pair(ok, j.dump());
+  };
+  h.pods = [self] {
+    std::lock_guard lock(self->published_mu_);
+    return self->pods_json_;
+  };
+  h.rules = [self] {
+    std::lock_guard lock(self->published_mu_);
+    return self->rules_json_;
+  };
+  auto http = HttpServer::start(config.listen, std::move(h));
+  if (!http) return http.error();
+  a->http_ = std::move(*http);
+  return a;
+}
+
+std::string Agent::listen_address() const {
+  std::string host = http_->host();
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + std::to_string(http_->port());
+}
+
+void Agent::run() {
+  using clock = std::chrono::steady_clock;
+  const auto period = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(config_.tick_seconds));
+  auto next = clock::now();
+  while (!stopping_) {
+    tick();
+    next += period;
+    if (next < clock::now()) next = clock::now();  // a slow tick does not cause a burst of ticks
+    std::unique_lock lock(wake_mu_);
+    wake_.wait_until(lock, next, [this] { return stopping_.load(); });
+  }
+}
+
+void Agent::stop() {
+  stopping_ = true;
+  wake_.notify_all();
+}
+
+void Agent::tick() {
+  const auto start = std::chrono::steady_clock::now();
+  load_pods_if_changed();
+  pods_->refresh();
+  read_datapath();
+
+  TickInput input;
+  input.time = unix_now();
+  input.samples = store_.snapshot();
+  input.pods = pods_->metadata(config_.node);
+  rules_->tick(input);
+
+  export_self_metrics(std::chrono::steady_clock::now() - start);
+  publish_state();
+}
+
+void Agent::load_pods_if_changed() {
+  if (config_.pods.source != "file") return;
+  struct stat st {};
+  if (stat(config_.pods.file.c_str(), &st) != 0) {
+    if (pods_size_ != -2) spdlog::error("pods file {}: cannot be read; keeping the last known pods", config_.pods.file);
+    pods_size_ = -2;
+    return;
+  }
+  bool changed = reload_requested_.exchange(false) || st.st_size != pods_size_ ||
+                 st.st_mtim.tv_sec != pods_mtime_.tv_sec || st.st_mtim.tv_nsec != pods_mtime_.tv_nsec;
+  if (!changed) return;
+  pods_mtime_ = st.st_mtim;
+  pods_size_ = st.st_size;
+  auto specs = load_pods_file(config_.pods.file);
+  if (!specs) {
+    spdlog::error("{}; keeping the last known pods", specs.error().message);
+    return;
+  }
+  auto removed = pods_->reconcile(*specs);
+  for (const auto& pod : removed) {
+    store_.remove_if([&](const Labels& l) {
+      const auto* ns = find_label(l, "namespace");
+      const auto* name = find_label(l, "pod");
+      return ns && name && *ns == pod.spec.namespace_ && *name == pod.spec.name;
+    });
+  }
+  spdlog::info("pods file {}: {} pods", config_.pods.file, specs->size());
+}
+
+void Agent::read_datapath() {
+  if (auto traffic = datapath_->read_traffic()) {
+    for (const auto& [ifindex, t] : *traffic) {
+      const WatchedPod* pod = pods_->by_ifindex(ifindex);
+      if (!pod) continue;
+      for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
+        Labels l = make_labels({{"namespace", pod->spec.namespace_}, {"pod", pod->spec.name}, {"direction", direction_name(d)}});
+        store_.set("vigil_forward_packets_total", l, static_cast<double>(t.packets[d]));
+        store_.set("vigil_forward_bytes_total", l, static_cast<double>(t.bytes[d]));
+      }
+    }
+  } else {
+    spdlog::error("read traffic counters: {}", traffic.error().message);
+  }
+  if (auto drops = datapath_->read_drops()) {
+    for (const auto& d : *drops) {
+      const WatchedPod* pod = pods_->by_id(d.pod_id);
+      if (!pod) continue;
+      Labels l = make_labels({{"namespace", pod->spec.namespace_},
+                              {"pod", pod->spec.name},
+                              {"direction", direction_name(d.direction)},
+                              {"reason", datapath_->drop_reasons().name(d.reason)}});
+      store_.set("vigil_drop_packets_total", l, static_cast<double>(d.packets));
+      store_.set("vigil_drop_bytes_total", l, static_cast<double>(d.bytes));
+    }
+  } else {
+    spdlog::error("read drop counters: {}", drops.error().message);
+  }
+  auto errors = datapath_->read_errors();
+  for (size_t i = 0; i < errors.size(); ++i)
+    if (const char* site = bpf_error_site(i))
+      store_.set("vigil_bpf_errors_total", make_labels({{"site", site}}), static_cast<double>(errors[i]));
+}
+
+void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
+  tick_histogram_->Observe(std::chrono::duration<double>(tick_time).count());
+  for (const auto& r : rules_->status()) {
+    for (const char* kind : {"runtime", "budget", "notify"}) {
+      auto it = r.errors.find(kind);
+      store_.set("vigil_rule_errors_total", make_labels({{"rule", r.rule}, {"kind", kind}}),
+                 it == r.errors.end() ? 0.0 : static_cast<double>(it->second));
+    }
+    store_.set("vigil_rule_quarantined", make_labels({{"rule", r.rule}}), r.disabled ? 1 : 0);
+    store_.set("vigil_anomalies_total", make_labels({{"rule", r.rule}}), static_cast<double>(r.anomalies_fired));
+  }
+  for (const auto& [channel, st] : dispatcher_.stats()) {
+    Labels l = make_labels({{"channel", channel}});
+    store_.set("vigil_notifications_sent_total", l, static_cast<double>(st.sent));
+    store_.set("vigil_notifications_failed_total", l, static_cast<double>(st.failed));
+    store_.set("vigil_notifications_retried_total", l, static_cast<double>(st.retried));
+    store_.set("vigil_notifications_dropped_total", l, static_cast<double>(st.dropped));
+    store_.set("vigil_notification_queue_depth", l, static_cast<double>(st.queue_depth));
+  }
+  double attached = 0, pending = 0;
+  for (const auto& [key, pod] : pods_->pods()) (pod.attached ? attached : pending) += 1;
+  store_.set("vigil_pods", make_labels({{"state", "attached"}}), attached);
+  store_.set("vigil_pods", make_labels({{"state", "pending"}}), pending);
+}
+
+void Agent::publish_state() {
+  nlohmann::json pods = nlohmann::json::array();
+  for (const auto& [key, pod] : pods_->pods()) {
+    nlohmann::json p = {{"namespace", pod.spec.namespace_}, {"name", pod.spec.name},  {"labels", pod.spec.labels},
+                        {"attached", pod.attached},         {"id", pod.id}};
+    if (pod.attached) {
+      p["interface"] = pod.iface.host_ifname;
+      p["ifindex"] = pod.iface.host_ifindex;
+      p["ips"] = pod.iface.ips;
+    } else {
+      p["error"] = pod.last_error;
+    }
+    pods.push_back(std::move(p));
+  }
+  nlohmann::json rules = nlohmann::json::array();
+  for (const auto& r : rules_->status())
+    rules.push_back({{"rule", r.rule}, {"file", r.file}, {"disabled", r.disabled}, {"last_error", r.last_error},
+                     {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"groups", r.groups}});
+  std::lock_guard lock(published_mu_);
+  pods_json_ = pods.dump();
+  rules_json_ = rules.dump();
+  last_tick_ = std::chrono::steady_clock::now();
+}
+
+std::string Agent::render_metrics() const {
+  auto families = registry_->Collect();
+  auto ours = store_.Collect();
+  families.insert(families.end(), std::make_move_iterator(ours.begin()), std::make_move_iterator(ours.end()));
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+}  // namespace vigil

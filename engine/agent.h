@@ -1,0 +1,73 @@
+// The agent: one tick thread that reads the kernel's maps into series, runs the rules and
+// publishes state for the HTTP thread; notifiers deliver on their own threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <sys/stat.h>
+
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "actions/notifier.h"
+#include "engine/config.h"
+#include "engine/datapath.h"
+#include "engine/http_server.h"
+#include "engine/pod_manager.h"
+#include "engine/series_store.h"
+#include "rules/runtime/engine.h"
+
+namespace vigil {
+
+class Agent {
+ public:
+  // Loads everything the config names; any failure is returned before anything runs, so the
+  // agent never starts half-configured.
+  static Result<std::unique_ptr<Agent>> create(const Config& config);
+  ~Agent();
+
+  // Runs ticks until stop() is called.
+  void run();
+  void stop();
+  void request_reload() { reload_requested_ = true; }
+
+  std::string listen_address() const;
+
+ private:
+  explicit Agent(Config config);
+  void tick();
+  void load_pods_if_changed();
+  void read_datapath();
+  void export_self_metrics(std::chrono::steady_clock::duration tick_time);
+  void publish_state();
+  std::string render_metrics() const;
+
+  Config config_;
+  std::unique_ptr<Datapath> datapath_;
+  std::unique_ptr<PodManager> pods_;
+  SeriesStore store_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Histogram* tick_histogram_ = nullptr;
+  actions::Dispatcher dispatcher_;
+  std::unique_ptr<rules::RuleEngine> rules_;
+  std::unique_ptr<HttpServer> http_;
+
+  struct timespec pods_mtime_ {};
+  off_t pods_size_ = -1;
+  std::atomic<bool> reload_requested_{false};
+  std::atomic<bool> stopping_{false};
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+
+  // Published by the tick thread for the HTTP thread.
+  mutable std::mutex published_mu_;
+  std::string pods_json_ = "[]";
+  std::string rules_json_ = "[]";
+  std::chrono::steady_clock::time_point last_tick_{};
+};
+
+}  // namespace vigil

@@ -1,0 +1,195 @@
+#include "engine/datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "engine/netns.h"
+#include "vigil_abi.h"
+#include "counters.skel.h"
+
+namespace vigil {
+namespace {
+
+std::string err_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+int cpu_count() {
+  int n = libbpf_num_possible_cpus();
+  return n > 0 ? n : 1;
+}
+
+}  // namespace
+
+Result<DropReasons> DropReasons::from_kernel_btf() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return make_error("load kernel BTF (/sys/kernel/btf/vmlinux): " + err_text(errno));
+  DropReasons out;
+  int id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
+  if (id < 0) {
+    btf__free(vmlinux);
+    return make_error("kernel BTF has no enum skb_drop_reason (kernel older than 5.17?)");
+  }
+  const btf_type* t = btf__type_by_id(vmlinux, id);
+  const btf_enum* e = btf_enum(t);
+  static const std::string prefix = "SKB_DROP_REASON_";
+  for (int i = 0; i < btf_vlen(t); ++i, ++e) {
+    std::string name = btf__name_by_offset(vmlinux, e->name_off);
+    if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
+    out.names_[static_cast<uint16_t>(e->val)] = name;
+  }
+  btf__free(vmlinux);
+  return out;
+}
+
+std::string DropReasons::name(uint16_t value) const {
+  auto it = names_.find(value);
+  return it != names_.end() ? it->second : "UNKNOWN_" + std::to_string(value);
+}
+
+Result<std::unique_ptr<Datapath>> Datapath::open_and_load() {
+  auto reasons = DropReasons::from_kernel_btf();
+  if (!reasons) return reasons.error();
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->reasons_ = std::move(*reasons);
+  dp->skel_ = vigil_counters__open();
+  if (!dp->skel_) return make_error("open eBPF object vigil_counters: " + err_text(errno));
+  if (int err = vigil_counters__load(dp->skel_))
+    return make_error("load eBPF object vigil_counters (needs root or CAP_BPF+CAP_PERFMON): " + err_text(err));
+  if (int err = vigil_counters__attach(dp->skel_))
+    return make_error("attach tp_btf/kfree_skb: " + err_text(err));
+  return dp;
+}
+
+Datapath::~Datapath() {
+  for (const auto& [ifindex, name] : std::map<uint32_t, std::string>(attached_)) detach_tc(ifindex);
+  if (skel_) vigil_counters__destroy(skel_);
+}
+
+Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname) {
+  DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
+                      .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST) return make_error("create clsact qdisc on " + ifname + ": " + err_text(err));
+  struct Side {
+    bpf_tc_attach_point point;
+    bpf_program* prog;
+    const char* name;
+  };
+  for (const Side& side : {Side{BPF_TC_INGRESS, skel_->progs.vigil_tc_ingress, "ingress"},
+                           Side{BPF_TC_EGRESS, skel_->progs.vigil_tc_egress, "egress"}}) {
+    hook.attach_point = side.point;
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1, .prog_fd = bpf_program__fd(side.prog));
+    opts.flags = BPF_TC_F_REPLACE;
+    if (int e = bpf_tc_attach(&hook, &opts)) {
+      detach_tc(ifindex);
+      return make_error(std::string("attach tc ") + side.name + " on " + ifname + ": " + err_text(e));
+    }
+  }
+  attached_[ifindex] = ifname;
+  return {};
+}
+
+void Datapath::detach_tc(uint32_t ifindex) {
+  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1);
+    bpf_tc_detach(&hook, &opts);  // the interface may already be gone with its namespace
+  }
+  attached_.erase(ifindex);
+}
+
+Result<void> Datapath::set_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips) {
+  if (netns_inode) {
+    if (bpf_map__update_elem(skel_->maps.vigil_pod_netns, &netns_inode, sizeof(netns_inode), &pod_id, sizeof(pod_id), BPF_ANY))
+      return make_error("update map vigil_pod_netns: " + err_text(errno));
+  }
+  for (const auto& ip : ips) {
+    vigil_ip_key key{};
+    if (!ip_to_key(ip, key.addr)) continue;
+    if (bpf_map__update_elem(skel_->maps.vigil_pod_ip, &key, sizeof(key), &pod_id, sizeof(pod_id), BPF_ANY))
+      return make_error("update map vigil_pod_ip for " + ip + ": " + err_text(errno));
+  }
+  return {};
+}
+
+void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& ips) {
+  if (netns_inode) bpf_map__delete_elem(skel_->maps.vigil_pod_netns, &netns_inode, sizeof(netns_inode), 0);
+  for (const auto& ip : ips) {
+    vigil_ip_key key{};
+    if (ip_to_key(ip, key.addr)) bpf_map__delete_elem(skel_->maps.vigil_pod_ip, &key, sizeof(key), 0);
+  }
+}
+
+void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
+  vigil_traffic_key tk{ifindex};
+  bpf_map__delete_elem(skel_->maps.vigil_traffic, &tk, sizeof(tk), 0);
+  auto drops = read_drops();
+  if (!drops) return;
+  for (const auto& d : *drops) {
+    if (d.pod_id != pod_id) continue;
+    vigil_drop_key key{d.pod_id, d.reason, d.direction, 0};
+    bpf_map__delete_elem(skel_->maps.vigil_drops, &key, sizeof(key), 0);
+  }
+}
+
+Result<std::map<uint32_t, TrafficTotals>> Datapath::read_traffic() const {
+  std::map<uint32_t, TrafficTotals> out;
+  const int ncpu = cpu_count();
+  std::vector<vigil_traffic_value> values(ncpu);
+  int fd = bpf_map__fd(skel_->maps.vigil_traffic);
+  vigil_traffic_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) continue;  // deleted meanwhile
+    TrafficTotals& t = out[key.ifindex];
+    for (const auto& v : values)
+      for (int d = 0; d < 2; ++d) {
+        t.packets[d] += v.packets[d];
+        t.bytes[d] += v.bytes[d];
+      }
+  }
+  return out;
+}
+
+Result<std::vector<DropTotals>> Datapath::read_drops() const {
+  std::vector<DropTotals> out;
+  const int ncpu = cpu_count();
+  std::vector<vigil_drop_value> values(ncpu);
+  int fd = bpf_map__fd(skel_->maps.vigil_drops);
+  vigil_drop_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) continue;
+    DropTotals d{key.pod_id, key.reason, key.direction, 0, 0};
+    for (const auto& v : values) {
+      d.packets += v.packets;
+      d.bytes += v.bytes;
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
+std::array<uint64_t, 8> Datapath::read_errors() const {
+  std::array<uint64_t, 8> out{};
+  const int ncpu = cpu_count();
+  std::vector<uint64_t> values(ncpu);
+  int fd = bpf_map__fd(skel_->maps.vigil_errors);
+  for (uint32_t i = 0; i < out.size(); ++i) {
+    if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
+    for (auto v : values) out[i] += v;
+  }
+  return out;
+}
+
+}  // namespace vigil

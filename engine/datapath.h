@@ -1,0 +1,75 @@
+// The kernel side of the agent: loads the CO-RE counters object, attaches its programs and
+// reads its maps. One instance per agent; only the tick thread calls it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rules/core/result.h"
+
+struct vigil_counters;  // the bpftool skeleton
+
+namespace vigil {
+
+struct TrafficTotals {
+  uint64_t packets[2] = {0, 0};  // indexed by vigil_direction
+  uint64_t bytes[2] = {0, 0};
+};
+
+struct DropTotals {
+  uint32_t pod_id = 0;
+  uint16_t reason = 0;
+  uint8_t direction = 0;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+// Names of the running kernel's enum skb_drop_reason, read from its BTF, without the
+// SKB_DROP_REASON_ prefix ("NETFILTER_DROP", "NO_SOCKET", ...).
+class DropReasons {
+ public:
+  static Result<DropReasons> from_kernel_btf();
+  std::string name(uint16_t value) const;
+  size_t size() const { return names_.size(); }
+
+ private:
+  std::map<uint16_t, std::string> names_;
+};
+
+class Datapath {
+ public:
+  static Result<std::unique_ptr<Datapath>> open_and_load();
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  // clsact ingress and egress on the pod's host-side interface.
+  Result<void> attach_tc(uint32_t ifindex, const std::string& ifname);
+  // Removes only Vigil's filters; the clsact qdisc stays for others that may use it.
+  void detach_tc(uint32_t ifindex);
+
+  // Tells the drop program which namespace and addresses belong to pod `pod_id` (> 0).
+  Result<void> set_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips);
+  void forget_pod(uint32_t netns_inode, const std::vector<std::string>& ips);
+  // Deletes the pod's counters from the maps once its series have been read for the last time.
+  void forget_counters(uint32_t ifindex, uint32_t pod_id);
+
+  // Sums of the per-CPU values since the program was loaded.
+  Result<std::map<uint32_t, TrafficTotals>> read_traffic() const;
+  Result<std::vector<DropTotals>> read_drops() const;
+  std::array<uint64_t, 8> read_errors() const;
+
+  const DropReasons& drop_reasons() const { return reasons_; }
+
+ private:
+  Datapath() = default;
+  vigil_counters* skel_ = nullptr;
+  DropReasons reasons_;
+  std::map<uint32_t, std::string> attached_;  // ifindex -> name
+};
+
+}  // namespace vigil

@@ -1,0 +1,32 @@
+// Finding a pod's interfaces: enter its network namespace (on a short-lived thread, so the
+// agent's own threads never change namespace), list links and addresses over rtnetlink, and
+// follow the veth to its host-side peer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rules/core/result.h"
+
+namespace vigil {
+
+struct PodInterface {
+  uint32_t netns_inode = 0;     // inode of the pod's network namespace
+  std::string pod_ifname;       // e.g. eth0, inside the pod
+  uint32_t host_ifindex = 0;    // host-side veth peer
+  std::string host_ifname;      // e.g. veth1a2b3c
+  std::vector<std::string> ips;  // the pod interface's addresses (no link-local)
+};
+
+// Looks up the pod's veth inside the namespace at `netns_path` (e.g. /run/netns/pod-a).
+Result<PodInterface> find_pod_interface(const std::string& netns_path);
+
+// Finds the namespace that holds `ip` among named namespaces (/run/netns) and those of
+// running processes (/proc/*/ns/net), then does what find_pod_interface does.
+Result<PodInterface> find_pod_interface_by_ip(const std::string& ip);
+
+// Converts "10.0.0.1" or "fd00::1" into 16 bytes (IPv4 as ::ffff:a.b.c.d). False if invalid.
+bool ip_to_key(const std::string& ip, uint8_t out[16]);
+
+}  // namespace vigil

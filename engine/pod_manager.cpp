@@ -1,0 +1,106 @@
+#include "engine/pod_manager.h"
+
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+
+namespace vigil {
+
+PodManager::~PodManager() {
+  for (auto& [key, pod] : pods_) detach(pod);
+}
+
+std::vector<WatchedPod> PodManager::reconcile(const std::vector<PodSpec>& desired) {
+  std::map<std::string, const PodSpec*> want;
+  for (const auto& spec : desired) want[spec.key()] = &spec;
+
+  std::vector<WatchedPod> removed;
+  for (auto it = pods_.begin(); it != pods_.end();) {
+    auto w = want.find(it->first);
+    if (w != want.end() && *w->second == it->second.spec) {
+      ++it;
+      continue;
+    }
+    spdlog::info("pod {}: {}", it->first, w == want.end() ? "removed" : "changed, re-attaching");
+    detach(it->second);
+    removed.push_back(std::move(it->second));
+    it = pods_.erase(it);
+  }
+  for (const auto& spec : desired) {
+    if (pods_.count(spec.key())) continue;
+    WatchedPod pod;
+    pod.spec = spec;
+    pod.id = next_id_++;
+    try_attach(pod);
+    pods_.emplace(spec.key(), std::move(pod));
+  }
+  return removed;
+}
+
+void PodManager::refresh() {
+  for (auto& [key, pod] : pods_) {
+    if (pod.attached) {
+      // A deleted namespace takes its veth pair with it; a reused ifindex gets a new name.
+      char name[IF_NAMESIZE] = {};
+      if (if_indextoname(pod.iface.host_ifindex, name) && pod.iface.host_ifname == name) continue;
+      spdlog::warn("pod {}: interface {} is gone; will re-resolve", key, pod.iface.host_ifname);
+      detach(pod);
+    }
+    try_attach(pod);
+  }
+}
+
+void PodManager::try_attach(WatchedPod& pod) {
+  auto iface = pod.spec.netns.empty() ? find_pod_interface_by_ip(pod.spec.ip) : find_pod_interface(pod.spec.netns);
+  if (!iface) {
+    if (pod.last_error != iface.error().message)
+      spdlog::warn("pod {}: not attached yet: {}", pod.spec.key(), iface.error().message);
+    pod.last_error = iface.error().message;
+    return;
+  }
+  // Counters of an earlier pod that had this ifindex must not leak into this one.
+  dp_.forget_counters(iface->host_ifindex, pod.id);
+  if (auto r = dp_.set_pod(pod.id, iface->netns_inode, iface->ips); !r) {
+    pod.last_error = r.error().message;
+    spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);
+    return;
+  }
+  if (auto r = dp_.attach_tc(iface->host_ifindex, iface->host_ifname); !r) {
+    dp_.forget_pod(iface->netns_inode, iface->ips);
+    pod.last_error = r.error().message;
+    spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);
+    return;
+  }
+  pod.iface = *iface;
+  pod.attached = true;
+  pod.last_error.clear();
+  spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]", pod.spec.key(), pod.iface.host_ifname,
+               pod.iface.host_ifindex, fmt::join(pod.iface.ips, ", "));
+}
+
+void PodManager::detach(WatchedPod& pod) {
+  if (!pod.attached) return;
+  dp_.detach_tc(pod.iface.host_ifindex);
+  dp_.forget_pod(pod.iface.netns_inode, pod.iface.ips);
+  dp_.forget_counters(pod.iface.host_ifindex, pod.id);
+  pod.attached = false;
+}
+
+const WatchedPod* PodManager::by_ifindex(uint32_t ifindex) const {
+  for (const auto& [key, pod] : pods_)
+    if (pod.attached && pod.iface.host_ifindex == ifindex) return &pod;
+  return nullptr;
+}
+
+const WatchedPod* PodManager::by_id(uint32_t id) const {
+  for (const auto& [key, pod] : pods_)
+    if (pod.id == id) return &pod;
+  return nullptr;
+}
+
+std::vector<PodMeta> PodManager::metadata(const std::string& node) const {
+  std::vector<PodMeta> out;
+  for (const auto& [key, pod] : pods_) out.push_back(PodMeta{pod.spec.namespace_, pod.spec.name, pod.spec.labels, node});
+  return out;
+}
+
+}  // namespace vigil

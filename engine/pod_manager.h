@@ -1,0 +1,51 @@
+// Keeps the datapath in step with the pods the agent should watch: resolves each pod's
+// host-side interface, attaches the TC programs, tells the drop program the pod's namespace
+// and addresses, and undoes all of it when the pod goes away.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/datapath.h"
+#include "engine/netns.h"
+#include "engine/pods.h"
+#include "rules/core/series.h"
+
+namespace vigil {
+
+struct WatchedPod {
+  PodSpec spec;
+  uint32_t id = 0;  // > 0, stable for as long as the pod is watched
+  bool attached = false;
+  PodInterface iface;
+  std::string last_error;  // why the pod is not attached
+};
+
+class PodManager {
+ public:
+  explicit PodManager(Datapath& datapath) : dp_(datapath) {}
+  ~PodManager();
+
+  // Makes the watched set equal `desired`. Returns the pods that were removed, so their
+  // series can be dropped after a last read.
+  std::vector<WatchedPod> reconcile(const std::vector<PodSpec>& desired);
+  // Retries pods that are not attached and notices interfaces that vanished.
+  void refresh();
+
+  const std::map<std::string, WatchedPod>& pods() const { return pods_; }
+  const WatchedPod* by_ifindex(uint32_t ifindex) const;
+  const WatchedPod* by_id(uint32_t id) const;
+  std::vector<PodMeta> metadata(const std::string& node) const;
+
+ private:
+  void try_attach(WatchedPod& pod);
+  void detach(WatchedPod& pod);
+
+  Datapath& dp_;
+  std::map<std::string, WatchedPod> pods_;  // by namespace/name
+  uint32_t next_id_ = 1;
+};
+
+}  // namespace vigil

@@ -1,0 +1,34 @@
+// The pods file: how the agent learns its pods without Kubernetes.
+//
+//   - namespace: default
+//     name: web-1
+//     labels: {app: web}
+//     netns: web-1          # a name under /run/netns (or an absolute path)
+//   - namespace: default
+//     name: db-1
+//     ip: 10.0.0.2          # found by scanning the host's network namespaces
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "rules/core/result.h"
+
+namespace vigil {
+
+struct PodSpec {
+  std::string namespace_;
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string netns;  // absolute path of the namespace file, or empty
+  std::string ip;     // or the pod's address
+
+  std::string key() const { return namespace_ + "/" + name; }
+  bool operator==(const PodSpec&) const = default;
+};
+
+Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin);
+Result<std::vector<PodSpec>> load_pods_file(const std::string& path);
+
+}  // namespace vigil

@@ -1,0 +1,65 @@
+#include "engine/series_store.h"
+
+#include <prometheus/metric_family.h>
+
+#include <stdexcept>
+
+namespace vigil {
+
+void SeriesStore::describe(const std::string& name, const std::string& help, SeriesKind kind) {
+  std::lock_guard lock(mu_);
+  auto& f = families_[name];
+  f.help = help;
+  f.kind = kind;
+}
+
+void SeriesStore::set(const std::string& name, const Labels& labels, double value) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
+  it->second.series[labels] = value;
+}
+
+void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
+  std::lock_guard lock(mu_);
+  for (auto& [name, family] : families_)
+    std::erase_if(family.series, [&](const auto& kv) { return match(kv.first); });
+}
+
+std::vector<Sample> SeriesStore::snapshot() const {
+  std::lock_guard lock(mu_);
+  std::vector<Sample> out;
+  for (const auto& [name, family] : families_)
+    for (const auto& [labels, value] : family.series) out.push_back(Sample{name, labels, value, family.kind});
+  return out;
+}
+
+size_t SeriesStore::size() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [name, family] : families_) n += family.series.size();
+  return n;
+}
+
+std::vector<prometheus::MetricFamily> SeriesStore::Collect() const {
+  std::lock_guard lock(mu_);
+  std::vector<prometheus::MetricFamily> out;
+  out.reserve(families_.size());
+  for (const auto& [name, family] : families_) {
+    prometheus::MetricFamily mf;
+    mf.name = name;
+    mf.help = family.help;
+    mf.type = family.kind == SeriesKind::Counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge;
+    for (const auto& [labels, value] : family.series) {
+      prometheus::ClientMetric m;
+      for (const auto& [k, v] : labels) m.label.push_back({k, v});
+      if (family.kind == SeriesKind::Counter) m.counter.value = value;
+      else m.gauge.value = value;
+      mf.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(mf));
+  }
+  return out;
+}
+
+}  // namespace vigil

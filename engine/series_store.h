@@ -1,0 +1,41 @@
+// The agent's series: what the tick read from the kernel and the agent's own counters, kept
+// as cumulative values. Rules read a snapshot each tick; /metrics reads it when scraped
+// (through prometheus-cpp's Collectable and text serializer, never hand-written text).
+#pragma once
+
+#include <prometheus/collectable.h>
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "rules/core/series.h"
+
+namespace vigil {
+
+class SeriesStore : public prometheus::Collectable {
+ public:
+  // Declares a family; set() on an undeclared family is a programming error.
+  void describe(const std::string& name, const std::string& help, SeriesKind kind);
+  void set(const std::string& name, const Labels& labels, double value);
+  // Removes every series of every family whose labels satisfy `match`.
+  void remove_if(const std::function<bool(const Labels&)>& match);
+
+  std::vector<Sample> snapshot() const;
+  size_t size() const;
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  struct Family {
+    std::string help;
+    SeriesKind kind = SeriesKind::Counter;
+    std::map<Labels, double> series;
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Family> families_;
+};
+
+}  // namespace vigil
