@@ -1,0 +1,86 @@
+// vigil-lab-traffic: traffic for lab pods, with exact counts the tests can compare against.
+//   httpd PORT                         serve GET /bytes/N (N bytes) until killed
+//   http-load URL RATE SECONDS         GET at a fixed rate; prints "ok=N failed=M"
+//   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
+// Every loop is bounded by its arguments.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <httplib.h>
+
+namespace {
+
+int httpd(int port) {
+  httplib::Server srv;
+  srv.set_tcp_nodelay(true);  // headers and body are separate writes: avoid Nagle + delayed ACK stalls
+  srv.Get(R"(/bytes/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
+    size_t n = std::min<size_t>(std::stoul(req.matches[1]), 64u << 20);
+    res.set_content(std::string(n, 'v'), "application/octet-stream");
+  });
+  srv.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("vigil lab\n", "text/plain"); });
+  return srv.listen("0.0.0.0", port) ? 0 : 1;
+}
+
+int http_load(const std::string& url, double rate, double seconds) {
+  // url: http://host:port/path
+  auto scheme_end = url.find("://");
+  auto path_start = url.find('/', scheme_end + 3);
+  std::string base = url.substr(0, path_start), path = path_start == std::string::npos ? "/" : url.substr(path_start);
+  httplib::Client cli(base);
+  cli.set_keep_alive(true);
+  cli.set_tcp_nodelay(true);
+  cli.set_connection_timeout(1, 0);
+  cli.set_read_timeout(1, 0);
+  using clock = std::chrono::steady_clock;
+  const auto end = clock::now() + std::chrono::duration<double>(seconds);
+  const auto period = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(1.0 / rate));
+  auto next = clock::now();
+  long ok = 0, failed = 0;
+  const long max_requests = static_cast<long>(rate * seconds) + 1;
+  for (long i = 0; i < max_requests && clock::now() < end; ++i) {
+    auto res = cli.Get(path);
+    if (res && res->status == 200) ++ok;
+    else ++failed;
+    next += period;
+    if (next > clock::now()) std::this_thread::sleep_until(next);
+  }
+  std::printf("ok=%ld failed=%ld\n", ok, failed);
+  return 0;
+}
+
+int udp_send(const std::string& ip, int port, long count, size_t size) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  if (inet_pton(AF_INET, ip.c_str(), &to.sin_addr) != 1) return 2;
+  std::string payload(size, 'u');
+  long sent = 0;
+  for (long i = 0; i < count; ++i) {
+    if (sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == static_cast<ssize_t>(size)) ++sent;
+    if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));  // stay below socket buffer limits
+  }
+  close(fd);
+  std::printf("sent=%ld\n", sent);
+  return sent == count ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "httpd" && argc == 3) return httpd(std::atoi(argv[2]));
+  if (mode == "http-load" && argc == 5) return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]));
+  if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS | udp-send IP PORT COUNT SIZE\n");
+  return 2;
+}
