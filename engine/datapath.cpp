@@ -36,7 +36,7 @@ Result<DropReasons> DropReasons::from_kernel_btf() {
     return make_error("kernel BTF has no enum skb_drop_reason (kernel older than 5.17?)");
   }
   const btf_type* t = btf__type_by_id(vmlinux, id);
-  const btf_enum* e = btf_enum(t);
+  const struct btf_enum* e = btf_enum(t);
   static const std::string prefix = "SKB_DROP_REASON_";
   for (int i = 0; i < btf_vlen(t); ++i, ++e) {
     std::string name = btf__name_by_offset(vmlinux, e->name_off);
@@ -84,7 +84,7 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname) {
   for (const Side& side : {Side{BPF_TC_INGRESS, skel_->progs.vigil_tc_ingress, "ingress"},
                            Side{BPF_TC_EGRESS, skel_->progs.vigil_tc_egress, "egress"}}) {
     hook.attach_point = side.point;
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1, .prog_fd = bpf_program__fd(side.prog));
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(side.prog), .handle = 0x7669, .priority = 1);
     opts.flags = BPF_TC_F_REPLACE;
     if (int e = bpf_tc_attach(&hook, &opts)) {
       detach_tc(ifindex);

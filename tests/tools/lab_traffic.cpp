@@ -2,6 +2,7 @@
 //   httpd PORT                         serve GET /bytes/N (N bytes) until killed
 //   http-load URL RATE SECONDS         GET at a fixed rate; prints "ok=N failed=M"
 //   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
+//   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
 // Every loop is bounded by its arguments.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -74,6 +75,27 @@ int udp_send(const std::string& ip, int port, long count, size_t size) {
   return sent == count ? 0 : 1;
 }
 
+int udp_sink(int port, double seconds) {
+  int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+  int off = 0;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  int rcvbuf = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return 2;
+  timeval tv{0, 100000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  long received = 0;
+  char buf[65536];
+  while (std::chrono::steady_clock::now() < end)
+    if (recv(fd, buf, sizeof(buf), 0) >= 0) ++received;
+  std::printf("received=%ld\n", received);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,6 +103,7 @@ int main(int argc, char** argv) {
   if (mode == "httpd" && argc == 3) return httpd(std::atoi(argv[2]));
   if (mode == "http-load" && argc == 5) return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]));
   if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS | udp-send IP PORT COUNT SIZE\n");
+  if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS\n");
   return 2;
 }

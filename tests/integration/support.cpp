@@ -1,0 +1,248 @@
+#include "support.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <httplib.h>
+
+namespace vigil::test {
+
+std::optional<std::string> privileged_unavailable() {
+  if (geteuid() != 0) return "needs root (eBPF and network namespaces)";
+  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) return "kernel has no BTF";
+  return std::nullopt;
+}
+
+bool privileged_required() {
+  const char* v = std::getenv("VIGIL_REQUIRE_PRIVILEGED");
+  return v && std::string(v) == "1";
+}
+
+CommandResult run(const std::string& command) {
+  CommandResult r;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string source_path(const std::string& rel) { return std::string(VIGIL_SOURCE_DIR) + "/" + rel; }
+std::string binary_path(const std::string& rel) { return std::string(VIGIL_BINARY_DIR) + "/" + rel; }
+
+Process::Process(std::vector<std::string> argv, const std::string& log_file) : log_file_(log_file) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !status_) terminate(std::chrono::milliseconds(2000));
+}
+
+bool Process::running() {
+  if (status_) return false;
+  int st = 0;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+int Process::terminate(std::chrono::milliseconds grace) {
+  if (status_) return *status_;
+  kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running()) return *status_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid_, SIGKILL);
+  int st = 0;
+  waitpid(pid_, &st, 0);
+  status_ = 128 + SIGKILL;
+  return *status_;
+}
+
+std::string Process::log() const {
+  std::ifstream in(log_file_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Lab::Lab(int pods) {
+  // Unique per test process so that concurrent or leftover labs never collide.
+  prefix_ = "t" + std::to_string(getpid() % 100000);
+  cmd("down");
+  cmd("up " + std::to_string(pods));
+}
+
+Lab::~Lab() { run(source_path("tests/lab/vigil-lab") + " --prefix " + prefix_ + " down"); }
+
+std::string Lab::cmd(const std::string& args) const {
+  auto r = run("VIGIL_LAB_TRAFFIC=" + binary_path("tests/tools/vigil-lab-traffic") + " " +
+               source_path("tests/lab/vigil-lab") + " --prefix " + prefix_ + " " + args);
+  EXPECT_EQ(r.status, 0) << "vigil-lab " << args << ": " << r.output;
+  return r.output;
+}
+
+static std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string Lab::pods_file() const { return trim(cmd("pods-file")); }
+std::string Lab::ip(int pod) const { return trim(cmd("ip " + std::to_string(pod))); }
+std::string Lab::veth(int pod) const { return trim(cmd("veth " + std::to_string(pod))); }
+
+WebhookReceiver::WebhookReceiver() : server_(std::make_unique<httplib::Server>()) {
+  server_->Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu_);
+    bodies_.push_back(nlohmann::json::parse(req.body, nullptr, false));
+    res.status = 200;
+  });
+  port_ = server_->bind_to_any_port("127.0.0.1");
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+}
+
+WebhookReceiver::~WebhookReceiver() {
+  server_->stop();
+  thread_.join();
+}
+
+std::string WebhookReceiver::url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+
+std::vector<nlohmann::json> WebhookReceiver::bodies() const {
+  std::lock_guard lock(mu_);
+  return bodies_;
+}
+
+bool WebhookReceiver::wait_for(const std::function<bool(const std::vector<nlohmann::json>&)>& pred,
+                               std::chrono::seconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred(bodies())) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred(bodies());
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string http_get(const std::string& host, int port, const std::string& path, int* status) {
+  httplib::Client cli(host, port);
+  cli.set_read_timeout(5, 0);
+  auto res = cli.Get(path);
+  if (status) *status = res ? res->status : -1;
+  return res ? res->body : "";
+}
+
+namespace {
+// Parses `name{a="x",b="y"} value` lines; label values in our metrics hold no escaped quotes.
+bool parse_line(const std::string& line, std::string& name, std::map<std::string, std::string>& labels, double& value) {
+  if (line.empty() || line[0] == '#') return false;
+  auto brace = line.find('{');
+  auto space = line.rfind(' ');
+  if (space == std::string::npos) return false;
+  labels.clear();
+  if (brace != std::string::npos && brace < space) {
+    name = line.substr(0, brace);
+    auto close = line.rfind('}');
+    static const std::regex re(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)")re");
+    std::string body = line.substr(brace + 1, close - brace - 1);
+    for (std::sregex_iterator it(body.begin(), body.end(), re), end; it != end; ++it) labels[(*it)[1]] = (*it)[2];
+  } else {
+    name = line.substr(0, space);
+  }
+  value = std::strtod(line.c_str() + space + 1, nullptr);
+  return true;
+}
+}  // namespace
+
+std::optional<double> metric_value(const std::string& text, const std::string& name,
+                                   const std::map<std::string, std::string>& want) {
+  std::istringstream in(text);
+  std::string line, n;
+  std::map<std::string, std::string> labels;
+  double v;
+  while (std::getline(in, line)) {
+    if (!parse_line(line, n, labels, v) || n != name) continue;
+    bool match = true;
+    for (const auto& [k, val] : want) match = match && labels.count(k) && labels[k] == val;
+    if (match) return v;
+  }
+  return std::nullopt;
+}
+
+double metric_sum(const std::string& text, const std::string& name, const std::map<std::string, std::string>& want) {
+  std::istringstream in(text);
+  std::string line, n;
+  std::map<std::string, std::string> labels;
+  double v, sum = 0;
+  while (std::getline(in, line)) {
+    if (!parse_line(line, n, labels, v) || n != name) continue;
+    bool match = true;
+    for (const auto& [k, val] : want) match = match && labels.count(k) && labels[k] == val;
+    if (match) sum += v;
+  }
+  return sum;
+}
+
+uint64_t read_u64(const std::string& path) {
+  std::ifstream in(path);
+  uint64_t v = 0;
+  in >> v;
+  return v;
+}
+
+std::string make_temp_dir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "vigil-test-XXXXXX").string();
+  char* d = mkdtemp(tmpl.data());
+  return d ? std::string(d) : std::string();
+}
+
+std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content) {
+  std::string path = dir + "/" + name;
+  std::ofstream(path) << content;
+  return path;
+}
+
+}  // namespace vigil::test

@@ -1,0 +1,109 @@
+// Shared helpers for integration tests: privileges, lab pods, child processes, a webhook
+// receiver and /metrics parsing. Everything created here is removed by destructors, also when
+// a test fails.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace httplib {
+class Server;
+}
+
+namespace vigil::test {
+
+// Skips the test when it cannot run unprivileged; under VIGIL_REQUIRE_PRIVILEGED=1 (CI) it
+// fails instead, so a privileged test never silently skips in CI.
+#define VIGIL_REQUIRE_ROOT()                                                                          \
+  do {                                                                                                \
+    if (auto why = ::vigil::test::privileged_unavailable()) {                                        \
+      if (::vigil::test::privileged_required()) FAIL() << "privileged test cannot run: " << *why;      \
+      GTEST_SKIP() << *why;                                                                           \
+    }                                                                                                 \
+  } while (0)
+
+std::optional<std::string> privileged_unavailable();
+bool privileged_required();
+
+struct CommandResult {
+  int status = -1;
+  std::string output;  // stdout and stderr
+};
+CommandResult run(const std::string& command);  // through /bin/sh
+std::string source_path(const std::string& rel);
+std::string binary_path(const std::string& rel);
+
+// A child process started by the test; killed (by pid) when destroyed.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, const std::string& log_file);
+  ~Process();
+  pid_t pid() const { return pid_; }
+  bool running();
+  int terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(3000));  // exit status
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_file_;
+  std::optional<int> status_;
+};
+
+// Lab pods (tests/lab/vigil-lab) under a prefix unique to this test process.
+class Lab {
+ public:
+  explicit Lab(int pods);
+  ~Lab();
+  std::string cmd(const std::string& args) const;  // runs vigil-lab with the prefix; asserts success
+  std::string pods_file() const;
+  std::string ip(int pod) const;
+  std::string veth(int pod) const;
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::string prefix_;
+};
+
+// A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it.
+class WebhookReceiver {
+ public:
+  WebhookReceiver();
+  ~WebhookReceiver();
+  std::string url() const;
+  std::vector<nlohmann::json> bodies() const;
+  // Waits (bounded) until `pred` holds for the received bodies.
+  bool wait_for(const std::function<bool(const std::vector<nlohmann::json>&)>& pred, std::chrono::seconds timeout) const;
+
+ private:
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  mutable std::mutex mu_;
+  std::vector<nlohmann::json> bodies_;
+};
+
+int free_port();
+std::string http_get(const std::string& host, int port, const std::string& path, int* status = nullptr);
+
+// Finds the value of `name{labels...}` in Prometheus text; labels given must all match.
+std::optional<double> metric_value(const std::string& text, const std::string& name,
+                                   const std::map<std::string, std::string>& labels);
+double metric_sum(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels);
+
+uint64_t read_u64(const std::string& path);
+std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content);
+std::string make_temp_dir();
+
+}  // namespace vigil::test
