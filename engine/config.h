@@ -23,7 +23,7 @@ struct Config {
   std::string state_dir = "/var/lib/vigil";
   PodsSourceConfig pods;
   std::vector<std::string> rules;        // rule files after glob expansion, in order
-  std::vector<actions::WebhookConfig> notifiers;
+  std::vector<actions::NotifierConfig> notifiers;
 };
 
 // Parses durations such as "500ms", "2s", "2m", "1h", "1h30m" or a plain number of seconds.

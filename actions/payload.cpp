@@ -1,0 +1,84 @@
+// The webhook body, version "vigil.v1". docs/webhook.md documents every field; a test checks
+// that the example there is exactly what this encoder produces.
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+#include "actions/notifier.h"
+
+namespace vigil::actions {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+// JSON has no NaN or infinity; such numbers become null rather than invalid output.
+ojson number_or_null(double v) { return std::isfinite(v) ? ojson(v) : ojson(nullptr); }
+
+ojson time_or_null(double unix_seconds) {
+  return std::isfinite(unix_seconds) ? ojson(format_rfc3339(unix_seconds)) : ojson(nullptr);
+}
+
+ojson string_or_null(const std::string* s) { return s ? ojson(*s) : ojson(nullptr); }
+
+ojson labels_object(const Labels& labels) {
+  ojson out = ojson::object();
+  for (const auto& [k, v] : labels) out[k] = v;
+  return out;
+}
+
+}  // namespace
+
+std::string format_rfc3339(double unix_seconds) {
+  // Round to whole milliseconds first so that 59.9996 s becomes the next second, not ".1000".
+  const long long total_ms = std::llround(unix_seconds * 1000.0);
+  long long secs = total_ms / 1000;
+  long long ms = total_ms % 1000;
+  if (ms < 0) {  // before 1970: keep the millisecond part positive
+    ms += 1000;
+    secs -= 1;
+  }
+  const std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  return buf;
+}
+
+nlohmann::ordered_json encode_webhook_payload(const Anomaly& a) {
+  ojson group = ojson::object();
+  for (const auto& [k, v] : a.scope)
+    if (k != "namespace" && k != "pod") group[k] = v;
+
+  ojson pod_labels = ojson::object();
+  for (const auto& [k, v] : a.pod_labels) pod_labels[k] = v;
+
+  ojson body;
+  body["version"] = "vigil.v1";
+  body["id"] = a.id;
+  body["status"] = to_string(a.status);
+  body["rule"] = a.rule;
+  body["severity"] = a.severity;
+  body["summary"] = a.summary;
+  body["started_at"] = time_or_null(a.started_at);
+  if (a.status == AnomalyStatus::Resolved) body["ended_at"] = time_or_null(a.ended_at);
+  body["scope"] = {
+      {"node", a.node},
+      {"namespace", string_or_null(find_label(a.scope, "namespace"))},
+      {"pod", string_or_null(find_label(a.scope, "pod"))},
+      {"labels", std::move(pod_labels)},
+      {"group", std::move(group)},
+  };
+  body["metric"] = {
+      {"name", a.metric},
+      {"labels", labels_object(a.metric_labels)},
+      {"value", number_or_null(a.value)},
+      {"baseline", number_or_null(a.baseline)},
+      {"score", number_or_null(a.score)},
+  };
+  body["detector"] = a.detector;
+  return body;
+}
+
+}  // namespace vigil::actions
