@@ -1,0 +1,143 @@
+// The webhook body: every field, the time format, non-finite numbers, and the example in
+// docs/webhook.md.
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "actions/notifier.h"
+
+namespace vigil::actions {
+namespace {
+
+// 2026-11-25T12:34:56.789Z and seven minutes later.
+constexpr double kStarted = 1795610096.789;
+constexpr double kEnded = 1795610516.25;
+
+Anomaly sample_anomaly() {
+  Anomaly a;
+  a.id = "3f9c2a7e61d04b8a";
+  a.status = AnomalyStatus::Firing;
+  a.rule = "dns_servfail_spike";
+  a.severity = "warning";
+  a.summary = "DNS SERVFAIL rate 12.5/s, baseline 0.4/s";
+  a.started_at = kStarted;
+  a.node = "worker-1";
+  a.scope = make_labels({{"namespace", "shop"}, {"pod", "checkout-7d9f8"}, {"server", "10.96.0.10"}});
+  a.pod_labels = {{"app", "checkout"}, {"team", "payments"}};
+  a.metric = "vigil_dns_responses_total";
+  a.metric_labels = make_labels({{"namespace", "shop"}, {"pod", "checkout-7d9f8"}, {"rcode", "SERVFAIL"}});
+  a.value = 12.5;
+  a.baseline = 0.4;
+  a.score = 8.25;
+  a.detector = "baseline.zscore";
+  return a;
+}
+
+TEST(WebhookPayload, FiringAnomalyEncodesExactly) {
+  const std::string expected =
+      R"({"version":"vigil.v1","id":"3f9c2a7e61d04b8a","status":"firing","rule":"dns_servfail_spike",)"
+      R"("severity":"warning","summary":"DNS SERVFAIL rate 12.5/s, baseline 0.4/s",)"
+      R"("started_at":"2026-11-25T12:34:56.789Z",)"
+      R"("scope":{"node":"worker-1","namespace":"shop","pod":"checkout-7d9f8",)"
+      R"("labels":{"app":"checkout","team":"payments"},"group":{"server":"10.96.0.10"}},)"
+      R"("metric":{"name":"vigil_dns_responses_total",)"
+      R"("labels":{"namespace":"shop","pod":"checkout-7d9f8","rcode":"SERVFAIL"},)"
+      R"("value":12.5,"baseline":0.4,"score":8.25},"detector":"baseline.zscore"})";
+  EXPECT_EQ(encode_webhook_payload(sample_anomaly()).dump(), expected);
+}
+
+TEST(WebhookPayload, FieldByField) {
+  const auto j = encode_webhook_payload(sample_anomaly());
+  EXPECT_EQ(j["version"], "vigil.v1");
+  EXPECT_EQ(j["id"], "3f9c2a7e61d04b8a");
+  EXPECT_EQ(j["status"], "firing");
+  EXPECT_EQ(j["rule"], "dns_servfail_spike");
+  EXPECT_EQ(j["severity"], "warning");
+  EXPECT_EQ(j["summary"], "DNS SERVFAIL rate 12.5/s, baseline 0.4/s");
+  EXPECT_EQ(j["started_at"], "2026-11-25T12:34:56.789Z");
+  EXPECT_FALSE(j.contains("ended_at"));
+  EXPECT_EQ(j["scope"]["node"], "worker-1");
+  EXPECT_EQ(j["scope"]["namespace"], "shop");
+  EXPECT_EQ(j["scope"]["pod"], "checkout-7d9f8");
+  EXPECT_EQ(j["scope"]["labels"]["app"], "checkout");
+  EXPECT_EQ(j["scope"]["group"].size(), 1u);
+  EXPECT_EQ(j["scope"]["group"]["server"], "10.96.0.10");
+  EXPECT_EQ(j["metric"]["name"], "vigil_dns_responses_total");
+  EXPECT_EQ(j["metric"]["labels"]["rcode"], "SERVFAIL");
+  EXPECT_EQ(j["metric"]["value"], 12.5);
+  EXPECT_EQ(j["metric"]["baseline"], 0.4);
+  EXPECT_EQ(j["metric"]["score"], 8.25);
+  EXPECT_EQ(j["detector"], "baseline.zscore");
+}
+
+TEST(WebhookPayload, ResolvedCarriesEndedAt) {
+  Anomaly a = sample_anomaly();
+  a.status = AnomalyStatus::Resolved;
+  a.ended_at = kEnded;
+  const auto j = encode_webhook_payload(a);
+  EXPECT_EQ(j["status"], "resolved");
+  EXPECT_EQ(j["started_at"], "2026-11-25T12:34:56.789Z");
+  EXPECT_EQ(j["ended_at"], "2026-11-25T12:41:56.250Z");
+}
+
+TEST(WebhookPayload, NonFiniteNumbersBecomeNull) {
+  Anomaly a = sample_anomaly();
+  a.value = std::numeric_limits<double>::quiet_NaN();
+  a.baseline = std::numeric_limits<double>::infinity();
+  a.score = -std::numeric_limits<double>::infinity();
+  a.started_at = std::numeric_limits<double>::quiet_NaN();
+  const auto j = encode_webhook_payload(a);
+  EXPECT_TRUE(j["metric"]["value"].is_null());
+  EXPECT_TRUE(j["metric"]["baseline"].is_null());
+  EXPECT_TRUE(j["metric"]["score"].is_null());
+  EXPECT_TRUE(j["started_at"].is_null());
+  EXPECT_NE(j.dump().find(R"("value":null)"), std::string::npos);
+}
+
+TEST(WebhookPayload, PodUnknownGivesNullNamespaceAndPod) {
+  Anomaly a = sample_anomaly();
+  a.scope = make_labels({{"node_ip", "10.0.0.5"}});
+  a.pod_labels.clear();
+  const auto j = encode_webhook_payload(a);
+  EXPECT_TRUE(j["scope"]["namespace"].is_null());
+  EXPECT_TRUE(j["scope"]["pod"].is_null());
+  EXPECT_TRUE(j["scope"]["labels"].is_object());
+  EXPECT_TRUE(j["scope"]["labels"].empty());
+  EXPECT_EQ(j["scope"]["group"]["node_ip"], "10.0.0.5");
+}
+
+TEST(Rfc3339, UtcWithMilliseconds) {
+  EXPECT_EQ(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(format_rfc3339(kStarted), "2026-11-25T12:34:56.789Z");
+  EXPECT_EQ(format_rfc3339(1795610096.0), "2026-11-25T12:34:56.000Z");
+  // Rounds to the nearest millisecond, carrying into the seconds.
+  EXPECT_EQ(format_rfc3339(1795610096.9996), "2026-11-25T12:34:57.000Z");
+  EXPECT_EQ(format_rfc3339(951782400.5), "2000-02-29T00:00:00.500Z");
+  EXPECT_EQ(format_rfc3339(-0.25), "1969-12-31T23:59:59.750Z");
+}
+
+// The resolved example in docs/webhook.md is exactly what the encoder produces.
+TEST(WebhookPayload, MatchesDocumentedExample) {
+  std::ifstream in(VIGIL_SOURCE_DIR "/docs/webhook.md");
+  ASSERT_TRUE(in) << "cannot read docs/webhook.md";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  const std::string fence = "```json\n";
+  const size_t start = doc.find(fence);
+  ASSERT_NE(start, std::string::npos) << "no ```json block in docs/webhook.md";
+  const size_t end = doc.find("\n```", start + fence.size());
+  ASSERT_NE(end, std::string::npos);
+  const std::string example = doc.substr(start + fence.size(), end - start - fence.size());
+
+  Anomaly a = sample_anomaly();
+  a.status = AnomalyStatus::Resolved;
+  a.ended_at = kEnded;
+  EXPECT_EQ(encode_webhook_payload(a).dump(2), example);
+}
+
+}  // namespace
+}  // namespace vigil::actions
