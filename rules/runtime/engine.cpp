@@ -1,0 +1,329 @@
+#include "rules/runtime/engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <lua.hpp>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+#include "rules/runtime/channel_scan.h"
+#include "rules/runtime/lua_api.h"
+#include "rules/runtime/lua_sandbox.h"
+#include "rules/runtime/rule_eval.h"
+#include "rules/runtime/series_rates.h"
+#include "rules/runtime/summary.h"
+
+namespace vigil::rules {
+namespace {
+
+// Remembering every distinct error would let a rule that embeds a counter in its message grow
+// memory without bound; past this many, errors are still counted but no longer logged.
+constexpr size_t kMaxLoggedErrors = 32;
+
+struct RuleFile {
+  std::unique_ptr<FileContext> ctx;  // Lua closures point at it: it must not move
+  std::unique_ptr<LuaSandbox> sandbox;
+};
+
+struct LoadedRule {
+  RuleSpec spec;
+  RuleFile* file = nullptr;
+  std::unique_ptr<RuleEvaluator> eval;  // holds a reference to spec: LoadedRule must not move
+  RuleStatus status;
+  int consecutive_errors = 0;
+  std::set<std::string> logged;
+  bool gauge = false;  // the metric was last seen as a gauge: values are not per-second
+};
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": cannot read rule file: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return make_error(path + ": cannot read rule file: " + std::strerror(errno));
+  return text.str();
+}
+
+// True when the message starts with "<source>:<line>:".
+bool has_location(const std::string& message) {
+  size_t sep = message.find(": ");
+  if (sep == std::string::npos) return false;
+  size_t colon = message.rfind(':', sep - 1);
+  if (colon == std::string::npos || colon + 1 >= sep) return false;
+  for (size_t i = colon + 1; i < sep; ++i)
+    if (!std::isdigit(static_cast<unsigned char>(message[i]))) return false;
+  return true;
+}
+
+const char* kind_name(LuaSandbox::CallError::Kind kind) {
+  return kind == LuaSandbox::CallError::Kind::Runtime ? "runtime" : "budget";
+}
+
+class Engine final : public RuleEngine {
+ public:
+  Engine(const EngineOptions& options, ActionSink* sink)
+      : options_(options), sink_(sink), rng_(std::random_device{}()) {}
+
+  Result<void> load_file(const std::string& path, std::map<std::string, std::string>& defined_at);
+  void publish_status();
+
+  void tick(const TickInput& input) override;
+  std::vector<RuleStatus> status() const override;
+
+ private:
+  void run_tick(const TickInput& input);
+  void fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input);
+  void resolve(LoadedRule& rule, Group& group, double now);
+  void call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode);
+  void record_error(LoadedRule& rule, const std::string& kind, std::string message, const std::string& traceback);
+  std::string new_id();
+
+  EngineOptions options_;
+  ActionSink* sink_;
+  std::vector<std::unique_ptr<RuleFile>> files_;
+  std::vector<std::unique_ptr<LoadedRule>> rules_;
+  std::set<std::string> metrics_;
+  SeriesRates rates_;
+  std::optional<double> last_time_;
+  bool warned_time_ = false;
+  std::mt19937_64 rng_;
+
+  mutable std::mutex status_mu_;  // status() may be called from another thread (metrics)
+  std::vector<RuleStatus> published_;
+};
+
+Result<void> Engine::load_file(const std::string& path, std::map<std::string, std::string>& defined_at) {
+  auto source = read_file(path);
+  if (!source) return source.error();
+
+  if (options_.channels) {
+    for (const auto& use : literal_notify_channels(*source))
+      if (!options_.channels->count(use.channel))
+        return make_error(path + ":" + std::to_string(use.line) + ": " + unknown_channel(use.channel, *options_.channels));
+  }
+
+  auto file = std::make_unique<RuleFile>();
+  file->sandbox = LuaSandbox::create(path, {options_.memory_limit_bytes, options_.instruction_limit});
+  if (!file->sandbox) return make_error(path + ": cannot create a Lua state");
+  file->ctx = std::make_unique<FileContext>();
+  FileContext& ctx = *file->ctx;
+  ctx.path = path;
+  ctx.detectors.tick_seconds = options_.tick_seconds;
+  ctx.channels = options_.channels;
+  ctx.sink = sink_;
+  install_api(*file->sandbox, &ctx);
+
+  if (auto error = file->sandbox->run(*source, path)) {
+    std::string message = error->message;
+    if (error->kind == LuaSandbox::CallError::Kind::Memory) message = path + ": " + message + " while loading";
+    return make_error(message);
+  }
+  ctx.loading = false;
+
+  for (auto& spec : ctx.declared) {
+    auto [it, inserted] = defined_at.try_emplace(spec.name, spec.location);
+    if (!inserted) return make_error(spec.location + ": rule '" + spec.name + "' is already defined at " + it->second);
+  }
+  for (auto& spec : ctx.declared) {
+    auto rule = std::make_unique<LoadedRule>();
+    rule->spec = std::move(spec);
+    rule->file = file.get();
+    rule->eval = std::make_unique<RuleEvaluator>(rule->spec);
+    rule->status.rule = rule->spec.name;
+    rule->status.file = path;
+    metrics_.insert(rule->spec.metric);
+    rules_.push_back(std::move(rule));
+  }
+  ctx.declared.clear();
+  files_.push_back(std::move(file));
+  return {};
+}
+
+void Engine::tick(const TickInput& input) {
+  try {
+    run_tick(input);
+  } catch (const std::exception& e) {
+    spdlog::error("rule engine: tick at {} failed: {}", input.time, e.what());
+  }
+  try {
+    publish_status();
+  } catch (const std::exception& e) {
+    spdlog::error("rule engine: cannot publish rule status: {}", e.what());
+  }
+}
+
+void Engine::run_tick(const TickInput& input) {
+  const double now = input.time;
+  if (last_time_ && now <= *last_time_) {
+    if (!warned_time_) spdlog::warn("rule engine: tick time {} is not after {}; tick skipped", now, *last_time_);
+    warned_time_ = true;
+    return;
+  }
+  last_time_ = now;
+  const bool rates_exist = !rates_.first_tick();
+  auto values = rates_.update(input, metrics_);
+
+  for (auto& rule : rules_) {
+    if (rule->status.disabled) continue;
+    for (const auto& v : values)
+      if (v.sample->metric == rule->spec.metric) rule->gauge = v.sample->kind == SeriesKind::Gauge;
+    for (const auto& t : rule->eval->evaluate(values, input.pods, now, rates_exist)) {
+      if (rule->status.disabled) break;
+      if (t.kind == Transition::Kind::Fire) fire(*rule, *t.key, *t.group, input);
+      else if (t.group->episode) resolve(*rule, *t.group, now);
+    }
+    for (auto& [key, group] : rule->eval->forget_stale(now))
+      if (!rule->status.disabled) resolve(*rule, group, now);
+    rule->status.groups = rule->eval->size();
+  }
+}
+
+void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input) {
+  const RuleSpec& spec = rule.spec;
+  Anomaly a;
+  a.id = new_id();
+  a.status = AnomalyStatus::Firing;
+  a.rule = spec.name;
+  a.severity = spec.severity;
+  a.started_at = group.anomalous_since;  // when it became anomalous, before `pending` held it
+  a.node = options_.node;
+  a.scope = key;
+  const std::string* ns = find_label(key, "namespace");
+  const std::string* pod = find_label(key, "pod");
+  if (ns && pod) {
+    for (const auto& p : input.pods)
+      if (p.namespace_ == *ns && p.name == *pod) a.pod_labels = p.labels;
+  }
+  a.metric = spec.metric;
+  for (const auto& m : spec.where) {
+    std::string values;
+    for (const auto& v : m.values) values += (values.empty() ? "" : "|") + v;
+    if (!find_label(key, m.name)) a.metric_labels.emplace_back(m.name, values);
+  }
+  for (const auto& label : key) a.metric_labels.push_back(label);
+  sort_labels(a.metric_labels);
+  a.value = group.value;
+  a.baseline = group.verdict.baseline;
+  a.score = group.verdict.score;
+  a.detector = spec.detector->name();
+  a.summary = render_summary(spec.summary.value_or(spec.detector->default_summary()), a, rule.gauge ? "" : "/s");
+
+  ++rule.status.anomalies_fired;
+  spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
+  group.episode = Episode{std::move(a), {}};
+  if (spec.on_anomaly) call_handler(rule, spec.on_anomaly, "on_anomaly", *group.episode);
+}
+
+void Engine::resolve(LoadedRule& rule, Group& group, double now) {
+  Episode& episode = *group.episode;
+  Anomaly& a = episode.anomaly;
+  a.status = AnomalyStatus::Resolved;
+  a.ended_at = now;
+  a.value = group.value;
+  a.baseline = group.verdict.baseline;
+  a.score = group.verdict.score;
+  spdlog::debug("rule '{}' resolved [{}]", rule.spec.name, a.id);
+  // The engine sends the resolve itself, so a rule cannot forget to and leave an alert open.
+  if (sink_) {
+    for (const auto& channel : episode.channels) {
+      try {
+        sink_->notify(channel, a);
+      } catch (const std::exception& e) {
+        spdlog::error("rule '{}': resolve [{}] to channel '{}' failed: {}", rule.spec.name, a.id, channel, e.what());
+      }
+    }
+  }
+  if (rule.spec.on_resolve) call_handler(rule, rule.spec.on_resolve, "on_resolve", episode);
+  group.episode.reset();
+}
+
+void Engine::call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode) {
+  FileContext& ctx = *rule.file->ctx;
+  LuaSandbox& sandbox = *rule.file->sandbox;
+  lua_State* L = sandbox.state();
+  {
+    LuaSandbox::EngineSection section(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, handler.ref);
+    push_anomaly(L, episode.anomaly);
+  }
+  ctx.handling = &episode;
+  ctx.notify_error.clear();
+  auto error = sandbox.call(1);
+  ctx.handling = nullptr;
+  if (!error) {
+    rule.consecutive_errors = 0;
+    return;
+  }
+  std::string kind = kind_name(error->kind);
+  if (error->kind == LuaSandbox::CallError::Kind::Runtime && !ctx.notify_error.empty() &&
+      error->message == ctx.notify_error)
+    kind = "notify";
+  // Memory errors carry no position: name the handler that ran out.
+  std::string message = error->message;
+  if (!has_location(message)) message = handler.location + ": " + message + " (in " + name + ")";
+  record_error(rule, kind, std::move(message), error->traceback);
+}
+
+void Engine::record_error(LoadedRule& rule, const std::string& kind, std::string message, const std::string& traceback) {
+  if (!has_location(message)) message = rule.spec.location + ": " + message;
+  RuleStatus& st = rule.status;
+  ++st.errors[kind];
+  st.last_error = message;
+  ++rule.consecutive_errors;
+  if (rule.logged.size() < kMaxLoggedErrors && rule.logged.insert(message).second) {
+    if (traceback.empty()) spdlog::error("rule '{}': {} error: {}", rule.spec.name, kind, message);
+    else spdlog::error("rule '{}': {} error: {}\n{}", rule.spec.name, kind, message, traceback);
+  }
+  if (options_.quarantine_after_errors > 0 && rule.consecutive_errors >= options_.quarantine_after_errors) {
+    st.disabled = true;
+    spdlog::error("rule '{}' ({}) quarantined after {} consecutive errors; last: {}", rule.spec.name,
+                  rule.spec.location, rule.consecutive_errors, message);
+  }
+}
+
+std::string Engine::new_id() {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng_()));
+  return buf;
+}
+
+void Engine::publish_status() {
+  std::vector<RuleStatus> snapshot;
+  snapshot.reserve(rules_.size());
+  for (const auto& rule : rules_) snapshot.push_back(rule->status);
+  std::lock_guard lock(status_mu_);
+  published_ = std::move(snapshot);
+}
+
+std::vector<RuleStatus> Engine::status() const {
+  std::lock_guard lock(status_mu_);
+  return published_;
+}
+
+Result<std::unique_ptr<RuleEngine>> load_all(const std::vector<std::string>& files, const EngineOptions& options,
+                                             ActionSink* sink) {
+  if (!(options.tick_seconds > 0)) return make_error("rule engine: tick_seconds must be > 0");
+  auto engine = std::make_unique<Engine>(options, sink);
+  std::map<std::string, std::string> defined_at;  // rule name -> "file:line"
+  for (const auto& path : files)
+    if (auto r = engine->load_file(path, defined_at); !r) return r.error();
+  engine->publish_status();
+  return std::unique_ptr<RuleEngine>(std::move(engine));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RuleEngine>> RuleEngine::load(const std::vector<std::string>& files,
+                                                     const EngineOptions& options, ActionSink* sink) {
+  try {
+    return load_all(files, options, sink);
+  } catch (const std::exception& e) {
+    return make_error(std::string("load rules: ") + e.what());
+  }
+}
+
+}  // namespace vigil::rules

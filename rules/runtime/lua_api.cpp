@@ -1,0 +1,244 @@
+#include "rules/runtime/lua_api.h"
+
+#include <algorithm>
+#include <exception>
+#include <lua.hpp>
+#include <map>
+
+#include "rules/runtime/channel_scan.h"
+
+namespace vigil::rules {
+namespace {
+
+FileContext& file_context(lua_State* L) {
+  return *static_cast<FileContext*>(lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+// "file:line" of the Lua code that called the running C function.
+std::string caller_location(lua_State* L) {
+  luaL_where(L, 1);
+  std::string where = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  if (where.size() >= 2 && where.ends_with(": ")) where.resize(where.size() - 2);
+  return where;
+}
+
+// Runs engine code inside a Lua C function. `body` returns an error message or "" and sets
+// the number of results it pushed. No Lua error may long-jump over C++ objects, so the body
+// runs with the memory limit lifted and uses raw accesses only, and the error is raised once
+// every C++ object is gone. C++ exceptions become Lua errors as well.
+template <typename Body>
+int engine_code(lua_State* L, Body&& body) {
+  bool failed = false;
+  int results = 0;
+  {
+    LuaSandbox::EngineSection section(L);
+    try {
+      std::string error = body(results);
+      if (!error.empty()) {
+        lua_pushlstring(L, error.data(), error.size());
+        failed = true;
+      }
+    } catch (const std::exception& e) {
+      lua_pushstring(L, e.what());
+      failed = true;
+    }
+  }
+  if (failed) return lua_error(L);
+  return results;
+}
+
+int lua_rule(lua_State* L) {
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return luaL_error(L, "rule expects a table: rule { name = \"...\", metric = \"...\", detect = ... }");
+  return engine_code(L, [L](int&) -> std::string {
+    FileContext& ctx = file_context(L);
+    std::string where = caller_location(L);
+    if (!ctx.loading) return where + ": rule{} can only be called while the rule file loads";
+    auto spec = parse_rule(L, 1, ctx.detectors);
+    if (!spec) return where + ": " + spec.error().message;
+    for (const auto& other : ctx.declared)
+      if (other.name == spec->name) return where + ": rule '" + spec->name + "' is already defined at " + other.location;
+    spec->file = ctx.path;
+    spec->location = where.empty() ? ctx.path : where;
+    ctx.declared.push_back(std::move(*spec));
+    return "";
+  });
+}
+
+// Reads a string field of the table at `t` without metamethods.
+std::optional<std::string> raw_string(lua_State* L, int t, const char* key) {
+  lua_pushstring(L, key);
+  std::optional<std::string> out;
+  if (lua_rawget(L, t) == LUA_TSTRING) out = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return out;
+}
+
+std::string notify_impl(lua_State* L, FileContext& ctx) {
+  if (lua_type(L, 1) != LUA_TSTRING) return "notify: the channel must be a string, e.g. notify(\"default\", a)";
+  if (lua_type(L, 2) != LUA_TTABLE) return "notify: the second argument must be the anomaly, e.g. notify(\"default\", a)";
+  std::string channel = lua_tostring(L, 1);
+  Episode* episode = ctx.handling;
+  if (!episode) return "notify: can only be called from on_anomaly or on_resolve";
+  if (raw_string(L, 2, "id") != episode->anomaly.id)
+    return "notify: the second argument must be the anomaly passed to the handler";
+  if (ctx.channels && !ctx.channels->count(channel)) return "notify: " + unknown_channel(channel, *ctx.channels);
+
+  Anomaly& a = episode->anomaly;
+  if (auto summary = raw_string(L, 2, "summary")) a.summary = *summary;
+  if (auto severity = raw_string(L, 2, "severity")) {
+    if (*severity != "info" && *severity != "warning" && *severity != "critical")
+      return "notify: a.severity must be info, warning or critical (got '" + *severity + "')";
+    a.severity = *severity;
+  }
+  // Once per channel per episode: the resolve goes to every channel recorded here.
+  if (std::find(episode->channels.begin(), episode->channels.end(), channel) != episode->channels.end()) return "";
+  if (ctx.sink) {
+    try {
+      ctx.sink->notify(channel, a);
+    } catch (const std::exception& e) {
+      return "notify: channel '" + channel + "' failed: " + e.what();
+    }
+  }
+  episode->channels.push_back(channel);
+  return "";
+}
+
+int lua_notify(lua_State* L) {
+  return engine_code(L, [L](int&) -> std::string {
+    FileContext& ctx = file_context(L);
+    std::string error = notify_impl(L, ctx);
+    if (error.empty()) return "";
+    ctx.notify_error = caller_location(L) + ": " + error;
+    return ctx.notify_error;
+  });
+}
+
+int lua_make_detector(lua_State* L) {
+  auto kind = static_cast<int>(lua_tointeger(L, lua_upvalueindex(1)));
+  if (lua_type(L, 1) != LUA_TTABLE) {
+    const char* name = detector_kinds()[static_cast<size_t>(kind)].name;
+    return luaL_error(L, "%s expects a table of parameters: %s { ... }", name, name);
+  }
+  auto* ud = static_cast<DetectorUserdata*>(lua_newuserdatauv(L, sizeof(DetectorUserdata), 1));
+  ud->kind = kind;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, kDetectorMetatable);
+  return 1;
+}
+
+int detector_tostring(lua_State* L) {
+  auto* ud = static_cast<DetectorUserdata*>(luaL_checkudata(L, 1, kDetectorMetatable));
+  lua_pushfstring(L, "detector: %s", detector_kinds()[static_cast<size_t>(ud->kind)].name);
+  return 1;
+}
+
+int refuse_write(lua_State* L) { return luaL_error(L, "the rule API tables are read-only"); }
+
+// Replaces the table on the top of the stack by a read-only view of it, so one rule cannot
+// redefine baseline.zscore for the rules after it.
+void make_read_only(lua_State* L) {
+  lua_newtable(L);            // proxy
+  lua_createtable(L, 0, 3);   // its metatable
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, refuse_write);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "read-only");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_remove(L, -2);
+}
+
+void set_string(lua_State* L, const char* key, const std::string& value) {
+  lua_pushlstring(L, value.data(), value.size());
+  lua_setfield(L, -2, key);
+}
+
+void set_number(lua_State* L, const char* key, double value) {
+  lua_pushnumber(L, value);
+  lua_setfield(L, -2, key);
+}
+
+void push_labels(lua_State* L, const Labels& labels) {
+  lua_createtable(L, 0, static_cast<int>(labels.size()));
+  for (const auto& [k, v] : labels) set_string(L, k.c_str(), v);
+}
+
+}  // namespace
+
+void install_api(LuaSandbox& sandbox, FileContext* ctx) {
+  lua_State* L = sandbox.state();
+  LuaSandbox::EngineSection section(L);
+
+  luaL_newmetatable(L, kDetectorMetatable);
+  lua_pushcfunction(L, detector_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "detector");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+
+  sandbox.push_env();
+  const int env = lua_gettop(L);
+  lua_pushlightuserdata(L, ctx);
+  lua_pushcclosure(L, lua_rule, 1);
+  lua_setfield(L, env, "rule");
+  lua_pushlightuserdata(L, ctx);
+  lua_pushcclosure(L, lua_notify, 1);
+  lua_setfield(L, env, "notify");
+
+  // Detectors with dotted names live in namespace tables ("baseline.zscore").
+  std::map<std::string, int> namespaces;  // name -> stack index of its table
+  auto kinds = detector_kinds();
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    std::string name = kinds[i].name;
+    lua_pushinteger(L, static_cast<lua_Integer>(i));
+    lua_pushcclosure(L, lua_make_detector, 1);
+    size_t dot = name.find('.');
+    if (dot == std::string::npos) {
+      lua_setfield(L, env, name.c_str());
+      continue;
+    }
+    std::string space = name.substr(0, dot);
+    if (!namespaces.count(space)) {
+      lua_newtable(L);
+      lua_insert(L, -2);
+      namespaces[space] = lua_gettop(L) - 1;
+    }
+    lua_setfield(L, namespaces[space], name.substr(dot + 1).c_str());
+  }
+  for (auto it = namespaces.rbegin(); it != namespaces.rend(); ++it) {
+    lua_pushvalue(L, it->second);
+    make_read_only(L);
+    lua_setfield(L, env, it->first.c_str());
+  }
+  lua_settop(L, env - 1);
+}
+
+void push_anomaly(lua_State* L, const Anomaly& a) {
+  lua_createtable(L, 0, 18);
+  set_string(L, "id", a.id);
+  set_string(L, "rule", a.rule);
+  set_string(L, "severity", a.severity);
+  set_string(L, "summary", a.summary);
+  set_string(L, "status", to_string(a.status));
+  set_string(L, "node", a.node);
+  set_string(L, "metric", a.metric);
+  set_string(L, "detector", a.detector);
+  set_number(L, "value", a.value);
+  set_number(L, "baseline", a.baseline);
+  set_number(L, "score", a.score);
+  set_number(L, "started_at", a.started_at);
+  if (a.status == AnomalyStatus::Resolved) set_number(L, "ended_at", a.ended_at);
+  push_labels(L, a.metric_labels);
+  lua_setfield(L, -2, "labels");
+  push_labels(L, a.scope);
+  lua_createtable(L, 0, static_cast<int>(a.pod_labels.size()));
+  for (const auto& [k, v] : a.pod_labels) set_string(L, k.c_str(), v);
+  lua_setfield(L, -2, "labels");
+  lua_setfield(L, -2, "scope");
+}
+
+}  // namespace vigil::rules

@@ -1,0 +1,250 @@
+#include "rules/runtime/lua_sandbox.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <lua.hpp>
+
+namespace vigil::rules {
+namespace {
+
+// Base functions a rule may use. Everything else (load, loadfile, dofile, require, io, os,
+// package, debug, coroutine, string.dump) is simply not copied into the file's _ENV.
+constexpr const char* kBaseAllowed[] = {"assert", "error",  "getmetatable", "ipairs",   "next",
+                                        "pairs",  "pcall",  "rawequal",     "rawget",   "rawlen",
+                                        "rawset", "select", "tonumber",     "tostring", "type",
+                                        "xpcall", "_VERSION"};
+constexpr const char* kLibraries[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME};
+
+// The hook fires at least this often so a huge budget still fits lua_sethook's int count.
+constexpr uint64_t kMaxHookPeriod = 1u << 20;
+
+int sandbox_print(lua_State* L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; ++i) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, nullptr);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  try {
+    spdlog::info("{}: {}", LuaSandbox::from(L).name(), lua_tostring(L, -1));
+  } catch (...) {
+  }
+  return 0;
+}
+
+int sandbox_collectgarbage(lua_State* L) {
+  const char* option = luaL_optstring(L, 1, "collect");
+  if (std::strcmp(option, "count") != 0)
+    return luaL_error(L, "collectgarbage: only \"count\" is available to rules (got \"%s\")", option);
+  lua_pushnumber(L, lua_gc(L, LUA_GCCOUNT, 0) + lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0);
+  return 1;
+}
+
+// Like the base setmetatable, but refuses __gc: finalizers run inside the garbage collector
+// with hooks off, where the instruction budget cannot stop them.
+int sandbox_setmetatable(lua_State* L) {
+  int mt = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, mt == LUA_TNIL || mt == LUA_TTABLE, 2, "nil or table");
+  if (mt == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "setmetatable: __gc metamethods are not allowed in rules");
+    lua_pop(L, 1);
+  }
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL) return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+int panic(lua_State* L) {
+  const char* msg = lua_tostring(L, -1);
+  spdlog::critical("unprotected Lua error in the rule engine: {}", msg ? msg : "(no message)");
+  return 0;  // Lua aborts
+}
+
+}  // namespace
+
+LuaSandbox::EngineSection::EngineSection(lua_State* L) : sandbox_(LuaSandbox::from(L)), saved_(sandbox_.enforce_memory_) {
+  sandbox_.enforce_memory_ = false;
+}
+
+LuaSandbox::EngineSection::~EngineSection() { sandbox_.enforce_memory_ = saved_; }
+
+LuaSandbox::LuaSandbox(std::string name, Limits limits) : name_(std::move(name)), limits_(limits) {}
+
+LuaSandbox::~LuaSandbox() {
+  if (L_) lua_close(L_);
+}
+
+std::unique_ptr<LuaSandbox> LuaSandbox::create(std::string name, Limits limits) {
+  std::unique_ptr<LuaSandbox> sb(new LuaSandbox(std::move(name), limits));
+  sb->L_ = lua_newstate(&LuaSandbox::allocate, sb.get());
+  if (!sb->L_) return nullptr;
+  *static_cast<LuaSandbox**>(lua_getextraspace(sb->L_)) = sb.get();
+  lua_atpanic(sb->L_, panic);
+  sb->build_env();
+  return sb;
+}
+
+LuaSandbox& LuaSandbox::from(lua_State* L) { return **static_cast<LuaSandbox**>(lua_getextraspace(L)); }
+
+void LuaSandbox::build_env() {
+  lua_State* L = L_;
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+  luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+  lua_settop(L, 0);
+
+  lua_newtable(L);  // the file's _ENV
+  lua_pushglobaltable(L);
+  for (const char* name : kBaseAllowed) {
+    lua_getfield(L, -1, name);
+    lua_setfield(L, -3, name);
+  }
+  for (const char* name : kLibraries) {
+    lua_getfield(L, -1, name);
+    lua_setfield(L, -3, name);
+  }
+  lua_pop(L, 1);
+
+  // string.dump makes binary chunks; nothing may load them, but there is no use for it either.
+  lua_getfield(L, -1, LUA_STRLIBNAME);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, sandbox_print);
+  lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, sandbox_collectgarbage);
+  lua_setfield(L, -2, "collectgarbage");
+  lua_pushcfunction(L, sandbox_setmetatable);
+  lua_setfield(L, -2, "setmetatable");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "_G");
+  env_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void LuaSandbox::push_env() { lua_rawgeti(L_, LUA_REGISTRYINDEX, env_ref_); }
+
+void* LuaSandbox::allocate(void* ud, void* ptr, size_t osize, size_t nsize) {
+  auto* sb = static_cast<LuaSandbox*>(ud);
+  size_t old = ptr ? osize : 0;  // without ptr, osize encodes the object type
+  if (nsize == 0) {
+    std::free(ptr);
+    sb->used_ -= old;
+    return nullptr;
+  }
+  if (sb->enforce_memory_ && sb->limits_.memory_bytes && nsize > old &&
+      sb->used_ - old + nsize > sb->limits_.memory_bytes)
+    return nullptr;  // Lua collects garbage and retries once, then raises "not enough memory"
+  void* p = std::realloc(ptr, nsize);
+  if (p) sb->used_ = sb->used_ - old + nsize;
+  return p;
+}
+
+void LuaSandbox::count_hook(lua_State* L, lua_Debug* ar) {
+  LuaSandbox& sb = from(L);
+  if (!sb.over_budget_) {
+    sb.executed_ += static_cast<uint64_t>(sb.hook_period_);
+    if (sb.executed_ < sb.limits_.instructions) {
+      int period = static_cast<int>(std::min(sb.limits_.instructions - sb.executed_, kMaxHookPeriod));
+      if (period != sb.hook_period_) {
+        sb.hook_period_ = period;
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, period);
+      }
+      return;
+    }
+    // From now on every instruction raises, so a pcall in the rule cannot swallow the kill.
+    sb.over_budget_ = true;
+    sb.hook_period_ = 1;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    lua_getinfo(L, "Sl", ar);
+    lua_pushfstring(L, "%s:%d: instruction budget exceeded (%I instructions per call)", ar->short_src,
+                    ar->currentline, static_cast<lua_Integer>(sb.limits_.instructions));
+    // Kept aside: the error that finally reaches call() may be a later one (a rule's own
+    // error handler failing, say), but this one says where the budget ran out.
+    try {
+      sb.budget_message_ = lua_tostring(L, -1);
+    } catch (...) {
+    }
+    lua_error(L);
+  }
+  lua_pushliteral(L, "instruction budget exceeded");
+  lua_error(L);
+}
+
+int LuaSandbox::message_handler(lua_State* L) {
+  EngineSection section(L);  // the traceback must be built even when memory ran out
+  const char* msg = lua_tostring(L, 1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+std::optional<LuaSandbox::CallError> LuaSandbox::run(std::string_view source, const std::string& path) {
+  std::string chunk_name = "@" + path;
+  enforce_memory_ = true;
+  int status = luaL_loadbufferx(L_, source.data(), source.size(), chunk_name.c_str(), "t");
+  enforce_memory_ = false;
+  if (status != LUA_OK) {
+    CallError e;
+    e.kind = status == LUA_ERRMEM ? CallError::Kind::Memory : CallError::Kind::Runtime;
+    const char* msg = lua_tostring(L_, -1);
+    e.message = msg ? msg : "cannot load";
+    lua_pop(L_, 1);
+    if (!e.message.starts_with(path)) e.message = path + ": " + e.message;  // e.g. a binary chunk
+    return e;
+  }
+  push_env();
+  lua_setupvalue(L_, -2, 1);  // the main chunk's only upvalue is _ENV
+  return call(0);
+}
+
+std::optional<LuaSandbox::CallError> LuaSandbox::call(int nargs) {
+  const int base = lua_gettop(L_) - nargs;  // the function
+  lua_pushcfunction(L_, message_handler);
+  lua_insert(L_, base);
+  executed_ = 0;
+  over_budget_ = false;
+  if (limits_.instructions) {
+    hook_period_ = static_cast<int>(std::min(limits_.instructions, kMaxHookPeriod));
+    lua_sethook(L_, count_hook, LUA_MASKCOUNT, hook_period_);
+  }
+  enforce_memory_ = true;
+  int status = lua_pcall(L_, nargs, 0, base);
+  enforce_memory_ = false;
+  lua_sethook(L_, nullptr, 0, 0);
+  std::optional<CallError> error;
+  if (status != LUA_OK) error = error_from_stack(status);
+  lua_settop(L_, base - 1);
+  return error;
+}
+
+LuaSandbox::CallError LuaSandbox::error_from_stack(int status) {
+  CallError e;
+  if (over_budget_) {
+    e.kind = CallError::Kind::Budget;
+    e.message = budget_message_;
+  } else if (status == LUA_ERRMEM) {
+    e.kind = CallError::Kind::Memory;
+    e.message = "memory limit exceeded (" + std::to_string(limits_.memory_bytes >> 10) + " KiB per rule file)";
+    return e;
+  }
+  const char* text = lua_tostring(L_, -1);
+  std::string full = text ? text : "(error object is not a string)";
+  size_t split = full.find("\nstack traceback:");
+  if (e.message.empty()) e.message = full.substr(0, split);
+  if (split != std::string::npos) e.traceback = full.substr(split + 1);
+  return e;
+}
+
+}  // namespace vigil::rules

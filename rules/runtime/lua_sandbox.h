@@ -1,0 +1,89 @@
+// A sandboxed lua_State for one rule file. Only base, table, string, math and utf8 are
+// reachable, through a per-file _ENV built from an allow-list; chunks load as text only;
+// memory is capped by the allocator and CPU by an instruction-count hook. Every call from C++
+// into Lua goes through call(), which adds a traceback and reports which limit was hit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+struct lua_State;
+struct lua_Debug;
+
+namespace vigil::rules {
+
+class LuaSandbox {
+ public:
+  struct Limits {
+    size_t memory_bytes = 0;    // 0: unlimited
+    uint64_t instructions = 0;  // per call; 0: unlimited
+  };
+
+  struct CallError {
+    enum class Kind { Runtime, Budget, Memory };
+    Kind kind = Kind::Runtime;
+    std::string message;    // "file:line: what happened" when Lua knows where
+    std::string traceback;  // "stack traceback:\n\t..." (empty for memory errors)
+  };
+
+  // Lifts the memory limit while engine code (not rule code) builds values in the state.
+  // Such code must use raw accesses only, so no rule code runs and no Lua error can
+  // long-jump over C++ objects; the limit is restored when the section ends.
+  class EngineSection {
+   public:
+    explicit EngineSection(lua_State* L);
+    ~EngineSection();
+    EngineSection(const EngineSection&) = delete;
+    EngineSection& operator=(const EngineSection&) = delete;
+
+   private:
+    LuaSandbox& sandbox_;
+    bool saved_;
+  };
+
+  static std::unique_ptr<LuaSandbox> create(std::string name, Limits limits);
+  ~LuaSandbox();
+  LuaSandbox(const LuaSandbox&) = delete;
+  LuaSandbox& operator=(const LuaSandbox&) = delete;
+
+  static LuaSandbox& from(lua_State* L);
+  lua_State* state() const { return L_; }
+  const std::string& name() const { return name_; }
+  size_t memory_used() const { return used_; }
+
+  // Pushes the file's global table (its _ENV) so the engine can add its API to it.
+  void push_env();
+
+  // Compiles `source` (text only, binary chunks are refused) under the chunk name `@path`
+  // and runs its top level with the limits.
+  std::optional<CallError> run(std::string_view source, const std::string& path);
+
+  // Calls the function below `nargs` arguments on the stack, with the limits; pops them all.
+  std::optional<CallError> call(int nargs);
+
+ private:
+  LuaSandbox(std::string name, Limits limits);
+  void build_env();
+  CallError error_from_stack(int status);
+
+  static void* allocate(void* ud, void* ptr, size_t osize, size_t nsize);
+  static void count_hook(lua_State* L, lua_Debug* ar);
+  static int message_handler(lua_State* L);
+
+  std::string name_;
+  Limits limits_;
+  lua_State* L_ = nullptr;
+  int env_ref_ = -1;
+  size_t used_ = 0;
+  bool enforce_memory_ = false;
+  uint64_t executed_ = 0;
+  int hook_period_ = 0;
+  bool over_budget_ = false;
+  std::string budget_message_;
+};
+
+}  // namespace vigil::rules

@@ -1,0 +1,124 @@
+#include "rules/runtime/rule_eval.h"
+
+#include <algorithm>
+
+namespace vigil::rules {
+namespace {
+
+// Tick times are doubles of epoch seconds; durations compare with this much slack.
+constexpr double kTimeSlack = 1e-6;
+
+}  // namespace
+
+bool RuleEvaluator::matches(const Sample& s) const {
+  if (s.metric != spec_.metric) return false;
+  for (const auto& m : spec_.where) {
+    const std::string* v = find_label(s.labels, m.name);
+    const std::string& value = v ? *v : std::string();
+    if (std::find(m.values.begin(), m.values.end(), value) == m.values.end()) return false;
+  }
+  return true;
+}
+
+Labels RuleEvaluator::group_key(const Labels& labels) const {
+  Labels key;
+  key.reserve(spec_.by.size());
+  for (const auto& name : spec_.by) {
+    const std::string* v = find_label(labels, name);
+    key.emplace_back(name, v ? *v : std::string());
+  }
+  sort_labels(key);
+  return key;
+}
+
+std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& series,
+                                                const std::vector<PodMeta>& pods, double now, bool rates_exist) {
+  // Sum the rates of the series in each group; a group with series but no value yet
+  // (first tick) is still seen, so its age starts now.
+  std::map<Labels, std::optional<double>> values;
+  for (const auto& s : series) {
+    if (!matches(*s.sample)) continue;
+    gauge_ = s.sample->kind == SeriesKind::Gauge;
+    auto& slot = values[group_key(s.sample->labels)];
+    if (s.value) slot = slot.value_or(0) + *s.value;
+  }
+  if (spec_.seeds_from_pods()) {
+    // A pod without a matching series has a rate of zero (counters are created on the first
+    // event), so its baseline learns the quiet period before the first drop.
+    std::optional<double> silence;
+    if (rates_exist && !gauge_) silence = 0.0;
+    for (const auto& pod : pods) {
+      Labels key = group_key(make_labels({{"namespace", pod.namespace_}, {"pod", pod.name}}));
+      values.try_emplace(std::move(key), silence);
+    }
+  }
+
+  std::vector<Transition> out;
+  for (auto& [key, value] : values) {
+    auto [it, inserted] = groups_.try_emplace(key);
+    Group& g = it->second;
+    if (inserted) {
+      g.first_seen = now;
+      g.detector = spec_.detector->new_state();
+    }
+    g.last_seen = now;
+    if (!value) continue;
+    if (auto kind = step(g, *value, now)) out.push_back({*kind, &it->first, &g});
+  }
+  return out;
+}
+
+std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, double now) {
+  g.value = value;
+  g.verdict = g.detector->evaluate(value, now - g.first_seen);
+  const bool anomalous = g.verdict.anomalous;
+  std::optional<Transition::Kind> result;
+  switch (g.state) {
+    case GroupState::Normal:
+      if (anomalous) g.state = GroupState::Pending, g.anomalous_since = now;
+      break;
+    case GroupState::Pending:
+      if (!anomalous) g.state = GroupState::Normal;
+      break;
+    case GroupState::Firing:
+      if (anomalous) {
+        g.normal_since.reset();
+      } else {
+        if (!g.normal_since) g.normal_since = now;
+        if (now - *g.normal_since + kTimeSlack >= spec_.resolve_after) {
+          g.state = GroupState::Normal;
+          g.normal_since.reset();
+          result = Transition::Kind::Resolve;
+        }
+      }
+      break;
+  }
+  if (g.state == GroupState::Pending && now - g.anomalous_since + kTimeSlack >= spec_.pending) {
+    g.state = GroupState::Firing;
+    g.normal_since.reset();
+    result = Transition::Kind::Fire;
+  }
+  // The baseline learns only normal values: a fault must not become the new normal.
+  if (g.state == GroupState::Normal) g.detector->learn(value);
+  return result;
+}
+
+std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
+  std::vector<std::pair<Labels, Group>> open;
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    if (now - it->second.last_seen <= kForgetAfter) {
+      ++it;
+      continue;
+    }
+    if (it->second.episode) open.emplace_back(it->first, std::move(it->second));
+    it = groups_.erase(it);
+  }
+  return open;
+}
+
+const Group* RuleEvaluator::find(const Labels& key) const {
+  auto it = groups_.find(key);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+
+}  // namespace vigil::rules

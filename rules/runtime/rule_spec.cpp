@@ -1,0 +1,311 @@
+#include "rules/runtime/rule_spec.h"
+
+#include <lua.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cctype>
+
+#include "rules/runtime/durations.h"
+#include "rules/runtime/field_names.h"
+
+namespace vigil::rules {
+namespace {
+
+const std::vector<std::string_view> kRuleFields = {
+    "name", "metric", "where", "by", "detect", "severity", "pending", "resolve_after", "summary", "on_anomaly", "on_resolve"};
+
+// Pushes t[key] without metamethods and returns its type.
+int raw_field(lua_State* L, int table, const char* key) {
+  lua_pushstring(L, key);
+  return lua_rawget(L, table);
+}
+
+std::string type_of(lua_State* L, int index) { return luaL_typename(L, index); }
+
+bool valid_name(const std::string& s, bool colons) {
+  if (s.empty()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    bool ok = std::isalpha(c) || c == '_' || (colons && c == ':') || (i > 0 && std::isdigit(c));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Reads field `key` of the table at `t` as a string; the value is left popped.
+Result<std::optional<std::string>> string_field(lua_State* L, int t, const char* key) {
+  int type = raw_field(L, t, key);
+  std::optional<std::string> out;
+  if (type == LUA_TSTRING) out = lua_tostring(L, -1);
+  std::string got = type_of(L, -1);
+  lua_pop(L, 1);
+  if (type == LUA_TNIL || type == LUA_TSTRING) return out;
+  return make_error(std::string("field '") + key + "' must be a string (got " + got + ")");
+}
+
+Result<std::optional<double>> duration_field(lua_State* L, int t, const char* key) {
+  int type = raw_field(L, t, key);
+  std::optional<double> out;
+  std::string error;
+  if (type == LUA_TNUMBER) {
+    double v = lua_tonumber(L, -1);
+    if (std::isfinite(v) && v >= 0) out = v;
+    else error = "a duration must be >= 0 seconds";
+  } else if (type == LUA_TSTRING) {
+    auto d = parse_duration(lua_tostring(L, -1));
+    if (d) out = *d;
+    else error = d.error().message;
+  } else if (type != LUA_TNIL) {
+    error = "must be a duration like \"30s\" (got " + type_of(L, -1) + ")";
+  }
+  lua_pop(L, 1);
+  if (!error.empty()) return make_error(std::string("field '") + key + "': " + error);
+  return out;
+}
+
+static_assert(Handler::kNone == LUA_NOREF);
+
+// Keeps the function in the registry; an absent field gives an empty Handler.
+Result<Handler> function_field(lua_State* L, int t, const char* key) {
+  int type = raw_field(L, t, key);
+  Handler handler;
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return handler;
+  }
+  if (type != LUA_TFUNCTION) {
+    std::string got = type_of(L, -1);
+    lua_pop(L, 1);
+    return make_error(std::string("field '") + key + "' must be a function (got " + got + ")");
+  }
+  lua_Debug ar;
+  lua_pushvalue(L, -1);
+  lua_getinfo(L, ">S", &ar);
+  handler.location = std::string(ar.short_src) + ":" + std::to_string(ar.linedefined);
+  handler.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return handler;
+}
+
+// A label value or a list of them, on the top of the stack.
+Result<std::vector<std::string>> label_values(lua_State* L, const std::string& label) {
+  std::vector<std::string> values;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    values.emplace_back(lua_tostring(L, -1));
+    return values;
+  }
+  std::string what = "field 'where': label '" + label + "' must be a string or a list of strings";
+  if (lua_type(L, -1) != LUA_TTABLE) return make_error(what);
+  lua_Unsigned n = lua_rawlen(L, -1);
+  for (lua_Unsigned i = 1; i <= n; ++i) {
+    int type = lua_rawgeti(L, -1, static_cast<lua_Integer>(i));
+    if (type == LUA_TSTRING) values.emplace_back(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (type != LUA_TSTRING) return make_error(what);
+  }
+  if (values.empty()) return make_error(what + " (the list is empty)");
+  return values;
+}
+
+Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
+  std::vector<LabelMatcher> out;
+  int type = raw_field(L, t, "where");
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return out;
+  }
+  if (type != LUA_TTABLE) {
+    std::string got = type_of(L, -1);
+    lua_pop(L, 1);
+    return make_error("field 'where' must be a table of label = value (got " + got + ")");
+  }
+  std::string error;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) != LUA_TSTRING || !valid_name(lua_tostring(L, -2), false)) {
+      error = "field 'where': keys must be label names, e.g. where = { direction = \"ingress\" }";
+      lua_pop(L, 2);
+      break;
+    }
+    std::string label = lua_tostring(L, -2);
+    auto values = label_values(L, label);
+    lua_pop(L, 1);
+    if (!values) {
+      error = values.error().message;
+      lua_pop(L, 1);
+      break;
+    }
+    out.push_back({label, std::move(*values)});
+  }
+  lua_pop(L, 1);
+  if (!error.empty()) return make_error(error);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<std::vector<std::string>> by_field(lua_State* L, int t) {
+  int type = raw_field(L, t, "by");
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return std::vector<std::string>{"namespace", "pod"};
+  }
+  std::vector<std::string> out;
+  std::string error;
+  if (type != LUA_TTABLE) {
+    error = "field 'by' must be a list of label names (got " + type_of(L, -1) + ")";
+  } else {
+    lua_Unsigned n = lua_rawlen(L, -1);
+    for (lua_Unsigned i = 1; i <= n && error.empty(); ++i) {
+      if (lua_rawgeti(L, -1, static_cast<lua_Integer>(i)) == LUA_TSTRING && valid_name(lua_tostring(L, -1), false)) {
+        std::string label = lua_tostring(L, -1);
+        if (std::find(out.begin(), out.end(), label) != out.end()) error = "field 'by' names '" + label + "' twice";
+        out.push_back(label);
+      } else {
+        error = "field 'by' must be a list of label names, e.g. by = { \"namespace\", \"pod\" }";
+      }
+      lua_pop(L, 1);
+    }
+    if (error.empty() && n == 0) {
+      lua_pushnil(L);
+      if (lua_next(L, -2)) {
+        lua_pop(L, 2);
+        error = "field 'by' must be a list of label names, e.g. by = { \"namespace\", \"pod\" }";
+      }
+    }
+  }
+  lua_pop(L, 1);
+  if (!error.empty()) return make_error(error);
+  return out;
+}
+
+Result<std::shared_ptr<const Detector>> detect_field(lua_State* L, int t, const DetectorContext& ctx) {
+  raw_field(L, t, "detect");
+  auto* ud = static_cast<DetectorUserdata*>(luaL_testudata(L, -1, kDetectorMetatable));
+  if (!ud) {
+    bool missing = lua_isnil(L, -1);
+    std::string got = type_of(L, -1);
+    lua_pop(L, 1);
+    if (missing) return make_error("missing required field 'detect' (e.g. detect = baseline.zscore { window = \"5m\", threshold = 4 })");
+    return make_error("field 'detect' must be a detector such as baseline.zscore {...} or threshold {...} (got " + got + ")");
+  }
+  const DetectorKind& kind = detector_kinds()[static_cast<size_t>(ud->kind)];
+  lua_getiuservalue(L, -1, 1);
+  auto params = read_params(L, -1);
+  lua_pop(L, 2);
+  if (!params) return context(kind.name, params.error());
+  auto detector = kind.make(*params, ctx);
+  if (!detector) return context(kind.name, detector.error());
+  return detector;
+}
+
+Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
+  RuleSpec spec;
+  // Unknown or positional fields first: a typo is the likeliest cause of any later error.
+  std::string error;
+  lua_pushnil(L);
+  while (error.empty() && lua_next(L, t)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      error = "fields must be named (e.g. name = \"...\"), found a positional value";
+    } else {
+      std::string key = lua_tostring(L, -2);
+      if (key == "for") error = "unknown field 'for' (use 'pending': `for` is a Lua keyword)";
+      else if (std::find(kRuleFields.begin(), kRuleFields.end(), key) == kRuleFields.end()) error = unknown_field(key, kRuleFields);
+    }
+    lua_pop(L, 1);
+  }
+  if (!error.empty()) {
+    lua_pop(L, 1);  // the key lua_next left behind
+    return make_error(error);
+  }
+
+  auto metric = string_field(L, t, "metric");
+  if (!metric) return metric.error();
+  if (!*metric) return make_error("missing required field 'metric' (a Prometheus metric name)");
+  if (!valid_name(**metric, true)) return make_error("field 'metric': '" + **metric + "' is not a valid metric name");
+  spec.metric = **metric;
+
+  auto where = where_field(L, t);
+  if (!where) return where.error();
+  spec.where = std::move(*where);
+
+  auto by = by_field(L, t);
+  if (!by) return by.error();
+  spec.by = std::move(*by);
+
+  auto detector = detect_field(L, t, ctx);
+  if (!detector) return detector.error();
+  spec.detector = std::move(*detector);
+
+  auto severity = string_field(L, t, "severity");
+  if (!severity) return severity.error();
+  if (*severity) {
+    if (**severity != "info" && **severity != "warning" && **severity != "critical")
+      return make_error("field 'severity' must be info, warning or critical (got '" + **severity + "')");
+    spec.severity = **severity;
+  }
+
+  auto pending = duration_field(L, t, "pending");
+  if (!pending) return pending.error();
+  spec.pending = pending->value_or(0);
+
+  auto resolve_after = duration_field(L, t, "resolve_after");
+  if (!resolve_after) return resolve_after.error();
+  spec.resolve_after = resolve_after->value_or(10);
+
+  auto summary = string_field(L, t, "summary");
+  if (!summary) return summary.error();
+  spec.summary = *summary;
+
+  auto on_anomaly = function_field(L, t, "on_anomaly");
+  if (!on_anomaly) return on_anomaly.error();
+  spec.on_anomaly = *on_anomaly;
+  auto on_resolve = function_field(L, t, "on_resolve");
+  if (!on_resolve) return on_resolve.error();
+  spec.on_resolve = *on_resolve;
+  return spec;
+}
+
+}  // namespace
+
+bool RuleSpec::seeds_from_pods() const {
+  return std::all_of(by.begin(), by.end(), [](const auto& l) { return l == "namespace" || l == "pod"; });
+}
+
+Result<Params> read_params(lua_State* L, int index) {
+  int t = lua_absindex(L, index);
+  Params params;
+  std::string error;
+  lua_pushnil(L);
+  while (error.empty() && lua_next(L, t)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      error = "parameters must be named, e.g. { window = \"5m\", threshold = 4 }";
+    } else {
+      std::string key = lua_tostring(L, -2);
+      switch (lua_type(L, -1)) {
+        case LUA_TNUMBER: params[key] = lua_tonumber(L, -1); break;
+        case LUA_TSTRING: params[key] = std::string(lua_tostring(L, -1)); break;
+        case LUA_TBOOLEAN: params[key] = static_cast<bool>(lua_toboolean(L, -1)); break;
+        default: error = "field '" + key + "' must be a number, string or boolean (got " + type_of(L, -1) + ")";
+      }
+    }
+    lua_pop(L, 1);
+  }
+  if (!error.empty()) {
+    lua_pop(L, 1);
+    return make_error(error);
+  }
+  return params;
+}
+
+Result<RuleSpec> parse_rule(lua_State* L, int index, const DetectorContext& ctx) {
+  int t = lua_absindex(L, index);
+  auto name = string_field(L, t, "name");
+  if (!name) return context("rule", name.error());
+  if (!*name || (*name)->empty()) return make_error("rule: missing required field 'name'");
+  auto spec = parse_fields(L, t, ctx);
+  if (!spec) return context("rule '" + **name + "'", spec.error());
+  spec->name = **name;
+  return spec;
+}
+
+}  // namespace vigil::rules

@@ -1,0 +1,63 @@
+// A rule as declared by `rule { ... }` in a Lua file, after validation.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rules/core/result.h"
+#include "rules/runtime/detectors.h"
+
+struct lua_State;
+
+namespace vigil::rules {
+
+struct LabelMatcher {
+  std::string name;
+  std::vector<std::string> values;  // the label must equal one of these
+};
+
+// A Lua function kept in the registry of the file's lua_State.
+struct Handler {
+  static constexpr int kNone = -2;  // LUA_NOREF
+  int ref = kNone;
+  std::string location;  // "file:line" where the function is defined
+  explicit operator bool() const { return ref != kNone; }
+};
+
+struct RuleSpec {
+  std::string name;
+  std::string metric;
+  std::vector<LabelMatcher> where;
+  std::vector<std::string> by{"namespace", "pod"};
+  std::shared_ptr<const Detector> detector;
+  std::string severity = "warning";
+  double pending = 0;         // seconds anomalous before firing
+  double resolve_after = 10;  // seconds back to normal before resolving
+  std::optional<std::string> summary;
+  Handler on_anomaly;
+  Handler on_resolve;
+  std::string file;
+  std::string location;  // "file:line" of the rule{} call
+
+  // Groups keyed by at most namespace and pod are seeded from the pod list, so that a pod's
+  // baseline warms up before its first series appears.
+  bool seeds_from_pods() const;
+};
+
+// Reads the rule table at `index`. Touches the table with raw accesses only, so no rule code
+// runs and no Lua error is raised; problems come back as "rule 'x': <what is wrong>".
+Result<RuleSpec> parse_rule(lua_State* L, int index, const DetectorContext& ctx);
+
+// Reads a detector's parameter table; keys must be names, values numbers, strings or booleans.
+Result<Params> read_params(lua_State* L, int index);
+
+// The Lua metatable name of the values built by `threshold{}` and `baseline.zscore{}`.
+inline constexpr const char* kDetectorMetatable = "vigil.detector";
+
+struct DetectorUserdata {
+  int kind;  // index into detector_kinds(); the parameter table is the user value
+};
+
+}  // namespace vigil::rules
