@@ -1,5 +1,6 @@
-// Agent configuration (YAML). Every key is checked: an unknown key, a wrong type or a
-// missing file is an error naming the file, line and key. Defaults live here.
+// Agent configuration (YAML, documented key by key in docs/config.md). Every key is checked:
+// an unknown key, a wrong type or a missing file is an error naming the file, line and key,
+// e.g. "vigil.yaml:7: notifiers[1].url: expected a string". Defaults live here.
 #pragma once
 
 #include <string>
@@ -12,32 +13,48 @@ namespace vigil {
 
 struct PodsSourceConfig {
   std::string source = "none";  // "file" | "none" (kubernetes comes later)
-  std::string file;             // for source: file; resolved relative to the config file
+  std::string file;             // for source: file; absolute after loading
 };
 
 struct Config {
-  std::string path;                      // the file this came from ("" for defaults)
-  std::string node;                      // default: the host name
+  std::string path;                       // the file this came from ("" for defaults)
+  std::string node;                       // default: the host name
   std::string listen = "127.0.0.1:9965";  // host:port of /metrics, /healthz and the API
-  double tick_seconds = 1.0;             // `tick`: "1s", "500ms" or a number of seconds
+  double tick_seconds = 1.0;              // `tick`: "1s", "500ms" or a number of seconds
   std::string state_dir = "/var/lib/vigil";
   PodsSourceConfig pods;
-  std::vector<std::string> rules;        // rule files after glob expansion, in order
+  // Rule files after glob expansion, in order, without duplicates. A file without `rules:`
+  // gets the shipped pack (shipped_rule_pack()); `rules: []` means no rules.
+  std::vector<std::string> rules;
+  // A file without `notifiers:` gets {name: default, type: log}; `notifiers: []` means none.
   std::vector<actions::NotifierConfig> notifiers;
 };
 
-// Parses durations such as "500ms", "2s", "2m", "1h", "1h30m" or a plain number of seconds.
+// Parses durations such as "500ms", "2s", "2m", "1h", "1h30m", "1.5s" or a plain number of
+// seconds ("2", "0.5"). Units: ms, s, m, h. Zero is accepted; callers check their own range.
 Result<double> parse_duration(const std::string& text);
 
-// Loads and validates a config file. Relative paths (pods file, rule globs) resolve against
-// the config file's directory. Rule globs that match nothing are errors.
+// Loads and validates a config file. Relative paths (state_dir, the pods file, rule globs)
+// resolve against the config file's directory. Never throws.
 Result<Config> load_config(const std::string& path);
 
-// Parses config text (for tests); `origin` names the file in error messages and `base_dir`
-// resolves relative paths.
+// Parses config text; `origin` names the file in error messages and `base_dir` resolves
+// relative paths ("" leaves them relative to the working directory). Never throws. When there
+// are several errors, the message holds one per line.
 Result<Config> parse_config(const std::string& text, const std::string& origin, const std::string& base_dir);
 
-// The configuration used when the agent is started without --config.
+// Expands rule paths and glob(3) patterns, each relative to `base_dir` unless absolute. Each
+// pattern's matches are sorted; a pattern that matches nothing, a missing file or a directory
+// is an error. Later duplicates of a file are dropped.
+Result<std::vector<std::string>> expand_rule_paths(const std::vector<std::string>& patterns,
+                                                   const std::string& base_dir);
+
+// The shipped rule pack: the *.lua files of the first directory that exists among
+// <executable dir>/../share/vigil/rules and <source tree>/rules/pack. Empty if neither does.
+std::vector<std::string> shipped_rule_pack();
+
+// The configuration used when the agent is started without --config: the defaults above,
+// node = host name, rules = shipped_rule_pack(), notifiers = {name: default, type: log}.
 Config default_config();
 
 }  // namespace vigil

@@ -1,0 +1,533 @@
+// The YAML config parser. It walks the document by hand so that every error can name the file,
+// the line (yaml-cpp marks are 0-based; messages are 1-based) and the key path, and it checks
+// notifiers with actions::find_config_problem so the factory and the parser agree.
+#include "engine/config.h"
+
+#include <glob.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxReportedErrors = 20;
+constexpr double kMaxTickSeconds = 3600;
+
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers"};
+const std::vector<std::string> kPodsKeys = {"source", "file"};
+const std::vector<std::string> kNotifierKeys = {"name",    "type",         "url",             "headers",
+                                                "timeout", "max_attempts", "backoff_initial", "backoff_max",
+                                                "queue_limit"};
+const std::set<std::string> kWebhookOnlyKeys = {"url",          "headers",     "timeout",    "max_attempts",
+                                                "backoff_initial", "backoff_max", "queue_limit"};
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+std::string host_name() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+// Joins `p` to `base_dir` unless it is absolute (or base_dir is empty).
+std::string resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || p[0] == '/' || base_dir.empty()) return p;
+  return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+// glob(3) would read metacharacters in the config directory's own name as patterns.
+std::string escape_glob(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+bool has_glob_chars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+Result<std::vector<std::string>> expand_one(const std::string& pattern, const std::string& base_dir) {
+  const std::string full = pattern.empty() || pattern[0] == '/' || base_dir.empty()
+                               ? pattern
+                               : escape_glob(fs::path(base_dir).lexically_normal().string()) + "/" + pattern;
+  const std::string shown = "'" + pattern + "'" + (full == pattern ? "" : " (" + full + ")");
+  glob_t g{};
+  const int rc = glob(full.c_str(), GLOB_MARK, nullptr, &g);
+  std::vector<std::string> out;
+  if (rc == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  globfree(&g);
+  if (rc == GLOB_NOMATCH)
+    return make_error(has_glob_chars(pattern) ? shown + " matches no file" : shown + ": no such file");
+  if (rc != 0) return make_error(shown + ": cannot be read");
+  for (const auto& p : out)
+    if (!p.empty() && p.back() == '/')
+      return make_error("'" + p.substr(0, p.size() - 1) + "' is a directory; name its files, e.g. '" + pattern +
+                        (pattern.back() == '/' ? "" : "/") + "*.lua'");
+  return out;  // glob(3) sorts its matches
+}
+
+// --- the walker -------------------------------------------------------------------------
+
+class Parser {
+ public:
+  Parser(std::string origin, std::string base_dir) : origin_(std::move(origin)), base_dir_(std::move(base_dir)) {}
+
+  Result<Config> parse(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      return make_error(location(e.mark) + "invalid YAML: " + e.msg);
+    }
+    Config config = default_config();
+    config.path = origin_;
+    try {
+      parse_root(root, config);
+    } catch (const std::exception& e) {  // a yaml-cpp surprise must not escape to the caller
+      error(YAML::Mark::null_mark(), "", std::string("internal error while reading the config: ") + e.what());
+    }
+    if (!errors_.empty()) return make_error(join(errors_, "\n"));
+    return config;
+  }
+
+ private:
+  std::string location(const YAML::Mark& mark) const {
+    if (mark.is_null() || mark.line < 0) return origin_ + ": ";
+    return origin_ + ":" + std::to_string(mark.line + 1) + ": ";
+  }
+
+  void error(const YAML::Mark& mark, const std::string& path, const std::string& message) {
+    if (errors_.size() == kMaxReportedErrors) errors_.push_back(origin_ + ": (further errors not shown)");
+    if (errors_.size() > kMaxReportedErrors) return;
+    errors_.push_back(location(mark) + (path.empty() ? "" : path + ": ") + message);
+  }
+
+  static std::string child(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  // A node and where to point at it. An empty value (`url:`) has no useful position of its
+  // own (yaml-cpp marks the next token), so it borrows its key's.
+  struct Value {
+    YAML::Node node;
+    YAML::Mark mark;
+  };
+  static Value value_of(const YAML::Node& node) { return {node, node.Mark()}; }
+  static Value value_of(const YAML::Node& key, const YAML::Node& node) {
+    return {node, node.IsNull() ? key.Mark() : node.Mark()};
+  }
+
+  // The entries of a checked map, in document order.
+  struct Entry {
+    std::string name;
+    YAML::Node key;
+    Value value;
+  };
+  struct Entries {
+    std::vector<Entry> items;
+    const Entry* find(const std::string& name) const {
+      for (const auto& e : items)
+        if (e.name == name) return &e;
+      return nullptr;
+    }
+  };
+
+  // Checks that `v` is a map whose keys are known and unique.
+  std::optional<Entries> map_entries(const Value& v, const std::string& path, const std::vector<std::string>& known) {
+    if (!v.node.IsMap()) {
+      error(v.mark, path, "expected a map with keys " + join(known, ", "));
+      return std::nullopt;
+    }
+    Entries out;
+    for (auto it = v.node.begin(); it != v.node.end(); ++it) {
+      const YAML::Node key = it->first;
+      if (!key.IsScalar()) {
+        error(key.Mark(), path, "keys must be plain names");
+        continue;
+      }
+      const std::string name = key.Scalar();
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        error(key.Mark(), path, "unknown key '" + name + "' (known: " + join(known, ", ") + ")");
+        continue;
+      }
+      if (const Entry* first = out.find(name)) {
+        error(key.Mark(), child(path, name),
+              "duplicate key (first at line " + std::to_string(first->key.Mark().line + 1) + ")");
+        continue;
+      }
+      out.items.push_back({name, key, value_of(key, it->second)});
+    }
+    return out;
+  }
+
+  std::optional<std::string> string_value(const Value& v, const std::string& path) {
+    if (!v.node.IsScalar()) {
+      error(v.mark, path, "expected a string");
+      return std::nullopt;
+    }
+    return v.node.Scalar();
+  }
+
+  std::optional<std::string> nonempty_string(const Value& v, const std::string& path) {
+    auto s = string_value(v, path);
+    if (s && s->empty()) {
+      error(v.mark, path, "must not be empty");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<double> duration_value(const Value& v, const std::string& path) {
+    if (!v.node.IsScalar()) {
+      error(v.mark, path, "expected a duration such as 500ms, 2s, 1m30s or a number of seconds");
+      return std::nullopt;
+    }
+    auto d = parse_duration(v.node.Scalar());
+    if (!d) {
+      error(v.mark, path, d.error().message);
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  std::optional<long long> integer_value(const Value& v, const std::string& path) {
+    long long out = 0;
+    if (v.node.IsScalar()) {
+      const std::string& s = v.node.Scalar();
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+      if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return out;
+    }
+    error(v.mark, path, "expected an integer");
+    return std::nullopt;
+  }
+
+  void parse_root(const YAML::Node& root, Config& config) {
+    if (!root.IsDefined() || root.IsNull()) return;  // an empty file: all defaults
+    auto entries = map_entries(value_of(root), "", kTopKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      if (name == "node") {
+        if (auto s = nonempty_string(value, name)) config.node = *s;
+      } else if (name == "listen") {
+        if (auto s = string_value(value, name)) {
+          if (auto problem = check_listen(*s)) error(value.mark, name, *problem);
+          else config.listen = *s;
+        }
+      } else if (name == "tick") {
+        if (auto d = duration_value(value, name)) {
+          if (!(*d > 0 && *d <= kMaxTickSeconds)) error(value.mark, name, "must be greater than 0 and at most 1h");
+          else config.tick_seconds = *d;
+        }
+      } else if (name == "state_dir") {
+        if (auto s = nonempty_string(value, name)) config.state_dir = resolve(base_dir_, *s);
+      } else if (name == "pods") {
+        parse_pods(value, config.pods);
+      } else if (name == "rules") {
+        parse_rules(value, config.rules);
+      } else if (name == "notifiers") {
+        parse_notifiers(value, config.notifiers);
+      }
+    }
+  }
+
+  static std::optional<std::string> check_listen(const std::string& s) {
+    const size_t colon = s.rfind(':');
+    if (colon == std::string::npos) return "expected host:port, e.g. 127.0.0.1:9965";
+    const std::string host = s.substr(0, colon);
+    const std::string port_text = s.substr(colon + 1);
+    if (host.empty()) return "missing host in '" + s + "' (use 0.0.0.0:PORT to listen on every address)";
+    if (host.find(':') != std::string::npos && (host.front() != '[' || host.back() != ']'))
+      return "IPv6 addresses need brackets, e.g. [::1]:9965";
+    int port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 ||
+        port > 65535)
+      return "port '" + port_text + "' is not a number from 1 to 65535";
+    return std::nullopt;
+  }
+
+  void parse_pods(const Value& v, PodsSourceConfig& pods) {
+    auto entries = map_entries(v, "pods", kPodsKeys);
+    if (!entries) return;
+    std::optional<std::string> source;
+    if (const Entry* e = entries->find("source")) {
+      source = string_value(e->value, "pods.source");
+      if (!source) return;
+      if (*source != "file" && *source != "none") {
+        error(e->value.mark, "pods.source", "unknown source '" + *source + "' (known: file, none)");
+        return;
+      }
+    }
+    const Entry* file_entry = entries->find("file");
+    if (!source) source = file_entry ? "file" : "none";  // `file:` alone implies source: file
+    pods.source = *source;
+    if (!file_entry) {
+      if (pods.source == "file") error(v.mark, "pods", "missing key 'file' (required with source: file)");
+      return;
+    }
+    const Value& fv = file_entry->value;
+    auto file = nonempty_string(fv, "pods.file");
+    if (!file) return;
+    pods.file = resolve(base_dir_, *file);
+    if (pods.source != "file") return;  // kept, but not needed to exist
+    struct stat st {};
+    if (stat(pods.file.c_str(), &st) != 0)
+      error(fv.mark, "pods.file", "'" + pods.file + "': " + std::strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+      error(fv.mark, "pods.file", "'" + pods.file + "' is a directory, not a pods file");
+  }
+
+  void parse_rules(const Value& v, std::vector<std::string>& rules) {
+    if (!v.node.IsSequence()) {
+      error(v.mark, "rules", "expected a list of rule files or glob patterns");
+      return;
+    }
+    rules.clear();
+    std::set<std::string> seen;
+    for (size_t i = 0; i < v.node.size(); ++i) {
+      const std::string path = "rules[" + std::to_string(i) + "]";
+      const Value item = value_of(v.node[i]);
+      auto pattern = nonempty_string(item, path);
+      if (!pattern) continue;
+      auto files = expand_one(*pattern, base_dir_);
+      if (!files) {
+        error(item.mark, path, files.error().message);
+        continue;
+      }
+      for (auto& f : *files)
+        if (seen.insert(f).second) rules.push_back(std::move(f));
+    }
+  }
+
+  void parse_notifiers(const Value& v, std::vector<actions::NotifierConfig>& notifiers) {
+    if (!v.node.IsSequence()) {
+      error(v.mark, "notifiers", "expected a list of notifiers");
+      return;
+    }
+    notifiers.clear();
+    std::map<std::string, int> first_line;  // name -> line of its first definition
+    for (size_t i = 0; i < v.node.size(); ++i) {
+      const std::string path = "notifiers[" + std::to_string(i) + "]";
+      YAML::Mark name_mark;
+      auto n = parse_notifier(value_of(v.node[i]), path, name_mark);
+      if (!n) continue;
+      if (auto [it, inserted] = first_line.emplace(n->name, name_mark.line + 1); !inserted) {
+        error(name_mark, path + ".name",
+              "duplicate notifier '" + n->name + "' (first at line " + std::to_string(it->second) + ")");
+        continue;
+      }
+      notifiers.push_back(std::move(*n));
+    }
+  }
+
+  std::optional<actions::NotifierConfig> parse_notifier(const Value& item, const std::string& path,
+                                                        YAML::Mark& name_mark) {
+    auto entries = map_entries(item, path, kNotifierKeys);
+    if (!entries) return std::nullopt;
+    const size_t errors_before = errors_.size();
+    if (!entries->find("name")) error(item.mark, path, "missing key 'name'");
+    if (!entries->find("type")) error(item.mark, path, "missing key 'type' (webhook or log)");
+
+    actions::NotifierConfig n;
+    std::map<std::string, YAML::Mark> marks;  // field as find_config_problem names it -> where
+    bool backoff_max_set = false;
+    for (const auto& [name, key, v] : entries->items) {
+      const std::string p = child(path, name);
+      marks[name] = v.mark;
+      if (name == "name") {
+        name_mark = v.mark;
+        if (auto s = string_value(v, p)) n.name = *s;
+      } else if (name == "type") {
+        if (auto s = string_value(v, p)) n.type = *s;
+      } else if (name == "url") {
+        if (auto s = string_value(v, p)) n.url = *s;
+      } else if (name == "headers") {
+        parse_headers(v, p, n.headers, marks);
+      } else if (name == "timeout") {
+        if (auto d = duration_value(v, p)) n.timeout_seconds = *d;
+      } else if (name == "backoff_initial") {
+        if (auto d = duration_value(v, p)) n.backoff_initial_seconds = *d;
+      } else if (name == "backoff_max") {
+        backoff_max_set = true;
+        if (auto d = duration_value(v, p)) n.backoff_max_seconds = *d;
+      } else if (name == "max_attempts") {
+        if (auto i = integer_value(v, p))
+          n.max_attempts = static_cast<int>(std::clamp<long long>(*i, INT_MIN, INT_MAX));
+      } else if (name == "queue_limit") {
+        if (auto i = integer_value(v, p)) n.queue_limit = static_cast<size_t>(std::max<long long>(*i, 0));
+      }
+    }
+    if (errors_.size() != errors_before) return std::nullopt;
+
+    if (n.type == "log") {
+      for (const auto& [name, key, v] : entries->items)
+        if (kWebhookOnlyKeys.count(name)) error(key.Mark(), child(path, name), "only used by type webhook");
+      if (errors_.size() != errors_before) return std::nullopt;
+    }
+    // An unset backoff_max follows a larger backoff_initial rather than rejecting it.
+    if (!backoff_max_set) n.backoff_max_seconds = std::max(n.backoff_max_seconds, n.backoff_initial_seconds);
+
+    if (auto problem = actions::find_config_problem(n)) {
+      auto it = marks.find(problem->field);
+      error(it != marks.end() ? it->second : item.mark, child(path, problem->field), problem->message);
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  void parse_headers(const Value& v, const std::string& path, std::map<std::string, std::string>& headers,
+                     std::map<std::string, YAML::Mark>& marks) {
+    if (!v.node.IsMap()) {
+      error(v.mark, path, "expected a map of header names to values");
+      return;
+    }
+    for (auto it = v.node.begin(); it != v.node.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        error(it->first.Mark(), path, "header names must be strings");
+        continue;
+      }
+      const std::string name = it->first.Scalar();
+      const std::string p = path + "." + name;
+      // Only the name is ever shown in errors: the value may be a secret.
+      auto value = string_value(value_of(it->first, it->second), p);
+      if (!value) continue;
+      if (!headers.emplace(name, *value).second) {
+        error(it->first.Mark(), p, "duplicate header");
+        continue;
+      }
+      marks["headers." + name] = it->first.Mark();
+    }
+  }
+
+  const std::string origin_;
+  const std::string base_dir_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+Result<double> parse_duration(const std::string& text) {
+  const std::string hint = " (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)";
+  if (text.empty()) return make_error("empty duration" + hint);
+  const char* p = text.data();
+  const char* end = p + text.size();
+  double total = 0;
+  bool any_unit = false;
+  while (p < end) {
+    if (!(*p >= '0' && *p <= '9') && *p != '.') return make_error("invalid duration '" + text + "'" + hint);
+    double value = 0;
+    auto [num_end, ec] = std::from_chars(p, end, value, std::chars_format::fixed);
+    if (ec != std::errc()) return make_error("invalid duration '" + text + "'" + hint);
+    p = num_end;
+    if (p == end) {
+      if (any_unit) return make_error("invalid duration '" + text + "': missing unit after the last number" + hint);
+      total = value;  // a plain number of seconds
+      break;
+    }
+    double scale = 0;
+    if (end - p >= 2 && p[0] == 'm' && p[1] == 's') {
+      scale = 0.001;
+      p += 2;
+    } else if (*p == 's') {
+      scale = 1;
+      ++p;
+    } else if (*p == 'm') {
+      scale = 60;
+      ++p;
+    } else if (*p == 'h') {
+      scale = 3600;
+      ++p;
+    } else {
+      return make_error("invalid duration '" + text + "': unknown unit" + hint);
+    }
+    any_unit = true;
+    total += value * scale;
+  }
+  if (!std::isfinite(total)) return make_error("invalid duration '" + text + "': too large");
+  return total;
+}
+
+Result<std::vector<std::string>> expand_rule_paths(const std::vector<std::string>& patterns,
+                                                   const std::string& base_dir) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& pattern : patterns) {
+    auto files = expand_one(pattern, base_dir);
+    if (!files) return context("rules", files.error());
+    for (auto& f : *files)
+      if (seen.insert(f).second) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<std::string> shipped_rule_pack() {
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) candidates.push_back(exe.parent_path() / ".." / "share" / "vigil" / "rules");
+  // This file is compiled from <source tree>/engine/config.cpp: a build run from a checkout
+  // (`make run`) finds the pack there.
+  candidates.push_back(fs::path(__FILE__).parent_path().parent_path() / "rules" / "pack");
+  for (const auto& dir : candidates) {
+    if (!fs::is_directory(dir, ec)) continue;
+    auto files = expand_one("*.lua", dir.lexically_normal().string());
+    return files ? *files : std::vector<std::string>{};
+  }
+  return {};
+}
+
+Config default_config() {
+  Config c;
+  c.node = host_name();
+  c.rules = shipped_rule_pack();
+  actions::NotifierConfig log;
+  log.name = "default";
+  log.type = "log";
+  c.notifiers.push_back(log);
+  return c;
+}
+
+Result<Config> parse_config(const std::string& text, const std::string& origin, const std::string& base_dir) {
+  try {
+    return Parser(origin, base_dir).parse(text);
+  } catch (const std::exception& e) {
+    return make_error(origin + ": cannot parse: " + e.what());
+  }
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": cannot read: " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return make_error(path + ": cannot read: " + std::strerror(errno));
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  const std::string base_dir = ec ? std::string() : abs.parent_path().lexically_normal().string();
+  return parse_config(text.str(), path, base_dir);
+}
+
+}  // namespace vigil
