@@ -1,0 +1,354 @@
+// The config parser: a full config, defaults, every error class with its exact
+// file:line: key message, durations, rule globs and relative paths.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "engine/config.h"
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ConfigTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/vigil-config-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& rel, const std::string& text = "") {
+    const fs::path p = fs::path(dir_) / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+  Result<Config> parse(const std::string& text) { return parse_config(text, "config.yaml", dir_); }
+
+  std::string error_of(const std::string& text) {
+    auto c = parse(text);
+    return c.ok() ? "(no error)" : c.error().message;
+  }
+
+  std::string dir_;
+};
+
+// The "## Example" block of docs/config.md, so the documented example is the tested one.
+std::string documented_example() {
+  std::ifstream in(VIGIL_SOURCE_DIR "/docs/config.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  const size_t section = doc.find("## Example");
+  if (section == std::string::npos) return "";
+  const std::string fence = "```yaml\n";
+  const size_t start = doc.find(fence, section);
+  if (start == std::string::npos) return "";
+  const size_t end = doc.find("```", start + fence.size());
+  if (end == std::string::npos) return "";
+  return doc.substr(start + fence.size(), end - start - fence.size());
+}
+
+TEST_F(ConfigTest, FullConfig) {
+  write("rules/b.lua");
+  write("rules/a.lua");
+  write("rules/notes.txt");
+  write("extra/z.lua");
+  write("pods.yaml", "[]\n");
+  const std::string text = documented_example();
+  ASSERT_FALSE(text.empty()) << "no ```yaml block after '## Example' in docs/config.md";
+  auto c = parse(text);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->path, "config.yaml");
+  EXPECT_EQ(c->node, "worker-7");
+  EXPECT_EQ(c->listen, "0.0.0.0:9100");
+  EXPECT_DOUBLE_EQ(c->tick_seconds, 0.5);
+  EXPECT_EQ(c->state_dir, "/var/lib/vigil-test");
+  EXPECT_EQ(c->pods.source, "file");
+  EXPECT_EQ(c->pods.file, dir_ + "/pods.yaml");
+  EXPECT_EQ(c->rules, (std::vector<std::string>{dir_ + "/rules/a.lua", dir_ + "/rules/b.lua", dir_ + "/extra/z.lua"}));
+
+  ASSERT_EQ(c->notifiers.size(), 2u);
+  EXPECT_EQ(c->notifiers[0].name, "default");
+  EXPECT_EQ(c->notifiers[0].type, "log");
+  const auto& w = c->notifiers[1];
+  EXPECT_EQ(w.name, "oncall");
+  EXPECT_EQ(w.type, "webhook");
+  EXPECT_EQ(w.url, "https://hooks.example.com/vigil?team=net");
+  EXPECT_EQ(w.headers, (std::map<std::string, std::string>{{"Authorization", "Bearer s3cret"}, {"X-Team", "net"}}));
+  EXPECT_DOUBLE_EQ(w.timeout_seconds, 3);
+  EXPECT_EQ(w.max_attempts, 7);
+  EXPECT_DOUBLE_EQ(w.backoff_initial_seconds, 0.25);
+  EXPECT_DOUBLE_EQ(w.backoff_max_seconds, 60);
+  EXPECT_EQ(w.queue_limit, 500u);
+
+  // The factory accepts what the parser accepted.
+  auto d = actions::Dispatcher::create(c->notifiers);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  (*d)->stop();
+}
+
+TEST_F(ConfigTest, Defaults) {
+  const Config d = default_config();
+  EXPECT_EQ(d.path, "");
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ(d.node, host);
+  EXPECT_EQ(d.listen, "127.0.0.1:9965");
+  EXPECT_DOUBLE_EQ(d.tick_seconds, 1.0);
+  EXPECT_EQ(d.state_dir, "/var/lib/vigil");
+  EXPECT_EQ(d.pods.source, "none");
+  EXPECT_EQ(d.pods.file, "");
+  ASSERT_EQ(d.notifiers.size(), 1u);
+  EXPECT_EQ(d.notifiers[0].name, "default");
+  EXPECT_EQ(d.notifiers[0].type, "log");
+
+  // The shipped pack is found in the source tree this test was built from.
+  auto pack = expand_rule_paths({"*.lua"}, VIGIL_SOURCE_DIR "/rules/pack");
+  ASSERT_TRUE(pack.ok()) << pack.error().message;
+  EXPECT_FALSE(pack->empty());
+  EXPECT_EQ(d.rules, *pack);
+  EXPECT_EQ(shipped_rule_pack(), *pack);
+
+  // An empty file, or one that sets a single key, keeps every other default.
+  for (const std::string text : {"", "# nothing\n", "tick: 2s\n"}) {
+    auto c = parse(text);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->node, d.node);
+    EXPECT_EQ(c->listen, d.listen);
+    EXPECT_EQ(c->rules, d.rules);
+    EXPECT_EQ(c->notifiers.size(), 1u);
+  }
+  EXPECT_DOUBLE_EQ(parse("tick: 2s\n")->tick_seconds, 2);
+
+  // Explicitly empty lists mean none.
+  auto none = parse("rules: []\nnotifiers: []\n");
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->rules.empty());
+  EXPECT_TRUE(none->notifiers.empty());
+}
+
+TEST_F(ConfigTest, UnknownKeys) {
+  EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
+            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers)");
+  EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
+            "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, headers, timeout, max_attempts, "
+            "backoff_initial, backoff_max, queue_limit)");
+  EXPECT_EQ(error_of("tick: 1s\nnode: a\ntick: 2s\n"), "config.yaml:3: tick: duplicate key (first at line 1)");
+}
+
+TEST_F(ConfigTest, WrongTypes) {
+  EXPECT_EQ(error_of("- node\n"),
+            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers");
+  EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
+  EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
+  EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
+  EXPECT_EQ(error_of("pods: file\n"), "config.yaml:1: pods: expected a map with keys source, file");
+  EXPECT_EQ(error_of("rules: rules/*.lua\n"), "config.yaml:1: rules: expected a list of rule files or glob patterns");
+  EXPECT_EQ(error_of("rules:\n  - {a: 1}\n"), "config.yaml:2: rules[0]: expected a string");
+  EXPECT_EQ(error_of("notifiers: {name: a}\n"), "config.yaml:1: notifiers: expected a list of notifiers");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n  - name: b\n    type: webhook\n"
+                     "    url: [http://x]\n"),
+            "config.yaml:6: notifiers[1].url: expected a string");
+  // An empty value is reported on its key's line.
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url:\n    timeout: 2s\n"),
+            "config.yaml:4: notifiers[0].url: expected a string");
+  EXPECT_EQ(error_of("pods:\n  file:\n"), "config.yaml:2: pods.file: expected a string");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x\n    max_attempts: many\n"),
+            "config.yaml:5: notifiers[0].max_attempts: expected an integer");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x\n    headers: [a]\n"),
+            "config.yaml:5: notifiers[0].headers: expected a map of header names to values");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x\n    headers:\n      X-A: {b: c}\n"),
+            "config.yaml:6: notifiers[0].headers.X-A: expected a string");
+}
+
+TEST_F(ConfigTest, BadValues) {
+  EXPECT_EQ(error_of("listen: 127.0.0.1\n"), "config.yaml:1: listen: expected host:port, e.g. 127.0.0.1:9965");
+  EXPECT_EQ(error_of("listen: 127.0.0.1:0\n"), "config.yaml:1: listen: port '0' is not a number from 1 to 65535");
+  EXPECT_EQ(error_of("listen: 127.0.0.1:70000\n"),
+            "config.yaml:1: listen: port '70000' is not a number from 1 to 65535");
+  EXPECT_EQ(error_of("listen: \":9965\"\n"),
+            "config.yaml:1: listen: missing host in ':9965' (use 0.0.0.0:PORT to listen on every address)");
+  EXPECT_EQ(error_of("listen: \"::1:9965\"\n"), "config.yaml:1: listen: IPv6 addresses need brackets, e.g. [::1]:9965");
+  EXPECT_TRUE(parse("listen: \"[::1]:9965\"\n").ok());
+
+  EXPECT_EQ(error_of("tick: 0s\n"), "config.yaml:1: tick: must be greater than 0 and at most 1h");
+  EXPECT_EQ(error_of("tick: 2h\n"), "config.yaml:1: tick: must be greater than 0 and at most 1h");
+  EXPECT_EQ(error_of("tick: soon\n"),
+            "config.yaml:1: tick: invalid duration 'soon' (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)");
+  EXPECT_EQ(error_of("tick: -1\n"),
+            "config.yaml:1: tick: invalid duration '-1' (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)");
+
+  EXPECT_EQ(error_of("pods:\n  source: kubernetes\n"), "config.yaml:2: pods.source: unknown source 'kubernetes' (known: file, none)");
+  EXPECT_EQ(error_of("pods:\n  source: file\n"), "config.yaml:2: pods: missing key 'file' (required with source: file)");
+  EXPECT_EQ(error_of("pods:\n  source: file\n  file: missing.yaml\n"),
+            "config.yaml:3: pods.file: '" + dir_ + "/missing.yaml': No such file or directory");
+  write("podsdir/x");
+  EXPECT_EQ(error_of("pods:\n  file: podsdir\n"),
+            "config.yaml:2: pods.file: '" + dir_ + "/podsdir' is a directory, not a pods file");
+}
+
+TEST_F(ConfigTest, NotifierErrors) {
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n"), "config.yaml:2: notifiers[0]: missing key 'type' (webhook or log)");
+  EXPECT_EQ(error_of("notifiers:\n  - type: log\n"), "config.yaml:2: notifiers[0]: missing key 'name'");
+  EXPECT_EQ(error_of("notifiers:\n  - name: Pager\n    type: log\n"),
+            "config.yaml:2: notifiers[0].name: 'Pager' is not a valid name (1-64 characters from a-z, 0-9, '_', '-')");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: slack\n"),
+            "config.yaml:3: notifiers[0].type: unknown type 'slack' (known: webhook, log)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n"),
+            "config.yaml:2: notifiers[0].url: required for type webhook");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: ftp://x/\n"),
+            "config.yaml:4: notifiers[0].url: expected a URL starting with http:// or https://");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    url: http://x/\n"),
+            "config.yaml:4: notifiers[0].url: only used by type webhook");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    headers:\n"
+                     "      X-Ok: 1\n      Host: y\n"),
+            "config.yaml:7: notifiers[0].headers.Host: set by vigil itself; remove it");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    max_attempts: 0\n"),
+            "config.yaml:5: notifiers[0].max_attempts: must be from 1 to 100");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    queue_limit: -5\n"),
+            "config.yaml:5: notifiers[0].queue_limit: must be from 1 to 1000000");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    timeout: 0\n"),
+            "config.yaml:5: notifiers[0].timeout: must be greater than 0 and at most 5m");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    backoff_initial: 10s\n"
+                     "    backoff_max: 1s\n"),
+            "config.yaml:6: notifiers[0].backoff_max: must be at least backoff_initial and at most 1h");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n  - name: a\n    type: log\n"),
+            "config.yaml:4: notifiers[1].name: duplicate notifier 'a' (first at line 2)");
+
+  // A backoff_initial above the default backoff_max raises the unset cap instead of failing.
+  auto c = parse("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    backoff_initial: 1m\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_DOUBLE_EQ(c->notifiers[0].backoff_max_seconds, 60);
+}
+
+TEST_F(ConfigTest, HeaderValuesAreNotEchoed) {
+  const std::string e = error_of(
+      "notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    headers:\n      X-Token: \"abc\\r\\nsecret\"\n");
+  EXPECT_EQ(e, "config.yaml:6: notifiers[0].headers.X-Token: value contains a line break or NUL");
+  EXPECT_EQ(e.find("secret"), std::string::npos);
+}
+
+TEST_F(ConfigTest, YamlSyntaxErrorsHaveALine) {
+  const std::string e = error_of("node: a\nlisten: [127.0.0.1:1\ntick: 1s\n");
+  EXPECT_EQ(e.rfind("config.yaml:", 0), 0u) << e;
+  EXPECT_NE(e.find(": invalid YAML: "), std::string::npos) << e;
+  const std::string e2 = error_of("node: a\n  bad indent: b\n");
+  EXPECT_EQ(e2.rfind("config.yaml:2: invalid YAML: ", 0), 0u) << e2;
+}
+
+TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
+  EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
+            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers)\n"
+            "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
+            "config.yaml:4: notifiers[0]: missing key 'type' (webhook or log)");
+}
+
+TEST(ParseDuration, AcceptsUnitsAndPlainSeconds) {
+  const std::pair<std::string, double> cases[] = {
+      {"500ms", 0.5}, {"2s", 2},       {"2m", 120},     {"1h", 3600}, {"1h30m", 5400}, {"1m30s", 90},
+      {"1.5s", 1.5},  {"2", 2},        {"0.25", 0.25},  {"0", 0},     {"1s500ms", 1.5}, {"90m", 5400},
+  };
+  for (const auto& [text, seconds] : cases) {
+    auto d = parse_duration(text);
+    ASSERT_TRUE(d.ok()) << text << ": " << d.error().message;
+    EXPECT_DOUBLE_EQ(*d, seconds) << text;
+  }
+}
+
+TEST(ParseDuration, RejectsOthers) {
+  for (const std::string bad : {"", "s", "1x", "-1s", "1h30", "1 s", "1d", "abc", "1e3", ".", "ms", "1s ", " 1s"}) {
+    auto d = parse_duration(bad);
+    EXPECT_FALSE(d.ok()) << "'" << bad << "' was accepted as " << (d.ok() ? *d : 0);
+  }
+  EXPECT_EQ(parse_duration("1h30").error().message,
+            "invalid duration '1h30': missing unit after the last number (expected e.g. 500ms, 2s, 1m30s, 1h or a "
+            "number of seconds)");
+  EXPECT_EQ(parse_duration("3d").error().message,
+            "invalid duration '3d': unknown unit (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)");
+}
+
+TEST_F(ConfigTest, RuleGlobs) {
+  write("r/b.lua");
+  write("r/a.lua");
+  write("r/c.lua");
+  write("r/sub/d.lua");
+
+  auto files = expand_rule_paths({"r/*.lua"}, dir_);
+  ASSERT_TRUE(files.ok()) << files.error().message;
+  EXPECT_EQ(*files, (std::vector<std::string>{dir_ + "/r/a.lua", dir_ + "/r/b.lua", dir_ + "/r/c.lua"}));
+
+  files = expand_rule_paths({"r/[bc].lua", "r/*/*.lua", dir_ + "/r/a.lua"}, "/somewhere/else");
+  EXPECT_FALSE(files.ok());  // relative patterns resolve against /somewhere/else
+  files = expand_rule_paths({dir_ + "/r/[bc].lua", dir_ + "/r/*/*.lua", dir_ + "/r/a.lua"}, "/somewhere/else");
+  ASSERT_TRUE(files.ok()) << files.error().message;
+  EXPECT_EQ(*files, (std::vector<std::string>{dir_ + "/r/b.lua", dir_ + "/r/c.lua", dir_ + "/r/sub/d.lua",
+                                              dir_ + "/r/a.lua"}));
+
+  // A file named twice is loaded once, at its first place.
+  auto c = parse("rules:\n  - r/b.lua\n  - r/*.lua\n  - r/a.lua\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->rules, (std::vector<std::string>{dir_ + "/r/b.lua", dir_ + "/r/a.lua", dir_ + "/r/c.lua"}));
+
+  EXPECT_EQ(error_of("rules:\n  - r/*.lua\n  - nothing/*.lua\n"),
+            "config.yaml:3: rules[1]: 'nothing/*.lua' (" + dir_ + "/nothing/*.lua) matches no file");
+  EXPECT_EQ(error_of("rules:\n  - r/missing.lua\n"),
+            "config.yaml:2: rules[0]: 'r/missing.lua' (" + dir_ + "/r/missing.lua): no such file");
+  EXPECT_EQ(error_of("rules: [r]\n"), "config.yaml:1: rules[0]: '" + dir_ + "/r' is a directory; name its files, e.g. 'r/*.lua'");
+}
+
+TEST(RuleGlobs, MetacharactersInTheBaseDirAreLiteral) {
+  char tmpl[] = "/tmp/vigil-[glob]*-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::ofstream(dir + "/x.lua") << "";
+  auto files = expand_rule_paths({"*.lua"}, dir);
+  fs::remove_all(dir);
+  ASSERT_TRUE(files.ok()) << files.error().message;
+  EXPECT_EQ(*files, std::vector<std::string>{dir + "/x.lua"});
+}
+
+TEST_F(ConfigTest, RelativePathsResolveAgainstTheConfigFile) {
+  write("conf/rules/x.lua");
+  write("conf/pods.yaml", "[]\n");
+  const std::string path = write("conf/vigil.yaml",
+                                 "state_dir: state\npods: {source: file, file: pods.yaml}\nrules: [rules/*.lua]\n");
+  // Loaded from another working directory, the config still finds its files.
+  const fs::path cwd = fs::current_path();
+  fs::current_path("/");
+  auto c = load_config(path);
+  fs::current_path(cwd);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->path, path);
+  EXPECT_EQ(c->state_dir, dir_ + "/conf/state");
+  EXPECT_EQ(c->pods.file, dir_ + "/conf/pods.yaml");
+  EXPECT_EQ(c->rules, std::vector<std::string>{dir_ + "/conf/rules/x.lua"});
+
+  // A relative config path works too, and errors name the file as given.
+  fs::current_path(dir_);
+  write("conf/bad.yaml", "node: a\ntick: never\n");
+  auto bad = load_config("conf/bad.yaml");
+  fs::current_path(cwd);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message,
+            "conf/bad.yaml:2: tick: invalid duration 'never' (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)");
+}
+
+TEST_F(ConfigTest, MissingConfigFile) {
+  auto c = load_config(dir_ + "/nope.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, dir_ + "/nope.yaml: cannot read: No such file or directory");
+}
+
+}  // namespace
+}  // namespace vigil
