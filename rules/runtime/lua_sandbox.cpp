@@ -63,6 +63,48 @@ int sandbox_setmetatable(lua_State* L) {
   return 1;
 }
 
+// The instruction hook only sees Lua instructions, so a C function that loops without
+// allocating escapes both budgets. These two are the library's unbounded loops of that kind.
+
+// string.rep("", 1e15) loops 1e15 times to build "".
+int sandbox_string_rep(lua_State* L) {
+  size_t len = 0, sep_len = 0;
+  luaL_checklstring(L, 1, &len);
+  luaL_checkinteger(L, 2);
+  luaL_optlstring(L, 3, "", &sep_len);
+  if (len + sep_len == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+// table.move(t, 1, 1e15, 2) copies nils into a table without allocating.
+constexpr lua_Integer kMaxMove = 1 << 22;
+
+int sandbox_table_move(lua_State* L) {
+  lua_Integer first = luaL_checkinteger(L, 2);
+  lua_Integer last = luaL_checkinteger(L, 3);
+  if (last >= first && (first <= 0 ? last >= kMaxMove + first : last - first >= kMaxMove))
+    return luaL_error(L, "table.move: more than %I elements", static_cast<lua_Integer>(kMaxMove));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+// Replaces lib[name] by `guard`, which gets the original as its upvalue.
+void guard_library_function(lua_State* L, const char* lib, const char* name, lua_CFunction guard) {
+  lua_getfield(L, -1, lib);
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, guard, 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
 int panic(lua_State* L) {
   const char* msg = lua_tostring(L, -1);
   spdlog::critical("unprotected Lua error in the rule engine: {}", msg ? msg : "(no message)");
@@ -121,6 +163,9 @@ void LuaSandbox::build_env() {
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
   lua_pop(L, 1);
+
+  guard_library_function(L, LUA_STRLIBNAME, "rep", sandbox_string_rep);
+  guard_library_function(L, LUA_TABLIBNAME, "move", sandbox_table_move);
 
   lua_pushcfunction(L, sandbox_print);
   lua_setfield(L, -2, "print");

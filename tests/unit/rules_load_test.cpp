@@ -240,3 +240,16 @@ TEST(RulesSandbox, MemoryBombIsContained) {
               e.find("instruction budget exceeded") != std::string::npos)
       << e;
 }
+
+TEST(RulesSandbox, LibraryLoopsThatDoNotAllocateAreBounded) {
+  // The instruction hook cannot see loops inside C functions; these would otherwise spin for days.
+  RuleDir dir;
+  std::string path = dir.write("cloops.lua", R"lua(
+assert(string.rep("", 1e15) == "")
+assert(("ab"):rep(3, ",") == "ab,ab,ab")
+local ok, err = pcall(table.move, {}, 1, 1e15, 2)
+assert(not ok and err:find("more than"), err)
+assert(table.move({1, 2, 3}, 1, 3, 2)[3] == 2)
+)lua");
+  EXPECT_EQ(load_error(path), "");
+}
