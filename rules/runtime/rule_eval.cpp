@@ -20,6 +20,15 @@ bool RuleEvaluator::matches(const Sample& s) const {
   return true;
 }
 
+// `where` matchers on namespace or pod also select which pods seed groups.
+bool RuleEvaluator::pod_matches(const PodMeta& pod) const {
+  for (const auto& m : spec_.where) {
+    const std::string* value = m.name == "namespace" ? &pod.namespace_ : m.name == "pod" ? &pod.name : nullptr;
+    if (value && std::find(m.values.begin(), m.values.end(), *value) == m.values.end()) return false;
+  }
+  return true;
+}
+
 Labels RuleEvaluator::group_key(const Labels& labels) const {
   Labels key;
   key.reserve(spec_.by.size());
@@ -48,6 +57,7 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
     std::optional<double> silence;
     if (rates_exist && !gauge_) silence = 0.0;
     for (const auto& pod : pods) {
+      if (!pod_matches(pod)) continue;
       Labels key = group_key(make_labels({{"namespace", pod.namespace_}, {"pod", pod.name}}));
       values.try_emplace(std::move(key), silence);
     }

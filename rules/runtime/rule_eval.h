@@ -66,7 +66,7 @@ class RuleEvaluator {
 
  private:
   Labels group_key(const Labels& labels) const;
-  Group& touch(const Labels& key, double now);
+  bool pod_matches(const PodMeta& pod) const;
   std::optional<Transition::Kind> step(Group& g, double value, double now);
 
   const RuleSpec& spec_;

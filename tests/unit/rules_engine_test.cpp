@@ -467,3 +467,18 @@ TEST(RulesEngine, MemoryErrorNamesTheHandler) {
   EXPECT_EQ(st.errors["budget"], 1u);
   EXPECT_EQ(st.last_error, path + ":4: memory limit exceeded (4096 KiB per rule file) (in on_anomaly)");
 }
+
+TEST(RulesEngine, WhereOnNamespaceLimitsSeededPods) {
+  RuleDir dir;
+  auto engine = load({dir.write("prod.lua", R"lua(
+rule {
+  name = "prod-only", metric = "vigil_drop_packets_total",
+  where = { namespace = "prod", direction = "ingress" },
+  detect = baseline.zscore { window = "1m", threshold = 4 },
+}
+)lua")}, nullptr);
+  ASSERT_TRUE(engine);
+  std::vector<PodMeta> pods{pod("a"), pod("b"), PodMeta{"prod", "c", {}, "node-a"}};
+  run(*engine, 0, 2, pods, none);
+  EXPECT_EQ(status_of(*engine, "prod-only").groups, 1u);
+}
