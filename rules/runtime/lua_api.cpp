@@ -14,13 +14,14 @@ FileContext& file_context(lua_State* L) {
   return *static_cast<FileContext*>(lua_touserdata(L, lua_upvalueindex(1)));
 }
 
-// "file:line" of the Lua code that called the running C function.
-std::string caller_location(lua_State* L) {
+// "file:line" of the Lua code that called the running C function, or the file alone when the
+// caller is not Lua code (pcall(rule, {...})).
+std::string caller_location(lua_State* L, const FileContext& ctx) {
   luaL_where(L, 1);
   std::string where = lua_tostring(L, -1);
   lua_pop(L, 1);
   if (where.size() >= 2 && where.ends_with(": ")) where.resize(where.size() - 2);
-  return where;
+  return where.empty() ? ctx.path : where;
 }
 
 // Runs engine code inside a Lua C function. `body` returns an error message or "" and sets
@@ -53,14 +54,14 @@ int lua_rule(lua_State* L) {
     return luaL_error(L, "rule expects a table: rule { name = \"...\", metric = \"...\", detect = ... }");
   return engine_code(L, [L](int&) -> std::string {
     FileContext& ctx = file_context(L);
-    std::string where = caller_location(L);
+    std::string where = caller_location(L, ctx);
     if (!ctx.loading) return where + ": rule{} can only be called while the rule file loads";
     auto spec = parse_rule(L, 1, ctx.detectors);
     if (!spec) return where + ": " + spec.error().message;
     for (const auto& other : ctx.declared)
       if (other.name == spec->name) return where + ": rule '" + spec->name + "' is already defined at " + other.location;
     spec->file = ctx.path;
-    spec->location = where.empty() ? ctx.path : where;
+    spec->location = where;
     ctx.declared.push_back(std::move(*spec));
     return "";
   });
@@ -110,7 +111,7 @@ int lua_notify(lua_State* L) {
     FileContext& ctx = file_context(L);
     std::string error = notify_impl(L, ctx);
     if (error.empty()) return "";
-    ctx.notify_error = caller_location(L) + ": " + error;
+    ctx.notify_error = caller_location(L, ctx) + ": " + error;
     return ctx.notify_error;
   });
 }
