@@ -47,7 +47,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   for (const auto& n : config.notifiers) {
     auto notifier = actions::make_notifier(n);
     if (!notifier) return notifier.error();
-    a->dispatcher_.add(std::move(*notifier));
+    if (auto added = a->dispatcher_.add(std::move(*notifier)); !added) return added.error();
   }
 
   rules::EngineOptions opts;
@@ -158,6 +158,14 @@ void Agent::tick() {
 }
 
 void Agent::load_pods_if_changed() {
+  if (config_.pods.source == "netns") {
+    auto specs = pods_from_named_netns();
+    if (specs != netns_pods_) {
+      netns_pods_ = specs;
+      apply_pods(specs);
+    }
+    return;
+  }
   if (config_.pods.source != "file") return;
   struct stat st {};
   if (stat(config_.pods.file.c_str(), &st) != 0) {
@@ -175,7 +183,12 @@ void Agent::load_pods_if_changed() {
     spdlog::error("{}; keeping the last known pods", specs.error().message);
     return;
   }
-  auto removed = pods_->reconcile(*specs);
+  apply_pods(*specs);
+  spdlog::info("pods file {}: {} pods", config_.pods.file, specs->size());
+}
+
+void Agent::apply_pods(const std::vector<PodSpec>& specs) {
+  auto removed = pods_->reconcile(specs);
   for (const auto& pod : removed) {
     store_.remove_if([&](const Labels& l) {
       const auto* ns = find_label(l, "namespace");
@@ -183,7 +196,6 @@ void Agent::load_pods_if_changed() {
       return ns && name && *ns == pod.spec.namespace_ && *name == pod.spec.name;
     });
   }
-  spdlog::info("pods file {}: {} pods", config_.pods.file, specs->size());
 }
 
 void Agent::read_datapath() {

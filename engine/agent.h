@@ -41,6 +41,7 @@ class Agent {
   explicit Agent(Config config);
   void tick();
   void load_pods_if_changed();
+  void apply_pods(const std::vector<PodSpec>& specs);
   void read_datapath();
   void export_self_metrics(std::chrono::steady_clock::duration tick_time);
   void publish_state();
@@ -58,6 +59,7 @@ class Agent {
 
   struct timespec pods_mtime_ {};
   off_t pods_size_ = -1;
+  std::vector<PodSpec> netns_pods_;
   std::atomic<bool> reload_requested_{false};
   std::atomic<bool> stopping_{false};
   std::mutex wake_mu_;

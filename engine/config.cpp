@@ -276,13 +276,13 @@ class Parser {
     if (const Entry* e = entries->find("source")) {
       source = string_value(e->value, "pods.source");
       if (!source) return;
-      if (*source != "file" && *source != "none") {
-        error(e->value.mark, "pods.source", "unknown source '" + *source + "' (known: file, none)");
+      if (*source != "file" && *source != "netns" && *source != "none") {
+        error(e->value.mark, "pods.source", "unknown source '" + *source + "' (known: file, netns, none)");
         return;
       }
     }
     const Entry* file_entry = entries->find("file");
-    if (!source) source = file_entry ? "file" : "none";  // `file:` alone implies source: file
+    if (!source) source = file_entry ? "file" : "netns";  // `file:` alone implies source: file
     pods.source = *source;
     if (!file_entry) {
       if (pods.source == "file") error(v.mark, "pods", "missing key 'file' (required with source: file)");

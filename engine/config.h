@@ -12,7 +12,9 @@
 namespace vigil {
 
 struct PodsSourceConfig {
-  std::string source = "none";  // "file" | "none" (kubernetes comes later)
+  // "file": the pods file; "netns": every namespace under /run/netns is a pod (namespace
+  // "default", named after the namespace); "none". Kubernetes comes later.
+  std::string source = "netns";
   std::string file;             // for source: file; absolute after loading
 };
 

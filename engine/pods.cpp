@@ -2,6 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -46,6 +49,7 @@ Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::stri
       const YAML::Node& v = kv.second;
       const std::string vat = where(origin, kv.first);
       auto scalar = [&](std::string& out) -> Result<void> {
+        if (v.IsNull()) return {};  // `netns:` with no value is the same as leaving it out
         if (!v.IsScalar()) return make_error(vat + ": " + item + "." + key + ": expected a string");
         out = v.as<std::string>();
         return {};
@@ -93,6 +97,28 @@ Result<std::vector<PodSpec>> load_pods_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_pods(ss.str(), path);
+}
+
+}  // namespace vigil
+
+namespace vigil {
+
+std::vector<PodSpec> pods_from_named_netns(const std::string& dir) {
+  std::vector<PodSpec> pods;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return pods;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == ".." || !valid_k8s_name(name)) continue;
+    PodSpec pod;
+    pod.namespace_ = "default";
+    pod.name = name;
+    pod.netns = dir + "/" + name;
+    pods.push_back(std::move(pod));
+  }
+  closedir(d);
+  std::sort(pods.begin(), pods.end(), [](const PodSpec& a, const PodSpec& b) { return a.name < b.name; });
+  return pods;
 }
 
 }  // namespace vigil

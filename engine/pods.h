@@ -31,4 +31,8 @@ struct PodSpec {
 Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin);
 Result<std::vector<PodSpec>> load_pods_file(const std::string& path);
 
+// Every namespace under /run/netns whose name is a valid Kubernetes name, as a pod in
+// namespace "default" (the `pods: {source: netns}` mode), sorted by name.
+std::vector<PodSpec> pods_from_named_netns(const std::string& dir = "/run/netns");
+
 }  // namespace vigil

@@ -201,6 +201,7 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   }
   a.metric = spec.metric;
   for (const auto& m : spec.where) {
+    if (m.negate) continue;  // an exclusion names no value of the series
     std::string values;
     for (const auto& v : m.values) values += (values.empty() ? "" : "|") + v;
     if (!find_label(key, m.name)) a.metric_labels.emplace_back(m.name, values);

@@ -15,7 +15,8 @@ bool RuleEvaluator::matches(const Sample& s) const {
   for (const auto& m : spec_.where) {
     const std::string* v = find_label(s.labels, m.name);
     const std::string& value = v ? *v : std::string();
-    if (std::find(m.values.begin(), m.values.end(), value) == m.values.end()) return false;
+    bool listed = std::find(m.values.begin(), m.values.end(), value) != m.values.end();
+    if (listed == m.negate) return false;
   }
   return true;
 }
@@ -24,7 +25,7 @@ bool RuleEvaluator::matches(const Sample& s) const {
 bool RuleEvaluator::pod_matches(const PodMeta& pod) const {
   for (const auto& m : spec_.where) {
     const std::string* value = m.name == "namespace" ? &pod.namespace_ : m.name == "pod" ? &pod.name : nullptr;
-    if (value && std::find(m.values.begin(), m.values.end(), *value) == m.values.end()) return false;
+    if (value && (std::find(m.values.begin(), m.values.end(), *value) != m.values.end()) == m.negate) return false;
   }
   return true;
 }

@@ -94,7 +94,7 @@ Result<std::vector<std::string>> label_values(lua_State* L, const std::string& l
     values.emplace_back(lua_tostring(L, -1));
     return values;
   }
-  std::string what = "field 'where': label '" + label + "' must be a string or a list of strings";
+  std::string what = "field 'where': label '" + label + "' must be a string, a list of strings or { except = ... }";
   if (lua_type(L, -1) != LUA_TTABLE) return make_error(what);
   lua_Unsigned n = lua_rawlen(L, -1);
   for (lua_Unsigned i = 1; i <= n; ++i) {
@@ -128,6 +128,14 @@ Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
       break;
     }
     std::string label = lua_tostring(L, -2);
+    // { except = "X" } or { except = { "X", "Y" } } excludes values instead of selecting them.
+    bool negate = false;
+    if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "except") != LUA_TNIL) {
+      negate = true;
+      lua_remove(L, -2);
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pop(L, 1);
+    }
     auto values = label_values(L, label);
     lua_pop(L, 1);
     if (!values) {
@@ -135,7 +143,7 @@ Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
       lua_pop(L, 1);
       break;
     }
-    out.push_back({label, std::move(*values)});
+    out.push_back({label, std::move(*values), negate});
   }
   lua_pop(L, 1);
   if (!error.empty()) return make_error(error);

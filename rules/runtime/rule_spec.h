@@ -16,6 +16,7 @@ namespace vigil::rules {
 struct LabelMatcher {
   std::string name;
   std::vector<std::string> values;  // the label must equal one of these
+  bool negate = false;               // { except = ... }: the label must equal none of them
 };
 
 // A Lua function kept in the registry of the file's lua_State.

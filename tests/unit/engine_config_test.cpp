@@ -106,7 +106,7 @@ TEST_F(ConfigTest, Defaults) {
   EXPECT_EQ(d.listen, "127.0.0.1:9965");
   EXPECT_DOUBLE_EQ(d.tick_seconds, 1.0);
   EXPECT_EQ(d.state_dir, "/var/lib/vigil");
-  EXPECT_EQ(d.pods.source, "none");
+  EXPECT_EQ(d.pods.source, "netns");
   EXPECT_EQ(d.pods.file, "");
   ASSERT_EQ(d.notifiers.size(), 1u);
   EXPECT_EQ(d.notifiers[0].name, "default");
@@ -189,7 +189,7 @@ TEST_F(ConfigTest, BadValues) {
   EXPECT_EQ(error_of("tick: -1\n"),
             "config.yaml:1: tick: invalid duration '-1' (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)");
 
-  EXPECT_EQ(error_of("pods:\n  source: kubernetes\n"), "config.yaml:2: pods.source: unknown source 'kubernetes' (known: file, none)");
+  EXPECT_EQ(error_of("pods:\n  source: kubernetes\n"), "config.yaml:2: pods.source: unknown source 'kubernetes' (known: file, netns, none)");
   EXPECT_EQ(error_of("pods:\n  source: file\n"), "config.yaml:2: pods: missing key 'file' (required with source: file)");
   EXPECT_EQ(error_of("pods:\n  source: file\n  file: missing.yaml\n"),
             "config.yaml:3: pods.file: '" + dir_ + "/missing.yaml': No such file or directory");

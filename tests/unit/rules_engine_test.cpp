@@ -482,3 +482,51 @@ rule {
   run(*engine, 0, 2, pods, none);
   EXPECT_EQ(status_of(*engine, "prod-only").groups, 1u);
 }
+
+TEST(RulesEngine, WhereExceptExcludesLabelValues) {
+  RuleDir dir;
+  RecordingSink sink;
+  auto engine = load({dir.write("except.lua", R"lua(
+rule {
+  name = "real-drops", metric = "vigil_drop_packets_total",
+  where = { reason = { except = { "QUEUE_PURGE", "TCP_OLD_DATA" } } },
+  detect = threshold { above = 5 },
+  on_anomaly = function(a) notify("oncall", a) end,
+}
+)lua")}, &sink);
+  ASSERT_TRUE(engine);
+  auto with_reason = [](const std::string& reason, double v) {
+    return Sample{"vigil_drop_packets_total",
+                  make_labels({{"namespace", "default"}, {"pod", "a"}, {"direction", "ingress"}, {"reason", reason}}), v,
+                  SeriesKind::Counter};
+  };
+  // 100/s of excluded reasons never fire; 10/s of NETFILTER_DROP does.
+  run(*engine, 0, 5, {pod("a")}, [&](int t) {
+    return std::vector<Sample>{with_reason("QUEUE_PURGE", 100.0 * t), with_reason("TCP_OLD_DATA", 100.0 * t)};
+  });
+  EXPECT_TRUE(sink.sent.empty());
+  run(*engine, 6, 8, {pod("a")}, [&](int t) {
+    return std::vector<Sample>{with_reason("QUEUE_PURGE", 100.0 * t), with_reason("TCP_OLD_DATA", 100.0 * t),
+                               with_reason("NETFILTER_DROP", 10.0 * (t - 5))};
+  });
+  ASSERT_EQ(sink.with(AnomalyStatus::Firing).size(), 1u);
+  EXPECT_DOUBLE_EQ(sink.sent[0].anomaly.value, 10.0);
+  // An exclusion names no value, so it is not among the anomaly's metric labels.
+  EXPECT_EQ(find_label(sink.sent[0].anomaly.metric_labels, "reason"), nullptr);
+}
+
+TEST(RulesEngine, WhereExceptMustListStrings) {
+  RuleDir dir;
+  auto engine = RuleEngine::load({dir.write("bad.lua", R"lua(
+rule {
+  name = "bad", metric = "m_total",
+  where = { reason = { except = { 1 } } },
+  detect = threshold { above = 5 },
+}
+)lua")}, options(), nullptr);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(engine.error().message.find("bad.lua:2:"), std::string::npos) << engine.error().message;
+  EXPECT_NE(engine.error().message.find("label 'reason' must be a string, a list of strings or { except = ... }"),
+            std::string::npos)
+      << engine.error().message;
+}

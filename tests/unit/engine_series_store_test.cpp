@@ -1,0 +1,50 @@
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+#include "engine/series_store.h"
+
+namespace vigil {
+namespace {
+
+std::string text_of(const SeriesStore& s) {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, s.Collect());
+  return out.str();
+}
+
+TEST(SeriesStore, ExportsCountersAndGaugesInTextFormat) {
+  SeriesStore s;
+  s.describe("vigil_forward_packets_total", "Packets.", SeriesKind::Counter);
+  s.describe("vigil_pods", "Pods.", SeriesKind::Gauge);
+  s.set("vigil_forward_packets_total", make_labels({{"pod", "a"}, {"direction", "ingress"}}), 42);
+  s.set("vigil_pods", make_labels({{"state", "attached"}}), 3);
+  std::string text = text_of(s);
+  EXPECT_NE(text.find("# TYPE vigil_forward_packets_total counter"), std::string::npos) << text;
+  EXPECT_NE(text.find("vigil_forward_packets_total{direction=\"ingress\",pod=\"a\"} 42"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE vigil_pods gauge"), std::string::npos);
+  EXPECT_NE(text.find("vigil_pods{state=\"attached\"} 3"), std::string::npos);
+}
+
+TEST(SeriesStore, SnapshotAndRemoval) {
+  SeriesStore s;
+  s.describe("m_total", "M.", SeriesKind::Counter);
+  s.set("m_total", make_labels({{"pod", "a"}}), 1);
+  s.set("m_total", make_labels({{"pod", "b"}}), 2);
+  s.set("m_total", make_labels({{"pod", "a"}}), 5);  // overwrite, not a new series
+  ASSERT_EQ(s.size(), 2u);
+  s.remove_if([](const Labels& l) { return *find_label(l, "pod") == "a"; });
+  auto snap = s.snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].value, 2);
+  EXPECT_EQ(snap[0].kind, SeriesKind::Counter);
+}
+
+TEST(SeriesStore, UndescribedFamilyIsAProgrammingError) {
+  SeriesStore s;
+  EXPECT_THROW(s.set("nope_total", {}, 1), std::logic_error);
+}
+
+}  // namespace
+}  // namespace vigil
