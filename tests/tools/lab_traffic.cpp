@@ -1,6 +1,7 @@
 // vigil-lab-traffic: traffic for lab pods, with exact counts the tests can compare against.
 //   httpd PORT                         serve GET /bytes/N (N bytes) until killed
-//   http-load URL RATE SECONDS         GET at a fixed rate; prints "ok=N failed=M"
+//   http-load URL RATE SECONDS [CONNS] GET at a fixed total rate over CONNS connections;
+//                                      prints "ok=N failed=M"
 //   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
 //   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
 // Every loop is bounded by its arguments.
@@ -15,6 +16,8 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
+#include <algorithm>
 
 #include <httplib.h>
 
@@ -31,11 +34,12 @@ int httpd(int port) {
   return srv.listen("0.0.0.0", port) ? 0 : 1;
 }
 
-int http_load(const std::string& url, double rate, double seconds) {
-  // url: http://host:port/path
-  auto scheme_end = url.find("://");
-  auto path_start = url.find('/', scheme_end + 3);
-  std::string base = url.substr(0, path_start), path = path_start == std::string::npos ? "/" : url.substr(path_start);
+struct LoadResult {
+  long ok = 0, failed = 0;
+};
+
+// One keep-alive connection sending GETs at `rate` per second until `seconds` pass.
+LoadResult http_load_one(const std::string& base, const std::string& path, double rate, double seconds) {
   httplib::Client cli(base);
   cli.set_keep_alive(true);
   cli.set_tcp_nodelay(true);
@@ -45,16 +49,36 @@ int http_load(const std::string& url, double rate, double seconds) {
   const auto end = clock::now() + std::chrono::duration<double>(seconds);
   const auto period = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(1.0 / rate));
   auto next = clock::now();
-  long ok = 0, failed = 0;
+  LoadResult r;
   const long max_requests = static_cast<long>(rate * seconds) + 1;
   for (long i = 0; i < max_requests && clock::now() < end; ++i) {
     auto res = cli.Get(path);
-    if (res && res->status == 200) ++ok;
-    else ++failed;
+    if (res && res->status == 200) ++r.ok;
+    else ++r.failed;
     next += period;
     if (next > clock::now()) std::this_thread::sleep_until(next);
   }
-  std::printf("ok=%ld failed=%ld\n", ok, failed);
+  return r;
+}
+
+// `connections` parallel connections share the rate, like a real client pool: one stalled
+// connection (a lost segment waits for its retransmission) does not stop the others.
+int http_load(const std::string& url, double rate, double seconds, int connections) {
+  auto scheme_end = url.find("://");
+  auto path_start = url.find('/', scheme_end + 3);
+  std::string base = url.substr(0, path_start), path = path_start == std::string::npos ? "/" : url.substr(path_start);
+  connections = std::clamp(connections, 1, 64);
+  std::vector<LoadResult> results(connections);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < connections; ++c)
+    threads.emplace_back([&, c] { results[c] = http_load_one(base, path, rate / connections, seconds); });
+  LoadResult total;
+  for (int c = 0; c < connections; ++c) {
+    threads[c].join();
+    total.ok += results[c].ok;
+    total.failed += results[c].failed;
+  }
+  std::printf("ok=%ld failed=%ld\n", total.ok, total.failed);
   return 0;
 }
 
@@ -101,9 +125,10 @@ int udp_sink(int port, double seconds) {
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "httpd" && argc == 3) return httpd(std::atoi(argv[2]));
-  if (mode == "http-load" && argc == 5) return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]));
+  if (mode == "http-load" && (argc == 5 || argc == 6))
+    return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]), argc == 6 ? std::atoi(argv[5]) : 1);
   if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS\n");
   return 2;
 }
