@@ -1,0 +1,80 @@
+// The command line as a user meets it: bad rule files and bad configs are reported with file
+// and line, and the agent refuses to start half-configured. No privileges needed.
+#include <gtest/gtest.h>
+
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = make_temp_dir(); }
+  void TearDown() override { run("rm -rf " + dir_); }
+  CommandResult vigil(const std::string& args) { return run(binary_path("vigil") + " " + args); }
+  std::string dir_;
+};
+
+TEST_F(Cli, RulesCheckAcceptsTheShippedPack) {
+  auto r = vigil("rules check " + source_path("rules/pack/pod-drop-surge.lua") + " " +
+                 source_path("rules/pack/pod-traffic.lua"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("pod-drop-surge.lua: ok (1 rules)"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, RulesCheckReportsEachBrokenFileWithFileAndLine) {
+  std::string syntax = write_temp_file(dir_, "syntax.lua", "rule {\n  name = \"x\",\n  metric = \"m\"\n  detect = 1,\n}\n");
+  std::string os_call = write_temp_file(dir_, "os.lua", "\n\nos.execute(\"touch /tmp/pwned\")\n");
+  std::string field = write_temp_file(dir_, "field.lua",
+                                      "rule {\n  name = \"x\", metric = \"m\",\n  detect = threshold { above = 1 },\n"
+                                      "  thresold = 3,\n}\n");
+  std::string good = write_temp_file(dir_, "good.lua", "rule { name = \"g\", metric = \"m\", detect = threshold { above = 1 } }\n");
+  auto r = vigil("rules check " + syntax + " " + os_call + " " + field + " " + good);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("syntax.lua:4:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("os.lua:3:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'os'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("field.lua:1:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("thresold"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("good.lua: ok"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, RulesCheckWithConfigChecksNotifierChannels) {
+  std::string rule = write_temp_file(dir_, "r.lua",
+                                     "rule {\n  name = \"x\", metric = \"m\", detect = threshold { above = 1 },\n"
+                                     "  on_anomaly = function(a)\n    notify(\"oncal\", a)\n  end,\n}\n");
+  std::string config = write_temp_file(dir_, "vigil.yaml",
+                                       "pods: {source: none}\nrules: []\nnotifiers:\n  - {name: oncall, type: log}\n");
+  auto r = vigil("rules check --config " + config + " " + rule);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("r.lua:4: unknown notifier channel 'oncal'"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, AgentRefusesABadConfigNamingFileLineAndKey) {
+  std::string config = write_temp_file(dir_, "vigil.yaml", "node: n1\ntik: 1s\n");
+  auto r = vigil("agent --config " + config);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("vigil.yaml:2: unknown key 'tik'"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, AgentRefusesABrokenRuleFileBeforeStarting) {
+  write_temp_file(dir_, "broken.lua", "rule {\n  name = \"x\",\n  metric = \"m\"\n  detect = 1,\n}\n");
+  std::string config = write_temp_file(dir_, "vigil.yaml",
+                                       "listen: 127.0.0.1:" + std::to_string(free_port()) +
+                                           "\npods: {source: none}\nrules: [\"*.lua\"]\n");
+  auto r = vigil("agent --config " + config);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("broken.lua:4:"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, UsageErrors) {
+  EXPECT_EQ(vigil("").status, 2);
+  auto r = vigil("agent --nope 1");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("unknown option --nope"), std::string::npos) << r.output;
+  EXPECT_EQ(vigil("rules check").status, 2);
+  EXPECT_EQ(vigil("version").status, 0);
+}
+
+}  // namespace
+}  // namespace vigil::test
