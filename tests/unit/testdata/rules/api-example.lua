@@ -1,5 +1,5 @@
 -- Every part of the rule API in one file; tests/unit/rules_pack_test.cpp loads it and drives it
--- with series, so this example stays true. See rules/pack/README.md.
+-- with series, so this example stays true. See docs/rules.md.
 
 -- A helper shared by the rules of this file (each file has its own globals).
 local function page(a)
