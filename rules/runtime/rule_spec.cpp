@@ -130,11 +130,13 @@ Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
     std::string label = lua_tostring(L, -2);
     // { except = "X" } or { except = { "X", "Y" } } excludes values instead of selecting them.
     bool negate = false;
-    if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "except") != LUA_TNIL) {
-      negate = true;
-      lua_remove(L, -2);
-    } else if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      if (lua_getfield(L, -1, "except") != LUA_TNIL) {
+        negate = true;
+        lua_remove(L, -2);  // the { except = ... } table; its list stays on top
+      } else {
+        lua_pop(L, 1);
+      }
     }
     auto values = label_values(L, label);
     lua_pop(L, 1);
