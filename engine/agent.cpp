@@ -169,15 +169,21 @@ void Agent::load_pods_if_changed() {
   if (config_.pods.source != "file") return;
   struct stat st {};
   if (stat(config_.pods.file.c_str(), &st) != 0) {
-    if (pods_size_ != -2) spdlog::error("pods file {}: cannot be read; keeping the last known pods", config_.pods.file);
-    pods_size_ = -2;
+    if (!pods_file_missing_) spdlog::error("pods file {}: cannot be read; keeping the last known pods", config_.pods.file);
+    pods_file_missing_ = true;
     return;
   }
-  bool changed = reload_requested_.exchange(false) || st.st_size != pods_size_ ||
-                 st.st_mtim.tv_sec != pods_mtime_.tv_sec || st.st_mtim.tv_nsec != pods_mtime_.tv_nsec;
-  if (!changed) return;
-  pods_mtime_ = st.st_mtim;
-  pods_size_ = st.st_size;
+  pods_file_missing_ = false;
+  FileStamp stamp{st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  // A file written in place (truncate, then write) can be read half-written: apply a change
+  // only once the file has looked the same for one tick. The first load is applied at once.
+  const bool first = !pods_applied_.has_value();
+  if (stamp != pods_seen_) {
+    pods_seen_ = stamp;
+    if (!first) return;
+  }
+  if (!first && stamp == *pods_applied_ && !reload_requested_.exchange(false)) return;
+  pods_applied_ = stamp;
   auto specs = load_pods_file(config_.pods.file);
   if (!specs) {
     spdlog::error("{}; keeping the last known pods", specs.error().message);

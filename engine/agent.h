@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <sys/stat.h>
 
@@ -57,8 +58,16 @@ class Agent {
   std::unique_ptr<rules::RuleEngine> rules_;
   std::unique_ptr<HttpServer> http_;
 
-  struct timespec pods_mtime_ {};
-  off_t pods_size_ = -1;
+  struct FileStamp {
+    ino_t inode = 0;
+    off_t size = -1;
+    time_t mtime_sec = 0;
+    long mtime_nsec = 0;
+    bool operator==(const FileStamp&) const = default;
+  };
+  FileStamp pods_seen_;                     // as stat() saw the pods file last tick
+  std::optional<FileStamp> pods_applied_;   // the version whose pods are applied
+  bool pods_file_missing_ = false;
   std::vector<PodSpec> netns_pods_;
   std::atomic<bool> reload_requested_{false};
   std::atomic<bool> stopping_{false};
