@@ -9,10 +9,14 @@
 #include <bpf/bpf_tracing.h>
 
 #include "vigil_abi.h"
+#include "lib/packet.h"
 
 #define TC_ACT_OK 0
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+#define ECONNREFUSED_ 111
+#define ETIMEDOUT_ 110
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -47,6 +51,13 @@ struct {
 } vigil_pod_ip SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS);
+  __type(key, __u32);
+  __type(value, struct vigil_tcp_value);
+} vigil_tcp SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, VIGIL_ERR_MAX);
   __type(key, __u32);
@@ -58,35 +69,60 @@ static __always_inline void count_error(__u32 site) {
   if (n) *n += 1;
 }
 
-static __always_inline void count_traffic(struct __sk_buff *skb, int dir) {
+static __always_inline struct vigil_traffic_value *traffic_of(struct __sk_buff *skb) {
   struct vigil_traffic_key key = {.ifindex = skb->ifindex};
   struct vigil_traffic_value *v = bpf_map_lookup_elem(&vigil_traffic, &key);
-  if (!v) {
-    struct vigil_traffic_value zero = {};
-    /* BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up again. */
-    bpf_map_update_elem(&vigil_traffic, &key, &zero, BPF_NOEXIST);
-    v = bpf_map_lookup_elem(&vigil_traffic, &key);
-    if (!v) {
-      count_error(VIGIL_ERR_TRAFFIC_MAP_FULL);
-      return;
-    }
+  if (v) return v;
+  struct vigil_traffic_value zero = {};
+  /* BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up again. */
+  bpf_map_update_elem(&vigil_traffic, &key, &zero, BPF_NOEXIST);
+  v = bpf_map_lookup_elem(&vigil_traffic, &key);
+  if (!v) count_error(VIGIL_ERR_TRAFFIC_MAP_FULL);
+  return v;
+}
+
+static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int dir, __u8 flags) {
+  __u64 *f = v->tcp_flags[dir & 1];
+  if (flags & 0x01) f[VIGIL_TCP_FIN] += 1;
+  if ((flags & 0x12) == 0x02) f[VIGIL_TCP_SYN] += 1;
+  if ((flags & 0x12) == 0x12) f[VIGIL_TCP_SYNACK] += 1;
+  if (flags & 0x04) f[VIGIL_TCP_RST] += 1;
+  if (flags & 0x08) f[VIGIL_TCP_PSH] += 1;
+  if (flags & 0x10) f[VIGIL_TCP_ACK] += 1;
+  if (flags & 0x20) f[VIGIL_TCP_URG] += 1;
+  if (flags & 0x40) f[VIGIL_TCP_ECE] += 1;
+  if (flags & 0x80) f[VIGIL_TCP_CWR] += 1;
+}
+
+static __always_inline int observe(struct __sk_buff *skb, int dir) {
+  struct vigil_traffic_value *v = traffic_of(skb);
+  if (!v) return TC_ACT_OK;
+  dir &= 1;
+  v->packets[dir] += 1;
+  v->bytes[dir] += skb->len;
+
+  struct vigil_pkt pkt = {};
+  int r = vigil_parse(skb, &pkt);
+  if (r < 0) {
+    __u32 kind = pkt.malformed - 1;
+    if (kind < VIGIL_MALFORMED_MAX) v->malformed[dir][kind] += 1;
+    return TC_ACT_OK;
   }
-  v->packets[dir & 1] += 1;
-  v->bytes[dir & 1] += skb->len;
+  if (r > 0) return TC_ACT_OK; /* not IP */
+  if (pkt.l4_proto == VIGIL_IPPROTO_TCP) count_tcp_flags(v, dir, pkt.tcp_flags);
+  return TC_ACT_OK;
 }
 
 /* Attached to TC ingress of a pod's host-side veth: the pod is sending. */
 SEC("tc")
 int vigil_tc_ingress(struct __sk_buff *skb) {
-  count_traffic(skb, VIGIL_DIR_EGRESS);
-  return TC_ACT_OK;
+  return observe(skb, VIGIL_DIR_EGRESS);
 }
 
 /* Attached to TC egress of a pod's host-side veth: the pod is receiving. */
 SEC("tc")
 int vigil_tc_egress(struct __sk_buff *skb) {
-  count_traffic(skb, VIGIL_DIR_INGRESS);
-  return TC_ACT_OK;
+  return observe(skb, VIGIL_DIR_INGRESS);
 }
 
 static __always_inline __u32 pod_of_ip(const struct vigil_ip_key *key) {
@@ -172,5 +208,76 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
   }
   v->packets += 1;
   v->bytes += BPF_CORE_READ(skb, len);
+  return 0;
+}
+
+/* TCP socket events, attributed to the pod whose network namespace owns the socket. */
+static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk) {
+  __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+  __u32 *pod = bpf_map_lookup_elem(&vigil_pod_netns, &inum);
+  if (!pod) return 0;
+  __u32 id = *pod;
+  struct vigil_tcp_value *v = bpf_map_lookup_elem(&vigil_tcp, &id);
+  if (v) return v;
+  struct vigil_tcp_value zero = {};
+  bpf_map_update_elem(&vigil_tcp, &id, &zero, BPF_NOEXIST);
+  v = bpf_map_lookup_elem(&vigil_tcp, &id);
+  if (!v) count_error(VIGIL_ERR_TCP_MAP_FULL);
+  return v;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(vigil_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb) {
+  struct vigil_tcp_value *v = tcp_of_sock(sk);
+  if (v) v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
+  return 0;
+}
+
+/* floor(log2(v)) without a loop, clamped to the last bucket. */
+static __always_inline __u32 log2_bucket(__u32 v) {
+  __u32 r, shift;
+  r = (v > 0xFFFF) << 4;
+  v >>= r;
+  shift = (v > 0xFF) << 3;
+  v >>= shift;
+  r |= shift;
+  shift = (v > 0xF) << 2;
+  v >>= shift;
+  r |= shift;
+  shift = (v > 0x3) << 1;
+  v >>= shift;
+  r |= shift;
+  r |= (v >> 1);
+  return r < VIGIL_RTT_BUCKETS ? r : VIGIL_RTT_BUCKETS - 1;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(vigil_sock_state, const struct sock *sk, int oldstate, int newstate) {
+  if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_) return 0;
+  struct vigil_tcp_value *v = tcp_of_sock(sk);
+  if (!v) return 0;
+  if (newstate >= 0 && newstate < VIGIL_TCP_STATE_MAX) v->transitions[newstate] += 1;
+  if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+    v->events[VIGIL_TCP_EV_CONNECT] += 1;
+  } else if (newstate == TCP_ESTABLISHED) {
+    if (oldstate == TCP_SYN_SENT) v->events[VIGIL_TCP_EV_ESTABLISHED_OUT] += 1;
+    else if (oldstate == TCP_SYN_RECV) v->events[VIGIL_TCP_EV_ESTABLISHED_IN] += 1;
+  } else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
+    /* tcp_done_with_error() sets sk_err before it moves the socket to CLOSE. */
+    int err = BPF_CORE_READ(sk, sk_err);
+    if (err == ECONNREFUSED_) v->events[VIGIL_TCP_EV_REFUSED] += 1;
+    else if (err == ETIMEDOUT_) v->events[VIGIL_TCP_EV_TIMEOUT] += 1;
+    else v->events[VIGIL_TCP_EV_CONNECT_FAILED] += 1;
+  }
+  if (oldstate == TCP_ESTABLISHED) {
+    /* srtt_us is kept << 3 by the kernel. */
+    const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+    __u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+    if (srtt) {
+      __u32 b = log2_bucket(srtt);
+      if (b < VIGIL_RTT_BUCKETS) v->rtt_buckets[b] += 1;
+      v->rtt_sum_us += srtt;
+    }
+  }
   return 0;
 }

@@ -15,17 +15,6 @@
 namespace vigil {
 namespace {
 
-const char* direction_name(int d) { return d == VIGIL_DIR_INGRESS ? "ingress" : "egress"; }
-
-const char* bpf_error_site(size_t i) {
-  switch (i) {
-    case VIGIL_ERR_TRAFFIC_MAP_FULL: return "traffic_map_full";
-    case VIGIL_ERR_DROP_MAP_FULL: return "drop_map_full";
-    case VIGIL_ERR_DROP_READ_HEADER: return "drop_read_header";
-    default: return nullptr;
-  }
-}
-
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -66,11 +55,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
 
   auto& s = a->store_;
-  s.describe("vigil_forward_packets_total", "Packets forwarded to (ingress) or from (egress) a pod.", SeriesKind::Counter);
-  s.describe("vigil_forward_bytes_total", "Bytes forwarded to (ingress) or from (egress) a pod, Ethernet header included.", SeriesKind::Counter);
-  s.describe("vigil_drop_packets_total", "Packets of a pod dropped by the kernel, by the kernel's drop reason.", SeriesKind::Counter);
-  s.describe("vigil_drop_bytes_total", "Bytes of a pod dropped by the kernel, by the kernel's drop reason.", SeriesKind::Counter);
-  s.describe("vigil_bpf_errors_total", "Failures inside Vigil's eBPF programs, by site; nothing is lost silently.", SeriesKind::Counter);
+  a->families_ = make_families();
+  for (const auto& f : a->families_) f->describe(s);
   s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify).", SeriesKind::Counter);
   s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
   s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
@@ -205,37 +191,8 @@ void Agent::apply_pods(const std::vector<PodSpec>& specs) {
 }
 
 void Agent::read_datapath() {
-  if (auto traffic = datapath_->read_traffic()) {
-    for (const auto& [ifindex, t] : *traffic) {
-      const WatchedPod* pod = pods_->by_ifindex(ifindex);
-      if (!pod) continue;
-      for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
-        Labels l = make_labels({{"namespace", pod->spec.namespace_}, {"pod", pod->spec.name}, {"direction", direction_name(d)}});
-        store_.set("vigil_forward_packets_total", l, static_cast<double>(t.packets[d]));
-        store_.set("vigil_forward_bytes_total", l, static_cast<double>(t.bytes[d]));
-      }
-    }
-  } else {
-    spdlog::error("read traffic counters: {}", traffic.error().message);
-  }
-  if (auto drops = datapath_->read_drops()) {
-    for (const auto& d : *drops) {
-      const WatchedPod* pod = pods_->by_id(d.pod_id);
-      if (!pod) continue;
-      Labels l = make_labels({{"namespace", pod->spec.namespace_},
-                              {"pod", pod->spec.name},
-                              {"direction", direction_name(d.direction)},
-                              {"reason", datapath_->drop_reasons().name(d.reason)}});
-      store_.set("vigil_drop_packets_total", l, static_cast<double>(d.packets));
-      store_.set("vigil_drop_bytes_total", l, static_cast<double>(d.bytes));
-    }
-  } else {
-    spdlog::error("read drop counters: {}", drops.error().message);
-  }
-  auto errors = datapath_->read_errors();
-  for (size_t i = 0; i < errors.size(); ++i)
-    if (const char* site = bpf_error_site(i))
-      store_.set("vigil_bpf_errors_total", make_labels({{"site", site}}), static_cast<double>(errors[i]));
+  FamilyContext ctx{*datapath_, *pods_, store_};
+  for (const auto& f : families_) f->read(ctx);
 }
 
 void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {

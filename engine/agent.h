@@ -17,6 +17,7 @@
 #include "actions/notifier.h"
 #include "engine/config.h"
 #include "engine/datapath.h"
+#include "engine/families/family.h"
 #include "engine/http_server.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
@@ -52,6 +53,7 @@ class Agent {
   std::unique_ptr<Datapath> datapath_;
   std::unique_ptr<PodManager> pods_;
   SeriesStore store_;
+  std::vector<std::unique_ptr<Family>> families_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Histogram* tick_histogram_ = nullptr;
   actions::Dispatcher dispatcher_;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "engine/bpf_maps.h"
 #include "engine/netns.h"
 #include "vigil_abi.h"
 #include "counters.skel.h"
@@ -18,11 +19,6 @@ namespace vigil {
 namespace {
 
 std::string err_text(int err) { return std::strerror(err < 0 ? -err : err); }
-
-int cpu_count() {
-  int n = libbpf_num_possible_cpus();
-  return n > 0 ? n : 1;
-}
 
 }  // namespace
 
@@ -129,65 +125,30 @@ void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& 
 void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   vigil_traffic_key tk{ifindex};
   bpf_map__delete_elem(skel_->maps.vigil_traffic, &tk, sizeof(tk), 0);
-  auto drops = read_drops();
-  if (!drops) return;
-  for (const auto& d : *drops) {
-    if (d.pod_id != pod_id) continue;
-    vigil_drop_key key{d.pod_id, d.reason, d.direction, 0};
-    bpf_map__delete_elem(skel_->maps.vigil_drops, &key, sizeof(key), 0);
-  }
+  bpf_map__delete_elem(skel_->maps.vigil_tcp, &pod_id, sizeof(pod_id), 0);
+  std::vector<vigil_drop_key> doomed;
+  for_each_percpu<vigil_drop_key, vigil_drop_value>(
+      bpf_map__fd(skel_->maps.vigil_drops), VIGIL_MAX_DROP_KEYS,
+      [&](const vigil_drop_key& key, const std::vector<vigil_drop_value>&) {
+        if (key.pod_id == pod_id) doomed.push_back(key);
+      });
+  for (const auto& key : doomed) bpf_map__delete_elem(skel_->maps.vigil_drops, &key, sizeof(key), 0);
 }
 
-Result<std::map<uint32_t, TrafficTotals>> Datapath::read_traffic() const {
-  std::map<uint32_t, TrafficTotals> out;
-  const int ncpu = cpu_count();
-  std::vector<vigil_traffic_value> values(ncpu);
-  int fd = bpf_map__fd(skel_->maps.vigil_traffic);
-  vigil_traffic_key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    key = next;
-    prev = &key;
-    if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) continue;  // deleted meanwhile
-    TrafficTotals& t = out[key.ifindex];
-    for (const auto& v : values)
-      for (int d = 0; d < 2; ++d) {
-        t.packets[d] += v.packets[d];
-        t.bytes[d] += v.bytes[d];
-      }
-  }
-  return out;
+Datapath::MapRef Datapath::map(const char* name) const {
+  bpf_map* m = bpf_object__find_map_by_name(skel_->obj, name);
+  if (!m) return {};
+  return MapRef{bpf_map__fd(m), bpf_map__max_entries(m)};
 }
 
-Result<std::vector<DropTotals>> Datapath::read_drops() const {
-  std::vector<DropTotals> out;
-  const int ncpu = cpu_count();
-  std::vector<vigil_drop_value> values(ncpu);
-  int fd = bpf_map__fd(skel_->maps.vigil_drops);
-  vigil_drop_key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    key = next;
-    prev = &key;
-    if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) continue;
-    DropTotals d{key.pod_id, key.reason, key.direction, 0, 0};
-    for (const auto& v : values) {
-      d.packets += v.packets;
-      d.bytes += v.bytes;
-    }
-    out.push_back(d);
-  }
-  return out;
-}
-
-std::array<uint64_t, 8> Datapath::read_errors() const {
-  std::array<uint64_t, 8> out{};
-  const int ncpu = cpu_count();
-  std::vector<uint64_t> values(ncpu);
-  int fd = bpf_map__fd(skel_->maps.vigil_errors);
-  for (uint32_t i = 0; i < out.size(); ++i) {
-    if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
-    for (auto v : values) out[i] += v;
+std::vector<Datapath::ProgramStats> Datapath::program_stats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) continue;
+    out.push_back(ProgramStats{bpf_program__name(prog), info.run_cnt, info.run_time_ns});
   }
   return out;
 }

@@ -15,19 +15,6 @@ struct vigil_counters;  // the bpftool skeleton
 
 namespace vigil {
 
-struct TrafficTotals {
-  uint64_t packets[2] = {0, 0};  // indexed by vigil_direction
-  uint64_t bytes[2] = {0, 0};
-};
-
-struct DropTotals {
-  uint32_t pod_id = 0;
-  uint16_t reason = 0;
-  uint8_t direction = 0;
-  uint64_t packets = 0;
-  uint64_t bytes = 0;
-};
-
 // Names of the running kernel's enum skb_drop_reason, read from its BTF, without the
 // SKB_DROP_REASON_ prefix ("NETFILTER_DROP", "NO_SOCKET", ...).
 class DropReasons {
@@ -58,10 +45,19 @@ class Datapath {
   // Deletes the pod's counters from the maps once its series have been read for the last time.
   void forget_counters(uint32_t ifindex, uint32_t pod_id);
 
-  // Sums of the per-CPU values since the program was loaded.
-  Result<std::map<uint32_t, TrafficTotals>> read_traffic() const;
-  Result<std::vector<DropTotals>> read_drops() const;
-  std::array<uint64_t, 8> read_errors() const;
+  struct MapRef {
+    int fd = -1;
+    uint32_t max_entries = 0;
+  };
+  // A map of the loaded object by name ("vigil_traffic"); fd -1 if there is none.
+  MapRef map(const char* name) const;
+
+  struct ProgramStats {
+    std::string name;
+    uint64_t run_count = 0;    // 0 unless kernel.bpf_stats_enabled=1
+    uint64_t run_time_ns = 0;
+  };
+  std::vector<ProgramStats> program_stats() const;
 
   const DropReasons& drop_reasons() const { return reasons_; }
 

@@ -33,6 +33,7 @@ std::vector<WatchedPod> PodManager::reconcile(const std::vector<PodSpec>& desire
     try_attach(pod);
     pods_.emplace(spec.key(), std::move(pod));
   }
+  reindex();
   return removed;
 }
 
@@ -44,8 +45,19 @@ void PodManager::refresh() {
       if (if_indextoname(pod.iface.host_ifindex, name) && pod.iface.host_ifname == name) continue;
       spdlog::warn("pod {}: interface {} is gone; will re-resolve", key, pod.iface.host_ifname);
       detach(pod);
+      pod.retry_at = {};
     }
-    try_attach(pod);
+    if (std::chrono::steady_clock::now() >= pod.retry_at) try_attach(pod);
+  }
+  reindex();
+}
+
+void PodManager::reindex() {
+  by_ifindex_.clear();
+  by_id_.clear();
+  for (const auto& [key, pod] : pods_) {
+    by_id_[pod.id] = &pod;
+    if (pod.attached) by_ifindex_[pod.iface.host_ifindex] = &pod;
   }
 }
 
@@ -55,6 +67,7 @@ void PodManager::try_attach(WatchedPod& pod) {
     if (pod.last_error != iface.error().message)
       spdlog::warn("pod {}: not attached yet: {}", pod.spec.key(), iface.error().message);
     pod.last_error = iface.error().message;
+    pod.retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     return;
   }
   // Counters of an earlier pod that had this ifindex must not leak into this one.
@@ -86,15 +99,13 @@ void PodManager::detach(WatchedPod& pod) {
 }
 
 const WatchedPod* PodManager::by_ifindex(uint32_t ifindex) const {
-  for (const auto& [key, pod] : pods_)
-    if (pod.attached && pod.iface.host_ifindex == ifindex) return &pod;
-  return nullptr;
+  auto it = by_ifindex_.find(ifindex);
+  return it == by_ifindex_.end() ? nullptr : it->second;
 }
 
 const WatchedPod* PodManager::by_id(uint32_t id) const {
-  for (const auto& [key, pod] : pods_)
-    if (pod.id == id) return &pod;
-  return nullptr;
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
 }
 
 std::vector<PodMeta> PodManager::metadata(const std::string& node) const {

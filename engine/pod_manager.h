@@ -3,9 +3,11 @@
 // and addresses, and undoes all of it when the pod goes away.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/datapath.h"
@@ -21,6 +23,7 @@ struct WatchedPod {
   bool attached = false;
   PodInterface iface;
   std::string last_error;  // why the pod is not attached
+  std::chrono::steady_clock::time_point retry_at{};  // not before: resolving costs a thread and netlink dumps
 };
 
 class PodManager {
@@ -41,11 +44,15 @@ class PodManager {
 
  private:
   void try_attach(WatchedPod& pod);
+  void reindex();
   void detach(WatchedPod& pod);
 
   Datapath& dp_;
   std::map<std::string, WatchedPod> pods_;  // by namespace/name
   uint32_t next_id_ = 1;
+  // Lookups the tick does for every map entry; rebuilt whenever pods_ changes.
+  std::unordered_map<uint32_t, const WatchedPod*> by_ifindex_;
+  std::unordered_map<uint32_t, const WatchedPod*> by_id_;
 };
 
 }  // namespace vigil

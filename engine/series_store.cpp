@@ -20,24 +20,45 @@ void SeriesStore::set(const std::string& name, const Labels& labels, double valu
   it->second.series[labels] = value;
 }
 
+void SeriesStore::set_histogram(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
+                                const std::vector<uint64_t>& bucket_counts, double sum) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end() || it->second.kind != SeriesKind::Histogram)
+    throw std::logic_error("histogram family not described: " + name);
+  if (upper_bounds.size() != bucket_counts.size()) throw std::logic_error("histogram bounds and counts differ: " + name);
+  if (it->second.bounds.empty()) it->second.bounds = upper_bounds;
+  it->second.histograms[labels] = HistogramValue{bucket_counts, sum};
+}
+
 void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   std::lock_guard lock(mu_);
   for (auto& [name, family] : families_)
+  {
     std::erase_if(family.series, [&](const auto& kv) { return match(kv.first); });
+    std::erase_if(family.histograms, [&](const auto& kv) { return match(kv.first); });
+  }
 }
 
 std::vector<Sample> SeriesStore::snapshot() const {
   std::lock_guard lock(mu_);
   std::vector<Sample> out;
-  for (const auto& [name, family] : families_)
+  for (const auto& [name, family] : families_) {
     for (const auto& [labels, value] : family.series) out.push_back(Sample{name, labels, value, family.kind});
+    for (const auto& [labels, h] : family.histograms) {
+      uint64_t count = 0;
+      for (auto c : h.counts) count += c;
+      out.push_back(Sample{name + "_sum", labels, h.sum, SeriesKind::Counter});
+      out.push_back(Sample{name + "_count", labels, static_cast<double>(count), SeriesKind::Counter});
+    }
+  }
   return out;
 }
 
 size_t SeriesStore::size() const {
   std::lock_guard lock(mu_);
   size_t n = 0;
-  for (const auto& [name, family] : families_) n += family.series.size();
+  for (const auto& [name, family] : families_) n += family.series.size() + family.histograms.size();
   return n;
 }
 
@@ -49,7 +70,21 @@ std::vector<prometheus::MetricFamily> SeriesStore::Collect() const {
     prometheus::MetricFamily mf;
     mf.name = name;
     mf.help = family.help;
-    mf.type = family.kind == SeriesKind::Counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge;
+    mf.type = family.kind == SeriesKind::Counter   ? prometheus::MetricType::Counter
+              : family.kind == SeriesKind::Gauge ? prometheus::MetricType::Gauge
+                                                 : prometheus::MetricType::Histogram;
+    for (const auto& [labels, h] : family.histograms) {
+      prometheus::ClientMetric m;
+      for (const auto& [k, v] : labels) m.label.push_back({k, v});
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < h.counts.size(); ++i) {
+        cumulative += h.counts[i];
+        m.histogram.bucket.push_back({cumulative, family.bounds[i]});
+      }
+      m.histogram.sample_count = cumulative;
+      m.histogram.sample_sum = h.sum;
+      mf.metric.push_back(std::move(m));
+    }
     for (const auto& [labels, value] : family.series) {
       prometheus::ClientMetric m;
       for (const auto& [k, v] : labels) m.label.push_back({k, v});

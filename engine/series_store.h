@@ -20,6 +20,10 @@ class SeriesStore : public prometheus::Collectable {
   // Declares a family; set() on an undeclared family is a programming error.
   void describe(const std::string& name, const std::string& help, SeriesKind kind);
   void set(const std::string& name, const Labels& labels, double value);
+  // `bucket_counts[i]` counts observations <= `upper_bounds[i]` (not cumulative; the last
+  // bound may be +Inf). Bounds are fixed per family by the first call.
+  void set_histogram(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
+                     const std::vector<uint64_t>& bucket_counts, double sum);
   // Removes every series of every family whose labels satisfy `match`.
   void remove_if(const std::function<bool(const Labels&)>& match);
 
@@ -29,10 +33,16 @@ class SeriesStore : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
+  struct HistogramValue {
+    std::vector<uint64_t> counts;
+    double sum = 0;
+  };
   struct Family {
     std::string help;
     SeriesKind kind = SeriesKind::Counter;
     std::map<Labels, double> series;
+    std::vector<double> bounds;  // histograms only
+    std::map<Labels, HistogramValue> histograms;
   };
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;

@@ -17,7 +17,9 @@ void sort_labels(Labels& labels);
 const std::string* find_label(const Labels& labels, const std::string& name);
 std::string labels_to_string(const Labels& labels);  // {a="1",b="2"}
 
-enum class SeriesKind { Counter, Gauge };
+// Histograms reach the rules as two counters, NAME_sum and NAME_count; their buckets are for
+// Prometheus only (a bucket per series would multiply the rules' work for little gain).
+enum class SeriesKind { Counter, Gauge, Histogram };
 
 // One point of one series. Counters are cumulative since the agent started; the rule
 // engine turns them into per-second rates.

@@ -1,0 +1,126 @@
+/* Packet parsing for TC programs: Ethernet (with up to two VLAN tags), IPv4 (options),
+ * IPv6 (a bounded walk over extension headers), TCP and UDP. Reads packet bytes directly, so
+ * it needs no vmlinux types beyond __sk_buff. Every bound the verifier needs is explicit, and a
+ * packet that does not parse says where it failed instead of being guessed at. */
+#ifndef VIGIL_LIB_PACKET_H
+#define VIGIL_LIB_PACKET_H
+
+#define VIGIL_ETH_HLEN 14
+#define VIGIL_ETH_P_IP 0x0800
+#define VIGIL_ETH_P_IPV6 0x86DD
+#define VIGIL_ETH_P_8021Q 0x8100
+#define VIGIL_ETH_P_8021AD 0x88A8
+#define VIGIL_IPPROTO_TCP 6
+#define VIGIL_IPPROTO_UDP 17
+#define VIGIL_IPPROTO_ICMPV6 58
+#define VIGIL_IPV6_MAX_EXT 6
+
+struct vigil_pkt {
+  __u8 saddr[16]; /* IPv4 as ::ffff:a.b.c.d */
+  __u8 daddr[16];
+  __u32 l4_off;      /* offset of the L4 header from the start of the packet */
+  __u32 payload_off; /* offset of the L4 payload */
+  __u16 sport, dport; /* host byte order */
+  __u8 l4_proto;     /* 0 when there is no L4 header to read (non-first fragment) */
+  __u8 tcp_flags;    /* raw flags byte of the TCP header */
+  __u8 ipv6;
+  __u8 malformed;    /* enum vigil_malformed_kind + 1, or 0 */
+};
+
+static __always_inline int vigil_malformed(struct vigil_pkt *p, int kind) {
+  p->malformed = kind + 1;
+  return -1;
+}
+
+/* Returns 0 with *p filled, 1 for a packet that is not IP (ARP, ...), or -1 when malformed
+ * (p->malformed says at which layer). */
+static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *p) {
+  void *data = (void *)(long)skb->data;
+  void *data_end = (void *)(long)skb->data_end;
+  __u32 off = VIGIL_ETH_HLEN;
+  if (data + VIGIL_ETH_HLEN > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L2);
+  __u16 proto = bpf_ntohs(*(__u16 *)(data + 12));
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    if (proto != VIGIL_ETH_P_8021Q && proto != VIGIL_ETH_P_8021AD) break;
+    if (data + off + 4 > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L2);
+    proto = bpf_ntohs(*(__u16 *)(data + off + 2));
+    off += 4;
+  }
+
+  __u8 next;
+  if (proto == VIGIL_ETH_P_IP) {
+    struct iphdr *ip = data + off;
+    if ((void *)(ip + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    __u32 ihl = ip->ihl * 4;
+    if (ip->version != 4 || ihl < 20 || bpf_ntohs(ip->tot_len) < ihl) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    __builtin_memset(p->saddr, 0, 10);
+    __builtin_memset(p->daddr, 0, 10);
+    p->saddr[10] = p->saddr[11] = p->daddr[10] = p->daddr[11] = 0xff;
+    __builtin_memcpy(&p->saddr[12], &ip->saddr, 4);
+    __builtin_memcpy(&p->daddr[12], &ip->daddr, 4);
+    next = ip->protocol;
+    /* A non-first fragment carries no L4 header: count it, parse no further. */
+    if (bpf_ntohs(ip->frag_off) & 0x1fff) {
+      p->l4_proto = 0;
+      return 0;
+    }
+    off += ihl;
+  } else if (proto == VIGIL_ETH_P_IPV6) {
+    struct ipv6hdr *ip6 = data + off;
+    if ((void *)(ip6 + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    if (ip6->version != 6) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    __builtin_memcpy(p->saddr, &ip6->saddr, 16);
+    __builtin_memcpy(p->daddr, &ip6->daddr, 16);
+    p->ipv6 = 1;
+    next = ip6->nexthdr;
+    off += 40;
+#pragma unroll
+    for (int i = 0; i < VIGIL_IPV6_MAX_EXT; i++) {
+      /* hop-by-hop 0, routing 43, destination options 60: length in 8-byte units + 8 */
+      if (next == 0 || next == 43 || next == 60) {
+        if (off > 512 || data + off + 2 > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+        __u8 *ext = data + off;
+        next = ext[0];
+        off += (ext[1] + 1) * 8;
+      } else if (next == 44) { /* fragment header, 8 bytes */
+        if (off > 512 || data + off + 8 > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+        __u8 *frag = data + off;
+        next = frag[0];
+        off += 8;
+        if ((bpf_ntohs(*(__u16 *)(frag + 2)) & 0xfff8) != 0) {
+          p->l4_proto = 0;
+          return 0;
+        }
+      } else {
+        break;
+      }
+    }
+    if (next == 0 || next == 43 || next == 60 || next == 44) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+  } else {
+    return 1;
+  }
+
+  p->l4_proto = next;
+  if (off > 1024) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+  p->l4_off = off;
+  if (next == VIGIL_IPPROTO_TCP) {
+    struct tcphdr *tcp = data + off;
+    if ((void *)(tcp + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    if (tcp->doff < 5) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    p->sport = bpf_ntohs(tcp->source);
+    p->dport = bpf_ntohs(tcp->dest);
+    p->tcp_flags = ((__u8 *)tcp)[13];
+    p->payload_off = off + tcp->doff * 4;
+  } else if (next == VIGIL_IPPROTO_UDP) {
+    struct udphdr *udp = data + off;
+    if ((void *)(udp + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    if (bpf_ntohs(udp->len) < 8) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    p->sport = bpf_ntohs(udp->source);
+    p->dport = bpf_ntohs(udp->dest);
+    p->payload_off = off + 8;
+  }
+  return 0;
+}
+
+#endif /* VIGIL_LIB_PACKET_H */

@@ -1,0 +1,45 @@
+// Drops per pod, direction and the kernel's own drop reason, from tp_btf/kfree_skb.
+#include <linux/types.h>
+
+#include "engine/bpf_maps.h"
+#include "engine/families/family.h"
+#include "vigil_abi.h"
+
+namespace vigil {
+namespace {
+
+class DropFamily : public Family {
+ public:
+  const char* name() const override { return "drops"; }
+
+  void describe(SeriesStore& s) const override {
+    s.describe("vigil_drop_packets_total", "Packets of a pod dropped by the kernel, by the kernel's drop reason.",
+               SeriesKind::Counter);
+    s.describe("vigil_drop_bytes_total", "Bytes of a pod dropped by the kernel, by the kernel's drop reason.",
+               SeriesKind::Counter);
+  }
+
+  void read(const FamilyContext& ctx) override {
+    auto m = ctx.datapath.map("vigil_drops");
+    const DropReasons& reasons = ctx.datapath.drop_reasons();
+    for_each_percpu<vigil_drop_key, vigil_drop_value>(
+        m.fd, m.max_entries, [&](const vigil_drop_key& key, const std::vector<vigil_drop_value>& cpus) {
+          const WatchedPod* pod = ctx.pods.by_id(key.pod_id);
+          if (!pod) return;
+          uint64_t packets = 0, bytes = 0;
+          for (const auto& v : cpus) {
+            packets += v.packets;
+            bytes += v.bytes;
+          }
+          Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)}, {"reason", reasons.name(key.reason)}});
+          ctx.store.set("vigil_drop_packets_total", l, static_cast<double>(packets));
+          ctx.store.set("vigil_drop_bytes_total", l, static_cast<double>(bytes));
+        });
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Family> make_drop_family() { return std::make_unique<DropFamily>(); }
+
+}  // namespace vigil

@@ -1,0 +1,77 @@
+// The datapath's own health: failures inside programs, map occupancy, and per-program run
+// counts and time (from the kernel's BPF stats, when kernel.bpf_stats_enabled=1).
+#include <linux/types.h>
+
+#include "engine/bpf_maps.h"
+#include "engine/families/family.h"
+#include "vigil_abi.h"
+
+namespace vigil {
+namespace {
+
+const char* error_site(size_t i) {
+  switch (i) {
+    case VIGIL_ERR_TRAFFIC_MAP_FULL: return "traffic_map_full";
+    case VIGIL_ERR_DROP_MAP_FULL: return "drop_map_full";
+    case VIGIL_ERR_DROP_READ_HEADER: return "drop_read_header";
+    case VIGIL_ERR_TCP_MAP_FULL: return "tcp_map_full";
+    default: return nullptr;
+  }
+}
+
+struct HashMapInfo {
+  const char* name;
+  uint32_t (*count)(int fd, uint32_t max);
+};
+
+const HashMapInfo kHashMaps[] = {
+    {"vigil_traffic", count_entries<vigil_traffic_key>}, {"vigil_drops", count_entries<vigil_drop_key>},
+    {"vigil_tcp", count_entries<__u32>},                 {"vigil_pod_netns", count_entries<__u32>},
+    {"vigil_pod_ip", count_entries<vigil_ip_key>},
+};
+
+class HealthFamily : public Family {
+ public:
+  const char* name() const override { return "health"; }
+
+  void describe(SeriesStore& s) const override {
+    s.describe("vigil_bpf_errors_total", "Failures inside Vigil's eBPF programs, by site; nothing is lost silently.",
+               SeriesKind::Counter);
+    s.describe("vigil_bpf_map_entries", "Entries in each of Vigil's eBPF hash maps.", SeriesKind::Gauge);
+    s.describe("vigil_bpf_map_max_entries", "Capacity of each of Vigil's eBPF hash maps.", SeriesKind::Gauge);
+    s.describe("vigil_bpf_program_runs_total", "Runs of each eBPF program (needs kernel.bpf_stats_enabled=1).",
+               SeriesKind::Counter);
+    s.describe("vigil_bpf_program_run_seconds_total", "Time spent in each eBPF program (needs kernel.bpf_stats_enabled=1).",
+               SeriesKind::Counter);
+  }
+
+  void read(const FamilyContext& ctx) override {
+    auto errors = ctx.datapath.map("vigil_errors");
+    std::vector<__u64> values(possible_cpus());
+    for (__u32 i = 0; i < VIGIL_ERR_MAX; ++i) {
+      const char* site = error_site(i);
+      if (!site || bpf_map_lookup_elem(errors.fd, &i, values.data()) != 0) continue;
+      uint64_t sum = 0;
+      for (auto v : values) sum += v;
+      ctx.store.set("vigil_bpf_errors_total", make_labels({{"site", site}}), static_cast<double>(sum));
+    }
+    for (const auto& info : kHashMaps) {
+      auto m = ctx.datapath.map(info.name);
+      if (m.fd < 0) continue;
+      Labels l = make_labels({{"map", info.name}});
+      ctx.store.set("vigil_bpf_map_entries", l, info.count(m.fd, m.max_entries));
+      ctx.store.set("vigil_bpf_map_max_entries", l, m.max_entries);
+    }
+    for (const auto& p : ctx.datapath.program_stats()) {
+      Labels l = make_labels({{"program", p.name}});
+      ctx.store.set("vigil_bpf_program_runs_total", l, static_cast<double>(p.run_count));
+      ctx.store.set("vigil_bpf_program_run_seconds_total", l, static_cast<double>(p.run_time_ns) * 1e-9);
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Family> make_health_family() { return std::make_unique<HealthFamily>(); }
+
+}  // namespace vigil

@@ -1,0 +1,73 @@
+// Forwarded packets and bytes, TCP flags and malformed packets, per pod and direction, from the
+// TC programs' vigil_traffic map (keyed by the pod's host-side ifindex).
+#include <linux/types.h>
+
+#include "engine/bpf_maps.h"
+#include "engine/families/family.h"
+#include "vigil_abi.h"
+
+namespace vigil {
+namespace {
+
+const char* kFlagNames[VIGIL_TCP_FLAG_MAX] = {"FIN", "SYN", "SYNACK", "RST", "PSH", "ACK", "URG", "ECE", "CWR", nullptr};
+const char* kMalformedNames[VIGIL_MALFORMED_MAX] = {"l2", "l3", "l4", "dns"};
+
+class TrafficFamily : public Family {
+ public:
+  const char* name() const override { return "traffic"; }
+
+  void describe(SeriesStore& s) const override {
+    s.describe("vigil_forward_packets_total", "Packets forwarded to (ingress) or from (egress) a pod.", SeriesKind::Counter);
+    s.describe("vigil_forward_bytes_total", "Bytes forwarded to (ingress) or from (egress) a pod, Ethernet header included.",
+               SeriesKind::Counter);
+    s.describe("vigil_tcp_flags_total", "TCP segments of a pod by flag (SYN counts SYN without ACK; SYNACK both).",
+               SeriesKind::Counter);
+    s.describe("vigil_tcp_resets_total", "TCP resets a pod sent (egress) or received (ingress).", SeriesKind::Counter);
+    s.describe("vigil_malformed_packets_total",
+               "Packets of a pod whose headers did not parse, by the layer that failed; counted once, not parsed further.",
+               SeriesKind::Counter);
+  }
+
+  void read(const FamilyContext& ctx) override {
+    auto m = ctx.datapath.map("vigil_traffic");
+    for_each_percpu<vigil_traffic_key, vigil_traffic_value>(
+        m.fd, m.max_entries, [&](const vigil_traffic_key& key, const std::vector<vigil_traffic_value>& cpus) {
+          const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
+          if (!pod) return;
+          vigil_traffic_value t{};
+          for (const auto& v : cpus) {
+            for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
+              t.packets[d] += v.packets[d];
+              t.bytes[d] += v.bytes[d];
+              for (int f = 0; f < VIGIL_TCP_FLAG_MAX; ++f) t.tcp_flags[d][f] += v.tcp_flags[d][f];
+              for (int k = 0; k < VIGIL_MALFORMED_MAX; ++k) t.malformed[d][k] += v.malformed[d][k];
+            }
+          }
+          for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
+            const char* dir = direction_name(d);
+            Labels l = pod_labels(*pod, {{"direction", dir}});
+            ctx.store.set("vigil_forward_packets_total", l, static_cast<double>(t.packets[d]));
+            ctx.store.set("vigil_forward_bytes_total", l, static_cast<double>(t.bytes[d]));
+            ctx.store.set("vigil_tcp_resets_total", l, static_cast<double>(t.tcp_flags[d][VIGIL_TCP_RST]));
+            for (int f = 0; f < VIGIL_TCP_FLAG_MAX; ++f) {
+              // A flag series appears with its first segment, like Prometheus counters should.
+              if (kFlagNames[f] && t.tcp_flags[d][f])
+                ctx.store.set("vigil_tcp_flags_total", pod_labels(*pod, {{"direction", dir}, {"flag", kFlagNames[f]}}),
+                              static_cast<double>(t.tcp_flags[d][f]));
+            }
+            for (int k = 0; k < VIGIL_MALFORMED_MAX; ++k) {
+              if (t.malformed[d][k])
+                ctx.store.set("vigil_malformed_packets_total",
+                              pod_labels(*pod, {{"direction", dir}, {"layer", kMalformedNames[k]}}),
+                              static_cast<double>(t.malformed[d][k]));
+            }
+          }
+        });
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Family> make_traffic_family() { return std::make_unique<TrafficFamily>(); }
+
+}  // namespace vigil
