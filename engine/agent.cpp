@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "engine/families/retina.h"
 #include "vigil_abi.h"
 
 #ifndef VIGIL_VERSION
@@ -132,6 +133,7 @@ void Agent::tick() {
   load_pods_if_changed();
   pods_->refresh();
   read_datapath();
+  expire_series();
 
   TickInput input;
   input.time = unix_now();
@@ -181,12 +183,29 @@ void Agent::load_pods_if_changed() {
 
 void Agent::apply_pods(const std::vector<PodSpec>& specs) {
   auto removed = pods_->reconcile(specs);
-  for (const auto& pod : removed) {
+  // A gone pod's series stay for metrics.series_grace so that a last scrape sees their final
+  // values; a pod that comes back before then keeps its series.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(config_.metrics.series_grace_seconds));
+  for (const auto& pod : removed) expiring_series_[{pod.spec.namespace_, pod.spec.name}] = deadline;
+  for (const auto& spec : specs) expiring_series_.erase({spec.namespace_, spec.name});
+}
+
+void Agent::expire_series() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = expiring_series_.begin(); it != expiring_series_.end();) {
+    if (it->second > now) {
+      ++it;
+      continue;
+    }
+    const auto& [ns, name] = it->first;
     store_.remove_if([&](const Labels& l) {
-      const auto* ns = find_label(l, "namespace");
-      const auto* name = find_label(l, "pod");
-      return ns && name && *ns == pod.spec.namespace_ && *name == pod.spec.name;
+      const auto* lns = find_label(l, "namespace");
+      const auto* lname = find_label(l, "pod");
+      return lns && lname && *lns == ns && *lname == name;
     });
+    it = expiring_series_.erase(it);
   }
 }
 
@@ -238,7 +257,11 @@ void Agent::publish_state() {
   for (const auto& r : rules_->status())
     rules.push_back({{"rule", r.rule}, {"file", r.file}, {"disabled", r.disabled}, {"last_error", r.last_error},
                      {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"groups", r.groups}});
+  RetinaPods retina_pods;
+  for (const auto& [key, pod] : pods_->pods())
+    retina_pods[{pod.spec.namespace_, pod.spec.name}].ip = pod.iface.ips.empty() ? "unknown" : pod.iface.ips.front();
   std::lock_guard lock(published_mu_);
+  retina_pods_ = std::move(retina_pods);
   pods_json_ = pods.dump();
   rules_json_ = rules.dump();
   last_tick_ = std::chrono::steady_clock::now();
@@ -247,6 +270,11 @@ void Agent::publish_state() {
 std::string Agent::render_metrics() const {
   auto families = registry_->Collect();
   auto ours = store_.Collect();
+  if (config_.metrics.retina_compat) {
+    std::lock_guard lock(published_mu_);
+    auto retina = retina_view(ours, retina_pods_);
+    families.insert(families.end(), std::make_move_iterator(retina.begin()), std::make_move_iterator(retina.end()));
+  }
   families.insert(families.end(), std::make_move_iterator(ours.begin()), std::make_move_iterator(ours.end()));
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);

@@ -18,6 +18,7 @@
 #include "engine/config.h"
 #include "engine/datapath.h"
 #include "engine/families/family.h"
+#include "engine/families/retina.h"
 #include "engine/http_server.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
@@ -44,6 +45,7 @@ class Agent {
   void tick();
   void load_pods_if_changed();
   void apply_pods(const std::vector<PodSpec>& specs);
+  void expire_series();
   void read_datapath();
   void export_self_metrics(std::chrono::steady_clock::duration tick_time);
   void publish_state();
@@ -71,6 +73,7 @@ class Agent {
   std::optional<FileStamp> pods_applied_;   // the version whose pods are applied
   bool pods_file_missing_ = false;
   std::vector<PodSpec> netns_pods_;
+  std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> expiring_series_;
   std::atomic<bool> reload_requested_{false};
   std::atomic<bool> stopping_{false};
   std::mutex wake_mu_;
@@ -80,6 +83,7 @@ class Agent {
   mutable std::mutex published_mu_;
   std::string pods_json_ = "[]";
   std::string rules_json_ = "[]";
+  RetinaPods retina_pods_;
   std::chrono::steady_clock::time_point last_tick_{};
 };
 

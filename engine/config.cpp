@@ -30,7 +30,8 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxReportedErrors = 20;
 constexpr double kMaxTickSeconds = 3600;
 
-const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers"};
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
 const std::vector<std::string> kPodsKeys = {"source", "file"};
 const std::vector<std::string> kNotifierKeys = {"name",    "type",         "url",             "headers",
                                                 "timeout", "max_attempts", "backoff_initial", "backoff_max",
@@ -249,6 +250,34 @@ class Parser {
         parse_rules(value, config.rules);
       } else if (name == "notifiers") {
         parse_notifiers(value, config.notifiers);
+      } else if (name == "metrics") {
+        parse_metrics(value, config.metrics);
+      }
+    }
+  }
+
+  std::optional<bool> bool_value(const Value& v, const std::string& path) {
+    if (v.node.IsScalar()) {
+      const std::string& s = v.node.Scalar();
+      if (s == "true") return true;
+      if (s == "false") return false;
+    }
+    error(v.mark, path, "expected true or false");
+    return std::nullopt;
+  }
+
+  void parse_metrics(const Value& v, MetricsConfig& metrics) {
+    auto entries = map_entries(v, "metrics", kMetricsKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "metrics." + name;
+      if (name == "series_grace") {
+        if (auto d = duration_value(value, path)) {
+          if (*d < 0 || *d > 86400) error(value.mark, path, "must be from 0 to 24h");
+          else metrics.series_grace_seconds = *d;
+        }
+      } else if (name == "retina_compat") {
+        if (auto b = bool_value(value, path)) metrics.retina_compat = *b;
       }
     }
   }

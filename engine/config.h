@@ -18,6 +18,14 @@ struct PodsSourceConfig {
   std::string file;             // for source: file; absolute after loading
 };
 
+struct MetricsConfig {
+  // How long the series of a pod that is gone stay in /metrics (so that a last scrape sees
+  // their final values) before they are removed.
+  double series_grace_seconds = 60;
+  // Also export the data under Microsoft Retina's metric names and labels (docs/retina.md).
+  bool retina_compat = false;
+};
+
 struct Config {
   std::string path;                       // the file this came from ("" for defaults)
   std::string node;                       // default: the host name
@@ -30,6 +38,7 @@ struct Config {
   std::vector<std::string> rules;
   // A file without `notifiers:` gets {name: default, type: log}; `notifiers: []` means none.
   std::vector<actions::NotifierConfig> notifiers;
+  MetricsConfig metrics;
 };
 
 // Parses durations such as "500ms", "2s", "2m", "1h", "1h30m", "1.5s" or a plain number of

@@ -53,7 +53,8 @@ TEST(PodsFile, AttachesAndDetachesAsTheFileChanges) {
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
                                        "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
-                                       "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n");
+                                       "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n"
+                                       "metrics: {series_grace: 2s}\n");
   {
     Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
     ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s))
@@ -74,8 +75,13 @@ TEST(PodsFile, AttachesAndDetachesAsTheFileChanges) {
         << agent.log();
     EXPECT_FALSE(has_vigil_filter(lab.veth(1)));
     EXPECT_TRUE(has_vigil_filter(lab.veth(3)));
+    // The removed pod's series stay for the grace period (a last scrape sees their final
+    // values), then go.
     std::string text = http_get("127.0.0.1", port, "/metrics");
-    EXPECT_FALSE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}})) << "series of a removed pod";
+    EXPECT_GE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}).value_or(0), 50);
+    EXPECT_TRUE(wait_until([&] {
+      return !metric_value(http_get("127.0.0.1", port, "/metrics"), "vigil_forward_packets_total", {{"pod", "pod-1"}});
+    }, 5s)) << "series of a removed pod outlived the grace period";
 
     // A broken file is reported with file and line and changes nothing.
     write_temp_file(dir, "pods.yaml", pods_yaml(lab, {2}) + "- name: x\n  netns: a\n  bogus: 1\n");

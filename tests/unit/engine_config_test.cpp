@@ -139,7 +139,7 @@ TEST_F(ConfigTest, Defaults) {
 
 TEST_F(ConfigTest, UnknownKeys) {
   EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
-            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers)");
+            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics)");
   EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
             "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, headers, timeout, max_attempts, "
@@ -149,7 +149,7 @@ TEST_F(ConfigTest, UnknownKeys) {
 
 TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(error_of("- node\n"),
-            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers");
+            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers, metrics");
   EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
   EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
   EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
@@ -249,7 +249,7 @@ TEST_F(ConfigTest, YamlSyntaxErrorsHaveALine) {
 
 TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
   EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
-            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers)\n"
+            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics)\n"
             "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
             "config.yaml:4: notifiers[0]: missing key 'type' (webhook or log)");
 }
@@ -348,6 +348,21 @@ TEST_F(ConfigTest, MissingConfigFile) {
   auto c = load_config(dir_ + "/nope.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().message, dir_ + "/nope.yaml: cannot read: No such file or directory");
+}
+
+TEST_F(ConfigTest, MetricsSection) {
+  auto c = parse("metrics:\n  series_grace: 2m\n  retina_compat: true\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_DOUBLE_EQ(c->metrics.series_grace_seconds, 120);
+  EXPECT_TRUE(c->metrics.retina_compat);
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_DOUBLE_EQ(d->metrics.series_grace_seconds, 60);
+  EXPECT_FALSE(d->metrics.retina_compat);
+  EXPECT_EQ(error_of("metrics:\n  retina_compat: yes\n"), "config.yaml:2: metrics.retina_compat: expected true or false");
+  EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
+  EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
+            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat)");
 }
 
 }  // namespace

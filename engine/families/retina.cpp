@@ -1,0 +1,125 @@
+#include "engine/families/retina.h"
+
+#include <functional>
+
+namespace vigil {
+namespace {
+
+using Labels = std::map<std::string, std::string>;
+
+Labels labels_of(const prometheus::ClientMetric& m) {
+  Labels out;
+  for (const auto& l : m.label) out[l.name] = l.value;
+  return out;
+}
+
+double value_of(const prometheus::ClientMetric& m, prometheus::MetricType t) {
+  return t == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+}
+
+// Retina names the netfilter drop after iptables; other kernel reasons keep their own names,
+// which are finer than Retina's.
+std::string retina_reason(const std::string& reason) { return reason == "NETFILTER_DROP" ? "IPTABLE_RULE_DROP" : reason; }
+
+// Local context, as Retina's advanced mode: outgoing traffic carries the source pod's labels,
+// incoming traffic the destination pod's.
+void add_context(Labels& out, const Labels& in, const RetinaPods& pods) {
+  auto dir = in.find("direction");
+  const std::string side = dir != in.end() && dir->second == "ingress" ? "destination_" : "source_";
+  const std::string ns = in.count("namespace") ? in.at("namespace") : "unknown";
+  const std::string pod = in.count("pod") ? in.at("pod") : "unknown";
+  RetinaPodInfo info;
+  info.ip = "unknown";
+  if (auto it = pods.find({ns, pod}); it != pods.end()) info = it->second;
+  out[side + "ip"] = info.ip;
+  out[side + "namespace"] = ns;
+  out[side + "podname"] = pod;
+  out[side + "workload_kind"] = info.workload_kind;
+  out[side + "workload_name"] = info.workload_name;
+}
+
+class Builder {
+ public:
+  // Sums `value` into the series `labels` of gauge `name`.
+  void add(const std::string& name, const std::string& help, const Labels& labels, double value) {
+    auto& f = families_[name];
+    f.help = help;
+    f.series[labels] += value;
+  }
+
+  std::vector<prometheus::MetricFamily> build() const {
+    std::vector<prometheus::MetricFamily> out;
+    for (const auto& [name, f] : families_) {
+      prometheus::MetricFamily mf;
+      mf.name = name;
+      mf.help = f.help;
+      mf.type = prometheus::MetricType::Gauge;  // Retina exports these as gauges
+      for (const auto& [labels, value] : f.series) {
+        prometheus::ClientMetric m;
+        for (const auto& [k, v] : labels) m.label.push_back({k, v});
+        m.gauge.value = value;
+        mf.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(mf));
+    }
+    return out;
+  }
+
+ private:
+  struct Family {
+    std::string help;
+    std::map<Labels, double> series;
+  };
+  std::map<std::string, Family> families_;
+};
+
+constexpr const char* kPrefix = "networkobservability_";
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::MetricFamily>& vigil,
+                                                  const RetinaPods& pods) {
+  Builder b;
+  for (const auto& family : vigil) {
+    for (const auto& m : family.metric) {
+      const Labels in = labels_of(m);
+      const double v = value_of(m, family.type);
+      auto node_and_pod = [&](const std::string& node_name, const std::string& adv_name, const std::string& help,
+                              std::initializer_list<std::string> keep) {
+        Labels node, adv;
+        for (const auto& k : keep)
+          if (auto it = in.find(k); it != in.end()) node[k] = k == "reason" ? retina_reason(it->second) : it->second;
+        adv = node;
+        add_context(adv, in, pods);
+        if (!node_name.empty()) b.add(kPrefix + node_name, help + " (node)", node, v);
+        b.add(kPrefix + adv_name, help + " (pod)", adv, v);
+      };
+      const std::string& n = family.name;
+      if (n == "vigil_forward_packets_total") node_and_pod("forward_count", "adv_forward_count", "Forwarded packets", {"direction"});
+      else if (n == "vigil_forward_bytes_total") node_and_pod("forward_bytes", "adv_forward_bytes", "Forwarded bytes", {"direction"});
+      else if (n == "vigil_drop_packets_total") node_and_pod("drop_count", "adv_drop_count", "Dropped packets", {"direction", "reason"});
+      else if (n == "vigil_drop_bytes_total") node_and_pod("drop_bytes", "adv_drop_bytes", "Dropped bytes", {"direction", "reason"});
+      else if (n == "vigil_tcp_flags_total") node_and_pod("tcp_flag_gauges", "adv_tcpflags_count", "TCP segments by flag", {"flag"});
+      else if (n == "vigil_tcp_retransmits_total") node_and_pod("", "adv_tcpretrans_count", "TCP retransmits", {});
+      else if (n == "vigil_dns_requests_total" || n == "vigil_dns_responses_total") {
+        const bool response = n == "vigil_dns_responses_total";
+        Labels node;
+        node["query_type"] = in.count("qtype") ? in.at("qtype") : "unknown";
+        node["query"] = "";  // Vigil does not keep query names: they are unbounded
+        if (response) {
+          node["return_code"] = in.count("rcode") ? in.at("rcode") : "unknown";
+          node["response"] = "";
+          node["num_response"] = "";
+        }
+        Labels adv = node;
+        add_context(adv, in, pods);
+        const std::string base = response ? "dns_response_count" : "dns_request_count";
+        b.add(kPrefix + base, response ? "DNS responses (node)" : "DNS requests (node)", node, v);
+        b.add(kPrefix + ("adv_" + base), response ? "DNS responses (pod)" : "DNS requests (pod)", adv, v);
+      }
+    }
+  }
+  return b.build();
+}
+
+}  // namespace vigil

@@ -1,0 +1,89 @@
+// /metrics with every family populated, in both naming modes: the real promtool accepts it,
+// and Retina's names carry the same numbers as Vigil's.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string scrape_with_traffic(bool retina, std::string* dir_out) {
+  Lab lab(2);
+  lab.cmd("serve-http 2");
+  std::string dir = make_temp_dir();
+  *dir_out = dir;
+  int port = free_port();
+  std::string config = write_temp_file(dir, "vigil.yaml",
+                                       "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                       "pods: {source: file, file: " + lab.pods_file() + "}\nrules: []\nnotifiers: []\n"
+                                       "metrics: {retina_compat: " + (retina ? "true" : "false") + "}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  for (int i = 0; i < 100; ++i) {
+    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+    if (j.is_array() && j.size() == 2 && j[0].value("attached", false) && j[1].value("attached", false)) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  // Traffic that fills every family: HTTP (flags, RTT, connections), a refused connect, drops.
+  lab.cmd("http 1 2 50 1");
+  run("ip netns exec " + lab.prefix() + "-pod-1 bash -c '(exec 3<>/dev/tcp/" + lab.ip(2) + "/81) 2>/dev/null; true'");
+  lab.cmd("drop 2 100 ingress");
+  lab.cmd("udp 1 2 20");
+  lab.cmd("clear 2");
+  std::this_thread::sleep_for(600ms);
+  std::string text = http_get("127.0.0.1", port, "/metrics");
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  return text;
+}
+
+TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
+  VIGIL_REQUIRE_ROOT();
+  for (bool retina : {false, true}) {
+    std::string dir;
+    std::string text = scrape_with_traffic(retina, &dir);
+    for (const char* family : {"vigil_forward_packets_total", "vigil_drop_packets_total", "vigil_tcp_flags_total",
+                               "vigil_tcp_connect_failures_total", "vigil_tcp_rtt_seconds_bucket",
+                               "vigil_bpf_map_entries", "vigil_tick_duration_seconds_bucket"})
+      EXPECT_NE(text.find(std::string("\n") + family + "{"), std::string::npos) << family << " missing";
+    std::string file = write_temp_file(dir, "metrics.txt", text);
+    auto check = run("promtool check metrics < " + file);
+    if (!retina) {
+      EXPECT_EQ(check.status, 0) << "vigil mode: " << check.output;
+    } else {
+      // Retina's own names end in _count on gauges (networkobservability_forward_count), which
+      // promtool's linter flags (exit 3); dashboards need the names exactly. The text must
+      // parse (exit 1 would be a parse error) and that must be the only complaint.
+      EXPECT_TRUE(check.status == 0 || check.status == 3) << check.output;
+      std::istringstream lines(check.output);
+      std::string line;
+      const std::regex inherent(R"(^networkobservability_\S+ non-histogram and non-summary metrics should not have "_count" suffix$)");
+      while (std::getline(lines, line))
+        if (!line.empty()) EXPECT_TRUE(std::regex_match(line, inherent)) << "promtool: " << line;
+    }
+    EXPECT_EQ(text.find("networkobservability_") != std::string::npos, retina);
+    if (retina) {
+      // The same numbers under Retina's names and local-context labels.
+      double vigil_in = *metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "ingress"}});
+      auto adv = metric_value(text, "networkobservability_adv_forward_count",
+                              {{"destination_podname", "pod-2"}, {"destination_namespace", "lab"}, {"direction", "ingress"}});
+      ASSERT_TRUE(adv.has_value()) << text;
+      EXPECT_EQ(*adv, vigil_in);
+      EXPECT_EQ(metric_sum(text, "networkobservability_forward_count", {{"direction", "ingress"}}),
+                metric_sum(text, "vigil_forward_packets_total", {{"direction", "ingress"}}));
+      EXPECT_EQ(metric_sum(text, "networkobservability_drop_count", {{"reason", "IPTABLE_RULE_DROP"}}),
+                metric_sum(text, "vigil_drop_packets_total", {{"reason", "NETFILTER_DROP"}}));
+      EXPECT_GT(metric_sum(text, "networkobservability_drop_count", {{"reason", "IPTABLE_RULE_DROP"}}), 0);
+      EXPECT_TRUE(metric_value(text, "networkobservability_adv_tcpflags_count", {{"flag", "SYN"}, {"source_podname", "pod-1"}}));
+      EXPECT_NE(text.find("# TYPE networkobservability_forward_count gauge"), std::string::npos);
+    }
+    run("rm -rf " + dir);
+  }
+}
+
+}  // namespace
+}  // namespace vigil::test

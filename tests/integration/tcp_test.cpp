@@ -1,0 +1,137 @@
+// TCP telemetry against ground truth the test creates (connections to a closed port, to a
+// black hole) or reads from the kernel (nstat in the pod's namespace).
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <thread>
+
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class TcpTelemetry : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VIGIL_REQUIRE_ROOT();
+    lab_ = std::make_unique<Lab>(3);
+    lab_->cmd("serve-http 2");
+    dir_ = make_temp_dir();
+    port_ = free_port();
+    std::string config = write_temp_file(dir_, "vigil.yaml",
+                                         "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
+                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n");
+    agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
+                                       dir_ + "/agent.log");
+    for (int i = 0; i < 100; ++i) {
+      auto j = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/pods"), nullptr, false);
+      int attached = 0;
+      if (j.is_array())
+        for (const auto& p : j) attached += p.value("attached", false);
+      if (attached == 3) return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL() << "agent did not attach:\n" << agent_->log();
+  }
+  void TearDown() override {
+    if (agent_) EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
+    agent_.reset();
+    lab_.reset();
+    if (!dir_.empty()) run("rm -rf " + dir_);
+  }
+  std::string ns(int pod) const { return lab_->prefix() + "-pod-" + std::to_string(pod); }
+  std::string metrics() { return http_get("127.0.0.1", port_, "/metrics"); }
+  double value(const std::string& text, const std::string& name, std::map<std::string, std::string> labels) {
+    return metric_sum(text, name, labels);
+  }
+  // Waits two ticks so that the counters have been read after what the test did.
+  std::string settled_metrics() {
+    std::this_thread::sleep_for(600ms);
+    return metrics();
+  }
+  uint64_t nstat(int pod, const std::string& counter) {
+    auto r = run("ip netns exec " + ns(pod) + " nstat -az " + counter);
+    std::smatch m;
+    std::regex re(counter + R"(\s+(\d+))");
+    return std::regex_search(r.output, m, re) ? std::stoull(m[1]) : 0;
+  }
+
+  std::unique_ptr<Lab> lab_;
+  std::unique_ptr<Process> agent_;
+  std::string dir_;
+  int port_ = 0;
+};
+
+TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
+  const std::string p1 = "pod-1";
+  uint64_t retrans_before = nstat(1, "TcpRetransSegs");
+  auto before = metrics();
+  // 7 connects to a closed port: the kernel answers each SYN with a RST.
+  const int kRefused = 7;
+  auto r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq 1 " + std::to_string(kRefused) +
+               "); do (exec 3<>/dev/tcp/" + lab_->ip(2) + "/81) 2>/dev/null; done; true'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // 2 connects into a black hole (pod 3 drops SYNs to port 82), with one SYN retry.
+  const int kTimeouts = 2;
+  ASSERT_EQ(run("ip netns exec " + ns(1) + " sysctl -qw net.ipv4.tcp_syn_retries=1").status, 0);
+  auto nft = run("ip netns exec " + ns(3) + " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "
+                 "add rule inet t i tcp dport 82 drop'");
+  ASSERT_EQ(nft.status, 0) << nft.output;
+  r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq 1 " + std::to_string(kTimeouts) +
+          "); do timeout 20 bash -c \"exec 3<>/dev/tcp/" + lab_->ip(3) + "/82\" 2>/dev/null; done; true'");
+  // 5 connections that succeed.
+  const int kOk = 5;
+  r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq 1 " + std::to_string(kOk) + "); do exec 3<>/dev/tcp/" +
+          lab_->ip(2) + "/8080; printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3 >/dev/null; exec 3<&-; done'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto after = settled_metrics();
+  const double syn_retransmits = static_cast<double>(nstat(1, "TcpRetransSegs") - retrans_before);
+  auto delta = [&](const std::string& name, std::map<std::string, std::string> l) {
+    return value(after, name, l) - value(before, name, l);
+  };
+  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "refused"}}), kRefused);
+  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}), kTimeouts);
+  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "other"}}), 0);
+  EXPECT_EQ(delta("vigil_tcp_connect_attempts_total", {{"pod", p1}}), kRefused + kTimeouts + kOk);
+  EXPECT_EQ(delta("vigil_tcp_connections_established_total", {{"pod", p1}, {"role", "client"}}), kOk);
+  EXPECT_EQ(delta("vigil_tcp_connections_established_total", {{"pod", "pod-2"}, {"role", "server"}}), kOk);
+  // Every SYN pod 1 sent: one per attempt, plus the retransmitted SYNs of the black-holed
+  // connects, which the kernel counts in pod 1's TcpRetransSegs.
+  EXPECT_GE(syn_retransmits, kTimeouts);
+  EXPECT_EQ(delta("vigil_tcp_retransmits_total", {{"pod", p1}}), syn_retransmits);
+  EXPECT_EQ(delta("vigil_tcp_flags_total", {{"pod", p1}, {"direction", "egress"}, {"flag", "SYN"}}),
+            kRefused + kOk + kTimeouts + syn_retransmits);
+  EXPECT_EQ(delta("vigil_tcp_resets_total", {{"pod", p1}, {"direction", "ingress"}}), kRefused);
+  EXPECT_EQ(delta("vigil_tcp_resets_total", {{"pod", "pod-2"}, {"direction", "egress"}}), kRefused);
+  // Each finished connection left ESTABLISHED once and gave one RTT sample, on both ends.
+  EXPECT_EQ(delta("vigil_tcp_rtt_seconds_count", {{"pod", p1}}), kOk);
+  EXPECT_GT(delta("vigil_tcp_rtt_seconds_sum", {{"pod", p1}}), 0);
+  EXPECT_EQ(value(after, "vigil_tcp_rtt_seconds_bucket", {{"pod", p1}, {"le", "+Inf"}}),
+            value(after, "vigil_tcp_rtt_seconds_count", {{"pod", p1}}));
+}
+
+TEST_F(TcpTelemetry, RetransmitsAgreeWithNstat) {
+  uint64_t nstat_before = nstat(2, "TcpRetransSegs");
+  auto before = metrics();
+  // 15% of what pod 1 receives is dropped: pod 2, the server, retransmits.
+  lab_->cmd("drop 1 15 ingress");
+  auto r = run("VIGIL_LAB_TRAFFIC=" + binary_path("tests/tools/vigil-lab-traffic") + " " +
+               source_path("tests/lab/vigil-lab") + " --prefix " + lab_->prefix() + " http 1 2 100 4 4");
+  lab_->cmd("clear 1");
+  auto after = settled_metrics();
+  uint64_t nstat_after = nstat(2, "TcpRetransSegs");
+  double vigil = value(after, "vigil_tcp_retransmits_total", {{"pod", "pod-2"}}) -
+                 value(before, "vigil_tcp_retransmits_total", {{"pod", "pod-2"}});
+  double kernel = static_cast<double>(nstat_after - nstat_before);
+  std::printf("retransmits: vigil %.0f, nstat TcpRetransSegs %.0f (%s)\n", vigil, kernel, r.output.c_str());
+  EXPECT_GT(vigil, 0);
+  // tcp_retransmit_skb fires once per retransmitted skb; nstat counts segments, so a
+  // GSO skb can count for more than one: vigil <= nstat, and the same order of magnitude.
+  EXPECT_LE(vigil, kernel);
+  EXPECT_GE(vigil, kernel * 0.5);
+}
+
+}  // namespace
+}  // namespace vigil::test
