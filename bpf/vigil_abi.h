@@ -98,10 +98,100 @@ enum vigil_error_site {
   VIGIL_ERR_DROP_MAP_FULL = 1,
   VIGIL_ERR_DROP_READ_HEADER = 2,
   VIGIL_ERR_TCP_MAP_FULL = 3,
+  VIGIL_ERR_REMOTE_MAP_FULL = 4,
+  VIGIL_ERR_DNS_MAP_FULL = 5,     /* vigil_dns_counts or vigil_dns_latency full */
+  VIGIL_ERR_DNS_PENDING_FULL = 6, /* a request could not be stored in vigil_dns_pending */
+  VIGIL_ERR_DNS_LOAD_BYTES = 7,   /* bpf_skb_load_bytes failed inside bounds already checked */
   VIGIL_ERR_MAX = 8,
 };
 
+/* vigil_remote_cfg: pods that opted in to remote context, keyed by host-side ifindex. The
+ * agent sets max_peers; the kernel counts distinct peers in `used` and sends the rest to the
+ * "other" peer (the all-zero address), so cardinality is bounded by config, never by traffic. */
+struct vigil_remote_cfg {
+  __u32 max_peers;
+  __u32 used;
+};
+
+/* vigil_remote: per-CPU, traffic of an opted-in pod by remote address and direction. */
+struct vigil_remote_key {
+  __u32 ifindex;
+  __u8 direction;
+  __u8 pad[3];
+  __u8 addr[16]; /* IPv4 as ::ffff:a.b.c.d; all zero = "other" */
+};
+
+struct vigil_remote_value {
+  __u64 packets;
+  __u64 bytes;
+};
+
 #define VIGIL_MAX_PODS 4096
+#define VIGIL_MAX_REMOTE_KEYS 65536
 #define VIGIL_MAX_DROP_KEYS 16384
+
+/* ---- DNS (bpf/lib/dns.h): messages to or from port 53 seen by the TC programs ---- */
+
+/* Question types, bounded: anything else is OTHER (also a response without a question). */
+enum vigil_dns_qtype {
+  VIGIL_DNS_QTYPE_A = 0,
+  VIGIL_DNS_QTYPE_AAAA = 1,
+  VIGIL_DNS_QTYPE_CNAME = 2,
+  VIGIL_DNS_QTYPE_MX = 3,
+  VIGIL_DNS_QTYPE_NS = 4,
+  VIGIL_DNS_QTYPE_PTR = 5,
+  VIGIL_DNS_QTYPE_SOA = 6,
+  VIGIL_DNS_QTYPE_SRV = 7,
+  VIGIL_DNS_QTYPE_TXT = 8,
+  VIGIL_DNS_QTYPE_HTTPS = 9,
+  VIGIL_DNS_QTYPE_SVCB = 10,
+  VIGIL_DNS_QTYPE_ANY = 11,
+  VIGIL_DNS_QTYPE_OTHER = 12,
+  VIGIL_DNS_QTYPE_MAX = 13,
+};
+
+#define VIGIL_DNS_RCODE_MAX 16 /* the header's 4-bit RCODE; EDNS extended rcodes are not read */
+
+/* vigil_dns_counts: per-CPU, one __u64 message count per key. Keyed like vigil_traffic by the
+ * pod's host-side ifindex. Requests (qr 0) always have rcode 0. */
+struct vigil_dns_key {
+  __u32 ifindex;
+  __u8 direction; /* enum vigil_direction */
+  __u8 qr;        /* 0 request, 1 response */
+  __u8 qtype;     /* enum vigil_dns_qtype */
+  __u8 rcode;
+};
+
+/* Which end of a transaction measured a latency: a client pod sends the request (egress) and
+ * receives the response; a server pod receives the request (ingress) and sends the response. */
+enum vigil_dns_side {
+  VIGIL_DNS_SIDE_CLIENT = 0,
+  VIGIL_DNS_SIDE_SERVER = 1,
+  VIGIL_DNS_SIDE_MAX = 2,
+};
+
+#define VIGIL_DNS_LATENCY_BUCKETS 24 /* log2 buckets of microseconds: [2^i, 2^(i+1)), 0 in the first */
+
+/* vigil_dns_latency: per-CPU, keyed by the pod's host-side ifindex (__u32). */
+struct vigil_dns_latency_value {
+  __u64 buckets[VIGIL_DNS_SIDE_MAX][VIGIL_DNS_LATENCY_BUCKETS];
+  __u64 sum_ns[VIGIL_DNS_SIDE_MAX];
+  __u64 unmatched_responses; /* responses with no pending request (evicted, seen before attach, duplicates) */
+};
+
+/* vigil_dns_pending: LRU hash of requests waiting for their response; value: bpf_ktime_get_ns()
+ * when the request was seen. The response looks up the same key from its destination. */
+struct vigil_dns_pending_key {
+  __u32 ifindex;
+  __u16 id;          /* DNS transaction id, as on the wire */
+  __u16 client_port; /* host byte order */
+  __u8 client_addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+  __u8 request_dir;  /* enum vigil_direction of the request */
+  __u8 l4_proto;
+  __u16 pad;
+};
+
+#define VIGIL_DNS_MAX_KEYS 32768
+#define VIGIL_DNS_MAX_PENDING 16384
 
 #endif /* VIGIL_ABI_H */

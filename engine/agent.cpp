@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <sstream>
 
 #include "engine/families/retina.h"
@@ -52,7 +53,16 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   auto dp = Datapath::open_and_load();
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);
-  a->pods_ = std::make_unique<PodManager>(*a->datapath_);
+  const RemoteContextConfig remote = config.remote_context;
+  a->pods_ = std::make_unique<PodManager>(*a->datapath_, [remote](const PodSpec& pod) -> uint32_t {
+    bool in_namespace = std::find(remote.namespaces.begin(), remote.namespaces.end(), pod.namespace_) != remote.namespaces.end();
+    bool labelled = !remote.pod_labels.empty();
+    for (const auto& [k, v] : remote.pod_labels) {
+      auto it = pod.labels.find(k);
+      labelled = labelled && it != pod.labels.end() && it->second == v;
+    }
+    return in_namespace || labelled ? remote.max_peers : 0;
+  });
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
 
   auto& s = a->store_;

@@ -30,7 +30,8 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxReportedErrors = 20;
 constexpr double kMaxTickSeconds = 3600;
 
-const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics"};
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics", "remote_context"};
+const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
 const std::vector<std::string> kPodsKeys = {"source", "file"};
 const std::vector<std::string> kNotifierKeys = {"name",    "type",         "url",             "headers",
@@ -252,6 +253,8 @@ class Parser {
         parse_notifiers(value, config.notifiers);
       } else if (name == "metrics") {
         parse_metrics(value, config.metrics);
+      } else if (name == "remote_context") {
+        parse_remote(value, config.remote_context);
       }
     }
   }
@@ -264,6 +267,38 @@ class Parser {
     }
     error(v.mark, path, "expected true or false");
     return std::nullopt;
+  }
+
+  void parse_remote(const Value& v, RemoteContextConfig& remote) {
+    auto entries = map_entries(v, "remote_context", kRemoteKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "remote_context." + name;
+      if (name == "namespaces") {
+        if (!value.node.IsSequence()) {
+          error(value.mark, path, "expected a list of namespace names");
+          continue;
+        }
+        for (size_t i = 0; i < value.node.size(); ++i) {
+          Value item = value_of(value.node[i]);
+          if (auto s = nonempty_string(item, path + "[" + std::to_string(i) + "]")) remote.namespaces.push_back(*s);
+        }
+      } else if (name == "pod_labels") {
+        if (!value.node.IsMap()) {
+          error(value.mark, path, "expected a map of label: value");
+          continue;
+        }
+        for (const auto& kv : value.node) {
+          Value lv = value_of(kv.first, kv.second);
+          if (auto s = string_value(lv, path + "." + kv.first.Scalar())) remote.pod_labels[kv.first.Scalar()] = *s;
+        }
+      } else if (name == "max_peers") {
+        if (auto n = integer_value(value, path)) {
+          if (*n < 1 || *n > 10000) error(value.mark, path, "must be from 1 to 10000");
+          else remote.max_peers = static_cast<uint32_t>(*n);
+        }
+      }
+    }
   }
 
   void parse_metrics(const Value& v, MetricsConfig& metrics) {

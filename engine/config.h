@@ -3,6 +3,7 @@
 // e.g. "vigil.yaml:7: notifiers[1].url: expected a string". Defaults live here.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,14 @@ struct MetricsConfig {
   bool retina_compat = false;
 };
 
+// Traffic by remote peer, for the pods that opt in (a namespace listed, or all the labels
+// given). Off unless something opts in: its cardinality is bounded by max_peers per pod.
+struct RemoteContextConfig {
+  std::vector<std::string> namespaces;
+  std::map<std::string, std::string> pod_labels;
+  uint32_t max_peers = 100;  // distinct peers per pod and direction pool; the rest count as "other"
+};
+
 struct Config {
   std::string path;                       // the file this came from ("" for defaults)
   std::string node;                       // default: the host name
@@ -39,6 +48,7 @@ struct Config {
   // A file without `notifiers:` gets {name: default, type: log}; `notifiers: []` means none.
   std::vector<actions::NotifierConfig> notifiers;
   MetricsConfig metrics;
+  RemoteContextConfig remote_context;
 };
 
 // Parses durations such as "500ms", "2s", "2m", "1h", "1h30m", "1.5s" or a plain number of

@@ -122,7 +122,26 @@ void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& 
   }
 }
 
+Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t max_peers) {
+  if (max_peers == 0) {
+    bpf_map__delete_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), 0);
+    return {};
+  }
+  vigil_remote_cfg cfg{max_peers, 0};
+  if (bpf_map__update_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), &cfg, sizeof(cfg), BPF_ANY))
+    return make_error("update map vigil_remote_cfg: " + err_text(errno));
+  return {};
+}
+
 void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
+  bpf_map__delete_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), 0);
+  std::vector<vigil_remote_key> remote_doomed;
+  for_each_percpu<vigil_remote_key, vigil_remote_value>(
+      bpf_map__fd(skel_->maps.vigil_remote), VIGIL_MAX_REMOTE_KEYS,
+      [&](const vigil_remote_key& key, const std::vector<vigil_remote_value>&) {
+        if (key.ifindex == ifindex) remote_doomed.push_back(key);
+      });
+  for (const auto& key : remote_doomed) bpf_map__delete_elem(skel_->maps.vigil_remote, &key, sizeof(key), 0);
   vigil_traffic_key tk{ifindex};
   bpf_map__delete_elem(skel_->maps.vigil_traffic, &tk, sizeof(tk), 0);
   bpf_map__delete_elem(skel_->maps.vigil_tcp, &pod_id, sizeof(pod_id), 0);

@@ -221,4 +221,12 @@ bool ip_to_key(const std::string& ip, uint8_t out[16]) {
   return false;
 }
 
+std::string key_to_ip(const uint8_t key[16]) {
+  static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char text[INET6_ADDRSTRLEN] = {};
+  if (std::memcmp(key, v4_prefix, 12) == 0) inet_ntop(AF_INET, key + 12, text, sizeof(text));
+  else inet_ntop(AF_INET6, key, text, sizeof(text));
+  return text;
+}
+
 }  // namespace vigil

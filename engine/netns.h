@@ -28,5 +28,7 @@ Result<PodInterface> find_pod_interface_by_ip(const std::string& ip);
 
 // Converts "10.0.0.1" or "fd00::1" into 16 bytes (IPv4 as ::ffff:a.b.c.d). False if invalid.
 bool ip_to_key(const std::string& ip, uint8_t out[16]);
+// The reverse: "10.0.0.1" for ::ffff:10.0.0.1, "fd00::1" otherwise.
+std::string key_to_ip(const uint8_t key[16]);
 
 }  // namespace vigil

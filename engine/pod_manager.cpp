@@ -55,9 +55,12 @@ void PodManager::refresh() {
 void PodManager::reindex() {
   by_ifindex_.clear();
   by_id_.clear();
+  by_ip_.clear();
   for (const auto& [key, pod] : pods_) {
     by_id_[pod.id] = &pod;
-    if (pod.attached) by_ifindex_[pod.iface.host_ifindex] = &pod;
+    if (!pod.attached) continue;
+    by_ifindex_[pod.iface.host_ifindex] = &pod;
+    for (const auto& ip : pod.iface.ips) by_ip_[ip] = &pod;
   }
 }
 
@@ -83,6 +86,10 @@ void PodManager::try_attach(WatchedPod& pod) {
     spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);
     return;
   }
+  if (uint32_t peers = remote_ ? remote_(pod.spec) : 0) {
+    if (auto r = dp_.set_remote_context(iface->host_ifindex, peers); !r)
+      spdlog::error("pod {}: remote context: {}", pod.spec.key(), r.error().message);
+  }
   pod.iface = *iface;
   pod.attached = true;
   pod.last_error.clear();
@@ -101,6 +108,11 @@ void PodManager::detach(WatchedPod& pod) {
 const WatchedPod* PodManager::by_ifindex(uint32_t ifindex) const {
   auto it = by_ifindex_.find(ifindex);
   return it == by_ifindex_.end() ? nullptr : it->second;
+}
+
+const WatchedPod* PodManager::by_ip(const std::string& ip) const {
+  auto it = by_ip_.find(ip);
+  return it == by_ip_.end() ? nullptr : it->second;
 }
 
 const WatchedPod* PodManager::by_id(uint32_t id) const {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -28,7 +29,9 @@ struct WatchedPod {
 
 class PodManager {
  public:
-  explicit PodManager(Datapath& datapath) : dp_(datapath) {}
+  // How many remote peers to track for a pod (0: no remote context for it).
+  using RemotePolicy = std::function<uint32_t(const PodSpec&)>;
+  explicit PodManager(Datapath& datapath, RemotePolicy remote = {}) : dp_(datapath), remote_(std::move(remote)) {}
   ~PodManager();
 
   // Makes the watched set equal `desired`. Returns the pods that were removed, so their
@@ -40,6 +43,7 @@ class PodManager {
   const std::map<std::string, WatchedPod>& pods() const { return pods_; }
   const WatchedPod* by_ifindex(uint32_t ifindex) const;
   const WatchedPod* by_id(uint32_t id) const;
+  const WatchedPod* by_ip(const std::string& ip) const;
   std::vector<PodMeta> metadata(const std::string& node) const;
 
  private:
@@ -48,11 +52,13 @@ class PodManager {
   void detach(WatchedPod& pod);
 
   Datapath& dp_;
+  RemotePolicy remote_;
   std::map<std::string, WatchedPod> pods_;  // by namespace/name
   uint32_t next_id_ = 1;
   // Lookups the tick does for every map entry; rebuilt whenever pods_ changes.
   std::unordered_map<uint32_t, const WatchedPod*> by_ifindex_;
   std::unordered_map<uint32_t, const WatchedPod*> by_id_;
+  std::unordered_map<std::string, const WatchedPod*> by_ip_;
 };
 
 }  // namespace vigil

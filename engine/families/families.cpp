@@ -10,6 +10,8 @@ std::vector<std::unique_ptr<Family>> make_families() {
   out.push_back(make_traffic_family());
   out.push_back(make_drop_family());
   out.push_back(make_tcp_family());
+  out.push_back(make_dns_family());
+  out.push_back(make_remote_family());
   out.push_back(make_health_family());
   return out;
 }

@@ -15,6 +15,10 @@ const char* error_site(size_t i) {
     case VIGIL_ERR_DROP_MAP_FULL: return "drop_map_full";
     case VIGIL_ERR_DROP_READ_HEADER: return "drop_read_header";
     case VIGIL_ERR_TCP_MAP_FULL: return "tcp_map_full";
+    case VIGIL_ERR_REMOTE_MAP_FULL: return "remote_map_full";
+    case VIGIL_ERR_DNS_MAP_FULL: return "dns_map_full";
+    case VIGIL_ERR_DNS_PENDING_FULL: return "dns_pending_full";
+    case VIGIL_ERR_DNS_LOAD_BYTES: return "dns_load_bytes";
     default: return nullptr;
   }
 }
@@ -27,7 +31,10 @@ struct HashMapInfo {
 const HashMapInfo kHashMaps[] = {
     {"vigil_traffic", count_entries<vigil_traffic_key>}, {"vigil_drops", count_entries<vigil_drop_key>},
     {"vigil_tcp", count_entries<__u32>},                 {"vigil_pod_netns", count_entries<__u32>},
-    {"vigil_pod_ip", count_entries<vigil_ip_key>},
+    {"vigil_pod_ip", count_entries<vigil_ip_key>},       {"vigil_remote", count_entries<vigil_remote_key>},
+    {"vigil_remote_cfg", count_entries<__u32>},
+    {"vigil_dns_counts", count_entries<vigil_dns_key>}, {"vigil_dns_latency", count_entries<__u32>},
+    {"vigil_dns_pending", count_entries<vigil_dns_pending_key>},
 };
 
 class HealthFamily : public Family {

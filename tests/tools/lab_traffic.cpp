@@ -4,6 +4,8 @@
 //                                      prints "ok=N failed=M"
 //   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
 //   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
+//   udp-from-many DST PORT COUNT BASE  COUNT datagrams to DST, each from its own source address
+//                                      BASE+i (raw socket): many remote peers for one lab pod
 // Every loop is bounded by its arguments.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -120,6 +122,48 @@ int udp_sink(int port, double seconds) {
   return 0;
 }
 
+uint16_t ip_checksum(const void* data, size_t len) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < len; i += 2) sum += (p[i] << 8) | p[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return htons(static_cast<uint16_t>(~sum));
+}
+
+int udp_from_many(const std::string& dst, int port, long count, const std::string& base) {
+  in_addr dst_addr{}, base_addr{};
+  if (inet_pton(AF_INET, dst.c_str(), &dst_addr) != 1 || inet_pton(AF_INET, base.c_str(), &base_addr) != 1) return 2;
+  int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+  if (fd < 0) return 2;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr = dst_addr;
+  uint8_t packet[20 + 8 + 16] = {};
+  long sent = 0;
+  for (long i = 0; i < count; ++i) {
+    uint32_t src = htonl(ntohl(base_addr.s_addr) + static_cast<uint32_t>(i));
+    std::memset(packet, 0, sizeof(packet));
+    packet[0] = 0x45;                              // IPv4, 20-byte header
+    packet[2] = 0;
+    packet[3] = sizeof(packet);                    // total length
+    packet[8] = 64;                                // TTL
+    packet[9] = IPPROTO_UDP;
+    std::memcpy(packet + 12, &src, 4);
+    std::memcpy(packet + 16, &dst_addr, 4);
+    uint16_t csum = ip_checksum(packet, 20);
+    std::memcpy(packet + 10, &csum, 2);
+    uint16_t sport = htons(40000), dport = htons(static_cast<uint16_t>(port)), ulen = htons(8 + 16);
+    std::memcpy(packet + 20, &sport, 2);
+    std::memcpy(packet + 22, &dport, 2);
+    std::memcpy(packet + 24, &ulen, 2);            // UDP checksum 0: none, valid for IPv4
+    if (sendto(fd, packet, sizeof(packet), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == sizeof(packet)) ++sent;
+    if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  close(fd);
+  std::printf("sent=%ld\n", sent);
+  return sent == count ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -128,7 +172,8 @@ int main(int argc, char** argv) {
   if (mode == "http-load" && (argc == 5 || argc == 6))
     return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]), argc == 6 ? std::atoi(argv[5]) : 1);
   if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
+  if (mode == "udp-from-many" && argc == 6) return udp_from_many(argv[2], std::atoi(argv[3]), std::atol(argv[4]), argv[5]);
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE\n");
   return 2;
 }

@@ -1,0 +1,135 @@
+// DNS per pod from the TC programs (bpf/lib/dns.h): requests and responses by question type
+// and rcode, the request->response latency measured in the kernel as client or server, and
+// responses that matched no request. Malformed DNS is exported by the traffic family.
+#include <linux/types.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/bpf_maps.h"
+#include "engine/families/family.h"
+#include "vigil_abi.h"
+
+namespace vigil {
+namespace {
+
+const char* kQtypeNames[VIGIL_DNS_QTYPE_MAX] = {"A",   "AAAA", "CNAME", "MX",   "NS",  "PTR",  "SOA",
+                                                "SRV", "TXT",  "HTTPS", "SVCB", "ANY", "other"};
+
+// RCODE names of the IANA registry for the header's 4 bits; unassigned values by number.
+const char* kRcodeNames[VIGIL_DNS_RCODE_MAX] = {"NOERROR", "FORMERR",  "SERVFAIL", "NXDOMAIN", "NOTIMP",  "REFUSED",
+                                                "YXDOMAIN", "YXRRSET", "NXRRSET",  "NOTAUTH",  "NOTZONE", "DSOTYPENI",
+                                                "RCODE12",  "RCODE13", "RCODE14",  "RCODE15"};
+
+const char* kSideNames[VIGIL_DNS_SIDE_MAX] = {"client", "server"};
+
+std::vector<double> latency_bounds() {
+  std::vector<double> b;
+  for (int i = 0; i < VIGIL_DNS_LATENCY_BUCKETS - 1; ++i) b.push_back(std::ldexp(1.0, i + 1) * 1e-6);  // [2^i, 2^(i+1)) us
+  b.push_back(std::numeric_limits<double>::infinity());
+  return b;
+}
+
+class DnsFamily : public Family {
+ public:
+  const char* name() const override { return "dns"; }
+
+  void describe(SeriesStore& s) const override {
+    s.describe("vigil_dns_requests_total",
+               "DNS requests a pod sent (egress) or received (ingress), by question type.", SeriesKind::Counter);
+    s.describe("vigil_dns_responses_total",
+               "DNS responses a pod received (ingress) or sent (egress), by question type and rcode.",
+               SeriesKind::Counter);
+    s.describe("vigil_dns_latency_seconds",
+               "Time from a DNS request to its response, matched in the kernel by transaction id, as the pod's "
+               "client or server side saw it.",
+               SeriesKind::Histogram);
+    s.describe("vigil_dns_unmatched_responses_total",
+               "DNS responses of a pod with no request seen for them (sent before the agent attached, evicted, "
+               "duplicates).",
+               SeriesKind::Counter);
+  }
+
+  void read(const FamilyContext& ctx) override {
+    read_counts(ctx);
+    read_latency(ctx);
+  }
+
+ private:
+  void read_counts(const FamilyContext& ctx) {
+    auto m = ctx.datapath.map("vigil_dns_counts");
+    if (m.fd < 0) return;
+    std::vector<vigil_dns_key> orphans;
+    for_each_percpu<vigil_dns_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_key& key, const std::vector<__u64>& cpus) {
+      const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
+      if (!pod) {
+        orphans.push_back(key);
+        return;
+      }
+      if (key.direction >= VIGIL_DIR_MAX || key.qtype >= VIGIL_DNS_QTYPE_MAX || key.rcode >= VIGIL_DNS_RCODE_MAX) return;
+      __u64 n = 0;
+      for (auto c : cpus) n += c;
+      const char* dir = direction_name(key.direction);
+      if (key.qr == 0)
+        ctx.store.set("vigil_dns_requests_total",
+                      pod_labels(*pod, {{"direction", dir}, {"qtype", kQtypeNames[key.qtype]}}), static_cast<double>(n));
+      else
+        ctx.store.set("vigil_dns_responses_total",
+                      pod_labels(*pod, {{"direction", dir}, {"qtype", kQtypeNames[key.qtype]},
+                                        {"rcode", kRcodeNames[key.rcode]}}),
+                      static_cast<double>(n));
+    });
+    forget(m.fd, orphans);
+  }
+
+  void read_latency(const FamilyContext& ctx) {
+    static const std::vector<double> bounds = latency_bounds();
+    auto m = ctx.datapath.map("vigil_dns_latency");
+    if (m.fd < 0) return;
+    std::vector<__u32> orphans;
+    for_each_percpu<__u32, vigil_dns_latency_value>(
+        m.fd, m.max_entries, [&](const __u32& ifindex, const std::vector<vigil_dns_latency_value>& cpus) {
+          const WatchedPod* pod = ctx.pods.by_ifindex(ifindex);
+          if (!pod) {
+            orphans.push_back(ifindex);
+            return;
+          }
+          vigil_dns_latency_value t{};
+          for (const auto& v : cpus) {
+            for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
+              for (int b = 0; b < VIGIL_DNS_LATENCY_BUCKETS; ++b) t.buckets[s][b] += v.buckets[s][b];
+              t.sum_ns[s] += v.sum_ns[s];
+            }
+            t.unmatched_responses += v.unmatched_responses;
+          }
+          for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
+            std::vector<uint64_t> counts(t.buckets[s], t.buckets[s] + VIGIL_DNS_LATENCY_BUCKETS);
+            uint64_t total = 0;
+            for (auto c : counts) total += c;
+            if (total == 0) continue;  // a side's histogram appears with its first matched response
+            ctx.store.set_histogram("vigil_dns_latency_seconds", pod_labels(*pod, {{"side", kSideNames[s]}}), bounds,
+                                    counts, static_cast<double>(t.sum_ns[s]) * 1e-9);
+          }
+          if (t.unmatched_responses)
+            ctx.store.set("vigil_dns_unmatched_responses_total", pod_labels(*pod),
+                          static_cast<double>(t.unmatched_responses));
+        });
+    forget(m.fd, orphans);
+  }
+
+  // Entries of interfaces no watched pod owns any more: the pod is gone (its series expire
+  // with the agent's grace), and a later pod on a reused ifindex must start from zero.
+  template <typename K>
+  static void forget(int fd, const std::vector<K>& keys) {
+    for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Family> make_dns_family() { return std::make_unique<DnsFamily>(); }
+
+}  // namespace vigil

@@ -1,0 +1,58 @@
+// Remote context: traffic of opted-in pods by peer. A peer that is a watched pod is named
+// (remote_namespace, remote_pod); any other is its address; beyond max_peers it is "other".
+#include <linux/types.h>
+
+#include "engine/bpf_maps.h"
+#include "engine/families/family.h"
+#include "engine/netns.h"
+#include <cstring>
+
+#include "vigil_abi.h"
+
+namespace vigil {
+namespace {
+
+class RemoteFamily : public Family {
+ public:
+  const char* name() const override { return "remote"; }
+
+  void describe(SeriesStore& s) const override {
+    s.describe("vigil_remote_forward_packets_total",
+               "Packets of a pod by remote peer (pods that opt in to remote_context; bounded by max_peers, rest in remote_ip=\"other\").",
+               SeriesKind::Counter);
+    s.describe("vigil_remote_forward_bytes_total", "Bytes of a pod by remote peer (see vigil_remote_forward_packets_total).",
+               SeriesKind::Counter);
+  }
+
+  void read(const FamilyContext& ctx) override {
+    static const uint8_t kOther[16] = {};
+    auto m = ctx.datapath.map("vigil_remote");
+    for_each_percpu<vigil_remote_key, vigil_remote_value>(
+        m.fd, m.max_entries, [&](const vigil_remote_key& key, const std::vector<vigil_remote_value>& cpus) {
+          const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
+          if (!pod) return;
+          uint64_t packets = 0, bytes = 0;
+          for (const auto& v : cpus) {
+            packets += v.packets;
+            bytes += v.bytes;
+          }
+          const bool other = std::memcmp(key.addr, kOther, 16) == 0;
+          const std::string ip = other ? "other" : key_to_ip(key.addr);
+          const WatchedPod* peer = other ? nullptr : ctx.pods.by_ip(ip);
+          Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
+                                       {"remote_ip", ip},
+                                       {"remote_namespace", peer ? peer->spec.namespace_ : ""},
+                                       {"remote_pod", peer ? peer->spec.name : ""}});
+          // Empty label values are the same as absent ones to Prometheus; drop them.
+          std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
+          ctx.store.set("vigil_remote_forward_packets_total", l, static_cast<double>(packets));
+          ctx.store.set("vigil_remote_forward_bytes_total", l, static_cast<double>(bytes));
+        });
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Family> make_remote_family() { return std::make_unique<RemoteFamily>(); }
+
+}  // namespace vigil

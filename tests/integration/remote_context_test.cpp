@@ -1,0 +1,82 @@
+// Remote context: a pod that opts in gets traffic by peer, named when the peer is a pod, and
+// 10,000 distinct peers leave the series count bounded by max_peers, the overflow in "other".
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+size_t count_series(const std::string& text, const std::string& name) {
+  size_t n = 0, pos = 0;
+  const std::string needle = "\n" + name + "{";
+  while ((pos = text.find(needle, pos)) != std::string::npos) {
+    ++n;
+    pos += needle.size();
+  }
+  return n;
+}
+
+TEST(RemoteContext, BoundedByConfigNotByTraffic) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(3);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  // Only pod-1 opts in (by label); pod-2 and pod-3 do not.
+  std::string pods = write_temp_file(dir, "pods.yaml",
+      "- {namespace: lab, name: pod-1, labels: {remote: \"yes\"}, netns: " + lab.prefix() + "-pod-1}\n"
+      "- {namespace: lab, name: pod-2, netns: " + lab.prefix() + "-pod-2}\n"
+      "- {namespace: lab, name: pod-3, netns: " + lab.prefix() + "-pod-3}\n");
+  const int kMaxPeers = 50;
+  std::string config = write_temp_file(dir, "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
+      "remote_context: {pod_labels: {remote: \"yes\"}, max_peers: " + std::to_string(kMaxPeers) + "}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  for (int i = 0; i < 100; ++i) {
+    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+    int attached = 0;
+    if (j.is_array())
+      for (const auto& p : j) attached += p.value("attached", false);
+    if (attached == 3) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  // A named peer: pod-3 sends 30 datagrams to pod-1.
+  lab.cmd("udp 3 1 30");
+  // 10,000 distinct peers: pod-2 sends one datagram to pod-1 from each of 10,000 source addresses.
+  const int kPeers = 10000;
+  auto r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
+               " udp-from-many " + lab.ip(1) + " 9000 " + std::to_string(kPeers) + " 10.250.0.1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::this_thread::sleep_for(600ms);
+  std::string text = http_get("127.0.0.1", port, "/metrics");
+
+  auto named = metric_value(text, "vigil_remote_forward_packets_total",
+                            {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-3"}, {"remote_namespace", "lab"}});
+  ASSERT_TRUE(named.has_value()) << text.substr(0, 4000);
+  EXPECT_GE(*named, 30);
+  EXPECT_LE(*named, 32);  // IPv6 neighbour or router traffic on the link may add a couple
+
+  // Bounded: at most max_peers distinct peers per pod (one slot per peer, both directions
+  // share the pool) plus the "other" series per direction, whatever the traffic.
+  size_t series = count_series(text, "vigil_remote_forward_packets_total");
+  EXPECT_LE(series, static_cast<size_t>(kMaxPeers) + 2) << series << " series";
+  double other = metric_value(text, "vigil_remote_forward_packets_total",
+                              {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0);
+  double all = metric_sum(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}});
+  // Nothing lost: every datagram is counted, by peer or in "other".
+  EXPECT_GE(all, kPeers + 30);
+  EXPECT_LE(all, kPeers + 30 + 5);
+  EXPECT_GE(other, kPeers - kMaxPeers);
+  // Pods that did not opt in have no remote series.
+  EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
+  EXPECT_EQ(*metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}), 0);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+}  // namespace
+}  // namespace vigil::test
