@@ -57,8 +57,7 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   auto named = metric_value(text, "vigil_remote_forward_packets_total",
                             {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-3"}, {"remote_namespace", "lab"}});
   ASSERT_TRUE(named.has_value()) << text.substr(0, 4000);
-  EXPECT_GE(*named, 30);
-  EXPECT_LE(*named, 32);  // IPv6 neighbour or router traffic on the link may add a couple
+  EXPECT_EQ(*named, 30);  // exactly the datagrams: ARP is not IP, and pod-3 sends nothing else over IPv4
 
   // Bounded: at most max_peers distinct peers per pod (one slot per peer, both directions
   // share the pool) plus the "other" series per direction, whatever the traffic.
@@ -69,7 +68,9 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   double all = metric_sum(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}});
   // Nothing lost: every datagram is counted, by peer or in "other".
   EXPECT_GE(all, kPeers + 30);
-  EXPECT_LE(all, kPeers + 30 + 5);
+  // IPv6 neighbour discovery and MLD of fresh namespaces reach pod-1 from its neighbours' link
+  // local addresses (each a peer or 'other'): a few dozen at most.
+  EXPECT_LE(all, kPeers + 30 + 40);
   EXPECT_GE(other, kPeers - kMaxPeers);
   // Pods that did not opt in have no remote series.
   EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));

@@ -86,8 +86,16 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
   r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq 1 " + std::to_string(kOk) + "); do exec 3<>/dev/tcp/" +
           lab_->ip(2) + "/8080; printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3 >/dev/null; exec 3<&-; done'");
   ASSERT_EQ(r.status, 0) << r.output;
-  auto after = settled_metrics();
-  const double syn_retransmits = static_cast<double>(nstat(1, "TcpRetransSegs") - retrans_before);
+  // Read the kernel's count on both sides of the scrape, until no retransmit (a late FIN or
+  // data segment of a busy machine) falls in between: then both saw the same set.
+  std::string after;
+  uint64_t retrans_after = 0;
+  for (int i = 0; i < 10; ++i) {
+    retrans_after = nstat(1, "TcpRetransSegs");
+    after = settled_metrics();
+    if (nstat(1, "TcpRetransSegs") == retrans_after) break;
+  }
+  const double syn_retransmits = static_cast<double>(retrans_after - retrans_before);
   auto delta = [&](const std::string& name, std::map<std::string, std::string> l) {
     return value(after, name, l) - value(before, name, l);
   };
