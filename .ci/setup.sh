@@ -40,5 +40,11 @@ done
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+# The API server latency programs attach to the cgroup v2 hierarchy: /sys/fs/cgroup on unified
+# hosts, /sys/fs/cgroup/unified on hybrid ones; mount it there when no v2 hierarchy exists.
+if ! grep -q ' cgroup2 ' /proc/self/mounts; then
+  if mountpoint -q /sys/fs/cgroup; then mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+  else mount -t cgroup2 cgroup2 /sys/fs/cgroup; fi
+fi
 mkdir -p /run/netns
 echo "setup: ok"

@@ -85,6 +85,7 @@ static __always_inline void count_error(__u32 site) {
 
 /* DNS needs count_error(), so it comes after it. */
 #include "lib/dns.h"
+#include "lib/apiserver.h"
 
 static __always_inline struct vigil_traffic_value *traffic_of(struct __sk_buff *skb) {
   struct vigil_traffic_key key = {.ifindex = skb->ifindex};

@@ -194,4 +194,40 @@ struct vigil_dns_pending_key {
 #define VIGIL_DNS_MAX_KEYS 32768
 #define VIGIL_DNS_MAX_PENDING 16384
 
+/* ---- API server latency (bpf/lib/apiserver.h): cgroup_skb programs on the root cgroup ---- */
+
+/* vigil_api_servers: the API server's addresses (service and endpoints), set by the agent. */
+struct vigil_api_server_key {
+  __u8 addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+  __u16 port;    /* host byte order */
+  __u16 pad;
+};
+
+/* Where a connection to the API server stands, in vigil_api_pending (keyed by socket cookie). */
+enum vigil_api_stage {
+  VIGIL_API_SYN_SENT = 0,     /* SYN out, waiting for the SYN-ACK */
+  VIGIL_API_IDLE = 1,         /* established, first request not sent yet */
+  VIGIL_API_REQUEST_SENT = 2, /* first request out, waiting for the first byte of the answer */
+};
+
+struct vigil_api_pending {
+  __u64 since_ns; /* bpf_ktime_get_ns() when the stage began */
+  __u32 stage;    /* enum vigil_api_stage */
+  __u32 pad;
+};
+
+#define VIGIL_API_BUCKETS 24 /* log2 buckets of microseconds: [2^i, 2^(i+1)), 0 in the first */
+
+/* vigil_api_latency: per-CPU array of one entry. */
+struct vigil_api_value {
+  __u64 handshake[VIGIL_API_BUCKETS]; /* SYN to SYN-ACK */
+  __u64 handshake_sum_ns;
+  __u64 response[VIGIL_API_BUCKETS]; /* first request byte out to first answer byte in */
+  __u64 response_sum_ns;
+  __u64 resets[2]; /* a RST instead of the SYN-ACK [0] or of the first answer [1] */
+};
+
+#define VIGIL_API_MAX_SERVERS 64
+#define VIGIL_API_MAX_PENDING 8192
+
 #endif /* VIGIL_ABI_H */

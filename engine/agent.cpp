@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "engine/families/retina.h"
@@ -19,6 +21,16 @@ namespace {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on unified hosts,
+// /sys/fs/cgroup/unified on hybrid ones.
+std::optional<std::string> cgroup2_mount() {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string device, dir, type, rest;
+  while (mounts >> device >> dir >> type && std::getline(mounts, rest))
+    if (type == "cgroup2") return dir;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -64,9 +76,21 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     return in_namespace || labelled ? remote.max_peers : 0;
   });
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
+  if (!config.apiserver.addresses.empty()) {
+    std::string cgroup = config.apiserver.cgroup;
+    if (cgroup.empty()) {
+      auto root = cgroup2_mount();
+      if (!root) return make_error("apiserver: no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified, or set apiserver.cgroup)");
+      cgroup = *root;
+    }
+    std::vector<Datapath::ApiServerAddress> servers;
+    for (const auto& a : config.apiserver.addresses) servers.push_back({a.ip, a.port});
+    if (auto r = a->datapath_->watch_api_server(servers, cgroup); !r) return r.error();
+    spdlog::info("timing connections to the API server ({} addresses) for the sockets of cgroup {}", servers.size(), cgroup);
+  }
 
   auto& s = a->store_;
-  a->families_ = make_families();
+  a->families_ = make_families(config);
   for (const auto& f : a->families_) f->describe(s);
   s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify).", SeriesKind::Counter);
   s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);

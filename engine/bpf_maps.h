@@ -33,6 +33,20 @@ void for_each_percpu(int fd, uint32_t max_entries, F&& fn) {
   }
 }
 
+// Calls fn(key, value) for every entry of a plain (not per-CPU) hash map; same bounds.
+template <typename K, typename V, typename F>
+void for_each_entry(int fd, uint32_t max_entries, F&& fn) {
+  V value{};
+  K key{}, next{};
+  const K* prev = nullptr;
+  for (uint32_t i = 0; i < max_entries && bpf_map_get_next_key(fd, prev, &next) == 0; ++i) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(fd, &key, &value) != 0) continue;
+    fn(key, value);
+  }
+}
+
 // Number of entries in a hash map (for occupancy), bounded by max_entries.
 template <typename K>
 uint32_t count_entries(int fd, uint32_t max_entries) {

@@ -3,6 +3,7 @@
 // notifiers with actions::find_config_problem so the factory and the parser agree.
 #include "engine/config.h"
 
+#include <arpa/inet.h>
 #include <glob.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -30,7 +31,8 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxReportedErrors = 20;
 constexpr double kMaxTickSeconds = 3600;
 
-const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics", "remote_context"};
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics", "remote_context", "apiserver"};
+const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
 const std::vector<std::string> kPodsKeys = {"source", "file"};
@@ -255,6 +257,8 @@ class Parser {
         parse_metrics(value, config.metrics);
       } else if (name == "remote_context") {
         parse_remote(value, config.remote_context);
+      } else if (name == "apiserver") {
+        parse_apiserver(value, config.apiserver);
       }
     }
   }
@@ -299,6 +303,52 @@ class Parser {
         }
       }
     }
+  }
+
+  void parse_apiserver(const Value& v, ApiServerConfig& api) {
+    auto entries = map_entries(v, "apiserver", kApiServerKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "apiserver." + name;
+      if (name == "addresses") {
+        if (!value.node.IsSequence()) {
+          error(value.mark, path, "expected a list of IP:PORT, e.g. [10.96.0.1:443, \"[fd00::1]:443\"]");
+          continue;
+        }
+        for (size_t i = 0; i < value.node.size(); ++i) {
+          Value item = value_of(value.node[i]);
+          const std::string ipath = path + "[" + std::to_string(i) + "]";
+          auto text = nonempty_string(item, ipath);
+          if (!text) continue;
+          if (auto a = parse_address(*text)) api.addresses.push_back(*a);
+          else error(item.mark, ipath, "expected IP:PORT, e.g. 10.96.0.1:443 or [fd00::1]:443, got '" + *text + "'");
+        }
+      } else if (name == "no_response_after") {
+        if (auto d = duration_value(value, path)) {
+          if (*d < 0.1 || *d > 600) error(value.mark, path, "must be from 100ms to 10m");
+          else api.no_response_seconds = *d;
+        }
+      } else if (name == "cgroup") {
+        if (auto s = nonempty_string(value, path)) api.cgroup = resolve(base_dir_, *s);
+      }
+    }
+  }
+
+  static std::optional<ApiServerConfig::Address> parse_address(const std::string& s) {
+    const size_t colon = s.rfind(':');
+    if (colon == std::string::npos || colon + 1 == s.size()) return std::nullopt;
+    std::string host = s.substr(0, colon);
+    const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    if (bracketed) host = host.substr(1, host.size() - 2);
+    unsigned char buf[16];
+    const bool v4 = inet_pton(AF_INET, host.c_str(), buf) == 1;
+    const bool v6 = !v4 && inet_pton(AF_INET6, host.c_str(), buf) == 1;
+    if (!(v4 && !bracketed) && !(v6 && bracketed)) return std::nullopt;
+    int port = 0;
+    const std::string port_text = s.substr(colon + 1);
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 || port > 65535) return std::nullopt;
+    return ApiServerConfig::Address{host, static_cast<uint16_t>(port)};
   }
 
   void parse_metrics(const Value& v, MetricsConfig& metrics) {

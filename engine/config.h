@@ -35,6 +35,20 @@ struct RemoteContextConfig {
   uint32_t max_peers = 100;  // distinct peers per pod and direction pool; the rest count as "other"
 };
 
+// Latency of connections to the Kubernetes API server, node-wide (Retina's API server
+// metrics). Off unless addresses are given.
+struct ApiServerConfig {
+  struct Address {
+    std::string ip;  // IPv4 or IPv6, without brackets
+    uint16_t port = 0;
+  };
+  // The service address and its endpoints: a socket's packets carry the endpoint on the way
+  // out after the node's DNAT but the service address on the way in.
+  std::vector<Address> addresses;
+  double no_response_seconds = 5;  // a handshake or first answer still missing after this counts as no response
+  std::string cgroup;              // cgroup v2 directory whose sockets are watched; "" = the mounted v2 root
+};
+
 struct Config {
   std::string path;                       // the file this came from ("" for defaults)
   std::string node;                       // default: the host name
@@ -49,6 +63,7 @@ struct Config {
   std::vector<actions::NotifierConfig> notifiers;
   MetricsConfig metrics;
   RemoteContextConfig remote_context;
+  ApiServerConfig apiserver;
 };
 
 // Parses durations such as "500ms", "2s", "2m", "1h", "1h30m", "1.5s" or a plain number of

@@ -5,6 +5,7 @@
 #include <bpf/libbpf.h>
 #include <linux/types.h>
 #include <net/if.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -64,6 +65,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load() {
 
 Datapath::~Datapath() {
   for (const auto& [ifindex, name] : std::map<uint32_t, std::string>(attached_)) detach_tc(ifindex);
+  for (bpf_link* link : cgroup_links_) bpf_link__destroy(link);
   if (skel_) vigil_counters__destroy(skel_);
 }
 
@@ -152,6 +154,33 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
         if (key.pod_id == pod_id) doomed.push_back(key);
       });
   for (const auto& key : doomed) bpf_map__delete_elem(skel_->maps.vigil_drops, &key, sizeof(key), 0);
+}
+
+Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path) {
+  if (servers.size() > VIGIL_API_MAX_SERVERS)
+    return make_error("apiserver.addresses: at most " + std::to_string(VIGIL_API_MAX_SERVERS) + " addresses");
+  for (const auto& a : servers) {
+    vigil_api_server_key key{};
+    if (!ip_to_key(a.ip, key.addr)) return make_error("apiserver.addresses: not an IP address: " + a.ip);
+    key.port = a.port;
+    __u8 one = 1;
+    if (bpf_map__update_elem(skel_->maps.vigil_api_servers, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
+      return make_error("update map vigil_api_servers: " + err_text(errno));
+  }
+  if (!cgroup_links_.empty()) return {};
+  int fd = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return make_error("open cgroup v2 directory " + cgroup_path + ": " + err_text(errno));
+  for (bpf_program* prog : {skel_->progs.vigil_api_egress, skel_->progs.vigil_api_ingress}) {
+    bpf_link* link = bpf_program__attach_cgroup(prog, fd);
+    if (!link) {
+      int e = errno;
+      close(fd);
+      return make_error(std::string("attach ") + bpf_program__name(prog) + " to cgroup " + cgroup_path + ": " + err_text(e));
+    }
+    cgroup_links_.push_back(link);
+  }
+  close(fd);
+  return {};
 }
 
 Datapath::MapRef Datapath::map(const char* name) const {

@@ -12,6 +12,7 @@
 #include "rules/core/result.h"
 
 struct vigil_counters;  // the bpftool skeleton
+struct bpf_link;
 
 namespace vigil {
 
@@ -48,6 +49,15 @@ class Datapath {
   // Deletes the pod's counters from the maps once its series have been read for the last time.
   void forget_counters(uint32_t ifindex, uint32_t pod_id);
 
+  // Times connections to the Kubernetes API server (bpf/lib/apiserver.h): lists its
+  // addresses (service and endpoints, {ip, port}) and attaches the cgroup_skb programs to the
+  // cgroup v2 hierarchy at `cgroup_path` (every socket of the node belongs to it).
+  struct ApiServerAddress {
+    std::string ip;
+    uint16_t port = 0;
+  };
+  Result<void> watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path);
+
   struct MapRef {
     int fd = -1;
     uint32_t max_entries = 0;
@@ -69,6 +79,7 @@ class Datapath {
   vigil_counters* skel_ = nullptr;
   DropReasons reasons_;
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
+  std::vector<struct bpf_link*> cgroup_links_;
 };
 
 }  // namespace vigil

@@ -5,13 +5,14 @@
 
 namespace vigil {
 
-std::vector<std::unique_ptr<Family>> make_families() {
+std::vector<std::unique_ptr<Family>> make_families(const Config& config) {
   std::vector<std::unique_ptr<Family>> out;
   out.push_back(make_traffic_family());
   out.push_back(make_drop_family());
   out.push_back(make_tcp_family());
   out.push_back(make_dns_family());
   out.push_back(make_remote_family());
+  if (!config.apiserver.addresses.empty()) out.push_back(make_apiserver_family(config.apiserver.no_response_seconds));
   out.push_back(make_health_family());
   return out;
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/config.h"
 #include "engine/datapath.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
@@ -26,8 +27,8 @@ class Family {
   virtual void read(const FamilyContext& ctx) = 0;
 };
 
-// Every family the agent exports, in a fixed order.
-std::vector<std::unique_ptr<Family>> make_families();
+// Every family the agent exports, in a fixed order (some only when configured).
+std::vector<std::unique_ptr<Family>> make_families(const Config& config);
 
 // Shared label helpers.
 Labels pod_labels(const WatchedPod& pod);
@@ -40,5 +41,6 @@ std::unique_ptr<Family> make_tcp_family();
 std::unique_ptr<Family> make_dns_family();
 std::unique_ptr<Family> make_health_family();
 std::unique_ptr<Family> make_remote_family();
+std::unique_ptr<Family> make_apiserver_family(double no_response_seconds);
 
 }  // namespace vigil

@@ -35,6 +35,7 @@ const HashMapInfo kHashMaps[] = {
     {"vigil_remote_cfg", count_entries<__u32>},
     {"vigil_dns_counts", count_entries<vigil_dns_key>}, {"vigil_dns_latency", count_entries<__u32>},
     {"vigil_dns_pending", count_entries<vigil_dns_pending_key>},
+    {"vigil_api_pending", count_entries<__u64>}, {"vigil_api_servers", count_entries<vigil_api_server_key>},
 };
 
 class HealthFamily : public Family {

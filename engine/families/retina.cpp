@@ -47,8 +47,21 @@ class Builder {
     f.series[labels] += value;
   }
 
+  // A histogram as it is, its bucket bounds and sum scaled (Retina's are in milliseconds).
+  void add_histogram(const std::string& name, const std::string& help, const prometheus::ClientMetric& m, double scale) {
+    prometheus::MetricFamily mf;
+    mf.name = name;
+    mf.help = help;
+    mf.type = prometheus::MetricType::Histogram;
+    prometheus::ClientMetric out = m;
+    out.histogram.sample_sum *= scale;
+    for (auto& bucket : out.histogram.bucket) bucket.upper_bound *= scale;
+    mf.metric.push_back(std::move(out));
+    histograms_.push_back(std::move(mf));
+  }
+
   std::vector<prometheus::MetricFamily> build() const {
-    std::vector<prometheus::MetricFamily> out;
+    std::vector<prometheus::MetricFamily> out = histograms_;
     for (const auto& [name, f] : families_) {
       prometheus::MetricFamily mf;
       mf.name = name;
@@ -71,6 +84,7 @@ class Builder {
     std::map<Labels, double> series;
   };
   std::map<std::string, Family> families_;
+  std::vector<prometheus::MetricFamily> histograms_;
 };
 
 constexpr const char* kPrefix = "networkobservability_";
@@ -101,6 +115,15 @@ std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::
       else if (n == "vigil_drop_bytes_total") node_and_pod("drop_bytes", "adv_drop_bytes", "Dropped bytes", {"direction", "reason"});
       else if (n == "vigil_tcp_flags_total") node_and_pod("tcp_flag_gauges", "adv_tcpflags_count", "TCP segments by flag", {"flag"});
       else if (n == "vigil_tcp_retransmits_total") node_and_pod("", "adv_tcpretrans_count", "TCP retransmits", {});
+      else if (n == "vigil_apiserver_first_response_seconds")
+        b.add_histogram(std::string(kPrefix) + "adv_node_apiserver_latency",
+                        "API server first-response latency in milliseconds (node)", m, 1000);
+      else if (n == "vigil_apiserver_handshake_seconds")
+        b.add_histogram(std::string(kPrefix) + "adv_node_apiserver_tcp_handshake_latency",
+                        "API server TCP handshake latency in milliseconds (node)", m, 1000);
+      else if (n == "vigil_apiserver_no_response_total")
+        b.add(std::string(kPrefix) + "adv_node_apiserver_no_response",
+              "Connections to the API server without a SYN-ACK or an answer in time (node)", {}, v);
       else if (n == "vigil_dns_requests_total" || n == "vigil_dns_responses_total") {
         const bool response = n == "vigil_dns_responses_total";
         Labels node;

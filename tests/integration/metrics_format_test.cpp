@@ -22,7 +22,9 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
   std::string config = write_temp_file(dir, "vigil.yaml",
                                        "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
                                        "pods: {source: file, file: " + lab.pods_file() + "}\nrules: []\nnotifiers: []\n"
-                                       "metrics: {retina_compat: " + (retina ? "true" : "false") + "}\n");
+                                       "metrics: {retina_compat: " + (retina ? "true" : "false") + "}\n"
+                                       "remote_context: {namespaces: [lab], max_peers: 8}\n"
+                                       "apiserver: {addresses: [\"" + lab.ip(2) + ":8080\"]}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
   for (int i = 0; i < 100; ++i) {
     auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
@@ -35,6 +37,9 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
   lab.cmd("drop 2 100 ingress");
   lab.cmd("udp 1 2 20");
   lab.cmd("clear 2");
+  lab.cmd("serve-dns 2");
+  EXPECT_EQ(lab.cmd("dns 1 2 ok.lab.test"), "NOERROR\n");
+  EXPECT_EQ(lab.cmd("dns 1 2 nope.lab.test AAAA"), "NXDOMAIN\n");
   std::this_thread::sleep_for(600ms);
   std::string text = http_get("127.0.0.1", port, "/metrics");
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
@@ -48,7 +53,11 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
     std::string text = scrape_with_traffic(retina, &dir);
     for (const char* family : {"vigil_forward_packets_total", "vigil_drop_packets_total", "vigil_tcp_flags_total",
                                "vigil_tcp_connect_failures_total", "vigil_tcp_rtt_seconds_bucket",
-                               "vigil_bpf_map_entries", "vigil_tick_duration_seconds_bucket"})
+                               "vigil_bpf_map_entries", "vigil_tick_duration_seconds_bucket",
+                               "vigil_remote_forward_packets_total", "vigil_dns_requests_total",
+                               "vigil_dns_responses_total", "vigil_dns_latency_seconds_bucket",
+                               "vigil_apiserver_handshake_seconds_bucket", "vigil_apiserver_first_response_seconds_bucket",
+                               "vigil_apiserver_no_response_total"})
       EXPECT_NE(text.find(std::string("\n") + family + "{"), std::string::npos) << family << " missing";
     std::string file = write_temp_file(dir, "metrics.txt", text);
     auto check = run("promtool check metrics < " + file);
@@ -80,6 +89,14 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
       EXPECT_GT(metric_sum(text, "networkobservability_drop_count", {{"reason", "IPTABLE_RULE_DROP"}}), 0);
       EXPECT_TRUE(metric_value(text, "networkobservability_adv_tcpflags_count", {{"flag", "SYN"}, {"source_podname", "pod-1"}}));
       EXPECT_NE(text.find("# TYPE networkobservability_forward_count gauge"), std::string::npos);
+      EXPECT_EQ(metric_sum(text, "networkobservability_dns_request_count", {}), metric_sum(text, "vigil_dns_requests_total", {}));
+      EXPECT_GT(metric_sum(text, "networkobservability_dns_request_count", {}), 0);
+      // API server histograms in Retina's unit, milliseconds: same count, sum scaled.
+      EXPECT_EQ(metric_value(text, "networkobservability_adv_node_apiserver_latency_count", {}),
+                metric_value(text, "vigil_apiserver_first_response_seconds_count", {}));
+      EXPECT_GT(*metric_value(text, "networkobservability_adv_node_apiserver_tcp_handshake_latency_count", {}), 0);
+      EXPECT_NEAR(*metric_value(text, "networkobservability_adv_node_apiserver_tcp_handshake_latency_sum", {}),
+                  *metric_value(text, "vigil_apiserver_handshake_seconds_sum", {}) * 1000, 1e-6);
     }
     run("rm -rf " + dir);
   }

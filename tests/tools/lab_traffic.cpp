@@ -6,12 +6,19 @@
 //   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
 //   udp-from-many DST PORT COUNT BASE  COUNT datagrams to DST, each from its own source address
 //                                      BASE+i (raw socket): many remote peers for one lab pod
+//   tcp-silent PORT SECONDS            accept TCP connections and never answer, for SECONDS
+//   tcp-requests IP PORT COUNT TIMEOUT COUNT connections one after the other, each sending one
+//                                      request and waiting up to TIMEOUT seconds for a first byte
+//                                      back; prints "connected=N answered=M"
 // Every loop is bounded by its arguments.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -122,6 +129,62 @@ int udp_sink(int port, double seconds) {
   return 0;
 }
 
+int tcp_silent(int port, double seconds) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  int off = 0, on = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) return 2;
+  std::vector<int> held;  // kept open, never written to, closed at exit
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end && held.size() < 1024) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) == 1) {
+      int c = accept(fd, nullptr, nullptr);
+      if (c >= 0) held.push_back(c);
+    }
+  }
+  for (int c : held) close(c);
+  close(fd);
+  return 0;
+}
+
+// Waits up to `ms` for `events` on fd; true when they came.
+bool wait_for(int fd, short events, int ms) {
+  pollfd p{fd, events, 0};
+  return poll(&p, 1, ms) == 1 && (p.revents & events);
+}
+
+int tcp_requests(const std::string& ip, int port, long count, double timeout) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  if (inet_pton(AF_INET, ip.c_str(), &to.sin_addr) != 1) return 2;
+  const int ms = static_cast<int>(timeout * 1000);
+  long connected = 0, answered = 0;
+  for (long i = 0; i < count; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 && errno != EINPROGRESS) err = errno;
+    else if (!wait_for(fd, POLLOUT, ms)) err = ETIMEDOUT;
+    else getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err == 0) {
+      ++connected;
+      static const char kRequest[] = "GET / HTTP/1.0\r\n\r\n";
+      char c;
+      if (send(fd, kRequest, sizeof(kRequest) - 1, MSG_NOSIGNAL) > 0 && wait_for(fd, POLLIN, ms) && recv(fd, &c, 1, 0) == 1)
+        ++answered;
+    }
+    close(fd);
+  }
+  std::printf("connected=%ld answered=%ld\n", connected, answered);
+  return 0;
+}
+
 uint16_t ip_checksum(const void* data, size_t len) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   uint32_t sum = 0;
@@ -173,7 +236,9 @@ int main(int argc, char** argv) {
     return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]), argc == 6 ? std::atoi(argv[5]) : 1);
   if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-from-many" && argc == 6) return udp_from_many(argv[2], std::atoi(argv[3]), std::atol(argv[4]), argv[5]);
+  if (mode == "tcp-silent" && argc == 4) return tcp_silent(std::atoi(argv[2]), std::atof(argv[3]));
+  if (mode == "tcp-requests" && argc == 6) return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
   return 2;
 }
