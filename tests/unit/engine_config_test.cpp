@@ -139,7 +139,7 @@ TEST_F(ConfigTest, Defaults) {
 
 TEST_F(ConfigTest, UnknownKeys) {
   EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
-            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context)");
+            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)");
   EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
             "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, headers, timeout, max_attempts, "
@@ -149,7 +149,7 @@ TEST_F(ConfigTest, UnknownKeys) {
 
 TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(error_of("- node\n"),
-            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context");
+            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver");
   EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
   EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
   EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
@@ -249,7 +249,7 @@ TEST_F(ConfigTest, YamlSyntaxErrorsHaveALine) {
 
 TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
   EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
-            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context)\n"
+            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)\n"
             "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
             "config.yaml:4: notifiers[0]: missing key 'type' (webhook or log)");
 }
@@ -363,6 +363,43 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
   EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
             "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat)");
+}
+
+TEST_F(ConfigTest, RemoteContextSection) {
+  auto c = parse("remote_context:\n  namespaces: [shop, db]\n  pod_labels: {tier: web}\n  max_peers: 20\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->remote_context.namespaces, (std::vector<std::string>{"shop", "db"}));
+  EXPECT_EQ(c->remote_context.pod_labels.at("tier"), "web");
+  EXPECT_EQ(c->remote_context.max_peers, 20u);
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->remote_context.namespaces.empty() && d->remote_context.pod_labels.empty());
+  EXPECT_EQ(error_of("remote_context:\n  max_peers: 0\n"), "config.yaml:2: remote_context.max_peers: must be from 1 to 10000");
+  EXPECT_EQ(error_of("remote_context:\n  namespaces: shop\n"),
+            "config.yaml:2: remote_context.namespaces: expected a list of namespace names");
+}
+
+TEST_F(ConfigTest, ApiServerSection) {
+  auto c = parse("apiserver:\n  addresses: [10.96.0.1:443, \"[fd00::1]:6443\"]\n  no_response_after: 3s\n  cgroup: cg\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->apiserver.addresses.size(), 2u);
+  EXPECT_EQ(c->apiserver.addresses[0].ip, "10.96.0.1");
+  EXPECT_EQ(c->apiserver.addresses[0].port, 443);
+  EXPECT_EQ(c->apiserver.addresses[1].ip, "fd00::1");
+  EXPECT_EQ(c->apiserver.addresses[1].port, 6443);
+  EXPECT_DOUBLE_EQ(c->apiserver.no_response_seconds, 3);
+  EXPECT_EQ(c->apiserver.cgroup, dir_ + "/cg");
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->apiserver.addresses.empty());
+  EXPECT_DOUBLE_EQ(d->apiserver.no_response_seconds, 5);
+  for (const char* bad : {"10.96.0.1", "10.96.0.1:0", "10.96.0.1:70000", "fd00::1:443", "[10.0.0.1]:443", "api:443"})
+    EXPECT_EQ(error_of(std::string("apiserver:\n  addresses: [\"") + bad + "\"]\n"),
+              std::string("config.yaml:2: apiserver.addresses[0]: expected IP:PORT, e.g. 10.96.0.1:443 or [fd00::1]:443, got '") +
+                  bad + "'")
+        << bad;
+  EXPECT_EQ(error_of("apiserver:\n  no_response_after: 0s\n"),
+            "config.yaml:2: apiserver.no_response_after: must be from 100ms to 10m");
 }
 
 }  // namespace
