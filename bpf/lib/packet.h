@@ -54,6 +54,8 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     if ((void *)(ip + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     __u32 ihl = ip->ihl * 4;
     if (ip->version != 4 || ihl < 20 || bpf_ntohs(ip->tot_len) < ihl) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    /* Options that run past the packet are a truncated IPv4 header, whatever follows them. */
+    if (data + off + ihl > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     __builtin_memset(p->saddr, 0, 10);
     __builtin_memset(p->daddr, 0, 10);
     p->saddr[10] = p->saddr[11] = p->daddr[10] = p->daddr[11] = 0xff;
@@ -97,6 +99,8 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
       }
     }
     if (next == 0 || next == 43 || next == 60 || next == 44) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    /* An extension header that runs past the packet is a truncated IPv6 header. */
+    if (off > 1024 || data + off > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
   } else {
     return 1;
   }
@@ -107,11 +111,13 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
   if (next == VIGIL_IPPROTO_TCP) {
     struct tcphdr *tcp = data + off;
     if ((void *)(tcp + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
-    if (tcp->doff < 5) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    /* A data offset below 20 bytes, or options that run past the packet. */
+    __u32 doff = tcp->doff * 4;
+    if (doff < 20 || data + off + doff > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
     p->sport = bpf_ntohs(tcp->source);
     p->dport = bpf_ntohs(tcp->dest);
     p->tcp_flags = ((__u8 *)tcp)[13];
-    p->payload_off = off + tcp->doff * 4;
+    p->payload_off = off + doff;
   } else if (next == VIGIL_IPPROTO_UDP) {
     struct udphdr *udp = data + off;
     if ((void *)(udp + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
