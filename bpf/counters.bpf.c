@@ -112,36 +112,48 @@ static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int d
   if (flags & 0x80) f[VIGIL_TCP_CWR] += 1;
 }
 
-/* Remote context for pods that opted in: traffic by peer address, bounded per pod. */
-static __always_inline void count_remote(struct __sk_buff *skb, const struct vigil_pkt *pkt, int dir) {
-  __u32 ifindex = skb->ifindex;
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS);
+  __type(key, __u32);
+  __type(value, __u32);
+} vigil_remote_pod SEC(".maps");
+
+/* Remote context for pods that opted in: the per-peer entry of pod `ifindex` for `addr`, or of
+ * the "other" peer once max_peers are taken; 0 when the pod did not opt in. */
+static __always_inline struct vigil_remote_value *remote_entry(__u32 ifindex, int dir, const __u8 addr[16]) {
   struct vigil_remote_cfg *cfg = bpf_map_lookup_elem(&vigil_remote_cfg, &ifindex);
-  if (!cfg) return;
+  if (!cfg) return 0;
   struct vigil_remote_key key = {.ifindex = ifindex, .direction = dir};
-  /* The peer is the destination of what the pod sends and the source of what it receives. */
-  if (dir == VIGIL_DIR_EGRESS) __builtin_memcpy(key.addr, pkt->daddr, 16);
-  else __builtin_memcpy(key.addr, pkt->saddr, 16);
+  __builtin_memcpy(key.addr, addr, 16);
   struct vigil_remote_value *rv = bpf_map_lookup_elem(&vigil_remote, &key);
-  if (!rv) {
-    struct vigil_remote_value zero = {};
-    /* Reserve a peer slot first, so that CPUs racing on new peers never exceed max_peers. */
-    if (cfg->used < cfg->max_peers && __sync_fetch_and_add(&cfg->used, 1) < cfg->max_peers) {
-      bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
-      rv = bpf_map_lookup_elem(&vigil_remote, &key);
-    }
-    if (!rv) {
-      __builtin_memset(key.addr, 0, 16); /* "other" */
-      rv = bpf_map_lookup_elem(&vigil_remote, &key);
-      if (!rv) {
-        bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
-        rv = bpf_map_lookup_elem(&vigil_remote, &key);
-      }
-      if (!rv) {
-        count_error(VIGIL_ERR_REMOTE_MAP_FULL);
-        return;
-      }
-    }
+  if (rv) return rv;
+  struct vigil_remote_value zero = {};
+  /* Reserve a peer slot first, so that CPUs racing on new peers never exceed max_peers. */
+  if (cfg->used < cfg->max_peers && __sync_fetch_and_add(&cfg->used, 1) < cfg->max_peers) {
+    bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
+    rv = bpf_map_lookup_elem(&vigil_remote, &key);
+    if (rv) return rv;
   }
+  __builtin_memset(key.addr, 0, 16); /* "other" */
+  rv = bpf_map_lookup_elem(&vigil_remote, &key);
+  if (rv) return rv;
+  bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
+  rv = bpf_map_lookup_elem(&vigil_remote, &key);
+  if (!rv) count_error(VIGIL_ERR_REMOTE_MAP_FULL);
+  return rv;
+}
+
+/* The same for code that knows the pod by id (drops, sockets). */
+static __always_inline struct vigil_remote_value *remote_entry_of_pod(__u32 pod_id, int dir, const __u8 addr[16]) {
+  __u32 *ifindex = bpf_map_lookup_elem(&vigil_remote_pod, &pod_id);
+  return ifindex ? remote_entry(*ifindex, dir, addr) : 0;
+}
+
+static __always_inline void count_remote(struct __sk_buff *skb, const struct vigil_pkt *pkt, int dir) {
+  /* The peer is the destination of what the pod sends and the source of what it receives. */
+  struct vigil_remote_value *rv = remote_entry(skb->ifindex, dir, dir == VIGIL_DIR_EGRESS ? pkt->daddr : pkt->saddr);
+  if (!rv) return;
   rv->packets += 1;
   rv->bytes += skb->len;
 }
@@ -220,7 +232,8 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
 
   struct vigil_ip_key src, dst;
   __u32 src_pod = 0, dst_pod = 0;
-  if (read_addresses(skb, &src, &dst) == 0) {
+  const int have_addresses = read_addresses(skb, &src, &dst) == 0;
+  if (have_addresses) {
     src_pod = pod_of_ip(&src);
     dst_pod = pod_of_ip(&dst);
   }
@@ -260,17 +273,44 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
       return 0;
     }
   }
+  __u32 len = BPF_CORE_READ(skb, len);
   v->packets += 1;
-  v->bytes += BPF_CORE_READ(skb, len);
+  v->bytes += len;
+  if (have_addresses) {
+    struct vigil_remote_value *rv = remote_entry_of_pod(pod, dir, dir == VIGIL_DIR_EGRESS ? dst.addr : src.addr);
+    if (rv) {
+      rv->drop_packets += 1;
+      rv->drop_bytes += len;
+    }
+  }
   return 0;
 }
 
 /* TCP socket events, attributed to the pod whose network namespace owns the socket. */
-static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk) {
+static __always_inline __u32 pod_of_sock(const struct sock *sk) {
   __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
   __u32 *pod = bpf_map_lookup_elem(&vigil_pod_netns, &inum);
+  return pod ? *pod : 0;
+}
+
+/* The socket's peer for remote context, as the maps write addresses. */
+static __always_inline struct vigil_remote_value *remote_of_sock(const struct sock *sk) {
+  __u32 pod = pod_of_sock(sk);
   if (!pod) return 0;
-  __u32 id = *pod;
+  __u8 addr[16] = {};
+  if (BPF_CORE_READ(sk, __sk_common.skc_family) == 10 /* AF_INET6 */) {
+    BPF_CORE_READ_INTO(&addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+  } else {
+    __u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    addr[10] = addr[11] = 0xff;
+    __builtin_memcpy(&addr[12], &a, 4);
+  }
+  return remote_entry_of_pod(pod, VIGIL_DIR_EGRESS, addr);
+}
+
+static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk) {
+  __u32 id = pod_of_sock(sk);
+  if (!id) return 0;
   struct vigil_tcp_value *v = bpf_map_lookup_elem(&vigil_tcp, &id);
   if (v) return v;
   struct vigil_tcp_value zero = {};
@@ -283,7 +323,10 @@ static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(vigil_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb) {
   struct vigil_tcp_value *v = tcp_of_sock(sk);
-  if (v) v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
+  if (!v) return 0;
+  v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
+  struct vigil_remote_value *rv = remote_of_sock(sk);
+  if (rv) rv->tcp_retransmits += 1;
   return 0;
 }
 
@@ -327,6 +370,8 @@ int BPF_PROG(vigil_sock_state, const struct sock *sk, int oldstate, int newstate
     if (err == ECONNREFUSED_) v->events[VIGIL_TCP_EV_REFUSED] += 1;
     else if (err == ETIMEDOUT_) v->events[VIGIL_TCP_EV_TIMEOUT] += 1;
     else v->events[VIGIL_TCP_EV_CONNECT_FAILED] += 1;
+    struct vigil_remote_value *rv = remote_of_sock(sk);
+    if (rv) rv->tcp_connect_failures += 1;
   }
   if (oldstate == TCP_ESTABLISHED) {
     /* srtt_us is kept << 3 by the kernel. */

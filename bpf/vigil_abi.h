@@ -122,9 +122,16 @@ struct vigil_remote_key {
 };
 
 struct vigil_remote_value {
-  __u64 packets;
+  __u64 packets; /* forwarded, from the TC programs */
   __u64 bytes;
+  __u64 drop_packets; /* dropped (kfree_skb), in the pod's direction */
+  __u64 drop_bytes;
+  __u64 tcp_retransmits;      /* egress: segments the pod retransmitted to the peer */
+  __u64 tcp_connect_failures; /* egress: connects of the pod to the peer refused or timed out */
 };
+
+/* vigil_remote_pod: pod id -> host-side ifindex, for the opted-in pods, so that the drop and
+ * socket programs (which know pods by id) reach the same per-peer entries as TC. */
 
 #define VIGIL_MAX_PODS 4096
 #define VIGIL_MAX_REMOTE_KEYS 65536

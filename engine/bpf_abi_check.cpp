@@ -20,7 +20,7 @@ static_assert(VIGIL_ERR_MAX == 8);
 static_assert(sizeof(vigil_remote_key) == 24);
 static_assert(offsetof(vigil_remote_key, addr) == 8);
 static_assert(sizeof(vigil_remote_cfg) == 8);
-static_assert(sizeof(vigil_remote_value) == 16);
+static_assert(sizeof(vigil_remote_value) == 48);
 static_assert(sizeof(vigil_dns_key) == 8);
 static_assert(offsetof(vigil_dns_key, direction) == 4);
 static_assert(offsetof(vigil_dns_key, qr) == 5);

@@ -124,18 +124,22 @@ void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& 
   }
 }
 
-Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t max_peers) {
+Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers) {
   if (max_peers == 0) {
+    bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
     bpf_map__delete_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), 0);
     return {};
   }
   vigil_remote_cfg cfg{max_peers, 0};
   if (bpf_map__update_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), &cfg, sizeof(cfg), BPF_ANY))
     return make_error("update map vigil_remote_cfg: " + err_text(errno));
+  if (bpf_map__update_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), &ifindex, sizeof(ifindex), BPF_ANY))
+    return make_error("update map vigil_remote_pod: " + err_text(errno));
   return {};
 }
 
 void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
+  bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
   bpf_map__delete_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), 0);
   std::vector<vigil_remote_key> remote_doomed;
   for_each_percpu<vigil_remote_key, vigil_remote_value>(

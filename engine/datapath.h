@@ -43,9 +43,9 @@ class Datapath {
   // Tells the drop program which namespace and addresses belong to pod `pod_id` (> 0).
   Result<void> set_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips);
   void forget_pod(uint32_t netns_inode, const std::vector<std::string>& ips);
-  // Turns remote context on for the pod behind `ifindex`, with at most `max_peers` distinct
-  // peers (the rest count as "other"); max_peers 0 turns it off.
-  Result<void> set_remote_context(uint32_t ifindex, uint32_t max_peers);
+  // Turns remote context on for pod `pod_id` behind `ifindex`, with at most `max_peers`
+  // distinct peers (the rest count as "other"); max_peers 0 turns it off.
+  Result<void> set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers);
   // Deletes the pod's counters from the maps once its series have been read for the last time.
   void forget_counters(uint32_t ifindex, uint32_t pod_id);
 

@@ -87,7 +87,7 @@ void PodManager::try_attach(WatchedPod& pod) {
     return;
   }
   if (uint32_t peers = remote_ ? remote_(pod.spec) : 0) {
-    if (auto r = dp_.set_remote_context(iface->host_ifindex, peers); !r)
+    if (auto r = dp_.set_remote_context(iface->host_ifindex, pod.id, peers); !r)
       spdlog::error("pod {}: remote context: {}", pod.spec.key(), r.error().message);
   }
   pod.iface = *iface;

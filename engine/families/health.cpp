@@ -32,7 +32,7 @@ const HashMapInfo kHashMaps[] = {
     {"vigil_traffic", count_entries<vigil_traffic_key>}, {"vigil_drops", count_entries<vigil_drop_key>},
     {"vigil_tcp", count_entries<__u32>},                 {"vigil_pod_netns", count_entries<__u32>},
     {"vigil_pod_ip", count_entries<vigil_ip_key>},       {"vigil_remote", count_entries<vigil_remote_key>},
-    {"vigil_remote_cfg", count_entries<__u32>},
+    {"vigil_remote_cfg", count_entries<__u32>},          {"vigil_remote_pod", count_entries<__u32>},
     {"vigil_dns_counts", count_entries<vigil_dns_key>}, {"vigil_dns_latency", count_entries<__u32>},
     {"vigil_dns_pending", count_entries<vigil_dns_pending_key>},
     {"vigil_api_pending", count_entries<__u64>}, {"vigil_api_servers", count_entries<vigil_api_server_key>},

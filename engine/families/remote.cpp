@@ -22,6 +22,14 @@ class RemoteFamily : public Family {
                SeriesKind::Counter);
     s.describe("vigil_remote_forward_bytes_total", "Bytes of a pod by remote peer (see vigil_remote_forward_packets_total).",
                SeriesKind::Counter);
+    s.describe("vigil_remote_drop_packets_total",
+               "Dropped packets of a pod by remote peer, any kernel drop reason (appears with the first drop).",
+               SeriesKind::Counter);
+    s.describe("vigil_remote_drop_bytes_total", "Dropped bytes of a pod by remote peer.", SeriesKind::Counter);
+    s.describe("vigil_remote_tcp_retransmits_total", "TCP segments a pod retransmitted to a remote peer.",
+               SeriesKind::Counter);
+    s.describe("vigil_remote_tcp_connect_failures_total",
+               "TCP connects of a pod to a remote peer that were refused or timed out.", SeriesKind::Counter);
   }
 
   void read(const FamilyContext& ctx) override {
@@ -31,10 +39,14 @@ class RemoteFamily : public Family {
         m.fd, m.max_entries, [&](const vigil_remote_key& key, const std::vector<vigil_remote_value>& cpus) {
           const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
           if (!pod) return;
-          uint64_t packets = 0, bytes = 0;
+          vigil_remote_value t{};
           for (const auto& v : cpus) {
-            packets += v.packets;
-            bytes += v.bytes;
+            t.packets += v.packets;
+            t.bytes += v.bytes;
+            t.drop_packets += v.drop_packets;
+            t.drop_bytes += v.drop_bytes;
+            t.tcp_retransmits += v.tcp_retransmits;
+            t.tcp_connect_failures += v.tcp_connect_failures;
           }
           const bool other = std::memcmp(key.addr, kOther, 16) == 0;
           const std::string ip = other ? "other" : key_to_ip(key.addr);
@@ -45,8 +57,16 @@ class RemoteFamily : public Family {
                                        {"remote_pod", peer ? peer->spec.name : ""}});
           // Empty label values are the same as absent ones to Prometheus; drop them.
           std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
-          ctx.store.set("vigil_remote_forward_packets_total", l, static_cast<double>(packets));
-          ctx.store.set("vigil_remote_forward_bytes_total", l, static_cast<double>(bytes));
+          // A peer entry may exist for drops or sockets only; each family appears with its first count.
+          auto put = [&](const char* name, uint64_t v) {
+            if (v) ctx.store.set(name, l, static_cast<double>(v));
+          };
+          put("vigil_remote_forward_packets_total", t.packets);
+          put("vigil_remote_forward_bytes_total", t.bytes);
+          put("vigil_remote_drop_packets_total", t.drop_packets);
+          put("vigil_remote_drop_bytes_total", t.drop_bytes);
+          put("vigil_remote_tcp_retransmits_total", t.tcp_retransmits);
+          put("vigil_remote_tcp_connect_failures_total", t.tcp_connect_failures);
         });
   }
 };

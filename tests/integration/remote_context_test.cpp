@@ -46,9 +46,24 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   }
   // A named peer: pod-3 sends 30 datagrams to pod-1.
   lab.cmd("udp 3 1 30");
+  // Drops and TCP failures by peer: pod-1 drops 20 more datagrams from pod-3, refuses nothing
+  // itself but connects 3 times to a closed port on pod-3 (refused) and once into a black hole
+  // on pod-3 with one SYN retry (timed out, one retransmit).
+  lab.cmd("drop 1 100 ingress");
+  lab.cmd("udp 3 1 20");
+  lab.cmd("clear 1");
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  auto r = run("ip netns exec " + ns1 + " bash -c 'for i in 1 2 3; do (exec 3<>/dev/tcp/" + lab.ip(3) +
+               "/81) 2>/dev/null; done; true'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(run("ip netns exec " + ns1 + " sysctl -qw net.ipv4.tcp_syn_retries=1").status, 0);
+  auto nft = run("ip netns exec " + lab.prefix() + "-pod-3 nft 'add table inet t; add chain inet t i "
+                 "{ type filter hook input priority 0; }; add rule inet t i tcp dport 82 drop'");
+  ASSERT_EQ(nft.status, 0) << nft.output;
+  run("ip netns exec " + ns1 + " timeout 20 bash -c 'exec 3<>/dev/tcp/" + lab.ip(3) + "/82'");
   // 10,000 distinct peers: pod-2 sends one datagram to pod-1 from each of 10,000 source addresses.
   const int kPeers = 10000;
-  auto r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
+  r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
                " udp-from-many " + lab.ip(1) + " 9000 " + std::to_string(kPeers) + " 10.250.0.1");
   ASSERT_EQ(r.status, 0) << r.output;
   std::this_thread::sleep_for(600ms);
@@ -57,7 +72,21 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   auto named = metric_value(text, "vigil_remote_forward_packets_total",
                             {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-3"}, {"remote_namespace", "lab"}});
   ASSERT_TRUE(named.has_value()) << text.substr(0, 4000);
-  EXPECT_EQ(*named, 30);  // exactly the datagrams: ARP is not IP, and pod-3 sends nothing else over IPv4
+  // Exactly the datagrams and pod-3's 3 RSTs: ARP is not IP, and pod-3 sends nothing else over IPv4.
+  EXPECT_EQ(*named, 30 + 20 + 3);
+  const std::map<std::string, std::string> from3 = {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-3"}};
+  const std::map<std::string, std::string> to3 = {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_pod", "pod-3"}};
+  // The first 30 found no socket on the port (NO_SOCKET), the next 20 met nftables.
+  EXPECT_EQ(metric_value(text, "vigil_remote_drop_packets_total", from3).value_or(-1), 30 + 20);
+  EXPECT_EQ(metric_value(text, "vigil_remote_tcp_connect_failures_total", to3).value_or(-1), 4);
+  // The black-holed SYN was retransmitted (once or twice, as the kernel's timer falls); pod-1
+  // sent nothing else that could be retransmitted, so all of its retransmits are to pod-3.
+  EXPECT_GE(metric_value(text, "vigil_remote_tcp_retransmits_total", to3).value_or(-1), 1);
+  EXPECT_EQ(metric_value(text, "vigil_remote_tcp_retransmits_total", to3).value_or(-1),
+            metric_sum(text, "vigil_tcp_retransmits_total", {{"pod", "pod-1"}}));
+  // The same totals as the pod's own families: nothing attributed to another peer.
+  EXPECT_EQ(metric_sum(text, "vigil_remote_tcp_connect_failures_total", {{"pod", "pod-1"}}),
+            metric_sum(text, "vigil_tcp_connect_failures_total", {{"pod", "pod-1"}}));
 
   // Bounded: at most max_peers distinct peers per pod (one slot per peer, both directions
   // share the pool) plus the "other" series per direction, whatever the traffic.
@@ -67,10 +96,10 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
                               {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0);
   double all = metric_sum(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}});
   // Nothing lost: every datagram is counted, by peer or in "other".
-  EXPECT_GE(all, kPeers + 30);
+  EXPECT_GE(all, kPeers + 50);
   // IPv6 neighbour discovery and MLD of fresh namespaces reach pod-1 from its neighbours' link
   // local addresses (each a peer or 'other'): a few dozen at most.
-  EXPECT_LE(all, kPeers + 30 + 40);
+  EXPECT_LE(all, kPeers + 50 + 40);
   EXPECT_GE(other, kPeers - kMaxPeers);
   // Pods that did not opt in have no remote series.
   EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
