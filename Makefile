@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build run test clean
+.PHONY: setup build run test bench clean
 
 setup:
 	bash .ci/setup.sh
@@ -19,6 +19,16 @@ run: build
 test: build
 	cd $(BUILD) && VIGIL_REQUIRE_PRIVILEGED=$(if $(CI),1,$(VIGIL_REQUIRE_PRIVILEGED)) \
 	  ctest --output-on-failure --timeout 600
+
+# Every benchmark of docs/benchmarks.md, in one go (root, about 7 minutes after the build).
+# Each prints a summary line and a JSON line; a missed target is reported, only a failed
+# measurement fails the target.
+bench: build
+	@rc=0; \
+	for s in bpf_cost wrk_ratio agent_footprint; do BUILD=$(BUILD) bash tests/bench/$$s.sh || rc=1; done; \
+	if [ -x $(BUILD)/tests/bench/vigil_rules_bench ]; then $(BUILD)/tests/bench/vigil_rules_bench || rc=1; \
+	else echo "bench: $(BUILD)/tests/bench/vigil_rules_bench not built (libbenchmark-dev missing?)"; rc=1; fi; \
+	exit $$rc
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# wrk_ratio.sh: HTTP request rate between two lab pods with the agent attached, as a fraction
+# of the rate without it.
+#
+#   tests/bench/wrk_ratio.sh [PAIRS]     (root, from the repository root, after `make build`)
+#
+# Pod 2 serves HTTP (vigil-lab serve-http); wrk runs inside pod 1:
+#   wrk -t1 -c8 -d${SECONDS_PER_RUN:-3}s http://<pod 2>:8080/bytes/64
+# Each pair is one run without the agent and one with it (started, pods attached, then
+# stopped with SIGTERM, which detaches its filters; every family on, as in bpf_cost.sh); the
+# order flips every pair so that drift
+# on this shared machine falls on both sides. PAIRS defaults to 15. The figure is the median
+# of the per-pair ratios attached/not attached. The verdict only stands when the ratios'
+# interquartile range is narrower than twice the margin tested (2 x 3 points): a noisier run is
+# reported as INCONCLUSIVE, whatever its median. Prints one summary line, then one JSON object.
+# Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+pairs=${1:-15}
+run_seconds=${SECONDS_PER_RUN:-3}
+target=0.97
+[[ $pairs =~ ^[0-9]+$ && $pairs -ge 1 && $pairs -le 50 ]] || bench_die "PAIRS must be 1..50"
+[[ $run_seconds =~ ^[0-9]+$ && $run_seconds -ge 1 && $run_seconds -le 30 ]] || bench_die "SECONDS_PER_RUN must be 1..30"
+
+bench_init wrk curl
+bench_lab_up 2 bw
+lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
+url="http://$(lab ip 2):8080/bytes/64"
+
+config=$bench_tmp/vigil.yaml
+bench_agent_config "$config" "$(bench_free_port)"
+bench_on_exit bench_agent_stop
+
+# Requests per second of one wrk run from pod 1.
+wrk_rate() {
+  local out rate
+  out=$(timeout $((run_seconds + 15)) ip netns exec "$bench_prefix-pod-1" wrk -t1 -c8 -d"${run_seconds}s" "$url" 2>&1) ||
+    bench_die "wrk failed: $out"
+  rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  [[ -n $rate ]] || bench_die "no Requests/sec in wrk output: $out"
+  if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then bench_log "wrk reported errors: $(grep 'Non-2xx\|Socket errors' <<<"$out")"; fi
+  echo "$rate"
+}
+
+bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs"
+wrk_rate >/dev/null  # warm-up, not counted
+
+off=() on=() ratios=()
+for p in $(seq 1 "$pairs"); do
+  if ((p % 2)); then
+    r_off=$(wrk_rate)
+    bench_agent_start "$config" 2
+    r_on=$(wrk_rate)
+    bench_agent_stop
+  else
+    bench_agent_start "$config" 2
+    r_on=$(wrk_rate)
+    bench_agent_stop
+    r_off=$(wrk_rate)
+  fi
+  ratio=$(awk -v a="$r_on" -v b="$r_off" 'BEGIN {printf "%.4f", a / b}')
+  off+=("$r_off") on+=("$r_on") ratios+=("$ratio")
+  bench_log "pair $p/$pairs: not attached $r_off req/s, attached $r_on req/s, ratio $ratio"
+done
+
+pct() { awk -v r="$1" 'BEGIN {printf "%.1f", r * 100}'; }
+ratio_med=$(printf '%s\n' "${ratios[@]}" | bench_median)
+ratio_p25=$(printf '%s\n' "${ratios[@]}" | bench_quantile 0.25)
+ratio_p75=$(printf '%s\n' "${ratios[@]}" | bench_quantile 0.75)
+off_med=$(printf '%s\n' "${off[@]}" | bench_median)
+on_med=$(printf '%s\n' "${on[@]}" | bench_median)
+met=$(awk -v r="$ratio_med" -v t=$target 'BEGIN {print (r >= t) ? "true" : "false"}')
+conclusive=$(awk -v a="$ratio_p25" -v b="$ratio_p75" -v t=$target 'BEGIN {print (b - a < 2 * (1 - t)) ? "true" : "false"}')
+verdict=$([[ $met == true ]] && echo "target met" || echo "TARGET MISSED")
+[[ $conclusive == true ]] ||
+  verdict="INCONCLUSIVE: quartiles more than $(pct "$(awk -v t=$target 'BEGIN {print 2 * (1 - t)}')") points apart, too noisy for this target"
+
+printf 'wrk_ratio: attached/not attached = %s%% (median of %d pair ratios, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
+  "$(pct "$ratio_med")" "$pairs" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
+printf '{"benchmark":"wrk_ratio","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
+  "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
+printf '"median_ratio":%s,"ratio_p25":%s,"ratio_p75":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
+  "$ratio_med" "$ratio_p25" "$ratio_p75" $target "$met" "$conclusive"
