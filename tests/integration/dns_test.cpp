@@ -5,6 +5,7 @@
 // response must be matched to its request in the latency histogram of both sides.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -73,9 +74,11 @@ class DnsTelemetry : public ::testing::Test {
     return s.substr(0, s.find('\n'));
   }
   std::string metrics() { return http_get("127.0.0.1", port_, "/metrics"); }
-  // Two ticks after what the test did, the counters have been read.
-  std::string settled_metrics() {
-    std::this_thread::sleep_for(600ms);
+  // Metrics once `done` holds for them (bounded: 10 s), and then two more ticks, so that a slow
+  // tick on a busy machine is waited for and anything counted late or twice still shows.
+  std::string settled_metrics(const std::function<bool(const std::string&)>& done) {
+    for (int i = 0; i < 50 && !done(metrics()); ++i) std::this_thread::sleep_for(200ms);
+    std::this_thread::sleep_for(400ms);
     return metrics();
   }
 
@@ -109,7 +112,16 @@ void DnsTelemetry::check_transport(const std::string& server, bool tcp, const st
   const std::string before = metrics();
   const auto rcodes = dig_batch(server, tcp);
   ASSERT_EQ(rcodes.size(), kQueries.size());
-  const std::string after = settled_metrics();
+  const double n = static_cast<double>(kQueries.size());
+  auto grew = [&](const std::string& text, const std::string& name, const std::map<std::string, std::string>& l) {
+    return metric_sum(text, name, l) - metric_sum(before, name, l);
+  };
+  const std::string after = settled_metrics([&](const std::string& text) {
+    return grew(text, "vigil_dns_latency_seconds_count", {{"pod", "pod-1"}}) >= n &&
+           grew(text, "vigil_dns_latency_seconds_count", {{"pod", "pod-2"}}) >= n &&
+           grew(text, "vigil_dns_responses_total", {{"pod", "pod-1"}}) >= n &&
+           grew(text, "vigil_dns_responses_total", {{"pod", "pod-2"}}) >= n;
+  });
 
   std::map<std::string, double> requests;                               // by qtype
   std::map<std::pair<std::string, std::string>, double> responses;    // by (qtype, rcode)
@@ -126,7 +138,6 @@ void DnsTelemetry::check_transport(const std::string& server, bool tcp, const st
   EXPECT_GT(by_rcode["NOERROR"], 0);
   EXPECT_GT(by_rcode["NXDOMAIN"], 0);
   EXPECT_GT(by_rcode["REFUSED"], 0);
-  const double n = static_cast<double>(kQueries.size());
 
   auto delta = [&](const std::string& name, const std::map<std::string, std::string>& l) {
     return metric_sum(after, name, l) - metric_sum(before, name, l);

@@ -206,7 +206,20 @@ TEST_F(HostilePackets, EachCountedOnceUnderTheRightLayerAndNeverAsDns) {
       if (in >> n) arrived[kind] = n;
     }
   }
-  std::this_thread::sleep_for(600ms);  // two ticks: the counters have been read
+  // Wait (bounded: 10 s) until the agent has read every frame on both ends, then two more
+  // ticks, so that a slow tick on a busy machine is waited for and anything extra still shows.
+  double arrived_total = 0;
+  for (const auto& [kind, n] : arrived) arrived_total += n;
+  auto forwarded = [&](const std::string& text, const std::string& pod, const std::string& dir) {
+    return metric_sum(text, "vigil_forward_packets_total", {{"pod", pod}, {"direction", dir}}) -
+           metric_sum(before, "vigil_forward_packets_total", {{"pod", pod}, {"direction", dir}});
+  };
+  for (int i = 0; i < 50; ++i) {
+    std::string text = metrics();
+    if (forwarded(text, "pod-1", "egress") >= total && forwarded(text, "pod-2", "ingress") >= arrived_total) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  std::this_thread::sleep_for(400ms);
   const std::string after = metrics();
 
   auto delta = [&](const std::string& name, const std::map<std::string, std::string>& l) {
