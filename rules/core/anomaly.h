@@ -28,6 +28,11 @@ struct Anomaly {
   double baseline = 0;                        // expected value
   double score = 0;                           // detector score (z-score for baseline.zscore)
   std::string detector;                       // e.g. "baseline.zscore"
+  // The explanation: values in [band_low, band_high] were normal when the anomaly was judged
+  // (an unwatched side is -inf or +inf), and the detector's parameters with defaults filled in.
+  double band_low = 0;
+  double band_high = 0;
+  std::string detector_params;  // e.g. "half_life=10m threshold=4 direction=up ..."
 };
 
 const char* to_string(AnomalyStatus s);

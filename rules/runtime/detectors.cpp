@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
+#include "rules/runtime/detector_util.h"
 #include "rules/runtime/durations.h"
 #include "rules/runtime/field_names.h"
 
@@ -49,23 +51,56 @@ double RollingStats::stddev() const {
   return std::sqrt(m2_ / static_cast<double>(count_));
 }
 
+void RollingStats::save(detail::SnapshotWriter& w) const {
+  w.put_doubles(ring_);
+  w.put<uint64_t>(next_);
+  w.put<uint64_t>(count_);
+  w.put<uint64_t>(replaced_since_recompute_);
+  w.put(mean_);
+  w.put(m2_);
+}
+
+bool RollingStats::restore(detail::SnapshotReader& r) {
+  auto ring = r.get_doubles(ring_.size());
+  auto next = r.get<uint64_t>();
+  auto count = r.get<uint64_t>();
+  auto replaced = r.get<uint64_t>();
+  double mean = r.get<double>();
+  double m2 = r.get<double>();
+  if (!r.ok() || next >= ring.size() || count > ring.size() || replaced > ring.size()) return false;
+  ring_ = std::move(ring);
+  next_ = next;
+  count_ = count;
+  replaced_since_recompute_ = replaced;
+  mean_ = mean;
+  m2_ = m2;
+  return true;
+}
+
 double stddev_floor(double mean, double min_stddev) {
   return std::max(min_stddev, kRelativeStddevFloor * std::fabs(mean));
 }
 
 // ---- parameter helpers -------------------------------------------------------------------------
 
-namespace {
+namespace detail {
 
+namespace {
 const char* type_name(const ParamValue& v) {
   if (std::holds_alternative<double>(v)) return "number";
   if (std::holds_alternative<std::string>(v)) return "string";
-  return "boolean";
+  if (std::holds_alternative<bool>(v)) return "boolean";
+  return "detector";
 }
+}  // namespace
 
 Result<void> only_known(const Params& params, const std::vector<std::string_view>& known) {
-  for (const auto& [key, value] : params)
-    if (std::find(known.begin(), known.end(), key) == known.end()) return make_error(unknown_field(key, known));
+  for (const auto& [key, value] : params) {
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    if (std::holds_alternative<std::shared_ptr<const Detector>>(value))
+      return make_error("takes no sub-detectors (found one at position " + key + ")");
+    return make_error(unknown_field(key, known));
+  }
   return {};
 }
 
@@ -90,8 +125,68 @@ Result<std::optional<double>> duration_field(const Params& params, const std::st
     if (!d) return context("field '" + key + "'", d.error());
     return std::optional<double>{*d};
   }
-  return make_error("field '" + key + "' must be a duration like \"20s\" (got boolean)");
+  return make_error("field '" + key + "' must be a duration like \"20s\" (got " + type_name(it->second) + ")");
 }
+
+Result<Direction> direction_field(const Params& params, Direction fallback) {
+  auto it = params.find("direction");
+  if (it == params.end()) return fallback;
+  const std::string* d = std::get_if<std::string>(&it->second);
+  if (d && *d == "up") return Direction::Up;
+  if (d && *d == "down") return Direction::Down;
+  if (d && *d == "both") return Direction::Both;
+  return make_error("field 'direction' must be \"up\", \"down\" or \"both\"");
+}
+
+Result<size_t> ticks_of(const std::string& field, double seconds, const DetectorContext& ctx, size_t min_ticks,
+                        size_t max_ticks) {
+  double ticks = std::round(seconds / ctx.tick_seconds);
+  if (ticks < static_cast<double>(min_ticks))
+    return make_error("field '" + field + "': " + format_duration(seconds) + " spans fewer than " +
+                      std::to_string(min_ticks) + " ticks of " + format_duration(ctx.tick_seconds));
+  if (ticks > static_cast<double>(max_ticks))
+    return make_error("field '" + field + "': " + format_duration(seconds) + " is more than " +
+                      std::to_string(max_ticks) + " ticks; use a longer tick or a shorter " + field);
+  return static_cast<size_t>(ticks);
+}
+
+const char* direction_name(Direction d) {
+  switch (d) {
+    case Direction::Up: return "up";
+    case Direction::Down: return "down";
+    case Direction::Both: return "both";
+  }
+  return "up";
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
+double probability_of(double score, double threshold, Direction d) {
+  double s = d == Direction::Up ? std::max(score, 0.0) : d == Direction::Down ? std::max(-score, 0.0) : std::fabs(score);
+  if (!(threshold > 0) || !std::isfinite(s)) return s > 0 ? 1.0 : 0.0;
+  double r = s / threshold;
+  if (r > 1e150) return 1.0;
+  return r * r / (1 + r * r);
+}
+
+bool beyond(double score, double threshold, Direction d) {
+  switch (d) {
+    case Direction::Up: return score >= threshold;
+    case Direction::Down: return score <= -threshold;
+    case Direction::Both: return std::fabs(score) >= threshold;
+  }
+  return false;
+}
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // ---- baseline.zscore --------------------------------------------------------------------------
 
@@ -105,18 +200,29 @@ class ZScoreState : public DetectorState {
     v.baseline = stats_.mean();
     double spread = std::max(stats_.stddev(), stddev_floor(v.baseline, p_.min_stddev));
     v.score = (value - v.baseline) / spread;
-    bool beyond = false;
-    switch (p_.direction) {
-      case Direction::Up: beyond = v.score >= p_.threshold; break;
-      case Direction::Down: beyond = v.score <= -p_.threshold; break;
-      case Direction::Both: beyond = std::fabs(v.score) >= p_.threshold; break;
-    }
+    v.band_low = p_.direction == Direction::Up ? -kInf : v.baseline - p_.threshold * spread;
+    v.band_high = p_.direction == Direction::Down ? kInf : v.baseline + p_.threshold * spread;
     // Tolerate rounding in age: ticks are seconds since the epoch as doubles.
-    v.anomalous = age + 1e-6 >= p_.warmup && value >= p_.min_rate && beyond;
+    bool armed = age + 1e-6 >= p_.warmup && value >= p_.min_rate;
+    v.anomalous = armed && beyond(v.score, p_.threshold, p_.direction);
+    v.probability = armed ? probability_of(v.score, p_.threshold, p_.direction) : 0;
     return v;
   }
 
   void learn(double value) override { stats_.add(value); }
+
+  void save(std::string& out) const override {
+    SnapshotWriter w(out, "vigil.zscore.v1");
+    stats_.save(w);
+  }
+  bool restore(std::string_view in) override {
+    SnapshotReader r(in, "vigil.zscore.v1");
+    RollingStats copy(stats_.capacity());
+    if (!copy.restore(r) || !r.done()) return false;
+    stats_ = std::move(copy);
+    return true;
+  }
+  size_t memory_bytes() const override { return sizeof(*this) + stats_.heap_bytes(); }
 
  private:
   ZScoreParams p_;
@@ -130,6 +236,11 @@ class ZScoreDetector : public Detector {
   std::unique_ptr<DetectorState> new_state() const override { return std::make_unique<ZScoreState>(p_); }
   const char* default_summary() const override {
     return "{metric} for {scope} is {value}{unit}, expected {baseline}{unit} (z={score})";
+  }
+  std::string describe() const override {
+    return "window=" + format_duration(p_.window) + " threshold=" + number_text(p_.threshold) +
+           " min_rate=" + number_text(p_.min_rate) + " warmup=" + format_duration(p_.warmup) +
+           " direction=" + direction_name(p_.direction) + " min_stddev=" + number_text(p_.min_stddev);
   }
 
  private:
@@ -152,10 +263,17 @@ class ThresholdState : public DetectorState {
       v.anomalous = value < *p_.below;
     }
     v.score = value - v.baseline;
+    v.band_low = p_.below.value_or(-kInf);
+    v.band_high = p_.above.value_or(kInf);
+    v.probability = v.anomalous ? 1.0 : 0.0;
     return v;
   }
 
   void learn(double) override {}
+  // Stateless; the tag alone says which detector wrote it.
+  void save(std::string& out) const override { SnapshotWriter w(out, "vigil.threshold.v1"); }
+  bool restore(std::string_view in) override { return SnapshotReader(in, "vigil.threshold.v1").done(); }
+  size_t memory_bytes() const override { return sizeof(*this); }
 
  private:
   ThresholdParams p_;
@@ -168,6 +286,12 @@ class ThresholdDetector : public Detector {
   std::unique_ptr<DetectorState> new_state() const override { return std::make_unique<ThresholdState>(p_); }
   const char* default_summary() const override {
     return "{metric} for {scope} is {value}{unit}, past the threshold {baseline}{unit}";
+  }
+  std::string describe() const override {
+    std::string out;
+    if (p_.above) out += "above=" + number_text(*p_.above);
+    if (p_.below) out += std::string(out.empty() ? "" : " ") + "below=" + number_text(*p_.below);
+    return out;
   }
 
  private:
@@ -191,6 +315,12 @@ constexpr size_t kMaxWindowTicks = 100'000;  // bounds memory per group
 const DetectorKind kKinds[] = {
     {"threshold", make_threshold},
     {"baseline.zscore", make_zscore},
+    {"baseline.ewma", make_ewma},
+    {"baseline.mad", make_mad},
+    {"baseline.seasonal", make_seasonal},
+    {"change.cusum", make_cusum},
+    {"rate_of_change", make_rate_of_change},
+    {"any", make_any},
 };
 
 }  // namespace
@@ -233,13 +363,9 @@ Result<ZScoreParams> parse_zscore(const Params& params, const DetectorContext& c
   p.min_stddev = min_stddev->value_or(1.0);
   if (p.min_stddev <= 0) return make_error("field 'min_stddev' must be > 0");
 
-  if (auto it = params.find("direction"); it != params.end()) {
-    const std::string* d = std::get_if<std::string>(&it->second);
-    if (d && *d == "up") p.direction = Direction::Up;
-    else if (d && *d == "down") p.direction = Direction::Down;
-    else if (d && *d == "both") p.direction = Direction::Both;
-    else return make_error("field 'direction' must be \"up\", \"down\" or \"both\"");
-  }
+  auto direction = direction_field(params, Direction::Up);
+  if (!direction) return direction.error();
+  p.direction = *direction;
   return p;
 }
 

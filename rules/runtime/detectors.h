@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -16,13 +17,27 @@
 
 namespace vigil::rules {
 
+namespace detail {
+class SnapshotWriter;
+class SnapshotReader;
+}  // namespace detail
+
 struct Verdict {
   bool anomalous = false;
   double score = 0;     // z-score, or distance past a threshold
   double baseline = 0;  // the expected value (mean, or the threshold crossed)
+  // Values inside [band_low, band_high] are normal right now (infinite where a side is not
+  // watched: direction = "up" has band_low = -inf).
+  double band_low = 0;
+  double band_high = 0;
+  // How anomalous the value is, in [0, 1]: r^2 / (1 + r^2) with r = score / threshold in the
+  // watched direction (0 in the other), so 0.5 at the threshold, 0.9 at three times it, and 0
+  // while warming up. Comparable across detectors; `vigil replay` prints it as anomaly_score.
+  double probability = 0;
 };
 
-// One group's detector state (e.g. its rolling window).
+// One group's detector state (e.g. its rolling window). Its size is fixed when the state is
+// made: nothing grows with time.
 class DetectorState {
  public:
   virtual ~DetectorState() = default;
@@ -30,6 +45,24 @@ class DetectorState {
   virtual Verdict evaluate(double value, double age) const = 0;
   // Called only for values judged normal, so that a baseline never learns the fault.
   virtual void learn(double value) = 0;
+
+  // The forms the rule evaluator calls; `now` is unix seconds (simulated in replay). Detectors
+  // that need the time of day (baseline.seasonal) override them.
+  virtual Verdict evaluate_at(double value, double age, double /*now*/) const { return evaluate(value, age); }
+  virtual void learn_at(double value, double /*now*/) { learn(value); }
+  // Called instead of learn for values not learned (the group is pending or firing), so that a
+  // detector can restart an accumulation (change.cusum) or, after `relearn_after`, accept a
+  // lasting level shift as the new normal.
+  virtual void hold(double /*value*/, double /*now*/) {}
+
+  // Versioned binary snapshot of the state, for persisted baselines. restore() accepts only
+  // what save() of a state of the same detector with the same parameters wrote, and leaves the
+  // state unchanged when it refuses.
+  virtual void save(std::string& out) const = 0;
+  virtual bool restore(std::string_view in) = 0;
+
+  // Bytes this state holds (the object and what it owns), for the memory-per-series budget.
+  virtual size_t memory_bytes() const = 0;
 };
 
 // A configured detector, shared by all groups of one rule.
@@ -40,10 +73,13 @@ class Detector {
   virtual std::unique_ptr<DetectorState> new_state() const = 0;
   // The default anomaly summary; placeholders are filled by render_summary().
   virtual const char* default_summary() const = 0;
+  // The parameters in effect, defaults included, as "half_life=10m threshold=4".
+  virtual std::string describe() const { return ""; }
 };
 
 // Detector parameters as read from Lua; durations stay strings until the factory parses them.
-using ParamValue = std::variant<double, std::string, bool>;
+// A detector value is a sub-detector given to a combinator (`any { d1, d2 }`, keys "1", "2").
+using ParamValue = std::variant<double, std::string, bool, std::shared_ptr<const Detector>>;
 using Params = std::map<std::string, ParamValue>;
 
 struct DetectorContext {
@@ -68,8 +104,11 @@ class RollingStats {
   void add(double value);
   size_t size() const { return count_; }
   size_t capacity() const { return ring_.size(); }
+  size_t heap_bytes() const { return ring_.capacity() * sizeof(double); }
   double mean() const { return mean_; }
   double stddev() const;
+  void save(detail::SnapshotWriter& w) const;
+  bool restore(detail::SnapshotReader& r);  // false (and unchanged) unless the capacity matches
 
  private:
   void recompute();

@@ -211,7 +211,10 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   a.value = group.value;
   a.baseline = group.verdict.baseline;
   a.score = group.verdict.score;
+  a.band_low = group.verdict.band_low;
+  a.band_high = group.verdict.band_high;
   a.detector = spec.detector->name();
+  a.detector_params = spec.detector->describe();
   a.summary = render_summary(spec.summary.value_or(spec.detector->default_summary()), a, rule.gauge ? "" : "/s");
 
   ++rule.status.anomalies_fired;

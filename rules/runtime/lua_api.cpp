@@ -219,7 +219,7 @@ void install_api(LuaSandbox& sandbox, FileContext* ctx) {
 }
 
 void push_anomaly(lua_State* L, const Anomaly& a) {
-  lua_createtable(L, 0, 18);
+  lua_createtable(L, 0, 21);
   set_string(L, "id", a.id);
   set_string(L, "rule", a.rule);
   set_string(L, "severity", a.severity);
@@ -231,6 +231,9 @@ void push_anomaly(lua_State* L, const Anomaly& a) {
   set_number(L, "value", a.value);
   set_number(L, "baseline", a.baseline);
   set_number(L, "score", a.score);
+  set_number(L, "band_low", a.band_low);
+  set_number(L, "band_high", a.band_high);
+  set_string(L, "detector_params", a.detector_params);
   set_number(L, "started_at", a.started_at);
   if (a.status == AnomalyStatus::Resolved) set_number(L, "ended_at", a.ended_at);
   push_labels(L, a.metric_labels);

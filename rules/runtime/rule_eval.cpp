@@ -81,7 +81,7 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
 
 std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, double now) {
   g.value = value;
-  g.verdict = g.detector->evaluate(value, now - g.first_seen);
+  g.verdict = g.detector->evaluate_at(value, now - g.first_seen, now);
   const bool anomalous = g.verdict.anomalous;
   std::optional<Transition::Kind> result;
   switch (g.state) {
@@ -110,7 +110,8 @@ std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, doub
     result = Transition::Kind::Fire;
   }
   // The baseline learns only normal values: a fault must not become the new normal.
-  if (g.state == GroupState::Normal) g.detector->learn(value);
+  if (g.state == GroupState::Normal) g.detector->learn_at(value, now);
+  else g.detector->hold(value, now);
   return result;
 }
 

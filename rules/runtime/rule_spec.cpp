@@ -188,23 +188,33 @@ Result<std::vector<std::string>> by_field(lua_State* L, int t) {
   return out;
 }
 
+// Builds the detector value at `index` (a userdata made by threshold{}, baseline.zscore{} ...);
+// combinators such as any { ... } hold sub-detectors, built here depth first.
+Result<std::shared_ptr<const Detector>> build_detector(lua_State* L, int index, const DetectorContext& ctx, int depth) {
+  auto* ud = static_cast<DetectorUserdata*>(luaL_testudata(L, index, kDetectorMetatable));
+  if (!ud) return make_error("not a detector");
+  const DetectorKind& kind = detector_kinds()[static_cast<size_t>(ud->kind)];
+  if (depth > 4) return make_error(std::string(kind.name) + ": detectors nest at most 4 deep");
+  lua_getiuservalue(L, index, 1);
+  auto params = read_params(L, -1, &ctx, depth + 1);
+  lua_pop(L, 1);
+  if (!params) return context(kind.name, params.error());
+  auto detector = kind.make(*params, ctx);
+  if (!detector) return context(kind.name, detector.error());
+  return detector;
+}
+
 Result<std::shared_ptr<const Detector>> detect_field(lua_State* L, int t, const DetectorContext& ctx) {
   raw_field(L, t, "detect");
-  auto* ud = static_cast<DetectorUserdata*>(luaL_testudata(L, -1, kDetectorMetatable));
-  if (!ud) {
+  if (!luaL_testudata(L, -1, kDetectorMetatable)) {
     bool missing = lua_isnil(L, -1);
     std::string got = type_of(L, -1);
     lua_pop(L, 1);
     if (missing) return make_error("missing required field 'detect' (e.g. detect = baseline.zscore { window = \"5m\", threshold = 4 })");
     return make_error("field 'detect' must be a detector such as baseline.zscore {...} or threshold {...} (got " + got + ")");
   }
-  const DetectorKind& kind = detector_kinds()[static_cast<size_t>(ud->kind)];
-  lua_getiuservalue(L, -1, 1);
-  auto params = read_params(L, -1);
-  lua_pop(L, 2);
-  if (!params) return context(kind.name, params.error());
-  auto detector = kind.make(*params, ctx);
-  if (!detector) return context(kind.name, detector.error());
+  auto detector = build_detector(L, lua_gettop(L), ctx, 0);
+  lua_pop(L, 1);
   return detector;
 }
 
@@ -281,13 +291,20 @@ bool RuleSpec::seeds_from_pods() const {
   return std::all_of(by.begin(), by.end(), [](const auto& l) { return l == "namespace" || l == "pod"; });
 }
 
-Result<Params> read_params(lua_State* L, int index) {
+Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx, int depth) {
   int t = lua_absindex(L, index);
   Params params;
   std::string error;
   lua_pushnil(L);
   while (error.empty() && lua_next(L, t)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
+    const bool is_detector = luaL_testudata(L, -1, kDetectorMetatable) != nullptr;
+    if (is_detector && ctx && lua_isinteger(L, -2)) {
+      // A positional sub-detector: any { baseline.ewma {...}, change.cusum {...} }.
+      std::string key = std::to_string(lua_tointeger(L, -2));
+      auto child = build_detector(L, lua_gettop(L), *ctx, depth);
+      if (child) params[key] = *child;
+      else error = "entry " + key + ": " + child.error().message;
+    } else if (lua_type(L, -2) != LUA_TSTRING) {
       error = "parameters must be named, e.g. { window = \"5m\", threshold = 4 }";
     } else {
       std::string key = lua_tostring(L, -2);

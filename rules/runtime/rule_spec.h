@@ -52,7 +52,8 @@ struct RuleSpec {
 Result<RuleSpec> parse_rule(lua_State* L, int index, const DetectorContext& ctx);
 
 // Reads a detector's parameter table; keys must be names, values numbers, strings or booleans.
-Result<Params> read_params(lua_State* L, int index);
+// With `ctx`, positional detector values (any { d1, d2 }) are built and kept under "1", "2", ...
+Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx = nullptr, int depth = 0);
 
 // The Lua metatable name of the values built by `threshold{}` and `baseline.zscore{}`.
 inline constexpr const char* kDetectorMetatable = "vigil.detector";
