@@ -4,6 +4,13 @@
 #include <charconv>
 #include <cmath>
 #include <string_view>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
 
 #include "actions/notifier.h"
 #include "actions/notifier_impl.h"
@@ -100,14 +107,112 @@ Result<HttpUrl> parse_http_url(const std::string& url) {
   return out;
 }
 
+const std::vector<std::pair<std::string, std::string>>& notifier_config_keys() {
+  static const std::vector<std::pair<std::string, std::string>> keys = {
+      {"name", ""},
+      {"type", ""},
+      {"url", "webhook slack pagerduty alertmanager"},
+      {"url_file", "webhook slack pagerduty alertmanager"},
+      {"url_env", "webhook slack pagerduty alertmanager"},
+      {"urls", "alertmanager"},
+      {"headers", "webhook slack pagerduty alertmanager"},
+      {"ca_file", "webhook slack pagerduty alertmanager"},
+      {"secret", "webhook"},
+      {"secret_file", "webhook"},
+      {"secret_env", "webhook"},
+      {"signature_header", "webhook"},
+      {"template", "webhook"},
+      {"routing_key", "pagerduty"},
+      {"routing_key_file", "pagerduty"},
+      {"routing_key_env", "pagerduty"},
+      {"agent_url", "slack pagerduty alertmanager"},
+      {"resend_interval", "alertmanager"},
+      {"timeout", "webhook slack pagerduty alertmanager"},
+      {"max_attempts", "webhook slack pagerduty alertmanager"},
+      {"backoff_initial", "webhook slack pagerduty alertmanager"},
+      {"backoff_max", "webhook slack pagerduty alertmanager"},
+      {"queue_limit", "webhook slack pagerduty alertmanager"},
+      {"group_wait", "slack"},
+      {"suppress_repeats", "webhook slack pagerduty alertmanager"},
+      {"rate_limit", "webhook slack pagerduty alertmanager"},
+      {"rate_limit_period", "webhook slack pagerduty alertmanager"},
+  };
+  return keys;
+}
+
+std::string types_taking(const std::string& key, const std::string& type) {
+  for (const auto& [k, types] : notifier_config_keys()) {
+    if (k != key) continue;
+    if (types.empty()) return "";
+    for (size_t start = 0; start < types.size();) {
+      const size_t end = std::min(types.find(' ', start), types.size());
+      if (types.compare(start, end - start, type) == 0) return "";
+      start = end + 1;
+    }
+    std::string out = types;
+    std::replace(out.begin(), out.end(), ' ', ',');
+    size_t pos = 0;
+    while ((pos = out.find(',', pos)) != std::string::npos) out.replace(pos, 1, ", "), pos += 2;
+    return out;
+  }
+  return "";
+}
+
+namespace {
+
+// Reads one secret from a file or the environment; the value is never part of an error.
+std::optional<NotifierConfigProblem> read_secret(std::string& value, const std::string& file, const std::string& env,
+                                                 const std::string& field) {
+  const int sources = !value.empty() + !file.empty() + !env.empty();
+  if (sources > 1)
+    return problem(field + (file.empty() ? "_env" : "_file"),
+                   "give only one of " + field + ", " + field + "_file and " + field + "_env");
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) return problem(field + "_file", "cannot read " + file + ": " + std::strerror(errno));
+    std::stringstream text;
+    text << in.rdbuf();
+    value = text.str();
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    if (value.empty()) return problem(field + "_file", file + " is empty");
+  } else if (!env.empty()) {
+    const char* v = std::getenv(env.c_str());
+    if (v == nullptr || *v == '\0') return problem(field + "_env", "environment variable " + env + " is not set");
+    value = v;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<NotifierConfigProblem> load_secrets(NotifierConfig& c) {
+  if (auto p = read_secret(c.url, c.url_file, c.url_env, "url")) return p;
+  if (auto p = read_secret(c.secret, c.secret_file, c.secret_env, "secret")) return p;
+  if (auto p = read_secret(c.routing_key, c.routing_key_file, c.routing_key_env, "routing_key")) return p;
+  return std::nullopt;
+}
+
 std::optional<NotifierConfigProblem> find_config_problem(const NotifierConfig& c) {
   if (!valid_channel_name(c.name))
     return problem("name", "'" + c.name + "' is not a valid name (1-64 characters from a-z, 0-9, '_', '-')");
   if (c.type == "log") return std::nullopt;
-  if (c.type != "webhook") return problem("type", "unknown type '" + c.type + "' (known: webhook, log)");
+  if (c.type != "webhook" && c.type != "slack" && c.type != "pagerduty" && c.type != "alertmanager")
+    return problem("type", "unknown type '" + c.type + "' (known: webhook, slack, pagerduty, alertmanager, log)");
 
-  if (c.url.empty()) return problem("url", "required for type webhook");
-  if (auto url = parse_http_url(c.url); !url) return problem("url", url.error().message);
+  // Secrets may still be in their files: a source is enough here; load_secrets() reads it.
+  const bool url_given = !c.url.empty() || !c.url_file.empty() || !c.url_env.empty();
+  if (c.type == "alertmanager") {
+    if (!url_given && c.urls.empty()) return problem("urls", "required for type alertmanager (one URL per Alertmanager)");
+    if (url_given && !c.urls.empty()) return problem("urls", "give either url or urls");
+    for (size_t i = 0; i < c.urls.size(); ++i)
+      if (auto url = parse_http_url(c.urls[i]); !url) return problem("urls[" + std::to_string(i) + "]", url.error().message);
+  } else if (!url_given && c.type != "pagerduty") {
+    return problem("url", "required for type " + c.type + " (or url_file, url_env)");
+  }
+  if (!c.url.empty())
+    if (auto url = parse_http_url(c.url); !url) return problem(c.url_file.empty() && c.url_env.empty() ? "url" : (c.url_file.empty() ? "url_env" : "url_file"), url.error().message);
+  if (c.type == "pagerduty" && c.routing_key.empty() && c.routing_key_file.empty() && c.routing_key_env.empty())
+    return problem("routing_key", "required for type pagerduty (or routing_key_file, routing_key_env)");
   for (const auto& [name, value] : c.headers) {
     if (!is_header_token(name)) return problem("headers." + name, "not a valid HTTP header name");
     for (auto reserved : kReservedHeaders)
@@ -115,22 +220,51 @@ std::optional<NotifierConfigProblem> find_config_problem(const NotifierConfig& c
     if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
       return problem("headers." + name, "value contains a line break or NUL");
   }
+  if (!c.ca_file.empty() && ::access(c.ca_file.c_str(), R_OK) != 0)
+    return problem("ca_file", "cannot read " + c.ca_file + ": " + std::strerror(errno));
+  if (!is_header_token(c.signature_header)) return problem("signature_header", "not a valid HTTP header name");
+  for (auto reserved : kReservedHeaders)
+    if (iequals(c.signature_header, reserved)) return problem("signature_header", "set by vigil itself; choose another name");
+  if (!c.body_template.empty())
+    if (auto p = template_problem(c.body_template)) return problem("template", *p);
+  if (!c.agent_url.empty())
+    if (auto url = parse_http_url(c.agent_url); !url) return problem("agent_url", url.error().message);
+  if (!(c.resend_interval_seconds >= 1 && c.resend_interval_seconds <= 3600))
+    return problem("resend_interval", "must be from 1s to 1h (keep it below Alertmanager's resolve_timeout)");
   if (!(c.timeout_seconds > 0 && c.timeout_seconds <= 300))
     return problem("timeout", "must be greater than 0 and at most 5m");
-  if (c.max_attempts < 1 || c.max_attempts > 100) return problem("max_attempts", "must be from 1 to 100");
+  if (c.max_attempts < 0 || c.max_attempts > 1'000'000)
+    return problem("max_attempts", "must be from 0 (no limit) to 1000000");
   if (!(c.backoff_initial_seconds > 0 && c.backoff_initial_seconds <= 3600))
     return problem("backoff_initial", "must be greater than 0 and at most 1h");
   if (!(c.backoff_max_seconds >= c.backoff_initial_seconds && c.backoff_max_seconds <= 3600))
     return problem("backoff_max", "must be at least backoff_initial and at most 1h");
   if (c.queue_limit < 1 || c.queue_limit > 1'000'000) return problem("queue_limit", "must be from 1 to 1000000");
+  if (!(c.group_wait_seconds == -1 || (c.group_wait_seconds >= 0 && c.group_wait_seconds <= 300)))
+    return problem("group_wait", "must be from 0 (off) to 5m");
+  if (!(c.suppress_repeats_seconds >= 0 && c.suppress_repeats_seconds <= 86400))
+    return problem("suppress_repeats", "must be from 0 (off) to 24h");
+  if (c.rate_limit < 0 || c.rate_limit > 1'000'000) return problem("rate_limit", "must be from 0 (no limit) to 1000000");
+  if (!(c.rate_limit_period_seconds >= 1 && c.rate_limit_period_seconds <= 86400))
+    return problem("rate_limit_period", "must be from 1s to 24h");
   return std::nullopt;
 }
 
-Result<std::unique_ptr<Notifier>> make_notifier(const NotifierConfig& config) {
+Result<std::unique_ptr<Notifier>> make_notifier(const NotifierConfig& given) {
+  NotifierConfig config = given;
   if (auto p = find_config_problem(config))
     return make_error("notifier '" + config.name + "': " + p->field + ": " + p->message);
   if (config.type == "log") return make_log_notifier(config);
-  return make_webhook_notifier(config, *parse_http_url(config.url));
+  if (auto p = load_secrets(config)) return make_error("notifier '" + config.name + "': " + p->field + ": " + p->message);
+  if (auto p = find_config_problem(config))  // the URL read from a file is checked too
+    return make_error("notifier '" + config.name + "': " + p->field + ": " + p->message);
+  if (config.type == "pagerduty" && config.url.empty()) config.url = "https://events.pagerduty.com/v2/enqueue";
+  std::unique_ptr<Format> format;
+  if (config.type == "webhook") format = make_webhook_format(config);
+  else if (config.type == "slack") format = make_slack_format(config);
+  else if (config.type == "pagerduty") format = make_pagerduty_format(config);
+  else format = make_alertmanager_format(config);
+  return make_http_notifier(config, std::move(format));
 }
 
 }  // namespace vigil::actions

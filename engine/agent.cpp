@@ -47,7 +47,8 @@ Agent::~Agent() {
 Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   std::unique_ptr<Agent> a(new Agent(config));
 
-  for (const auto& n : config.notifiers) {
+  for (auto n : config.notifiers) {
+    n.outbox_dir = config.state_dir + "/outbox/" + n.name;  // queued notifications survive a restart
     auto notifier = actions::make_notifier(n);
     if (!notifier) return notifier.error();
     if (auto added = a->dispatcher_.add(std::move(*notifier)); !added) return added.error();
@@ -100,6 +101,9 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   s.describe("vigil_notifications_retried_total", "Delivery retries, by channel.", SeriesKind::Counter);
   s.describe("vigil_notifications_dropped_total", "Notifications given up on, by channel.", SeriesKind::Counter);
   s.describe("vigil_notification_queue_depth", "Notifications waiting for delivery, by channel.", SeriesKind::Gauge);
+  s.describe("vigil_notifications_suppressed_total", "Notifications held back by flood control, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_tls_errors_total", "Attempts refused because the receiver's certificate did not verify, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notification_delivery_seconds", "Time from notify() to the receiver's 2xx, by channel.", SeriesKind::Histogram);
   s.describe("vigil_pods", "Pods the agent watches, by state (attached, pending).", SeriesKind::Gauge);
   s.describe("vigil_build_info", "Build information; always 1.", SeriesKind::Gauge);
   s.set("vigil_build_info", make_labels({{"version", VIGIL_VERSION}}), 1);
@@ -266,6 +270,11 @@ void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
     store_.set("vigil_notifications_retried_total", l, static_cast<double>(st.retried));
     store_.set("vigil_notifications_dropped_total", l, static_cast<double>(st.dropped));
     store_.set("vigil_notification_queue_depth", l, static_cast<double>(st.queue_depth));
+    store_.set("vigil_notifications_suppressed_total", l, static_cast<double>(st.suppressed));
+    store_.set("vigil_notifications_tls_errors_total", l, static_cast<double>(st.tls_errors));
+    if (!st.latency_buckets.empty())
+      store_.set_histogram("vigil_notification_delivery_seconds", l, actions::latency_bounds(), st.latency_buckets,
+                           st.delivery_seconds_sum);
   }
   double attached = 0, pending = 0;
   for (const auto& [key, pod] : pods_->pods()) (pod.attached ? attached : pending) += 1;

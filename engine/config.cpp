@@ -36,12 +36,6 @@ const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
 const std::vector<std::string> kPodsKeys = {"source", "file"};
-const std::vector<std::string> kNotifierKeys = {"name",    "type",         "url",             "headers",
-                                                "timeout", "max_attempts", "backoff_initial", "backoff_max",
-                                                "queue_limit"};
-const std::set<std::string> kWebhookOnlyKeys = {"url",          "headers",     "timeout",    "max_attempts",
-                                                "backoff_initial", "backoff_max", "queue_limit"};
-
 std::string join(const std::vector<std::string>& items, const std::string& sep) {
   std::string out;
   for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
@@ -459,57 +453,113 @@ class Parser {
 
   std::optional<actions::NotifierConfig> parse_notifier(const Value& item, const std::string& path,
                                                         YAML::Mark& name_mark) {
-    auto entries = map_entries(item, path, kNotifierKeys);
+    std::vector<std::string> known;
+    for (const auto& [key, types] : actions::notifier_config_keys()) known.push_back(key);
+    auto entries = map_entries(item, path, known);
     if (!entries) return std::nullopt;
     const size_t errors_before = errors_.size();
     if (!entries->find("name")) error(item.mark, path, "missing key 'name'");
-    if (!entries->find("type")) error(item.mark, path, "missing key 'type' (webhook or log)");
+    if (!entries->find("type"))
+      error(item.mark, path, "missing key 'type' (webhook, slack, pagerduty, alertmanager or log)");
 
     actions::NotifierConfig n;
     std::map<std::string, YAML::Mark> marks;  // field as find_config_problem names it -> where
     bool backoff_max_set = false;
+    const auto text = [&](const Value& v, const std::string& p, std::string& out) {
+      if (auto s = string_value(v, p)) out = *s;
+    };
+    const auto file = [&](const Value& v, const std::string& p, std::string& out) {
+      if (auto s = nonempty_string(v, p)) out = resolve(base_dir_, *s);
+    };
+    const auto seconds = [&](const Value& v, const std::string& p, double& out) {
+      if (auto d = duration_value(v, p)) out = *d;
+    };
+    const auto integer = [&](const Value& v, const std::string& p, int& out) {
+      if (auto i = integer_value(v, p)) out = static_cast<int>(std::clamp<long long>(*i, INT_MIN, INT_MAX));
+    };
     for (const auto& [name, key, v] : entries->items) {
       const std::string p = child(path, name);
       marks[name] = v.mark;
       if (name == "name") {
         name_mark = v.mark;
-        if (auto s = string_value(v, p)) n.name = *s;
-      } else if (name == "type") {
-        if (auto s = string_value(v, p)) n.type = *s;
-      } else if (name == "url") {
-        if (auto s = string_value(v, p)) n.url = *s;
-      } else if (name == "headers") {
-        parse_headers(v, p, n.headers, marks);
-      } else if (name == "timeout") {
-        if (auto d = duration_value(v, p)) n.timeout_seconds = *d;
-      } else if (name == "backoff_initial") {
-        if (auto d = duration_value(v, p)) n.backoff_initial_seconds = *d;
-      } else if (name == "backoff_max") {
+        text(v, p, n.name);
+      } else if (name == "type") text(v, p, n.type);
+      else if (name == "url") text(v, p, n.url);
+      else if (name == "url_file") file(v, p, n.url_file);
+      else if (name == "url_env") text(v, p, n.url_env);
+      else if (name == "urls") parse_urls(v, p, n.urls, marks);
+      else if (name == "headers") parse_headers(v, p, n.headers, marks);
+      else if (name == "ca_file") file(v, p, n.ca_file);
+      else if (name == "secret") text(v, p, n.secret);
+      else if (name == "secret_file") file(v, p, n.secret_file);
+      else if (name == "secret_env") text(v, p, n.secret_env);
+      else if (name == "signature_header") text(v, p, n.signature_header);
+      else if (name == "template") text(v, p, n.body_template);
+      else if (name == "routing_key") text(v, p, n.routing_key);
+      else if (name == "routing_key_file") file(v, p, n.routing_key_file);
+      else if (name == "routing_key_env") text(v, p, n.routing_key_env);
+      else if (name == "agent_url") text(v, p, n.agent_url);
+      else if (name == "resend_interval") seconds(v, p, n.resend_interval_seconds);
+      else if (name == "timeout") seconds(v, p, n.timeout_seconds);
+      else if (name == "backoff_initial") seconds(v, p, n.backoff_initial_seconds);
+      else if (name == "backoff_max") {
         backoff_max_set = true;
-        if (auto d = duration_value(v, p)) n.backoff_max_seconds = *d;
-      } else if (name == "max_attempts") {
-        if (auto i = integer_value(v, p))
-          n.max_attempts = static_cast<int>(std::clamp<long long>(*i, INT_MIN, INT_MAX));
-      } else if (name == "queue_limit") {
+        seconds(v, p, n.backoff_max_seconds);
+      } else if (name == "max_attempts") integer(v, p, n.max_attempts);
+      else if (name == "queue_limit") {
         if (auto i = integer_value(v, p)) n.queue_limit = static_cast<size_t>(std::max<long long>(*i, 0));
-      }
+      } else if (name == "group_wait") seconds(v, p, n.group_wait_seconds);
+      else if (name == "suppress_repeats") seconds(v, p, n.suppress_repeats_seconds);
+      else if (name == "rate_limit") integer(v, p, n.rate_limit);
+      else if (name == "rate_limit_period") seconds(v, p, n.rate_limit_period_seconds);
     }
     if (errors_.size() != errors_before) return std::nullopt;
 
-    if (n.type == "log") {
-      for (const auto& [name, key, v] : entries->items)
-        if (kWebhookOnlyKeys.count(name)) error(key.Mark(), child(path, name), "only used by type webhook");
-      if (errors_.size() != errors_before) return std::nullopt;
+    for (const auto& [name, key, v] : entries->items) {
+      const std::string types = actions::types_taking(name, n.type);
+      if (!types.empty())
+        error(key.Mark(), child(path, name),
+              std::string("only used by type") + (types.find(',') == std::string::npos ? " " : "s ") + types);
     }
+    if (errors_.size() != errors_before) return std::nullopt;
     // An unset backoff_max follows a larger backoff_initial rather than rejecting it.
     if (!backoff_max_set) n.backoff_max_seconds = std::max(n.backoff_max_seconds, n.backoff_initial_seconds);
 
+    const auto report = [&](const actions::NotifierConfigProblem& problem) {
+      std::string field = problem.field;
+      auto it = marks.find(field);
+      if (it == marks.end()) it = marks.find(field.substr(0, field.find('[')));
+      error(it != marks.end() ? it->second : item.mark, child(path, field), problem.message);
+    };
     if (auto problem = actions::find_config_problem(n)) {
-      auto it = marks.find(problem->field);
-      error(it != marks.end() ? it->second : item.mark, child(path, problem->field), problem->message);
+      report(*problem);
+      return std::nullopt;
+    }
+    // Secret files and variables must exist now; they are read again when the notifier starts.
+    actions::NotifierConfig with_secrets = n;
+    if (auto problem = actions::load_secrets(with_secrets)) {
+      report(*problem);
+      return std::nullopt;
+    }
+    if (auto problem = actions::find_config_problem(with_secrets)) {
+      report(*problem);
       return std::nullopt;
     }
     return n;
+  }
+
+  void parse_urls(const Value& v, const std::string& path, std::vector<std::string>& urls,
+                  std::map<std::string, YAML::Mark>& marks) {
+    if (!v.node.IsSequence() || v.node.size() == 0) {
+      error(v.mark, path, "expected a list of URLs");
+      return;
+    }
+    for (size_t i = 0; i < v.node.size(); ++i) {
+      const std::string p = path + "[" + std::to_string(i) + "]";
+      Value item = value_of(v.node[i]);
+      marks["urls[" + std::to_string(i) + "]"] = item.mark;
+      if (auto s = string_value(item, p)) urls.push_back(*s);
+    }
   }
 
   void parse_headers(const Value& v, const std::string& path, std::map<std::string, std::string>& headers,

@@ -1,6 +1,7 @@
 // vigil: the command line. `vigil agent` runs the node agent; `vigil rules check` validates
 // rule files without running it.
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -31,6 +33,8 @@ constexpr const char* kUsage = R"(usage:
   vigil rules check [--config FILE] RULEFILE...
       Loads rule files as the agent would and reports every error with file and line.
       With --config, notify() channels are checked against its notifiers.
+  vigil notify test CHANNEL [--config FILE]
+      Sends a sample notification to CHANNEL (one attempt, no outbox) and reports the result.
   vigil replay --rules FILE --input CSV [--output CSV] [--tick DURATION]
       Runs the one rule in FILE over a recorded timestamp,value series in simulated time and
       writes timestamp,value,anomaly_score,firing per input row (stdout without --output).
@@ -180,6 +184,65 @@ int cmd_replay(const Args& args) {
   return 0;
 }
 
+int cmd_notify_test(const Args& args) {
+  if (args.positional.size() != 1) return usage_error("notify test takes one CHANNEL");
+  auto config = args.flags.count("config") ? vigil::load_config(args.flags.at("config"))
+                                           : vigil::Result<vigil::Config>(vigil::default_config());
+  if (!config) {
+    std::fprintf(stderr, "vigil: %s\n", config.error().message.c_str());
+    return 1;
+  }
+  const std::string& channel = args.positional[0];
+  std::string known;
+  for (const auto& n : config->notifiers) {
+    if (n.name != channel) {
+      known += (known.empty() ? "" : ", ") + n.name;
+      continue;
+    }
+    vigil::actions::NotifierConfig once = n;  // one attempt, in memory: never the agent's outbox
+    once.max_attempts = 1;
+    once.outbox_dir.clear();
+    once.group_wait_seconds = 0;
+    auto notifier = vigil::actions::make_notifier(once);
+    if (!notifier) {
+      std::fprintf(stderr, "vigil: %s\n", notifier.error().message.c_str());
+      return 1;
+    }
+    vigil::Anomaly a;
+    a.id = "vigil-notify-test";
+    a.rule = "vigil_notify_test";
+    a.severity = "info";
+    a.summary = "Test notification from `vigil notify test` on " + config->node;
+    a.started_at = static_cast<double>(std::time(nullptr));
+    a.node = config->node;
+    a.scope = vigil::make_labels({{"namespace", "default"}, {"pod", "vigil-notify-test"}});
+    a.metric = "vigil_notify_test";
+    a.value = 1;
+    a.detector = "test";
+    (*notifier)->enqueue(a);
+    const size_t targets = std::max<size_t>(1, once.urls.size());
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration<double>(once.timeout_seconds * 2 * static_cast<double>(targets) + 2);
+    vigil::actions::NotifierStats st;
+    while (std::chrono::steady_clock::now() < deadline) {
+      st = (*notifier)->stats();
+      if (st.sent + st.dropped > 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    (*notifier)->stop();
+    if (st.sent > 0) {
+      std::printf("vigil: sent a test notification to channel '%s' (%s)\n", channel.c_str(), (*notifier)->type());
+      return 0;
+    }
+    std::fprintf(stderr, "vigil: the test notification to channel '%s' was not delivered (see the log above)\n",
+                 channel.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "vigil: no notifier named '%s' (configured: %s)\n", channel.c_str(),
+               known.empty() ? "none" : known.c_str());
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -198,6 +261,10 @@ int main(int argc, char** argv) {
   if (cmd == "replay") {
     auto args = parse_args(argc, argv, 2, {"rules", "input", "output", "tick"}, error);
     return args ? cmd_replay(*args) : usage_error(error);
+  }
+  if (cmd == "notify" && argc >= 3 && std::string(argv[2]) == "test") {
+    auto args = parse_args(argc, argv, 3, {"config"}, error);
+    return args ? cmd_notify_test(*args) : usage_error(error);
   }
   if (cmd == "version" || cmd == "--version") {
     std::printf("vigil %s\n", VIGIL_VERSION);

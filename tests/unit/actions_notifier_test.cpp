@@ -76,15 +76,15 @@ TEST(HttpUrl, RejectsWhatItCannotDeliverTo) {
 TEST(MakeNotifier, ErrorsNameTheNotifierAndField) {
   EXPECT_EQ(factory_error(webhook("ftp://x/")),
             "notifier 'ops': url: expected a URL starting with http:// or https://");
-  EXPECT_EQ(factory_error(webhook("")), "notifier 'ops': url: required for type webhook");
+  EXPECT_EQ(factory_error(webhook("")), "notifier 'ops': url: required for type webhook (or url_file, url_env)");
 
   auto c = webhook("http://127.0.0.1:9/");
   c.name = "Ops!";
   EXPECT_EQ(factory_error(c), "notifier 'Ops!': name: 'Ops!' is not a valid name (1-64 characters from a-z, 0-9, '_', '-')");
 
   c = webhook("http://127.0.0.1:9/");
-  c.type = "slack";
-  EXPECT_EQ(factory_error(c), "notifier 'ops': type: unknown type 'slack' (known: webhook, log)");
+  c.type = "teams";
+  EXPECT_EQ(factory_error(c), "notifier 'ops': type: unknown type 'teams' (known: webhook, slack, pagerduty, alertmanager, log)");
 
   c = webhook("http://127.0.0.1:9/");
   c.headers = {{"Content-Type", "text/plain"}};
@@ -98,8 +98,8 @@ TEST(MakeNotifier, ErrorsNameTheNotifierAndField) {
   c.timeout_seconds = 0;
   EXPECT_EQ(factory_error(c), "notifier 'ops': timeout: must be greater than 0 and at most 5m");
   c = webhook("http://127.0.0.1:9/");
-  c.max_attempts = 0;
-  EXPECT_EQ(factory_error(c), "notifier 'ops': max_attempts: must be from 1 to 100");
+  c.max_attempts = -1;
+  EXPECT_EQ(factory_error(c), "notifier 'ops': max_attempts: must be from 0 (no limit) to 1000000");
   c = webhook("http://127.0.0.1:9/");
   c.backoff_initial_seconds = 2;
   c.backoff_max_seconds = 1;

@@ -142,8 +142,10 @@ TEST_F(ConfigTest, UnknownKeys) {
             "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)");
   EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
-            "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, headers, timeout, max_attempts, "
-            "backoff_initial, backoff_max, queue_limit)");
+            "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, url_file, url_env, urls, headers, "
+            "ca_file, secret, secret_file, secret_env, signature_header, template, routing_key, routing_key_file, "
+            "routing_key_env, agent_url, resend_interval, timeout, max_attempts, backoff_initial, backoff_max, "
+            "queue_limit, group_wait, suppress_repeats, rate_limit, rate_limit_period)");
   EXPECT_EQ(error_of("tick: 1s\nnode: a\ntick: 2s\n"), "config.yaml:3: tick: duplicate key (first at line 1)");
 }
 
@@ -199,23 +201,23 @@ TEST_F(ConfigTest, BadValues) {
 }
 
 TEST_F(ConfigTest, NotifierErrors) {
-  EXPECT_EQ(error_of("notifiers:\n  - name: a\n"), "config.yaml:2: notifiers[0]: missing key 'type' (webhook or log)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n"), "config.yaml:2: notifiers[0]: missing key 'type' (webhook, slack, pagerduty, alertmanager or log)");
   EXPECT_EQ(error_of("notifiers:\n  - type: log\n"), "config.yaml:2: notifiers[0]: missing key 'name'");
   EXPECT_EQ(error_of("notifiers:\n  - name: Pager\n    type: log\n"),
             "config.yaml:2: notifiers[0].name: 'Pager' is not a valid name (1-64 characters from a-z, 0-9, '_', '-')");
-  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: slack\n"),
-            "config.yaml:3: notifiers[0].type: unknown type 'slack' (known: webhook, log)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: teams\n"),
+            "config.yaml:3: notifiers[0].type: unknown type 'teams' (known: webhook, slack, pagerduty, alertmanager, log)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n"),
-            "config.yaml:2: notifiers[0].url: required for type webhook");
+            "config.yaml:2: notifiers[0].url: required for type webhook (or url_file, url_env)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: ftp://x/\n"),
             "config.yaml:4: notifiers[0].url: expected a URL starting with http:// or https://");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    url: http://x/\n"),
-            "config.yaml:4: notifiers[0].url: only used by type webhook");
+            "config.yaml:4: notifiers[0].url: only used by types webhook, slack, pagerduty, alertmanager");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    headers:\n"
                      "      X-Ok: 1\n      Host: y\n"),
             "config.yaml:7: notifiers[0].headers.Host: set by vigil itself; remove it");
-  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    max_attempts: 0\n"),
-            "config.yaml:5: notifiers[0].max_attempts: must be from 1 to 100");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    max_attempts: -1\n"),
+            "config.yaml:5: notifiers[0].max_attempts: must be from 0 (no limit) to 1000000");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    queue_limit: -5\n"),
             "config.yaml:5: notifiers[0].queue_limit: must be from 1 to 1000000");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: webhook\n    url: http://x/\n    timeout: 0\n"),
@@ -251,7 +253,7 @@ TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
   EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
             "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)\n"
             "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
-            "config.yaml:4: notifiers[0]: missing key 'type' (webhook or log)");
+            "config.yaml:4: notifiers[0]: missing key 'type' (webhook, slack, pagerduty, alertmanager or log)");
 }
 
 TEST(ParseDuration, AcceptsUnitsAndPlainSeconds) {
@@ -400,6 +402,61 @@ TEST_F(ConfigTest, ApiServerSection) {
         << bad;
   EXPECT_EQ(error_of("apiserver:\n  no_response_after: 0s\n"),
             "config.yaml:2: apiserver.no_response_after: must be from 100ms to 10m");
+}
+
+// Every notifier type and option: each bad value is reported with its file, line and key, and
+// a secret's value never appears in an error.
+TEST_F(ConfigTest, NotifierTypesAndOptions) {
+  const std::string secret = write("hook.secret", "s3cr3t-hmac\n");
+  setenv("VIGIL_TEST_SLACK_URL", "http://127.0.0.1:9/slack", 1);
+  auto c = parse("notifiers:\n"
+                 "  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/h', secret_file: hook.secret,\n"
+                 "     template: '{\"text\": \"{{summary}}\"}', suppress_repeats: 10m, rate_limit: 5, rate_limit_period: 1m}\n"
+                 "  - {name: chat, type: slack, url_env: VIGIL_TEST_SLACK_URL, group_wait: 2s, agent_url: 'http://node:9965'}\n"
+                 "  - {name: pager, type: pagerduty, routing_key: abc, url: 'http://127.0.0.1:9/enqueue'}\n"
+                 "  - {name: am, type: alertmanager, urls: ['http://127.0.0.1:9093', 'http://127.0.0.1:9094'], resend_interval: 30s}\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->notifiers.size(), 4u);
+  EXPECT_EQ(c->notifiers[0].secret_file, dir_ + "/hook.secret");
+  EXPECT_EQ(c->notifiers[0].rate_limit, 5);
+  EXPECT_EQ(c->notifiers[0].suppress_repeats_seconds, 600);
+  EXPECT_EQ(c->notifiers[1].url_env, "VIGIL_TEST_SLACK_URL");
+  EXPECT_EQ(c->notifiers[1].group_wait_seconds, 2);
+  EXPECT_EQ(c->notifiers[2].routing_key, "abc");
+  EXPECT_EQ(c->notifiers[3].urls.size(), 2u);
+  EXPECT_EQ(c->notifiers[3].resend_interval_seconds, 30);
+  (void)secret;
+
+  EXPECT_EQ(error_of("notifiers:\n  - name: p\n    type: pagerduty\n"),
+            "config.yaml:2: notifiers[0].routing_key: required for type pagerduty (or routing_key_file, routing_key_env)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: p\n    type: pagerduty\n    routing_key_file: missing.key\n"),
+            "config.yaml:4: notifiers[0].routing_key_file: cannot read " + dir_ + "/missing.key: No such file or directory");
+  EXPECT_EQ(error_of("notifiers:\n  - name: s\n    type: slack\n    url_env: VIGIL_TEST_UNSET_VARIABLE\n"),
+            "config.yaml:4: notifiers[0].url_env: environment variable VIGIL_TEST_UNSET_VARIABLE is not set");
+  EXPECT_EQ(error_of("notifiers:\n  - name: s\n    type: slack\n    url: http://x/\n    group_wait: 1h\n"),
+            "config.yaml:5: notifiers[0].group_wait: must be from 0 (off) to 5m");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url: http://x/\n    group_wait: 1s\n"),
+            "config.yaml:5: notifiers[0].group_wait: only used by type slack");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url: http://x/\n    template: '{\"a\": \"{{nope}}\"}'\n"),
+            "config.yaml:5: notifiers[0].template: unknown field '{{nope}}' (see docs/webhook.md for the fields)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url: http://x/\n    template: '{'\n"),
+            "config.yaml:5: notifiers[0].template: not valid JSON");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: alertmanager\n"),
+            "config.yaml:2: notifiers[0].urls: required for type alertmanager (one URL per Alertmanager)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: alertmanager\n    urls:\n      - http://ok/\n      - gopher://x/\n"),
+            "config.yaml:6: notifiers[0].urls[1]: expected a URL starting with http:// or https://");
+  EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: alertmanager\n    urls: [http://x/]\n    resend_interval: 0s\n"),
+            "config.yaml:5: notifiers[0].resend_interval: must be from 1s to 1h (keep it below Alertmanager's resolve_timeout)");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url: http://x/\n    ca_file: nope.pem\n"),
+            "config.yaml:5: notifiers[0].ca_file: cannot read " + dir_ + "/nope.pem: No such file or directory");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url: http://x/\n    secret: a\n    secret_env: B\n"),
+            "config.yaml:6: notifiers[0].secret_env: give only one of secret, secret_file and secret_env");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url: http://x/\n    rate_limit: -1\n"),
+            "config.yaml:5: notifiers[0].rate_limit: must be from 0 (no limit) to 1000000");
+  // A URL read from a file is checked, and named by the key that pointed at it, not shown.
+  write("bad.url", "ftp://secret-token@x/\n");
+  EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url_file: bad.url\n"),
+            "config.yaml:4: notifiers[0].url_file: expected a URL starting with http:// or https://");
 }
 
 }  // namespace

@@ -1,0 +1,372 @@
+// Request bodies per notifier type: the generic webhook (vigil.v1, optionally reshaped by a
+// template and signed), Slack Block Kit, PagerDuty Events API v2 and Alertmanager API v2.
+#include <cmath>
+#include <cstdio>
+#include <regex>
+
+#include "actions/notifier_impl.h"
+
+namespace vigil::actions {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string value_text(double v) {
+  if (!std::isfinite(v)) return "n/a";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+std::string duration_text(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "";
+  const long long s = std::llround(seconds);
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
+  return std::to_string(s / 3600) + "h " + std::to_string((s % 3600) / 60) + "m";
+}
+
+std::string label_or(const Anomaly& a, const std::string& name, const std::string& fallback) {
+  const std::string* v = find_label(a.scope, name);
+  return v ? *v : fallback;
+}
+
+bool resolved(const Anomaly& a) { return a.status == AnomalyStatus::Resolved; }
+
+// --- webhook ----------------------------------------------------------------------------
+
+class WebhookFormat final : public Format {
+ public:
+  explicit WebhookFormat(const NotifierConfig& c)
+      : secret_(c.secret), signature_header_(c.signature_header),
+        template_(c.body_template.empty() ? ojson() : ojson::parse(c.body_template)) {}
+
+  HttpRequest render(const std::vector<const Message*>& batch) const override {
+    ojson body = encode_webhook_payload(batch.front()->anomaly);
+    if (!template_.is_null()) body = render_template(template_, body);
+    HttpRequest r{dump_json(body), {}};
+    if (!secret_.empty()) r.headers.emplace_back(signature_header_, "sha256=" + hmac_sha256_hex(secret_, r.body));
+    return r;
+  }
+
+ private:
+  const std::string secret_;
+  const std::string signature_header_;
+  const ojson template_;
+};
+
+// --- slack ------------------------------------------------------------------------------
+
+// Slack mrkdwn treats &, < and > as control characters.
+std::string slack_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else out += c;
+  }
+  return out;
+}
+
+std::string truncate(std::string s, size_t max) {
+  if (s.size() <= max) return s;
+  s.resize(max - 3);
+  while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80) s.pop_back();  // no half UTF-8
+  if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xC0) s.pop_back();
+  return s + "...";
+}
+
+const char* severity_icon(const Anomaly& a) {
+  if (resolved(a)) return "\xE2\x9C\x85";                     // ✅
+  if (a.severity == "critical") return "\xF0\x9F\x94\xB4";    // 🔴
+  if (a.severity == "warning") return "\xF0\x9F\x9F\xA0";     // 🟠
+  return "\xF0\x9F\x94\xB5";                                  // 🔵
+}
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+ojson mrkdwn(const std::string& text) { return {{"type", "mrkdwn"}, {"text", text}}; }
+ojson plain(const std::string& text) { return {{"type", "plain_text"}, {"text", truncate(text, 150)}, {"emoji", true}}; }
+
+class SlackFormat final : public Format {
+ public:
+  explicit SlackFormat(const NotifierConfig& c) : agent_url_(c.agent_url) {}
+  bool groups() const override { return true; }
+
+  HttpRequest render(const std::vector<const Message*>& batch) const override {
+    ojson body;
+    if (batch.size() == 1) {
+      body = single(batch.front()->anomaly);
+    } else {
+      body = grouped(batch);
+    }
+    return {dump_json(body), {}};
+  }
+
+ private:
+  ojson single(const Anomaly& a) const {
+    const std::string state = resolved(a) ? "resolved" : "firing";
+    ojson blocks = ojson::array();
+    blocks.push_back({{"type", "header"},
+                      {"text", plain(std::string(severity_icon(a)) + " " + upper(a.severity) + " " + a.rule + " " + state)}});
+    std::string text = slack_escape(a.summary);
+    if (resolved(a)) text += "\nResolved after " + duration_text(a.ended_at - a.started_at) + ".";
+    blocks.push_back({{"type", "section"}, {"text", mrkdwn(truncate(text, 3000))}});
+    ojson fields = ojson::array();
+    fields.push_back(mrkdwn("*Namespace*\n" + slack_escape(label_or(a, "namespace", "-"))));
+    fields.push_back(mrkdwn("*Pod*\n" + slack_escape(label_or(a, "pod", "-"))));
+    fields.push_back(mrkdwn("*Node*\n" + slack_escape(a.node)));
+    fields.push_back(mrkdwn("*Observed vs expected*\n" + value_text(a.value) + " vs " + value_text(a.baseline)));
+    blocks.push_back({{"type", "section"}, {"fields", fields}});
+    std::string context = "`" + slack_escape(a.metric) + "` \xC2\xB7 " + slack_escape(a.detector) + " score " +
+                          value_text(a.score) + " \xC2\xB7 started " + format_rfc3339(a.started_at) + " \xC2\xB7 id " +
+                          a.id;
+    blocks.push_back({{"type", "context"}, {"elements", ojson::array({mrkdwn(truncate(context, 3000))})}});
+    if (auto links = link_block()) blocks.push_back(*links);
+    const std::string fallback = "[" + upper(a.severity) + "] " + a.rule + " " + state + " on " +
+                                 label_or(a, "namespace", "-") + "/" + label_or(a, "pod", "-") + ": " + a.summary;
+    return {{"text", slack_escape(fallback)}, {"blocks", blocks}};
+  }
+
+  // One message for anomalies that started together on one node; at most 10 are detailed
+  // (Slack allows 50 blocks per message).
+  ojson grouped(const std::vector<const Message*>& batch) const {
+    constexpr size_t kDetailed = 10;
+    const Anomaly& first = batch.front()->anomaly;
+    ojson blocks = ojson::array();
+    blocks.push_back({{"type", "header"},
+                      {"text", plain(std::string(severity_icon(first)) + " " + std::to_string(batch.size()) +
+                                     " anomalies on " + first.node)}});
+    for (size_t i = 0; i < batch.size() && i < kDetailed; ++i) {
+      const Anomaly& a = batch[i]->anomaly;
+      std::string text = "*" + upper(a.severity) + "* `" + slack_escape(a.rule) + "` " +
+                         slack_escape(label_or(a, "namespace", "-")) + "/" + slack_escape(label_or(a, "pod", "-")) +
+                         (resolved(a) ? " resolved" : "") + "\n" + slack_escape(a.summary) + "\nobserved " +
+                         value_text(a.value) + " vs expected " + value_text(a.baseline);
+      blocks.push_back({{"type", "section"}, {"text", mrkdwn(truncate(text, 3000))}});
+    }
+    if (batch.size() > kDetailed)
+      blocks.push_back({{"type", "context"},
+                        {"elements", ojson::array({mrkdwn("and " + std::to_string(batch.size() - kDetailed) + " more")})}});
+    if (auto links = link_block()) blocks.push_back(*links);
+    return {{"text", std::to_string(batch.size()) + " anomalies on " + slack_escape(first.node)}, {"blocks", blocks}};
+  }
+
+  std::optional<ojson> link_block() const {
+    if (agent_url_.empty()) return std::nullopt;
+    ojson button = {{"type", "button"}, {"text", plain("Agent: rules")}, {"url", agent_url_ + "/api/v1/rules"}};
+    return ojson{{"type", "actions"}, {"elements", ojson::array({button})}};
+  }
+
+  const std::string agent_url_;
+};
+
+// --- pagerduty --------------------------------------------------------------------------
+
+class PagerDutyFormat final : public Format {
+ public:
+  explicit PagerDutyFormat(const NotifierConfig& c) : routing_key_(c.routing_key), agent_url_(c.agent_url) {}
+
+  HttpRequest render(const std::vector<const Message*>& batch) const override {
+    const Anomaly& a = batch.front()->anomaly;
+    ojson body;
+    body["routing_key"] = routing_key_;
+    body["event_action"] = resolved(a) ? "resolve" : "trigger";
+    body["dedup_key"] = pagerduty_dedup_key(a);
+    if (!resolved(a)) {
+      const std::string* ns = find_label(a.scope, "namespace");
+      const std::string* pod = find_label(a.scope, "pod");
+      ojson payload;
+      payload["summary"] = truncate(a.summary.empty() ? a.rule : a.summary, 1024);
+      payload["source"] = a.node;
+      payload["severity"] = pagerduty_severity(a.severity);
+      payload["timestamp"] = format_rfc3339(a.started_at);
+      payload["component"] = ns && pod ? *ns + "/" + *pod : a.metric;
+      payload["group"] = ns ? *ns : a.node;
+      payload["class"] = a.rule;
+      payload["custom_details"] = encode_webhook_payload(a);
+      body["payload"] = payload;
+      body["client"] = "Vigil";
+      if (!agent_url_.empty()) {
+        body["client_url"] = agent_url_;
+        body["links"] = ojson::array({{{"href", agent_url_ + "/api/v1/rules"}, {"text", "Vigil agent on " + a.node}}});
+      }
+    }
+    return {dump_json(body), {}};
+  }
+
+ private:
+  const std::string routing_key_;
+  const std::string agent_url_;
+};
+
+// --- alertmanager -----------------------------------------------------------------------
+
+// Alertmanager label names are [a-zA-Z_][a-zA-Z0-9_]*.
+std::string label_name(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '_' ? c : '_';
+  if (out.empty() || std::isdigit(static_cast<unsigned char>(out[0]))) out.insert(0, "_");
+  return out;
+}
+
+class AlertmanagerFormat final : public Format {
+ public:
+  explicit AlertmanagerFormat(const NotifierConfig& c) : agent_url_(c.agent_url) {}
+  bool tracks_firing() const override { return true; }
+  bool sends_summaries() const override { return false; }
+
+  HttpRequest render(const std::vector<const Message*>& batch) const override {
+    ojson alerts = ojson::array();
+    for (const Message* m : batch) alerts.push_back(alert(m->anomaly));
+    return {dump_json(alerts), {}};
+  }
+
+ private:
+  ojson alert(const Anomaly& a) const {
+    ojson labels = ojson::object();
+    labels["alertname"] = a.rule;
+    labels["rule"] = a.rule;
+    labels["severity"] = a.severity;
+    labels["node"] = a.node;
+    for (const auto& [k, v] : a.scope) {
+      const std::string name = label_name(k);
+      if (!labels.contains(name)) labels[name] = v;
+    }
+    ojson annotations = {{"summary", a.summary},
+                         {"value", value_text(a.value)},
+                         {"baseline", value_text(a.baseline)},
+                         {"score", value_text(a.score)},
+                         {"metric", a.metric},
+                         {"detector", a.detector},
+                         {"vigil_id", a.id}};
+    ojson out = {{"labels", labels}, {"annotations", annotations}, {"startsAt", format_rfc3339(a.started_at)}};
+    if (resolved(a)) out["endsAt"] = format_rfc3339(std::max(a.ended_at, a.started_at));
+    if (!agent_url_.empty()) out["generatorURL"] = agent_url_ + "/api/v1/rules";
+    return out;
+  }
+
+  const std::string agent_url_;
+};
+
+const std::regex& placeholder_re() {
+  static const std::regex re(R"(\{\{\s*([A-Za-z0-9_.]+)\s*\}\})");
+  return re;
+}
+
+const ojson* lookup(const ojson& body, const std::string& path) {
+  const ojson* cur = &body;
+  size_t start = 0;
+  while (start <= path.size()) {
+    const size_t dot = path.find('.', start);
+    const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!cur->is_object() || !cur->contains(key)) return nullptr;
+    cur = &(*cur)[key];
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return cur;
+}
+
+}  // namespace
+
+std::optional<std::string> template_problem(const std::string& body_template) {
+  auto parsed = ojson::parse(body_template, nullptr, false);
+  if (parsed.is_discarded()) return "not valid JSON";
+  if (!parsed.is_object() && !parsed.is_array()) return "must be a JSON object or array";
+  // Every placeholder must name a field of the vigil.v1 body (a resolved one has them all).
+  Anomaly sample;
+  sample.status = AnomalyStatus::Resolved;
+  const ojson body = encode_webhook_payload(sample);
+  std::optional<std::string> problem;
+  const auto check = [&](const std::string& s) {
+    for (std::sregex_iterator it(s.begin(), s.end(), placeholder_re()), end; it != end; ++it)
+      if (!problem && !lookup(body, (*it)[1].str()) && (*it)[1].str().find("labels.") == std::string::npos &&
+          (*it)[1].str().find("group.") == std::string::npos)
+        problem = "unknown field '{{" + (*it)[1].str() + "}}' (see docs/webhook.md for the fields)";
+  };
+  std::function<void(const ojson&)> walk = [&](const ojson& j) {
+    if (j.is_string()) check(j.get<std::string>());
+    for (const auto& [k, v] : j.items()) {
+      check(k);
+      walk(v);
+    }
+  };
+  for (const auto& v : parsed) walk(v);
+  if (parsed.is_object())
+    for (const auto& [k, v] : parsed.items()) check(k);
+  return problem;
+}
+
+ojson render_template(const ojson& tmpl, const ojson& body) {
+  if (tmpl.is_string()) {
+    const std::string s = tmpl.get<std::string>();
+    std::smatch whole;
+    if (std::regex_match(s, whole, placeholder_re())) {
+      const ojson* v = lookup(body, whole[1].str());
+      return v ? *v : ojson(nullptr);
+    }
+    std::string out;
+    auto last = s.cbegin();
+    for (std::sregex_iterator it(s.begin(), s.end(), placeholder_re()), end; it != end; ++it) {
+      out.append(last, s.cbegin() + it->position());
+      if (const ojson* v = lookup(body, (*it)[1].str()); v && !v->is_null())
+        out += v->is_string() ? v->get<std::string>() : dump_json(*v);
+      last = s.cbegin() + it->position() + it->length();
+    }
+    out.append(last, s.cend());
+    return out;
+  }
+  if (tmpl.is_object()) {
+    ojson out = ojson::object();
+    for (const auto& [k, v] : tmpl.items()) out[render_template(ojson(k), body).get<std::string>()] = render_template(v, body);
+    return out;
+  }
+  if (tmpl.is_array()) {
+    ojson out = ojson::array();
+    for (const auto& v : tmpl) out.push_back(render_template(v, body));
+    return out;
+  }
+  return tmpl;
+}
+
+std::string sparkline(const std::vector<double>& values) {
+  static const char* bars[] = {"\xE2\x96\x81", "\xE2\x96\x82", "\xE2\x96\x83", "\xE2\x96\x84",
+                               "\xE2\x96\x85", "\xE2\x96\x86", "\xE2\x96\x87", "\xE2\x96\x88"};
+  std::vector<double> finite;
+  for (double v : values)
+    if (std::isfinite(v)) finite.push_back(v);
+  if (finite.size() < 2) return "";
+  const auto [lo, hi] = std::minmax_element(finite.begin(), finite.end());
+  const double span = *hi - *lo;
+  std::string out;
+  for (double v : finite) {
+    const int i = span > 0 ? static_cast<int>(std::lround((v - *lo) / span * 7)) : 0;
+    out += bars[std::clamp(i, 0, 7)];
+  }
+  return out;
+}
+
+std::string pagerduty_dedup_key(const Anomaly& a) {
+  std::string identity = a.rule + "\n" + a.node;
+  for (const auto& [k, v] : a.scope) identity += "\n" + k + "=" + v;
+  return "vigil-" + a.rule.substr(0, 200) + "-" + sha256_hex(identity).substr(0, 16);
+}
+
+std::string pagerduty_severity(const std::string& severity) {
+  if (severity == "critical" || severity == "error" || severity == "warning" || severity == "info") return severity;
+  return "warning";
+}
+
+std::unique_ptr<Format> make_webhook_format(const NotifierConfig& c) { return std::make_unique<WebhookFormat>(c); }
+std::unique_ptr<Format> make_slack_format(const NotifierConfig& c) { return std::make_unique<SlackFormat>(c); }
+std::unique_ptr<Format> make_pagerduty_format(const NotifierConfig& c) { return std::make_unique<PagerDutyFormat>(c); }
+std::unique_ptr<Format> make_alertmanager_format(const NotifierConfig& c) {
+  return std::make_unique<AlertmanagerFormat>(c);
+}
+
+}  // namespace vigil::actions
