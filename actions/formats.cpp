@@ -2,7 +2,8 @@
 // template and signed), Slack Block Kit, PagerDuty Events API v2 and Alertmanager API v2.
 #include <cmath>
 #include <cstdio>
-#include <regex>
+#include <algorithm>
+#include <functional>
 
 #include "actions/notifier_impl.h"
 
@@ -253,9 +254,28 @@ class AlertmanagerFormat final : public Format {
   const std::string agent_url_;
 };
 
-const std::regex& placeholder_re() {
-  static const std::regex re(R"(\{\{\s*([A-Za-z0-9_.]+)\s*\}\})");
-  return re;
+// A {{path}} placeholder found in a template string.
+struct Placeholder {
+  size_t pos = 0, len = 0;
+  std::string path;
+};
+
+std::vector<Placeholder> placeholders(const std::string& s) {
+  std::vector<Placeholder> out;
+  for (size_t at = s.find("{{"); at != std::string::npos; at = s.find("{{", at + 2)) {
+    const size_t close = s.find("}}", at + 2);
+    if (close == std::string::npos) break;
+    std::string path = s.substr(at + 2, close - at - 2);
+    path.erase(0, path.find_first_not_of(' '));
+    path.erase(path.find_last_not_of(' ') + 1);
+    const bool ok = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+    });
+    if (!ok) continue;
+    out.push_back({at, close + 2 - at, path});
+    at = close;
+  }
+  return out;
 }
 
 const ojson* lookup(const ojson& body, const std::string& path) {
@@ -278,47 +298,50 @@ std::optional<std::string> template_problem(const std::string& body_template) {
   auto parsed = ojson::parse(body_template, nullptr, false);
   if (parsed.is_discarded()) return "not valid JSON";
   if (!parsed.is_object() && !parsed.is_array()) return "must be a JSON object or array";
-  // Every placeholder must name a field of the vigil.v1 body (a resolved one has them all).
+  // Every placeholder must name a field of the vigil.v1 body (a resolved one has them all);
+  // under labels and group any key may appear.
   Anomaly sample;
   sample.status = AnomalyStatus::Resolved;
   const ojson body = encode_webhook_payload(sample);
   std::optional<std::string> problem;
   const auto check = [&](const std::string& s) {
-    for (std::sregex_iterator it(s.begin(), s.end(), placeholder_re()), end; it != end; ++it)
-      if (!problem && !lookup(body, (*it)[1].str()) && (*it)[1].str().find("labels.") == std::string::npos &&
-          (*it)[1].str().find("group.") == std::string::npos)
-        problem = "unknown field '{{" + (*it)[1].str() + "}}' (see docs/webhook.md for the fields)";
+    for (const auto& p : placeholders(s)) {
+      const bool open_map = p.path.find("labels.") != std::string::npos || p.path.find("group.") != std::string::npos;
+      if (!problem && !open_map && !lookup(body, p.path))
+        problem = "unknown field '{{" + p.path + "}}' (see docs/webhook.md for the fields)";
+    }
   };
   std::function<void(const ojson&)> walk = [&](const ojson& j) {
     if (j.is_string()) check(j.get<std::string>());
-    for (const auto& [k, v] : j.items()) {
-      check(k);
-      walk(v);
-    }
+    if (j.is_object())
+      for (const auto& [k, v] : j.items()) {
+        check(k);
+        walk(v);
+      }
+    if (j.is_array())
+      for (const auto& v : j) walk(v);
   };
-  for (const auto& v : parsed) walk(v);
-  if (parsed.is_object())
-    for (const auto& [k, v] : parsed.items()) check(k);
+  walk(parsed);
   return problem;
 }
 
 ojson render_template(const ojson& tmpl, const ojson& body) {
   if (tmpl.is_string()) {
     const std::string s = tmpl.get<std::string>();
-    std::smatch whole;
-    if (std::regex_match(s, whole, placeholder_re())) {
-      const ojson* v = lookup(body, whole[1].str());
+    const auto found = placeholders(s);
+    if (found.size() == 1 && found[0].pos == 0 && found[0].len == s.size()) {
+      const ojson* v = lookup(body, found[0].path);
       return v ? *v : ojson(nullptr);
     }
     std::string out;
-    auto last = s.cbegin();
-    for (std::sregex_iterator it(s.begin(), s.end(), placeholder_re()), end; it != end; ++it) {
-      out.append(last, s.cbegin() + it->position());
-      if (const ojson* v = lookup(body, (*it)[1].str()); v && !v->is_null())
+    size_t last = 0;
+    for (const auto& p : found) {
+      out.append(s, last, p.pos - last);
+      if (const ojson* v = lookup(body, p.path); v && !v->is_null())
         out += v->is_string() ? v->get<std::string>() : dump_json(*v);
-      last = s.cbegin() + it->position() + it->length();
+      last = p.pos + p.len;
     }
-    out.append(last, s.cend());
+    out.append(s, last, std::string::npos);
     return out;
   }
   if (tmpl.is_object()) {

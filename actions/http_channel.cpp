@@ -299,9 +299,11 @@ class HttpChannel final : public Notifier {
     queue_.pop_front();
     const Message& head = batch.front();
     if (group_wait_ <= 0 || head.anomaly.status != AnomalyStatus::Firing || head.suppressed) return;
+    const std::string node = head.anomaly.node;  // copies: push_back below moves `head`
+    const double head_enqueued = head.enqueued_unix;
     for (auto it = queue_.begin(); it != queue_.end() && batch.size() < 100;) {
-      if (it->anomaly.status == AnomalyStatus::Firing && !it->suppressed && it->anomaly.node == head.anomaly.node &&
-          it->enqueued_unix - head.enqueued_unix <= group_wait_) {
+      if (it->anomaly.status == AnomalyStatus::Firing && !it->suppressed && it->anomaly.node == node &&
+          it->enqueued_unix - head_enqueued <= group_wait_) {
         batch.push_back(std::move(*it));
         it = queue_.erase(it);
       } else {

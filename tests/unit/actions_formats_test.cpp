@@ -1,0 +1,220 @@
+// Exact request bodies per notifier type, as a loopback receiver gets them: Slack Block Kit,
+// PagerDuty Events API v2 (the resolve reuses the trigger's dedup_key), the webhook with a
+// template and an HMAC signature, and the vigil.v1 body against docs/webhook.schema.json.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "actions/notifier_impl.h"
+#include "actions_test_receiver.h"
+
+namespace vigil::actions {
+namespace {
+
+using namespace testing;
+using json = nlohmann::json;
+
+TEST(SlackFormat, FiringAndResolvedBodiesAreExact) {
+  HttpReceiver rx;
+  auto c = channel("slack", rx.url("/services/T0/B0/XXX"));
+  c.agent_url = "http://worker-1:9965";
+  auto n = must_make(c);
+  n->enqueue(sample_anomaly("3f9c2a7e61d04b8a"));
+  n->enqueue(resolved(sample_anomaly("3f9c2a7e61d04b8a")));
+  ASSERT_TRUE(rx.wait_ok(2));
+  const auto hits = rx.ok_hits();
+  EXPECT_EQ(hits[0].path, "/services/T0/B0/XXX");
+  const json firing = json::parse(R"({
+    "text": "[CRITICAL] pod_drop_surge firing on shop/checkout-7d9f8: drops 12.5/s, baseline 0.4/s",
+    "blocks": [
+      {"type": "header", "text": {"type": "plain_text", "text": "🔴 CRITICAL pod_drop_surge firing", "emoji": true}},
+      {"type": "section", "text": {"type": "mrkdwn", "text": "drops 12.5/s, baseline 0.4/s"}},
+      {"type": "section", "fields": [
+        {"type": "mrkdwn", "text": "*Namespace*\nshop"},
+        {"type": "mrkdwn", "text": "*Pod*\ncheckout-7d9f8"},
+        {"type": "mrkdwn", "text": "*Node*\nworker-1"},
+        {"type": "mrkdwn", "text": "*Observed vs expected*\n12.5 vs 0.4"}]},
+      {"type": "context", "elements": [{"type": "mrkdwn",
+        "text": "`vigil_drop_packets_total` · baseline.zscore score 8.25 · started 2026-11-25T12:34:56.789Z · id 3f9c2a7e61d04b8a"}]},
+      {"type": "actions", "elements": [{"type": "button",
+        "text": {"type": "plain_text", "text": "Agent: rules", "emoji": true}, "url": "http://worker-1:9965/api/v1/rules"}]}
+    ]})");
+  EXPECT_EQ(hits[0].json(), firing) << hits[0].body;
+  json resolved_body = firing;
+  resolved_body["text"] = "[CRITICAL] pod_drop_surge resolved on shop/checkout-7d9f8: drops 12.5/s, baseline 0.4/s";
+  resolved_body["blocks"][0]["text"]["text"] = "✅ CRITICAL pod_drop_surge resolved";
+  resolved_body["blocks"][1]["text"]["text"] = "drops 12.5/s, baseline 0.4/s\nResolved after 6m 59s.";
+  EXPECT_EQ(hits[1].json(), resolved_body) << hits[1].body;
+  EXPECT_EQ(hits[0].header("Content-Type"), "application/json");
+}
+
+TEST(SlackFormat, AnomaliesStartingTogetherOnANodeAreOneMessage) {
+  HttpReceiver rx;
+  auto c = channel("slack", rx.url());
+  c.group_wait_seconds = 0.3;
+  auto n = must_make(c);
+  const auto start = Clock::now();
+  for (int i = 0; i < 3; ++i) n->enqueue(sample_anomaly("id" + std::to_string(i), "pod-" + std::to_string(i)));
+  ASSERT_TRUE(rx.wait_ok(1));
+  EXPECT_GE(rx.ok_hits()[0].at - start, 250ms);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(rx.ok_hits().size(), 1u) << rx.ok_hits()[0].body << "\n" << rx.ok_hits()[1].body;
+  const json body = rx.ok_hits()[0].json();
+  EXPECT_EQ(body["text"], "3 anomalies on worker-1");
+  EXPECT_EQ(body["blocks"][0]["text"]["text"], "🔴 3 anomalies on worker-1");
+  ASSERT_EQ(body["blocks"].size(), 4u);  // header + one section per anomaly
+  EXPECT_EQ(body["blocks"][2]["text"]["text"],
+            "*CRITICAL* `pod_drop_surge` shop/pod-1\ndrops 12.5/s, baseline 0.4/s\nobserved 12.5 vs expected 0.4");
+  EXPECT_EQ(n->stats().sent, 3u);
+}
+
+TEST(SlackFormat, EscapesMarkup) {
+  HttpReceiver rx;
+  auto n = must_make(channel("slack", rx.url()));
+  auto a = sample_anomaly("x");
+  a.summary = "<!channel> & <http://evil|click>";
+  n->enqueue(a);
+  ASSERT_TRUE(rx.wait_ok(1));
+  EXPECT_EQ(rx.ok_hits()[0].json()["blocks"][1]["text"]["text"], "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;");
+}
+
+TEST(Sparkline, ScalesToEightLevels) {
+  EXPECT_EQ(sparkline({0, 1, 2, 3, 4, 5, 6, 7}), "▁▂▃▄▅▆▇█");
+  EXPECT_EQ(sparkline({5, 5, 5}), "▁▁▁");
+  EXPECT_EQ(sparkline({1}), "");
+  EXPECT_EQ(sparkline({1, NAN, 3}), "▁█");
+}
+
+TEST(PagerDutyFormat, TriggerAndResolveBodiesAreExactAndShareTheDedupKey) {
+  HttpReceiver rx;
+  auto c = channel("pagerduty", rx.url("/v2/enqueue"));
+  c.agent_url = "http://worker-1:9965";
+  auto n = must_make(c);
+  const Anomaly a = sample_anomaly("3f9c2a7e61d04b8a");
+  n->enqueue(a);
+  n->enqueue(resolved(a));
+  ASSERT_TRUE(rx.wait_ok(2));
+  const auto hits = rx.ok_hits();
+  const std::string key = pagerduty_dedup_key(a);
+  EXPECT_EQ(key.rfind("vigil-pod_drop_surge-", 0), 0u);
+  EXPECT_EQ(key.size(), std::string("vigil-pod_drop_surge-").size() + 16);
+  json trigger = {
+      {"routing_key", "R0UTINGKEY"},
+      {"event_action", "trigger"},
+      {"dedup_key", key},
+      {"payload",
+       {{"summary", "drops 12.5/s, baseline 0.4/s"},
+        {"source", "worker-1"},
+        {"severity", "critical"},
+        {"timestamp", "2026-11-25T12:34:56.789Z"},
+        {"component", "shop/checkout-7d9f8"},
+        {"group", "shop"},
+        {"class", "pod_drop_surge"},
+        {"custom_details", json::parse(dump_json(encode_webhook_payload(a)))}}},
+      {"client", "Vigil"},
+      {"client_url", "http://worker-1:9965"},
+      {"links", {{{"href", "http://worker-1:9965/api/v1/rules"}, {"text", "Vigil agent on worker-1"}}}},
+  };
+  EXPECT_EQ(hits[0].json(), trigger) << hits[0].body;
+  EXPECT_EQ(hits[1].json(), json({{"routing_key", "R0UTINGKEY"}, {"event_action", "resolve"}, {"dedup_key", key}}));
+  // Another pod is another incident; the same rule and scope later is the same key.
+  EXPECT_NE(pagerduty_dedup_key(sample_anomaly("other", "pod-2")), key);
+  EXPECT_EQ(pagerduty_dedup_key(sample_anomaly("next-episode")), key);
+}
+
+TEST(PagerDutyFormat, SeverityMapping) {
+  EXPECT_EQ(pagerduty_severity("critical"), "critical");
+  EXPECT_EQ(pagerduty_severity("warning"), "warning");
+  EXPECT_EQ(pagerduty_severity("info"), "info");
+  EXPECT_EQ(pagerduty_severity("error"), "error");
+  EXPECT_EQ(pagerduty_severity("weird"), "warning");
+}
+
+TEST(PagerDutyFormat, RoutingKeyFromAFileNeverInErrors) {
+  const std::string dir = make_temp_dir();
+  std::ofstream(dir + "/key") << "FILEKEY\n";
+  HttpReceiver rx;
+  auto c = channel("pagerduty", rx.url());
+  c.routing_key.clear();
+  c.routing_key_file = dir + "/key";
+  auto n = must_make(c);
+  n->enqueue(sample_anomaly("a"));
+  ASSERT_TRUE(rx.wait_ok(1));
+  EXPECT_EQ(rx.ok_hits()[0].json()["routing_key"], "FILEKEY");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(WebhookFormat, HmacSignatureAndCustomHeaders) {
+  HttpReceiver rx;
+  auto c = channel("webhook", rx.url());
+  c.secret = "shared-secret";
+  c.headers = {{"Authorization", "Bearer t0k3n"}};
+  auto n = must_make(c);
+  n->enqueue(sample_anomaly("a"));
+  ASSERT_TRUE(rx.wait_ok(1));
+  const Hit h = rx.ok_hits()[0];
+  EXPECT_EQ(h.header("X-Vigil-Signature"), "sha256=" + hmac_sha256_hex("shared-secret", h.body));
+  EXPECT_EQ(h.header("Authorization"), "Bearer t0k3n");
+  EXPECT_EQ(h.header("Idempotency-Key"), h.header("X-Vigil-Delivery"));
+  // A known vector (RFC 4231 test case 2).
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(WebhookFormat, TemplateReshapesTheBody) {
+  HttpReceiver rx;
+  auto c = channel("webhook", rx.url());
+  c.body_template = R"({"msg": "{{severity}}: {{summary}} on {{scope.pod}}", "value": "{{metric.value}}",
+                        "scope": "{{scope}}", "missing": "{{scope.group.server}}", "fixed": [1, "x"]})";
+  ASSERT_FALSE(template_problem(c.body_template)) << *template_problem(c.body_template);
+  auto n = must_make(c);
+  n->enqueue(sample_anomaly("a"));
+  ASSERT_TRUE(rx.wait_ok(1));
+  EXPECT_EQ(rx.ok_hits()[0].json(),
+            json::parse(R"({"msg": "critical: drops 12.5/s, baseline 0.4/s on checkout-7d9f8", "value": 12.5,
+                            "scope": {"node": "worker-1", "namespace": "shop", "pod": "checkout-7d9f8",
+                                      "labels": {"app": "checkout"}, "group": {}},
+                            "missing": null, "fixed": [1, "x"]})"));
+  EXPECT_EQ(*template_problem("[1"), "not valid JSON");
+  EXPECT_EQ(*template_problem("\"{{id}}\""), "must be a JSON object or array");
+  EXPECT_EQ(*template_problem(R"({"a": "{{metric.nope}}"})"),
+            "unknown field '{{metric.nope}}' (see docs/webhook.md for the fields)");
+}
+
+// The documented JSON Schema accepts real bodies (firing, resolved, with nulls) and rejects a
+// broken one. Validated by python3-jsonschema, the reference implementation.
+TEST(WebhookSchema, RealPayloadsValidate) {
+  if (std::system("python3 -c 'import jsonschema' 2>/dev/null") != 0) GTEST_SKIP() << "python3-jsonschema missing";
+  const std::string dir = make_temp_dir();
+  auto nan_anomaly = sample_anomaly("n");
+  nan_anomaly.score = NAN;
+  nan_anomaly.scope = {{"server", "10.96.0.10"}};
+  const std::vector<std::string> bodies = {dump_json(encode_webhook_payload(sample_anomaly("a"))),
+                                           dump_json(encode_webhook_payload(resolved(sample_anomaly("a")))),
+                                           dump_json(encode_webhook_payload(nan_anomaly))};
+  for (size_t i = 0; i < bodies.size(); ++i) std::ofstream(dir + "/ok" + std::to_string(i) + ".json") << bodies[i];
+  auto broken = json::parse(bodies[1]);
+  broken.erase("ended_at");
+  std::ofstream(dir + "/bad.json") << broken.dump();
+  const std::string script = dir + "/check.py";
+  std::ofstream(script) << "import json, sys, jsonschema\n"
+                           "schema = json.load(open(sys.argv[1]))\n"
+                           "jsonschema.Draft202012Validator.check_schema(schema)\n"
+                           "v = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())\n"
+                           "for f in sys.argv[2:]:\n"
+                           "    errs = list(v.iter_errors(json.load(open(f))))\n"
+                           "    print(f.split('/')[-1], 'valid' if not errs else 'invalid')\n";
+  const std::string cmd = "python3 " + script + " " VIGIL_SOURCE_DIR "/docs/webhook.schema.json " + dir + "/ok0.json " +
+                          dir + "/ok1.json " + dir + "/ok2.json " + dir + "/bad.json > " + dir + "/out.txt 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::ifstream in(dir + "/out.txt");
+  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "ok0.json valid\nok1.json valid\nok2.json valid\nbad.json invalid\n");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace vigil::actions
