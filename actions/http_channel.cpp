@@ -265,6 +265,12 @@ class HttpChannel final : public Notifier {
           }
         }
         take_batch(batch);
+        if (!firing && batch.front().suppressed == 0 && suppressed_ids_.erase(batch.front().anomaly.id) > 0) {
+          outbox_->remove(batch.front().seq);  // the resolve of a held-back firing
+          ++stats_.suppressed;
+          batch.clear();
+          continue;
+        }
         if (firing && rate_limited(batch.size() == 1 ? 1 : 1)) {
           for (const auto& m : batch) {
             outbox_->remove(m.seq);

@@ -2,6 +2,7 @@
 // plus small helpers. `handle` decides each answer; it may block (bounded by the test).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -25,7 +26,7 @@ struct Hit {
   httplib::Headers headers;
   std::string body;
   int status = 0;
-  Clock::time_point at;
+  Clock::time_point at;  // when the request arrived
   std::string header(const std::string& name) const {
     auto it = headers.find(name);
     return it == headers.end() ? "" : it->second;
@@ -39,10 +40,11 @@ class HttpReceiver {
 
   explicit HttpReceiver(Handle handle = nullptr, int port = 0) : handle_(std::move(handle)) {
     server_.Post(".*", [this](const httplib::Request& req, httplib::Response& res) {
+      const auto arrived = Clock::now();
       res.status = 200;
       if (handle_) handle_(req, res);
       std::lock_guard lock(mu_);
-      hits_.push_back({req.path, req.headers, req.body, res.status, Clock::now()});
+      hits_.push_back({req.path, req.headers, req.body, res.status, arrived});
       cv_.notify_all();
     });
     port_ = port == 0 ? server_.bind_to_any_port("127.0.0.1") : (server_.bind_to_port("127.0.0.1", port) ? port : -1);
@@ -65,14 +67,16 @@ class HttpReceiver {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return hits_.size() >= n; });
   }
+  // In order of arrival (a hanging handler finishes after later requests).
   std::vector<Hit> hits() const {
     std::lock_guard lock(mu_);
-    return hits_;
+    auto out = hits_;
+    std::stable_sort(out.begin(), out.end(), [](const Hit& a, const Hit& b) { return a.at < b.at; });
+    return out;
   }
   std::vector<Hit> ok_hits() const {
-    std::lock_guard lock(mu_);
     std::vector<Hit> out;
-    for (const auto& h : hits_)
+    for (const auto& h : hits())
       if (h.status >= 200 && h.status < 300) out.push_back(h);
     return out;
   }
