@@ -1,0 +1,135 @@
+// The durable outbox: a child process queues 100 notifications for a receiver that is down
+// and is killed with SIGKILL; a new notifier on the same outbox delivers all 100, in order,
+// each with the idempotency key it was given before the crash.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "actions/notifier_impl.h"
+#include "actions_test_receiver.h"
+
+namespace vigil::actions {
+namespace {
+
+using namespace testing;
+namespace fs = std::filesystem;
+
+size_t files_in(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.path().extension() == ".json";
+  return n;
+}
+
+TEST(Outbox, KillNineWithAHundredQueuedThenRestartDeliversAll) {
+  const std::string dir = make_temp_dir();
+  const std::string outbox = dir + "/outbox/hook";
+  int port = 0;
+  {
+    HttpReceiver probe;
+    port = probe.port();
+  }
+  NotifierConfig c = channel("webhook", "http://127.0.0.1:" + std::to_string(port) + "/hook", "hook");
+  c.outbox_dir = outbox;
+  c.backoff_initial_seconds = 0.05;
+
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the "agent": queue 100, say so, then wait to be killed (bounded)
+    close(ready[0]);
+    auto made = make_notifier(c);
+    if (!made) _exit(2);
+    for (int i = 0; i < 100; ++i) (*made)->enqueue(sample_anomaly("k" + std::to_string(i)));
+    (void)!write(ready[1], "r", 1);
+    for (int i = 0; i < 300; ++i) usleep(100 * 1000);
+    _exit(3);
+  }
+  close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  close(ready[0]);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  // Every message is on disk, whole, with its key.
+  ASSERT_EQ(files_in(outbox), 100u);
+  std::map<std::string, std::string> key_of;  // anomaly id -> key written before the crash
+  for (const auto& e : fs::directory_iterator(outbox)) {
+    std::ifstream in(e.path());
+    auto m = message_from_json(nlohmann::json::parse(in));
+    ASSERT_TRUE(m.ok());
+    key_of[m->anomaly.id] = m->key;
+  }
+  ASSERT_EQ(key_of.size(), 100u);
+
+  HttpReceiver rx(nullptr, port);
+  ASSERT_EQ(rx.port(), port);
+  auto restarted = must_make(c);
+  ASSERT_TRUE(rx.wait_ok(100, 10s)) << rx.ok_hits().size();
+  std::this_thread::sleep_for(100ms);
+  const auto hits = rx.ok_hits();
+  ASSERT_EQ(hits.size(), 100u);
+  std::set<std::string> keys;
+  for (size_t i = 0; i < hits.size(); ++i) {
+    const std::string id = hits[i].json()["id"];
+    EXPECT_EQ(id, "k" + std::to_string(i));
+    EXPECT_EQ(hits[i].header("Idempotency-Key"), key_of[id]) << id;
+    keys.insert(hits[i].header("Idempotency-Key"));
+  }
+  EXPECT_EQ(keys.size(), 100u);
+  ASSERT_TRUE(eventually([&] { return files_in(outbox) == 0; }, 2s));
+  EXPECT_EQ(restarted->stats().sent, 100u);
+  restarted->stop();
+  fs::remove_all(dir);
+}
+
+TEST(Outbox, StopKeepsQueuedMessagesForTheNextStart) {
+  const std::string dir = make_temp_dir();
+  int port = 0;
+  {
+    HttpReceiver probe;
+    port = probe.port();
+  }
+  NotifierConfig c = channel("slack", "http://127.0.0.1:" + std::to_string(port) + "/s", "chat");
+  c.outbox_dir = dir + "/chat";
+  {
+    auto n = must_make(c);
+    for (int i = 0; i < 3; ++i) n->enqueue(sample_anomaly("s" + std::to_string(i)));
+    n->stop();
+    EXPECT_EQ(n->stats().dropped, 0u);
+  }
+  EXPECT_EQ(files_in(dir + "/chat"), 3u);
+  // A torn write (crash before the rename) is ignored, a corrupt file is set aside.
+  std::ofstream(dir + "/chat/.tmp-00000000000000ff.json") << "{\"seq\":";
+  std::ofstream(dir + "/chat/00000000000000fe.json") << "not json";
+  HttpReceiver rx(nullptr, port);
+  c.group_wait_seconds = 0;
+  auto n = must_make(c);
+  ASSERT_TRUE(rx.wait_ok(3, 5s));
+  EXPECT_TRUE(fs::exists(dir + "/chat/00000000000000fe.json.corrupt"));
+  EXPECT_FALSE(fs::exists(dir + "/chat/.tmp-00000000000000ff.json"));
+  n->stop();
+  fs::remove_all(dir);
+}
+
+TEST(Outbox, UnwritableDirectoryIsAnErrorNamingIt) {
+  NotifierConfig c = channel("webhook", "http://127.0.0.1:9/", "hook");
+  c.outbox_dir = "/proc/vigil-no-such/outbox";
+  auto n = make_notifier(c);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.error().message.rfind("notifier 'hook': outbox: cannot create /proc/vigil-no-such/outbox: ", 0), 0u)
+      << n.error().message;
+}
+
+}  // namespace
+}  // namespace vigil::actions
