@@ -411,7 +411,13 @@ class HttpChannel final : public Notifier {
         result = a;
         result.reason = targets_[i].url.origin() + ": " + a.reason;
       }
-      if (all) {
+      // An HA peer that stays down must not hold the channel back: once another peer has it
+      // and the laggard had a few tries, the message counts as delivered (the firing resend
+      // and Alertmanager's own gossip bring the peer up to date).
+      const bool some = std::find(done.begin(), done.end(), true) != done.end();
+      if (all || (some && attempt >= 3)) {
+        if (!all)
+          spdlog::warn("notifier {}: delivery {} reached only some Alertmanagers: {}", config_.name, key, result.reason);
         delivered(batch);
         return;
       }
