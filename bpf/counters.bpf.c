@@ -21,11 +21,33 @@
 char LICENSE[] SEC("license") = "GPL";
 
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, VIGIL_MAX_PODS);
-  __type(key, struct vigil_traffic_key);
+  __type(key, __u32);
   __type(value, struct vigil_traffic_value);
 } vigil_traffic SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, VIGIL_SLOT_TABLE);
+  __type(key, __u32);
+  __type(value, struct vigil_slot);
+} vigil_slots SEC(".maps");
+
+/* Interfaces whose vigil_slots place another interface holds: keyed by ifindex. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS);
+  __type(key, __u32);
+  __type(value, struct vigil_slot);
+} vigil_slots_spill SEC(".maps");
+
+static __always_inline struct vigil_slot *slot_of(__u32 ifindex) {
+  __u32 i = ifindex & (VIGIL_SLOT_TABLE - 1);
+  struct vigil_slot *s = bpf_map_lookup_elem(&vigil_slots, &i);
+  if (s && s->ifindex == ifindex) return s;
+  return bpf_map_lookup_elem(&vigil_slots_spill, &ifindex);
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -57,12 +79,6 @@ struct {
   __type(value, struct vigil_tcp_value);
 } vigil_tcp SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, VIGIL_MAX_PODS);
-  __type(key, __u32);
-  __type(value, struct vigil_remote_cfg);
-} vigil_remote_cfg SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -87,16 +103,11 @@ static __always_inline void count_error(__u32 site) {
 #include "lib/dns.h"
 #include "lib/apiserver.h"
 
-static __always_inline struct vigil_traffic_value *traffic_of(struct __sk_buff *skb) {
-  struct vigil_traffic_key key = {.ifindex = skb->ifindex};
-  struct vigil_traffic_value *v = bpf_map_lookup_elem(&vigil_traffic, &key);
-  if (v) return v;
-  struct vigil_traffic_value zero = {};
-  /* BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up again. */
-  bpf_map_update_elem(&vigil_traffic, &key, &zero, BPF_NOEXIST);
-  v = bpf_map_lookup_elem(&vigil_traffic, &key);
-  if (!v) count_error(VIGIL_ERR_TRAFFIC_MAP_FULL);
-  return v;
+/* The traffic entry of an attached pod interface; 0 for an interface the agent has no slot for
+ * (a filter left from an earlier agent, or one attached a moment before its slot was set). */
+static __always_inline struct vigil_traffic_value *traffic_of(const struct vigil_slot *s) {
+  __u32 slot = s->slot;
+  return bpf_map_lookup_elem(&vigil_traffic, &slot);
 }
 
 static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int dir, __u8 flags) {
@@ -119,25 +130,39 @@ struct {
   __type(value, __u32);
 } vigil_remote_pod SEC(".maps");
 
-/* Remote context for pods that opted in: the per-peer entry of pod `ifindex` for `addr`, or of
- * the "other" peer once max_peers are taken; 0 when the pod did not opt in. */
-static __always_inline struct vigil_remote_value *remote_entry(__u32 ifindex, int dir, const __u8 addr[16]) {
-  struct vigil_remote_cfg *cfg = bpf_map_lookup_elem(&vigil_remote_cfg, &ifindex);
-  if (!cfg) return 0;
-  struct vigil_remote_key key = {.ifindex = ifindex, .direction = dir};
-  __builtin_memcpy(key.addr, addr, 16);
+/* Addresses that say nothing about a pod's peers: IPv6 link-local (fe80::/10) and multicast
+ * (ff00::/8), IPv4 multicast and broadcast. On a shared L2 segment every pod hears its
+ * neighbours' solicitations; they share one bucket instead of taking max_peers slots. */
+static __always_inline int local_scope(const __u8 a[16]) {
+  if (a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)) return 1;
+  if (a[10] == 0xff && a[11] == 0xff && a[0] == 0 && a[8] == 0)
+    return (a[12] & 0xf0) == 0xe0 || (a[12] == 0xff && a[13] == 0xff && a[14] == 0xff && a[15] == 0xff);
+  return 0;
+}
+
+/* Remote context for pods that opted in: the per-peer entry of the pod behind `s` for `addr`,
+ * or its "other" entry once max_peers are taken, or its local-scope entry; 0 when the pod did
+ * not opt in. */
+static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot *s, int dir, const __u8 addr[16]) {
+  if (!s->remote_max) return 0;
+  struct vigil_remote_key key = {.ifindex = s->ifindex, .direction = dir};
+  const int local = local_scope(addr);
+  if (local) key.addr[15] = 1; /* the local-scope bucket, ::1, never a veth peer */
+  else __builtin_memcpy(key.addr, addr, 16);
   struct vigil_remote_value *rv = bpf_map_lookup_elem(&vigil_remote, &key);
   if (rv) return rv;
   struct vigil_remote_value zero = {};
   /* Reserve a peer slot first, so that CPUs racing on new peers never exceed max_peers. */
-  if (cfg->used < cfg->max_peers && __sync_fetch_and_add(&cfg->used, 1) < cfg->max_peers) {
-    bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
+  if (!local) {
+    if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max) {
+      bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
+      rv = bpf_map_lookup_elem(&vigil_remote, &key);
+      if (rv) return rv;
+    }
+    __builtin_memset(key.addr, 0, 16); /* "other" */
     rv = bpf_map_lookup_elem(&vigil_remote, &key);
     if (rv) return rv;
   }
-  __builtin_memset(key.addr, 0, 16); /* "other" */
-  rv = bpf_map_lookup_elem(&vigil_remote, &key);
-  if (rv) return rv;
   bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
   rv = bpf_map_lookup_elem(&vigil_remote, &key);
   if (!rv) count_error(VIGIL_ERR_REMOTE_MAP_FULL);
@@ -147,19 +172,15 @@ static __always_inline struct vigil_remote_value *remote_entry(__u32 ifindex, in
 /* The same for code that knows the pod by id (drops, sockets). */
 static __always_inline struct vigil_remote_value *remote_entry_of_pod(__u32 pod_id, int dir, const __u8 addr[16]) {
   __u32 *ifindex = bpf_map_lookup_elem(&vigil_remote_pod, &pod_id);
-  return ifindex ? remote_entry(*ifindex, dir, addr) : 0;
-}
-
-static __always_inline void count_remote(struct __sk_buff *skb, const struct vigil_pkt *pkt, int dir) {
-  /* The peer is the destination of what the pod sends and the source of what it receives. */
-  struct vigil_remote_value *rv = remote_entry(skb->ifindex, dir, dir == VIGIL_DIR_EGRESS ? pkt->daddr : pkt->saddr);
-  if (!rv) return;
-  rv->packets += 1;
-  rv->bytes += skb->len;
+  if (!ifindex) return 0;
+  struct vigil_slot *s = slot_of(*ifindex);
+  return s ? remote_entry(s, dir, addr) : 0;
 }
 
 static __always_inline int observe(struct __sk_buff *skb, int dir) {
-  struct vigil_traffic_value *v = traffic_of(skb);
+  struct vigil_slot *s = slot_of(skb->ifindex);
+  if (!s) return TC_ACT_OK;
+  struct vigil_traffic_value *v = traffic_of(s);
   if (!v) return TC_ACT_OK;
   dir &= 1;
   v->packets[dir] += 1;
@@ -175,7 +196,12 @@ static __always_inline int observe(struct __sk_buff *skb, int dir) {
   if (r > 0) return TC_ACT_OK; /* not IP */
   if (vigil_is_dns(&pkt)) vigil_dns_observe(skb, &pkt, v, dir);
   if (pkt.l4_proto == VIGIL_IPPROTO_TCP) count_tcp_flags(v, dir, pkt.tcp_flags);
-  count_remote(skb, &pkt, dir);
+  /* The peer is the destination of what the pod sends and the source of what it receives. */
+  struct vigil_remote_value *rv = remote_entry(s, dir, dir == VIGIL_DIR_EGRESS ? pkt.daddr : pkt.saddr);
+  if (rv) {
+    rv->packets += 1;
+    rv->bytes += skb->len;
+  }
   return TC_ACT_OK;
 }
 

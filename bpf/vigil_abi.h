@@ -13,9 +13,20 @@ enum vigil_direction {
   VIGIL_DIR_MAX = 2,
 };
 
-/* vigil_traffic: per-CPU, keyed by the host-side interface index of a pod. */
+/* vigil_traffic: per-CPU array, one entry per attached pod interface, at the slot the agent
+ * gives it. The TC programs find the slot without a hash lookup: vigil_slots is an array
+ * indexed by the low bits of the ifindex, with the rare collision in vigil_slots_spill. */
 struct vigil_traffic_key {
   __u32 ifindex;
+};
+
+#define VIGIL_SLOT_TABLE 8192 /* power of two */
+
+struct vigil_slot {
+  __u32 ifindex;     /* 0: free */
+  __u32 slot;        /* index into vigil_traffic, < VIGIL_MAX_PODS */
+  __u32 remote_max;  /* remote context: distinct peers kept; 0 = off */
+  __u32 remote_used; /* peers taken so far (atomic) */
 };
 
 /* TCP flag counters, as Retina reports them: SYN without ACK and SYN+ACK are separate. */
@@ -103,14 +114,6 @@ enum vigil_error_site {
   VIGIL_ERR_DNS_PENDING_FULL = 6, /* a request could not be stored in vigil_dns_pending */
   VIGIL_ERR_DNS_LOAD_BYTES = 7,   /* bpf_skb_load_bytes failed inside bounds already checked */
   VIGIL_ERR_MAX = 8,
-};
-
-/* vigil_remote_cfg: pods that opted in to remote context, keyed by host-side ifindex. The
- * agent sets max_peers; the kernel counts distinct peers in `used` and sends the rest to the
- * "other" peer (the all-zero address), so cardinality is bounded by config, never by traffic. */
-struct vigil_remote_cfg {
-  __u32 max_peers;
-  __u32 used;
 };
 
 /* vigil_remote: per-CPU, traffic of an opted-in pod by remote address and direction. */

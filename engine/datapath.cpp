@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -69,7 +70,55 @@ Datapath::~Datapath() {
   if (skel_) vigil_counters__destroy(skel_);
 }
 
+Result<void> Datapath::write_slot(const vigil_slot& entry) {
+  __u32 index = entry.ifindex & (VIGIL_SLOT_TABLE - 1);
+  vigil_slot there{};
+  if (bpf_map__lookup_elem(skel_->maps.vigil_slots, &index, sizeof(index), &there, sizeof(there), 0))
+    return make_error("read map vigil_slots: " + err_text(errno));
+  if (there.ifindex == 0 || there.ifindex == entry.ifindex) {
+    if (bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &entry, sizeof(entry), BPF_ANY))
+      return make_error("update map vigil_slots: " + err_text(errno));
+    return {};
+  }
+  if (bpf_map__update_elem(skel_->maps.vigil_slots_spill, &entry.ifindex, sizeof(entry.ifindex), &entry, sizeof(entry), BPF_ANY))
+    return make_error("update map vigil_slots_spill: " + err_text(errno));
+  return {};
+}
+
+Result<void> Datapath::claim_slot(uint32_t ifindex) {
+  if (slot_of_.count(ifindex)) return {};
+  if (slot_taken_.empty()) slot_taken_.assign(VIGIL_MAX_PODS, false);
+  auto free = std::find(slot_taken_.begin(), slot_taken_.end(), false);
+  if (free == slot_taken_.end()) return make_error("no traffic slot left (" + std::to_string(VIGIL_MAX_PODS) + " interfaces)");
+  const uint32_t slot = static_cast<uint32_t>(free - slot_taken_.begin());
+  // A slot starts from zero: the previous interface's counts were read for the last time.
+  std::vector<vigil_traffic_value> zero(possible_cpus());
+  if (bpf_map__update_elem(skel_->maps.vigil_traffic, &slot, sizeof(slot), zero.data(), zero.size() * sizeof(zero[0]), BPF_ANY))
+    return make_error("reset map vigil_traffic: " + err_text(errno));
+  if (auto r = write_slot(vigil_slot{ifindex, slot, 0, 0}); !r) return r;
+  *free = true;
+  slot_of_[ifindex] = slot;
+  return {};
+}
+
+void Datapath::release_slot(uint32_t ifindex) {
+  auto it = slot_of_.find(ifindex);
+  if (it == slot_of_.end()) return;
+  __u32 index = ifindex & (VIGIL_SLOT_TABLE - 1);
+  vigil_slot there{};
+  if (bpf_map__lookup_elem(skel_->maps.vigil_slots, &index, sizeof(index), &there, sizeof(there), 0) == 0 &&
+      there.ifindex == ifindex) {
+    vigil_slot empty{};
+    bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &empty, sizeof(empty), BPF_ANY);
+  } else {
+    bpf_map__delete_elem(skel_->maps.vigil_slots_spill, &ifindex, sizeof(ifindex), 0);
+  }
+  slot_taken_[it->second] = false;
+  slot_of_.erase(it);
+}
+
 Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname) {
+  if (auto r = claim_slot(ifindex); !r) return r;
   DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
                       .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
   int err = bpf_tc_hook_create(&hook);
@@ -125,14 +174,13 @@ void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& 
 }
 
 Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers) {
+  auto it = slot_of_.find(ifindex);
+  if (it == slot_of_.end()) return make_error("remote context: interface " + std::to_string(ifindex) + " has no slot");
+  if (auto r = write_slot(vigil_slot{ifindex, it->second, max_peers, 0}); !r) return r;
   if (max_peers == 0) {
     bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
-    bpf_map__delete_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), 0);
     return {};
   }
-  vigil_remote_cfg cfg{max_peers, 0};
-  if (bpf_map__update_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), &cfg, sizeof(cfg), BPF_ANY))
-    return make_error("update map vigil_remote_cfg: " + err_text(errno));
   if (bpf_map__update_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), &ifindex, sizeof(ifindex), BPF_ANY))
     return make_error("update map vigil_remote_pod: " + err_text(errno));
   return {};
@@ -140,7 +188,7 @@ Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uin
 
 void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
-  bpf_map__delete_elem(skel_->maps.vigil_remote_cfg, &ifindex, sizeof(ifindex), 0);
+  release_slot(ifindex);
   std::vector<vigil_remote_key> remote_doomed;
   for_each_percpu<vigil_remote_key, vigil_remote_value>(
       bpf_map__fd(skel_->maps.vigil_remote), VIGIL_MAX_REMOTE_KEYS,
@@ -148,8 +196,6 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
         if (key.ifindex == ifindex) remote_doomed.push_back(key);
       });
   for (const auto& key : remote_doomed) bpf_map__delete_elem(skel_->maps.vigil_remote, &key, sizeof(key), 0);
-  vigil_traffic_key tk{ifindex};
-  bpf_map__delete_elem(skel_->maps.vigil_traffic, &tk, sizeof(tk), 0);
   bpf_map__delete_elem(skel_->maps.vigil_tcp, &pod_id, sizeof(pod_id), 0);
   std::vector<vigil_drop_key> doomed;
   for_each_percpu<vigil_drop_key, vigil_drop_value>(

@@ -12,6 +12,7 @@
 #include "rules/core/result.h"
 
 struct vigil_counters;  // the bpftool skeleton
+struct vigil_slot;
 struct bpf_link;
 
 namespace vigil {
@@ -35,8 +36,11 @@ class Datapath {
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
-  // clsact ingress and egress on the pod's host-side interface.
+  // clsact ingress and egress on the pod's host-side interface. Gives the interface a traffic
+  // slot first (kept until forget_counters), so its first packet is counted.
   Result<void> attach_tc(uint32_t ifindex, const std::string& ifname);
+  // The traffic slots in use: host-side ifindex -> index into the vigil_traffic array.
+  const std::map<uint32_t, uint32_t>& traffic_slots() const { return slot_of_; }
   // Removes only Vigil's filters; the clsact qdisc stays for others that may use it.
   void detach_tc(uint32_t ifindex);
 
@@ -80,6 +84,14 @@ class Datapath {
   DropReasons reasons_;
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
   std::vector<struct bpf_link*> cgroup_links_;
+  std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
+  std::vector<bool> slot_taken_;
+
+  Result<void> claim_slot(uint32_t ifindex);
+  void release_slot(uint32_t ifindex);
+  // Writes the slot table entry of `ifindex` where the kernel looks for it (vigil_slots at the
+  // ifindex's low bits, or vigil_slots_spill when another interface holds that place).
+  Result<void> write_slot(const vigil_slot& entry);
 };
 
 }  // namespace vigil

@@ -29,10 +29,10 @@ struct HashMapInfo {
 };
 
 const HashMapInfo kHashMaps[] = {
-    {"vigil_traffic", count_entries<vigil_traffic_key>}, {"vigil_drops", count_entries<vigil_drop_key>},
+    {"vigil_slots_spill", count_entries<__u32>},         {"vigil_drops", count_entries<vigil_drop_key>},
     {"vigil_tcp", count_entries<__u32>},                 {"vigil_pod_netns", count_entries<__u32>},
     {"vigil_pod_ip", count_entries<vigil_ip_key>},       {"vigil_remote", count_entries<vigil_remote_key>},
-    {"vigil_remote_cfg", count_entries<__u32>},          {"vigil_remote_pod", count_entries<__u32>},
+    {"vigil_remote_pod", count_entries<__u32>},
     {"vigil_dns_counts", count_entries<vigil_dns_key>}, {"vigil_dns_latency", count_entries<__u32>},
     {"vigil_dns_pending", count_entries<vigil_dns_pending_key>},
     {"vigil_api_pending", count_entries<__u64>}, {"vigil_api_servers", count_entries<vigil_api_server_key>},
@@ -70,6 +70,10 @@ class HealthFamily : public Family {
       ctx.store.set("vigil_bpf_map_entries", l, info.count(m.fd, m.max_entries));
       ctx.store.set("vigil_bpf_map_max_entries", l, m.max_entries);
     }
+    // The traffic array's occupancy is the slots the agent has handed out.
+    Labels traffic = make_labels({{"map", "vigil_traffic"}});
+    ctx.store.set("vigil_bpf_map_entries", traffic, static_cast<double>(ctx.datapath.traffic_slots().size()));
+    ctx.store.set("vigil_bpf_map_max_entries", traffic, VIGIL_MAX_PODS);
     for (const auto& p : ctx.datapath.program_stats()) {
       Labels l = make_labels({{"program", p.name}});
       ctx.store.set("vigil_bpf_program_runs_total", l, static_cast<double>(p.run_count));

@@ -48,9 +48,13 @@ class RemoteFamily : public Family {
             t.tcp_retransmits += v.tcp_retransmits;
             t.tcp_connect_failures += v.tcp_connect_failures;
           }
+          // Two buckets that are not addresses: "other" (all zero: peers past max_peers) and
+          // "local-scope" (::1: link-local and multicast peers, bpf/counters.bpf.c local_scope()).
+          static const uint8_t kLocalScope[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
           const bool other = std::memcmp(key.addr, kOther, 16) == 0;
-          const std::string ip = other ? "other" : key_to_ip(key.addr);
-          const WatchedPod* peer = other ? nullptr : ctx.pods.by_ip(ip);
+          const bool local = std::memcmp(key.addr, kLocalScope, 16) == 0;
+          const std::string ip = other ? "other" : local ? "local-scope" : key_to_ip(key.addr);
+          const WatchedPod* peer = other || local ? nullptr : ctx.pods.by_ip(ip);
           Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
                                        {"remote_ip", ip},
                                        {"remote_namespace", peer ? peer->spec.namespace_ : ""},

@@ -1,5 +1,5 @@
 // Forwarded packets and bytes, TCP flags and malformed packets, per pod and direction, from the
-// TC programs' vigil_traffic map (keyed by the pod's host-side ifindex).
+// TC programs' vigil_traffic array, at the slot the datapath gave the pod's host-side interface.
 #include <linux/types.h>
 
 #include "engine/bpf_maps.h"
@@ -30,10 +30,10 @@ class TrafficFamily : public Family {
 
   void read(const FamilyContext& ctx) override {
     auto m = ctx.datapath.map("vigil_traffic");
-    for_each_percpu<vigil_traffic_key, vigil_traffic_value>(
-        m.fd, m.max_entries, [&](const vigil_traffic_key& key, const std::vector<vigil_traffic_value>& cpus) {
-          const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
-          if (!pod) return;
+    std::vector<vigil_traffic_value> cpus(possible_cpus());
+    for (const auto& [ifindex, slot] : ctx.datapath.traffic_slots()) {
+          const WatchedPod* pod = ctx.pods.by_ifindex(ifindex);
+          if (!pod || bpf_map_lookup_elem(m.fd, &slot, cpus.data()) != 0) continue;
           vigil_traffic_value t{};
           for (const auto& v : cpus) {
             for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
@@ -62,7 +62,7 @@ class TrafficFamily : public Family {
                               static_cast<double>(t.malformed[d][k]));
             }
           }
-        });
+    }
   }
 };
 

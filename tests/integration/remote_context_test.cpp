@@ -88,19 +88,21 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   EXPECT_EQ(metric_sum(text, "vigil_remote_tcp_connect_failures_total", {{"pod", "pod-1"}}),
             metric_sum(text, "vigil_tcp_connect_failures_total", {{"pod", "pod-1"}}));
 
-  // Bounded: at most max_peers distinct peers per pod (one slot per peer, both directions
-  // share the pool) plus the "other" series per direction, whatever the traffic.
+  // Bounded: at most max_peers distinct peers per pod (one slot per peer and direction) plus
+  // the "other" and "local-scope" series per direction, whatever the traffic.
   size_t series = count_series(text, "vigil_remote_forward_packets_total");
-  EXPECT_LE(series, static_cast<size_t>(kMaxPeers) + 2) << series << " series";
+  EXPECT_LE(series, static_cast<size_t>(kMaxPeers) + 4) << series << " series";
   double other = metric_value(text, "vigil_remote_forward_packets_total",
                               {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0);
   double all = metric_sum(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}});
   // Nothing lost: every datagram is counted, by peer or in "other".
   EXPECT_GE(all, kPeers + 50);
   // IPv6 neighbour discovery and MLD of fresh namespaces reach pod-1 from its neighbours' link
-  // local addresses (each a peer or 'other'): a few dozen at most.
+  // local addresses: a few dozen at most, all in the local-scope bucket, none taking a slot.
   EXPECT_LE(all, kPeers + 50 + 40);
   EXPECT_GE(other, kPeers - kMaxPeers);
+  EXPECT_EQ(text.find("remote_ip=\"fe80"), std::string::npos) << "a link-local peer took a slot";
+  EXPECT_GT(metric_sum(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"remote_ip", "local-scope"}}), 0);
   // Pods that did not opt in have no remote series.
   EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
   EXPECT_EQ(*metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}), 0);
