@@ -1,6 +1,7 @@
 #include "rules/runtime/lua_api.h"
 
 #include <algorithm>
+#include <cctype>
 #include <exception>
 #include <lua.hpp>
 #include <map>
@@ -76,6 +77,84 @@ std::optional<std::string> raw_string(lua_State* L, int t, const char* key) {
   return out;
 }
 
+bool valid_label_name(const std::string& k) {
+  if (k.empty() || k.size() > 64 || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
+  return std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+// notify(channel, a, { severity = ..., summary = ..., labels = { k = "v" } }): the third
+// argument overrides what the notification says. The overrides stay with the episode, so the
+// resolve (and later channels) carry them too; extra labels join the anomaly's scope (the
+// webhook's scope.group, Alertmanager labels) but never replace a label of the group.
+std::string apply_overrides(lua_State* L, Anomaly& a) {
+  if (lua_gettop(L) < 3 || lua_isnil(L, 3)) return "";
+  if (lua_type(L, 3) != LUA_TTABLE)
+    return "notify: the third argument must be a table of overrides, e.g. { severity = \"critical\" }";
+  lua_pushnil(L);
+  while (lua_next(L, 3) != 0) {
+    const bool key_is_string = lua_type(L, -2) == LUA_TSTRING;
+    const std::string key = key_is_string ? lua_tostring(L, -2) : "";
+    lua_pop(L, 1);
+    if (key != "severity" && key != "summary" && key != "labels") {
+      lua_pop(L, 1);
+      return "notify: unknown override '" + key + "' (known: severity, summary, labels)";
+    }
+  }
+  std::optional<std::string> severity = raw_string(L, 3, "severity");
+  lua_pushstring(L, "severity");
+  const int severity_type = lua_rawget(L, 3);
+  lua_pop(L, 1);
+  if (severity_type != LUA_TNIL && !severity) return "notify: overrides.severity must be a string";
+  if (severity) {
+    if (*severity != "info" && *severity != "warning" && *severity != "critical")
+      return "notify: overrides.severity must be info, warning or critical (got '" + *severity + "')";
+    a.severity = *severity;
+  }
+  lua_pushstring(L, "summary");
+  const int summary_type = lua_rawget(L, 3);
+  if (summary_type != LUA_TNIL && summary_type != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return "notify: overrides.summary must be a string";
+  }
+  if (summary_type == LUA_TSTRING) a.summary = lua_tostring(L, -1);
+  lua_pop(L, 1);
+
+  lua_pushstring(L, "labels");
+  const int labels_type = lua_rawget(L, 3);
+  if (labels_type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return "";
+  }
+  if (labels_type != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return "notify: overrides.labels must be a table of name = \"value\"";
+  }
+  const int labels = lua_gettop(L);
+  Labels extra;
+  std::string error;
+  lua_pushnil(L);
+  while (lua_next(L, labels) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+      error = "notify: overrides.labels must map names to strings";
+    } else {
+      const std::string k = lua_tostring(L, -2);
+      if (!valid_label_name(k)) error = "notify: overrides.labels: '" + k + "' is not a valid label name";
+      else if (find_label(a.scope, k) && *find_label(a.scope, k) != lua_tostring(L, -1))
+        error = "notify: overrides.labels." + k + " is a label of the rule's group and cannot be changed";
+      else if (!find_label(a.scope, k)) extra.emplace_back(k, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (!error.empty() || extra.size() > 16) {
+      lua_pop(L, 2);
+      return error.empty() ? "notify: overrides.labels: at most 16 extra labels" : error;
+    }
+  }
+  lua_pop(L, 1);
+  for (auto& kv : extra) a.scope.push_back(std::move(kv));
+  sort_labels(a.scope);
+  return "";
+}
+
 std::string notify_impl(lua_State* L, FileContext& ctx) {
   if (lua_type(L, 1) != LUA_TSTRING) return "notify: the channel must be a string, e.g. notify(\"default\", a)";
   if (lua_type(L, 2) != LUA_TTABLE) return "notify: the second argument must be the anomaly, e.g. notify(\"default\", a)";
@@ -93,6 +172,7 @@ std::string notify_impl(lua_State* L, FileContext& ctx) {
       return "notify: a.severity must be info, warning or critical (got '" + *severity + "')";
     a.severity = *severity;
   }
+  if (auto error = apply_overrides(L, a); !error.empty()) return error;
   // Once per channel per episode: the resolve goes to every channel recorded here.
   if (std::find(episode->channels.begin(), episode->channels.end(), channel) != episode->channels.end()) return "";
   if (ctx.sink) {
