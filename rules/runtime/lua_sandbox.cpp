@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <lua.hpp>
+#include <string>
 
 namespace vigil::rules {
 namespace {
@@ -21,22 +22,15 @@ constexpr const char* kLibraries[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLI
 // The hook fires at least this often so a huge budget still fits lua_sethook's int count.
 constexpr uint64_t kMaxHookPeriod = 1u << 20;
 
-int sandbox_print(lua_State* L) {
-  int n = lua_gettop(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (int i = 1; i <= n; ++i) {
-    if (i > 1) luaL_addchar(&b, '\t');
-    luaL_tolstring(L, i, nullptr);
-    luaL_addvalue(&b);
-  }
-  luaL_pushresult(&b);
-  try {
-    spdlog::info("{}: {}", LuaSandbox::from(L).name(), lua_tostring(L, -1));
-  } catch (...) {
-  }
-  return 0;
-}
+// The hook counts VM instructions only, but one instruction can copy megabytes
+// (s = s .. s, string.rep) and the collector's work grows with what is allocated. So every
+// byte a rule allocates is charged to its instruction budget too, and so is each refused
+// allocation, at the size of the heap the emergency collection that follows must walk.
+constexpr uint64_t kBytesPerInstruction = 8;
+
+// print() writes to the agent log: a rule may not flood it.
+constexpr int kMaxPrintsPerCall = 20;
+constexpr size_t kMaxPrintBytes = 1024;
 
 int sandbox_collectgarbage(lua_State* L) {
   const char* option = luaL_optstring(L, 1, "collect");
@@ -167,7 +161,7 @@ void LuaSandbox::build_env() {
   guard_library_function(L, LUA_STRLIBNAME, "rep", sandbox_string_rep);
   guard_library_function(L, LUA_TABLIBNAME, "move", sandbox_table_move);
 
-  lua_pushcfunction(L, sandbox_print);
+  lua_pushcfunction(L, LuaSandbox::sandbox_print);
   lua_setfield(L, -2, "print");
   lua_pushcfunction(L, sandbox_collectgarbage);
   lua_setfield(L, -2, "collectgarbage");
@@ -176,6 +170,49 @@ void LuaSandbox::build_env() {
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "_G");
   env_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int LuaSandbox::sandbox_print(lua_State* L) {
+  LuaSandbox& sb = from(L);
+  if (sb.prints_ > kMaxPrintsPerCall) return 0;
+  if (++sb.prints_ > kMaxPrintsPerCall) {
+    try {
+      spdlog::info("{}: more than {} print() lines in one call; the rest are dropped", sb.name_, kMaxPrintsPerCall);
+    } catch (...) {
+    }
+    return 0;
+  }
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; ++i) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, nullptr);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  size_t len = 0;
+  const char* text = lua_tolstring(L, -1, &len);
+  try {
+    std::string_view line(text, std::min(len, kMaxPrintBytes));
+    spdlog::info("{}: {}{}", sb.name_, line, len > kMaxPrintBytes ? " [truncated]" : "");
+  } catch (...) {
+  }
+  return 0;
+}
+
+// Adds `work` to the current call's count; false once the budget is spent. Past it, the hook
+// fires on every instruction and raises, so the rule's pcall cannot swallow the stop.
+bool LuaSandbox::charge(uint64_t work) {
+  if (!limits_.instructions) return true;
+  if (over_budget_) return false;
+  executed_ += work;
+  if (executed_ < limits_.instructions) return true;
+  over_budget_ = true;
+  budget_message_.clear();  // the hook names the place (the allocator cannot)
+  hook_period_ = 1;
+  lua_sethook(L_, count_hook, LUA_MASKCOUNT, 1);
+  return false;
 }
 
 void LuaSandbox::push_env() { lua_rawgeti(L_, LUA_REGISTRYINDEX, env_ref_); }
@@ -188,9 +225,14 @@ void* LuaSandbox::allocate(void* ud, void* ptr, size_t osize, size_t nsize) {
     sb->used_ -= old;
     return nullptr;
   }
-  if (sb->enforce_memory_ && sb->limits_.memory_bytes && nsize > old &&
-      sb->used_ - old + nsize > sb->limits_.memory_bytes)
-    return nullptr;  // Lua collects garbage and retries once, then raises "not enough memory"
+  if (sb->enforce_memory_ && nsize > old) {
+    if (sb->limits_.memory_bytes && sb->used_ - old + nsize > sb->limits_.memory_bytes) {
+      sb->memory_refused_ = true;
+      sb->charge(sb->used_ / kBytesPerInstruction);
+      return nullptr;  // Lua collects garbage and retries once, then raises "not enough memory"
+    }
+    if (!sb->charge((nsize - old) / kBytesPerInstruction)) return nullptr;
+  }
   void* p = std::realloc(ptr, nsize);
   if (p) sb->used_ = sb->used_ - old + nsize;
   return p;
@@ -208,10 +250,16 @@ void LuaSandbox::count_hook(lua_State* L, lua_Debug* ar) {
       }
       return;
     }
-    // From now on every instruction raises, so a pcall in the rule cannot swallow the kill.
+    // From now on every instruction raises, so a pcall in the rule cannot swallow the stop.
     sb.over_budget_ = true;
     sb.hook_period_ = 1;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  }
+  // The error is built with the memory limit lifted: were the message refused, the rule would
+  // get "not enough memory" instead, which says nothing of where the budget ran out.
+  const bool enforce = sb.enforce_memory_;
+  sb.enforce_memory_ = false;
+  if (sb.budget_message_.empty()) {
     lua_getinfo(L, "Sl", ar);
     lua_pushfstring(L, "%s:%d: instruction budget exceeded (%I instructions per call)", ar->short_src,
                     ar->currentline, static_cast<lua_Integer>(sb.limits_.instructions));
@@ -221,9 +269,10 @@ void LuaSandbox::count_hook(lua_State* L, lua_Debug* ar) {
       sb.budget_message_ = lua_tostring(L, -1);
     } catch (...) {
     }
-    lua_error(L);
+  } else {
+    lua_pushliteral(L, "instruction budget exceeded");
   }
-  lua_pushliteral(L, "instruction budget exceeded");
+  sb.enforce_memory_ = enforce;
   lua_error(L);
 }
 
@@ -260,6 +309,9 @@ std::optional<LuaSandbox::CallError> LuaSandbox::call(int nargs) {
   lua_insert(L_, base);
   executed_ = 0;
   over_budget_ = false;
+  budget_message_.clear();
+  memory_refused_ = false;
+  prints_ = 0;
   if (limits_.instructions) {
     hook_period_ = static_cast<int>(std::min(limits_.instructions, kMaxHookPeriod));
     lua_sethook(L_, count_hook, LUA_MASKCOUNT, hook_period_);
@@ -276,9 +328,15 @@ std::optional<LuaSandbox::CallError> LuaSandbox::call(int nargs) {
 
 LuaSandbox::CallError LuaSandbox::error_from_stack(int status) {
   CallError e;
-  if (over_budget_) {
+  if (status == LUA_ERRMEM && memory_refused_) {
+    e.kind = CallError::Kind::Memory;
+    e.message = "memory limit exceeded (" + std::to_string(limits_.memory_bytes >> 10) + " KiB per rule file)";
+    return e;
+  } else if (over_budget_) {
     e.kind = CallError::Kind::Budget;
     e.message = budget_message_;
+    if (e.message.empty())  // spent by an allocation, with no instruction run since
+      e.message = "instruction budget exceeded (" + std::to_string(limits_.instructions) + " instructions per call)";
   } else if (status == LUA_ERRMEM) {
     e.kind = CallError::Kind::Memory;
     e.message = "memory limit exceeded (" + std::to_string(limits_.memory_bytes >> 10) + " KiB per rule file)";

@@ -20,7 +20,7 @@ class LuaSandbox {
  public:
   struct Limits {
     size_t memory_bytes = 0;    // 0: unlimited
-    uint64_t instructions = 0;  // per call; 0: unlimited
+    uint64_t instructions = 0;  // per call; 0: unlimited. Allocations count too (see lua_sandbox.cpp)
   };
 
   struct CallError {
@@ -73,6 +73,8 @@ class LuaSandbox {
   static void* allocate(void* ud, void* ptr, size_t osize, size_t nsize);
   static void count_hook(lua_State* L, lua_Debug* ar);
   static int message_handler(lua_State* L);
+  static int sandbox_print(lua_State* L);
+  bool charge(uint64_t work);
 
   std::string name_;
   Limits limits_;
@@ -84,6 +86,8 @@ class LuaSandbox {
   int hook_period_ = 0;
   bool over_budget_ = false;
   std::string budget_message_;
+  bool memory_refused_ = false;  // the memory limit refused an allocation in this call
+  int prints_ = 0;  // print() lines logged during the current call
 };
 
 }  // namespace vigil::rules
