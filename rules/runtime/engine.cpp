@@ -16,6 +16,7 @@
 #include "rules/runtime/lua_sandbox.h"
 #include "rules/runtime/rule_eval.h"
 #include "rules/runtime/series_rates.h"
+#include "rules/runtime/state_store.h"
 #include "rules/runtime/summary.h"
 
 namespace vigil::rules {
@@ -74,8 +75,13 @@ class Engine final : public RuleEngine {
 
   void tick(const TickInput& input) override;
   std::vector<RuleStatus> status() const override;
+  Result<void> save_state(const std::string& path) const override;
+  StateReport restore_state(const std::string& path) override;
+  std::string snapshot_state() const override;
+  StateReport restore_snapshot(std::string_view bytes, const std::string& origin) override;
 
  private:
+  uint64_t params_hash(const RuleSpec& spec) const;
   void run_tick(const TickInput& input);
   void fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input);
   void resolve(LoadedRule& rule, Group& group, double now);
@@ -284,9 +290,9 @@ void Engine::record_error(LoadedRule& rule, const std::string& kind, std::string
     else spdlog::error("rule '{}': {} error: {}\n{}", rule.spec.name, kind, message, traceback);
   }
   if (options_.quarantine_after_errors > 0 && rule.consecutive_errors >= options_.quarantine_after_errors) {
-    st.disabled = true;
-    spdlog::error("rule '{}' ({}) quarantined after {} consecutive errors; last: {}", rule.spec.name,
-                  rule.spec.location, rule.consecutive_errors, message);
+    st.disabled = true;  // never called again, so this is said once
+    spdlog::error("rule '{}' ({}) quarantined after {} consecutive errors; last ({}): {}{}{}", rule.spec.name,
+                  rule.spec.location, rule.consecutive_errors, kind, message, traceback.empty() ? "" : "\n", traceback);
   }
 }
 
@@ -307,6 +313,77 @@ void Engine::publish_status() {
 std::vector<RuleStatus> Engine::status() const {
   std::lock_guard lock(status_mu_);
   return published_;
+}
+
+uint64_t Engine::params_hash(const RuleSpec& spec) const {
+  // A group's state is only meaningful to the same detector with the same parameters, over the
+  // same grouping, sized in the same ticks.
+  std::string identity = std::string(spec.detector->name()) + "\n" + spec.detector->describe() + "\nby=";
+  for (const auto& b : spec.by) identity += b + ",";
+  identity += "\nmetric=" + spec.metric + "\ntick=" + std::to_string(options_.tick_seconds);
+  return fnv1a64(identity);
+}
+
+std::string Engine::snapshot_state() const {
+  StateSnapshot state;
+  state.saved_at = last_time_.value_or(0);
+  for (const auto& rule : rules_) state.rules.push_back({rule->spec.name, params_hash(rule->spec), rule->eval->snapshot()});
+  return encode_state(state);
+}
+
+Result<void> Engine::save_state(const std::string& path) const {
+  try {
+    return write_file_atomic(path, snapshot_state());
+  } catch (const std::exception& e) {
+    return make_error(path + ": cannot save rule state: " + e.what());
+  }
+}
+
+StateReport Engine::restore_state(const std::string& path) {
+  StateReport report;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) {
+      report.missing = true;
+      spdlog::info("rule state {}: none saved yet; rules start with empty baselines", path);
+    } else {
+      report.error = path + ": cannot read: " + std::strerror(errno);
+      spdlog::warn("rule state {}; rules start with empty baselines", report.error);
+    }
+    return report;
+  }
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return restore_snapshot(bytes.str(), path);
+}
+
+StateReport Engine::restore_snapshot(std::string_view bytes, const std::string& origin) {
+  StateReport report;
+  auto state = decode_state(bytes);
+  if (!state) {
+    report.error = origin + ": " + state.error().message;
+    spdlog::warn("rule state {}: ignored; rules start with empty baselines", report.error);
+    return report;
+  }
+  std::map<std::string, LoadedRule*> by_name;
+  for (auto& rule : rules_) by_name[rule->spec.name] = rule.get();
+  for (auto& saved : state->rules) {
+    auto it = by_name.find(saved.name);
+    if (it == by_name.end()) {
+      report.skipped.push_back("rule '" + saved.name + "': no longer loaded");
+      continue;
+    }
+    if (saved.params_hash != params_hash(it->second->spec)) {
+      report.skipped.push_back("rule '" + saved.name + "': detector, parameters, by or tick changed; it learns anew");
+      continue;
+    }
+    report.groups += it->second->eval->adopt(std::move(saved.groups));
+    ++report.rules;
+    by_name.erase(it);  // a name saved twice is taken once
+  }
+  spdlog::info("rule state {}: {} groups of {} rules restored", origin, report.groups, report.rules);
+  for (const auto& s : report.skipped) spdlog::info("rule state {}: skipped {}", origin, s);
+  return report;
 }
 
 Result<std::unique_ptr<RuleEngine>> load_all(const std::vector<std::string>& files, const EngineOptions& options,

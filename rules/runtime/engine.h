@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rules/core/anomaly.h"
@@ -39,6 +40,15 @@ struct RuleStatus {
   size_t groups = 0;  // series groups this rule tracks
 };
 
+// What restore_state() did. Never fatal: a refused file means a fresh start.
+struct StateReport {
+  bool missing = false;   // no state file: a first start
+  std::string error;      // "FILE: reason" when the file was refused as a whole; nothing restored
+  size_t rules = 0;       // rules whose saved state was taken
+  size_t groups = 0;      // group states taken (seeded into their groups when these appear)
+  std::vector<std::string> skipped;  // "rule 'x': why", one per saved rule not taken
+};
+
 class RuleEngine {
  public:
   virtual ~RuleEngine() = default;
@@ -54,6 +64,16 @@ class RuleEngine {
   virtual void tick(const TickInput& input) = 0;
 
   virtual std::vector<RuleStatus> status() const = 0;
+
+  // Learned state (baselines and warm-up progress), keyed per rule by its name and a hash of
+  // its detector, parameters, `by` and tick, and per group by its labels and workload. Call
+  // between ticks (same thread). save_state() replaces `path` atomically; restore_state()
+  // takes what still fits the loaded rules and logs the rest with the reason.
+  virtual Result<void> save_state(const std::string& path) const = 0;
+  virtual StateReport restore_state(const std::string& path) = 0;
+  // The same in memory, for a hot reload of the rule files.
+  virtual std::string snapshot_state() const = 0;
+  virtual StateReport restore_snapshot(std::string_view bytes, const std::string& origin) = 0;
 };
 
 }  // namespace vigil::rules

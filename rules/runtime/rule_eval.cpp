@@ -71,6 +71,8 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
     if (inserted) {
       g.first_seen = now;
       g.detector = spec_.detector->new_state();
+      g.workload = workload_key(key, pods);
+      if (!restored_by_key_.empty() || !restored_by_workload_.empty()) seed(g, key, now);
     }
     g.last_seen = now;
     if (!value) continue;
@@ -116,6 +118,13 @@ std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, doub
 }
 
 std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
+  if (!restored_by_key_.empty() || !restored_by_workload_.empty()) {
+    if (!restored_until_) restored_until_ = now + kForgetAfter;
+    if (now > *restored_until_) {
+      restored_by_key_.clear();
+      restored_by_workload_.clear();
+    }
+  }
   std::vector<std::pair<Labels, Group>> open;
   for (auto it = groups_.begin(); it != groups_.end();) {
     if (now - it->second.last_seen <= kForgetAfter) {
@@ -126,6 +135,73 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
     it = groups_.erase(it);
   }
   return open;
+}
+
+std::string RuleEvaluator::workload_key(const Labels& key, const std::vector<PodMeta>& pods) const {
+  const std::string* ns = find_label(key, "namespace");
+  const std::string* pod = find_label(key, "pod");
+  if (!ns || !pod) return {};
+  for (const auto& p : pods) {
+    if (p.namespace_ != *ns || p.name != *pod) continue;
+    std::string owner = workload_of(p);
+    if (owner.empty()) return {};
+    Labels rest;
+    for (const auto& label : key)
+      if (label.first != "namespace" && label.first != "pod") rest.push_back(label);
+    return owner + "|" + labels_to_string(rest);
+  }
+  return {};
+}
+
+void RuleEvaluator::seed(Group& g, const Labels& key, double now) {
+  auto by_key = restored_by_key_.find(key);
+  const Restored* r = nullptr;
+  if (by_key != restored_by_key_.end()) {
+    r = &by_key->second;
+  } else if (!g.workload.empty()) {
+    auto by_workload = restored_by_workload_.find(g.workload);
+    if (by_workload != restored_by_workload_.end()) r = &by_workload->second;
+  }
+  if (!r) return;
+  // restore() refuses (and leaves the fresh state) unless the detector and its sizes match.
+  if (g.detector->restore(r->detector)) {
+    g.first_seen = now - r->age;
+    ++restored_;
+  }
+  if (by_key != restored_by_key_.end()) restored_by_key_.erase(by_key);
+}
+
+std::vector<GroupSnapshot> RuleEvaluator::snapshot() const {
+  std::vector<GroupSnapshot> out;
+  out.reserve(groups_.size() + restored_by_key_.size());
+  for (const auto& [key, g] : groups_) {
+    GroupSnapshot s{key, g.workload, g.last_seen - g.first_seen, {}};
+    g.detector->save(s.detector);
+    out.push_back(std::move(s));
+  }
+  for (const auto& [key, r] : restored_by_key_)
+    if (!groups_.count(key)) out.push_back({key, r.workload, r.age, r.detector});
+  return out;
+}
+
+size_t RuleEvaluator::adopt(std::vector<GroupSnapshot> groups) {
+  size_t adopted = 0;
+  for (auto& s : groups) {
+    if (auto it = groups_.find(s.key); it != groups_.end()) {
+      Group& g = it->second;
+      if (g.detector->restore(s.detector)) g.first_seen = g.last_seen - s.age, ++adopted, ++restored_;
+      continue;
+    }
+    Restored r{s.age, std::move(s.detector), s.workload};
+    if (!r.workload.empty()) {
+      auto [w, inserted] = restored_by_workload_.try_emplace(r.workload, r);
+      if (!inserted && w->second.age < r.age) w->second = r;
+    }
+    restored_by_key_[std::move(s.key)] = std::move(r);
+    ++adopted;
+  }
+  restored_until_.reset();
+  return adopted;
 }
 
 const Group* RuleEvaluator::find(const Labels& key) const {

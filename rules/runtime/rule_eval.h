@@ -13,6 +13,7 @@
 #include "rules/runtime/detectors.h"
 #include "rules/runtime/rule_spec.h"
 #include "rules/runtime/series_rates.h"
+#include "rules/runtime/state_store.h"
 
 namespace vigil::rules {
 
@@ -31,6 +32,7 @@ struct Group {
   double anomalous_since = 0;          // when Pending began
   std::optional<double> normal_since;  // while Firing: when values came back within bounds
   std::unique_ptr<DetectorState> detector;
+  std::string workload;  // GroupSnapshot::workload, fixed when the group is made
   double value = 0;  // the latest value evaluated
   Verdict verdict;   // and what the detector said about it
   std::optional<Episode> episode;
@@ -64,13 +66,32 @@ class RuleEvaluator {
   size_t size() const { return groups_.size(); }
   const Group* find(const Labels& key) const;
 
+  // Persisted state. snapshot() lists every group (and restored states no group has claimed
+  // yet). adopt() takes restored states: a group with the same key, else the first group of
+  // the same workload (a rescheduled pod), starts from one with its learned age, so it is not
+  // warmed up again. Unclaimed states are dropped kForgetAfter after the first tick.
+  std::vector<GroupSnapshot> snapshot() const;
+  size_t adopt(std::vector<GroupSnapshot> groups);
+  size_t restored() const { return restored_; }  // groups started from a restored state
+
  private:
+  struct Restored {
+    double age = 0;
+    std::string detector;
+    std::string workload;
+  };
   Labels group_key(const Labels& labels) const;
+  std::string workload_key(const Labels& key, const std::vector<PodMeta>& pods) const;
+  void seed(Group& g, const Labels& key, double now);
   bool pod_matches(const PodMeta& pod) const;
   std::optional<Transition::Kind> step(Group& g, double value, double now);
 
   const RuleSpec& spec_;
   std::map<Labels, Group> groups_;
+  std::map<Labels, Restored> restored_by_key_;
+  std::map<std::string, Restored> restored_by_workload_;  // the longest-learned state of each
+  std::optional<double> restored_until_;
+  size_t restored_ = 0;
   bool gauge_ = false;  // seen as a gauge: a missing series is unknown, not zero
 };
 
