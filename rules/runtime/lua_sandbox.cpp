@@ -209,7 +209,20 @@ bool LuaSandbox::charge(uint64_t work) {
   executed_ += work;
   if (executed_ < limits_.instructions) return true;
   over_budget_ = true;
-  budget_message_.clear();  // the hook names the place (the allocator cannot)
+  // Where the rule is: the innermost Lua frame (a C function such as string.rep has no line).
+  // lua_getstack and lua_getinfo("Sl") do not allocate, so they are safe inside the allocator.
+  budget_message_.clear();
+  lua_Debug ar;
+  for (int level = 0; level < 32 && lua_getstack(L_, level, &ar); ++level) {
+    if (!lua_getinfo(L_, "Sl", &ar) || ar.currentline < 0) continue;
+    try {
+      budget_message_ = std::string(ar.short_src) + ":" + std::to_string(ar.currentline) +
+                        ": instruction budget exceeded (" + std::to_string(limits_.instructions) +
+                        " instructions per call)";
+    } catch (...) {
+    }
+    break;
+  }
   hook_period_ = 1;
   lua_sethook(L_, count_hook, LUA_MASKCOUNT, 1);
   return false;

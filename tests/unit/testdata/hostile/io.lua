@@ -1,0 +1,12 @@
+-- Hostile rule: io is not in the sandbox.
+rule {
+  name = "hostile",
+  metric = "vigil_probe",
+  by = {},
+  detect = threshold { above = 0 },
+  resolve_after = "0s",
+  on_anomaly = function(a)
+    io.open("/tmp/vigil-hostile-io", "w"):write("pwned")
+    notify("default", a)  -- reached only if the attack was not stopped
+  end,
+}
