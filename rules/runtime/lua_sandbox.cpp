@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <lua.hpp>
@@ -90,11 +91,67 @@ int sandbox_table_move(lua_State* L) {
   return lua_gettop(L);
 }
 
-// Replaces lib[name] by `guard`, which gets the original as its upvalue.
+// Pattern matching backtracks inside one C call: `.-b` is quadratic in the subject's length,
+// each further `*`, `+`, `-` or `%b` multiplies by it again, and a plain find is subject times
+// pattern. find, match, gmatch and gsub refuse a call whose worst case exceeds what is left of
+// the instruction budget, counted this many steps per instruction (a step is a character
+// comparison, cheaper than an instruction). Rules match labels and summaries, far below that.
+constexpr double kPatternStepsPerInstruction = 16;
+
+double pattern_worst_case(const char* p, size_t m, size_t n, bool plain) {
+  const double positions = static_cast<double>(n) + 1;
+  double steps = positions * (static_cast<double>(m) + 1);
+  if (plain) return steps;
+  size_t i = 0;
+  if (m > 0 && p[0] == '^') {
+    steps = static_cast<double>(m) + 1;  // anchored: one start position
+    i = 1;
+  }
+  for (; i < m && steps < 1e300; ++i) {
+    char c = p[i];
+    if (c == '%') {
+      if (i + 1 < m && p[i + 1] == 'b') steps *= positions;
+      ++i;
+    } else if (c == '[') {  // a set: its characters are not quantifiers
+      size_t j = i + 1;
+      if (j < m && p[j] == '^') ++j;
+      if (j < m && p[j] == ']') ++j;
+      while (j < m && p[j] != ']') j += p[j] == '%' ? 2 : 1;
+      i = j;
+    } else if (c == '*' || c == '+' || c == '-') {
+      steps *= positions;
+    } else if (c == '?') {
+      steps *= 2;
+    }
+  }
+  return steps;
+}
+
+int sandbox_pattern(lua_State* L) {
+  size_t n = 0, m = 0;
+  luaL_checklstring(L, 1, &n);
+  const char* pattern = luaL_checklstring(L, 2, &m);
+  const char* name = lua_tostring(L, lua_upvalueindex(2));
+  bool plain = std::strcmp(name, "find") == 0 && lua_toboolean(L, 4);
+  double worst = pattern_worst_case(pattern, m, n, plain);
+  double allowed = LuaSandbox::from(L).instructions_left() * kPatternStepsPerInstruction;
+  if (worst > allowed)
+    return luaL_error(L,
+                      "string.%s: pattern too costly for a subject of %I bytes (worst case %f steps, %f left in "
+                      "the budget); match a shorter string or use fewer repetitions",
+                      name, static_cast<lua_Integer>(n), worst, allowed);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+// Replaces lib[name] by `guard`, which gets the original and the name as its upvalues.
 void guard_library_function(lua_State* L, const char* lib, const char* name, lua_CFunction guard) {
   lua_getfield(L, -1, lib);
   lua_getfield(L, -1, name);
-  lua_pushcclosure(L, guard, 1);
+  lua_pushstring(L, name);
+  lua_pushcclosure(L, guard, 2);
   lua_setfield(L, -2, name);
   lua_pop(L, 1);
 }
@@ -160,6 +217,8 @@ void LuaSandbox::build_env() {
 
   guard_library_function(L, LUA_STRLIBNAME, "rep", sandbox_string_rep);
   guard_library_function(L, LUA_TABLIBNAME, "move", sandbox_table_move);
+  for (const char* name : {"find", "match", "gmatch", "gsub"})
+    guard_library_function(L, LUA_STRLIBNAME, name, sandbox_pattern);
 
   lua_pushcfunction(L, LuaSandbox::sandbox_print);
   lua_setfield(L, -2, "print");
@@ -199,6 +258,11 @@ int LuaSandbox::sandbox_print(lua_State* L) {
   } catch (...) {
   }
   return 0;
+}
+
+double LuaSandbox::instructions_left() const {
+  if (!limits_.instructions) return HUGE_VAL;
+  return executed_ >= limits_.instructions ? 0 : static_cast<double>(limits_.instructions - executed_);
 }
 
 // Adds `work` to the current call's count; false once the budget is spent. Past it, the hook

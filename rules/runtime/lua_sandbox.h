@@ -54,6 +54,8 @@ class LuaSandbox {
   lua_State* state() const { return L_; }
   const std::string& name() const { return name_; }
   size_t memory_used() const { return used_; }
+  // What is left of the current call's instruction budget (HUGE_VAL when unlimited).
+  double instructions_left() const;
 
   // Pushes the file's global table (its _ENV) so the engine can add its API to it.
   void push_env();

@@ -169,7 +169,8 @@ INSTANTIATE_TEST_SUITE_P(
                     Case{"io.lua", "runtime", 9, "attempt to index a nil value (global 'io')"},
                     Case{"os.lua", "runtime", 9, "attempt to index a nil value (global 'os')"},
                     Case{"require.lua", "runtime", 9, "attempt to call a nil value (global 'require')"},
-                    Case{"print_spam.lua", "budget", 10, "instruction budget exceeded"}),
+                    Case{"print_spam.lua", "budget", 10, "instruction budget exceeded"},
+                    Case{"backtrack.lua", "runtime", 12, "string.find: pattern too costly for a subject of 100000 bytes"}),
     [](const testing::TestParamInfo<Case>& info) {
       std::string name = info.param.file.substr(0, info.param.file.find('.'));
       std::replace(name.begin(), name.end(), '-', '_');
