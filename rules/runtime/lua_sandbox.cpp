@@ -93,9 +93,10 @@ int sandbox_table_move(lua_State* L) {
 
 // Pattern matching backtracks inside one C call: `.-b` is quadratic in the subject's length,
 // each further `*`, `+`, `-` or `%b` multiplies by it again, and a plain find is subject times
-// pattern. find, match, gmatch and gsub refuse a call whose worst case exceeds what is left of
-// the instruction budget, counted this many steps per instruction (a step is a character
-// comparison, cheaper than an instruction). Rules match labels and summaries, far below that.
+// pattern. find, match, gmatch and gsub estimate that worst case, counted this many steps per
+// instruction (a step is a character comparison, cheaper than an instruction), and charge it
+// to the budget: a match bigger than a whole budget is a runtime error, one bigger than what is
+// left spends the budget. Rules match labels and summaries, far below that.
 constexpr double kPatternStepsPerInstruction = 16;
 
 double pattern_worst_case(const char* p, size_t m, size_t n, bool plain) {
@@ -134,12 +135,21 @@ int sandbox_pattern(lua_State* L) {
   const char* name = lua_tostring(L, lua_upvalueindex(2));
   bool plain = std::strcmp(name, "find") == 0 && lua_toboolean(L, 4);
   double worst = pattern_worst_case(pattern, m, n, plain);
-  double allowed = LuaSandbox::from(L).instructions_left() * kPatternStepsPerInstruction;
+  LuaSandbox& sb = LuaSandbox::from(L);
+  double allowed = sb.instructions_left() * kPatternStepsPerInstruction;
+  double budget = sb.limits().instructions ? static_cast<double>(sb.limits().instructions) * kPatternStepsPerInstruction
+                                           : HUGE_VAL;
+  if (worst > allowed && worst <= budget) {  // it would fit a whole call: the budget has run out
+    sb.charge_instructions(sb.limits().instructions);
+    return luaL_error(L, "instruction budget exceeded");  // reported with where the budget ran out
+  }
   if (worst > allowed)
     return luaL_error(L,
-                      "string.%s: pattern too costly for a subject of %I bytes (worst case %f steps, %f left in "
-                      "the budget); match a shorter string or use fewer repetitions",
-                      name, static_cast<lua_Integer>(n), worst, allowed);
+                      "string.%s: pattern too costly for a subject of %I bytes (worst case %f steps, more than "
+                      "the budget's %f); match a shorter string or use fewer repetitions",
+                      name, static_cast<lua_Integer>(n), worst, budget);
+  // Charged at its worst case, or a loop of calls each just under the bound would add up.
+  sb.charge_instructions(static_cast<uint64_t>(worst / kPatternStepsPerInstruction));
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -263,6 +273,10 @@ int LuaSandbox::sandbox_print(lua_State* L) {
 double LuaSandbox::instructions_left() const {
   if (!limits_.instructions) return HUGE_VAL;
   return executed_ >= limits_.instructions ? 0 : static_cast<double>(limits_.instructions - executed_);
+}
+
+void LuaSandbox::charge_instructions(uint64_t work) {
+  if (enforce_memory_) charge(work);  // engine code is never charged
 }
 
 // Adds `work` to the current call's count; false once the budget is spent. Past it, the hook

@@ -54,8 +54,12 @@ class LuaSandbox {
   lua_State* state() const { return L_; }
   const std::string& name() const { return name_; }
   size_t memory_used() const { return used_; }
+  const Limits& limits() const { return limits_; }
   // What is left of the current call's instruction budget (HUGE_VAL when unlimited).
   double instructions_left() const;
+  // Charges work done in C (counted in instructions) to the current call; once the budget is
+  // spent the next instruction raises.
+  void charge_instructions(uint64_t work);
 
   // Pushes the file's global table (its _ENV) so the engine can add its API to it.
   void push_env();

@@ -170,7 +170,8 @@ INSTANTIATE_TEST_SUITE_P(
                     Case{"os.lua", "runtime", 9, "attempt to index a nil value (global 'os')"},
                     Case{"require.lua", "runtime", 9, "attempt to call a nil value (global 'require')"},
                     Case{"print_spam.lua", "budget", 10, "instruction budget exceeded"},
-                    Case{"backtrack.lua", "runtime", 12, "string.find: pattern too costly for a subject of 100000 bytes"}),
+                    Case{"backtrack.lua", "runtime", 12, "string.find: pattern too costly for a subject of 100000 bytes"},
+                    Case{"backtrack_loop.lua", "budget", 11, "instruction budget exceeded (200000 instructions per call)"}),
     [](const testing::TestParamInfo<Case>& info) {
       std::string name = info.param.file.substr(0, info.param.file.find('.'));
       std::replace(name.begin(), name.end(), '-', '_');
