@@ -4,11 +4,14 @@
 // counts it by kind with file:line and quarantines the rule), while the good rule fires at
 // every anomaly and its ticks stay within 2x of their time without the hostile rule.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -69,6 +72,30 @@ double steady_tick_seconds(RuleEngine& engine, int& t) {
   return best;
 }
 
+// Captures what the engine logs while it lives; the default logger is restored after.
+class LogCapture {
+ public:
+  LogCapture() : saved_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
+    sink->set_pattern("%v");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  }
+  ~LogCapture() { spdlog::set_default_logger(saved_); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+  int count(const std::string& needle) const {
+    std::string all = text_.str();
+    int n = 0;
+    for (size_t at = all.find(needle); at != std::string::npos && n < 1000000; at = all.find(needle, at + 1)) ++n;
+    return n;
+  }
+  std::string text() const { return text_.str(); }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> saved_;
+};
+
 RuleStatus status_of(const RuleEngine& engine, const std::string& rule) {
   for (const auto& s : engine.status())
     if (s.rule == rule) return s;
@@ -94,6 +121,7 @@ TEST_P(Hostile, IsContainedReportedAndLeavesTheGoodRuleOnTime) {
   fs::remove("/tmp/vigil-hostile-io");
   fs::remove("/tmp/vigil-hostile-os");
 
+  LogCapture log;
   RecordingSink sink;
   auto loaded = RuleEngine::load({good, hostile}, options(), &sink);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
@@ -123,6 +151,15 @@ TEST_P(Hostile, IsContainedReportedAndLeavesTheGoodRuleOnTime) {
   EXPECT_EQ(sink.fired["hostile"], 0) << "the attack was not stopped before notify()";
   EXPECT_EQ(sink.fired["good"], kTicksBeforeSteadyState / 2);
   EXPECT_TRUE(status_of(engine, "good").errors.empty()) << status_of(engine, "good").last_error;
+  if (!c.kind.empty()) {  // reported once, with its traceback when Lua had one
+    EXPECT_EQ(log.count("rule 'hostile' ("), 1) << log.text();
+    EXPECT_EQ(log.count("quarantined after 3 consecutive errors; last (" + c.kind + "): "), 1) << log.text();
+    if (c.kind == "runtime") EXPECT_GE(log.count("stack traceback:"), 1) << log.text();
+  }
+  if (c.file == "print_spam.lua") {  // 20 lines per call, then one saying the rest are dropped
+    EXPECT_EQ(log.count(": spam\t"), 20 * kQuarantineAfter);
+    EXPECT_EQ(log.count("print() lines in one call; the rest are dropped"), kQuarantineAfter);
+  }
   EXPECT_FALSE(fs::exists("/tmp/vigil-hostile-io"));
   EXPECT_FALSE(fs::exists("/tmp/vigil-hostile-os"));
 
