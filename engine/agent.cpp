@@ -6,7 +6,12 @@
 #include <nlohmann/json.hpp>
 #include <malloc.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -33,6 +38,18 @@ std::optional<std::string> cgroup2_mount() {
   while (mounts >> device >> dir >> type && std::getline(mounts, rest))
     if (type == "cgroup2") return dir;
   return std::nullopt;
+}
+
+template <typename Stamp>
+std::vector<Stamp> stat_files(const std::vector<std::string>& paths) {
+  std::vector<Stamp> out;
+  out.reserve(paths.size());
+  for (const auto& p : paths) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) == 0) out.push_back({st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec});
+    else out.push_back({});
+  }
+  return out;
 }
 
 }  // namespace
@@ -68,6 +85,9 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   auto engine = rules::RuleEngine::load(config.rules, opts, &a->dispatcher_);
   if (!engine) return engine.error();
   a->rules_ = std::move(*engine);
+  a->rule_options_ = opts;
+  a->rules_seen_ = a->rules_applied_ = stat_files<FileStamp>(config.rules);
+  a->prepare_state_dir();
 
   auto dp = Datapath::open_and_load();
   if (!dp) return dp.error();
@@ -158,13 +178,67 @@ void Agent::run() {
   using clock = std::chrono::steady_clock;
   const auto period = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(config_.tick_seconds));
   auto next = clock::now();
+  next_state_save_ = clock::now() + kStateSaveInterval;
   while (!stopping_) {
     tick();
+    if (clock::now() >= next_state_save_) {
+      save_rule_state();
+      next_state_save_ = clock::now() + kStateSaveInterval;
+    }
     next += period;
     if (next < clock::now()) next = clock::now();  // a slow tick does not cause a burst of ticks
     std::unique_lock lock(wake_mu_);
     wake_.wait_until(lock, next, [this] { return stopping_.load(); });
   }
+  save_rule_state();  // a clean stop keeps everything learned since the last periodic save
+}
+
+// Never fatal: without a usable state_dir the agent runs, and learns again after a restart.
+void Agent::prepare_state_dir() {
+  namespace fs = std::filesystem;
+  const std::string& dir = config_.state_dir;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    spdlog::error("state_dir {}: cannot create it ({}); learned baselines will not survive a restart", dir, ec.message());
+    return;
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    spdlog::error("state_dir {}: not writable ({}); learned baselines will not survive a restart", dir,
+                  std::strerror(errno));
+    return;
+  }
+  state_file_ = (fs::path(dir) / "baselines.bin").string();
+  rules_->restore_state(state_file_);  // logs what it restored, skipped or refused
+}
+
+void Agent::save_rule_state() {
+  if (state_file_.empty()) return;
+  if (auto r = rules_->save_state(state_file_); !r) spdlog::error("rule state: {}", r.error().message);
+}
+
+// On SIGHUP, or once a changed rule file has looked the same for one tick (a file being
+// written is not read half-way). A reload that fails keeps the running rules.
+void Agent::reload_rules_if_changed() {
+  const bool requested = rules_reload_requested_.exchange(false);
+  auto stamps = stat_files<FileStamp>(config_.rules);
+  if (!requested) {
+    if (stamps != rules_seen_) {
+      rules_seen_ = stamps;
+      return;
+    }
+    if (stamps == rules_applied_) return;
+  }
+  rules_seen_ = rules_applied_ = stamps;  // a failed version is not retried until it changes
+  auto engine = rules::RuleEngine::load(config_.rules, rule_options_, &dispatcher_);
+  if (!engine) {
+    spdlog::error("rules reload: {}; the running rules are kept", engine.error().message);
+    return;
+  }
+  auto report = (*engine)->restore_snapshot(rules_->snapshot_state(), "rules reload");
+  rules_ = std::move(*engine);
+  spdlog::info("rules reloaded from {} files; {} groups of {} rules keep their state", config_.rules.size(),
+               report.groups, report.rules);
 }
 
 void Agent::stop() {
@@ -183,6 +257,7 @@ void Agent::tick() {
   input.time = unix_now();
   input.samples = store_.snapshot();
   input.pods = pods_->metadata(config_.node);
+  reload_rules_if_changed();
   rules_->tick(input);
 
   export_self_metrics(std::chrono::steady_clock::now() - start);

@@ -36,7 +36,11 @@ class Agent {
   // Runs ticks until stop() is called.
   void run();
   void stop();
-  void request_reload() { reload_requested_ = true; }
+  // SIGHUP: the pods file and the rule files are read again.
+  void request_reload() {
+    reload_requested_ = true;
+    rules_reload_requested_ = true;
+  }
 
   std::string listen_address() const;
 
@@ -45,6 +49,9 @@ class Agent {
   void tick();
   void load_pods_if_changed();
   void apply_pods(const std::vector<PodSpec>& specs);
+  void prepare_state_dir();
+  void save_rule_state();
+  void reload_rules_if_changed();
   void expire_series();
   void read_datapath();
   void export_self_metrics(std::chrono::steady_clock::duration tick_time);
@@ -74,6 +81,14 @@ class Agent {
   bool pods_file_missing_ = false;
   std::vector<PodSpec> netns_pods_;
   std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> expiring_series_;
+  // Rule state persists in <state_dir>/baselines.bin (empty when state_dir is unusable).
+  static constexpr std::chrono::seconds kStateSaveInterval{30};
+  std::string state_file_;
+  std::chrono::steady_clock::time_point next_state_save_{};
+  rules::EngineOptions rule_options_;
+  std::vector<FileStamp> rules_seen_;     // as stat() saw the rule files last tick
+  std::vector<FileStamp> rules_applied_;  // the versions the running rules were loaded from
+  std::atomic<bool> rules_reload_requested_{false};
   std::atomic<bool> reload_requested_{false};
   std::atomic<bool> stopping_{false};
   std::mutex wake_mu_;
