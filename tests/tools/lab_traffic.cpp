@@ -6,6 +6,8 @@
 //   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
 //   udp-from-many DST PORT COUNT BASE  COUNT datagrams to DST, each from its own source address
 //                                      BASE+i (raw socket): many remote peers for one lab pod
+//   ip-proto DST PROTO COUNT           COUNT IPv4 packets of protocol number PROTO (raw socket, 16
+//                                      bytes of payload): e.g. a protocol the peer has no handler for
 //   tcp-silent PORT SECONDS            accept TCP connections and never answer, for SECONDS
 //   tcp-requests IP PORT COUNT TIMEOUT COUNT connections one after the other, each sending one
 //                                      request and waiting up to TIMEOUT seconds for a first byte
@@ -227,6 +229,23 @@ int udp_from_many(const std::string& dst, int port, long count, const std::strin
   return sent == count ? 0 : 1;
 }
 
+int ip_proto(const std::string& dst, int proto, long count) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  if (inet_pton(AF_INET, dst.c_str(), &to.sin_addr) != 1 || proto < 1 || proto > 254) return 2;
+  int fd = socket(AF_INET, SOCK_RAW, proto);
+  if (fd < 0) return 2;
+  const char payload[16] = "vigil-ip-proto";
+  long sent = 0;
+  for (long i = 0; i < count; ++i) {
+    if (sendto(fd, payload, sizeof(payload), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == sizeof(payload)) ++sent;
+    if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  close(fd);
+  std::printf("sent=%ld\n", sent);
+  return sent == count ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -236,9 +255,10 @@ int main(int argc, char** argv) {
     return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]), argc == 6 ? std::atoi(argv[5]) : 1);
   if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-from-many" && argc == 6) return udp_from_many(argv[2], std::atoi(argv[3]), std::atol(argv[4]), argv[5]);
+  if (mode == "ip-proto" && argc == 5) return ip_proto(argv[2], std::atoi(argv[3]), std::atol(argv[4]));
   if (mode == "tcp-silent" && argc == 4) return tcp_silent(std::atoi(argv[2]), std::atof(argv[3]));
   if (mode == "tcp-requests" && argc == 6) return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
   return 2;
 }
