@@ -236,6 +236,7 @@ void Agent::reload_rules_if_changed() {
     return;
   }
   auto report = (*engine)->restore_snapshot(rules_->snapshot_state(), "rules reload");
+  rules_->resolve_open(unix_now());
   rules_ = std::move(*engine);
   spdlog::info("rules reloaded from {} files; {} groups of {} rules keep their state", config_.rules.size(),
                report.groups, report.rules);

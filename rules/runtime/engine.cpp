@@ -79,6 +79,10 @@ class Engine final : public RuleEngine {
   StateReport restore_state(const std::string& path) override;
   std::string snapshot_state() const override;
   StateReport restore_snapshot(std::string_view bytes, const std::string& origin) override;
+  void resolve_open(double now) override {
+    for (auto& rule : rules_)
+      for (Group* g : rule->eval->open_groups()) resolve(*rule, *g, now);
+  }
 
  private:
   uint64_t params_hash(const RuleSpec& spec) const;

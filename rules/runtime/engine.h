@@ -74,6 +74,10 @@ class RuleEngine {
   // The same in memory, for a hot reload of the rule files.
   virtual std::string snapshot_state() const = 0;
   virtual StateReport restore_snapshot(std::string_view bytes, const std::string& origin) = 0;
+  // Resolves every open anomaly (its channels get the resolve), for an engine about to be
+  // replaced by a reload: episodes are not carried over, so none is left open at a receiver.
+  // One still anomalous fires again, with a new id, from the new engine.
+  virtual void resolve_open(double now) = 0;
 };
 
 }  // namespace vigil::rules

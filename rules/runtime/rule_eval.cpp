@@ -204,6 +204,13 @@ size_t RuleEvaluator::adopt(std::vector<GroupSnapshot> groups) {
   return adopted;
 }
 
+std::vector<Group*> RuleEvaluator::open_groups() {
+  std::vector<Group*> out;
+  for (auto& [key, g] : groups_)
+    if (g.episode) out.push_back(&g);
+  return out;
+}
+
 const Group* RuleEvaluator::find(const Labels& key) const {
   auto it = groups_.find(key);
   return it == groups_.end() ? nullptr : &it->second;

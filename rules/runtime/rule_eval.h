@@ -72,7 +72,9 @@ class RuleEvaluator {
   // warmed up again. Unclaimed states are dropped kForgetAfter after the first tick.
   std::vector<GroupSnapshot> snapshot() const;
   size_t adopt(std::vector<GroupSnapshot> groups);
-  size_t restored() const { return restored_; }  // groups started from a restored state
+  size_t restored() const { return restored_; }
+  // Groups with an open episode, for the engine to resolve before this evaluator goes away.
+  std::vector<Group*> open_groups();  // groups started from a restored state
 
  private:
   struct Restored {

@@ -276,3 +276,19 @@ TEST(RulesState, InMemorySnapshotCarriesStateAcrossAReload) {
   EXPECT_EQ(report.groups, 1u);
   EXPECT_EQ(surge_after_restart(*after, sink, {pod("web-1")}, "web-1").size(), 1u);
 }
+
+TEST(RulesState, ResolveOpenClosesEveryFiringBeforeAReload) {
+  TempDir dir;
+  RecordingSink sink;
+  auto engine = load({dir.write("a.lua", rule("surge"))}, &sink);
+  warm_up(*engine, {pod("web-1")});
+  engine->tick(TickInput{T0 + 30, {drops("web-1", 120)}, {pod("web-1")}});
+  ASSERT_EQ(sink.sent.size(), 1u);
+  engine->resolve_open(T0 + 31);
+  ASSERT_EQ(sink.sent.size(), 2u);
+  EXPECT_EQ(sink.sent[1].status, AnomalyStatus::Resolved);
+  EXPECT_EQ(sink.sent[1].id, sink.sent[0].id);
+  EXPECT_DOUBLE_EQ(sink.sent[1].ended_at, T0 + 31);
+  engine->resolve_open(T0 + 32);
+  EXPECT_EQ(sink.sent.size(), 2u);
+}
