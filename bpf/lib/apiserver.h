@@ -18,6 +18,8 @@
 #ifndef VIGIL_LIB_APISERVER_H
 #define VIGIL_LIB_APISERVER_H
 
+#include "lib/log2.h"
+
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, VIGIL_API_MAX_SERVERS);
@@ -89,19 +91,8 @@ static __always_inline int vigil_api_parse(struct __sk_buff *skb, struct vigil_a
   return 0;
 }
 
-/* floor(log2(ns / 1000)) clamped to the last bucket. */
-static __always_inline __u32 vigil_api_bucket(__u64 ns) {
-  __u64 v = ns / 1000;
-  __u32 r = 0;
-#pragma unroll
-  for (int shift = 32; shift > 0; shift >>= 1) {
-    if (v >= (1ULL << shift)) {
-      v >>= shift;
-      r += shift;
-    }
-  }
-  return r < VIGIL_API_BUCKETS ? r : VIGIL_API_BUCKETS - 1;
-}
+/* Latency bucket: log2 of microseconds. */
+static __always_inline __u32 vigil_api_bucket(__u64 ns) { return vigil_log2_bucket(ns / 1000, VIGIL_API_BUCKETS - 1); }
 
 SEC("cgroup_skb/egress")
 int vigil_api_egress(struct __sk_buff *skb) {

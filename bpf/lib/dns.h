@@ -25,6 +25,8 @@
 #ifndef VIGIL_LIB_DNS_H
 #define VIGIL_LIB_DNS_H
 
+#include "lib/log2.h"
+
 #define VIGIL_DNS_PORT 53
 #define VIGIL_DNS_HDR_LEN 12
 #define VIGIL_DNS_MAX_NAME 255
@@ -86,19 +88,6 @@ static __always_inline __u8 vigil_dns_qtype_bucket(__u16 qtype) {
     case 255: return VIGIL_DNS_QTYPE_ANY;
     default: return VIGIL_DNS_QTYPE_OTHER;
   }
-}
-
-/* floor(log2(v)) clamped to the last latency bucket; v = 0 goes to the first. */
-static __always_inline __u32 vigil_dns_log2(__u64 v) {
-  __u32 r = 0;
-#pragma unroll
-  for (int shift = 32; shift > 0; shift >>= 1) {
-    if (v >= (1ULL << shift)) {
-      v >>= shift;
-      r += shift;
-    }
-  }
-  return r < VIGIL_DNS_LATENCY_BUCKETS ? r : VIGIL_DNS_LATENCY_BUCKETS - 1;
 }
 
 enum {
@@ -185,7 +174,7 @@ static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct 
    * extra sample, never a negative one. */
   bpf_map_delete_elem(&vigil_dns_pending, &pk);
   __u32 side = pk.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
-  __u32 b = vigil_dns_log2(ns / 1000);
+  __u32 b = vigil_log2_bucket(ns / 1000, VIGIL_DNS_LATENCY_BUCKETS - 1);
   if (b < VIGIL_DNS_LATENCY_BUCKETS) l->buckets[side & 1][b] += 1;
   l->sum_ns[side & 1] += ns;
 }

@@ -72,7 +72,9 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
       std::string line;
       const std::regex inherent(R"(^networkobservability_\S+ non-histogram and non-summary metrics should not have "_count" suffix$)");
       while (std::getline(lines, line))
-        if (!line.empty()) EXPECT_TRUE(std::regex_match(line, inherent)) << "promtool: " << line;
+        if (!line.empty()) {
+          EXPECT_TRUE(std::regex_match(line, inherent)) << "promtool: " << line;
+        }
     }
     EXPECT_EQ(text.find("networkobservability_") != std::string::npos, retina);
     if (retina) {

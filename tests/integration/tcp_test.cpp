@@ -36,7 +36,9 @@ class TcpTelemetry : public ::testing::Test {
     FAIL() << "agent did not attach:\n" << agent_->log();
   }
   void TearDown() override {
-    if (agent_) EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
+    if (agent_) {
+      EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
+    }
     agent_.reset();
     lab_.reset();
     if (!dir_.empty()) run("rm -rf " + dir_);

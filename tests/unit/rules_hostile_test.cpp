@@ -154,7 +154,9 @@ TEST_P(Hostile, IsContainedReportedAndLeavesTheGoodRuleOnTime) {
   if (!c.kind.empty()) {  // reported once, with its traceback when Lua had one
     EXPECT_EQ(log.count("rule 'hostile' ("), 1) << log.text();
     EXPECT_EQ(log.count("quarantined after 3 consecutive errors; last (" + c.kind + "): "), 1) << log.text();
-    if (c.kind == "runtime") EXPECT_GE(log.count("stack traceback:"), 1) << log.text();
+    if (c.kind == "runtime") {
+      EXPECT_GE(log.count("stack traceback:"), 1) << log.text();
+    }
   }
   if (c.file == "print_spam.lua") {  // 20 lines per call, then one saying the rest are dropped
     EXPECT_EQ(log.count(": spam\t"), 20 * kQuarantineAfter);
