@@ -22,7 +22,7 @@ std::string caller_location(lua_State* L, const FileContext& ctx) {
   std::string where = lua_tostring(L, -1);
   lua_pop(L, 1);
   if (where.size() >= 2 && where.ends_with(": ")) where.resize(where.size() - 2);
-  return where.empty() ? ctx.path : where;
+  return where.empty() ? ctx.path : LuaSandbox::from(L).located(where);
 }
 
 // Runs engine code inside a Lua C function. `body` returns an error message or "" and sets

@@ -376,7 +376,11 @@ int LuaSandbox::message_handler(lua_State* L) {
 }
 
 std::optional<LuaSandbox::CallError> LuaSandbox::run(std::string_view source, const std::string& path) {
-  std::string chunk_name = "@" + path;
+  path_ = path;
+  size_t slash = path.find_last_of('/');
+  chunk_ = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (chunk_.empty() || chunk_.size() > 48) chunk_ = "rule.lua";  // short_src must hold it whole
+  std::string chunk_name = "@" + chunk_;
   enforce_memory_ = true;
   int status = luaL_loadbufferx(L_, source.data(), source.size(), chunk_name.c_str(), "t");
   enforce_memory_ = false;
@@ -384,7 +388,7 @@ std::optional<LuaSandbox::CallError> LuaSandbox::run(std::string_view source, co
     CallError e;
     e.kind = status == LUA_ERRMEM ? CallError::Kind::Memory : CallError::Kind::Runtime;
     const char* msg = lua_tostring(L_, -1);
-    e.message = msg ? msg : "cannot load";
+    e.message = located(msg ? msg : "cannot load");
     lua_pop(L_, 1);
     if (!e.message.starts_with(path)) e.message = path + ": " + e.message;  // e.g. a binary chunk
     return e;
@@ -437,8 +441,27 @@ LuaSandbox::CallError LuaSandbox::error_from_stack(int status) {
   std::string full = text ? text : "(error object is not a string)";
   size_t split = full.find("\nstack traceback:");
   if (e.message.empty()) e.message = full.substr(0, split);
-  if (split != std::string::npos) e.traceback = full.substr(split + 1);
+  if (split != std::string::npos) e.traceback = located(full.substr(split + 1));
+  e.message = located(std::move(e.message));
   return e;
+}
+
+std::string LuaSandbox::located(std::string text) const {
+  if (chunk_.empty() || chunk_ == path_) return text;
+  const std::string from = chunk_ + ":";
+  const std::string to = path_ + ":";
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+    // Only where Lua writes a position: the start of a line ("file:3: ..."), a traceback
+    // entry ("\tfile:3: in ...") or a function ("<file:3>"). A rule's own words stay.
+    const bool position = at == 0 || text[at - 1] == '\n' || text[at - 1] == '\t' || text[at - 1] == '<';
+    if (position) {
+      text.replace(at, from.size(), to);
+      at += to.size();
+    } else {
+      at += from.size();
+    }
+  }
+  return text;
 }
 
 }  // namespace vigil::rules

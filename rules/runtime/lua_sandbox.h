@@ -64,9 +64,14 @@ class LuaSandbox {
   // Pushes the file's global table (its _ENV) so the engine can add its API to it.
   void push_env();
 
-  // Compiles `source` (text only, binary chunks are refused) under the chunk name `@path`
-  // and runs its top level with the limits.
+  // Compiles `source` (text only, binary chunks are refused) and runs its top level with the
+  // limits. Lua cuts source names longer than LUA_IDSIZE (60) to "...tail", so the chunk is
+  // named by the file's base name and located() puts the full path back in what Lua reports.
   std::optional<CallError> run(std::string_view source, const std::string& path);
+
+  // `text` (a message, a traceback or a "file:line") with the chunk's short name, wherever
+  // Lua wrote it as a position, replaced by the full path given to run().
+  std::string located(std::string text) const;
 
   // Calls the function below `nargs` arguments on the stack, with the limits; pops them all.
   std::optional<CallError> call(int nargs);
@@ -83,6 +88,8 @@ class LuaSandbox {
   bool charge(uint64_t work);
 
   std::string name_;
+  std::string path_;   // given to run()
+  std::string chunk_;  // what Lua calls it in positions (its short_src)
   Limits limits_;
   lua_State* L_ = nullptr;
   int env_ref_ = -1;

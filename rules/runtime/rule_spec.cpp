@@ -8,6 +8,7 @@
 
 #include "rules/runtime/durations.h"
 #include "rules/runtime/field_names.h"
+#include "rules/runtime/lua_sandbox.h"
 
 namespace vigil::rules {
 namespace {
@@ -82,7 +83,7 @@ Result<Handler> function_field(lua_State* L, int t, const char* key) {
   lua_Debug ar;
   lua_pushvalue(L, -1);
   lua_getinfo(L, ">S", &ar);
-  handler.location = std::string(ar.short_src) + ":" + std::to_string(ar.linedefined);
+  handler.location = LuaSandbox::from(L).located(std::string(ar.short_src) + ":" + std::to_string(ar.linedefined));
   handler.ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return handler;
 }

@@ -76,8 +76,7 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
         value(after, "vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "IP_NOPROTO"}}) >= kNoProto)
       break;
   }
-  std::this_thread::sleep_for(600ms);
-  after = http_get("127.0.0.1", port, "/metrics");
+  after = metrics_after_ticks(port);
   auto delta = [&](const std::string& name, std::map<std::string, std::string> l) {
     return value(after, name, l) - value(before, name, l);
   };

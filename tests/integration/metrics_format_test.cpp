@@ -40,8 +40,7 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
   lab.cmd("serve-dns 2");
   EXPECT_EQ(lab.cmd("dns 1 2 ok.lab.test"), "NOERROR\n");
   EXPECT_EQ(lab.cmd("dns 1 2 nope.lab.test AAAA"), "NXDOMAIN\n");
-  std::this_thread::sleep_for(600ms);
-  std::string text = http_get("127.0.0.1", port, "/metrics");
+  std::string text = metrics_after_ticks(port);
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   return text;
 }

@@ -66,8 +66,7 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
                " udp-from-many " + lab.ip(1) + " 9000 " + std::to_string(kPeers) + " 10.250.0.1");
   ASSERT_EQ(r.status, 0) << r.output;
-  std::this_thread::sleep_for(600ms);
-  std::string text = http_get("127.0.0.1", port, "/metrics");
+  std::string text = metrics_after_ticks(port);
 
   auto named = metric_value(text, "vigil_remote_forward_packets_total",
                             {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-3"}, {"remote_namespace", "lab"}});

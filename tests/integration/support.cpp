@@ -14,6 +14,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include <httplib.h>
 
@@ -210,6 +211,17 @@ std::optional<double> metric_value(const std::string& text, const std::string& n
     if (match) return v;
   }
   return std::nullopt;
+}
+
+std::string metrics_after_ticks(int port, int ticks) {
+  const auto count = [](const std::string& text) { return metric_sum(text, "vigil_tick_duration_seconds_count", {}); };
+  std::string text = http_get("127.0.0.1", port, "/metrics");
+  const double target = count(text) + ticks;
+  for (int i = 0; i < 400 && count(text) < target; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    text = http_get("127.0.0.1", port, "/metrics");
+  }
+  return text;
 }
 
 double metric_sum(const std::string& text, const std::string& name, const std::map<std::string, std::string>& want) {

@@ -102,6 +102,11 @@ std::optional<double> metric_value(const std::string& text, const std::string& n
                                    const std::map<std::string, std::string>& labels);
 double metric_sum(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels);
 
+// The agent's /metrics once `ticks` more ticks have finished (counted by
+// vigil_tick_duration_seconds_count): two guarantee a full read of the maps after the call,
+// however slow a loaded machine makes the ticks. Waits at most 20 s, then returns what it has.
+std::string metrics_after_ticks(int port, int ticks = 2);
+
 uint64_t read_u64(const std::string& path);
 std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content);
 std::string make_temp_dir();

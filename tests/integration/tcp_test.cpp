@@ -49,10 +49,7 @@ class TcpTelemetry : public ::testing::Test {
     return metric_sum(text, name, labels);
   }
   // Waits two ticks so that the counters have been read after what the test did.
-  std::string settled_metrics() {
-    std::this_thread::sleep_for(600ms);
-    return metrics();
-  }
+  std::string settled_metrics() { return metrics_after_ticks(port_); }
   uint64_t nstat(int pod, const std::string& counter) {
     auto r = run("ip netns exec " + ns(pod) + " nstat -az " + counter);
     std::smatch m;

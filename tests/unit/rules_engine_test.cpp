@@ -41,6 +41,7 @@ class RuleDir {
   ~RuleDir() { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& text) {
     std::string path = (dir_ / name).string();
+    fs::create_directories(fs::path(path).parent_path());
     std::ofstream(path) << text;
     return path;
   }
@@ -351,6 +352,34 @@ TEST(RulesEngine, RuntimeErrorsQuarantineTheRuleOthersKeepFiring) {
   EXPECT_EQ(status_of(*engine, "broken").errors["runtime"], 3u);
   EXPECT_EQ(status_of(*engine, "healthy").anomalies_fired, 6u);
   EXPECT_TRUE(status_of(*engine, "healthy").errors.empty());
+}
+
+// Lua cuts source names over 60 characters to "...tail"; every error still names the whole
+// path (CI clones into a deeper directory than a developer's checkout).
+TEST(RulesEngine, ErrorsNameTheFullPathOfADeepRuleFile) {
+  RuleDir dir;
+  const std::string deep = "a-directory-name-long-enough/to-push-the-path-past/sixty-characters";
+  std::string broken = dir.write(deep + "/broken_rule_with_a_long_name.lua", R"lua(rule {
+  name = "broken", metric = "vigil_drop_packets_total",
+  detect = baseline.zscore { window = "2m", threshold = 4, min_rate = 1, warmup = "20s" },
+  on_anomaly = function(a)
+    error("boom")
+  end,
+}
+)lua");
+  ASSERT_GT(broken.size(), 100u);
+  RecordingSink sink;
+  auto engine = load({broken}, &sink);
+  ASSERT_TRUE(engine);
+  std::vector<PodMeta> pods{pod("a")};
+  run(*engine, 0, 29, pods, none);
+  run(*engine, 30, 30, pods, [](int) { return std::vector<Sample>{drops("a", 100)}; });
+  EXPECT_EQ(status_of(*engine, "broken").last_error, broken + ":5: boom");
+
+  std::string syntax = dir.write(deep + "/syntax_error_in_a_rule_file_with_a_long_name.lua", "rule {\n  name = = 1\n}\n");
+  auto refused = RuleEngine::load({syntax}, options(), &sink);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find(syntax + ":2:"), std::string::npos) << refused.error().message;
 }
 
 TEST(RulesEngine, ASuccessfulCallResetsTheErrorStreak) {
