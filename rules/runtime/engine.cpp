@@ -230,6 +230,7 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   ++rule.status.anomalies_fired;
   spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
   group.episode = Episode{std::move(a), {}};
+  if (options_.observer) options_.observer(group.episode->anomaly);
   if (spec.on_anomaly) call_handler(rule, spec.on_anomaly, "on_anomaly", *group.episode);
 }
 
@@ -242,6 +243,7 @@ void Engine::resolve(LoadedRule& rule, Group& group, double now) {
   a.baseline = group.verdict.baseline;
   a.score = group.verdict.score;
   spdlog::debug("rule '{}' resolved [{}]", rule.spec.name, a.id);
+  if (options_.observer) options_.observer(a);
   // The engine sends the resolve itself, so a rule cannot forget to and leave an alert open.
   if (sink_) {
     for (const auto& channel : episode.channels) {

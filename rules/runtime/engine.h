@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +28,9 @@ struct EngineOptions {
   size_t memory_limit_bytes = 32u << 20;    // per rule file (one lua_State per file)
   uint64_t instruction_limit = 10'000'000;  // per call from C++ into Lua
   int quarantine_after_errors = 3;          // consecutive errors that disable a rule
+  // Sees every anomaly the engine fires (before on_anomaly runs) and resolves (before the
+  // resolve is sent), whatever the handlers notify. `vigil rules test` records them with it.
+  std::function<void(const Anomaly&)> observer;
 };
 
 // Counters the agent exports as vigil_rule_errors_total{rule,kind} etc.
