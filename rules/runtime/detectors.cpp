@@ -7,6 +7,7 @@
 #include "rules/runtime/detector_util.h"
 #include "rules/runtime/durations.h"
 #include "rules/runtime/field_names.h"
+#include "rules/runtime/first_seen.h"
 
 namespace vigil::rules {
 
@@ -321,6 +322,7 @@ const DetectorKind kKinds[] = {
     {"change.cusum", make_cusum},
     {"rate_of_change", make_rate_of_change},
     {"any", make_any},
+    {"first_seen", make_first_seen},
 };
 
 }  // namespace

@@ -7,11 +7,13 @@
 #include <cstring>
 #include <fstream>
 #include <lua.hpp>
+#include <deque>
 #include <mutex>
 #include <random>
 #include <sstream>
 
 #include "rules/runtime/channel_scan.h"
+#include "rules/runtime/first_seen.h"
 #include "rules/runtime/lua_api.h"
 #include "rules/runtime/lua_sandbox.h"
 #include "rules/runtime/rule_eval.h"
@@ -39,6 +41,11 @@ struct LoadedRule {
   int consecutive_errors = 0;
   std::set<std::string> logged;
   bool gauge = false;  // the metric was last seen as a gauge: values are not per-second
+  // max_notifications_per_hour: when the notified firings of the last hour happened, and
+  // the firings not notified since the budget was last free (summarised when it frees).
+  std::deque<double> notified;
+  uint64_t over_budget = 0;
+  double over_budget_since = 0;
 };
 
 Result<std::string> read_file(const std::string& path) {
@@ -89,6 +96,7 @@ class Engine final : public RuleEngine {
   void run_tick(const TickInput& input);
   void fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input);
   void resolve(LoadedRule& rule, Group& group, double now);
+  void summarise_budget(LoadedRule& rule, double now);
   void call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode);
   void record_error(LoadedRule& rule, const std::string& kind, std::string message, const std::string& traceback);
   std::string new_id();
@@ -146,7 +154,7 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
     rule->eval = std::make_unique<RuleEvaluator>(rule->spec);
     rule->status.rule = rule->spec.name;
     rule->status.file = path;
-    metrics_.insert(rule->spec.metric);
+    for (const auto& metric : rule->spec.metrics()) metrics_.insert(metric);
     rules_.push_back(std::move(rule));
   }
   ctx.declared.clear();
@@ -178,23 +186,43 @@ void Engine::run_tick(const TickInput& input) {
   const bool rates_exist = !rates_.first_tick();
   auto values = rates_.update(input, metrics_);
 
+  const uint64_t pods_sig = RuleEvaluator::pods_signature(input.pods);
+
   for (auto& rule : rules_) {
     if (rule->status.disabled) continue;
-    for (const auto& v : values)
-      if (v.sample->metric == rule->spec.metric) rule->gauge = v.sample->kind == SeriesKind::Gauge;
-    for (const auto& t : rule->eval->evaluate(values, input.pods, now, rates_exist)) {
+    auto transitions = rule->eval->evaluate(values, input.pods, now, rates_exist, pods_sig);
+    rule->gauge = rule->eval->gauge();
+    if (uint64_t overflow = rule->eval->take_overflow()) rule->status.errors["first_seen_overflow"] += overflow;
+    for (const auto& t : transitions) {
       if (rule->status.disabled) break;
       if (t.kind == Transition::Kind::Fire) fire(*rule, *t.key, *t.group, input);
       else if (t.group->episode) resolve(*rule, *t.group, now);
     }
     for (auto& [key, group] : rule->eval->forget_stale(now))
       if (!rule->status.disabled) resolve(*rule, group, now);
+    summarise_budget(*rule, now);
     rule->status.groups = rule->eval->size();
   }
 }
 
 void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input) {
   const RuleSpec& spec = rule.spec;
+  // A suppressed group, or one past the rule's budget, fires without an episode: no handler
+  // runs, nobody is notified, and its resolve is silent too.
+  if (rule.eval->suppressed(key)) {
+    ++rule.status.suppressed;
+    return;
+  }
+  if (spec.max_notifications_per_hour) {
+    const double now = input.time;
+    while (!rule.notified.empty() && now - rule.notified.front() >= 3600) rule.notified.pop_front();
+    if (rule.notified.size() >= *spec.max_notifications_per_hour) {
+      if (rule.over_budget++ == 0) rule.over_budget_since = now;
+      ++rule.status.errors["notification_budget"];
+      return;
+    }
+    rule.notified.push_back(now);
+  }
   Anomaly a;
   a.id = new_id();
   a.status = AnomalyStatus::Firing;
@@ -218,6 +246,14 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   }
   for (const auto& label : key) a.metric_labels.push_back(label);
   sort_labels(a.metric_labels);
+  if (auto* fs = dynamic_cast<const FirstSeenDetector*>(spec.detector.get()); fs && !group.new_values.empty()) {
+    // The new value(s) join the anomaly's labels: a.labels.remote_ip, {remote_ip} in summaries.
+    std::string joined;
+    for (const auto& v : group.new_values) joined += (joined.empty() ? "" : "|") + v;
+    std::erase_if(a.metric_labels, [&](const auto& l) { return l.first == fs->value_label(); });
+    a.metric_labels.emplace_back(fs->value_label(), joined);
+    sort_labels(a.metric_labels);
+  }
   a.value = group.value;
   a.baseline = group.verdict.baseline;
   a.score = group.verdict.score;
@@ -225,13 +261,25 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   a.band_high = group.verdict.band_high;
   a.detector = spec.detector->name();
   a.detector_params = spec.detector->describe();
-  a.summary = render_summary(spec.summary.value_or(spec.detector->default_summary()), a, rule.gauge ? "" : "/s");
+  // A ratio and a count of new values have no unit; counters are per second.
+  const bool unitless = rule.gauge || spec.ratio || std::string_view(spec.detector->name()) == "first_seen";
+  a.summary = render_summary(spec.summary.value_or(spec.detector->default_summary()), a, unitless ? "" : "/s");
 
   ++rule.status.anomalies_fired;
   spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
   group.episode = Episode{std::move(a), {}};
   if (options_.observer) options_.observer(group.episode->anomaly);
   if (spec.on_anomaly) call_handler(rule, spec.on_anomaly, "on_anomaly", *group.episode);
+}
+
+// Once the budget has room again, one log line says what it held back.
+void Engine::summarise_budget(LoadedRule& rule, double now) {
+  if (rule.over_budget == 0) return;
+  while (!rule.notified.empty() && now - rule.notified.front() >= 3600) rule.notified.pop_front();
+  if (rule.notified.size() >= *rule.spec.max_notifications_per_hour) return;
+  spdlog::warn("rule '{}': {} anomalies were not notified over {} s: max_notifications_per_hour = {} was reached",
+               rule.spec.name, rule.over_budget, now - rule.over_budget_since, *rule.spec.max_notifications_per_hour);
+  rule.over_budget = 0;
 }
 
 void Engine::resolve(LoadedRule& rule, Group& group, double now) {

@@ -39,8 +39,12 @@ struct RuleStatus {
   std::string file;
   bool disabled = false;
   std::string last_error;                 // "file:line: message"
-  std::map<std::string, uint64_t> errors;  // kind -> count; kinds: runtime, budget, notify
+  // kind -> count; kinds: runtime, budget, notify, and two that are not failures of the rule
+  // and never quarantine it: notification_budget (firings past max_notifications_per_hour,
+  // not notified) and first_seen_overflow (values a full first_seen set could not remember).
+  std::map<std::string, uint64_t> errors;
   uint64_t anomalies_fired = 0;
+  uint64_t suppressed = 0;  // firings of groups matched by `suppress`, not notified
   size_t groups = 0;  // series groups this rule tracks
 };
 

@@ -129,6 +129,12 @@ Result<std::vector<ReplayRow>> replay(const std::string& rule_file, const std::v
     return make_error(rule_file + ": replay needs exactly one rule in the file (found " +
                       std::to_string(ctx.declared.size()) + ")");
   const RuleSpec spec = std::move(ctx.declared.front());
+  if (spec.ratio)
+    return make_error(spec.location + ": replay feeds one series; rule '" + spec.name +
+                      "' is a ratio of several (numerator and denominator)");
+  if (std::string_view(spec.detector->name()) == "first_seen")
+    return make_error(spec.location + ": replay feeds one series of values; rule '" + spec.name +
+                      "' uses first_seen, which judges label values");
 
   Sample sample;
   sample.metric = spec.metric;

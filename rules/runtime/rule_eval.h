@@ -2,6 +2,7 @@
 // Pure C++: which Lua handler runs and who gets notified is the engine's business.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -36,6 +37,14 @@ struct Group {
   double value = 0;  // the latest value evaluated
   Verdict verdict;   // and what the detector said about it
   std::optional<Episode> episode;
+  std::optional<double> resolved_at;  // the last resolve, for `cooldown`
+  std::vector<std::string> new_values;  // first_seen: the values never seen, of the latest tick
+
+  // The evaluator's scratch for the tick being evaluated.
+  uint64_t tick = 0;       // the tick that last touched the group
+  double num = 0, den = 0;  // summed values of the numerator (or the metric) and denominator terms
+  bool has_num = false, has_den = false;
+  bool from_series = false;  // a series touched it this tick (else only the pod list did)
 };
 
 struct Transition {
@@ -50,14 +59,27 @@ class RuleEvaluator {
   // Groups unseen this long are forgotten (bounded memory for churning pods).
   static constexpr double kForgetAfter = 300;
 
-  explicit RuleEvaluator(const RuleSpec& spec) : spec_(spec) {}
+  explicit RuleEvaluator(const RuleSpec& spec);
 
   bool matches(const Sample& s) const;
+  // Which terms a sample feeds: bit 0 the numerator (or the rule's metric), bit 1 the denominator.
+  unsigned sides(const Sample& s) const;
 
   // Feeds one tick. `rates_exist` is false on the engine's first tick, when counters have no
-  // rates yet: groups are registered (their age starts) but nothing is judged.
+  // rates yet: groups are registered (their age starts) but nothing is judged. `pods_sig`
+  // identifies the pod list (pods_signature()); 0 means unknown: the pod groups are looked up
+  // again. Transitions come sorted by group key.
   std::vector<Transition> evaluate(const std::vector<SeriesValue>& series, const std::vector<PodMeta>& pods,
-                                   double now, bool rates_exist);
+                                   double now, bool rates_exist, uint64_t pods_sig = 0);
+  static uint64_t pods_signature(const std::vector<PodMeta>& pods);
+
+  // Whether a group's labels match the rule's `suppress`.
+  bool suppressed(const Labels& key) const;
+  bool gauge() const { return gauge_; }
+  // first_seen values that found the remembered set full, since the last call.
+  uint64_t take_overflow();
+  // Bytes held per tracked series by the lookup cache, and by all groups (key, state, detector).
+  size_t cache_bytes() const { return slots_.capacity() * sizeof(Slot) + fs_values_.capacity() * sizeof(std::string); }
 
   // Removes groups unseen for kForgetAfter; returns those whose episode is still open, so the
   // engine can resolve them instead of leaving the receivers with an alert that never ends.
@@ -82,14 +104,37 @@ class RuleEvaluator {
     std::string detector;
     std::string workload;
   };
+  using Entry = std::pair<const Labels, Group>;
+  // What the evaluator remembers of one tracked series (SeriesValue::id): its group.
+  struct Slot {
+    uint32_t gen = 0;           // SeriesValue::gen it was computed for
+    uint32_t groups_epoch = 0;  // groups_epoch_ then (a forgotten group invalidates it)
+    Entry* entry = nullptr;     // null: the series does not match
+    uint8_t sides = 0;
+    bool valid = false;
+  };
   Labels group_key(const Labels& labels) const;
   std::string workload_key(const Labels& key, const std::vector<PodMeta>& pods) const;
   void seed(Group& g, const Labels& key, double now);
   bool pod_matches(const PodMeta& pod) const;
+  Entry* group_for(const Labels& key, const std::vector<PodMeta>& pods, double now);
   std::optional<Transition::Kind> step(Group& g, double value, double now);
+  std::optional<Transition::Kind> quiet(Group& g, double now);
 
   const RuleSpec& spec_;
+  std::vector<SeriesTerm> terms_;
+  size_t numerator_terms_ = 0;
+  const class FirstSeenDetector* first_seen_ = nullptr;
   std::map<Labels, Group> groups_;
+  uint32_t groups_epoch_ = 1;  // bumped when a group is erased
+  uint64_t tick_ = 0;
+  std::optional<double> last_now_;
+  std::vector<Slot> slots_;              // by SeriesValue::id
+  std::vector<std::string> fs_values_;   // first_seen: each series' value, by SeriesValue::id
+  std::vector<Entry*> seeded_;           // the pod list's groups
+  uint64_t seeded_sig_ = 0;
+  uint32_t seeded_epoch_ = 0;
+  uint64_t overflow_ = 0;
   std::map<Labels, Restored> restored_by_key_;
   std::map<std::string, Restored> restored_by_workload_;  // the longest-learned state of each
   std::optional<double> restored_until_;

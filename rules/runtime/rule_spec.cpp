@@ -14,7 +14,8 @@ namespace vigil::rules {
 namespace {
 
 const std::vector<std::string_view> kRuleFields = {
-    "name", "metric", "where", "by", "detect", "severity", "pending", "resolve_after", "summary", "on_anomaly", "on_resolve"};
+    "name", "metric", "where", "by", "detect", "severity", "pending", "resolve_after", "summary", "on_anomaly", "on_resolve",
+    "ratio", "cooldown", "suppress", "max_notifications_per_hour"};
 
 // Pushes t[key] without metamethods and returns its type.
 int raw_field(lua_State* L, int table, const char* key) {
@@ -89,13 +90,13 @@ Result<Handler> function_field(lua_State* L, int t, const char* key) {
 }
 
 // A label value or a list of them, on the top of the stack.
-Result<std::vector<std::string>> label_values(lua_State* L, const std::string& label) {
+Result<std::vector<std::string>> label_values(lua_State* L, const std::string& label, const std::string& field) {
   std::vector<std::string> values;
   if (lua_type(L, -1) == LUA_TSTRING) {
     values.emplace_back(lua_tostring(L, -1));
     return values;
   }
-  std::string what = "field 'where': label '" + label + "' must be a string, a list of strings or { except = ... }";
+  std::string what = "field '" + field + "': label '" + label + "' must be a string, a list of strings or { except = ... }";
   if (lua_type(L, -1) != LUA_TTABLE) return make_error(what);
   lua_Unsigned n = lua_rawlen(L, -1);
   for (lua_Unsigned i = 1; i <= n; ++i) {
@@ -108,9 +109,11 @@ Result<std::vector<std::string>> label_values(lua_State* L, const std::string& l
   return values;
 }
 
-Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
+// `where` (or `suppress`, or a ratio term's `where`, named by `field`) of the table at `t`.
+Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t, const char* key = "where",
+                                              const std::string& field = "where") {
   std::vector<LabelMatcher> out;
-  int type = raw_field(L, t, "where");
+  int type = raw_field(L, t, key);
   if (type == LUA_TNIL) {
     lua_pop(L, 1);
     return out;
@@ -118,13 +121,13 @@ Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
   if (type != LUA_TTABLE) {
     std::string got = type_of(L, -1);
     lua_pop(L, 1);
-    return make_error("field 'where' must be a table of label = value (got " + got + ")");
+    return make_error("field '" + field + "' must be a table of label = value (got " + got + ")");
   }
   std::string error;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     if (lua_type(L, -2) != LUA_TSTRING || !valid_name(lua_tostring(L, -2), false)) {
-      error = "field 'where': keys must be label names, e.g. where = { direction = \"ingress\" }";
+      error = "field '" + field + "': keys must be label names, e.g. " + key + " = { direction = \"ingress\" }";
       lua_pop(L, 2);
       break;
     }
@@ -139,7 +142,7 @@ Result<std::vector<LabelMatcher>> where_field(lua_State* L, int t) {
         lua_pop(L, 1);
       }
     }
-    auto values = label_values(L, label);
+    auto values = label_values(L, label, field);
     lua_pop(L, 1);
     if (!values) {
       error = values.error().message;
@@ -196,6 +199,8 @@ Result<std::shared_ptr<const Detector>> build_detector(lua_State* L, int index, 
   if (!ud) return make_error("not a detector");
   const DetectorKind& kind = detector_kinds()[static_cast<size_t>(ud->kind)];
   if (depth > 4) return make_error(std::string(kind.name) + ": detectors nest at most 4 deep");
+  if (depth > 0 && std::string_view(kind.name) == "first_seen")
+    return make_error("first_seen judges label values and cannot be combined in any { ... }");
   lua_getiuservalue(L, index, 1);
   auto params = read_params(L, -1, &ctx, depth + 1);
   lua_pop(L, 1);
@@ -219,6 +224,124 @@ Result<std::shared_ptr<const Detector>> detect_field(lua_State* L, int t, const 
   return detector;
 }
 
+// Every key of the table at `t` is one of `known`; `field` names the table in the error.
+Result<void> only_fields(lua_State* L, int t, const std::vector<std::string_view>& known, const std::string& field) {
+  std::string error;
+  lua_pushnil(L);
+  while (error.empty() && lua_next(L, t)) {
+    if (lua_type(L, -2) != LUA_TSTRING) error = "field '" + field + "' takes named fields only, found a positional value";
+    else if (std::find(known.begin(), known.end(), std::string_view(lua_tostring(L, -2))) == known.end())
+      error = "field '" + field + "': " + unknown_field(lua_tostring(L, -2), known);
+    lua_pop(L, 1);
+  }
+  if (!error.empty()) {
+    lua_pop(L, 1);
+    return make_error(error);
+  }
+  return {};
+}
+
+// One term { metric = "...", where = { ... } } at the top of the stack.
+Result<SeriesTerm> ratio_term(lua_State* L, const std::string& field) {
+  const int t = lua_gettop(L);
+  if (lua_type(L, t) != LUA_TTABLE)
+    return make_error("field '" + field + "' must be a table { metric = \"...\", where = { ... } } (got " + type_of(L, t) + ")");
+  if (auto r = only_fields(L, t, {"metric", "where"}, field); !r) return r.error();
+  SeriesTerm term;
+  auto metric = string_field(L, t, "metric");
+  if (!metric) return make_error("field '" + field + "." + metric.error().message.substr(7));
+  if (!*metric) return make_error("field '" + field + "': missing required field 'metric'");
+  if (!valid_name(**metric, true)) return make_error("field '" + field + ".metric': '" + **metric + "' is not a valid metric name");
+  term.metric = **metric;
+  auto where = where_field(L, t, "where", field + ".where");
+  if (!where) return where.error();
+  term.where = std::move(*where);
+  return term;
+}
+
+// numerator or denominator: one term, or a list of terms that are summed.
+Result<std::vector<SeriesTerm>> ratio_side(lua_State* L, int ratio, const char* key) {
+  const std::string field = std::string("ratio.") + key;
+  int type = raw_field(L, ratio, key);
+  std::vector<SeriesTerm> out;
+  std::string error;
+  if (type == LUA_TNIL) {
+    error = "field 'ratio': missing required field '" + std::string(key) + "' (e.g. " + key +
+            " = { metric = \"vigil_drop_packets_total\" })";
+  } else if (type != LUA_TTABLE) {
+    error = "field '" + field + "' must be a table { metric = \"...\" } or a list of them (got " + type_of(L, -1) + ")";
+  } else if (lua_rawlen(L, -1) == 0) {
+    auto term = ratio_term(L, field);
+    if (term) out.push_back(std::move(*term));
+    else error = term.error().message;
+  } else {
+    const lua_Unsigned n = lua_rawlen(L, -1);
+    if (n > 8) error = "field '" + field + "': at most 8 terms";
+    for (lua_Unsigned i = 1; i <= n && error.empty(); ++i) {
+      lua_rawgeti(L, -1, static_cast<lua_Integer>(i));
+      auto term = ratio_term(L, field + "[" + std::to_string(i) + "]");
+      lua_pop(L, 1);
+      if (term) out.push_back(std::move(*term));
+      else error = term.error().message;
+    }
+    if (error.empty()) {
+      lua_pushnil(L);
+      while (error.empty() && lua_next(L, -2)) {
+        if (!lua_isinteger(L, -2)) error = "field '" + field + "': a list of terms takes no named fields";
+        lua_pop(L, 1);
+      }
+      if (!error.empty()) lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  if (!error.empty()) return make_error(error);
+  return out;
+}
+
+std::string term_text(const std::vector<SeriesTerm>& terms) {
+  std::string out;
+  for (const auto& term : terms) out += (out.empty() ? "" : " + ") + term.metric;
+  return terms.size() > 1 ? "(" + out + ")" : out;
+}
+
+Result<std::optional<RatioSpec>> ratio_field(lua_State* L, int t) {
+  int type = raw_field(L, t, "ratio");
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return std::optional<RatioSpec>();
+  }
+  const int r = lua_gettop(L);
+  auto fail = [L](std::string message) -> Result<std::optional<RatioSpec>> {
+    lua_pop(L, 1);
+    return make_error(std::move(message));
+  };
+  if (type != LUA_TTABLE)
+    return fail("field 'ratio' must be a table { numerator = {...}, denominator = {...}, min_volume = 20 } (got " +
+                type_of(L, r) + ")");
+  if (auto ok = only_fields(L, r, {"numerator", "denominator", "min_volume"}, "ratio"); !ok) return fail(ok.error().message);
+  RatioSpec ratio;
+  auto numerator = ratio_side(L, r, "numerator");
+  if (!numerator) return fail(numerator.error().message);
+  ratio.numerator = std::move(*numerator);
+  auto denominator = ratio_side(L, r, "denominator");
+  if (!denominator) return fail(denominator.error().message);
+  ratio.denominator = std::move(*denominator);
+  int mv = raw_field(L, r, "min_volume");
+  if (mv != LUA_TNIL) {
+    double v = lua_tonumber(L, -1);
+    bool ok = mv == LUA_TNUMBER && std::isfinite(v) && v >= 0;
+    std::string got = type_of(L, -1);
+    lua_pop(L, 1);
+    if (!ok) return fail("field 'ratio.min_volume' must be a number >= 0 (events in the denominator per tick; got " +
+                         (mv == LUA_TNUMBER ? std::to_string(v) : got) + ")");
+    ratio.min_volume = v;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return std::optional<RatioSpec>(std::move(ratio));
+}
+
 Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
   RuleSpec spec;
   // Unknown or positional fields first: a typo is the likeliest cause of any later error.
@@ -239,14 +362,25 @@ Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
     return make_error(error);
   }
 
+  auto ratio = ratio_field(L, t);
+  if (!ratio) return ratio.error();
+  spec.ratio = std::move(*ratio);
+
   auto metric = string_field(L, t, "metric");
   if (!metric) return metric.error();
-  if (!*metric) return make_error("missing required field 'metric' (a Prometheus metric name)");
-  if (!valid_name(**metric, true)) return make_error("field 'metric': '" + **metric + "' is not a valid metric name");
-  spec.metric = **metric;
+  if (spec.ratio) {
+    if (*metric) return make_error("field 'metric': a ratio rule names its metrics in ratio.numerator and ratio.denominator");
+    spec.metric = term_text(spec.ratio->numerator) + " / " + term_text(spec.ratio->denominator);
+  } else {
+    if (!*metric) return make_error("missing required field 'metric' (a Prometheus metric name)");
+    if (!valid_name(**metric, true)) return make_error("field 'metric': '" + **metric + "' is not a valid metric name");
+    spec.metric = **metric;
+  }
 
   auto where = where_field(L, t);
   if (!where) return where.error();
+  if (spec.ratio && !where->empty())
+    return make_error("field 'where': a ratio rule puts its matchers in each term (ratio.numerator.where, ...)");
   spec.where = std::move(*where);
 
   auto by = by_field(L, t);
@@ -256,6 +390,8 @@ Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
   auto detector = detect_field(L, t, ctx);
   if (!detector) return detector.error();
   spec.detector = std::move(*detector);
+  if (spec.ratio && std::string_view(spec.detector->name()) == "first_seen")
+    return make_error("field 'detect': first_seen judges label values, not a ratio; use it with 'metric'");
 
   auto severity = string_field(L, t, "severity");
   if (!severity) return severity.error();
@@ -283,6 +419,32 @@ Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
   auto on_resolve = function_field(L, t, "on_resolve");
   if (!on_resolve) return on_resolve.error();
   spec.on_resolve = *on_resolve;
+
+  auto cooldown = duration_field(L, t, "cooldown");
+  if (!cooldown) return cooldown.error();
+  spec.cooldown = cooldown->value_or(0);
+
+  auto suppress = where_field(L, t, "suppress", "suppress");
+  if (!suppress) return suppress.error();
+  for (const auto& m : *suppress)
+    if (std::find(spec.by.begin(), spec.by.end(), m.name) == spec.by.end())
+      return make_error("field 'suppress': label '" + m.name + "' is not one of 'by' (suppress matches the group's labels)");
+  spec.suppress = std::move(*suppress);
+
+  int budget = raw_field(L, t, "max_notifications_per_hour");
+  if (budget != LUA_TNIL) {
+    bool ok = lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= 1'000'000;
+    if (!ok && budget == LUA_TNUMBER) {
+      double v = lua_tonumber(L, -1);
+      ok = v == std::floor(v) && v >= 1 && v <= 1e6;
+    }
+    if (ok) spec.max_notifications_per_hour = static_cast<uint32_t>(lua_tonumber(L, -1));
+    std::string got = type_of(L, -1);
+    lua_pop(L, 1);
+    if (!ok) return make_error("field 'max_notifications_per_hour' must be a whole number from 1 to 1000000 (got " + got + ")");
+  } else {
+    lua_pop(L, 1);
+  }
   return spec;
 }
 
@@ -290,6 +452,20 @@ Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
 
 bool RuleSpec::seeds_from_pods() const {
   return std::all_of(by.begin(), by.end(), [](const auto& l) { return l == "namespace" || l == "pod"; });
+}
+
+std::vector<SeriesTerm> RuleSpec::terms() const {
+  if (!ratio) return {SeriesTerm{metric, where}};
+  std::vector<SeriesTerm> out = ratio->numerator;
+  out.insert(out.end(), ratio->denominator.begin(), ratio->denominator.end());
+  return out;
+}
+
+std::vector<std::string> RuleSpec::metrics() const {
+  std::vector<std::string> out;
+  for (const auto& term : terms())
+    if (std::find(out.begin(), out.end(), term.metric) == out.end()) out.push_back(term.metric);
+  return out;
 }
 
 Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx, int depth) {

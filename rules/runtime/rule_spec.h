@@ -1,6 +1,7 @@
 // A rule as declared by `rule { ... }` in a Lua file, after validation.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,10 +28,27 @@ struct Handler {
   explicit operator bool() const { return ref != kNone; }
 };
 
-struct RuleSpec {
-  std::string name;
+// One series selector of a ratio: a metric and its label matchers.
+struct SeriesTerm {
   std::string metric;
   std::vector<LabelMatcher> where;
+};
+
+// ratio = { numerator = {...}, denominator = { {...}, {...} }, min_volume = 20 }: the rule's
+// value is, per group, the sum of the numerator terms' rates over the sum of the denominator
+// terms' rates. A tick whose denominator counted fewer than min_volume events (rate times the
+// seconds since the previous tick; a gauge's value as is) is not evaluated and not learned.
+struct RatioSpec {
+  std::vector<SeriesTerm> numerator;
+  std::vector<SeriesTerm> denominator;
+  double min_volume = 20;
+};
+
+struct RuleSpec {
+  std::string name;
+  std::string metric;  // for a ratio: "num / (den1 + den2)", shown as the anomaly's metric
+  std::vector<LabelMatcher> where;
+  std::optional<RatioSpec> ratio;
   std::vector<std::string> by{"namespace", "pod"};
   std::shared_ptr<const Detector> detector;
   std::string severity = "warning";
@@ -39,12 +57,19 @@ struct RuleSpec {
   std::optional<std::string> summary;
   Handler on_anomaly;
   Handler on_resolve;
+  double cooldown = 0;                  // seconds after a resolve before the group fires again
+  std::vector<LabelMatcher> suppress;   // groups whose labels match every matcher never notify
+  std::optional<uint32_t> max_notifications_per_hour;  // firings notified per rolling hour
   std::string file;
   std::string location;  // "file:line" of the rule{} call
 
   // Groups keyed by at most namespace and pod are seeded from the pod list, so that a pod's
   // baseline warms up before its first series appears.
   bool seeds_from_pods() const;
+  // Every metric the rule reads (the ratio's terms, or `metric`).
+  std::vector<std::string> metrics() const;
+  // The selectors: `metric` and `where`, or the ratio's terms, numerator first.
+  std::vector<SeriesTerm> terms() const;
 };
 
 // Reads the rule table at `index`. Touches the table with raw accesses only, so no rule code
