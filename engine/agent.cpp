@@ -119,7 +119,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   auto& s = a->store_;
   a->families_ = make_families(config);
   for (const auto& f : a->families_) f->describe(s);
-  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify).", SeriesKind::Counter);
+  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify; notification_budget: firings past max_notifications_per_hour, not notified; first_seen_overflow: values a full first_seen set could not remember).", SeriesKind::Counter);
   s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
   s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
   s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
@@ -337,7 +337,7 @@ void Agent::read_datapath() {
 void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
   tick_histogram_->Observe(std::chrono::duration<double>(tick_time).count());
   for (const auto& r : rules_->status()) {
-    for (const char* kind : {"runtime", "budget", "notify"}) {
+    for (const char* kind : {"runtime", "budget", "notify", "notification_budget", "first_seen_overflow"}) {
       auto it = r.errors.find(kind);
       store_.set("vigil_rule_errors_total", make_labels({{"rule", r.rule}, {"kind", kind}}),
                  it == r.errors.end() ? 0.0 : static_cast<double>(it->second));
