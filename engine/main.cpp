@@ -20,6 +20,7 @@
 #include "rules/runtime/durations.h"
 #include "rules/runtime/engine.h"
 #include "rules/runtime/replay.h"
+#include "rules/runtime/rule_test.h"
 
 #ifndef VIGIL_VERSION
 #define VIGIL_VERSION "dev"
@@ -33,6 +34,9 @@ constexpr const char* kUsage = R"(usage:
   vigil rules check [--config FILE] RULEFILE...
       Loads rule files as the agent would and reports every error with file and line.
       With --config, notify() channels are checked against its notifiers.
+  vigil rules test TESTFILE...
+      Runs rule unit tests (YAML, docs/rules.md "Testing rules") in simulated time: exit 0 when
+      all pass, 1 when one fails (with a diff), 2 for a bad test file.
   vigil notify test CHANNEL [--config FILE]
       Sends a sample notification to CHANNEL (one attempt, no outbox) and reports the result.
   vigil replay --rules FILE --input CSV [--output CSV] [--tick DURATION]
@@ -153,6 +157,15 @@ int cmd_rules_check(const Args& args) {
   return failed ? 1 : 0;
 }
 
+int cmd_rules_test(const Args& args) {
+  if (args.positional.empty()) return usage_error("rules test needs at least one test file");
+  auto run = vigil::rules::run_rule_tests(args.positional);
+  std::fputs(run.out.c_str(), stdout);
+  std::fflush(stdout);
+  std::fputs(run.err.c_str(), stderr);
+  return run.exit_code;
+}
+
 int cmd_replay(const Args& args) {
   if (!args.positional.empty()) return usage_error("replay takes no positional arguments");
   if (!args.flags.count("rules") || !args.flags.count("input")) return usage_error("replay needs --rules and --input");
@@ -257,6 +270,10 @@ int main(int argc, char** argv) {
   if (cmd == "rules" && argc >= 3 && std::string(argv[2]) == "check") {
     auto args = parse_args(argc, argv, 3, {"config"}, error);
     return args ? cmd_rules_check(*args) : usage_error(error);
+  }
+  if (cmd == "rules" && argc >= 3 && std::string(argv[2]) == "test") {
+    auto args = parse_args(argc, argv, 3, {}, error);
+    return args ? cmd_rules_test(*args) : usage_error(error);
   }
   if (cmd == "replay") {
     auto args = parse_args(argc, argv, 2, {"rules", "input", "output", "tick"}, error);
