@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "rules/runtime/engine.h"
+#include "rules/runtime/rule_test.h"
 
 using namespace vigil;
 using namespace vigil::rules;
@@ -46,14 +47,31 @@ Sample counter(const std::string& metric, const std::string& pod, const std::str
 
 TEST(RulesPack, LoadsWithTheDefaultNotifier) {
   auto files = pack_files();
-  ASSERT_EQ(files.size(), 2u);
+  ASSERT_EQ(files.size(), 10u);
   EngineOptions o;
   o.channels = std::set<std::string>{"default"};
   auto engine = RuleEngine::load(files, o, nullptr);
   ASSERT_TRUE(engine.ok()) << engine.error().message;
   std::vector<std::string> names;
   for (const auto& s : (*engine)->status()) names.push_back(s.rule);
-  EXPECT_EQ(names, (std::vector<std::string>{"pod-drop-surge", "pod-ingress-flood"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"apiserver-latency-regression", "dns-error-surge", "dns-latency-regression",
+                                             "new-external-peer", "pod-drop-surge", "pod-ingress-flood",
+                                             "tcp-connect-failures", "tcp-rst-storm", "tcp-retransmit-ratio",
+                                             "pod-traffic-volume"}));
+}
+
+// Each rule file has its test (rules/pack/tests/<file>.test.yaml), and every test passes.
+TEST(RulesPack, EveryRuleFileHasATestAndTheTestsPass) {
+  std::vector<std::string> tests;
+  for (const auto& file : pack_files()) {
+    fs::path test = fs::path(file).parent_path() / "tests" / (fs::path(file).stem().string() + ".test.yaml");
+    EXPECT_TRUE(fs::is_regular_file(test)) << file << " has no test " << test;
+    tests.push_back(test.string());
+  }
+  auto run = run_rule_tests(tests);
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_GE(run.passed, 2 * tests.size());  // at least: firing on the anomaly, quiet on noise
+  EXPECT_EQ(run.failed, 0u) << run.out;
 }
 
 TEST(RulesPack, DropSurgeFiresAndLabTrafficStaysQuiet) {
