@@ -80,12 +80,34 @@ struct {
 } vigil_tcp SEC(".maps");
 
 
+/* Remote context (vigil_abi.h): peer key -> index, counters by index, free indices, and each
+ * CPU's last peer per pod interface and direction. */
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, VIGIL_MAX_REMOTE_KEYS);
   __type(key, struct vigil_remote_key);
-  __type(value, struct vigil_remote_value);
+  __type(value, __u32);
 } vigil_remote SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, VIGIL_MAX_REMOTE_KEYS);
+  __type(key, __u32);
+  __type(value, struct vigil_remote_value);
+} vigil_remote_values SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_QUEUE);
+  __uint(max_entries, VIGIL_MAX_REMOTE_KEYS);
+  __type(value, __u32);
+} vigil_remote_free SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, VIGIL_MAX_PODS * 2);
+  __type(key, __u32);
+  __type(value, struct vigil_remote_cache);
+} vigil_remote_cache SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -140,33 +162,72 @@ static __always_inline int local_scope(const __u8 a[16]) {
   return 0;
 }
 
-/* Remote context for pods that opted in: the per-peer entry of the pod behind `s` for `addr`,
- * or its "other" entry once max_peers are taken, or its local-scope entry; 0 when the pod did
- * not opt in. */
-static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot *s, int dir, const __u8 addr[16]) {
-  if (!s->remote_max) return 0;
+/* The index of `key` in vigil_remote, taking a free index for it if it has none; -1 when no
+ * index is left (counted). Two CPUs racing on the same new key: one insert wins, the other
+ * gives its index back and uses the winner's. */
+static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
+  __u32 *found = bpf_map_lookup_elem(&vigil_remote, key);
+  if (found) return *found;
+  __u32 index;
+  if (bpf_map_pop_elem(&vigil_remote_free, &index)) {
+    count_error(VIGIL_ERR_REMOTE_MAP_FULL);
+    return -1;
+  }
+  if (bpf_map_update_elem(&vigil_remote, key, &index, BPF_NOEXIST) == 0) return index;
+  bpf_map_push_elem(&vigil_remote_free, &index, 0);
+  found = bpf_map_lookup_elem(&vigil_remote, key);
+  if (found) return *found;
+  count_error(VIGIL_ERR_REMOTE_MAP_FULL);
+  return -1;
+}
+
+/* The slow path of remote_entry(): the peer's index by hash lookup, a new one for a new peer
+ * while max_peers are not taken, else the pod's "other" entry; link-local and multicast peers
+ * share the local-scope entry. */
+static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 *addr) {
   struct vigil_remote_key key = {.ifindex = s->ifindex, .direction = dir};
   const int local = local_scope(addr);
-  if (local) key.addr[15] = 1; /* the local-scope bucket, ::1, never a veth peer */
-  else __builtin_memcpy(key.addr, addr, 16);
-  struct vigil_remote_value *rv = bpf_map_lookup_elem(&vigil_remote, &key);
-  if (rv) return rv;
-  struct vigil_remote_value zero = {};
-  /* Reserve a peer slot first, so that CPUs racing on new peers never exceed max_peers. */
-  if (!local) {
-    if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max) {
-      bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
-      rv = bpf_map_lookup_elem(&vigil_remote, &key);
-      if (rv) return rv;
-    }
-    __builtin_memset(key.addr, 0, 16); /* "other" */
-    rv = bpf_map_lookup_elem(&vigil_remote, &key);
-    if (rv) return rv;
+  if (local) {
+    key.addr[15] = 1; /* the local-scope bucket, ::1, never a veth peer */
+    return remote_index(&key);
   }
-  bpf_map_update_elem(&vigil_remote, &key, &zero, BPF_NOEXIST);
-  rv = bpf_map_lookup_elem(&vigil_remote, &key);
-  if (!rv) count_error(VIGIL_ERR_REMOTE_MAP_FULL);
-  return rv;
+  __builtin_memcpy(key.addr, addr, 16);
+  __u32 *found = bpf_map_lookup_elem(&vigil_remote, &key);
+  if (found) return *found;
+  /* Reserve a peer first, so that CPUs racing on new peers never exceed max_peers. */
+  if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max)
+    return remote_index(&key);
+  __builtin_memset(key.addr, 0, 16); /* "other" */
+  return remote_index(&key);
+}
+
+/* Remote context for pods that opted in: the counters of the pod behind `s` for the peer
+ * `addr`, or its "other" entry once max_peers are taken, or its local-scope entry; 0 when the
+ * pod did not opt in. A peer that is the one this CPU saw last for this pod and direction costs
+ * two array lookups; any other, one hash lookup more. */
+static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot *s, int dir, const __u8 addr[16]) {
+  if (!s->remote_max) return 0;
+  dir &= 1;
+  __u32 ci = s->slot * 2 + dir;
+  struct vigil_remote_cache *c = bpf_map_lookup_elem(&vigil_remote_cache, &ci);
+  if (!c) return 0;
+  const __u32 gen = s->generation;
+  __u64 a0, a1;
+  __builtin_memcpy(&a0, addr, 8);
+  __builtin_memcpy(&a1, addr + 8, 8);
+  __u32 index;
+  if (c->generation == gen && gen && *(__u64 *)c->addr == a0 && *(__u64 *)(c->addr + 8) == a1) {
+    index = c->index;
+  } else {
+    __s64 i = remote_lookup(s, dir, addr);
+    if (i < 0) return 0;
+    index = (__u32)i;
+    __builtin_memcpy(c->addr, &a0, 8);
+    __builtin_memcpy(c->addr + 8, &a1, 8);
+    c->index = index;
+    c->generation = gen;
+  }
+  return bpf_map_lookup_elem(&vigil_remote_values, &index);
 }
 
 /* The same for code that knows the pod by id (drops, sockets). */

@@ -27,6 +27,9 @@ struct vigil_slot {
   __u32 slot;        /* index into vigil_traffic, < VIGIL_MAX_PODS */
   __u32 remote_max;  /* remote context: distinct peers kept; 0 = off */
   __u32 remote_used; /* peers taken so far (atomic) */
+  __u32 generation;  /* new, never 0, each time the agent writes the entry: vigil_remote_cache
+                      * entries of an earlier owner of the slot never match */
+  __u32 pad[3];      /* 32 bytes: an entry never straddles two cache lines */
 };
 
 /* TCP flag counters, as Retina reports them: SYN without ACK and SYN+ACK are separate. */
@@ -116,7 +119,14 @@ enum vigil_error_site {
   VIGIL_ERR_MAX = 8,
 };
 
-/* vigil_remote: per-CPU, traffic of an opted-in pod by remote address and direction. */
+/* Remote context: traffic of an opted-in pod by remote address and direction.
+ *   vigil_remote (hash): vigil_remote_key -> __u32 index into vigil_remote_values;
+ *   vigil_remote_values (per-CPU array of VIGIL_MAX_REMOTE_KEYS): the counters;
+ *   vigil_remote_free (queue): the indices not in use; the agent fills it at load and gives an
+ *     index back (its values zeroed) when it deletes the key;
+ *   vigil_remote_cache (per-CPU array, VIGIL_MAX_PODS * 2, at slot * 2 + direction): the last
+ *     peer seen and its index, so that a packet to or from the same peer as the one before it
+ *     on this CPU takes two array lookups (inlined by the verifier) and no hash lookup. */
 struct vigil_remote_key {
   __u32 ifindex;
   __u8 direction;
@@ -131,6 +141,13 @@ struct vigil_remote_value {
   __u64 drop_bytes;
   __u64 tcp_retransmits;      /* egress: segments the pod retransmitted to the peer */
   __u64 tcp_connect_failures; /* egress: connects of the pod to the peer refused or timed out */
+};
+
+struct vigil_remote_cache {
+  __u8 addr[16];     /* the peer's address as the packet had it (not the bucket key) */
+  __u32 generation;  /* vigil_slot.generation when cached; 0 = empty */
+  __u32 index;       /* into vigil_remote_values */
+  __u32 pad[2];
 };
 
 /* vigil_remote_pod: pod id -> host-side ifindex, for the opted-in pods, so that the drop and

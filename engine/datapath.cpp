@@ -22,6 +22,14 @@ namespace {
 
 std::string err_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
+vigil_slot slot_entry(uint32_t ifindex, uint32_t slot, uint32_t remote_max) {
+  vigil_slot s{};
+  s.ifindex = ifindex;
+  s.slot = slot;
+  s.remote_max = remote_max;
+  return s;
+}
+
 }  // namespace
 
 Result<DropReasons> DropReasons::from_kernel_btf() {
@@ -59,6 +67,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load() {
   if (!dp->skel_) return make_error("open eBPF object vigil_counters: " + err_text(errno));
   if (int err = vigil_counters__load(dp->skel_))
     return make_error("load eBPF object vigil_counters (needs root or CAP_BPF+CAP_PERFMON): " + err_text(err));
+  if (auto r = dp->fill_remote_free(); !r) return r.error();
   if (int err = vigil_counters__attach(dp->skel_))
     return make_error("attach tp_btf/kfree_skb: " + err_text(err));
   return dp;
@@ -70,7 +79,18 @@ Datapath::~Datapath() {
   if (skel_) vigil_counters__destroy(skel_);
 }
 
-Result<void> Datapath::write_slot(const vigil_slot& entry) {
+Result<void> Datapath::fill_remote_free() {
+  for (__u32 i = 0; i < VIGIL_MAX_REMOTE_KEYS; ++i) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.vigil_remote_free), nullptr, &i, BPF_ANY))
+      return make_error("fill map vigil_remote_free: " + err_text(errno));
+  }
+  return {};
+}
+
+Result<void> Datapath::write_slot(const vigil_slot& in) {
+  vigil_slot entry = in;
+  if (++generation_ == 0) ++generation_;  // 0 marks an empty vigil_remote_cache entry
+  entry.generation = generation_;
   __u32 index = entry.ifindex & (VIGIL_SLOT_TABLE - 1);
   vigil_slot there{};
   if (bpf_map__lookup_elem(skel_->maps.vigil_slots, &index, sizeof(index), &there, sizeof(there), 0))
@@ -95,7 +115,7 @@ Result<void> Datapath::claim_slot(uint32_t ifindex) {
   std::vector<vigil_traffic_value> zero(possible_cpus());
   if (bpf_map__update_elem(skel_->maps.vigil_traffic, &slot, sizeof(slot), zero.data(), zero.size() * sizeof(zero[0]), BPF_ANY))
     return make_error("reset map vigil_traffic: " + err_text(errno));
-  if (auto r = write_slot(vigil_slot{ifindex, slot, 0, 0}); !r) return r;
+  if (auto r = write_slot(slot_entry(ifindex, slot, 0)); !r) return r;
   *free = true;
   slot_of_[ifindex] = slot;
   return {};
@@ -176,7 +196,7 @@ void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& 
 Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers) {
   auto it = slot_of_.find(ifindex);
   if (it == slot_of_.end()) return make_error("remote context: interface " + std::to_string(ifindex) + " has no slot");
-  if (auto r = write_slot(vigil_slot{ifindex, it->second, max_peers, 0}); !r) return r;
+  if (auto r = write_slot(slot_entry(ifindex, it->second, max_peers)); !r) return r;
   if (max_peers == 0) {
     bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
     return {};
@@ -189,13 +209,22 @@ Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uin
 void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
   release_slot(ifindex);
-  std::vector<vigil_remote_key> remote_doomed;
-  for_each_percpu<vigil_remote_key, vigil_remote_value>(
-      bpf_map__fd(skel_->maps.vigil_remote), VIGIL_MAX_REMOTE_KEYS,
-      [&](const vigil_remote_key& key, const std::vector<vigil_remote_value>&) {
-        if (key.ifindex == ifindex) remote_doomed.push_back(key);
-      });
-  for (const auto& key : remote_doomed) bpf_map__delete_elem(skel_->maps.vigil_remote, &key, sizeof(key), 0);
+  // The slot is released (the TC programs no longer count for it, and its next owner gets a
+  // new generation, so no CPU's vigil_remote_cache still leads to these indices): each peer's
+  // key goes, its counters are zeroed and its index is given back.
+  std::vector<std::pair<vigil_remote_key, __u32>> remote_doomed;
+  for_each_entry<vigil_remote_key, __u32>(bpf_map__fd(skel_->maps.vigil_remote), VIGIL_MAX_REMOTE_KEYS,
+                                          [&](const vigil_remote_key& key, __u32 index) {
+                                            if (key.ifindex == ifindex) remote_doomed.emplace_back(key, index);
+                                          });
+  std::vector<vigil_remote_value> zero(possible_cpus());
+  for (const auto& [key, index] : remote_doomed) {
+    if (bpf_map__delete_elem(skel_->maps.vigil_remote, &key, sizeof(key), 0) != 0) continue;
+    if (index >= VIGIL_MAX_REMOTE_KEYS) continue;
+    bpf_map__update_elem(skel_->maps.vigil_remote_values, &index, sizeof(index), zero.data(),
+                         zero.size() * sizeof(zero[0]), BPF_ANY);
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.vigil_remote_free), nullptr, &index, BPF_ANY);
+  }
   bpf_map__delete_elem(skel_->maps.vigil_tcp, &pod_id, sizeof(pod_id), 0);
   std::vector<vigil_drop_key> doomed;
   for_each_percpu<vigil_drop_key, vigil_drop_value>(

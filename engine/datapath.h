@@ -86,6 +86,10 @@ class Datapath {
   std::vector<struct bpf_link*> cgroup_links_;
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::vector<bool> slot_taken_;
+  uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)
+
+  // Puts every index of vigil_remote_values in the vigil_remote_free queue (at load).
+  Result<void> fill_remote_free();
 
   Result<void> claim_slot(uint32_t ifindex);
   void release_slot(uint32_t ifindex);

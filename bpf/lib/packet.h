@@ -16,8 +16,8 @@
 #define VIGIL_IPV6_MAX_EXT 6
 
 struct vigil_pkt {
-  __u8 saddr[16]; /* IPv4 as ::ffff:a.b.c.d */
-  __u8 daddr[16];
+  __u8 saddr[16] __attribute__((aligned(8))); /* IPv4 as ::ffff:a.b.c.d; aligned: read as two __u64 */
+  __u8 daddr[16] __attribute__((aligned(8)));
   __u32 l4_off;      /* offset of the L4 header from the start of the packet */
   __u32 payload_off; /* offset of the L4 payload */
   __u16 sport, dport; /* host byte order */
