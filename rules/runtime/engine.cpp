@@ -41,6 +41,7 @@ struct LoadedRule {
   int consecutive_errors = 0;
   std::set<std::string> logged;
   bool gauge = false;  // the metric was last seen as a gauge: values are not per-second
+  std::vector<std::string> metrics;  // spec.metrics()
   // max_notifications_per_hour: when the notified firings of the last hour happened, and
   // the firings not notified since the budget was last free (summarised when it frees).
   std::deque<double> notified;
@@ -154,7 +155,8 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
     rule->eval = std::make_unique<RuleEvaluator>(rule->spec);
     rule->status.rule = rule->spec.name;
     rule->status.file = path;
-    for (const auto& metric : rule->spec.metrics()) metrics_.insert(metric);
+    rule->metrics = rule->spec.metrics();
+    for (const auto& metric : rule->metrics) metrics_.insert(metric);
     rules_.push_back(std::move(rule));
   }
   ctx.declared.clear();
@@ -187,10 +189,35 @@ void Engine::run_tick(const TickInput& input) {
   auto values = rates_.update(input, metrics_);
 
   const uint64_t pods_sig = RuleEvaluator::pods_signature(input.pods);
+  // Each rule sees only the series of its metrics (the agent hands samples over grouped by
+  // metric, so this is one lookup per run of a metric).
+  std::map<std::string_view, std::vector<SeriesValue>> by_metric;
+  {
+    std::vector<SeriesValue>* run = nullptr;
+    std::string_view run_metric;
+    for (const auto& v : values) {
+      if (!run || v.sample->metric != run_metric) {
+        run_metric = v.sample->metric;
+        run = &by_metric[run_metric];
+      }
+      run->push_back(v);
+    }
+  }
+  const std::vector<SeriesValue> no_values;
+  std::vector<SeriesValue> joined;
 
   for (auto& rule : rules_) {
     if (rule->status.disabled) continue;
-    auto transitions = rule->eval->evaluate(values, input.pods, now, rates_exist, pods_sig);
+    const std::vector<SeriesValue>* mine = &no_values;
+    if (rule->metrics.size() == 1) {
+      if (auto it = by_metric.find(rule->metrics.front()); it != by_metric.end()) mine = &it->second;
+    } else {
+      joined.clear();
+      for (const auto& m : rule->metrics)
+        if (auto it = by_metric.find(m); it != by_metric.end()) joined.insert(joined.end(), it->second.begin(), it->second.end());
+      mine = &joined;
+    }
+    auto transitions = rule->eval->evaluate(*mine, input.pods, now, rates_exist, pods_sig);
     rule->gauge = rule->eval->gauge();
     if (uint64_t overflow = rule->eval->take_overflow()) rule->status.errors["first_seen_overflow"] += overflow;
     for (const auto& t : transitions) {
@@ -267,7 +294,7 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
 
   ++rule.status.anomalies_fired;
   spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
-  group.episode = Episode{std::move(a), {}};
+  group.episode = std::make_unique<Episode>(Episode{std::move(a), {}});
   if (options_.observer) options_.observer(group.episode->anomaly);
   if (spec.on_anomaly) call_handler(rule, spec.on_anomaly, "on_anomaly", *group.episode);
 }

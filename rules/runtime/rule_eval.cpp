@@ -167,6 +167,8 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
   const std::optional<double> dt = last_now_ && now > *last_now_ ? std::optional<double>(now - *last_now_) : std::nullopt;
   last_now_ = now;
 
+  // When every group was seen this tick, forget_stale() has nothing to look for.
+  all_seen_ = touched.size() == groups_.size();
   std::vector<Transition> out;
   for (Entry* e : touched) {
     Group& g = e->second;
@@ -282,6 +284,7 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
     }
   }
   std::vector<std::pair<Labels, Group>> open;
+  if (all_seen_) return open;
   for (auto it = groups_.begin(); it != groups_.end();) {
     if (now - it->second.last_seen <= kForgetAfter) {
       ++it;

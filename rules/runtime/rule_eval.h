@@ -36,7 +36,8 @@ struct Group {
   std::string workload;  // GroupSnapshot::workload, fixed when the group is made
   double value = 0;  // the latest value evaluated
   Verdict verdict;   // and what the detector said about it
-  std::optional<Episode> episode;
+  // Held by pointer: an Anomaly is ~440 bytes and few groups ever have an open episode.
+  std::unique_ptr<Episode> episode;
   std::optional<double> resolved_at;  // the last resolve, for `cooldown`
   std::vector<std::string> new_values;  // first_seen: the values never seen, of the latest tick
 
@@ -135,6 +136,7 @@ class RuleEvaluator {
   uint64_t seeded_sig_ = 0;
   uint32_t seeded_epoch_ = 0;
   uint64_t overflow_ = 0;
+  bool all_seen_ = false;  // the last evaluate() saw every group
   std::map<Labels, Restored> restored_by_key_;
   std::map<std::string, Restored> restored_by_workload_;  // the longest-learned state of each
   std::optional<double> restored_until_;

@@ -2,16 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string_view>
 
 namespace vigil::rules {
 namespace {
 
-// FNV-1a over the metric and the labels sorted by name, with lengths mixed in so that
-// {a="bc"} and {ab="c"} differ.
+// The metric and the labels sorted by name, each string hashed by the standard library's
+// (word-at-a-time) hash, combined with their order and lengths so that {a="bc"} and
+// {ab="c"} differ. Byte-at-a-time FNV over ~100 bytes a series cost 7 ms a tick at 50,000.
 inline uint64_t mix(uint64_t h, std::string_view text) {
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  return (h ^ (text.size() + 0x9e)) * 1099511628211ull;
+  const uint64_t t = std::hash<std::string_view>{}(text) ^ (text.size() * 0x9e3779b97f4a7c15ull);
+  h ^= t + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h * 0xff51afd7ed558ccdull;
 }
 
 uint64_t series_hash(const Sample& s) {
@@ -19,17 +22,48 @@ uint64_t series_hash(const Sample& s) {
   auto add = [&](const Labels& labels) {
     for (const auto& [k, v] : labels) h = mix(mix(h, k), v);
   };
-  if (std::is_sorted(s.labels.begin(), s.labels.end())) {
+  // Label sets are sorted by name (sort_labels); the agent's always are.
+  bool sorted = true;
+  for (size_t i = 1; i < s.labels.size() && sorted; ++i) sorted = !(s.labels[i].first < s.labels[i - 1].first);
+  if (sorted) {
     add(s.labels);
   } else {
-    Labels sorted = s.labels;
-    sort_labels(sorted);
-    add(sorted);
+    Labels copy = s.labels;
+    sort_labels(copy);
+    add(copy);
   }
   return h;
 }
 
 }  // namespace
+
+uint32_t SeriesRates::id_of(uint64_t hash, size_t position, bool& inserted) {
+  inserted = false;
+  if (position < positions_.size() && positions_[position].first == hash) {
+    const uint32_t id = positions_[position].second;
+    if (by_id_[id].live && by_id_[id].hash == hash) return id;
+  }
+  auto [it, fresh] = index_.try_emplace(hash, 0);
+  if (fresh) {
+    uint32_t id;
+    if (!free_ids_.empty()) {
+      id = free_ids_.back();
+      free_ids_.pop_back();
+    } else {
+      id = static_cast<uint32_t>(by_id_.size());
+      by_id_.emplace_back();
+    }
+    Previous& p = by_id_[id];
+    p.hash = hash;
+    p.live = true;
+    ++p.gen;
+    it->second = id;
+    inserted = true;
+  }
+  if (position >= positions_.size()) positions_.resize(position + 1);
+  positions_[position] = {hash, it->second};
+  return it->second;
+}
 
 std::vector<SeriesValue> SeriesRates::update(const TickInput& input, const std::set<std::string>& metrics) {
   std::vector<SeriesValue> out;
@@ -37,30 +71,20 @@ std::vector<SeriesValue> SeriesRates::update(const TickInput& input, const std::
   const double now = input.time;
   const std::string* last_metric = nullptr;  // samples come grouped by metric: one lookup per run
   bool last_wanted = false;
+  size_t position = 0;
   for (const Sample& s : input.samples) {
     if (!last_metric || s.metric != *last_metric) {
       last_metric = &s.metric;
       last_wanted = metrics.count(s.metric) > 0;
     }
     if (!last_wanted || !std::isfinite(s.value)) continue;
-    auto [it, inserted] = previous_.try_emplace(series_hash(s), Previous{s.value, now, 0});
-    if (inserted) {
-      uint32_t id;
-      if (!free_ids_.empty()) {
-        id = free_ids_.back();
-        free_ids_.pop_back();
-      } else {
-        id = static_cast<uint32_t>(gens_.size());
-        gens_.push_back(0);
-      }
-      ++gens_[id];
-      it->second.id = id;
-    }
-    const uint32_t id = it->second.id;
+    bool inserted = false;
+    const uint32_t id = id_of(series_hash(s), position++, inserted);
+    Previous& prev = by_id_[id];
     if (s.kind == SeriesKind::Gauge) {
-      it->second.value = s.value;
-      it->second.time = now;
-      out.push_back({&s, s.value, id, gens_[id]});
+      prev.value = s.value;
+      prev.time = now;
+      out.push_back({&s, s.value, id, prev.gen});
       continue;
     }
     std::optional<double> rate;
@@ -68,29 +92,39 @@ std::vector<SeriesValue> SeriesRates::update(const TickInput& input, const std::
       // The agent creates a series when its first event happens, so a series that appears
       // after the first tick was 0 at the previous tick. On the first tick nothing is known.
       if (last_tick_ && now > *last_tick_) rate = s.value / (now - *last_tick_);
-    } else if (now > it->second.time) {
-      double delta = s.value >= it->second.value ? s.value - it->second.value : s.value;  // reset
-      rate = delta / (now - it->second.time);
-      it->second.value = s.value;
-      it->second.time = now;
+      prev.value = s.value;
+      prev.time = now;
+    } else if (now > prev.time) {
+      double delta = s.value >= prev.value ? s.value - prev.value : s.value;  // reset
+      rate = delta / (now - prev.time);
+      prev.value = s.value;
+      prev.time = now;
     }
-    out.push_back({&s, rate, id, gens_[id]});
+    out.push_back({&s, rate, id, prev.gen});
   }
+  if (positions_.size() > position) positions_.resize(position);
   if (!last_tick_ || now > *last_tick_) last_tick_ = now;
-  std::erase_if(previous_, [&](const auto& kv) {
-    if (now - kv.second.time <= kForgetAfter) return false;
-    free_ids_.push_back(kv.second.id);
-    return true;
-  });
+  // Forgetting walks every series: once every kSweepEvery seconds is enough (a series is
+  // forgotten between kForgetAfter and kForgetAfter + kSweepEvery unseen).
+  if (!last_sweep_ || now - *last_sweep_ >= kSweepEvery || now < *last_sweep_) {
+    last_sweep_ = now;
+    for (uint32_t id = 0; id < by_id_.size(); ++id) {
+      Previous& p = by_id_[id];
+      if (!p.live || now - p.time <= kForgetAfter) continue;
+      index_.erase(p.hash);
+      p.live = false;
+      free_ids_.push_back(id);
+    }
+  }
   return out;
 }
 
 size_t SeriesRates::memory_bytes() const {
   // An unordered_map node holds the pair and a next pointer (libstdc++ caches no hash for
   // integer keys); plus one bucket pointer per bucket.
-  return previous_.size() * (sizeof(std::pair<const uint64_t, Previous>) + sizeof(void*)) +
-         previous_.bucket_count() * sizeof(void*) + gens_.capacity() * sizeof(uint32_t) +
-         free_ids_.capacity() * sizeof(uint32_t);
+  return index_.size() * (sizeof(std::pair<const uint64_t, uint32_t>) + sizeof(void*)) +
+         index_.bucket_count() * sizeof(void*) + by_id_.capacity() * sizeof(Previous) +
+         free_ids_.capacity() * sizeof(uint32_t) + positions_.capacity() * sizeof(positions_[0]);
 }
 
 }  // namespace vigil::rules

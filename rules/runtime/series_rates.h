@@ -27,28 +27,36 @@ class SeriesRates {
  public:
   // Series unseen for this long are forgotten; one that comes back starts from zero.
   static constexpr double kForgetAfter = 300;
+  static constexpr double kSweepEvery = 10;
 
   // Values for the samples whose metric is in `metrics`. `input` must outlive the result.
   std::vector<SeriesValue> update(const TickInput& input, const std::set<std::string>& metrics);
 
   bool first_tick() const { return !last_tick_; }
-  size_t tracked() const { return previous_.size(); }
+  size_t tracked() const { return index_.size(); }
   // Bytes held per tracked series (hash table node and bucket, id bookkeeping), estimated.
   size_t memory_bytes() const;
 
  private:
   struct Previous {
-    double value;
-    double time;
-    uint32_t id;
+    double value = 0;
+    double time = 0;
+    uint64_t hash = 0;
+    uint32_t gen = 0;
+    bool live = false;
   };
-  // Keyed by a 64-bit hash of the metric and its sorted labels: building the text key of every
-  // series every tick cost more than the rest of the tick (two series colliding, odds ~1e-10
-  // at 50,000 series, would share a rate).
-  std::unordered_map<uint64_t, Previous> previous_;
-  std::vector<uint32_t> gens_;      // by id
+  // Series are keyed by a 64-bit hash of the metric and its sorted labels: building the text
+  // key of every series every tick cost more than the rest of the tick (two series colliding,
+  // odds ~1e-10 at 50,000 series, would share a rate). The agent hands the series over in the
+  // same order every tick, so the id of the series at each position is remembered and checked
+  // against its hash: the hash table is only looked up for series that moved or are new.
+  uint32_t id_of(uint64_t hash, size_t position, bool& inserted);
+  std::unordered_map<uint64_t, uint32_t> index_;  // hash -> id
+  std::vector<Previous> by_id_;
   std::vector<uint32_t> free_ids_;
+  std::vector<std::pair<uint64_t, uint32_t>> positions_;  // (hash, id) by position among wanted samples
   std::optional<double> last_tick_;
+  std::optional<double> last_sweep_;
 };
 
 }  // namespace vigil::rules
