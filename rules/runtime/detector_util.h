@@ -100,6 +100,7 @@ Result<std::shared_ptr<const Detector>> make_ewma(const Params& params, const De
 Result<std::shared_ptr<const Detector>> make_mad(const Params& params, const DetectorContext& ctx);
 Result<std::shared_ptr<const Detector>> make_seasonal(const Params& params, const DetectorContext& ctx);
 Result<std::shared_ptr<const Detector>> make_cusum(const Params& params, const DetectorContext& ctx);
+Result<std::shared_ptr<const Detector>> make_range(const Params& params, const DetectorContext& ctx);
 Result<std::shared_ptr<const Detector>> make_rate_of_change(const Params& params, const DetectorContext& ctx);
 Result<std::shared_ptr<const Detector>> make_any(const Params& params, const DetectorContext& ctx);
 

@@ -319,6 +319,7 @@ const DetectorKind kKinds[] = {
     {"baseline.ewma", make_ewma},
     {"baseline.mad", make_mad},
     {"baseline.seasonal", make_seasonal},
+    {"baseline.range", make_range},
     {"change.cusum", make_cusum},
     {"rate_of_change", make_rate_of_change},
     {"any", make_any},

@@ -1,5 +1,5 @@
 // The learned and composed detectors: baseline.ewma, baseline.mad, baseline.seasonal,
-// change.cusum, rate_of_change and any { ... }. Each state has a size fixed by its parameters
+// baseline.range, change.cusum, rate_of_change and any { ... }. Each state has a size fixed by its parameters
 // (see "Memory per series" in docs/rules.md); nothing grows with the age of a series.
 #include <algorithm>
 #include <array>
@@ -578,6 +578,152 @@ class RateDetector final : public Detector {
   RateParams p_;
 };
 
+// ---- baseline.range -----------------------------------------------------------------------------
+
+constexpr size_t kMaxSmoothTicks = 1024;
+
+struct RangeParams {
+  Common c;                // threshold unused: `tolerance` says how far past the range is anomalous
+  double tolerance = 0;    // in units of the range (max - min)
+  double smooth = 0;       // seconds; 0: the value itself
+  size_t smooth_ticks = 1;
+  double half_life = 0;    // seconds; 0: the extremes are never forgotten
+  double alpha = 0;        // per value
+};
+
+// How far past the tolerance, in units of the range, maps to a probability in (0.5, 1).
+double range_probability(double excess) { return 0.5 + 0.5 * excess / (excess + 0.1); }
+
+// The lowest and highest value learned so far (of the moving average over `smooth`, when set):
+// a value past them by more than `tolerance` times the range is new territory. With a
+// half-life the extremes relax towards the running mean, so an old extreme is forgotten.
+class RangeState final : public LearnedState {
+ public:
+  explicit RangeState(const RangeParams& p) : LearnedState(p.c.relearn_after), p_(p), ring_(p.smooth_ticks) {}
+
+  Verdict evaluate_at(double value, double age, double) const override {
+    Verdict v;
+    v.band_low = -kInf;
+    v.band_high = kInf;
+    const size_t k = ring_.size();
+    if (count_ + 1 < k || n_ == 0 || !(hi_ > lo_)) return v;  // no full window or no range yet
+    // The moving average that would include this value.
+    const double x = k == 1 ? value : (sum_ - (count_ == k ? ring_[next_] : 0) + value) / static_cast<double>(k);
+    const double range = hi_ - lo_;
+    const double up = (x - hi_) / range;    // > 0 past the top, in units of the range
+    const double down = (lo_ - x) / range;  // > 0 past the bottom
+    const bool watch_up = p_.c.direction != Direction::Down;
+    const bool watch_down = p_.c.direction != Direction::Up;
+    if (watch_up) v.band_high = hi_ + p_.tolerance * range;
+    if (watch_down) v.band_low = lo_ - p_.tolerance * range;
+    // The side nearer to being crossed speaks. The score is how far past it, in units of the
+    // range: > 0 above the top, < 0 below the bottom, 0 inside.
+    const bool top = watch_up && (!watch_down || up >= down);
+    v.baseline = top ? hi_ : lo_;
+    v.score = top ? std::max(up, 0.0) : -std::max(down, 0.0);
+    const double excess = (top ? up : down) - p_.tolerance;  // > 0: past the edge and the tolerance
+    const bool armed = age + 1e-6 >= p_.c.warmup && value >= p_.c.min_rate;
+    v.anomalous = armed && excess > 0;
+    v.probability = v.anomalous ? range_probability(excess) : 0;
+    return v;
+  }
+  void hold(double value, double now) override {
+    // The moving average sees every value; only learned ones move the extremes.
+    if (!(relearn_after_ > 0 && held_ + 1 >= relearn_after_)) push(value);
+    LearnedState::hold(value, now);
+  }
+  size_t memory_bytes() const override { return sizeof(*this) + ring_.capacity() * sizeof(double); }
+  void save(std::string& out) const override {
+    SnapshotWriter w(out, "vigil.range.v1");
+    save_base(w);
+    w.put<uint64_t>(n_);
+    w.put(lo_);
+    w.put(hi_);
+    w.put(mean_);
+    w.put_doubles(ring_);
+    w.put<uint64_t>(next_);
+    w.put<uint64_t>(count_);
+  }
+  bool restore(std::string_view in) override {
+    SnapshotReader r(in, "vigil.range.v1");
+    RangeState s(p_);
+    s.restore_base(r);
+    s.n_ = r.get<uint64_t>();
+    s.lo_ = r.get<double>();
+    s.hi_ = r.get<double>();
+    s.mean_ = r.get<double>();
+    s.ring_ = r.get_doubles(ring_.size());
+    s.next_ = r.get<uint64_t>();
+    s.count_ = r.get<uint64_t>();
+    if (!r.done() || s.next_ >= s.ring_.size() || s.count_ > s.ring_.size() || s.lo_ > s.hi_) return false;
+    s.sum_ = 0;
+    for (size_t i = 0; i < s.count_; ++i) s.sum_ += s.ring_[i];
+    *this = std::move(s);
+    return true;
+  }
+
+ private:
+  void push(double value) {
+    const size_t k = ring_.size();
+    if (count_ == k) sum_ -= ring_[next_];
+    ring_[next_] = value;
+    sum_ += value;
+    next_ = (next_ + 1) % k;
+    if (count_ < k) ++count_;
+    if (next_ == 0) {  // once a lap, an exact sum: no rounding drift over days
+      sum_ = 0;
+      for (size_t i = 0; i < count_; ++i) sum_ += ring_[i];
+    }
+  }
+  void absorb(double value, double) override {
+    push(value);
+    if (count_ < ring_.size()) return;
+    const double x = sum_ / static_cast<double>(ring_.size());
+    if (n_++ == 0) {
+      lo_ = hi_ = mean_ = x;
+      return;
+    }
+    if (p_.alpha > 0) {
+      mean_ += p_.alpha * (x - mean_);
+      hi_ -= p_.alpha * (hi_ - mean_);
+      lo_ += p_.alpha * (mean_ - lo_);
+    }
+    hi_ = std::max(hi_, x);
+    lo_ = std::min(lo_, x);
+  }
+
+  RangeParams p_;
+  std::vector<double> ring_;
+  uint64_t next_ = 0;
+  uint64_t count_ = 0;
+  double sum_ = 0;
+  uint64_t n_ = 0;  // moving averages learned
+  double lo_ = 0;
+  double hi_ = 0;
+  double mean_ = 0;
+};
+
+class RangeDetector final : public Detector {
+ public:
+  explicit RangeDetector(RangeParams p) : p_(p) {}
+  const char* name() const override { return "baseline.range"; }
+  std::unique_ptr<DetectorState> new_state() const override { return std::make_unique<RangeState>(p_); }
+  const char* default_summary() const override {
+    return "{metric} for {scope} is {value}{unit}, outside the range seen so far (last edge {baseline}{unit})";
+  }
+  std::string describe() const override {
+    std::string out = "tolerance=" + number_text(p_.tolerance) + " smooth=" + format_duration(p_.smooth);
+    if (p_.half_life > 0) out += " half_life=" + format_duration(p_.half_life);
+    out += " direction=" + std::string(direction_name(p_.c.direction)) + " warmup=" + format_duration(p_.c.warmup);
+    if (p_.c.min_rate > 0) out += " min_rate=" + number_text(p_.c.min_rate);
+    if (p_.c.relearn_after > 0) out += " relearn_after=" + format_duration(p_.c.relearn_after_s);
+    return out;
+  }
+
+ private:
+  RangeParams p_;
+};
+
 // ---- any { ... } --------------------------------------------------------------------------------
 
 using DetectorPtr = std::shared_ptr<const Detector>;
@@ -826,6 +972,38 @@ Result<std::shared_ptr<const Detector>> make_any(const Params& params, const Det
   if (children.empty()) return make_error("needs at least one detector, e.g. any { baseline.ewma {...} }");
   if (children.size() > 8) return make_error("takes at most 8 detectors");
   return DetectorPtr(std::make_shared<AnyDetector>(std::move(children), suppress->value_or(0)));
+}
+
+Result<std::shared_ptr<const Detector>> make_range(const Params& params, const DetectorContext& ctx) {
+  if (auto r = only_known(params, {"tolerance", "smooth", "half_life", "direction", "min_rate", "warmup",
+                                   "relearn_after"});
+      !r)
+    return r.error();
+  RangeParams p;
+  auto tolerance = number_field(params, "tolerance");
+  if (!tolerance) return tolerance.error();
+  p.tolerance = tolerance->value_or(0);
+  if (p.tolerance < 0) return make_error("field 'tolerance' must be >= 0 (a fraction of the range)");
+  auto smooth = duration_field(params, "smooth");
+  if (!smooth) return smooth.error();
+  p.smooth = smooth->value_or(0);
+  if (p.smooth < 0) return make_error("field 'smooth' must be >= 0");
+  if (p.smooth > 0) {
+    auto ticks = ticks_of("smooth", std::max(p.smooth, ctx.tick_seconds), ctx, 1, kMaxSmoothTicks);
+    if (!ticks) return ticks.error();
+    p.smooth_ticks = *ticks;
+  }
+  auto hl = duration_field(params, "half_life");
+  if (!hl) return hl.error();
+  if (*hl) {
+    if (**hl <= 0) return make_error("field 'half_life' must be > 0 (leave it out to never forget)");
+    p.half_life = **hl;
+    p.alpha = alpha_for_half_life(p.half_life / ctx.tick_seconds);
+  }
+  auto c = parse_common(params, ctx, 1, static_cast<double>(p.smooth_ticks) * ctx.tick_seconds);
+  if (!c) return c.error();
+  p.c = *c;
+  return DetectorPtr(std::make_shared<RangeDetector>(p));
 }
 
 }  // namespace vigil::rules::detail

@@ -1,4 +1,4 @@
-// baseline.ewma, baseline.mad, baseline.seasonal, change.cusum, rate_of_change and any{}:
+// baseline.ewma, baseline.mad, baseline.seasonal, baseline.range, change.cusum, rate_of_change and any{}:
 // exact numbers for each, snapshots that round-trip, and Lua load errors with file and line.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -173,6 +173,81 @@ TEST(RulesRateOfChange, SlopeOverTheWindow) {
   EXPECT_DOUBLE_EQ(falling->evaluate(5, kOld).score, -0.5);  // (5 - 8) / 2s = -1.5/s
 }
 
+TEST(RulesRange, PastTheExtremesInUnitsOfTheRange) {
+  auto st = make("baseline.range", {{"direction", "both"}})->new_state();
+  st->learn(5);
+  EXPECT_FALSE(st->evaluate(100, kOld).anomalous);  // one value: no range yet
+  st->learn(6);                                       // range [5, 6]
+  auto v = st->evaluate(7, kOld);                     // one range past the top
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.score, 1);
+  EXPECT_DOUBLE_EQ(v.baseline, 6);
+  EXPECT_DOUBLE_EQ(v.band_low, 5);
+  EXPECT_DOUBLE_EQ(v.band_high, 6);
+  EXPECT_DOUBLE_EQ(v.probability, 0.5 + 0.5 * 1 / 1.1);
+  v = st->evaluate(4.5, kOld);  // half a range below the bottom
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.score, -0.5);
+  EXPECT_DOUBLE_EQ(v.baseline, 5);
+  EXPECT_DOUBLE_EQ(v.probability, 0.5 + 0.5 * 0.5 / 0.6);
+  v = st->evaluate(5.8, kOld);  // inside
+  EXPECT_FALSE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.score, 0);
+  EXPECT_DOUBLE_EQ(v.probability, 0);
+  EXPECT_FALSE(st->evaluate(6, kOld).anomalous);  // at the edge is inside
+  st->learn(7);
+  EXPECT_FALSE(st->evaluate(7, kOld).anomalous);  // learned: the range grew
+}
+
+TEST(RulesRange, ToleranceDirectionAndWarmup) {
+  auto d = make("baseline.range", {{"tolerance", 0.1}, {"warmup", "5s"}});  // direction up
+  auto st = d->new_state();
+  st->learn(0);
+  st->learn(10);
+  EXPECT_FALSE(st->evaluate(11, kOld).anomalous);  // exactly the tolerance past the top
+  auto v = st->evaluate(12, kOld);                  // 0.2 past: 0.1 beyond the tolerance
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.probability, 0.75);
+  EXPECT_DOUBLE_EQ(v.band_high, 11);
+  EXPECT_EQ(v.band_low, -kInf);
+  EXPECT_FALSE(st->evaluate(-50, kOld).anomalous);  // not watched
+  EXPECT_FALSE(st->evaluate(12, 4).anomalous);      // warming up
+  EXPECT_EQ(d->describe(), "tolerance=0.1 smooth=0s direction=up warmup=5s");
+}
+
+TEST(RulesRange, SmoothJudgesTheMovingAverage) {
+  auto st = make("baseline.range", {{"smooth", "3s"}, {"direction", "both"}})->new_state();
+  st->learn(1);
+  st->learn(2);
+  EXPECT_FALSE(st->evaluate(100, kOld).anomalous);  // no full window yet
+  st->learn(3);  // average 2
+  st->learn(4);  // average 3: range [2, 3]
+  auto v = st->evaluate(8, kOld);  // average of 3, 4, 8 = 5: two ranges past the top
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.score, 2);
+  EXPECT_FALSE(st->evaluate(2, kOld).anomalous);  // average 3: at the top
+  // A held value enters the moving average but does not move the extremes.
+  st->hold(14, 5);                                  // window 3, 4, 14: average 7, not learned
+  v = st->evaluate(14, kOld);                       // window 4, 14, 14: average 32 / 3
+  EXPECT_DOUBLE_EQ(v.score, (32.0 / 3 - 3) / 1);
+}
+
+TEST(RulesRange, HalfLifeForgetsOldExtremes) {
+  // alpha 0.5: the extremes relax half way to the running mean on each learned value.
+  auto forgetting = make("baseline.range", {{"half_life", "1s"}, {"direction", "both"}})->new_state();
+  auto keeping = make("baseline.range", {{"direction", "both"}})->new_state();
+  for (double x : {0.0, 10.0, 10.0}) {
+    forgetting->learn(x);
+    keeping->learn(x);
+  }
+  // mean 0 -> 5 -> 7.5; bottom 0 -> 2.5 -> 5, top stays 10.
+  auto v = forgetting->evaluate(4, kOld);
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.baseline, 5);
+  EXPECT_DOUBLE_EQ(v.score, -0.2);
+  EXPECT_FALSE(keeping->evaluate(4, kOld).anomalous);
+}
+
 TEST(RulesAny, MostAnomalousChildSpeaks) {
   auto ewma = make("baseline.ewma", {{"half_life", "1s"}, {"threshold", 4.0}});
   auto thr = make("threshold", {{"above", 100.0}});
@@ -208,6 +283,10 @@ TEST(RulesDetectors, BadParametersNameTheField) {
   EXPECT_NE(make_error("rate_of_change", {{"above", 1.0}, {"window", "2h"}}).find("field 'window'"), std::string::npos);
   EXPECT_NE(make_error("baseline.ewma", {{"half_life", "1m"}, {"direction", "left"}}).find("field 'direction'"),
             std::string::npos);
+  EXPECT_NE(make_error("baseline.range", {{"tolerance", -0.1}}).find("field 'tolerance' must be >= 0"),
+            std::string::npos);
+  EXPECT_NE(make_error("baseline.range", {{"smooth", "2h"}}).find("field 'smooth'"), std::string::npos);
+  EXPECT_NE(make_error("baseline.range", {{"threshold", 3.0}}).find("unknown field 'threshold'"), std::string::npos);
   EXPECT_NE(make_error("any", {}).find("needs at least one detector"), std::string::npos);
   EXPECT_NE(make_error("any", {{"1", 3.0}}).find("entry 1 must be a detector"), std::string::npos);
   EXPECT_NE(make_error("baseline.ewma", {{"half_life", "1m"}, {"relearn_after", "soon"}}).find("field 'relearn_after'"),
@@ -228,6 +307,7 @@ TEST(RulesDetectors, SnapshotsRoundTrip) {
       {"baseline.mad", {{"window", "100s"}}},
       {"baseline.seasonal", {{"period", "10s"}, {"slots", 5.0}}},
       {"change.cusum", {{"half_life", "4s"}, {"direction", "both"}}},
+      {"baseline.range", {{"smooth", "4s"}, {"half_life", "20s"}, {"direction", "both"}}},
       {"rate_of_change", {{"above", 1.0}, {"window", "3s"}}},
       {"any", {{"1", ewma}, {"2", make("change.cusum", {{"half_life", "4s"}})}}},
   };
@@ -304,6 +384,7 @@ rule { name = "mad", metric = m, detect = baseline.mad { window = "30m", thresho
 rule { name = "seasonal", metric = m, detect = baseline.seasonal { period = "1d", slots = 24, threshold = 4 } }
 rule { name = "cusum", metric = m, detect = change.cusum { half_life = "1h", slack = 0.5, threshold = 5 } }
 rule { name = "rate", metric = m, detect = rate_of_change { above = 1000, window = "1m" } }
+rule { name = "range", metric = m, detect = baseline.range { smooth = "10m", tolerance = 0.05, direction = "both" } }
 rule { name = "any", metric = m, detect = any {
   baseline.ewma { half_life = "10m" },
   change.cusum { half_life = "1h", direction = "both" },
@@ -311,7 +392,7 @@ rule { name = "any", metric = m, detect = any {
 )lua");
   auto engine = RuleEngine::load({path}, EngineOptions{}, nullptr);
   ASSERT_TRUE(engine.ok()) << engine.error().message;
-  EXPECT_EQ((*engine)->status().size(), 6u);
+  EXPECT_EQ((*engine)->status().size(), 7u);
 }
 
 TEST(RulesDetectors, LuaParameterErrorsNameFileLineAndField) {
@@ -339,4 +420,6 @@ TEST(RulesDetectors, MemoryPerSeries) {
   EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}, {"slots", 12.0}}), 208u + 20 * 12);
   EXPECT_EQ(bytes("change.cusum", {{"half_life", "1h"}}), 160u);
   EXPECT_EQ(bytes("rate_of_change", {{"above", 1.0}, {"window", "1m"}}), 104u + 8 * 60);
+  EXPECT_EQ(bytes("baseline.range", {}), 216u + 8);
+  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 216u + 8 * 120);  // a value per tick of smooth
 }
