@@ -88,6 +88,15 @@ class FileScores(unittest.TestCase):
         points, _ = ns.row_points(TIMES, WINDOW, STD)
         self.assertEqual(min(p[0] for p in points), 3)
 
+    def test_a_window_inside_the_probation_is_neither_missed_nor_found(self):
+        # NAB's sweeper only counts windows with a scored row; rows after it are FPs that decay
+        # from its right edge (row 2, W = 3): y = |2 - 5| / 2 = 1.5.
+        early = [(TIMES[0], TIMES[2])]
+        self.assertEqual(raw([0.0] * 20, windows=early)[1], 0.0)
+        points, ids = ns.row_points(TIMES, early, STD)
+        self.assertEqual(ids, [])
+        self.assertAlmostEqual(dict((i, w) for i, _, w in points)[5], 0.11 * ns.sigma(1.5), places=12)
+
     def test_threshold_is_chosen_to_maximise(self):
         # A weak FP (0.3) before the window and the window at 0.6: threshold 0.6 is best.
         scores = [0.0] * 20
