@@ -46,8 +46,12 @@ constexpr const char* kUsage = R"(usage:
 )";
 
 vigil::Agent* g_agent = nullptr;
+// A SIGTERM or SIGINT that arrives while the agent is still starting (loading its programs,
+// reading its outbox): the agent stops as soon as it exists instead of dying mid-start.
+volatile std::sig_atomic_t g_stop_requested = 0;
 
 void on_signal(int sig) {
+  if (sig != SIGHUP) g_stop_requested = 1;
   if (!g_agent) return;
   if (sig == SIGHUP) g_agent->request_reload();
   else g_agent->stop();
@@ -108,18 +112,19 @@ int cmd_agent(const Args& args) {
     return 1;
   }
   if (auto l = args.flags.find("listen"); l != args.flags.end()) config->listen = l->second;
-  auto agent = vigil::Agent::create(*config);
-  if (!agent) {
-    std::fprintf(stderr, "vigil: %s\n", agent.error().message.c_str());
-    return 1;
-  }
-  g_agent = agent->get();
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  auto agent = vigil::Agent::create(*config);
+  if (!agent) {
+    std::fprintf(stderr, "vigil: %s\n", agent.error().message.c_str());
+    return 1;
+  }
+  g_agent = agent->get();
+  if (g_stop_requested) (*agent)->stop();  // run() returns at once
   std::string addr = (*agent)->listen_address();
   spdlog::info("vigil {} on node {}: metrics at http://{}/metrics, health at http://{}/healthz, API at http://{}/api/v1/",
                VIGIL_VERSION, config->node, addr, addr, addr);

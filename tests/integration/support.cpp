@@ -14,6 +14,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include <httplib.h>
@@ -124,13 +125,20 @@ std::string Lab::pods_file() const { return trim(cmd("pods-file")); }
 std::string Lab::ip(int pod) const { return trim(cmd("ip " + std::to_string(pod))); }
 std::string Lab::veth(int pod) const { return trim(cmd("veth " + std::to_string(pod))); }
 
-WebhookReceiver::WebhookReceiver() : server_(std::make_unique<httplib::Server>()) {
+WebhookReceiver::WebhookReceiver(int port) : server_(std::make_unique<httplib::Server>()) {
   server_->Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
     std::lock_guard lock(mu_);
     bodies_.push_back(nlohmann::json::parse(req.body, nullptr, false));
+    keys_.push_back(req.get_header_value("Idempotency-Key"));
     res.status = 200;
   });
-  port_ = server_->bind_to_any_port("127.0.0.1");
+  if (port == 0) {
+    port_ = server_->bind_to_any_port("127.0.0.1");
+  } else if (server_->bind_to_port("127.0.0.1", port)) {
+    port_ = port;
+  } else {
+    throw std::runtime_error("webhook receiver: cannot listen on 127.0.0.1:" + std::to_string(port));
+  }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
 }
 
@@ -144,6 +152,11 @@ std::string WebhookReceiver::url() const { return "http://127.0.0.1:" + std::to_
 std::vector<nlohmann::json> WebhookReceiver::bodies() const {
   std::lock_guard lock(mu_);
   return bodies_;
+}
+
+std::vector<std::string> WebhookReceiver::idempotency_keys() const {
+  std::lock_guard lock(mu_);
+  return keys_;
 }
 
 bool WebhookReceiver::wait_for(const std::function<bool(const std::vector<nlohmann::json>&)>& pred,

@@ -79,10 +79,12 @@ class Lab {
 // A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it.
 class WebhookReceiver {
  public:
-  WebhookReceiver();
+  // Listens on `port` (a free_port() the test chose before, say), or any free port when 0.
+  explicit WebhookReceiver(int port = 0);
   ~WebhookReceiver();
   std::string url() const;
   std::vector<nlohmann::json> bodies() const;
+  std::vector<std::string> idempotency_keys() const;  // the Idempotency-Key of each, in order
   // Waits (bounded) until `pred` holds for the received bodies.
   bool wait_for(const std::function<bool(const std::vector<nlohmann::json>&)>& pred, std::chrono::seconds timeout) const;
 
@@ -92,6 +94,7 @@ class WebhookReceiver {
   int port_ = 0;
   mutable std::mutex mu_;
   std::vector<nlohmann::json> bodies_;
+  std::vector<std::string> keys_;
 };
 
 int free_port();
