@@ -381,7 +381,8 @@ void Agent::publish_state() {
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& r : rules_->status())
     rules.push_back({{"rule", r.rule}, {"file", r.file}, {"disabled", r.disabled}, {"last_error", r.last_error},
-                     {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"groups", r.groups}});
+                     {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"suppressed", r.suppressed},
+                     {"groups", r.groups}});
   RetinaPods retina_pods;
   for (const auto& [key, pod] : pods_->pods())
     retina_pods[{pod.spec.namespace_, pod.spec.name}].ip = pod.iface.ips.empty() ? "unknown" : pod.iface.ips.front();
