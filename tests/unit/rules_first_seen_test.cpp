@@ -1,5 +1,6 @@
 // first_seen: a pod uses a peer it never used while learning. Learning, firing once per new
 // value, idle series, the bounded set and its overflow count, persistence, load errors.
+#include "rules/runtime/first_seen.h"
 #include "rules_engine_support.h"
 
 using namespace vigil;
@@ -212,4 +213,28 @@ rule {
 })lua");
   EXPECT_NE(load_error(any).find("first_seen judges label values and cannot be combined in any"), std::string::npos)
       << load_error(any);
+}
+
+TEST(RulesFirstSeen, MemoryIsBoundedByMaxValues) {
+  auto detector = make_first_seen({{"label", std::string("remote_ip")}, {"learn", std::string("1m")}, {"max_values", 4.0}},
+                                  DetectorContext{});
+  ASSERT_TRUE(detector.ok()) << detector.error().message;
+  auto state = (*detector)->new_state();
+  auto& fs = static_cast<FirstSeenState&>(*state);
+  EXPECT_EQ(state->memory_bytes(), 56u);  // docs/rules.md, "Memory per series"
+  std::vector<std::string> values;
+  for (int i = 0; i < 100; ++i) values.push_back("10.0.0." + std::to_string(i));
+  EXPECT_TRUE(fs.observe(values, 0).empty());  // learning
+  EXPECT_EQ(fs.remembered(), 4u);
+  EXPECT_EQ(fs.overflow(), 96u);
+  EXPECT_EQ(state->memory_bytes(), 56u + 8 * 4);
+  // Saved and restored whole; a state with another max_values refuses the snapshot.
+  std::string saved;
+  state->save(saved);
+  auto copy = (*detector)->new_state();
+  EXPECT_TRUE(copy->restore(saved));
+  EXPECT_EQ(static_cast<FirstSeenState&>(*copy).remembered(), 4u);
+  auto other = make_first_seen({{"label", std::string("remote_ip")}, {"learn", std::string("1m")}}, DetectorContext{});
+  EXPECT_FALSE((*other)->new_state()->restore(saved));
+  EXPECT_FALSE(copy->restore(saved.substr(0, saved.size() - 1)));
 }
