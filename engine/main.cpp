@@ -13,10 +13,12 @@
 #include <thread>
 #include <vector>
 
+#include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include "engine/agent.h"
 #include "engine/config.h"
+#include "engine/record.h"
 #include "rules/runtime/durations.h"
 #include "rules/runtime/engine.h"
 #include "rules/runtime/replay.h"
@@ -42,6 +44,11 @@ constexpr const char* kUsage = R"(usage:
   vigil replay --rules FILE --input CSV [--output CSV] [--tick DURATION]
       Runs the one rule in FILE over a recorded timestamp,value series in simulated time and
       writes timestamp,value,anomaly_score,firing per input row (stdout without --output).
+  vigil record --metric NAME [--where k=v,...] [--agent HOST:PORT] [--interval DURATION]
+               [--samples N | --duration DURATION] [--output CSV]
+      Samples a running agent's series (the sum of NAME's series matching --where) into the
+      timestamp,value CSV that replay reads: a gauge's value, a counter's per-second rate.
+      Defaults: --agent 127.0.0.1:9090, --interval 1s, --samples 60.
   vigil version
 )";
 
@@ -171,6 +178,100 @@ int cmd_rules_test(const Args& args) {
   return run.exit_code;
 }
 
+int cmd_record(const Args& args) {
+  if (!args.positional.empty()) return usage_error("record takes no positional arguments");
+  if (!args.flags.count("metric")) return usage_error("record needs --metric");
+  const std::string metric = args.flags.at("metric");
+  std::map<std::string, std::string> where;
+  if (auto w = args.flags.find("where"); w != args.flags.end()) {
+    auto parsed = vigil::parse_where(w->second);
+    if (!parsed) return usage_error(parsed.error().message);
+    where = *parsed;
+  }
+  std::string agent = args.flags.count("agent") ? args.flags.at("agent") : "127.0.0.1:9090";
+  size_t colon = agent.rfind(':');
+  int port = 0;
+  if (colon != std::string::npos) port = std::atoi(agent.c_str() + colon + 1);
+  if (colon == std::string::npos || port <= 0 || port > 65535) return usage_error("--agent must be HOST:PORT");
+  double interval = 1;
+  if (auto i = args.flags.find("interval"); i != args.flags.end()) {
+    auto d = vigil::rules::parse_duration(i->second);
+    if (!d || *d < 0.05) return usage_error("--interval must be a duration of at least 50ms, e.g. 1s");
+    interval = *d;
+  }
+  if (args.flags.count("samples") && args.flags.count("duration"))
+    return usage_error("record takes --samples or --duration, not both");
+  long samples = 60;
+  if (auto n = args.flags.find("samples"); n != args.flags.end()) {
+    char* end = nullptr;
+    samples = std::strtol(n->second.c_str(), &end, 10);
+    if (*end || samples < 1) return usage_error("--samples must be a whole number >= 1");
+  }
+  if (auto d = args.flags.find("duration"); d != args.flags.end()) {
+    auto secs = vigil::rules::parse_duration(d->second);
+    if (!secs || *secs <= 0) return usage_error("--duration must be a duration > 0, e.g. 10m");
+    samples = static_cast<long>(*secs / interval) + 1;
+  }
+  std::FILE* out = stdout;
+  if (auto o = args.flags.find("output"); o != args.flags.end()) {
+    out = std::fopen(o->second.c_str(), "wb");
+    if (!out) {
+      std::fprintf(stderr, "vigil: %s: cannot write: %s\n", o->second.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  httplib::Client client(agent.substr(0, colon), port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  client.set_read_timeout(std::chrono::seconds(5));
+  std::fputs("timestamp,value\n", out);
+  vigil::RecordSeries series;
+  int status = 0;
+  long rows = 0;
+  auto next = std::chrono::steady_clock::now();
+  // A counter needs one scrape more than the rows it writes; a gauge stops one early.
+  for (long i = 0; i < samples + 1 && !g_stop_requested; ++i) {
+    auto res = client.Get("/metrics");
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    if (!res || res->status != 200) {
+      std::fprintf(stderr, "vigil: record: http://%s/metrics: %s\n", agent.c_str(),
+                   res ? ("HTTP " + std::to_string(res->status)).c_str() : httplib::to_string(res.error()).c_str());
+      status = 1;
+      break;
+    }
+    auto v = vigil::scrape_value(res->body, metric, where);
+    if (!v) {
+      std::fprintf(stderr, "vigil: record: http://%s/metrics: %s\n", agent.c_str(), v.error().message.c_str());
+      status = 1;
+      break;
+    }
+    if (!v->value && i == 0) {
+      std::fprintf(stderr, "vigil: record: no series %s matching --where at http://%s/metrics (yet); waiting\n",
+                   metric.c_str(), agent.c_str());
+    }
+    std::string row = series.add(now, *v);
+    if (!row.empty()) {
+      std::fputs(row.c_str(), out);
+      std::fflush(out);
+      if (++rows >= samples) break;
+    }
+    next += std::chrono::microseconds(static_cast<long long>(interval * 1e6));
+    std::this_thread::sleep_until(next);
+  }
+  if (out != stdout && std::fclose(out) != 0) {
+    std::fprintf(stderr, "vigil: record: cannot write the output: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (rows == 0 && status == 0) {
+    std::fprintf(stderr, "vigil: record: no series %s matched at http://%s/metrics\n", metric.c_str(), agent.c_str());
+    return 1;
+  }
+  return status;
+}
+
 int cmd_replay(const Args& args) {
   if (!args.positional.empty()) return usage_error("replay takes no positional arguments");
   if (!args.flags.count("rules") || !args.flags.count("input")) return usage_error("replay needs --rules and --input");
@@ -279,6 +380,10 @@ int main(int argc, char** argv) {
   if (cmd == "rules" && argc >= 3 && std::string(argv[2]) == "test") {
     auto args = parse_args(argc, argv, 3, {}, error);
     return args ? cmd_rules_test(*args) : usage_error(error);
+  }
+  if (cmd == "record") {
+    auto args = parse_args(argc, argv, 2, {"metric", "where", "agent", "interval", "samples", "duration", "output"}, error);
+    return args ? cmd_record(*args) : usage_error(error);
   }
   if (cmd == "replay") {
     auto args = parse_args(argc, argv, 2, {"rules", "input", "output", "tick"}, error);
