@@ -589,7 +589,12 @@ struct RangeParams {
   size_t smooth_ticks = 1;
   double half_life = 0;    // seconds; 0: the extremes are never forgotten
   double alpha = 0;        // per value
+  double season = 0;       // seconds; > 0: judge value - the mean of its time slot (24 a season)
+  double season_alpha = 0;  // per visit of a slot: a half-life of three seasons
+  uint32_t season_min_count = 2;
 };
+
+constexpr size_t kRangeSlots = 24;
 
 // How far past the tolerance, in units of the range, maps to a probability in (0.5, 1).
 double range_probability(double excess) { return 0.5 + 0.5 * excess / (excess + 0.1); }
@@ -599,16 +604,19 @@ double range_probability(double excess) { return 0.5 + 0.5 * excess / (excess + 
 // half-life the extremes relax towards the running mean, so an old extreme is forgotten.
 class RangeState final : public LearnedState {
  public:
-  explicit RangeState(const RangeParams& p) : LearnedState(p.c.relearn_after), p_(p), ring_(p.smooth_ticks) {}
+  explicit RangeState(const RangeParams& p)
+      : LearnedState(p.c.relearn_after), p_(p), ring_(p.smooth_ticks),
+        slot_mean_(p.season > 0 ? kRangeSlots : 0), slot_count_(p.season > 0 ? kRangeSlots : 0) {}
 
-  Verdict evaluate_at(double value, double age, double) const override {
+  Verdict evaluate_at(double value, double age, double now) const override {
     Verdict v;
     v.band_low = -kInf;
     v.band_high = kInf;
     const size_t k = ring_.size();
     if (count_ + 1 < k || n_ == 0 || !(hi_ > lo_)) return v;  // no full window or no range yet
-    // The moving average that would include this value.
-    const double x = k == 1 ? value : (sum_ - (count_ == k ? ring_[next_] : 0) + value) / static_cast<double>(k);
+    const auto r = residual(value, now);
+    if (!r) return v;  // the slot has not learned its mean yet
+    const double x = average_with(*r);
     const double range = hi_ - lo_;
     const double up = (x - hi_) / range;    // > 0 past the top, in units of the range
     const double down = (lo_ - x) / range;  // > 0 past the bottom
@@ -629,10 +637,14 @@ class RangeState final : public LearnedState {
   }
   void hold(double value, double now) override {
     // The moving average sees every value; only learned ones move the extremes.
-    if (!(relearn_after_ > 0 && held_ + 1 >= relearn_after_)) push(value);
+    if (!(relearn_after_ > 0 && held_ + 1 >= relearn_after_))
+      if (auto r = residual(value, now)) push(*r);
     LearnedState::hold(value, now);
   }
-  size_t memory_bytes() const override { return sizeof(*this) + ring_.capacity() * sizeof(double); }
+  size_t memory_bytes() const override {
+    return sizeof(*this) + (ring_.capacity() + slot_mean_.capacity()) * sizeof(double) +
+           slot_count_.capacity() * sizeof(uint32_t);
+  }
   void save(std::string& out) const override {
     SnapshotWriter w(out, "vigil.range.v1");
     save_base(w);
@@ -643,6 +655,10 @@ class RangeState final : public LearnedState {
     w.put_doubles(ring_);
     w.put<uint64_t>(next_);
     w.put<uint64_t>(count_);
+    if (p_.season > 0) {
+      w.put_doubles(slot_mean_);
+      for (uint32_t n : slot_count_) w.put(n);
+    }
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.range.v1");
@@ -655,6 +671,10 @@ class RangeState final : public LearnedState {
     s.ring_ = r.get_doubles(ring_.size());
     s.next_ = r.get<uint64_t>();
     s.count_ = r.get<uint64_t>();
+    if (p_.season > 0) {
+      s.slot_mean_ = r.get_doubles(kRangeSlots);
+      for (auto& n : s.slot_count_) n = r.get<uint32_t>();
+    }
     if (!r.done() || s.next_ >= s.ring_.size() || s.count_ > s.ring_.size() || s.lo_ > s.hi_) return false;
     s.sum_ = 0;
     for (size_t i = 0; i < s.count_; ++i) s.sum_ += s.ring_[i];
@@ -663,6 +683,11 @@ class RangeState final : public LearnedState {
   }
 
  private:
+  // The moving average that would include this value.
+  double average_with(double value) const {
+    const size_t k = ring_.size();
+    return k == 1 ? value : (sum_ - (count_ == k ? ring_[next_] : 0) + value) / static_cast<double>(k);
+  }
   void push(double value) {
     const size_t k = ring_.size();
     if (count_ == k) sum_ -= ring_[next_];
@@ -675,8 +700,28 @@ class RangeState final : public LearnedState {
       for (size_t i = 0; i < count_; ++i) sum_ += ring_[i];
     }
   }
-  void absorb(double value, double) override {
-    push(value);
+  size_t slot(double now) const {
+    double phase = std::fmod(now, p_.season);
+    if (phase < 0) phase += p_.season;
+    return std::min(static_cast<size_t>(phase / p_.season * kRangeSlots), kRangeSlots - 1);
+  }
+  // With a season, the value's distance from its slot's learned mean; nothing before that slot
+  // has seen season_min_count values. Without, the value.
+  std::optional<double> residual(double value, double now) const {
+    if (p_.season <= 0) return value;
+    const size_t s = slot(now);
+    if (slot_count_[s] < p_.season_min_count) return std::nullopt;
+    return value - slot_mean_[s];
+  }
+  void absorb(double value, double now) override {
+    const auto r = residual(value, now);
+    if (p_.season > 0) {
+      const size_t s = slot(now);
+      slot_mean_[s] = slot_count_[s] == 0 ? value : slot_mean_[s] + p_.season_alpha * (value - slot_mean_[s]);
+      if (slot_count_[s] < UINT32_MAX) ++slot_count_[s];
+    }
+    if (!r) return;
+    push(*r);
     if (count_ < ring_.size()) return;
     const double x = sum_ / static_cast<double>(ring_.size());
     if (n_++ == 0) {
@@ -697,6 +742,8 @@ class RangeState final : public LearnedState {
   uint64_t next_ = 0;
   uint64_t count_ = 0;
   double sum_ = 0;
+  std::vector<double> slot_mean_;  // with a season: each slot's exponentially weighted mean
+  std::vector<uint32_t> slot_count_;
   uint64_t n_ = 0;  // moving averages learned
   double lo_ = 0;
   double hi_ = 0;
@@ -713,6 +760,7 @@ class RangeDetector final : public Detector {
   }
   std::string describe() const override {
     std::string out = "tolerance=" + number_text(p_.tolerance) + " smooth=" + format_duration(p_.smooth);
+    if (p_.season > 0) out += " season=" + format_duration(p_.season);
     if (p_.half_life > 0) out += " half_life=" + format_duration(p_.half_life);
     out += " direction=" + std::string(direction_name(p_.c.direction)) + " warmup=" + format_duration(p_.c.warmup);
     if (p_.c.min_rate > 0) out += " min_rate=" + number_text(p_.c.min_rate);
@@ -975,7 +1023,7 @@ Result<std::shared_ptr<const Detector>> make_any(const Params& params, const Det
 }
 
 Result<std::shared_ptr<const Detector>> make_range(const Params& params, const DetectorContext& ctx) {
-  if (auto r = only_known(params, {"tolerance", "smooth", "half_life", "direction", "min_rate", "warmup",
+  if (auto r = only_known(params, {"tolerance", "smooth", "season", "half_life", "direction", "min_rate", "warmup",
                                    "relearn_after"});
       !r)
     return r.error();
@@ -992,6 +1040,16 @@ Result<std::shared_ptr<const Detector>> make_range(const Params& params, const D
     auto ticks = ticks_of("smooth", std::max(p.smooth, ctx.tick_seconds), ctx, 1, kMaxSmoothTicks);
     if (!ticks) return ticks.error();
     p.smooth_ticks = *ticks;
+  }
+  auto season = duration_field(params, "season");
+  if (!season) return season.error();
+  if (*season) {
+    p.season = **season;
+    auto season_ticks = ticks_of("season", p.season, ctx, kRangeSlots, 100'000'000);
+    if (!season_ticks) return context("(each of its 24 slots needs at least one tick)", season_ticks.error());
+    const double per_slot = static_cast<double>(*season_ticks) / static_cast<double>(kRangeSlots);
+    p.season_alpha = alpha_for_half_life(3 * per_slot);
+    p.season_min_count = static_cast<uint32_t>(std::max(2.0, std::round(per_slot)));
   }
   auto hl = duration_field(params, "half_life");
   if (!hl) return hl.error();

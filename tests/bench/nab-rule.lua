@@ -4,7 +4,8 @@
 --
 -- New territory is what most NAB anomalies are: a value, or its moving average over 30 min, 2 h,
 -- 6 h or 12 h, past anything learned before (baseline.range); baseline.seasonal adds the daily
--- rhythm for the few that stay inside the range. relearn_after = "5m" (one tick) keeps every
+-- rhythm for the few that stay inside the range, and a range of the 6 h average of the distance
+-- from each hour of the day's mean (season = "1d") a change of daily shape. relearn_after = "5m" (one tick) keeps every
 -- detector learning through an anomaly, and suppress gives one alarm per 12 h episode: NAB pays
 -- only the first detection in a window and charges every later one outside it.
 local learn = { direction = "both", relearn_after = "5m" }
@@ -24,6 +25,7 @@ rule {
     baseline.range(with { smooth = "6h", tolerance = 0.01 }),
     baseline.range(with { smooth = "12h", tolerance = 0.01 }),
     baseline.seasonal(with { period = "1d", slots = 24, threshold = 14, min_stddev_ratio = 0.05 }),
+    baseline.range(with { smooth = "6h", season = "1d", tolerance = 0.05 }),
     suppress = "12h",
   },
   pending = "0s",

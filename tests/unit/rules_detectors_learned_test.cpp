@@ -232,6 +232,29 @@ TEST(RulesRange, SmoothJudgesTheMovingAverage) {
   EXPECT_DOUBLE_EQ(v.score, (32.0 / 3 - 3) / 1);
 }
 
+TEST(RulesRange, SeasonJudgesTheDistanceFromTheSlotMean) {
+  // season 24s at a 1 s tick: 24 slots of one tick, each needs 2 values before it judges.
+  auto st = make("baseline.range", {{"season", "24s"}, {"direction", "both"}})->new_state();
+  auto plain = make("baseline.range", {{"direction", "both"}})->new_state();
+  double now = 0;
+  for (int lap = 0; lap < 4; ++lap)
+    for (int s = 0; s < 24; ++s, ++now) {
+      if (lap == 0 && s == 23) EXPECT_FALSE(st->evaluate_at(1000, kOld, now).anomalous);  // slot not learned yet
+      const double x = 10.0 * s + (lap % 2);  // a rhythm of 0..230, a wobble of 1
+      st->learn_at(x, now);
+      plain->learn_at(x, now);
+    }
+  // Slot 5: 54 is well inside the values seen (0 to 231) but 3 to 4 above the slot's mean,
+  // when the distances learned span about one.
+  EXPECT_FALSE(plain->evaluate_at(54, kOld, now + 5).anomalous);
+  auto v = st->evaluate_at(54, kOld, now + 5);
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_GT(v.score, 2);
+  EXPECT_FALSE(st->evaluate_at(50.5, kOld, now + 5).anomalous);
+  EXPECT_EQ(make("baseline.range", {{"season", "1d"}, {"smooth", "6h"}}, 300)->describe(),
+            "tolerance=0 smooth=6h season=24h direction=up warmup=6h");
+}
+
 TEST(RulesRange, HalfLifeForgetsOldExtremes) {
   // alpha 0.5: the extremes relax half way to the running mean on each learned value.
   auto forgetting = make("baseline.range", {{"half_life", "1s"}, {"direction", "both"}})->new_state();
@@ -287,6 +310,7 @@ TEST(RulesDetectors, BadParametersNameTheField) {
             std::string::npos);
   EXPECT_NE(make_error("baseline.range", {{"smooth", "2h"}}).find("field 'smooth'"), std::string::npos);
   EXPECT_NE(make_error("baseline.range", {{"threshold", 3.0}}).find("unknown field 'threshold'"), std::string::npos);
+  EXPECT_NE(make_error("baseline.range", {{"season", "10s"}}).find("24 slots"), std::string::npos);
   EXPECT_NE(make_error("any", {}).find("needs at least one detector"), std::string::npos);
   EXPECT_NE(make_error("any", {{"1", 3.0}}).find("entry 1 must be a detector"), std::string::npos);
   EXPECT_NE(make_error("baseline.ewma", {{"half_life", "1m"}, {"relearn_after", "soon"}}).find("field 'relearn_after'"),
@@ -308,6 +332,7 @@ TEST(RulesDetectors, SnapshotsRoundTrip) {
       {"baseline.seasonal", {{"period", "10s"}, {"slots", 5.0}}},
       {"change.cusum", {{"half_life", "4s"}, {"direction", "both"}}},
       {"baseline.range", {{"smooth", "4s"}, {"half_life", "20s"}, {"direction", "both"}}},
+      {"baseline.range", {{"smooth", "3s"}, {"season", "24s"}, {"direction", "both"}}},
       {"rate_of_change", {{"above", 1.0}, {"window", "3s"}}},
       {"any", {{"1", ewma}, {"2", make("change.cusum", {{"half_life", "4s"}})}}},
   };
@@ -420,6 +445,7 @@ TEST(RulesDetectors, MemoryPerSeries) {
   EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}, {"slots", 12.0}}), 208u + 20 * 12);
   EXPECT_EQ(bytes("change.cusum", {{"half_life", "1h"}}), 160u);
   EXPECT_EQ(bytes("rate_of_change", {{"above", 1.0}, {"window", "1m"}}), 104u + 8 * 60);
-  EXPECT_EQ(bytes("baseline.range", {}), 216u + 8);
-  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 216u + 8 * 120);  // a value per tick of smooth
+  EXPECT_EQ(bytes("baseline.range", {}), 288u + 8);
+  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 288u + 8 * 120);  // a value per tick of smooth
+  EXPECT_EQ(bytes("baseline.range", {{"season", "1d"}}), 288u + 8 + 12 * 24);  // a mean and count per slot
 }
