@@ -23,8 +23,8 @@ std::string duration_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "";
   const long long s = std::llround(seconds);
   if (s < 60) return std::to_string(s) + "s";
-  if (s < 3600) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
-  return std::to_string(s / 3600) + "h " + std::to_string((s % 3600) / 60) + "m";
+  if (s < 3600) return std::to_string(s / 60) + "m" + (s % 60 ? " " + std::to_string(s % 60) + "s" : "");
+  return std::to_string(s / 3600) + "h" + ((s % 3600) / 60 ? " " + std::to_string((s % 3600) / 60) + "m" : "");
 }
 
 std::string label_or(const Anomaly& a, const std::string& name, const std::string& fallback) {
@@ -123,6 +123,13 @@ class SlackFormat final : public Format {
     fields.push_back(mrkdwn("*Node*\n" + slack_escape(a.node)));
     fields.push_back(mrkdwn("*Observed vs expected*\n" + value_text(a.value) + " vs " + value_text(a.baseline)));
     blocks.push_back({{"type", "section"}, {"fields", fields}});
+    if (a.recent.size() >= 2) {
+      auto [lo, hi] = std::minmax_element(a.recent.begin(), a.recent.end());
+      blocks.push_back({{"type", "section"},
+                        {"text", mrkdwn("*Last " + duration_text(a.recent_step * static_cast<double>(a.recent.size())) +
+                                        "* (" + value_text(*lo) + " to " + value_text(*hi) + ")\n`" +
+                                        sparkline(a.recent) + "`")}});
+    }
     std::string context = "`" + slack_escape(a.metric) + "` \xC2\xB7 " + slack_escape(a.detector) + " score " +
                           value_text(a.score) + " \xC2\xB7 started " + format_rfc3339(a.started_at) + " \xC2\xB7 id " +
                           a.id;

@@ -77,6 +77,11 @@ nlohmann::ordered_json encode_webhook_payload(const Anomaly& a) {
       {"baseline", number_or_null(a.baseline)},
       {"score", number_or_null(a.score)},
   };
+  if (!a.recent.empty()) {
+    ojson values = ojson::array();
+    for (double v : a.recent) values.push_back(number_or_null(v));
+    body["metric"]["recent"] = {{"step_seconds", a.recent_step}, {"values", std::move(values)}};
+  }
   body["detector"] = a.detector;
   return body;
 }

@@ -61,6 +61,12 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+json recent_json(const std::vector<double>& values) {
+  json out = json::array();
+  for (double v : values) out.push_back(number(v));
+  return out;
+}
+
 json message_to_json(const Message& m) {
   const Anomaly& a = m.anomaly;
   json pod_labels = json::object();
@@ -89,7 +95,9 @@ json message_to_json(const Message& m) {
         {"detector", a.detector},
         {"band_low", number(a.band_low)},
         {"band_high", number(a.band_high)},
-        {"detector_params", a.detector_params}}},
+        {"detector_params", a.detector_params},
+        {"recent", recent_json(a.recent)},
+        {"recent_step", number(a.recent_step)}}},
   };
 }
 
@@ -121,6 +129,9 @@ Result<Message> message_from_json(const json& j) {
     a.band_low = number_of(x.value("band_low", json(0)));
     a.band_high = number_of(x.value("band_high", json(0)));
     a.detector_params = x.value("detector_params", "");
+    if (auto r = x.find("recent"); r != x.end() && r->is_array())  // records from before 0.x have none
+      for (const auto& v : *r) a.recent.push_back(number_of(v));
+    a.recent_step = number_of(x.value("recent_step", json(0)));
     return m;
   } catch (const std::exception& e) {
     return make_error(std::string("malformed outbox record: ") + e.what());

@@ -33,6 +33,10 @@ struct Anomaly {
   double band_low = 0;
   double band_high = 0;
   std::string detector_params;  // e.g. "half_life=10m threshold=4 direction=up ..."
+  // The last minutes of the series up to the judged value (the last one): each point the mean
+  // of `recent_step` seconds of ticks, oldest first. For sparklines and "what led up to it".
+  std::vector<double> recent;
+  double recent_step = 0;
 };
 
 const char* to_string(AnomalyStatus s);

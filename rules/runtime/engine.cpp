@@ -153,6 +153,7 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
     rule->spec = std::move(spec);
     rule->file = file.get();
     rule->eval = std::make_unique<RuleEvaluator>(rule->spec);
+    rule->eval->set_tick_seconds(options_.tick_seconds);
     rule->status.rule = rule->spec.name;
     rule->status.file = path;
     rule->metrics = rule->spec.metrics();
@@ -288,6 +289,8 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   a.band_high = group.verdict.band_high;
   a.detector = spec.detector->name();
   a.detector_params = spec.detector->describe();
+  a.recent = group.recent.values();
+  a.recent_step = rule.eval->recent_step();
   // A ratio and a count of new values have no unit; counters are per second.
   const bool unitless = rule.gauge || spec.ratio || std::string_view(spec.detector->name()) == "first_seen";
   a.summary = render_summary(spec.summary.value_or(spec.detector->default_summary()), a, unitless ? "" : "/s");
@@ -317,6 +320,7 @@ void Engine::resolve(LoadedRule& rule, Group& group, double now) {
   a.value = group.value;
   a.baseline = group.verdict.baseline;
   a.score = group.verdict.score;
+  a.recent = group.recent.values();  // what the series did until it came back
   spdlog::debug("rule '{}' resolved [{}]", rule.spec.name, a.id);
   if (options_.observer) options_.observer(a);
   // The engine sends the resolve itself, so a rule cannot forget to and leave an alert open.

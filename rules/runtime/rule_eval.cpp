@@ -217,8 +217,27 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
   return out;
 }
 
+void RecentValues::add(double value, int stride) {
+  partial_sum += static_cast<float>(value);
+  if (++partial_n < stride) return;
+  points[head] = partial_sum / static_cast<float>(partial_n);
+  head = static_cast<uint8_t>((head + 1) % kPoints);
+  if (size < kPoints) ++size;
+  partial_sum = 0;
+  partial_n = 0;
+}
+
+std::vector<double> RecentValues::values() const {
+  std::vector<double> out;
+  out.reserve(size + 1);
+  for (int i = 0; i < size; ++i) out.push_back(points[(head + kPoints - size + i) % kPoints]);
+  if (partial_n) out.push_back(partial_sum / static_cast<float>(partial_n));
+  return out;
+}
+
 std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, double now) {
   g.value = value;
+  g.recent.add(value, history_stride_);
   g.verdict = g.detector->evaluate_at(value, now - g.first_seen, now);
   const bool anomalous = g.verdict.anomalous;
   std::optional<Transition::Kind> result;

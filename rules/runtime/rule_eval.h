@@ -2,6 +2,8 @@
 // Pure C++: which Lua handler runs and who gets notified is the engine's business.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,6 +28,19 @@ struct Episode {
 
 enum class GroupState { Normal, Pending, Firing };
 
+// The last values of a group, for the anomaly's explanation: kPoints points, each the mean of
+// `stride` ticks (RuleEvaluator::history_stride), in a ring of floats (128 bytes).
+struct RecentValues {
+  static constexpr int kPoints = 30;
+  std::array<float, kPoints> points{};
+  float partial_sum = 0;  // of the point being filled
+  uint16_t partial_n = 0;
+  uint8_t head = 0;  // where the next finished point goes
+  uint8_t size = 0;  // finished points held
+  void add(double value, int stride);
+  std::vector<double> values() const;  // oldest first, the point being filled last
+};
+
 struct Group {
   double first_seen = 0;
   double last_seen = 0;
@@ -40,6 +55,7 @@ struct Group {
   std::unique_ptr<Episode> episode;
   std::optional<double> resolved_at;  // the last resolve, for `cooldown`
   std::vector<std::string> new_values;  // first_seen: the values never seen, of the latest tick
+  RecentValues recent;
 
   // The evaluator's scratch for the tick being evaluated.
   uint64_t tick = 0;       // the tick that last touched the group
@@ -61,6 +77,14 @@ class RuleEvaluator {
   static constexpr double kForgetAfter = 300;
 
   explicit RuleEvaluator(const RuleSpec& spec);
+
+  // The recent values cover about kRecentSpan seconds: a point is the mean of this many ticks.
+  static constexpr double kRecentSpan = 300;
+  void set_tick_seconds(double tick) {
+    history_stride_ = std::max(1, static_cast<int>(kRecentSpan / RecentValues::kPoints / std::max(tick, 1e-3) + 0.5));
+    tick_seconds_ = tick;
+  }
+  double recent_step() const { return history_stride_ * tick_seconds_; }
 
   bool matches(const Sample& s) const;
   // Which terms a sample feeds: bit 0 the numerator (or the rule's metric), bit 1 the denominator.
@@ -126,6 +150,8 @@ class RuleEvaluator {
   std::vector<SeriesTerm> terms_;
   size_t numerator_terms_ = 0;
   const class FirstSeenDetector* first_seen_ = nullptr;
+  int history_stride_ = 10;
+  double tick_seconds_ = 1;
   std::map<Labels, Group> groups_;
   uint32_t groups_epoch_ = 1;  // bumped when a group is erased
   uint64_t tick_ = 0;

@@ -80,6 +80,28 @@ TEST(SlackFormat, EscapesMarkup) {
   EXPECT_EQ(rx.ok_hits()[0].json()["blocks"][1]["text"]["text"], "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;");
 }
 
+TEST(SlackFormat, ShowsTheRecentValuesAsASparkline) {
+  HttpReceiver rx;
+  auto n = must_make(channel("slack", rx.url()));
+  auto a = sample_anomaly("x");
+  a.recent = {0.5, 0.4, 0.5, 0.3, 6, 12.5};
+  a.recent_step = 50;
+  n->enqueue(a);
+  ASSERT_TRUE(rx.wait_ok(1));
+  const json body = rx.ok_hits()[0].json();
+  ASSERT_GE(body["blocks"].size(), 4u);
+  EXPECT_EQ(body["blocks"][3]["text"]["text"], "*Last 5m* (0.3 to 12.5)\n`▁▁▁▁▄█`") << body.dump(2);
+}
+
+TEST(WebhookPayload, CarriesTheRecentValues) {
+  auto a = sample_anomaly("x");
+  EXPECT_FALSE(encode_webhook_payload(a)["metric"].contains("recent")) << "none known, none sent";
+  a.recent = {1, 2, 12.5};
+  a.recent_step = 10;
+  const json body = json::parse(dump_json(encode_webhook_payload(a)));
+  EXPECT_EQ(body["metric"]["recent"], json::parse(R"({"step_seconds": 10, "values": [1, 2, 12.5]})"));
+}
+
 TEST(Sparkline, ScalesToEightLevels) {
   EXPECT_EQ(sparkline({0, 1, 2, 3, 4, 5, 6, 7}), "▁▂▃▄▅▆▇█");
   EXPECT_EQ(sparkline({5, 5, 5}), "▁▁▁");
@@ -190,6 +212,8 @@ TEST(WebhookSchema, RealPayloadsValidate) {
   const std::string dir = make_temp_dir();
   auto nan_anomaly = sample_anomaly("n");
   nan_anomaly.score = NAN;
+  nan_anomaly.recent = {0.5, 0.25, NAN, 12.5};  // a recent value that is not a number is null
+  nan_anomaly.recent_step = 10;
   nan_anomaly.scope = {{"server", "10.96.0.10"}};
   const std::vector<std::string> bodies = {dump_json(encode_webhook_payload(sample_anomaly("a"))),
                                            dump_json(encode_webhook_payload(resolved(sample_anomaly("a")))),

@@ -314,6 +314,36 @@ rule {
   EXPECT_EQ(sink.sent[1].anomaly.status, AnomalyStatus::Resolved);
 }
 
+// The anomaly carries what led up to it: at a 1 s tick, points of 10 s means covering 5 minutes,
+// the judged value last; the resolve carries the series until it came back.
+TEST(RulesEngine, AnomaliesCarryTheRecentValues) {
+  RuleDir dir;
+  RecordingSink sink;
+  auto engine = load({dir.write("gauge.lua", R"lua(
+rule {
+  name = "queue", metric = "vigil_queue_depth", by = {},
+  detect = threshold { above = 100 }, resolve_after = "0s",
+  on_anomaly = function(a) notify("default", a) end,
+}
+)lua")}, &sink);
+  ASSERT_TRUE(engine);
+  auto depth = [](double v) {
+    return std::vector<Sample>{{"vigil_queue_depth", make_labels({{"pod", "q"}}), v, SeriesKind::Gauge}};
+  };
+  int t = 0;
+  for (; t < 400; ++t) engine->tick(TickInput{T0 + t, depth(t % 10), {}});  // 0..9, mean 4.5
+  engine->tick(TickInput{T0 + t++, depth(500), {}});
+  ASSERT_EQ(sink.sent.size(), 1u);
+  const Anomaly& a = sink.sent[0].anomaly;
+  EXPECT_EQ(a.recent_step, 10);
+  ASSERT_EQ(a.recent.size(), 31u) << "30 finished points and the one being filled";
+  for (size_t i = 0; i + 1 < a.recent.size(); ++i) EXPECT_DOUBLE_EQ(a.recent[i], 4.5) << i;
+  EXPECT_DOUBLE_EQ(a.recent.back(), 500);
+  engine->tick(TickInput{T0 + t++, depth(1), {}});
+  ASSERT_EQ(sink.sent.size(), 2u);
+  EXPECT_DOUBLE_EQ(sink.sent[1].anomaly.recent.back(), 250.5) << "the point being filled: 500 and 1";
+}
+
 TEST(RulesEngine, RuntimeErrorsQuarantineTheRuleOthersKeepFiring) {
   RuleDir dir;
   RecordingSink sink;
