@@ -46,11 +46,8 @@ std::string hundred_rules() {
 
 TEST(AgentKillNine, HundredQueuedNotificationsAreDeliveredAfterRestart) {
   VIGIL_REQUIRE_ROOT();  // the agent loads its eBPF programs
-  const std::string dir = make_temp_dir();
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { run("rm -rf " + dir); }
-  } cleanup{dir};
+  const ScopedTempDir temp;
+  const std::string& dir = temp.path();
   const int api_port = free_port();
   const int hook_port = free_port();  // nothing listens there until the restart
   write_temp_file(dir, "always.lua", hundred_rules());

@@ -28,11 +28,8 @@ std::vector<std::vector<std::string>> csv_rows(const std::string& path) {
 
 TEST(Record, RecordsAnAgentsSeriesThatReplayReads) {
   VIGIL_REQUIRE_ROOT();  // the agent loads its eBPF programs
-  const std::string dir = make_temp_dir();
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { run("rm -rf " + dir); }
-  } cleanup{dir};
+  const ScopedTempDir temp;
+  const std::string& dir = temp.path();
   const int port = free_port();
   const std::string config = write_temp_file(dir, "vigil.yaml",
                                              "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"

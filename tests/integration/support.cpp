@@ -226,6 +226,10 @@ std::optional<double> metric_value(const std::string& text, const std::string& n
   return std::nullopt;
 }
 
+ScopedTempDir::~ScopedTempDir() {
+  if (!path_.empty()) run("rm -rf '" + path_ + "'");
+}
+
 std::string metrics_after_ticks(int port, int ticks) {
   const auto count = [](const std::string& text) { return metric_sum(text, "vigil_tick_duration_seconds_count", {}); };
   std::string text = http_get("127.0.0.1", port, "/metrics");

@@ -114,4 +114,17 @@ uint64_t read_u64(const std::string& path);
 std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content);
 std::string make_temp_dir();
 
+// A temp dir removed with everything in it when the test ends, also when it fails.
+class ScopedTempDir {
+ public:
+  ScopedTempDir() : path_(make_temp_dir()) {}
+  ~ScopedTempDir();
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace vigil::test
