@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "rules/runtime/engine.h"
+#include "rules_engine_support.h"
 
 using namespace vigil;
 using namespace vigil::rules;
@@ -14,41 +15,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Sent {
-  std::string channel;
-  Anomaly anomaly;
-};
-
-class RecordingSink : public ActionSink {
- public:
-  void notify(const std::string& channel, const Anomaly& anomaly) override { sent.push_back({channel, anomaly}); }
-  std::vector<Sent> with(AnomalyStatus status) const {
-    std::vector<Sent> out;
-    for (const auto& s : sent)
-      if (s.anomaly.status == status) out.push_back(s);
-    return out;
-  }
-  std::vector<Sent> sent;
-};
-
-class RuleDir {
- public:
-  RuleDir() {
-    static int n = 0;
-    dir_ = fs::temp_directory_path() / ("vigil-rules-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    fs::create_directories(dir_);
-  }
-  ~RuleDir() { fs::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& text) {
-    std::string path = (dir_ / name).string();
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream(path) << text;
-    return path;
-  }
-
- private:
-  fs::path dir_;
-};
+using vigil::rules::testing::RecordingSink;
+using vigil::rules::testing::RuleDir;
 
 PodMeta pod(const std::string& name, std::map<std::string, std::string> labels = {}) {
   return PodMeta{"default", name, std::move(labels), "node-a"};
@@ -84,7 +52,7 @@ EngineOptions options() {
   return o;
 }
 
-std::unique_ptr<RuleEngine> load(const std::vector<std::string>& files, ActionSink* sink,
+std::unique_ptr<RuleEngine> load_rules(const std::vector<std::string>& files, ActionSink* sink,
                                  EngineOptions o = options()) {
   auto engine = RuleEngine::load(files, o, sink);
   EXPECT_TRUE(engine.ok()) << (engine.ok() ? "" : engine.error().message);
@@ -111,7 +79,7 @@ RuleStatus status_of(const RuleEngine& engine, const std::string& rule) {
 TEST(RulesEngine, LateSeriesOnSeededPodFiresOnceAndResolvesOnce) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("surge.lua", kSurgeRule)}, &sink);
+  auto engine = load_rules({dir.write("surge.lua", kSurgeRule)}, &sink);
   ASSERT_TRUE(engine);
   std::vector<PodMeta> pods{pod("web-1", {{"app", "web"}}), pod("web-2")};
 
@@ -164,7 +132,7 @@ TEST(RulesEngine, GroupsWarmUpFromWhenTheyAreFirstSeen) {
   std::string unseeded = kSurgeRule;
   unseeded.replace(unseeded.find("pod-drop-surge"), 14, "by-reason");
   unseeded.replace(unseeded.find("where ="), 0, "by = { \"namespace\", \"pod\", \"reason\" },\n  ");
-  auto engine = load({dir.write("surge.lua", kSurgeRule), dir.write("unseeded.lua", unseeded)}, &sink);
+  auto engine = load_rules({dir.write("surge.lua", kSurgeRule), dir.write("unseeded.lua", unseeded)}, &sink);
   ASSERT_TRUE(engine);
 
   std::vector<PodMeta> pods{pod("old")};
@@ -184,7 +152,7 @@ TEST(RulesEngine, PendingHoldsBeforeFiring) {
   RecordingSink sink;
   std::string rule = kSurgeRule;
   rule.replace(rule.find("severity"), 0, "pending = \"3s\",\n  ");
-  auto engine = load({dir.write("pending.lua", rule)}, &sink);
+  auto engine = load_rules({dir.write("pending.lua", rule)}, &sink);
   ASSERT_TRUE(engine);
   std::vector<PodMeta> pods{pod("web-1")};
   double total = 0;
@@ -204,7 +172,7 @@ TEST(RulesEngine, PendingHoldsBeforeFiring) {
 TEST(RulesEngine, BaselineDoesNotLearnTheFault) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("surge.lua", kSurgeRule)}, &sink);
+  auto engine = load_rules({dir.write("surge.lua", kSurgeRule)}, &sink);
   ASSERT_TRUE(engine);
   std::vector<PodMeta> pods{pod("web-1")};
   run(*engine, 0, 29, pods, none);
@@ -219,7 +187,7 @@ TEST(RulesEngine, BaselineDoesNotLearnTheFault) {
 TEST(RulesEngine, ResolveGoesToTheNotifiedChannelsOnly) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("channels.lua", R"lua(
+  auto engine = load_rules({dir.write("channels.lua", R"lua(
 rule {
   name = "channels",
   metric = "vigil_drop_packets_total",
@@ -254,7 +222,7 @@ rule {
 TEST(RulesEngine, LuaViewOfTheAnomalyAndSummaries) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("view.lua", R"lua(
+  auto engine = load_rules({dir.write("view.lua", R"lua(
 rule {
   name = "view",
   metric = "vigil_drop_packets_total",
@@ -293,7 +261,7 @@ rule {
 TEST(RulesEngine, GaugeThresholdFiresFromTheFirstTick) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("gauge.lua", R"lua(
+  auto engine = load_rules({dir.write("gauge.lua", R"lua(
 rule {
   name = "queue",
   metric = "vigil_queue_depth",
@@ -319,7 +287,7 @@ rule {
 TEST(RulesEngine, AnomaliesCarryTheRecentValues) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("gauge.lua", R"lua(
+  auto engine = load_rules({dir.write("gauge.lua", R"lua(
 rule {
   name = "queue", metric = "vigil_queue_depth", by = {},
   detect = threshold { above = 100 }, resolve_after = "0s",
@@ -361,7 +329,7 @@ TEST(RulesEngine, RuntimeErrorsQuarantineTheRuleOthersKeepFiring) {
   on_anomaly = function(a) notify("default", a) end,
 }
 )lua");
-  auto engine = load({broken, healthy}, &sink);
+  auto engine = load_rules({broken, healthy}, &sink);
   ASSERT_TRUE(engine);
   std::vector<PodMeta> pods{pod("a"), pod("b"), pod("c")};
   run(*engine, 0, 29, pods, none);
@@ -399,7 +367,7 @@ TEST(RulesEngine, ErrorsNameTheFullPathOfADeepRuleFile) {
 )lua");
   ASSERT_GT(broken.size(), 100u);
   RecordingSink sink;
-  auto engine = load({broken}, &sink);
+  auto engine = load_rules({broken}, &sink);
   ASSERT_TRUE(engine);
   std::vector<PodMeta> pods{pod("a")};
   run(*engine, 0, 29, pods, none);
@@ -415,7 +383,7 @@ TEST(RulesEngine, ErrorsNameTheFullPathOfADeepRuleFile) {
 TEST(RulesEngine, ASuccessfulCallResetsTheErrorStreak) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("flaky.lua", R"lua(
+  auto engine = load_rules({dir.write("flaky.lua", R"lua(
 local calls = 0
 rule {
   name = "flaky", metric = "vigil_drop_packets_total",
@@ -442,7 +410,7 @@ rule {
 TEST(RulesEngine, NotifyErrorsAndBudgetsAtRuntime) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("runtime.lua", R"lua(
+  auto engine = load_rules({dir.write("runtime.lua", R"lua(
 rule {
   name = "runtime", metric = "vigil_drop_packets_total",
   detect = threshold { above = 10 },
@@ -484,7 +452,7 @@ rule {
 TEST(RulesEngine, ForgetsGroupsAndResolvesTheirOpenEpisodes) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("surge.lua", kSurgeRule)}, &sink);
+  auto engine = load_rules({dir.write("surge.lua", kSurgeRule)}, &sink);
   ASSERT_TRUE(engine);
   run(*engine, 0, 29, {pod("gone")}, none);
   run(*engine, 30, 30, {pod("gone")}, [](int) { return std::vector<Sample>{drops("gone", 500)}; });
@@ -500,7 +468,7 @@ TEST(RulesEngine, ForgetsGroupsAndResolvesTheirOpenEpisodes) {
 TEST(RulesEngine, OddInputNeverThrows) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("surge.lua", kSurgeRule)}, nullptr);
+  auto engine = load_rules({dir.write("surge.lua", kSurgeRule)}, nullptr);
   ASSERT_TRUE(engine);
   engine->tick(TickInput{T0, {drops("a", 1)}, {pod("a")}});
   engine->tick(TickInput{T0 - 5, {drops("a", 1)}, {pod("a")}});  // time going backwards: skipped
@@ -519,7 +487,7 @@ TEST(RulesEngine, MemoryErrorNamesTheHandler) {
   end,
 }
 )lua");
-  auto engine = load({path}, nullptr);
+  auto engine = load_rules({path}, nullptr);
   ASSERT_TRUE(engine);
   run(*engine, 0, 1, {pod("a")}, [](int t) { return std::vector<Sample>{drops("a", 100.0 * t)}; });
   auto st = status_of(*engine, "bomb");
@@ -529,7 +497,7 @@ TEST(RulesEngine, MemoryErrorNamesTheHandler) {
 
 TEST(RulesEngine, WhereOnNamespaceLimitsSeededPods) {
   RuleDir dir;
-  auto engine = load({dir.write("prod.lua", R"lua(
+  auto engine = load_rules({dir.write("prod.lua", R"lua(
 rule {
   name = "prod-only", metric = "vigil_drop_packets_total",
   where = { namespace = "prod", direction = "ingress" },
@@ -545,7 +513,7 @@ rule {
 TEST(RulesEngine, WhereExceptExcludesLabelValues) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("except.lua", R"lua(
+  auto engine = load_rules({dir.write("except.lua", R"lua(
 rule {
   name = "real-drops", metric = "vigil_drop_packets_total",
   where = { reason = { except = { "QUEUE_PURGE", "TCP_OLD_DATA" } } },
