@@ -299,7 +299,7 @@ void install_api(LuaSandbox& sandbox, FileContext* ctx) {
 }
 
 void push_anomaly(lua_State* L, const Anomaly& a) {
-  lua_createtable(L, 0, 21);
+  lua_createtable(L, 0, 23);
   set_string(L, "id", a.id);
   set_string(L, "rule", a.rule);
   set_string(L, "severity", a.severity);
@@ -316,6 +316,13 @@ void push_anomaly(lua_State* L, const Anomaly& a) {
   set_string(L, "detector_params", a.detector_params);
   set_number(L, "started_at", a.started_at);
   if (a.status == AnomalyStatus::Resolved) set_number(L, "ended_at", a.ended_at);
+  set_number(L, "recent_step", a.recent_step);
+  lua_createtable(L, static_cast<int>(a.recent.size()), 0);
+  for (size_t i = 0; i < a.recent.size(); ++i) {
+    lua_pushnumber(L, a.recent[i]);
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+  lua_setfield(L, -2, "recent");
   push_labels(L, a.metric_labels);
   lua_setfield(L, -2, "labels");
   push_labels(L, a.scope);

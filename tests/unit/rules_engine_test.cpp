@@ -238,6 +238,7 @@ rule {
     assert(a.scope.labels.app == "web", "pod labels")
     assert(a.labels.direction == "ingress|egress" and a.labels.pod == "web-1", "labels")
     assert(a.started_at == 1030 and a.ended_at == nil and a.node == "node-a", "times")
+    assert(a.recent_step == 10 and #a.recent >= 2 and a.recent[1] == 0 and a.recent[#a.recent] > 0, "recent")
     assert(a.summary == "default/web-1: 120/s vs 0/s z=120 on node-a [view] {nope}", a.summary)
     a.summary = "custom " .. a.scope.pod
     notify("oncall", a)
