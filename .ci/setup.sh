@@ -11,7 +11,7 @@ packages=(
   # run and lab
   iproute2 nftables dnsmasq-base bind9-dnsutils curl procps kmod
   # real peers for tests
-  prometheus prometheus-alertmanager tshark wrk iperf3
+  prometheus prometheus-alertmanager tshark tcpdump wrk iperf3
 )
 
 if [[ $(id -u) -ne 0 ]]; then

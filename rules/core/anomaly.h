@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <cstdint>
+
+#include "rules/core/result.h"
 #include "rules/core/series.h"
 
 namespace vigil {
@@ -37,6 +40,25 @@ struct Anomaly {
   // of `recent_step` seconds of ticks, oldest first. For sparklines and "what led up to it".
   std::vector<double> recent;
   double recent_step = 0;
+  // Captures started for this episode (by the rule's `capture` option or capture{} in a
+  // handler), so notifications can link to them: ids as the capture API knows them.
+  std::vector<std::string> captures;
+};
+
+// A packet capture a rule asks for (`capture = {...}` on the rule, or capture{} in a handler).
+// Pods are "namespace/name"; the agent resolves them. Zero/empty fields take the agent's
+// defaults (docs/config.md, `captures:`).
+struct CaptureSpec {
+  std::vector<std::string> pods;
+  double before_seconds = -1;  // -1: default
+  double after_seconds = -1;   // -1: default
+  std::string filter;          // pcap filter expression (tcpdump syntax); "" = every packet
+  uint32_t snaplen = 0;
+  uint64_t max_packets = 0;
+  uint64_t max_bytes = 0;
+  std::string rule;        // set by the rule engine
+  std::string anomaly_id;  // set by the rule engine
+  std::string reason;      // the anomaly's summary, or why a person started it
 };
 
 const char* to_string(AnomalyStatus s);
@@ -46,6 +68,10 @@ class ActionSink {
  public:
   virtual ~ActionSink() = default;
   virtual void notify(const std::string& channel, const Anomaly& anomaly) = 0;
+  // Starts a capture; its id, or why it was refused. Sinks without captures refuse.
+  virtual Result<std::string> capture(const CaptureSpec&) {
+    return make_error("captures are not available here");
+  }
 };
 
 }  // namespace vigil
