@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -31,7 +32,10 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxReportedErrors = 20;
 constexpr double kMaxTickSeconds = 3600;
 
-const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics", "remote_context", "apiserver"};
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics", "remote_context", "apiserver", "captures", "api"};
+const std::vector<std::string> kCapturesKeys = {"enabled", "dir", "disk_quota", "max_concurrent", "max_duration", "max_bytes", "max_packets", "max_per_rule_per_hour", "before", "after", "snaplen", "lookback"};
+const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "total", "ring_buffer"};
+const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
@@ -253,7 +257,143 @@ class Parser {
         parse_remote(value, config.remote_context);
       } else if (name == "apiserver") {
         parse_apiserver(value, config.apiserver);
+      } else if (name == "captures") {
+        parse_captures(value, config.captures);
+      } else if (name == "api") {
+        parse_api(value, config.api);
       }
+    }
+  }
+
+  std::optional<uint64_t> size_value(const Value& v, const std::string& path) {
+    if (!v.node.IsScalar()) {
+      error(v.mark, path, "expected a size such as 64MiB, 1GiB or a number of bytes");
+      return std::nullopt;
+    }
+    auto n = parse_size(v.node.Scalar());
+    if (!n) {
+      error(v.mark, path, n.error().message);
+      return std::nullopt;
+    }
+    return *n;
+  }
+
+  // A size or count within [lo, hi], with the range named in the error.
+  template <typename T>
+  void bounded(std::optional<T> got, T lo, T hi, const Value& v, const std::string& path, const std::string& range, T& out) {
+    if (!got) return;
+    if (*got < lo || *got > hi) error(v.mark, path, "must be from " + range);
+    else out = *got;
+  }
+
+  void parse_captures(const Value& v, CapturesConfig& c) {
+    auto entries = map_entries(v, "captures", kCapturesKeys);
+    if (!entries) return;
+    auto& l = c.limits;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "captures." + name;
+      auto count = [&](long long lo, long long hi) -> std::optional<long long> {
+        auto n = integer_value(value, path);
+        if (n && (*n < lo || *n > hi)) {
+          error(value.mark, path, "must be from " + std::to_string(lo) + " to " + std::to_string(hi));
+          return std::nullopt;
+        }
+        return n;
+      };
+      if (name == "enabled") {
+        if (auto b = bool_value(value, path)) c.enabled = *b;
+      } else if (name == "dir") {
+        if (auto s = nonempty_string(value, path)) l.dir = resolve(base_dir_, *s);
+      } else if (name == "disk_quota") {
+        bounded<uint64_t>(size_value(value, path), 1ull << 20, 1ull << 50, value, path, "1MiB to 1PiB", l.disk_quota_bytes);
+      } else if (name == "max_concurrent") {
+        if (auto n = count(1, 64)) l.max_concurrent = static_cast<uint32_t>(*n);
+      } else if (name == "max_duration") {
+        bounded<double>(duration_value(value, path), 1, 3600, value, path, "1s to 1h", l.max_duration_seconds);
+      } else if (name == "max_bytes") {
+        bounded<uint64_t>(size_value(value, path), 64ull << 10, 1ull << 40, value, path, "64KiB to 1TiB", l.max_bytes_per_capture);
+      } else if (name == "max_packets") {
+        if (auto n = count(1, 1000000000)) l.max_packets_per_capture = static_cast<uint64_t>(*n);
+      } else if (name == "max_per_rule_per_hour") {
+        if (auto n = count(0, 100000)) l.max_per_rule_per_hour = static_cast<uint32_t>(*n);
+      } else if (name == "before") {
+        bounded<double>(duration_value(value, path), 0, 3600, value, path, "0s to 1h", l.default_before_seconds);
+      } else if (name == "after") {
+        bounded<double>(duration_value(value, path), 0, 3600, value, path, "0s to 1h", l.default_after_seconds);
+      } else if (name == "snaplen") {
+        if (auto n = count(64, 1536)) l.default_snaplen = static_cast<uint32_t>(*n);
+      } else if (name == "lookback") {
+        parse_lookback(value, c);
+      }
+    }
+    if (l.default_before_seconds + l.default_after_seconds > l.max_duration_seconds)
+      error(v.mark, "captures", "before + after (" + std::to_string(l.default_before_seconds + l.default_after_seconds) +
+                                    " s) exceeds max_duration (" + std::to_string(l.max_duration_seconds) + " s)");
+  }
+
+  void parse_lookback(const Value& v, CapturesConfig& c) {
+    auto entries = map_entries(v, "captures.lookback", kLookbackKeys);
+    if (!entries) return;
+    auto& l = c.limits;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "captures.lookback." + name;
+      if (name == "pods") {
+        if (auto s = string_value(value, path)) {
+          if (*s != "rules" && *s != "all" && *s != "none")
+            error(value.mark, path, "unknown value '" + *s + "' (known: rules, all, none)");
+          else c.lookback_pods = *s;
+        }
+      } else if (name == "duration") {
+        bounded<double>(duration_value(value, path), 1, 600, value, path, "1s to 10m", l.lookback_seconds);
+      } else if (name == "per_pod") {
+        bounded<uint64_t>(size_value(value, path), 64ull << 10, 1ull << 30, value, path, "64KiB to 1GiB", l.lookback_bytes_per_pod);
+      } else if (name == "total") {
+        bounded<uint64_t>(size_value(value, path), 64ull << 10, 16ull << 30, value, path, "64KiB to 16GiB", l.lookback_bytes_total);
+      } else if (name == "ring_buffer") {
+        auto n = size_value(value, path);
+        if (!n) continue;
+        if (*n < (64u << 10) || *n > (1u << 30) || (*n & (*n - 1)) != 0)
+          error(value.mark, path, "must be a power of two from 64KiB to 1GiB (the kernel's ring buffer), e.g. 8MiB");
+        else c.ring_buffer_bytes = static_cast<uint32_t>(*n);
+      }
+    }
+  }
+
+  void parse_api(const Value& v, ApiConfig& api) {
+    auto entries = map_entries(v, "api", kApiKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "api." + name;
+      auto s = nonempty_string(value, path);
+      if (!s) continue;
+      std::string token;
+      if (name == "token_file") {
+        api.token_file = resolve(base_dir_, *s);
+        std::ifstream in(api.token_file, std::ios::binary);
+        if (!in) {
+          error(value.mark, path, "'" + api.token_file + "': " + std::strerror(errno));
+          continue;
+        }
+        std::getline(in, token);
+      } else {
+        api.token_env = *s;
+        const char* env = std::getenv(s->c_str());
+        if (!env) {
+          error(value.mark, path, "environment variable " + *s + " is not set");
+          continue;
+        }
+        token = env;
+      }
+      while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t')) token.pop_back();
+      if (token.size() < 16) {
+        error(value.mark, path, "the token must be at least 16 characters (it is " + std::to_string(token.size()) + ")");
+        continue;
+      }
+      if (!api.token.empty()) {
+        error(value.mark, path, "give either api.token_file or api.token_env, not both");
+        continue;
+      }
+      api.token = token;
     }
   }
 
@@ -632,6 +772,24 @@ Result<double> parse_duration(const std::string& text) {
   }
   if (!std::isfinite(total)) return make_error("invalid duration '" + text + "': too large");
   return total;
+}
+
+Result<uint64_t> parse_size(const std::string& text) {
+  const std::string hint = " (expected e.g. 64MiB, 1GiB, 512KiB or a number of bytes)";
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0) return make_error("invalid size '" + text + "'" + hint);
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, n);
+  if (ec != std::errc()) return make_error("invalid size '" + text + "': too large");
+  const std::string unit = text.substr(digits);
+  static const std::map<std::string, uint64_t> units = {
+      {"", 1},        {"B", 1},           {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
+      {"TiB", 1ull << 40}, {"KB", 1000}, {"MB", 1000000},     {"GB", 1000000000}, {"TB", 1000000000000}};
+  auto it = units.find(unit);
+  if (it == units.end()) return make_error("invalid size '" + text + "': unknown unit '" + unit + "'" + hint);
+  if (n > UINT64_MAX / it->second) return make_error("invalid size '" + text + "': too large");
+  return n * it->second;
 }
 
 Result<std::vector<std::string>> expand_rule_paths(const std::vector<std::string>& patterns,

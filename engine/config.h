@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "actions/capture.h"
 #include "actions/notifier.h"
 #include "rules/core/result.h"
 
@@ -49,6 +50,24 @@ struct ApiServerConfig {
   std::string cgroup;              // cgroup v2 directory whose sockets are watched; "" = the mounted v2 root
 };
 
+// Packet captures (docs/captures.md): limits, defaults and the lookback (flight recorder).
+struct CapturesConfig {
+  bool enabled = true;                 // false: no ring buffer, no lookback, every capture refused
+  actions::CaptureConfig limits;       // limits.dir "" = <state_dir>/captures
+  // Which pods keep a lookback ring: "rules" (pods in the groups of rules with a `capture`
+  // option), "all" (every watched pod) or "none" (captures start at the trigger).
+  std::string lookback_pods = "rules";
+  uint32_t ring_buffer_bytes = 8u << 20;  // the kernel's ring buffer (power of two, >= 64 KiB)
+};
+
+// The HTTP API. Captures hold payload data: /api/v1/captures needs `Authorization: Bearer
+// <token>` whenever a token is set, and is refused outright when the listener is not
+// loopback-only and no token is set.
+struct ApiConfig {
+  std::string token;                // read from token_file or token_env at load; never logged
+  std::string token_file, token_env;
+};
+
 struct Config {
   std::string path;                       // the file this came from ("" for defaults)
   std::string node;                       // default: the host name
@@ -64,11 +83,17 @@ struct Config {
   MetricsConfig metrics;
   RemoteContextConfig remote_context;
   ApiServerConfig apiserver;
+  CapturesConfig captures;
+  ApiConfig api;
 };
 
 // Parses durations such as "500ms", "2s", "2m", "1h", "1h30m", "1.5s" or a plain number of
 // seconds ("2", "0.5"). Units: ms, s, m, h. Zero is accepted; callers check their own range.
 Result<double> parse_duration(const std::string& text);
+
+// Parses sizes such as "64MiB", "1GiB", "512KiB", "4096" (bytes); also KB/MB/GB (powers of
+// 1000). Refuses negative, fractional byte counts and overflow.
+Result<uint64_t> parse_size(const std::string& text);
 
 // Loads and validates a config file. Relative paths (state_dir, the pods file, rule globs)
 // resolve against the config file's directory. Never throws.

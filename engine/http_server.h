@@ -15,11 +15,33 @@ class Server;
 
 namespace vigil {
 
+// A call to /api/v1/captures[/<id>[/pcap]] (the server has checked the bearer token).
+struct ApiRequest {
+  std::string method;  // GET, POST, DELETE
+  std::string id;      // "" for the collection
+  std::string sub;     // "" or "pcap"
+  std::string body;
+};
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::string file;      // when set, the body is this file, streamed
+  std::string filename;  // Content-Disposition attachment name for `file`
+};
+
+// True for 127.0.0.0/8, ::1 and "localhost": a listener only this host can reach.
+bool loopback_host(const std::string& host);
+
 struct HttpHandlers {
   std::function<std::string()> metrics;             // Prometheus text format
   std::function<std::pair<bool, std::string>()> health;  // healthy?, JSON body
   std::function<std::string()> pods;                // JSON
   std::function<std::string()> rules;               // JSON
+  std::function<ApiResponse(const ApiRequest&)> captures;  // unset: 404
+  // Captures hold payload data: with a token every captures call needs "Authorization: Bearer
+  // <token>"; without one they are served only on a loopback-only listener.
+  std::string api_token;
 };
 
 class HttpServer {

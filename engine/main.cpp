@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/agent.h"
+#include "engine/capture_cli.h"
 #include "engine/config.h"
 #include "engine/record.h"
 #include "rules/runtime/durations.h"
@@ -49,6 +50,8 @@ constexpr const char* kUsage = R"(usage:
       Samples a running agent's series (the sum of NAME's series matching --where) into the
       timestamp,value CSV that replay reads: a gauge's value, a counter's per-second rate.
       Defaults: --agent 127.0.0.1:9090, --interval 1s, --samples 60.
+  vigil capture start|list|show|get|delete ...
+      Manual packet captures through a running agent (`vigil capture` for its options).
   vigil version
 )";
 
@@ -393,6 +396,7 @@ int main(int argc, char** argv) {
     auto args = parse_args(argc, argv, 3, {"config"}, error);
     return args ? cmd_notify_test(*args) : usage_error(error);
   }
+  if (cmd == "capture") return vigil::capture_command(argc, argv);
   if (cmd == "version" || cmd == "--version") {
     std::printf("vigil %s\n", VIGIL_VERSION);
     return 0;

@@ -404,6 +404,80 @@ TEST_F(ConfigTest, ApiServerSection) {
             "config.yaml:2: apiserver.no_response_after: must be from 100ms to 10m");
 }
 
+TEST_F(ConfigTest, CapturesSection) {
+  auto c = parse(
+      "captures:\n  dir: caps\n  disk_quota: 2GiB\n  max_concurrent: 2\n  max_duration: 2m\n  max_bytes: 16MiB\n"
+      "  max_packets: 5000\n  max_per_rule_per_hour: 3\n  before: 5s\n  after: 20s\n  snaplen: 256\n"
+      "  lookback:\n    pods: all\n    duration: 20s\n    per_pod: 1MiB\n    total: 8MiB\n    ring_buffer: 1MiB\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& l = c->captures.limits;
+  EXPECT_TRUE(c->captures.enabled);
+  EXPECT_EQ(l.dir, dir_ + "/caps");
+  EXPECT_EQ(l.disk_quota_bytes, 2ull << 30);
+  EXPECT_EQ(l.max_concurrent, 2u);
+  EXPECT_DOUBLE_EQ(l.max_duration_seconds, 120);
+  EXPECT_EQ(l.max_bytes_per_capture, 16ull << 20);
+  EXPECT_EQ(l.max_packets_per_capture, 5000u);
+  EXPECT_EQ(l.max_per_rule_per_hour, 3u);
+  EXPECT_DOUBLE_EQ(l.default_before_seconds, 5);
+  EXPECT_DOUBLE_EQ(l.default_after_seconds, 20);
+  EXPECT_EQ(l.default_snaplen, 256u);
+  EXPECT_EQ(c->captures.lookback_pods, "all");
+  EXPECT_DOUBLE_EQ(l.lookback_seconds, 20);
+  EXPECT_EQ(l.lookback_bytes_per_pod, 1ull << 20);
+  EXPECT_EQ(l.lookback_bytes_total, 8ull << 20);
+  EXPECT_EQ(c->captures.ring_buffer_bytes, 1u << 20);
+
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->captures.enabled);
+  EXPECT_EQ(d->captures.lookback_pods, "rules");
+  EXPECT_EQ(d->captures.limits.dir, "");  // the agent puts it under state_dir
+  EXPECT_EQ(d->captures.ring_buffer_bytes, 8u << 20);
+
+  EXPECT_EQ(error_of("captures:\n  disk_quota: lots\n"),
+            "config.yaml:2: captures.disk_quota: invalid size 'lots' (expected e.g. 64MiB, 1GiB, 512KiB or a number of bytes)");
+  EXPECT_EQ(error_of("captures:\n  disk_quota: 10MB\n  max_bytes: 1GB\n  snaplen: 20\n"),
+            "config.yaml:4: captures.snaplen: must be from 64 to 1536");
+  EXPECT_EQ(error_of("captures:\n  lookback:\n    ring_buffer: 3MiB\n"),
+            "config.yaml:3: captures.lookback.ring_buffer: must be a power of two from 64KiB to 1GiB (the kernel's ring buffer), e.g. 8MiB");
+  EXPECT_EQ(error_of("captures:\n  lookback:\n    pods: some\n"),
+            "config.yaml:3: captures.lookback.pods: unknown value 'some' (known: rules, all, none)");
+  EXPECT_EQ(error_of("captures:\n  max_duration: 20s\n"),
+            "config.yaml:2: captures: before + after (40.000000 s) exceeds max_duration (20.000000 s)");
+  EXPECT_EQ(error_of("captures:\n  snap: 1\n").rfind("config.yaml:2: captures: unknown key 'snap' (known: enabled, dir,", 0), 0u);
+}
+
+TEST_F(ConfigTest, SizesParse) {
+  EXPECT_EQ(*parse_size("4096"), 4096u);
+  EXPECT_EQ(*parse_size("512KiB"), 512u << 10);
+  EXPECT_EQ(*parse_size("1GB"), 1000000000u);
+  EXPECT_FALSE(parse_size("1.5MiB").ok());
+  EXPECT_FALSE(parse_size("-1").ok());
+  EXPECT_FALSE(parse_size("99999999999999999999").ok());
+  EXPECT_FALSE(parse_size("20000000TiB").ok());
+}
+
+TEST_F(ConfigTest, ApiTokenFromFileOrEnvironment) {
+  write("token", "0123456789abcdef0123\n");
+  auto c = parse("api:\n  token_file: token\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->api.token, "0123456789abcdef0123");
+  setenv("VIGIL_TEST_TOKEN", "fedcba9876543210fedc", 1);
+  auto e = parse("api:\n  token_env: VIGIL_TEST_TOKEN\n");
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(e->api.token, "fedcba9876543210fedc");
+  unsetenv("VIGIL_TEST_TOKEN");
+  EXPECT_EQ(error_of("api:\n  token_env: VIGIL_TEST_TOKEN\n"),
+            "config.yaml:2: api.token_env: environment variable VIGIL_TEST_TOKEN is not set");
+  write("short", "abc\n");
+  const std::string err = error_of("api:\n  token_file: short\n");
+  EXPECT_EQ(err, "config.yaml:2: api.token_file: the token must be at least 16 characters (it is 3)");
+  EXPECT_EQ(err.find("abc"), std::string::npos);  // the token itself is never shown
+  EXPECT_EQ(error_of("api:\n  token_file: missing\n"),
+            "config.yaml:2: api.token_file: '" + dir_ + "/missing': No such file or directory");
+}
+
 // Every notifier type and option: each bad value is reported with its file, line and key, and
 // a secret's value never appears in an error.
 TEST_F(ConfigTest, NotifierTypesAndOptions) {
