@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <lua.hpp>
@@ -47,6 +48,9 @@ struct LoadedRule {
   std::deque<double> notified;
   uint64_t over_budget = 0;
   double over_budget_since = 0;
+  // Refused captures are logged at most once a minute per rule; the others are counted here.
+  std::optional<std::chrono::steady_clock::time_point> capture_warned;
+  uint64_t capture_unlogged = 0;
 };
 
 Result<std::string> read_file(const std::string& path) {
@@ -91,6 +95,16 @@ class Engine final : public RuleEngine {
     for (auto& rule : rules_)
       for (Group* g : rule->eval->open_groups()) resolve(*rule, *g, now);
   }
+  std::set<std::string> lookback_pods() const override {
+    std::set<std::string> out;
+    for (const auto& rule : rules_) {
+      if (!rule->spec.capture || rule->status.disabled) continue;
+      rule->eval->for_each_key([&](const Labels& key) {
+        for (auto& pod : scope_pods(key)) out.insert(std::move(pod));
+      });
+    }
+    return out;
+  }
 
  private:
   uint64_t params_hash(const RuleSpec& spec) const;
@@ -100,6 +114,8 @@ class Engine final : public RuleEngine {
   void summarise_budget(LoadedRule& rule, double now);
   void call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode);
   void record_error(LoadedRule& rule, const std::string& kind, std::string message, const std::string& traceback);
+  void start_capture(LoadedRule& rule, Episode& episode);
+  void capture_refused(LoadedRule& rule, const std::string& anomaly_id, const std::string& why);
   std::string new_id();
 
   EngineOptions options_;
@@ -135,6 +151,7 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
   ctx.detectors.tick_seconds = options_.tick_seconds;
   ctx.channels = options_.channels;
   ctx.sink = sink_;
+  ctx.check_capture_filter = options_.check_capture_filter;
   install_api(*file->sandbox, &ctx);
 
   if (auto error = file->sandbox->run(*source, path)) {
@@ -144,6 +161,12 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
   }
   ctx.loading = false;
 
+  if (options_.check_capture_filter)
+    for (const auto& spec : ctx.declared)
+      if (spec.capture && !spec.capture->filter.empty())
+        if (std::string problem = options_.check_capture_filter(spec.capture->filter); !problem.empty())
+          return make_error(spec.location + ": rule '" + spec.name + "': field 'capture.filter': '" +
+                            spec.capture->filter + "': " + problem);
   for (auto& spec : ctx.declared) {
     auto [it, inserted] = defined_at.try_emplace(spec.name, spec.location);
     if (!inserted) return make_error(spec.location + ": rule '" + spec.name + "' is already defined at " + it->second);
@@ -297,7 +320,11 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
 
   ++rule.status.anomalies_fired;
   spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
-  group.episode = std::make_unique<Episode>(Episode{std::move(a), {}});
+  group.episode = std::make_unique<Episode>();
+  group.episode->pods = scope_pods(key);
+  group.episode->anomaly = std::move(a);
+  // The capture starts before anyone hears of the anomaly, so every notification links to it.
+  if (spec.capture) start_capture(rule, *group.episode);
   if (options_.observer) options_.observer(group.episode->anomaly);
   if (spec.on_anomaly) call_handler(rule, spec.on_anomaly, "on_anomaly", *group.episode);
 }
@@ -344,12 +371,15 @@ void Engine::call_handler(LoadedRule& rule, const Handler& handler, const char* 
   {
     LuaSandbox::EngineSection section(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, handler.ref);
-    push_anomaly(L, episode.anomaly);
+    push_anomaly(L, episode.anomaly, episode.pods);
   }
   ctx.handling = &episode;
   ctx.notify_error.clear();
+  ctx.capture_refusals.clear();
   auto error = sandbox.call(1);
   ctx.handling = nullptr;
+  for (const auto& why : ctx.capture_refusals) capture_refused(rule, episode.anomaly.id, why);
+  ctx.capture_refusals.clear();
   if (!error) {
     rule.consecutive_errors = 0;
     return;
@@ -379,6 +409,47 @@ void Engine::record_error(LoadedRule& rule, const std::string& kind, std::string
     spdlog::error("rule '{}' ({}) quarantined after {} consecutive errors; last ({}): {}{}{}", rule.spec.name,
                   rule.spec.location, rule.consecutive_errors, kind, message, traceback.empty() ? "" : "\n", traceback);
   }
+}
+
+// The rule's `capture` option, for a group that fires: one capture of the group's pod.
+void Engine::start_capture(LoadedRule& rule, Episode& episode) {
+  CaptureSpec spec = *rule.spec.capture;
+  spec.pods = episode.pods;
+  spec.rule = rule.spec.name;
+  spec.anomaly_id = episode.anomaly.id;
+  spec.reason = episode.anomaly.summary;
+  if (spec.pods.empty()) {
+    capture_refused(rule, spec.anomaly_id, "the group has no pod (its namespace or pod label is empty); nothing captured");
+    return;
+  }
+  Result<std::string> id = make_error("captures are not available here");
+  if (sink_) {
+    try {
+      id = sink_->capture(spec);
+    } catch (const std::exception& e) {
+      id = make_error(e.what());
+    }
+  }
+  if (id) episode.anomaly.captures.push_back(*id);
+  else capture_refused(rule, spec.anomaly_id, id.error().message);
+}
+
+// A refused capture is not a failure of the rule: counted, logged at most once a minute per
+// rule, never quarantining.
+void Engine::capture_refused(LoadedRule& rule, const std::string& anomaly_id, const std::string& why) {
+  ++rule.status.errors["capture"];
+  const auto now = std::chrono::steady_clock::now();
+  if (rule.capture_warned && now - *rule.capture_warned < std::chrono::minutes(1)) {
+    ++rule.capture_unlogged;
+    return;
+  }
+  if (rule.capture_unlogged > 0)
+    spdlog::warn("rule '{}': capture for anomaly [{}] refused: {} ({} more refused since the last warning)",
+                 rule.spec.name, anomaly_id, why, rule.capture_unlogged);
+  else
+    spdlog::warn("rule '{}': capture for anomaly [{}] refused: {}", rule.spec.name, anomaly_id, why);
+  rule.capture_warned = now;
+  rule.capture_unlogged = 0;
 }
 
 std::string Engine::new_id() {

@@ -31,6 +31,10 @@ struct EngineOptions {
   // Sees every anomaly the engine fires (before on_anomaly runs) and resolves (before the
   // resolve is sent), whatever the handlers notify. `vigil rules test` records them with it.
   std::function<void(const Anomaly&)> observer;
+  // Checks a packet filter expression (tcpdump syntax): "" when it compiles, else why not. The
+  // rule engine has no libpcap, so the agent sets this; when set, a bad `capture.filter` of a
+  // rule is a load error naming file:line, and a bad filter given to capture{} a runtime error.
+  std::function<std::string(const std::string& filter)> check_capture_filter;
 };
 
 // Counters the agent exports as vigil_rule_errors_total{rule,kind} etc.
@@ -39,9 +43,10 @@ struct RuleStatus {
   std::string file;
   bool disabled = false;
   std::string last_error;                 // "file:line: message"
-  // kind -> count; kinds: runtime, budget, notify, and two that are not failures of the rule
+  // kind -> count; kinds: runtime, budget, notify, and three that are not failures of the rule
   // and never quarantine it: notification_budget (firings past max_notifications_per_hour,
-  // not notified) and first_seen_overflow (values a full first_seen set could not remember).
+  // not notified), first_seen_overflow (values a full first_seen set could not remember) and
+  // capture (captures the sink refused, asked by the rule's `capture` option or capture{}).
   std::map<std::string, uint64_t> errors;
   uint64_t anomalies_fired = 0;
   uint64_t suppressed = 0;  // firings of groups matched by `suppress`, not notified
@@ -86,6 +91,14 @@ class RuleEngine {
   // replaced by a reload: episodes are not carried over, so none is left open at a receiver.
   // One still anomalous fires again, with a new id, from the new engine.
   virtual void resolve_open(double now) = 0;
+
+  // The pods whose recent packets the agent should keep (a lookback ring), so that a capture
+  // asked when an anomaly fires can include what came before it (`capture.before`):
+  // "namespace/name" of every group, seeded ones included, of the enabled rules with a
+  // `capture` option. Groups exist from the first tick (seeded from the pod list, or made by a
+  // series) until forgotten, so the set follows the pods; call it between ticks (same thread),
+  // e.g. after each tick() or when the pod list changes.
+  virtual std::set<std::string> lookback_pods() const = 0;
 };
 
 }  // namespace vigil::rules

@@ -196,6 +196,58 @@ int lua_notify(lua_State* L) {
   });
 }
 
+// capture{ pods = a.pods, before = "10s", after = "30s", filter = "...", snaplen =, max_packets =,
+// max_bytes = }: asks the agent for a packet capture. Misuse is a Lua error; a refusal by the
+// agent is not: it returns nil and the reason. The id joins the episode's anomaly, so a later
+// notify() links to it.
+std::string capture_impl(lua_State* L, FileContext& ctx, int& results) {
+  Episode* episode = ctx.handling;
+  if (!episode) return "capture: can only be called from on_anomaly or on_resolve";
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return "capture: expects a table, e.g. capture { pods = a.pods, before = \"10s\", after = \"30s\" }";
+  if (lua_gettop(L) > 1) return "capture: expects one table argument, e.g. capture { pods = a.pods }";
+  auto spec = read_capture_spec(L, 1, "", true);
+  if (!spec) return "capture: " + spec.error().message;
+  if (spec->pods.empty()) spec->pods = episode->pods;
+  if (spec->pods.empty())
+    return "capture: the anomaly has no pod (its rule is not grouped by namespace and pod); give pods = { \"namespace/name\" }";
+  if (!spec->filter.empty() && ctx.check_capture_filter) {
+    std::string problem = ctx.check_capture_filter(spec->filter);
+    if (!problem.empty()) return "capture: field 'filter': " + problem;
+  }
+  Anomaly& a = episode->anomaly;
+  spec->rule = a.rule;
+  spec->anomaly_id = a.id;
+  spec->reason = a.summary;
+  Result<std::string> id = make_error("captures are not available here");
+  if (ctx.sink) {
+    try {
+      id = ctx.sink->capture(*spec);
+    } catch (const std::exception& e) {
+      id = make_error(e.what());
+    }
+  }
+  if (id) {
+    a.captures.push_back(*id);
+    lua_pushlstring(L, id->data(), id->size());
+    results = 1;
+  } else {
+    ctx.capture_refusals.push_back(id.error().message);
+    lua_pushnil(L);
+    lua_pushlstring(L, id.error().message.data(), id.error().message.size());
+    results = 2;
+  }
+  return "";
+}
+
+int lua_capture(lua_State* L) {
+  return engine_code(L, [L](int& results) -> std::string {
+    FileContext& ctx = file_context(L);
+    std::string error = capture_impl(L, ctx, results);
+    return error.empty() ? "" : caller_location(L, ctx) + ": " + error;
+  });
+}
+
 int lua_make_detector(lua_State* L) {
   auto kind = static_cast<int>(lua_tointeger(L, lua_upvalueindex(1)));
   if (lua_type(L, 1) != LUA_TTABLE) {
@@ -269,6 +321,9 @@ void install_api(LuaSandbox& sandbox, FileContext* ctx) {
   lua_pushlightuserdata(L, ctx);
   lua_pushcclosure(L, lua_notify, 1);
   lua_setfield(L, env, "notify");
+  lua_pushlightuserdata(L, ctx);
+  lua_pushcclosure(L, lua_capture, 1);
+  lua_setfield(L, env, "capture");
 
   // Detectors with dotted names live in namespace tables ("baseline.zscore").
   std::map<std::string, int> namespaces;  // name -> stack index of its table
@@ -298,8 +353,16 @@ void install_api(LuaSandbox& sandbox, FileContext* ctx) {
   lua_settop(L, env - 1);
 }
 
-void push_anomaly(lua_State* L, const Anomaly& a) {
-  lua_createtable(L, 0, 23);
+static void push_list(lua_State* L, const std::vector<std::string>& values) {
+  lua_createtable(L, static_cast<int>(values.size()), 0);
+  for (size_t i = 0; i < values.size(); ++i) {
+    lua_pushlstring(L, values[i].data(), values[i].size());
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+}
+
+void push_anomaly(lua_State* L, const Anomaly& a, const std::vector<std::string>& pods) {
+  lua_createtable(L, 0, 25);
   set_string(L, "id", a.id);
   set_string(L, "rule", a.rule);
   set_string(L, "severity", a.severity);
@@ -323,6 +386,10 @@ void push_anomaly(lua_State* L, const Anomaly& a) {
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
   lua_setfield(L, -2, "recent");
+  push_list(L, pods);
+  lua_setfield(L, -2, "pods");
+  push_list(L, a.captures);
+  lua_setfield(L, -2, "captures");
   push_labels(L, a.metric_labels);
   lua_setfield(L, -2, "labels");
   push_labels(L, a.scope);

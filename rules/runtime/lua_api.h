@@ -3,8 +3,10 @@
 //   threshold { above =, below = }    a detector
 //   baseline.zscore { window =, threshold =, min_rate =, warmup =, direction =, min_stddev = }
 //   notify(channel, a)                sends the anomaly `a` being handled to a notifier channel
+//   capture { pods =, before =, ... } starts a packet capture for the anomaly being handled
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -30,12 +32,16 @@ struct FileContext {
 
   Episode* handling = nullptr;  // the episode whose on_anomaly/on_resolve is running
   std::string notify_error;     // the last error notify() raised, to count it as "notify"
+
+  // EngineOptions::check_capture_filter: "" or why a pcap filter is bad.
+  std::function<std::string(const std::string&)> check_capture_filter;
+  std::vector<std::string> capture_refusals;  // why the sink refused capture{} calls of the running handler
 };
 
 void install_api(LuaSandbox& sandbox, FileContext* ctx);
 
 // Pushes a fresh table view of the anomaly; changes a handler makes to it do not leak back,
-// except `summary` and `severity`, which notify() reads.
-void push_anomaly(lua_State* L, const Anomaly& a);
+// except `summary` and `severity`, which notify() reads. `pods` is a.pods ("namespace/name").
+void push_anomaly(lua_State* L, const Anomaly& a, const std::vector<std::string>& pods = {});
 
 }  // namespace vigil::rules

@@ -24,6 +24,7 @@ namespace vigil::rules {
 struct Episode {
   Anomaly anomaly;
   std::vector<std::string> channels;
+  std::vector<std::string> pods;  // "namespace/name" of the group's pod (a.pods), for captures
 };
 
 enum class GroupState { Normal, Pending, Firing };
@@ -111,6 +112,11 @@ class RuleEvaluator {
   std::vector<std::pair<Labels, Group>> forget_stale(double now);
 
   size_t size() const { return groups_.size(); }
+  // Calls f(labels) for every group, seeded ones included.
+  template <typename F>
+  void for_each_key(F&& f) const {
+    for (const auto& [key, group] : groups_) f(key);
+  }
   const Group* find(const Labels& key) const;
 
   // Persisted state. snapshot() lists every group (and restored states no group has claimed

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cctype>
+#include <cstdio>
 
 #include "rules/runtime/durations.h"
 #include "rules/runtime/field_names.h"
@@ -15,7 +16,11 @@ namespace {
 
 const std::vector<std::string_view> kRuleFields = {
     "name", "metric", "where", "by", "detect", "severity", "pending", "resolve_after", "summary", "on_anomaly", "on_resolve",
-    "ratio", "cooldown", "suppress", "max_notifications_per_hour"};
+    "ratio", "cooldown", "suppress", "max_notifications_per_hour", "capture"};
+
+const std::vector<std::string_view> kCaptureFields = {"before", "after", "filter", "snaplen", "max_packets", "max_bytes"};
+const std::vector<std::string_view> kCaptureFieldsWithPods = {"pods",    "before",      "after",    "filter",
+                                                              "snaplen", "max_packets", "max_bytes"};
 
 // Pushes t[key] without metamethods and returns its type.
 int raw_field(lua_State* L, int table, const char* key) {
@@ -342,6 +347,134 @@ Result<std::optional<RatioSpec>> ratio_field(lua_State* L, int t) {
   return std::optional<RatioSpec>(std::move(ratio));
 }
 
+// A whole number in [0, max] at the top of the stack (popped); `name` is the full field name.
+Result<uint64_t> count_value(lua_State* L, const std::string& name, double max) {
+  const int type = lua_type(L, -1);
+  const double v = type == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+  char number[32];
+  std::snprintf(number, sizeof number, "%.14g", v);
+  const std::string got = type == LUA_TNUMBER ? number : type_of(L, -1);
+  lua_pop(L, 1);
+  if (type != LUA_TNUMBER || !std::isfinite(v) || v != std::floor(v) || v < 0 || v > max) {
+    char bound[32];
+    std::snprintf(bound, sizeof bound, "%.0f", max);
+    return make_error("field '" + name + "' must be a whole number from 0 (the agent's default) to " + bound +
+                      " (got " + got + ")");
+  }
+  return static_cast<uint64_t>(v);
+}
+
+// "field 'key'..." -> "field 'full'...": errors of the shared field readers, renamed for a
+// field inside a table (capture.before).
+std::string renamed(const std::string& message, const std::string& key, const std::string& full) {
+  const std::string from = "field '" + key + "'";
+  if (message.rfind(from, 0) != 0) return message;
+  return "field '" + full + "'" + message.substr(from.size());
+}
+
+// "namespace/name", each part non-empty, no other '/'.
+bool valid_pod_ref(const std::string& s) {
+  const size_t slash = s.find('/');
+  return slash != std::string::npos && slash > 0 && slash + 1 < s.size() && s.find('/', slash + 1) == std::string::npos &&
+         s.size() <= 317;  // a namespace (63) and a pod name (253)
+}
+
+}  // namespace
+
+std::vector<std::string> scope_pods(const Labels& scope) {
+  const std::string* ns = find_label(scope, "namespace");
+  const std::string* pod = find_label(scope, "pod");
+  if (!ns || !pod || ns->empty() || pod->empty()) return {};
+  return {*ns + "/" + *pod};
+}
+
+Result<CaptureSpec> read_capture_spec(lua_State* L, int index, const std::string& field, bool with_pods) {
+  const int t = lua_absindex(L, index);
+  // Sub-fields are named "capture.before" under a rule, "before" in capture{}.
+  const std::string prefix = field.empty() ? "" : field + ".";
+  const auto sub = [&](const char* key) { return prefix + key; };
+  if (lua_type(L, t) != LUA_TTABLE)
+    return make_error((field.empty() ? std::string("the argument") : "field '" + field + "'") +
+                      " must be a table, e.g. { before = \"10s\", after = \"30s\", filter = \"tcp port 443\" } (got " +
+                      type_of(L, t) + ")");
+  const auto& known = with_pods ? kCaptureFieldsWithPods : kCaptureFields;
+  {
+    std::string error;
+    lua_pushnil(L);
+    while (error.empty() && lua_next(L, t)) {
+      if (lua_type(L, -2) != LUA_TSTRING) error = "takes named fields only, found a positional value";
+      else if (std::find(known.begin(), known.end(), std::string_view(lua_tostring(L, -2))) == known.end())
+        error = unknown_field(lua_tostring(L, -2), known);
+      lua_pop(L, 1);
+    }
+    if (!error.empty()) {
+      lua_pop(L, 1);  // the key lua_next left behind
+      return make_error(field.empty() ? error : "field '" + field + "': " + error);
+    }
+  }
+  CaptureSpec spec;
+  if (with_pods) {
+    const int type = raw_field(L, t, "pods");
+    std::string error;
+    if (type == LUA_TSTRING) {
+      spec.pods.emplace_back(lua_tostring(L, -1));
+    } else if (type == LUA_TTABLE) {
+      const lua_Unsigned n = lua_rawlen(L, -1);
+      for (lua_Unsigned i = 1; i <= n && error.empty(); ++i) {
+        if (lua_rawgeti(L, -1, static_cast<lua_Integer>(i)) == LUA_TSTRING) spec.pods.emplace_back(lua_tostring(L, -1));
+        else error = "field '" + sub("pods") + "' must be a list of \"namespace/name\" strings (entry " + std::to_string(i) +
+                     " is a " + type_of(L, -1) + ")";
+        lua_pop(L, 1);
+      }
+      if (error.empty() && n == 0) {
+        lua_pushnil(L);
+        if (lua_next(L, -2)) {
+          lua_pop(L, 2);
+          error = "field '" + sub("pods") + "' must be a list of \"namespace/name\" strings";
+        } else {
+          error = "field '" + sub("pods") + "' is empty (give pods = a.pods, or leave it out for the anomaly's pods)";
+        }
+      }
+      if (error.empty() && n > 16) error = "field '" + sub("pods") + "': at most 16 pods";
+    } else if (type != LUA_TNIL) {
+      error = "field '" + sub("pods") + "' must be a \"namespace/name\" string or a list of them (got " + type_of(L, -1) + ")";
+    }
+    lua_pop(L, 1);
+    if (!error.empty()) return make_error(error);
+    for (const auto& p : spec.pods)
+      if (!valid_pod_ref(p)) return make_error("field '" + sub("pods") + "': '" + p + "' is not \"namespace/name\"");
+  }
+  for (const char* key : {"before", "after"}) {
+    auto d = duration_field(L, t, key);
+    if (!d) return make_error(renamed(d.error().message, key, sub(key)));
+    if (*d) (std::string_view(key) == "before" ? spec.before_seconds : spec.after_seconds) = **d;
+  }
+  auto filter = string_field(L, t, "filter");
+  if (!filter) return make_error(renamed(filter.error().message, "filter", sub("filter")));
+  if (*filter) {
+    if ((*filter)->size() > 1024) return make_error("field '" + sub("filter") + "' is longer than 1024 characters");
+    spec.filter = **filter;
+  }
+  struct Count {
+    const char* key;
+    double max;
+  };
+  for (Count c : {Count{"snaplen", 262144}, Count{"max_packets", 1e12}, Count{"max_bytes", 1e15}}) {
+    if (raw_field(L, t, c.key) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    auto v = count_value(L, sub(c.key), c.max);
+    if (!v) return v.error();
+    if (std::string_view(c.key) == "snaplen") spec.snaplen = static_cast<uint32_t>(*v);
+    else if (std::string_view(c.key) == "max_packets") spec.max_packets = *v;
+    else spec.max_bytes = *v;
+  }
+  return spec;
+}
+
+namespace {
+
 Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
   RuleSpec spec;
   // Unknown or positional fields first: a typo is the likeliest cause of any later error.
@@ -442,6 +575,18 @@ Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
     std::string got = type_of(L, -1);
     lua_pop(L, 1);
     if (!ok) return make_error("field 'max_notifications_per_hour' must be a whole number from 1 to 1000000 (got " + got + ")");
+  } else {
+    lua_pop(L, 1);
+  }
+
+  if (raw_field(L, t, "capture") != LUA_TNIL) {
+    auto capture = read_capture_spec(L, lua_gettop(L), "capture", false);
+    lua_pop(L, 1);
+    if (!capture) return capture.error();
+    const auto grouped_by = [&](const char* label) { return std::find(spec.by.begin(), spec.by.end(), label) != spec.by.end(); };
+    if (!grouped_by("namespace") || !grouped_by("pod"))
+      return make_error("field 'capture': captures are of pods, so the rule must be grouped by pod: by = { \"namespace\", \"pod\", ... }");
+    spec.capture = std::move(*capture);
   } else {
     lua_pop(L, 1);
   }

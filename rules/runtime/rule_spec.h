@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "rules/core/anomaly.h"
 #include "rules/core/result.h"
 #include "rules/runtime/detectors.h"
 
@@ -60,6 +61,10 @@ struct RuleSpec {
   double cooldown = 0;                  // seconds after a resolve before the group fires again
   std::vector<LabelMatcher> suppress;   // groups whose labels match every matcher never notify
   std::optional<uint32_t> max_notifications_per_hour;  // firings notified per rolling hour
+  // capture = { before =, after =, filter =, snaplen =, max_packets =, max_bytes = }: each
+  // firing asks the agent for a packet capture of the group's pod (pods, rule, anomaly_id and
+  // reason are filled in when it fires). Only for rules grouped by namespace and pod.
+  std::optional<CaptureSpec> capture;
   std::string file;
   std::string location;  // "file:line" of the rule{} call
 
@@ -75,6 +80,15 @@ struct RuleSpec {
 // Reads the rule table at `index`. Touches the table with raw accesses only, so no rule code
 // runs and no Lua error is raised; problems come back as "rule 'x': <what is wrong>".
 Result<RuleSpec> parse_rule(lua_State* L, int index, const DetectorContext& ctx);
+
+// Reads a capture table at `index` (the rule's `capture = {...}`, or capture{}'s argument) with
+// raw accesses only. `field` prefixes errors ("field 'capture.before': ..."); `with_pods` takes
+// a `pods` key too (a "namespace/name" string or a list of them). Durations as in rules;
+// unknown keys, wrong types and negative values are errors.
+Result<CaptureSpec> read_capture_spec(lua_State* L, int index, const std::string& field, bool with_pods);
+
+// "namespace/name" of the group's pod: both labels set in `scope`, else empty.
+std::vector<std::string> scope_pods(const Labels& scope);
 
 // Reads a detector's parameter table; keys must be names, values numbers, strings or booleans.
 // With `ctx`, positional detector values (any { d1, d2 }) are built and kept under "1", "2", ...
