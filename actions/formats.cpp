@@ -39,11 +39,11 @@ bool resolved(const Anomaly& a) { return a.status == AnomalyStatus::Resolved; }
 class WebhookFormat final : public Format {
  public:
   explicit WebhookFormat(const NotifierConfig& c)
-      : secret_(c.secret), signature_header_(c.signature_header),
+      : secret_(c.secret), signature_header_(c.signature_header), agent_url_(c.agent_url),
         template_(c.body_template.empty() ? ojson() : ojson::parse(c.body_template)) {}
 
   HttpRequest render(const std::vector<const Message*>& batch) const override {
-    ojson body = encode_webhook_payload(batch.front()->anomaly);
+    ojson body = encode_webhook_payload(batch.front()->anomaly, agent_url_);
     if (!template_.is_null()) body = render_template(template_, body);
     HttpRequest r{dump_json(body), {}};
     if (!secret_.empty()) r.headers.emplace_back(signature_header_, "sha256=" + hmac_sha256_hex(secret_, r.body));
@@ -53,6 +53,7 @@ class WebhookFormat final : public Format {
  private:
   const std::string secret_;
   const std::string signature_header_;
+  const std::string agent_url_;
   const ojson template_;
 };
 
@@ -133,8 +134,12 @@ class SlackFormat final : public Format {
     std::string context = "`" + slack_escape(a.metric) + "` \xC2\xB7 " + slack_escape(a.detector) + " score " +
                           value_text(a.score) + " \xC2\xB7 started " + format_rfc3339(a.started_at) + " \xC2\xB7 id " +
                           a.id;
+    if (!a.captures.empty() && agent_url_.empty()) {  // no link to give: the ids, for `vigil capture get`
+      context += " \xC2\xB7 capture";
+      for (size_t i = 0; i < a.captures.size(); ++i) context += (i ? ", " : " ") + slack_escape(a.captures[i]);
+    }
     blocks.push_back({{"type", "context"}, {"elements", ojson::array({mrkdwn(truncate(context, 3000))})}});
-    if (auto links = link_block()) blocks.push_back(*links);
+    if (auto links = link_block({&a})) blocks.push_back(*links);
     const std::string fallback = "[" + upper(a.severity) + "] " + a.rule + " " + state + " on " +
                                  label_or(a, "namespace", "-") + "/" + label_or(a, "pod", "-") + ": " + a.summary;
     return {{"text", slack_escape(fallback)}, {"blocks", blocks}};
@@ -160,14 +165,29 @@ class SlackFormat final : public Format {
     if (batch.size() > kDetailed)
       blocks.push_back({{"type", "context"},
                         {"elements", ojson::array({mrkdwn("and " + std::to_string(batch.size() - kDetailed) + " more")})}});
-    if (auto links = link_block()) blocks.push_back(*links);
+    std::vector<const Anomaly*> anomalies;
+    for (const Message* m : batch) anomalies.push_back(&m->anomaly);
+    if (auto links = link_block(anomalies)) blocks.push_back(*links);
     return {{"text", std::to_string(batch.size()) + " anomalies on " + slack_escape(first.node)}, {"blocks", blocks}};
   }
 
-  std::optional<ojson> link_block() const {
+  // The agent's rules, then a "Capture" button per capture of the anomalies (Slack allows 25
+  // elements in an actions block).
+  std::optional<ojson> link_block(const std::vector<const Anomaly*>& anomalies) const {
     if (agent_url_.empty()) return std::nullopt;
-    ojson button = {{"type", "button"}, {"text", plain("Agent: rules")}, {"url", agent_url_ + "/api/v1/rules"}};
-    return ojson{{"type", "actions"}, {"elements", ojson::array({button})}};
+    ojson buttons = ojson::array();
+    buttons.push_back({{"type", "button"}, {"text", plain("Agent: rules")}, {"url", agent_url_ + "/api/v1/rules"}});
+    size_t total = 0;
+    for (const Anomaly* a : anomalies) total += a->captures.size();
+    for (const Anomaly* a : anomalies)
+      for (const auto& id : a->captures) {
+        if (buttons.size() >= 25) break;
+        std::string text = "Capture";
+        if (anomalies.size() > 1) text += " " + label_or(*a, "pod", a->rule);
+        else if (total > 1) text += " " + std::to_string(buttons.size());
+        buttons.push_back({{"type", "button"}, {"text", plain(text)}, {"url", capture_url(agent_url_, id)}});
+      }
+    return ojson{{"type", "actions"}, {"elements", buttons}};
   }
 
   const std::string agent_url_;
@@ -196,12 +216,15 @@ class PagerDutyFormat final : public Format {
       payload["component"] = ns && pod ? *ns + "/" + *pod : a.metric;
       payload["group"] = ns ? *ns : a.node;
       payload["class"] = a.rule;
-      payload["custom_details"] = encode_webhook_payload(a);
+      payload["custom_details"] = encode_webhook_payload(a, agent_url_);
       body["payload"] = payload;
       body["client"] = "Vigil";
       if (!agent_url_.empty()) {
         body["client_url"] = agent_url_;
-        body["links"] = ojson::array({{{"href", agent_url_ + "/api/v1/rules"}, {"text", "Vigil agent on " + a.node}}});
+        ojson links = ojson::array({{{"href", agent_url_ + "/api/v1/rules"}, {"text", "Vigil agent on " + a.node}}});
+        for (const auto& id : a.captures)
+          links.push_back({{"href", capture_url(agent_url_, id)}, {"text", "Packet capture " + id}});
+        body["links"] = std::move(links);
       }
     }
     return {dump_json(body), {}};
@@ -252,6 +275,12 @@ class AlertmanagerFormat final : public Format {
                          {"metric", a.metric},
                          {"detector", a.detector},
                          {"vigil_id", a.id}};
+    if (!a.captures.empty()) {
+      std::string ids;
+      for (const auto& id : a.captures) ids += (ids.empty() ? "" : ",") + id;
+      annotations["capture_ids"] = ids;
+      if (!agent_url_.empty()) annotations["capture_url"] = capture_url(agent_url_, a.captures.front());
+    }
     ojson out = {{"labels", labels}, {"annotations", annotations}, {"startsAt", format_rfc3339(a.started_at)}};
     if (resolved(a)) out["endsAt"] = format_rfc3339(std::max(a.ended_at, a.started_at));
     if (!agent_url_.empty()) out["generatorURL"] = agent_url_ + "/api/v1/rules";
@@ -309,7 +338,8 @@ std::optional<std::string> template_problem(const std::string& body_template) {
   // under labels and group any key may appear.
   Anomaly sample;
   sample.status = AnomalyStatus::Resolved;
-  const ojson body = encode_webhook_payload(sample);
+  sample.captures = {"id"};
+  const ojson body = encode_webhook_payload(sample, "http://agent");
   std::optional<std::string> problem;
   const auto check = [&](const std::string& s) {
     for (const auto& p : placeholders(s)) {

@@ -125,7 +125,7 @@ const std::vector<std::pair<std::string, std::string>>& notifier_config_keys() {
       {"routing_key", "pagerduty"},
       {"routing_key_file", "pagerduty"},
       {"routing_key_env", "pagerduty"},
-      {"agent_url", "slack pagerduty alertmanager"},
+      {"agent_url", "webhook slack pagerduty alertmanager"},
       {"resend_interval", "alertmanager"},
       {"timeout", "webhook slack pagerduty alertmanager"},
       {"max_attempts", "webhook slack pagerduty alertmanager"},

@@ -43,7 +43,8 @@ struct NotifierConfig {
   // pagerduty
   std::string routing_key, routing_key_file, routing_key_env;
 
-  // slack, pagerduty, alertmanager: a link to the agent's own API, e.g. http://node-1:9965
+  // A link to the agent's own API, e.g. http://node-1:9965: slack, pagerduty and alertmanager
+  // link to its rules; every type links to the anomaly's captures.
   std::string agent_url;
 
   // alertmanager: firing alerts are sent again at this interval (below resolve_timeout)
@@ -106,8 +107,13 @@ struct NotifierStats {
 // Upper bounds (seconds) of NotifierStats::latency_buckets; the last is +Inf.
 const std::vector<double>& latency_bounds();
 
-// The generic webhook body (docs/webhook.md). Keys keep the documented order.
-nlohmann::ordered_json encode_webhook_payload(const Anomaly& anomaly);
+// The generic webhook body (docs/webhook.md). Keys keep the documented order. With
+// `agent_url`, each capture carries its download link (capture_url()).
+nlohmann::ordered_json encode_webhook_payload(const Anomaly& anomaly, const std::string& agent_url = "");
+
+// Where the agent serves a capture's pcapng: <agent_url>/api/v1/captures/<id>/pcap; "" without
+// an agent_url.
+std::string capture_url(const std::string& agent_url, const std::string& id);
 
 // Unix seconds as RFC 3339 UTC with milliseconds: "2026-11-25T12:34:56.789Z".
 std::string format_rfc3339(double unix_seconds);

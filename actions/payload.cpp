@@ -46,7 +46,14 @@ std::string format_rfc3339(double unix_seconds) {
   return buf;
 }
 
-nlohmann::ordered_json encode_webhook_payload(const Anomaly& a) {
+std::string capture_url(const std::string& agent_url, const std::string& id) {
+  if (agent_url.empty()) return "";
+  std::string base = agent_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return base + "/api/v1/captures/" + id + "/pcap";
+}
+
+nlohmann::ordered_json encode_webhook_payload(const Anomaly& a, const std::string& agent_url) {
   ojson group = ojson::object();
   for (const auto& [k, v] : a.scope)
     if (k != "namespace" && k != "pod") group[k] = v;
@@ -83,6 +90,15 @@ nlohmann::ordered_json encode_webhook_payload(const Anomaly& a) {
     body["metric"]["recent"] = {{"step_seconds", a.recent_step}, {"values", std::move(values)}};
   }
   body["detector"] = a.detector;
+  if (!a.captures.empty()) {
+    ojson captures = ojson::array();
+    for (const auto& id : a.captures) {
+      ojson c = {{"id", id}};
+      if (!agent_url.empty()) c["url"] = capture_url(agent_url, id);
+      captures.push_back(std::move(c));
+    }
+    body["captures"] = std::move(captures);
+  }
   return body;
 }
 

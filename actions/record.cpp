@@ -97,7 +97,8 @@ json message_to_json(const Message& m) {
         {"band_high", number(a.band_high)},
         {"detector_params", a.detector_params},
         {"recent", recent_json(a.recent)},
-        {"recent_step", number(a.recent_step)}}},
+        {"recent_step", number(a.recent_step)},
+        {"captures", a.captures}}},
   };
 }
 
@@ -132,6 +133,8 @@ Result<Message> message_from_json(const json& j) {
     if (auto r = x.find("recent"); r != x.end() && r->is_array())  // records from before 0.x have none
       for (const auto& v : *r) a.recent.push_back(number_of(v));
     a.recent_step = number_of(x.value("recent_step", json(0)));
+    if (auto c = x.find("captures"); c != x.end() && c->is_array())  // older records have none
+      for (const auto& id : *c) a.captures.push_back(id.get<std::string>());
     return m;
   } catch (const std::exception& e) {
     return make_error(std::string("malformed outbox record: ") + e.what());

@@ -102,6 +102,103 @@ TEST(WebhookPayload, CarriesTheRecentValues) {
   EXPECT_EQ(body["metric"]["recent"], json::parse(R"({"step_seconds": 10, "values": [1, 2, 12.5]})"));
 }
 
+// Captures started for the episode: links to <agent_url>/api/v1/captures/<id>/pcap in every
+// format, the ids alone without an agent_url.
+json render_one(const std::string& type, const Anomaly& a, const std::string& agent_url = "http://worker-1:9965") {
+  NotifierConfig c = channel(type, "http://127.0.0.1:9/x");
+  c.routing_key = "R0UTINGKEY";
+  c.agent_url = agent_url;
+  std::unique_ptr<Format> f = type == "webhook"  ? make_webhook_format(c)
+                              : type == "slack"   ? make_slack_format(c)
+                              : type == "pagerduty" ? make_pagerduty_format(c)
+                                                    : make_alertmanager_format(c);
+  Message m;
+  m.anomaly = a;
+  return json::parse(f->render({&m}).body);
+}
+
+Anomaly with_captures() {
+  auto a = sample_anomaly("3f9c2a7e61d04b8a");
+  a.captures = {"c-0001", "c-0002"};
+  return a;
+}
+
+TEST(WebhookPayload, CarriesTheCaptures) {
+  EXPECT_FALSE(encode_webhook_payload(sample_anomaly("x")).contains("captures")) << "none started, none sent";
+  EXPECT_EQ(json::parse(dump_json(encode_webhook_payload(with_captures(), "http://worker-1:9965/")))["captures"],
+            json::parse(R"([{"id": "c-0001", "url": "http://worker-1:9965/api/v1/captures/c-0001/pcap"},
+                            {"id": "c-0002", "url": "http://worker-1:9965/api/v1/captures/c-0002/pcap"}])"));
+  EXPECT_EQ(json::parse(dump_json(encode_webhook_payload(with_captures())))["captures"],
+            json::parse(R"([{"id": "c-0001"}, {"id": "c-0002"}])"))
+      << "no agent_url, no link";
+  // The webhook notifier takes agent_url; the resolve carries the captures too.
+  EXPECT_EQ(render_one("webhook", resolved(with_captures()))["captures"][1]["url"],
+            "http://worker-1:9965/api/v1/captures/c-0002/pcap");
+  NotifierConfig c = channel("webhook", "http://127.0.0.1:9/x");
+  c.agent_url = "http://worker-1:9965";
+  EXPECT_FALSE(find_config_problem(c));
+  EXPECT_EQ(types_taking("agent_url", "webhook"), "");
+  // A template may use them.
+  EXPECT_FALSE(template_problem(R"({"links": "{{captures}}"})"));
+}
+
+TEST(SlackFormat, ACaptureButtonPerCapture) {
+  const json body = render_one("slack", with_captures());
+  const json& actions = body["blocks"].back();
+  ASSERT_EQ(actions["type"], "actions") << body.dump(2);
+  ASSERT_EQ(actions["elements"].size(), 3u);
+  EXPECT_EQ(actions["elements"][0]["url"], "http://worker-1:9965/api/v1/rules");
+  EXPECT_EQ(actions["elements"][1]["text"]["text"], "Capture 1");
+  EXPECT_EQ(actions["elements"][1]["url"], "http://worker-1:9965/api/v1/captures/c-0001/pcap");
+  EXPECT_EQ(actions["elements"][2]["text"]["text"], "Capture 2");
+  EXPECT_EQ(actions["elements"][2]["url"], "http://worker-1:9965/api/v1/captures/c-0002/pcap");
+  auto one = sample_anomaly("x");
+  one.captures = {"c-9"};
+  EXPECT_EQ(render_one("slack", one)["blocks"].back()["elements"][1]["text"]["text"], "Capture");
+  // Without agent_url there is nothing to link: the context names the ids.
+  const json bare = render_one("slack", resolved(with_captures()), "");
+  EXPECT_NE(bare["blocks"].back()["type"], "actions");
+  EXPECT_NE(bare["blocks"].back()["elements"][0]["text"].get<std::string>().find("· capture c-0001, c-0002"), std::string::npos)
+      << bare.dump(2);
+}
+
+TEST(SlackFormat, GroupedMessagesLinkEachPodsCapture) {
+  NotifierConfig c = channel("slack", "http://127.0.0.1:9/x");
+  c.agent_url = "http://worker-1:9965";
+  auto f = make_slack_format(c);
+  Message m1, m2;
+  m1.anomaly = sample_anomaly("a", "web-1");
+  m1.anomaly.captures = {"c-1"};
+  m2.anomaly = sample_anomaly("b", "web-2");
+  m2.anomaly.captures = {"c-2"};
+  const json body = json::parse(f->render({&m1, &m2}).body);
+  const json& actions = body["blocks"].back();
+  ASSERT_EQ(actions["elements"].size(), 3u) << body.dump(2);
+  EXPECT_EQ(actions["elements"][1]["text"]["text"], "Capture web-1");
+  EXPECT_EQ(actions["elements"][2]["url"], "http://worker-1:9965/api/v1/captures/c-2/pcap");
+}
+
+TEST(PagerDutyFormat, LinksEachCapture) {
+  const json body = render_one("pagerduty", with_captures());
+  EXPECT_EQ(body["links"], json::parse(R"([
+    {"href": "http://worker-1:9965/api/v1/rules", "text": "Vigil agent on worker-1"},
+    {"href": "http://worker-1:9965/api/v1/captures/c-0001/pcap", "text": "Packet capture c-0001"},
+    {"href": "http://worker-1:9965/api/v1/captures/c-0002/pcap", "text": "Packet capture c-0002"}])"));
+  EXPECT_EQ(body["payload"]["custom_details"]["captures"][0]["url"], "http://worker-1:9965/api/v1/captures/c-0001/pcap");
+}
+
+TEST(AlertmanagerFormat, AnnotatesTheCaptures) {
+  const json alert = render_one("alertmanager", with_captures())[0];
+  EXPECT_EQ(alert["annotations"]["capture_url"], "http://worker-1:9965/api/v1/captures/c-0001/pcap");
+  EXPECT_EQ(alert["annotations"]["capture_ids"], "c-0001,c-0002");
+  const json resolved_alert = render_one("alertmanager", resolved(with_captures()), "")[0];
+  EXPECT_FALSE(resolved_alert["annotations"].contains("capture_url"));
+  EXPECT_EQ(resolved_alert["annotations"]["capture_ids"], "c-0001,c-0002");
+  const json none = render_one("alertmanager", sample_anomaly("x"))[0];
+  EXPECT_FALSE(none["annotations"].contains("capture_ids"));
+  EXPECT_FALSE(none["annotations"].contains("capture_url"));
+}
+
 TEST(Sparkline, ScalesToEightLevels) {
   EXPECT_EQ(sparkline({0, 1, 2, 3, 4, 5, 6, 7}), "▁▂▃▄▅▆▇█");
   EXPECT_EQ(sparkline({5, 5, 5}), "▁▁▁");
@@ -215,13 +312,20 @@ TEST(WebhookSchema, RealPayloadsValidate) {
   nan_anomaly.recent = {0.5, 0.25, NAN, 12.5};  // a recent value that is not a number is null
   nan_anomaly.recent_step = 10;
   nan_anomaly.scope = {{"server", "10.96.0.10"}};
+  nan_anomaly.captures = {"c-0001"};  // without an agent_url: ids only
+  auto captured = resolved(sample_anomaly("c"));
+  captured.captures = {"c-0001", "c-0002"};
   const std::vector<std::string> bodies = {dump_json(encode_webhook_payload(sample_anomaly("a"))),
                                            dump_json(encode_webhook_payload(resolved(sample_anomaly("a")))),
-                                           dump_json(encode_webhook_payload(nan_anomaly))};
+                                           dump_json(encode_webhook_payload(nan_anomaly)),
+                                           dump_json(encode_webhook_payload(captured, "http://worker-1:9965"))};
   for (size_t i = 0; i < bodies.size(); ++i) std::ofstream(dir + "/ok" + std::to_string(i) + ".json") << bodies[i];
   auto broken = json::parse(bodies[1]);
   broken.erase("ended_at");
   std::ofstream(dir + "/bad.json") << broken.dump();
+  auto bad_capture = json::parse(bodies[3]);
+  bad_capture["captures"][0].erase("id");
+  std::ofstream(dir + "/bad-capture.json") << bad_capture.dump();
   const std::string script = dir + "/check.py";
   std::ofstream(script) << "import json, sys, jsonschema\n"
                            "schema = json.load(open(sys.argv[1]))\n"
@@ -231,12 +335,13 @@ TEST(WebhookSchema, RealPayloadsValidate) {
                            "    errs = list(v.iter_errors(json.load(open(f))))\n"
                            "    print(f.split('/')[-1], 'valid' if not errs else 'invalid')\n";
   const std::string cmd = "python3 " + script + " " VIGIL_SOURCE_DIR "/docs/webhook.schema.json " + dir + "/ok0.json " +
-                          dir + "/ok1.json " + dir + "/ok2.json " + dir + "/bad.json > " + dir + "/out.txt 2>&1";
+                          dir + "/ok1.json " + dir + "/ok2.json " + dir + "/ok3.json " + dir + "/bad.json " + dir +
+                          "/bad-capture.json > " + dir + "/out.txt 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream in(dir + "/out.txt");
   std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(rc, 0) << out;
-  EXPECT_EQ(out, "ok0.json valid\nok1.json valid\nok2.json valid\nbad.json invalid\n");
+  EXPECT_EQ(out, "ok0.json valid\nok1.json valid\nok2.json valid\nok3.json valid\nbad.json invalid\nbad-capture.json invalid\n");
   std::filesystem::remove_all(dir);
 }
 

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -120,6 +121,38 @@ TEST(Outbox, StopKeepsQueuedMessagesForTheNextStart) {
   EXPECT_FALSE(fs::exists(dir + "/chat/.tmp-00000000000000ff.json"));
   n->stop();
   fs::remove_all(dir);
+}
+
+// A record keeps what the notification links to: the recent values and the captures. Records
+// written before captures existed still read.
+TEST(Outbox, RecordRoundTripKeepsCapturesAndRecentValues) {
+  Message m;
+  m.seq = 7;
+  m.key = new_uuid();
+  m.enqueued_unix = 1795610100.5;
+  m.anomaly = resolved(sample_anomaly("r1"));
+  m.anomaly.recent = {1, 2.5, NAN, 12.5};
+  m.anomaly.recent_step = 10;
+  m.anomaly.captures = {"c-0001", "c-0002"};
+  const nlohmann::json j = nlohmann::json::parse(message_to_json(m).dump());
+  auto back = message_from_json(j);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->seq, 7u);
+  EXPECT_EQ(back->key, m.key);
+  EXPECT_EQ(back->anomaly.id, "r1");
+  EXPECT_EQ(back->anomaly.status, AnomalyStatus::Resolved);
+  EXPECT_EQ(back->anomaly.captures, (std::vector<std::string>{"c-0001", "c-0002"}));
+  ASSERT_EQ(back->anomaly.recent.size(), 4u);
+  EXPECT_TRUE(std::isnan(back->anomaly.recent[2]));
+  EXPECT_EQ(back->anomaly.recent[3], 12.5);
+  EXPECT_EQ(back->anomaly.recent_step, 10);
+  EXPECT_EQ(back->anomaly.scope, m.anomaly.scope);
+
+  nlohmann::json old = j;
+  old["anomaly"].erase("captures");
+  auto old_back = message_from_json(old);
+  ASSERT_TRUE(old_back.ok()) << old_back.error().message;
+  EXPECT_TRUE(old_back->anomaly.captures.empty());
 }
 
 TEST(Outbox, UnwritableDirectoryIsAnErrorNamingIt) {

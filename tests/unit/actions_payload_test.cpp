@@ -119,7 +119,8 @@ TEST(Rfc3339, UtcWithMilliseconds) {
   EXPECT_EQ(format_rfc3339(-0.25), "1969-12-31T23:59:59.750Z");
 }
 
-// The resolved example in docs/webhook.md is exactly what the encoder produces.
+// The resolved example in docs/webhook.md (with a capture, for a notifier with agent_url) is
+// exactly what the encoder produces.
 TEST(WebhookPayload, MatchesDocumentedExample) {
   std::ifstream in(VIGIL_SOURCE_DIR "/docs/webhook.md");
   ASSERT_TRUE(in) << "cannot read docs/webhook.md";
@@ -136,7 +137,8 @@ TEST(WebhookPayload, MatchesDocumentedExample) {
   Anomaly a = sample_anomaly();
   a.status = AnomalyStatus::Resolved;
   a.ended_at = kEnded;
-  EXPECT_EQ(encode_webhook_payload(a).dump(2), example);
+  a.captures = {"7c1e94d2a05b3f68"};
+  EXPECT_EQ(encode_webhook_payload(a, "http://worker-1:9965").dump(2), example);
 }
 
 }  // namespace
