@@ -210,6 +210,7 @@ struct Expected {
   std::optional<std::string> severity;
   std::optional<std::string> summary;  // a substring
   std::optional<Range> score, value, baseline;
+  std::optional<uint64_t> captures;  // how many captures the anomaly carries
 };
 
 struct TestCase {
@@ -433,7 +434,8 @@ class Parser {
   }
 
   Expected expected(const YAML::Node& n, const std::string& field, bool notification) const {
-    std::vector<std::string> known{"at", "rule", "scope", "status", "severity", "summary", "score", "value", "baseline"};
+    std::vector<std::string> known{"at",    "rule",  "scope",    "status",  "severity",
+                                   "summary", "score", "value", "baseline", "captures"};
     if (notification) known.insert(known.begin() + 1, "channel");
     keys(n, field, known);
     Expected e;
@@ -469,6 +471,12 @@ class Parser {
     if (n["score"]) e.score = range(n["score"], child(field, "score"));
     if (n["value"]) e.value = range(n["value"], child(field, "value"));
     if (n["baseline"]) e.baseline = range(n["baseline"], child(field, "baseline"));
+    if (n["captures"]) {
+      uint64_t count = 0;
+      if (!n["captures"].IsScalar() || !parse_count(n["captures"].Scalar(), count))
+        fail(n["captures"], child(field, "captures"), "expected a whole number >= 0 (captures the anomaly carries)");
+      e.captures = count;
+    }
     return e;
   }
 
@@ -553,6 +561,7 @@ std::string describe(const Event& e, bool notification) {
   s += std::string(to_string(e.a.status)) + " " + e.a.rule + " " + labels_to_string(e.a.scope);
   s += " severity=" + e.a.severity + " value=" + fmt_number(e.a.value) + " baseline=" + fmt_number(e.a.baseline) +
        " score=" + fmt_number(e.a.score) + " summary=\"" + e.a.summary + "\"";
+  if (!e.a.captures.empty()) s += " captures=" + std::to_string(e.a.captures.size());
   return s;
 }
 
@@ -565,6 +574,7 @@ std::string describe(const Expected& e, bool notification) {
   if (e.baseline) s += " baseline in " + e.baseline->text();
   if (e.score) s += " score in " + e.score->text();
   if (e.summary) s += " summary contains \"" + *e.summary + "\"";
+  if (e.captures) s += " captures=" + std::to_string(*e.captures);
   return s;
 }
 
@@ -581,6 +591,7 @@ std::vector<std::string> differences(const Expected& want, const Event& got, boo
   if (want.value && !want.value->contains(got.a.value)) d.push_back("value");
   if (want.baseline && !want.baseline->contains(got.a.baseline)) d.push_back("baseline");
   if (want.score && !want.score->contains(got.a.score)) d.push_back("score");
+  if (want.captures && got.a.captures.size() != *want.captures) d.push_back("captures");
   return d;
 }
 
@@ -628,7 +639,11 @@ class RecordingSink : public ActionSink {
  public:
   explicit RecordingSink(const double* offset) : offset_(offset) {}
   void notify(const std::string& channel, const Anomaly& a) override { sent.push_back({*offset_, channel, a}); }
+  // Every capture is granted (nothing is captured): the anomaly carries its id, so a test can
+  // expect `captures: N`.
+  Result<std::string> capture(const CaptureSpec&) override { return "test-capture-" + std::to_string(++captures); }
   std::vector<Event> sent;
+  uint64_t captures = 0;
 
  private:
   const double* offset_;

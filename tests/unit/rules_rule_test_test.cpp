@@ -209,6 +209,45 @@ TEST_F(RuleTestFiles, CountersGivenAsRates) {
   EXPECT_NE(run.out.find(f + ":4: tests[0]"), std::string::npos) << run.out;  // unnamed: the field names it
 }
 
+// A rule with a capture option runs under test (every capture is granted, nothing captured),
+// and `captures: N` expects how many captures an anomaly or notification carries.
+TEST_F(RuleTestFiles, CapturesAreGrantedAndCounted) {
+  write("cap.lua",
+        "rule {\n"
+        "  name = \"cap\", metric = \"level\", detect = threshold { above = 10 }, resolve_after = \"2s\",\n"
+        "  capture = { before = \"10s\", after = \"30s\", filter = \"tcp port 443\" },\n"
+        "  on_anomaly = function(a)\n"
+        "    local id = capture { pods = a.pods, after = \"1m\" }\n"
+        "    assert(id and #a.captures == 1, \"captures\")\n"
+        "    notify(\"default\", a)\n"
+        "  end,\n"
+        "}\n");
+  const std::string head =
+      "rule_files: [cap.lua]\n"
+      "tests:\n"
+      "  - pods: [{name: web-1}]\n"
+      "    input_series:\n"
+      "      - {series: 'level{namespace=\"default\",pod=\"web-1\"}', values: '1x3 20x2 1x5'}\n"
+      "    expected_anomalies:\n";
+  std::string f = write("cap.test.yaml", head +
+                                             "      - {at: 4s, rule: cap, scope: {namespace: default, pod: web-1}, captures: 1}\n"
+                                             "      - {at: 9s, rule: cap, status: resolved, scope: {namespace: default, pod: web-1}, captures: 2}\n"
+                                             "    expected_notifications:\n"
+                                             "      - {at: 4s, channel: default, rule: cap, scope: {namespace: default, pod: web-1}, captures: 2}\n"
+                                             "      - {at: 9s, channel: default, rule: cap, status: resolved, scope: {namespace: default, pod: web-1}, captures: 2}\n");
+  auto run = run_rule_tests({f});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+
+  std::string wrong = write("cap2.test.yaml", head +
+                                                  "      - {at: 4s, rule: cap, scope: {namespace: default, pod: web-1}, captures: 0}\n"  // 7
+                                                  "      - {at: 9s, rule: cap, status: resolved, scope: {namespace: default, pod: web-1}}\n");
+  run = run_rule_tests({wrong});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find(wrong + ":7: expected anomaly not seen"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("want: at 4s firing cap {namespace=\"default\",pod=\"web-1\"} captures=0"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("differs in: captures"), std::string::npos) << run.out;
+}
+
 TEST_F(RuleTestFiles, RuleErrorsFailTheTest) {
   write("bad-handler.lua",
         "rule { name = \"b\", metric = \"level\", by = {}, detect = threshold { above = 10 },\n"
