@@ -115,7 +115,7 @@ class Engine final : public RuleEngine {
   void call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode);
   void record_error(LoadedRule& rule, const std::string& kind, std::string message, const std::string& traceback);
   void start_capture(LoadedRule& rule, Episode& episode);
-  void capture_refused(LoadedRule& rule, const std::string& anomaly_id, const std::string& why);
+  void capture_refused(LoadedRule& rule, const std::string& anomaly_id, const std::string& why, uint64_t count = 1);
   std::string new_id();
 
   EngineOptions options_;
@@ -375,11 +375,11 @@ void Engine::call_handler(LoadedRule& rule, const Handler& handler, const char* 
   }
   ctx.handling = &episode;
   ctx.notify_error.clear();
-  ctx.capture_refusals.clear();
+  ctx.capture_calls = 0;
+  ctx.capture_refused = 0;
   auto error = sandbox.call(1);
   ctx.handling = nullptr;
-  for (const auto& why : ctx.capture_refusals) capture_refused(rule, episode.anomaly.id, why);
-  ctx.capture_refusals.clear();
+  if (ctx.capture_refused > 0) capture_refused(rule, episode.anomaly.id, ctx.capture_refusal, ctx.capture_refused);
   if (!error) {
     rule.consecutive_errors = 0;
     return;
@@ -436,13 +436,14 @@ void Engine::start_capture(LoadedRule& rule, Episode& episode) {
 
 // A refused capture is not a failure of the rule: counted, logged at most once a minute per
 // rule, never quarantining.
-void Engine::capture_refused(LoadedRule& rule, const std::string& anomaly_id, const std::string& why) {
-  ++rule.status.errors["capture"];
+void Engine::capture_refused(LoadedRule& rule, const std::string& anomaly_id, const std::string& why, uint64_t count) {
+  rule.status.errors["capture"] += count;
   const auto now = std::chrono::steady_clock::now();
   if (rule.capture_warned && now - *rule.capture_warned < std::chrono::minutes(1)) {
-    ++rule.capture_unlogged;
+    rule.capture_unlogged += count;
     return;
   }
+  rule.capture_unlogged += count - 1;  // one is logged now; the message is the last one's
   if (rule.capture_unlogged > 0)
     spdlog::warn("rule '{}': capture for anomaly [{}] refused: {} ({} more refused since the last warning)",
                  rule.spec.name, anomaly_id, why, rule.capture_unlogged);

@@ -219,8 +219,14 @@ std::string capture_impl(lua_State* L, FileContext& ctx, int& results) {
   spec->rule = a.rule;
   spec->anomaly_id = a.id;
   spec->reason = a.summary;
+  // A handler cannot flood the agent (or the episode) with requests: past the limits they are
+  // refused here, as the agent would.
   Result<std::string> id = make_error("captures are not available here");
-  if (ctx.sink) {
+  if (++ctx.capture_calls > FileContext::kMaxCaptureCalls)
+    id = make_error("at most " + std::to_string(FileContext::kMaxCaptureCalls) + " capture{} calls per handler call");
+  else if (a.captures.size() >= FileContext::kMaxCaptures)
+    id = make_error("at most " + std::to_string(FileContext::kMaxCaptures) + " captures per anomaly");
+  else if (ctx.sink) {
     try {
       id = ctx.sink->capture(*spec);
     } catch (const std::exception& e) {
@@ -232,7 +238,8 @@ std::string capture_impl(lua_State* L, FileContext& ctx, int& results) {
     lua_pushlstring(L, id->data(), id->size());
     results = 1;
   } else {
-    ctx.capture_refusals.push_back(id.error().message);
+    ++ctx.capture_refused;
+    ctx.capture_refusal = id.error().message;
     lua_pushnil(L);
     lua_pushlstring(L, id.error().message.data(), id.error().message.size());
     results = 2;

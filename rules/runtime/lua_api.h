@@ -35,7 +35,12 @@ struct FileContext {
 
   // EngineOptions::check_capture_filter: "" or why a pcap filter is bad.
   std::function<std::string(const std::string&)> check_capture_filter;
-  std::vector<std::string> capture_refusals;  // why the sink refused capture{} calls of the running handler
+  // capture{} calls of the running handler: how many, how many were refused and the last reason.
+  static constexpr size_t kMaxCaptureCalls = 16;  // per handler call; more are refused unasked
+  static constexpr size_t kMaxCaptures = 16;      // per episode (a.captures)
+  size_t capture_calls = 0;
+  uint64_t capture_refused = 0;
+  std::string capture_refusal;
 };
 
 void install_api(LuaSandbox& sandbox, FileContext* ctx);

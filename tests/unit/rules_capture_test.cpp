@@ -378,3 +378,28 @@ TEST(RulesCapture, QuarantinedRulesNeedNoLookback) {
   ASSERT_TRUE(status_of(*engine, "queue").disabled);
   EXPECT_TRUE(engine->lookback_pods().empty());
 }
+
+TEST(RulesCapture, AHandlerCannotFloodTheAgent) {
+  RuleDir dir;
+  CaptureSink sink;
+  // 100 calls after the option's capture: 15 reach the sink and fill the episode (16 captures),
+  // the 16th call is refused for that, the others for the calls' limit, without asking the sink.
+  const std::string handler = R"lua(
+    local got, refused, last = 0, 0, nil
+    for i = 1, 100 do
+      local id, why = capture {}
+      if id then got = got + 1 else refused = refused + 1; last = why end
+    end
+    assert(got == 15 and refused == 85, got .. " " .. refused)
+    assert(last == "at most 16 capture{} calls per handler call", last)
+    notify("default", a))lua";
+  TwoPods run{load({dir.write("c.lua", queue_rule("capture = {},", handler))}, &sink)};
+  ASSERT_TRUE(run.engine);
+  run.tick(0, 50);
+  EXPECT_EQ(sink.specs.size(), 16u);  // the option's and 15 of the handler's
+  ASSERT_EQ(sink.sent.size(), 1u);
+  EXPECT_EQ(sink.sent[0].anomaly.captures.size(), 16u);
+  auto st = status_of(*run.engine, "queue");
+  EXPECT_EQ(st.errors["capture"], 85u);
+  EXPECT_EQ(st.errors.count("runtime"), 0u) << st.last_error;
+}
