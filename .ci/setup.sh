@@ -9,7 +9,7 @@ packages=(
   liblua5.4-dev prometheus-cpp-dev libcpp-httplib-dev libssl-dev libspdlog-dev libfmt-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev nlohmann-json3-dev libyaml-cpp-dev
   # run and lab
-  iproute2 nftables dnsmasq-base bind9-dnsutils curl procps kmod
+  iproute2 nftables dnsmasq-base bind9-dnsutils curl jq procps kmod
   # real peers for tests
   prometheus prometheus-alertmanager tshark tcpdump wrk iperf3
 )
