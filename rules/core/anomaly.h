@@ -43,7 +43,27 @@ struct Anomaly {
   // Captures started for this episode (by the rule's `capture` option or capture{} in a
   // handler), so notifications can link to them: ids as the capture API knows them.
   std::vector<std::string> captures;
+
+  // What this notification is about: "" for the anomaly's own firing/resolved notifications,
+  // "capture.completed" for the follow-up the agent sends to the channels it notified of this
+  // episode once one of its captures has ended (the rest of the Anomaly is the episode as it
+  // is then: same id, current status). docs/webhook.md shows how each notifier type sends it.
+  std::string event;
+  // Only for event "capture.completed": the capture that ended, from its manifest.
+  struct CaptureDone {
+    std::string id;
+    std::string status;    // complete | incomplete | failed
+    std::string ended_by;  // after_elapsed | max_packets | max_bytes | error | agent_stop | removed
+    std::string error;     // why it failed; "" otherwise
+    bool complete = false;
+    uint64_t packets = 0, packets_lost = 0, bytes = 0;  // bytes: size of the pcapng
+    double window_start = 0, window_end = 0;            // unix seconds the capture covers
+  };
+  CaptureDone capture_done;
 };
+
+// Anomaly::event of the follow-up sent when a capture of the episode has ended.
+inline constexpr const char* kEventCaptureCompleted = "capture.completed";
 
 // A packet capture a rule asks for (`capture = {...}` on the rule, or capture{} in a handler).
 // Pods are "namespace/name"; the agent resolves them. Zero/empty fields take the agent's
