@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Per-pod traffic and drop counters. All aggregation happens here, in per-CPU maps; the
- * agent reads totals once a tick. No packet is ever sent to user space. */
+ * agent reads totals once a tick. The only packets sent to user space are those of the pods
+ * the agent marks for lookback capture (vigil_slot.capture_snaplen), and only their first
+ * capture_snaplen bytes (lib/capture.h); no other pod's packet ever leaves the kernel. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -121,9 +123,10 @@ static __always_inline void count_error(__u32 site) {
   if (n) *n += 1;
 }
 
-/* DNS needs count_error(), so it comes after it. */
+/* DNS and captures need count_error(), so they come after it. */
 #include "lib/dns.h"
 #include "lib/apiserver.h"
+#include "lib/capture.h"
 
 /* The traffic entry of an attached pod interface; 0 for an interface the agent has no slot for
  * (a filter left from an earlier agent, or one attached a moment before its slot was set). */
@@ -246,6 +249,9 @@ static __always_inline int observe(struct __sk_buff *skb, int dir) {
   dir &= 1;
   v->packets[dir] += 1;
   v->bytes[dir] += skb->len;
+  /* Lookback: every packet of a marked pod, before parsing, so malformed ones are kept too. */
+  const __u32 snaplen = s->capture_snaplen;
+  if (snaplen) vigil_capture(skb, snaplen, s->slot, dir);
 
   struct vigil_pkt pkt = {};
   int r = vigil_parse(skb, &pkt);

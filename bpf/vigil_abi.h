@@ -29,7 +29,9 @@ struct vigil_slot {
   __u32 remote_used; /* peers taken so far (atomic) */
   __u32 generation;  /* new, never 0, each time the agent writes the entry: vigil_remote_cache
                       * entries of an earlier owner of the slot never match */
-  __u32 pad[3];      /* 32 bytes: an entry never straddles two cache lines */
+  __u32 capture_snaplen; /* lookback capture (bpf/lib/capture.h): bytes copied of each packet
+                          * into vigil_capture_rb, at most VIGIL_CAPTURE_MAX_SNAPLEN; 0 = off */
+  __u32 pad[2];      /* 32 bytes: an entry never straddles two cache lines */
 };
 
 /* TCP flag counters, as Retina reports them: SYN without ACK and SYN+ACK are separate. */
@@ -116,7 +118,8 @@ enum vigil_error_site {
   VIGIL_ERR_DNS_MAP_FULL = 5,     /* vigil_dns_counts or vigil_dns_latency full */
   VIGIL_ERR_DNS_PENDING_FULL = 6, /* a request could not be stored in vigil_dns_pending */
   VIGIL_ERR_DNS_LOAD_BYTES = 7,   /* bpf_skb_load_bytes failed inside bounds already checked */
-  VIGIL_ERR_MAX = 8,
+  VIGIL_ERR_CAPTURE_RING_FULL = 8, /* a captured packet found vigil_capture_rb full (also in vigil_capture_lost) */
+  VIGIL_ERR_MAX = 9,
 };
 
 /* Remote context: traffic of an opted-in pod by remote address and direction.
@@ -256,5 +259,38 @@ struct vigil_api_value {
 
 #define VIGIL_API_MAX_SERVERS 64
 #define VIGIL_API_MAX_PENDING 8192
+
+/* ---- Lookback captures (bpf/lib/capture.h): packets of the pods the agent marks ---- */
+
+/* For a slot with capture_snaplen > 0, the TC programs append one record per packet to the
+ * ring buffer vigil_capture_rb: this header, then cap_len bytes of the packet from its
+ * Ethernet header on. Records are 8-byte aligned in the ring; the kernel adds its own 8-byte
+ * record header. */
+#define VIGIL_CAPTURE_MAX_SNAPLEN 1536
+#define VIGIL_CAPTURE_RING_DEFAULT (8u << 20) /* bytes; a power of two, a multiple of the page size */
+
+struct vigil_capture_hdr {
+  __u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+  __u64 lost;      /* packets of this slot this CPU could not put in the ring before this record,
+                    * since the object was loaded (vigil_capture_lost[slot] on this CPU) */
+  __u64 lost_ns;   /* bpf_ktime_get_ns() of the latest of them; 0 when lost is 0 */
+  __u32 ifindex;   /* the pod's host-side interface */
+  __u32 wire_len;  /* skb->len: the packet's length from its Ethernet header on */
+  __u16 cap_len;   /* bytes that follow: min(wire_len, capture_snaplen) */
+  __u8 direction;  /* enum vigil_direction, from the pod's point of view */
+  __u8 pad;
+  __u16 cpu;       /* the CPU that wrote the record; with slot, the key of `lost` */
+  __u16 slot;      /* vigil_slot.slot */
+};
+
+/* vigil_capture_lost: per-CPU array of VIGIL_MAX_PODS, at the slot: packets of a capturing pod
+ * that found the ring full. Never reset while the object is loaded, so that the cumulative
+ * values in the records and in this map can be compared by (slot, cpu). */
+struct vigil_capture_lost {
+  __u64 lost;
+  __u64 last_ns;   /* bpf_ktime_get_ns() of the latest loss */
+  __u32 ifindex;   /* the interface of the latest loss */
+  __u32 pad;
+};
 
 #endif /* VIGIL_ABI_H */

@@ -16,11 +16,12 @@ static_assert(offsetof(vigil_drop_key, reason) == 4);
 static_assert(offsetof(vigil_drop_key, direction) == 6);
 static_assert(sizeof(vigil_drop_value) == 16);
 static_assert(sizeof(vigil_ip_key) == 16);
-static_assert(VIGIL_ERR_MAX == 8);
+static_assert(VIGIL_ERR_MAX == 9 && VIGIL_ERR_CAPTURE_RING_FULL == 8);
 static_assert(sizeof(vigil_remote_key) == 24);
 static_assert(offsetof(vigil_remote_key, addr) == 8);
 static_assert(sizeof(vigil_slot) == 32);
 static_assert(offsetof(vigil_slot, generation) == 16);
+static_assert(offsetof(vigil_slot, capture_snaplen) == 20);
 static_assert(sizeof(vigil_remote_cache) == 32);
 static_assert((VIGIL_SLOT_TABLE & (VIGIL_SLOT_TABLE - 1)) == 0);
 static_assert(sizeof(vigil_remote_value) == 48);
@@ -35,3 +36,17 @@ static_assert(offsetof(vigil_dns_latency_value, sum_ns) == VIGIL_DNS_SIDE_MAX * 
 static_assert(sizeof(vigil_dns_pending_key) == 28);
 static_assert(offsetof(vigil_dns_pending_key, client_addr) == 8);
 static_assert(offsetof(vigil_dns_pending_key, request_dir) == 24);
+static_assert(sizeof(vigil_capture_hdr) == 40);
+static_assert(offsetof(vigil_capture_hdr, lost) == 8);
+static_assert(offsetof(vigil_capture_hdr, lost_ns) == 16);
+static_assert(offsetof(vigil_capture_hdr, ifindex) == 24);
+static_assert(offsetof(vigil_capture_hdr, wire_len) == 28);
+static_assert(offsetof(vigil_capture_hdr, cap_len) == 32);
+static_assert(offsetof(vigil_capture_hdr, direction) == 34);
+static_assert(offsetof(vigil_capture_hdr, cpu) == 36);
+static_assert(offsetof(vigil_capture_hdr, slot) == 38);
+static_assert(sizeof(vigil_capture_hdr) % 8 == 0);  // the data after it starts 8-byte aligned
+static_assert(sizeof(vigil_capture_lost) == 24);
+static_assert(offsetof(vigil_capture_lost, ifindex) == 16);
+static_assert(VIGIL_CAPTURE_MAX_SNAPLEN <= 0xFFFF && VIGIL_MAX_PODS <= 0x10000);  // cap_len, slot are __u16
+static_assert((VIGIL_CAPTURE_RING_DEFAULT & (VIGIL_CAPTURE_RING_DEFAULT - 1)) == 0);

@@ -58,13 +58,25 @@ std::string DropReasons::name(uint16_t value) const {
   return it != names_.end() ? it->second : "UNKNOWN_" + std::to_string(value);
 }
 
-Result<std::unique_ptr<Datapath>> Datapath::open_and_load() {
+Result<void> check_capture_ring_bytes(uint32_t bytes) {
+  const long page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+  if (bytes == 0 || (bytes & (bytes - 1)) != 0 || bytes % page != 0 || bytes > (1u << 30))
+    return make_error("capture ring buffer size " + std::to_string(bytes) +
+                      " bytes: must be a power of two, a multiple of the page size (" + std::to_string(page) +
+                      " bytes) and at most 1 GiB");
+  return {};
+}
+
+Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions& options) {
+  if (auto r = check_capture_ring_bytes(options.capture_ring_bytes); !r) return r.error();
   auto reasons = DropReasons::from_kernel_btf();
   if (!reasons) return reasons.error();
   std::unique_ptr<Datapath> dp(new Datapath());
   dp->reasons_ = std::move(*reasons);
   dp->skel_ = vigil_counters__open();
   if (!dp->skel_) return make_error("open eBPF object vigil_counters: " + err_text(errno));
+  if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_capture_rb, options.capture_ring_bytes))
+    return make_error("size map vigil_capture_rb: " + err_text(err));
   if (int err = vigil_counters__load(dp->skel_))
     return make_error("load eBPF object vigil_counters (needs root or CAP_BPF+CAP_PERFMON): " + err_text(err));
   if (auto r = dp->fill_remote_free(); !r) return r.error();
@@ -121,7 +133,17 @@ Result<void> Datapath::claim_slot(uint32_t ifindex) {
   return {};
 }
 
+vigil_slot Datapath::slot_entry_of(uint32_t ifindex) const {
+  auto remote = remote_max_of_.find(ifindex);
+  auto capture = capture_of_.find(ifindex);
+  vigil_slot s = slot_entry(ifindex, slot_of_.at(ifindex), remote != remote_max_of_.end() ? remote->second : 0);
+  s.capture_snaplen = capture != capture_of_.end() ? capture->second : 0;
+  return s;
+}
+
 void Datapath::release_slot(uint32_t ifindex) {
+  remote_max_of_.erase(ifindex);
+  capture_of_.erase(ifindex);
   auto it = slot_of_.find(ifindex);
   if (it == slot_of_.end()) return;
   __u32 index = ifindex & (VIGIL_SLOT_TABLE - 1);
@@ -196,7 +218,9 @@ void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& 
 Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers) {
   auto it = slot_of_.find(ifindex);
   if (it == slot_of_.end()) return make_error("remote context: interface " + std::to_string(ifindex) + " has no slot");
-  if (auto r = write_slot(slot_entry(ifindex, it->second, max_peers)); !r) return r;
+  if (max_peers) remote_max_of_[ifindex] = max_peers;
+  else remote_max_of_.erase(ifindex);
+  if (auto r = write_slot(slot_entry_of(ifindex)); !r) return r;
   if (max_peers == 0) {
     bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
     return {};
@@ -205,6 +229,40 @@ Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uin
     return make_error("update map vigil_remote_pod: " + err_text(errno));
   return {};
 }
+
+Result<void> Datapath::set_capture(uint32_t ifindex, uint32_t snaplen) {
+  if (!slot_of_.count(ifindex))
+    return make_error("capture: interface " + std::to_string(ifindex) + " has no slot (not attached)");
+  if (snaplen > VIGIL_CAPTURE_MAX_SNAPLEN)
+    return make_error("capture on interface " + std::to_string(ifindex) + ": snaplen " + std::to_string(snaplen) +
+                      " out of range (1 to " + std::to_string(VIGIL_CAPTURE_MAX_SNAPLEN) + ", 0 = off)");
+  // Only the snaplen changes: the entry is read where the kernel has it and written back with
+  // the same generation and the kernel's remote_used (a peer the kernel reserves between the
+  // read and the write is not lost from the count for long: the write is immediate).
+  __u32 index = ifindex & (VIGIL_SLOT_TABLE - 1);
+  vigil_slot entry{};
+  bool in_table = bpf_map__lookup_elem(skel_->maps.vigil_slots, &index, sizeof(index), &entry, sizeof(entry), 0) == 0 &&
+                  entry.ifindex == ifindex;
+  if (!in_table &&
+      bpf_map__lookup_elem(skel_->maps.vigil_slots_spill, &ifindex, sizeof(ifindex), &entry, sizeof(entry), 0) != 0)
+    return make_error("capture: slot entry of interface " + std::to_string(ifindex) + " not found: " + err_text(errno));
+  entry.capture_snaplen = snaplen;
+  int err = in_table ? bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &entry, sizeof(entry), BPF_EXIST)
+                     : bpf_map__update_elem(skel_->maps.vigil_slots_spill, &ifindex, sizeof(ifindex), &entry, sizeof(entry), BPF_EXIST);
+  if (err) return make_error("capture: update slot of interface " + std::to_string(ifindex) + ": " + err_text(errno));
+  if (snaplen) capture_of_[ifindex] = snaplen;
+  else capture_of_.erase(ifindex);
+  return {};
+}
+
+uint32_t Datapath::capture_snaplen(uint32_t ifindex) const {
+  auto it = capture_of_.find(ifindex);
+  return it != capture_of_.end() ? it->second : 0;
+}
+
+int Datapath::capture_ring_fd() const { return skel_ ? bpf_map__fd(skel_->maps.vigil_capture_rb) : -1; }
+int Datapath::capture_lost_fd() const { return skel_ ? bpf_map__fd(skel_->maps.vigil_capture_lost) : -1; }
+int Datapath::errors_fd() const { return skel_ ? bpf_map__fd(skel_->maps.vigil_errors) : -1; }
 
 void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);

@@ -29,9 +29,16 @@ class DropReasons {
   std::map<uint16_t, std::string> names_;
 };
 
+// What has to be decided before the eBPF object is loaded.
+struct DatapathOptions {
+  // Size of the lookback capture ring buffer (vigil_capture_rb) in bytes: a power of two and a
+  // multiple of the page size, at most 1 GiB. Memory is taken at load, captures on or not.
+  uint32_t capture_ring_bytes = 8u << 20;
+};
+
 class Datapath {
  public:
-  static Result<std::unique_ptr<Datapath>> open_and_load();
+  static Result<std::unique_ptr<Datapath>> open_and_load(const DatapathOptions& options = {});
   ~Datapath();
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
@@ -50,6 +57,19 @@ class Datapath {
   // Turns remote context on for pod `pod_id` behind `ifindex`, with at most `max_peers`
   // distinct peers (the rest count as "other"); max_peers 0 turns it off.
   Result<void> set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers);
+  // Lookback capture for the pod behind `ifindex` (bpf/lib/capture.h): the TC programs append
+  // the first `snaplen` bytes (1..VIGIL_CAPTURE_MAX_SNAPLEN) of each of its packets to the
+  // capture ring buffer (read by engine/capture_source.h); 0 turns it off. The pod's remote
+  // context settings and peers are kept.
+  Result<void> set_capture(uint32_t ifindex, uint32_t snaplen);
+  // The snaplen set for `ifindex`; 0 when off or unknown.
+  uint32_t capture_snaplen(uint32_t ifindex) const;
+  // The ring buffer's and the per-slot loss counters' fds, for the reader's own thread
+  // (CaptureSource); -1 before load.
+  int capture_ring_fd() const;
+  int capture_lost_fd() const;
+  int errors_fd() const;
+
   // Deletes the pod's counters from the maps once its series have been read for the last time.
   void forget_counters(uint32_t ifindex, uint32_t pod_id);
 
@@ -85,6 +105,8 @@ class Datapath {
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
   std::vector<struct bpf_link*> cgroup_links_;
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
+  std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
+  std::map<uint32_t, uint32_t> capture_of_;     // ifindex -> snaplen, when on
   std::vector<bool> slot_taken_;
   uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)
 
@@ -96,6 +118,8 @@ class Datapath {
   // Writes the slot table entry of `ifindex` where the kernel looks for it (vigil_slots at the
   // ifindex's low bits, or vigil_slots_spill when another interface holds that place).
   Result<void> write_slot(const vigil_slot& entry);
+  // The slot entry of an interface that has a slot, from the settings kept here.
+  vigil_slot slot_entry_of(uint32_t ifindex) const;
 };
 
 }  // namespace vigil

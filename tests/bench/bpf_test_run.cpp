@@ -12,6 +12,14 @@
 // right before each. The kernel times test runs itself (no stats clock); preemption is not
 // counted. Prints, per case, the median ns/run of ROUNDS calls, the empty program's, and the
 // difference (the cost Vigil adds).
+//
+// Lookback capture (bpf/lib/capture.h): every case is also measured, in the same rounds, with
+// capture on for the slot (snaplen 96: a record of 40 + min(96, frame) bytes appended to the
+// ring per run); "capture" is the difference to the run with capture off. The ring is 256 MiB
+// and drained after each call, and the number of records drained is checked against the runs
+// (REPEAT is capped at 1,000,000 for these calls so one call fits in the ring). A last table
+// measures the loss path: capture on with the ring full (the run counts a loss instead).
+// SNAPLEN=N (1..1536) in the environment measures another snaplen.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -169,13 +177,14 @@ int load_empty() {
   return fd;
 }
 
-// Gives ifindex 1 (this namespace's loopback) traffic slot 0, remote context as asked.
-void set_slot(vigil_counters* skel, uint32_t remote_max, uint32_t generation) {
+// Gives ifindex 1 (this namespace's loopback) traffic slot 0, remote context and capture as asked.
+void set_slot(vigil_counters* skel, uint32_t remote_max, uint32_t generation, uint32_t snaplen = 0) {
   vigil_slot s{};
   s.ifindex = 1;
   s.slot = 0;
   s.remote_max = remote_max;
   s.generation = generation;
+  s.capture_snaplen = snaplen;
   __u32 index = 1 & (VIGIL_SLOT_TABLE - 1);
   if (bpf_map__update_elem(skel->maps.vigil_slots, &index, sizeof(index), &s, sizeof(s), BPF_ANY)) {
     std::fprintf(stderr, "update vigil_slots: %s\n", std::strerror(errno));
@@ -199,11 +208,43 @@ int main(int argc, char** argv) {
   libbpf_set_print([](libbpf_print_level level, const char* fmt, va_list ap) {
     return level == LIBBPF_WARN ? std::vfprintf(stderr, fmt, ap) : 0;
   });
-  vigil_counters* skel = vigil_counters__open_and_load();
-  if (!skel) {
+  const char* snaplen_env = std::getenv("SNAPLEN");
+  const uint32_t snaplen = snaplen_env ? static_cast<uint32_t>(std::atoi(snaplen_env)) : 96;
+  if (snaplen < 1 || snaplen > VIGIL_CAPTURE_MAX_SNAPLEN) {
+    std::fprintf(stderr, "SNAPLEN must be 1..%d\n", VIGIL_CAPTURE_MAX_SNAPLEN);
+    return 2;
+  }
+  constexpr uint32_t kRingBytes = 256u << 20;
+  vigil_counters* skel = vigil_counters__open();
+  if (!skel || bpf_map__set_max_entries(skel->maps.vigil_capture_rb, kRingBytes) != 0 || vigil_counters__load(skel) != 0) {
     std::fprintf(stderr, "load the vigil_counters skeleton: %s\n", std::strerror(errno));
     return 1;
   }
+  uint64_t drained = 0;
+  ring_buffer* ring = ring_buffer__new(
+      bpf_map__fd(skel->maps.vigil_capture_rb),
+      [](void* ctx, void*, size_t) {
+        ++*static_cast<uint64_t*>(ctx);
+        return 0;
+      },
+      &drained, nullptr);
+  if (!ring) {
+    std::fprintf(stderr, "open the capture ring buffer: %s\n", std::strerror(errno));
+    return 1;
+  }
+  const uint32_t capture_repeat = static_cast<uint32_t>(std::min<long>(repeat, 1000000));
+  // One call of capture_repeat runs with capture on; every record must come out of the ring.
+  auto run_captured = [&](int fd, const Bytes& frame) {
+    drained = 0;
+    double ns = run_ns(fd, frame, capture_repeat);
+    ring_buffer__consume(ring);
+    if (drained != capture_repeat) {
+      std::fprintf(stderr, "capture: %llu records drained after %u runs\n", static_cast<unsigned long long>(drained),
+                   capture_repeat);
+      std::exit(1);
+    }
+    return ns;
+  };
   // Free remote-context indices, as Datapath::open_and_load gives them.
   for (__u32 i = 0; i < VIGIL_MAX_REMOTE_KEYS; ++i) {
     if (bpf_map_update_elem(bpf_map__fd(skel->maps.vigil_remote_free), nullptr, &i, BPF_ANY)) {
@@ -224,24 +265,69 @@ int main(int argc, char** argv) {
     if (bpf_obj_get_info_by_fd(prog.fd, &info, &len) == 0)
       std::printf("%s: %u bytes of JIT code, %u bytes of BPF\n", prog.name, info.jited_prog_len, info.xlated_prog_len);
   }
-  std::printf("%-16s %-11s %-8s %9s %9s %9s\n", "program", "packet", "remote", "empty", "vigil", "added");
-  uint32_t generation = 0;
+  // Write the whole ring once before measuring: on a virtual machine the first touch of a page
+  // can cost a fault in the hypervisor (500+ ns per record here), which is not the steady state.
+  {
+    const Packet warm = packets()[0];
+    set_slot(skel, 0, 1, snaplen);
+    const uint32_t record = (8 + sizeof(vigil_capture_hdr) + std::min<uint32_t>(snaplen, warm.frame.size()) + 7) / 8 * 8;
+    for (uint64_t written = 0; written < kRingBytes / record + capture_repeat; written += capture_repeat)
+      run_captured(bpf_program__fd(skel->progs.vigil_tc_ingress), warm.frame);
+    set_slot(skel, 0, 1, 0);
+  }
+  std::printf("capture: snaplen %u, %u runs per call with capture on\n", snaplen, capture_repeat);
+  std::printf("%-16s %-11s %-8s %9s %9s %9s %11s %9s\n", "program", "packet", "remote", "empty", "vigil", "added",
+              "vigil+cap", "capture");
+  uint32_t generation = 1;
   for (uint32_t remote_max : {0u, 64u}) {
-    set_slot(skel, remote_max, ++generation);
     for (const Packet& p : packets()) {
       for (const Prog& prog : progs) {
-        std::vector<double> e, v, d;
+        std::vector<double> e, v, d, c, dc;
+        set_slot(skel, remote_max, ++generation);
         run_ns(prog.fd, p.frame, 1000);  // warm up: first peer, first DNS key
         for (int r = 0; r < rounds; ++r) {
           e.push_back(run_ns(empty, p.frame, static_cast<uint32_t>(repeat)));
           v.push_back(run_ns(prog.fd, p.frame, static_cast<uint32_t>(repeat)));
           d.push_back(v.back() - e.back());
+          set_slot(skel, remote_max, generation, snaplen);  // same generation: the peer cache stays warm
+          c.push_back(run_captured(prog.fd, p.frame));
+          set_slot(skel, remote_max, generation, 0);
+          dc.push_back(c.back() - v.back());
         }
-        std::printf("%-16s %-11s %-8s %9.1f %9.1f %9.1f\n", prog.name, p.name.c_str(), remote_max ? "on" : "off",
-                    median(e), median(v), median(d));
+        std::printf("%-16s %-11s %-8s %9.1f %9.1f %9.1f %11.1f %9.1f\n", prog.name, p.name.c_str(),
+                    remote_max ? "on" : "off", median(e), median(v), median(d), median(c), median(dc));
       }
     }
   }
+  // The loss path: the ring full, each run counts a loss (vigil_capture_lost, vigil_errors).
+  std::printf("ring full (every captured run is a loss):\n%-16s %-11s %9s %11s %9s\n", "program", "packet", "vigil",
+              "vigil+cap", "capture");
+  const Packet udp = packets()[0];
+  set_slot(skel, 0, ++generation, snaplen);
+  const uint32_t record = (8 + sizeof(vigil_capture_hdr) + std::min<uint32_t>(snaplen, udp.frame.size()) + 7) / 8 * 8;
+  for (uint32_t filled = 0; filled <= kRingBytes / record; filled += 1000000) run_ns(progs[0].fd, udp.frame, 1000000);
+  for (const Prog& prog : progs) {
+    std::vector<double> v, c, dc;
+    for (int r = 0; r < rounds; ++r) {
+      set_slot(skel, 0, generation, 0);
+      v.push_back(run_ns(prog.fd, udp.frame, static_cast<uint32_t>(repeat)));
+      set_slot(skel, 0, generation, snaplen);
+      c.push_back(run_ns(prog.fd, udp.frame, static_cast<uint32_t>(repeat)));
+      dc.push_back(c.back() - v.back());
+    }
+    std::printf("%-16s %-11s %9.1f %11.1f %9.1f\n", prog.name, udp.name.c_str(), median(v), median(c), median(dc));
+  }
+  std::vector<__u64> errors(libbpf_num_possible_cpus());
+  __u32 site = VIGIL_ERR_CAPTURE_RING_FULL;
+  uint64_t full = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.vigil_errors), &site, errors.data()) == 0)
+    for (auto n : errors) full += n;
+  std::printf("vigil_errors{capture_ring_full}: %llu\n", static_cast<unsigned long long>(full));
+  if (full == 0) {
+    std::fprintf(stderr, "the ring never filled: the loss path was not measured\n");
+    return 1;
+  }
+  ring_buffer__free(ring);
   vigil_counters__destroy(skel);
   return 0;
 }
