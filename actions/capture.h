@@ -41,7 +41,10 @@ namespace vigil::actions {
 
 struct CaptureConfig {
   std::string dir;                                  // agent default: <state_dir>/captures
-  uint64_t disk_quota_bytes = 1ull << 30;           // every capture directory together
+  // Every capture directory together, as du counts it. A capture reserves max_bytes plus its
+  // directory's overhead (20 KiB + 4 KiB a pod + max_bytes/256) while it runs; the oldest
+  // finished captures are deleted to make room, else it is refused (Quota).
+  uint64_t disk_quota_bytes = 1ull << 30;
   uint32_t max_concurrent = 4;                      // running captures per node
   double max_duration_seconds = 300;                // before + after of one capture
   uint64_t max_bytes_per_capture = 64ull << 20;     // pcapng size of one capture
@@ -68,6 +71,22 @@ struct CapturePod {
   std::string netns_path;          // for the bundle: e.g. /run/netns/pod-a or /proc/<pid>/ns/net
 };
 
+// What start() accepts (anything else is refused BadRequest, the message naming the field):
+// - pods: at least one, each with a name and a distinct non-zero ifindex. A pod without a
+//   lookback ring can be captured: live packets only, and the manifest says its lookback is
+//   missing (lookback.watched false, complete false when before > 0).
+// - before/after: finite; negative means the config default. `before` above lookback_seconds is
+//   cut to it (the manifest keeps lookback.requested_seconds, and such a capture is never
+//   complete); then before + after must be at most max_duration_seconds (else refused, naming
+//   the cap: nothing is shortened silently), and not both 0.
+// - The window is [trigger_time - before, trigger_time + after]; trigger_time may be in the past
+//   (a rule's anomaly a moment ago), at most 60 s in the future. The capture ends 0.25 s after
+//   the window (packets reach the manager shortly after their timestamp), or earlier by a
+//   limit, remove() or the agent stopping; it also ends after max_duration_seconds of wall time.
+// - snaplen 16 to 262144; the filter must compile (libpcap, Ethernet link type).
+// - max_packets / max_bytes above the config caps are lowered to them. The pcapng stays at or
+//   below max_bytes (the manifest's max_bytes is the limit applied: lower when the quota is
+//   smaller than one capture).
 struct CaptureRequest {
   std::vector<CapturePod> pods;  // resolved by the caller; at least one
   double before_seconds = -1;    // < 0: config default; capped by lookback_seconds
@@ -75,7 +94,7 @@ struct CaptureRequest {
   std::string filter;            // pcap filter expression; "" = every packet
   uint32_t snaplen = 0;          // 0: config default
   uint64_t max_packets = 0;      // 0: config cap; never above it
-  uint64_t max_bytes = 0;        // 0: config cap; never above it
+  uint64_t max_bytes = 0;        // 0: config cap; never above it (the pcapng's size)
   std::string trigger = "manual";  // "rule" or "manual"
   std::string rule;                // for trigger "rule": the per-rule budget applies
   std::string anomaly_id;
@@ -108,8 +127,8 @@ struct CaptureStart {
 
 struct CaptureStats {
   uint64_t started = 0;
-  uint64_t completed = 0;  // ended and finished writing (complete or not)
-  uint64_t failed = 0;     // ended by an I/O error (full disk, ...)
+  uint64_t completed = 0;  // ended and finished writing (complete or not; agent_stop included)
+  uint64_t failed = 0;     // ended by an I/O error (full disk, ...); removed while running: neither
   std::map<std::string, uint64_t> refused;  // by to_string(CaptureRefusal)
   uint64_t running = 0;
   uint64_t packets_written = 0;
@@ -122,7 +141,9 @@ struct CaptureStats {
   uint64_t unknown_interface = 0; // packets of an interface no pod is watched on (dropped)
 };
 
-// What the manager tells the agent when a capture has ended and its files are final.
+// What the manager tells the agent when a capture has ended and its files are final (not for a
+// capture removed while running). Called with no lock held, on the thread that ended it (the
+// manager's, a test's poll(), or the destructor's).
 using CaptureCompleted = std::function<void(const nlohmann::json& manifest)>;
 // Writes the pod's bundle (addresses, routes, ...) into `dir` (created, 0700) and returns what
 // it wrote or failed to, for the manifest: {"files": [...], "errors": [...]}. The engine's
@@ -154,6 +175,10 @@ class CaptureManager {
   // `ts_ns`. They count as lost in the lookback window and in running captures of the pod.
   void on_lost(uint32_t ifindex, uint64_t ts_ns, uint64_t count);
 
+  // Checks the request (see CaptureRequest), then the per-rule budget (trigger "rule"),
+  // max_concurrent, the directory and the quota, in that order; creates <dir>/<id>, writes the
+  // lookback of the window (filtered, in timestamp order across pods) and the "running"
+  // manifest, and returns. Every refusal is counted in stats().refused.
   CaptureStart start(const CaptureRequest& request);
 
   // The API: every capture (running and finished) as manifests, newest first; one manifest;

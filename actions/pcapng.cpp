@@ -21,6 +21,8 @@ constexpr uint16_t kShbUserAppl = 4;
 constexpr uint16_t kIfName = 2;
 constexpr uint16_t kIfDescription = 3;
 constexpr uint16_t kIfTsresol = 9;
+constexpr uint16_t kEpbFlags = 2;
+constexpr size_t kFileBuffer = 64 * 1024;
 
 // Blocks are written in the host's byte order; the section header's magic tells readers which.
 template <typename T>
@@ -67,6 +69,7 @@ Result<std::unique_ptr<PcapngWriter>> PcapngWriter::create(const std::string& pa
     ::unlink(part.c_str());
     return make_error("create capture " + part + ": " + why);
   }
+  std::setvbuf(f, nullptr, _IOFBF, kFileBuffer);
   std::unique_ptr<PcapngWriter> w(new PcapngWriter(path, f));
   std::vector<uint8_t> body;
   put<uint32_t>(body, kByteOrderMagic);
@@ -114,26 +117,52 @@ Result<uint32_t> PcapngWriter::add_interface(const PcapngInterface& iface) {
   return static_cast<uint32_t>(snaplens_.size() - 1);
 }
 
+uint64_t PcapngWriter::packet_block_bytes(uint32_t interface_id, size_t captured, uint32_t flags) const {
+  size_t kept = captured;
+  if (interface_id < snaplens_.size() && snaplens_[interface_id]) kept = std::min<size_t>(kept, snaplens_[interface_id]);
+  return 12 + 20 + ((kept + 3) & ~size_t{3}) + (flags ? 12 : 0);
+}
+
 Result<void> PcapngWriter::write_packet(uint32_t interface_id, uint64_t ts_ns, std::span<const uint8_t> data,
-                                        uint32_t original_length, const std::string& comment) {
+                                        uint32_t original_length, const std::string& comment, uint32_t flags) {
   if (interface_id >= snaplens_.size())
     return make_error("capture " + path_ + ": no interface " + std::to_string(interface_id));
+  if (finished_ || !file_) return make_error("capture " + path_ + ": already finished");
   size_t kept = data.size();
   if (snaplens_[interface_id]) kept = std::min<size_t>(kept, snaplens_[interface_id]);
-  std::vector<uint8_t> body;
-  body.reserve(kept + 32 + comment.size());
-  put<uint32_t>(body, interface_id);
-  put<uint32_t>(body, static_cast<uint32_t>(ts_ns >> 32));
-  put<uint32_t>(body, static_cast<uint32_t>(ts_ns & 0xFFFFFFFFu));
-  put<uint32_t>(body, static_cast<uint32_t>(kept));
-  put<uint32_t>(body, std::max<uint32_t>(original_length, static_cast<uint32_t>(kept)));
-  put_bytes(body, data.data(), kept);
-  if (!comment.empty()) {
-    put_option(body, kOptComment, comment);
-    end_options(body);
+  // The block is built in one reused buffer: the per-packet path allocates nothing once warm.
+  std::vector<uint8_t>& b = scratch_;
+  b.clear();
+  put<uint32_t>(b, kEnhancedPacket);
+  put<uint32_t>(b, 0);  // total length, set below
+  put<uint32_t>(b, interface_id);
+  put<uint32_t>(b, static_cast<uint32_t>(ts_ns >> 32));
+  put<uint32_t>(b, static_cast<uint32_t>(ts_ns & 0xFFFFFFFFu));
+  put<uint32_t>(b, static_cast<uint32_t>(kept));
+  put<uint32_t>(b, std::max<uint32_t>(original_length, static_cast<uint32_t>(kept)));
+  put_bytes(b, data.data(), kept);
+  if (!comment.empty() || flags) {
+    if (!comment.empty()) put_option(b, kOptComment, comment);
+    if (flags) {
+      put<uint16_t>(b, kEpbFlags);
+      put<uint16_t>(b, 4);
+      put<uint32_t>(b, flags);
+    }
+    end_options(b);
   }
-  if (auto r = write_block(kEnhancedPacket, body); !r) return r;
+  const uint32_t total = static_cast<uint32_t>(b.size() + 4);
+  put<uint32_t>(b, total);
+  std::memcpy(b.data() + 4, &total, 4);
+  if (std::fwrite(b.data(), 1, b.size(), file_) != b.size())
+    return make_error("write capture " + path_ + ".part: " + errno_text());
+  bytes_ += b.size();
   ++packets_;
+  return {};
+}
+
+Result<void> PcapngWriter::flush() {
+  if (finished_ || !file_) return {};
+  if (std::fflush(file_) != 0) return make_error("write capture " + path_ + ".part: " + errno_text());
   return {};
 }
 

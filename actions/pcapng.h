@@ -37,8 +37,20 @@ class PcapngWriter {
 
   // One packet: `data` is what was captured (at most the interface's snaplen is kept),
   // `original_length` the packet's length on the wire, `ts_ns` nanoseconds since the epoch.
+  // `flags` is the epb_flags option (0: none; kInbound / kOutbound give the direction).
+  // Writes are buffered: an I/O error (a full disk) may only show at the next flush().
+  static constexpr uint32_t kInbound = 1;
+  static constexpr uint32_t kOutbound = 2;
   Result<void> write_packet(uint32_t interface_id, uint64_t ts_ns, std::span<const uint8_t> data,
-                            uint32_t original_length, const std::string& comment = "");
+                            uint32_t original_length, const std::string& comment = "", uint32_t flags = 0);
+
+  // The bytes write_packet() would add to the file for a packet of `captured` bytes (after the
+  // interface's snaplen), with no comment.
+  uint64_t packet_block_bytes(uint32_t interface_id, size_t captured, uint32_t flags = 0) const;
+
+  // Hands the buffered blocks to the kernel (no fsync), so readers of `<path>.part` see them
+  // and write errors show now.
+  Result<void> flush();
 
   // Flushes, syncs and renames `<path>.part` to `<path>`.
   Result<void> finish();
@@ -54,6 +66,7 @@ class PcapngWriter {
   std::string path_;
   FILE* file_;
   std::vector<uint32_t> snaplens_;
+  std::vector<uint8_t> scratch_;  // one block, reused
   uint64_t packets_ = 0;
   uint64_t bytes_ = 0;
   bool finished_ = false;
