@@ -294,6 +294,7 @@ struct CaptureManager::Impl {
     // io_mu: the writer and what only the writer changes.
     std::mutex io_mu;
     std::unique_ptr<PcapngWriter> writer;
+    std::vector<uint8_t> spare;  // the last batch, emptied: its capacity becomes the next queue
     std::string stop_reason;  // max_packets / max_bytes / error, decided while writing
   };
   using CapturePtr = std::shared_ptr<Capture>;
@@ -542,7 +543,9 @@ struct CaptureManager::Impl {
 
   // Writes the live packets queued for `c`.
   uint64_t drain(Capture& c) {
-    std::vector<uint8_t> batch;
+    // The queue and the spare swap places, so neither is reallocated once both are warm.
+    std::vector<uint8_t> batch = std::move(c.spare);
+    batch.clear();
     {
       std::lock_guard lock(c.mu);
       batch.swap(c.pending);
@@ -563,6 +566,8 @@ struct CaptureManager::Impl {
       off += kPendingHeader + len;
     }
     publish(c, w, &total);
+    batch.clear();
+    if (c.stop_reason.empty()) c.spare = std::move(batch);
     return total;
   }
 
@@ -607,10 +612,11 @@ struct CaptureManager::Impl {
     {
       std::lock_guard lock(c->mu);
       c->accepting = false;
-      c->pending.clear();
+      std::vector<uint8_t>().swap(c->pending);
       m = build_manifest(*c, failed ? "failed" : "ended", &ended_by);
     }
     c->writer.reset();
+    std::vector<uint8_t>().swap(c->spare);
     if (auto e = write_atomically(c->dir + "/" + kManifestName, m.dump(2) + "\n", true); !e.empty())
       spdlog::error("capture {}: its manifest stays in memory only: {}", c->id, e);
     const uint64_t du = disk_usage(c->dir);
@@ -1056,16 +1062,9 @@ CaptureStart CaptureManager::start(const CaptureRequest& request) {
   }
 
   // --- The lookback, and from now on the live packets. ---
-  struct Rec {
-    uint64_t ts;
-    uint32_t pod;
-    uint32_t wire;
-    uint8_t dir;
-    size_t off;
-    uint32_t len;
-  };
-  std::vector<Rec> recs;
-  std::vector<uint8_t> bytes;
+  // Under the lock: views of the rings' chunks (no copy) and the live registration, so no packet
+  // is missed or written twice. Then, without it, a merge of the pods' packets by timestamp.
+  std::vector<std::vector<PacketRing::View>> views(npods);
   {
     std::lock_guard lock(im.mu);
     bool covered = true;
@@ -1080,26 +1079,58 @@ CaptureStart CaptureManager::start(const CaptureRequest& request) {
       const PacketRing& r = *it->second.ring;
       covered_from = std::max(covered_from, r.covered_from_ns());
       c->lost[i] += r.lost_since(c->window_start_ns);
-      r.for_each_since(c->window_start_ns, [&](const PacketRing::Packet& p) {
-        if (p.ts_ns > c->window_end_ns) return;
-        const auto kept = p.data.first(std::min<size_t>(p.data.size(), snaplen));
-        recs.push_back({p.ts_ns, static_cast<uint32_t>(i), p.wire_len, p.direction, bytes.size(),
-                        static_cast<uint32_t>(kept.size())});
-        bytes.insert(bytes.end(), kept.begin(), kept.end());
-      });
+      r.views_since(c->window_start_ns, views[i]);
     }
     if (covered) c->covered_from_ns = covered_from;
     c->lookback_covered =
         before <= 0 || (covered && requested_before <= before && covered_from <= c->window_start_ns);
     for (const auto& p : request.pods) im.live[p.ifindex].push_back(c.get());
   }
-  std::stable_sort(recs.begin(), recs.end(), [](const Rec& a, const Rec& b) { return a.ts < b.ts; });
+  struct Cursor {
+    size_t view = 0, off = 0;
+    bool done = true;
+    PacketRing::Packet p{};
+  };
+  std::vector<Cursor> cur(npods);
+  // Moves a pod's cursor to its next packet inside the window.
+  auto advance = [&](size_t i, bool first) {
+    Cursor& k = cur[i];
+    if (!first) k.off = PacketRing::View::next(k.p, k.off);
+    for (;;) {
+      if (k.view >= views[i].size()) {
+        k.done = true;
+        return;
+      }
+      const auto& v = views[i][k.view];
+      if (first && k.off == 0) k.off = v.begin;
+      if (k.off >= v.end) {
+        ++k.view;
+        k.off = k.view < views[i].size() ? views[i][k.view].begin : 0;
+        continue;
+      }
+      k.p = v.at(k.off);
+      if (k.p.ts_ns >= c->window_start_ns && k.p.ts_ns <= c->window_end_ns) {
+        k.done = false;
+        return;
+      }
+      k.off = PacketRing::View::next(k.p, k.off);
+    }
+  };
+  for (size_t i = 0; i < npods; ++i) advance(i, true);
   Impl::Written w{std::vector<uint64_t>(npods), std::vector<uint64_t>(npods)};
-  for (const auto& r : recs) {
-    std::span<const uint8_t> d(bytes.data() + r.off, r.len);
-    if (!c->filter->match(r.wire, d)) continue;
-    if (!im.write_one(*c, r.pod, r.ts, r.dir, r.wire, d, w)) break;
+  for (;;) {
+    size_t best = npods;
+    for (size_t i = 0; i < npods; ++i)
+      if (!cur[i].done && (best == npods || cur[i].p.ts_ns < cur[best].p.ts_ns)) best = i;
+    if (best == npods) break;
+    const auto& p = cur[best].p;
+    const auto d = p.data.first(std::min<size_t>(p.data.size(), snaplen));
+    if (c->filter->match(p.wire_len, d) &&
+        !im.write_one(*c, static_cast<uint32_t>(best), p.ts_ns, p.direction, p.wire_len, d, w))
+      break;
+    advance(best, false);
   }
+  views.clear();
   uint64_t lookback_written = 0;
   im.publish(*c, w, &lookback_written);
   if (c->stop_reason == "error") {

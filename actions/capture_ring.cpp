@@ -10,7 +10,7 @@ void PacketRing::push(uint64_t ts_ns, uint8_t direction, uint32_t wire_len, std:
   if (chunks_.empty() || chunks_.back().cap - chunks_.back().end < need) {
     Chunk c;
     c.cap = static_cast<uint32_t>(std::max(chunk_bytes_, need));
-    c.buf.reset(new uint8_t[c.cap]);
+    c.buf = std::shared_ptr<uint8_t[]>(new uint8_t[c.cap]);
     memory_ += c.cap;
     chunks_.push_back(std::move(c));
   }
@@ -64,7 +64,7 @@ uint64_t PacketRing::evict_before(uint64_t cutoff_ns) {
     }
     // Some packet in this chunk is recent: take the old ones off its head.
     while (c.begin < c.end) {
-      Packet p = decode(c, c.begin);
+      Packet p = decode(c.buf.get(), c.begin);
       if (p.ts_ns >= cutoff_ns) break;
       evicted(p.ts_ns);
       c.begin += static_cast<uint32_t>(kHeaderBytes + p.data.size());

@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <span>
+#include <vector>
 
 namespace vigil::actions {
 
@@ -46,6 +47,21 @@ class PacketRing {
   // Evicts packets and losses older than `cutoff_ns`; returns the packets evicted.
   uint64_t evict_before(uint64_t cutoff_ns);
 
+  // A chunk's packets as they were when the view was taken: the bytes stay valid (and
+  // unchanged: a ring only appends past `end`) while the view lives, also after eviction, so
+  // the packets can be read without the ring's lock and without a copy.
+  struct View {
+    std::shared_ptr<const uint8_t[]> buf;
+    uint32_t begin = 0, end = 0;
+    Packet at(size_t off) const { return decode(buf.get(), off); }
+    static size_t next(const Packet& p, size_t off) { return off + kHeaderBytes + p.data.size(); }
+  };
+  // Views of the chunks that may hold packets with ts >= from_ns, oldest first.
+  void views_since(uint64_t from_ns, std::vector<View>& out) const {
+    for (const auto& c : chunks_)
+      if (c.last_ts >= from_ns && c.begin < c.end) out.push_back({c.buf, c.begin, c.end});
+  }
+
   // Packets with ts >= from_ns, in the order they arrived.
   template <typename F>
   void for_each_since(uint64_t from_ns, F&& f) const {
@@ -53,7 +69,7 @@ class PacketRing {
       if (c.last_ts < from_ns) continue;
       size_t off = c.begin;
       while (off < c.end) {
-        Packet p = decode(c, off);
+        Packet p = decode(c.buf.get(), off);
         off += kHeaderBytes + p.data.size();
         if (p.ts_ns >= from_ns) f(p);
       }
@@ -69,21 +85,21 @@ class PacketRing {
 
  private:
   struct Chunk {
-    std::unique_ptr<uint8_t[]> buf;
+    std::shared_ptr<uint8_t[]> buf;  // shared with the views of a capture being written
     uint32_t cap = 0;
     uint32_t begin = 0;  // first byte of the oldest packet still held
     uint32_t end = 0;    // first free byte
     uint32_t count = 0;  // packets held
     uint64_t last_ts = 0;  // the largest timestamp ever written to it
   };
-  static Packet decode(const Chunk& c, size_t off) {
+  static Packet decode(const uint8_t* buf, size_t off) {
     Packet p;
     uint32_t cap_dir;
-    std::memcpy(&p.ts_ns, c.buf.get() + off, 8);
-    std::memcpy(&p.wire_len, c.buf.get() + off + 8, 4);
-    std::memcpy(&cap_dir, c.buf.get() + off + 12, 4);
+    std::memcpy(&p.ts_ns, buf + off, 8);
+    std::memcpy(&p.wire_len, buf + off + 8, 4);
+    std::memcpy(&cap_dir, buf + off + 12, 4);
     p.direction = static_cast<uint8_t>(cap_dir >> 31);
-    p.data = {c.buf.get() + off + kHeaderBytes, cap_dir & 0x7FFFFFFFu};
+    p.data = {buf + off + kHeaderBytes, cap_dir & 0x7FFFFFFFu};
     return p;
   }
   void evicted(uint64_t ts_ns) {
