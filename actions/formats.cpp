@@ -34,18 +34,28 @@ std::string label_or(const Anomaly& a, const std::string& name, const std::strin
 
 bool resolved(const Anomaly& a) { return a.status == AnomalyStatus::Resolved; }
 
+// Whether a webhook `template` uses {{event}} or {{capture...}}: such a template is written for
+// capture follow-ups too.
+bool template_mentions_followups(const std::string& body_template);
+
 // --- webhook ----------------------------------------------------------------------------
 
 class WebhookFormat final : public Format {
  public:
   explicit WebhookFormat(const NotifierConfig& c)
       : secret_(c.secret), signature_header_(c.signature_header), agent_url_(c.agent_url),
-        template_(c.body_template.empty() ? ojson() : ojson::parse(c.body_template)) {}
+        template_(c.body_template.empty() ? ojson() : ojson::parse(c.body_template)),
+        template_takes_followups_(template_mentions_followups(c.body_template)) {}
 
   HttpRequest render(const std::vector<const Message*>& batch) const override {
-    ojson body = encode_webhook_payload(batch.front()->anomaly, agent_url_);
+    const Anomaly& a = batch.front()->anomaly;
+    // A template written for anomalies only (no {{event}} or {{capture...}}) would render the
+    // follow-up as the same anomaly again, which reads like a re-fire: it gets no follow-ups.
+    if (is_followup(a) && !template_.is_null() && !template_takes_followups_)
+      return skipped_request("the template uses neither {{event}} nor {{capture...}}");
+    ojson body = encode_webhook_payload(a, agent_url_);
     if (!template_.is_null()) body = render_template(template_, body);
-    HttpRequest r{dump_json(body), {}};
+    HttpRequest r = body_request(dump_json(body));
     if (!secret_.empty()) r.headers.emplace_back(signature_header_, "sha256=" + hmac_sha256_hex(secret_, r.body));
     return r;
   }
@@ -55,6 +65,7 @@ class WebhookFormat final : public Format {
   const std::string signature_header_;
   const std::string agent_url_;
   const ojson template_;
+  const bool template_takes_followups_;
 };
 
 // --- slack ------------------------------------------------------------------------------
@@ -106,11 +117,49 @@ class SlackFormat final : public Format {
     } else {
       body = grouped(batch);
     }
-    return {dump_json(body), {}};
+    return body_request(dump_json(body));
   }
 
  private:
+  // "Capture ready for <rule> on <ns/pod>: N packets (M lost, incomplete)" and a Download
+  // button. Incoming webhooks cannot thread it under the anomaly's message: a message of its own.
+  ojson followup(const Anomaly& a) const {
+    const auto& d = a.capture_done;
+    const std::string where = find_label(a.scope, "pod")
+                                  ? label_or(a, "namespace", "-") + "/" + label_or(a, "pod", "-")
+                                  : "node " + a.node;
+    const bool failed = d.status == "failed";
+    std::string text;
+    if (failed) {
+      text = "Capture failed for " + a.rule + " on " + where + (d.error.empty() ? "" : ": " + d.error);
+    } else {
+      text = "Capture ready for " + a.rule + " on " + where + ": " + std::to_string(d.packets) + " packet" +
+             (d.packets == 1 ? "" : "s");
+      std::string notes;
+      if (d.packets_lost > 0) notes = std::to_string(d.packets_lost) + " lost";
+      if (!d.complete) notes += (notes.empty() ? "" : ", ") + std::string("incomplete");
+      if (!notes.empty()) text += " (" + notes + ")";
+    }
+    ojson blocks = ojson::array();
+    blocks.push_back({{"type", "section"},
+                      {"text", mrkdwn(truncate((failed ? "\xE2\x9A\xA0\xEF\xB8\x8F " : "\xF0\x9F\x93\xA6 ") +
+                                               slack_escape(text), 3000))}});  // ⚠️ / 📦
+    std::string context = "capture " + slack_escape(d.id);
+    if (!d.ended_by.empty()) context += " \xC2\xB7 ended by " + slack_escape(d.ended_by);
+    if (std::isfinite(d.window_end - d.window_start) && d.window_end > d.window_start)
+      context += " \xC2\xB7 " + duration_text(d.window_end - d.window_start) + " from " + format_rfc3339(d.window_start);
+    context += " \xC2\xB7 anomaly " + a.id + " (" + to_string(a.status) + ")";
+    blocks.push_back({{"type", "context"}, {"elements", ojson::array({mrkdwn(truncate(context, 3000))})}});
+    if (!agent_url_.empty() && !failed)
+      blocks.push_back({{"type", "actions"},
+                        {"elements", ojson::array({{{"type", "button"},
+                                                    {"text", plain("Download capture")},
+                                                    {"url", capture_url(agent_url_, d.id)}}})}});
+    return {{"text", slack_escape(text)}, {"blocks", blocks}};
+  }
+
   ojson single(const Anomaly& a) const {
+    if (is_followup(a)) return followup(a);
     const std::string state = resolved(a) ? "resolved" : "firing";
     ojson blocks = ojson::array();
     blocks.push_back({{"type", "header"},
@@ -197,10 +246,12 @@ class SlackFormat final : public Format {
 
 class PagerDutyFormat final : public Format {
  public:
-  explicit PagerDutyFormat(const NotifierConfig& c) : routing_key_(c.routing_key), agent_url_(c.agent_url) {}
+  explicit PagerDutyFormat(const NotifierConfig& c)
+      : routing_key_(c.routing_key), agent_url_(c.agent_url), change_path_(change_events_path(c.url)) {}
 
   HttpRequest render(const std::vector<const Message*>& batch) const override {
     const Anomaly& a = batch.front()->anomaly;
+    if (is_followup(a)) return change_event(a);
     ojson body;
     body["routing_key"] = routing_key_;
     body["event_action"] = resolved(a) ? "resolve" : "trigger";
@@ -227,12 +278,63 @@ class PagerDutyFormat final : public Format {
         body["links"] = std::move(links);
       }
     }
-    return {dump_json(body), {}};
+    return body_request(dump_json(body));
   }
 
  private:
+  // A capture follow-up is a change event (Events API v2, POST /v2/change/enqueue), not an
+  // alert event: a `trigger` with the incident's dedup_key would add a trigger to the open
+  // alert (and open a new incident once that one is resolved, as the capture often ends
+  // after the resolve), and alert events have no "information only" action. Change events
+  // never open an incident nor page anyone; PagerDuty lists them under the service's recent
+  // changes and on its incidents as related changes, with their links.
+  HttpRequest change_event(const Anomaly& a) const {
+    if (change_path_.empty())
+      return skipped_request("url does not end in /enqueue, so the change events endpoint (/change/enqueue) is unknown");
+    const auto& d = a.capture_done;
+    const std::string* ns = find_label(a.scope, "namespace");
+    const std::string* pod = find_label(a.scope, "pod");
+    std::string summary = (d.status == "failed" ? "Capture failed for " : "Capture ready for ") + a.rule + " on " +
+                          (ns && pod ? *ns + "/" + *pod : a.node);
+    if (d.status == "failed") {
+      if (!d.error.empty()) summary += ": " + d.error;
+    } else {
+      summary += ": " + std::to_string(d.packets) + " packets";
+      if (d.packets_lost > 0 || !d.complete)
+        summary += std::string(" (") + (d.packets_lost > 0 ? std::to_string(d.packets_lost) + " lost" : "") +
+                   (d.packets_lost > 0 && !d.complete ? ", " : "") + (d.complete ? "" : "incomplete") + ")";
+    }
+    ojson details = encode_webhook_payload(a, agent_url_);
+    details["dedup_key"] = pagerduty_dedup_key(a);  // the incident's, to find the one it belongs to
+    ojson body;
+    body["routing_key"] = routing_key_;
+    body["payload"] = {{"summary", truncate(summary, 1024)},
+                       {"source", a.node},
+                       {"timestamp", format_rfc3339(std::isfinite(d.window_end) && d.window_end > 0 ? d.window_end
+                                                                                                   : a.started_at)},
+                       {"custom_details", std::move(details)}};
+    if (!agent_url_.empty() && d.status != "failed")
+      body["links"] = ojson::array({{{"href", capture_url(agent_url_, d.id)}, {"text", "Packet capture " + d.id}}});
+    return body_request(dump_json(body), change_path_);
+  }
+
+  // The configured alert events URL's path with its last segment "enqueue" replaced by
+  // "change/enqueue" (https://events.pagerduty.com/v2/enqueue -> /v2/change/enqueue); "" when
+  // the path does not end in /enqueue (a proxy of unknown layout).
+  static std::string change_events_path(const std::string& url) {
+    auto u = parse_http_url(url);
+    if (!u) return "";
+    const size_t q = u->path.find('?');
+    std::string path = u->path.substr(0, q);
+    const std::string query = q == std::string::npos ? "" : u->path.substr(q);
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    if (!path.ends_with("/enqueue")) return "";
+    return path.substr(0, path.size() - 7) + "change/enqueue" + query;
+  }
+
   const std::string routing_key_;
   const std::string agent_url_;
+  const std::string change_path_;
 };
 
 // --- alertmanager -----------------------------------------------------------------------
@@ -251,10 +353,17 @@ class AlertmanagerFormat final : public Format {
   bool tracks_firing() const override { return true; }
   bool sends_summaries() const override { return false; }
 
+  // A capture follow-up re-posts the alert with the same labels (so it is the same alert) and
+  // its capture annotations updated, while it fires; Alertmanager keeps the newest annotations
+  // and does not notify again for them. Once resolved it is skipped: re-posting a resolved
+  // alert changes nothing a receiver sees, and one Alertmanager has already forgotten would be
+  // created just to be resolved.
   HttpRequest render(const std::vector<const Message*>& batch) const override {
     ojson alerts = ojson::array();
-    for (const Message* m : batch) alerts.push_back(alert(m->anomaly));
-    return {dump_json(alerts), {}};
+    for (const Message* m : batch)
+      if (!is_followup(m->anomaly) || !resolved(m->anomaly)) alerts.push_back(alert(m->anomaly));
+    if (alerts.empty()) return skipped_request("the alert has resolved; Alertmanager is not told about its capture");
+    return body_request(dump_json(alerts));
   }
 
  private:
@@ -275,12 +384,18 @@ class AlertmanagerFormat final : public Format {
                          {"metric", a.metric},
                          {"detector", a.detector},
                          {"vigil_id", a.id}};
-    if (!a.captures.empty()) {
-      std::string ids;
-      for (const auto& id : a.captures) ids += (ids.empty() ? "" : ",") + id;
-      annotations["capture_ids"] = ids;
-      if (!agent_url_.empty()) annotations["capture_url"] = capture_url(agent_url_, a.captures.front());
+    std::vector<std::string> ids = a.captures;
+    const bool followup = is_followup(a) && !a.capture_done.id.empty();
+    if (followup && std::find(ids.begin(), ids.end(), a.capture_done.id) == ids.end()) ids.push_back(a.capture_done.id);
+    if (!ids.empty()) {
+      std::string joined;
+      for (const auto& id : ids) joined += (joined.empty() ? "" : ",") + id;
+      annotations["capture_ids"] = joined;
+      // The follow-up links the capture that ended, which capture_status is about.
+      const std::string& linked = followup ? a.capture_done.id : ids.front();
+      if (!agent_url_.empty()) annotations["capture_url"] = capture_url(agent_url_, linked);
     }
+    if (followup) annotations["capture_status"] = a.capture_done.status;
     ojson out = {{"labels", labels}, {"annotations", annotations}, {"startsAt", format_rfc3339(a.started_at)}};
     if (resolved(a)) out["endsAt"] = format_rfc3339(std::max(a.ended_at, a.started_at));
     if (!agent_url_.empty()) out["generatorURL"] = agent_url_ + "/api/v1/rules";
@@ -314,6 +429,30 @@ std::vector<Placeholder> placeholders(const std::string& s) {
   return out;
 }
 
+// Calls `fn` for every placeholder in the strings and keys of a template.
+void each_placeholder(const ojson& j, const std::function<void(const Placeholder&)>& fn) {
+  if (j.is_string())
+    for (const auto& p : placeholders(j.get<std::string>())) fn(p);
+  if (j.is_object())
+    for (const auto& [k, v] : j.items()) {
+      for (const auto& p : placeholders(k)) fn(p);
+      each_placeholder(v, fn);
+    }
+  if (j.is_array())
+    for (const auto& v : j) each_placeholder(v, fn);
+}
+
+bool template_mentions_followups(const std::string& body_template) {
+  if (body_template.empty()) return false;
+  auto parsed = ojson::parse(body_template, nullptr, false);
+  if (parsed.is_discarded()) return false;
+  bool found = false;
+  each_placeholder(parsed, [&](const Placeholder& p) {
+    found = found || p.path == "event" || p.path == "capture" || p.path.starts_with("capture.");
+  });
+  return found;
+}
+
 const ojson* lookup(const ojson& body, const std::string& path) {
   const ojson* cur = &body;
   size_t start = 0;
@@ -339,26 +478,15 @@ std::optional<std::string> template_problem(const std::string& body_template) {
   Anomaly sample;
   sample.status = AnomalyStatus::Resolved;
   sample.captures = {"id"};
+  sample.event = kEventCaptureCompleted;  // so {{event}} and {{capture.*}} are known too
+  sample.capture_done.id = "id";
   const ojson body = encode_webhook_payload(sample, "http://agent");
   std::optional<std::string> problem;
-  const auto check = [&](const std::string& s) {
-    for (const auto& p : placeholders(s)) {
-      const bool open_map = p.path.find("labels.") != std::string::npos || p.path.find("group.") != std::string::npos;
-      if (!problem && !open_map && !lookup(body, p.path))
-        problem = "unknown field '{{" + p.path + "}}' (see docs/webhook.md for the fields)";
-    }
-  };
-  std::function<void(const ojson&)> walk = [&](const ojson& j) {
-    if (j.is_string()) check(j.get<std::string>());
-    if (j.is_object())
-      for (const auto& [k, v] : j.items()) {
-        check(k);
-        walk(v);
-      }
-    if (j.is_array())
-      for (const auto& v : j) walk(v);
-  };
-  walk(parsed);
+  each_placeholder(parsed, [&](const Placeholder& p) {
+    const bool open_map = p.path.find("labels.") != std::string::npos || p.path.find("group.") != std::string::npos;
+    if (!problem && !open_map && !lookup(body, p.path))
+      problem = "unknown field '{{" + p.path + "}}' (see docs/webhook.md for the fields)";
+  });
   return problem;
 }
 

@@ -127,7 +127,7 @@ class HttpChannel final : public Notifier {
   void enqueue(const Anomaly& anomaly) override {
     Message m;
     m.anomaly = anomaly;
-    m.key = new_uuid();
+    m.key = is_followup(anomaly) ? followup_key(config_.name, anomaly) : new_uuid();
     m.enqueued_unix = unix_now();
     std::lock_guard order(enqueue_mu_);  // seq order = disk order = queue order
     {
@@ -187,9 +187,12 @@ class HttpChannel final : public Notifier {
   const char* type_name() const { return type_.c_str(); }
 
   // Zeek-style suppression by identifier: a new episode of the same rule and scope within
-  // suppress_repeats of the last one is held back, and so is its resolve. Called under mu_.
+  // suppress_repeats of the last one is held back, and so is its resolve. A follow-up is no
+  // repeat: it goes out unless the firing it follows was held back (by this or the rate
+  // limit), as the receiver never heard of that episode. Called under mu_.
   bool suppress_repeat(const Anomaly& a) {
-    if (a.status == AnomalyStatus::Resolved) return suppressed_ids_.erase(a.id) > 0;
+    if (is_followup(a)) return held_back(a.id);
+    if (a.status == AnomalyStatus::Resolved) return forget_held_back(a.id);
     if (config_.suppress_repeats_seconds <= 0) return false;
     const auto now = Clock::now();
     const std::string id = identity_of(a);
@@ -201,6 +204,24 @@ class HttpChannel final : public Notifier {
     last_firing_[id] = now;
     if (last_firing_.size() > 100000) last_firing_.clear();  // bounded; worst case one repeat passes
     return false;
+  }
+
+  // Whether the firing of episode `id` was held back by flood control (also when its resolve
+  // has passed since, for the follow-ups that come after it). Called under mu_.
+  bool held_back(const std::string& id) const {
+    return suppressed_ids_.count(id) > 0 || held_back_resolved_.count(id) > 0;
+  }
+
+  // The resolve of episode `id` is here: true if its firing was held back. Remembers the last
+  // 10000 such episodes for their follow-ups. Called under mu_.
+  bool forget_held_back(const std::string& id) {
+    if (suppressed_ids_.erase(id) == 0) return false;
+    if (held_back_resolved_.insert(id).second) held_back_order_.push_back(id);
+    while (held_back_order_.size() > 10000) {
+      held_back_resolved_.erase(held_back_order_.front());
+      held_back_order_.pop_front();
+    }
+    return true;
   }
 
   void persist_and_queue(Message m) {
@@ -256,7 +277,8 @@ class HttpChannel final : public Notifier {
       }
       if (!queue_.empty()) {
         const Message& head = queue_.front();
-        const bool firing = head.anomaly.status == AnomalyStatus::Firing && head.suppressed == 0;
+        const bool followup = is_followup(head.anomaly);  // never grouped, delayed or rate limited
+        const bool firing = head.anomaly.status == AnomalyStatus::Firing && head.suppressed == 0 && !followup;
         if (firing && group_wait_ > 0) {
           const double wait = head.enqueued_unix + group_wait_ - unix_now();
           if (wait > 0) {
@@ -265,7 +287,13 @@ class HttpChannel final : public Notifier {
           }
         }
         take_batch(batch);
-        if (!firing && batch.front().suppressed == 0 && suppressed_ids_.erase(batch.front().anomaly.id) > 0) {
+        if (followup && held_back(batch.front().anomaly.id)) {  // follows a firing held back meanwhile
+          outbox_->remove(batch.front().seq);
+          ++stats_.suppressed;
+          batch.clear();
+          continue;
+        }
+        if (!firing && !followup && batch.front().suppressed == 0 && forget_held_back(batch.front().anomaly.id)) {
           outbox_->remove(batch.front().seq);  // the resolve of a held-back firing
           ++stats_.suppressed;
           batch.clear();
@@ -304,12 +332,13 @@ class HttpChannel final : public Notifier {
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
     const Message& head = batch.front();
-    if (group_wait_ <= 0 || head.anomaly.status != AnomalyStatus::Firing || head.suppressed) return;
+    if (group_wait_ <= 0 || head.anomaly.status != AnomalyStatus::Firing || head.suppressed || is_followup(head.anomaly))
+      return;
     const std::string node = head.anomaly.node;  // copies: push_back below moves `head`
     const double head_enqueued = head.enqueued_unix;
     for (auto it = queue_.begin(); it != queue_.end() && batch.size() < 100;) {
-      if (it->anomaly.status == AnomalyStatus::Firing && !it->suppressed && it->anomaly.node == node &&
-          it->enqueued_unix - head_enqueued <= group_wait_) {
+      if (it->anomaly.status == AnomalyStatus::Firing && !it->suppressed && !is_followup(it->anomaly) &&
+          it->anomaly.node == node && it->enqueued_unix - head_enqueued <= group_wait_) {
         batch.push_back(std::move(*it));
         it = queue_.erase(it);
       } else {
@@ -387,6 +416,16 @@ class HttpChannel final : public Notifier {
     if (node_hint_.empty()) node_hint_ = batch.front().anomaly.node;
     const HttpRequest request = format_->render(refs);
     const std::string& key = batch.front().key;
+    if (!request.skip.empty()) {  // this type has nothing to send for it (e.g. a follow-up)
+      spdlog::info("notifier {}: {} of anomaly {} (rule {}) not sent: {}", config_.name,
+                   batch.front().anomaly.event.empty() ? to_string(batch.front().anomaly.status)
+                                                       : batch.front().anomaly.event.c_str(),
+                   batch.front().anomaly.id, batch.front().anomaly.rule, request.skip);
+      std::lock_guard lock(mu_);
+      for (const auto& m : batch) outbox_->remove(m.seq);
+      in_flight_ = 0;
+      return;
+    }
     std::vector<bool> done(targets_.size(), false);
     Attempt result;
     for (int attempt = 1;; ++attempt) {
@@ -459,7 +498,11 @@ class HttpChannel final : public Notifier {
       const size_t b = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), latency) - bounds.begin());
       ++stats_.latency_buckets[std::min(b, bounds.size() - 1)];
       if (format_->tracks_firing()) {
-        if (m.anomaly.status == AnomalyStatus::Firing) {
+        if (is_followup(m.anomaly)) {
+          // The resend carries what the follow-up updated (capture annotations), while it fires.
+          if (auto it = firing_.find(m.anomaly.id); it != firing_.end() && m.anomaly.status == AnomalyStatus::Firing)
+            it->second = m;
+        } else if (m.anomaly.status == AnomalyStatus::Firing) {
           if (firing_.empty()) next_resend_ = Clock::now() + resend_interval();
           firing_[m.anomaly.id] = m;
         } else {
@@ -486,6 +529,7 @@ class HttpChannel final : public Notifier {
     std::vector<const Message*> refs;
     for (const auto& m : firing) refs.push_back(&m);
     const HttpRequest request = format_->render(refs);
+    if (!request.skip.empty()) return;
     for (auto& t : targets_) {
       Attempt a = post(t, request, new_uuid());
       if (a.ok) continue;
@@ -500,7 +544,7 @@ class HttpChannel final : public Notifier {
     headers.emplace("Idempotency-Key", key);
     headers.emplace("X-Vigil-Delivery", key);
     for (const auto& [k, v] : request.headers) headers.emplace(k, v);
-    auto res = t.client->Post(t.url.path, headers, request.body, "application/json");
+    auto res = t.client->Post(request.path.empty() ? t.url.path : request.path, headers, request.body, "application/json");
     Attempt a;
     if (!res) {
       a.reason = describe(res.error());
@@ -568,7 +612,9 @@ class HttpChannel final : public Notifier {
   bool worker_done_ = false;
   // flood control (mu_)
   std::unordered_map<std::string, Clock::time_point> last_firing_;
-  std::unordered_set<std::string> suppressed_ids_;
+  std::unordered_set<std::string> suppressed_ids_;      // held-back firings not yet resolved
+  std::unordered_set<std::string> held_back_resolved_;  // held back, resolved since (bounded)
+  std::deque<std::string> held_back_order_;             // of held_back_resolved_, oldest first
   Clock::time_point window_start_{};
   int window_count_ = 0;
   uint64_t window_suppressed_ = 0;

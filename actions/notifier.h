@@ -108,7 +108,8 @@ struct NotifierStats {
 const std::vector<double>& latency_bounds();
 
 // The generic webhook body (docs/webhook.md). Keys keep the documented order. With
-// `agent_url`, each capture carries its download link (capture_url()).
+// `agent_url`, each capture carries its download link (capture_url()). A capture follow-up
+// (Anomaly::event "capture.completed") adds `event` and a `capture` object.
 nlohmann::ordered_json encode_webhook_payload(const Anomaly& anomaly, const std::string& agent_url = "");
 
 // Where the agent serves a capture's pcapng: <agent_url>/api/v1/captures/<id>/pcap; "" without

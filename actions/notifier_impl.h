@@ -58,7 +58,20 @@ std::string hmac_sha256_hex(const std::string& key, const std::string& data);
 struct HttpRequest {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::string path;  // "" = the target's path; else this one (pagerduty: change events)
+  std::string skip;  // not "": nothing is sent, for this reason (logged); the message is done
 };
+inline HttpRequest body_request(std::string body, std::string path = "") {
+  HttpRequest r;
+  r.body = std::move(body);
+  r.path = std::move(path);
+  return r;
+}
+inline HttpRequest skipped_request(std::string why) {
+  HttpRequest r;
+  r.skip = std::move(why);
+  return r;
+}
 
 // Turns messages into request bodies for one notifier type. render() gets one message, or
 // several when the channel grouped them (only if groups() is true).
@@ -77,6 +90,14 @@ std::optional<std::string> template_problem(const std::string& body_template);
 // the field's JSON value (number, object, null); inside a longer string the value is spliced in
 // as text. A missing field is null (or "" inside text).
 nlohmann::ordered_json render_template(const nlohmann::ordered_json& tmpl, const nlohmann::ordered_json& body);
+
+// A follow-up notification (Anomaly::event set), not the anomaly's own firing/resolved. Flood
+// control leaves it alone: no repeat suppression, rate limit or grouping.
+inline bool is_followup(const Anomaly& a) { return !a.event.empty(); }
+
+// The Idempotency-Key of a follow-up: a UUID derived from the channel, anomaly id, event and
+// capture id, so it differs from the firing's and is the same if the agent sends it again.
+std::string followup_key(const std::string& channel, const Anomaly& a);
 
 // Helpers the formats share, exposed for tests.
 std::string sparkline(const std::vector<double>& values);  // "▁▂▃▅▇", "" when fewer than 2

@@ -63,6 +63,7 @@ nlohmann::ordered_json encode_webhook_payload(const Anomaly& a, const std::strin
 
   ojson body;
   body["version"] = "vigil.v1";
+  if (!a.event.empty()) body["event"] = a.event;  // absent: the anomaly's own firing/resolved
   body["id"] = a.id;
   body["status"] = to_string(a.status);
   body["rule"] = a.rule;
@@ -98,6 +99,20 @@ nlohmann::ordered_json encode_webhook_payload(const Anomaly& a, const std::strin
       captures.push_back(std::move(c));
     }
     body["captures"] = std::move(captures);
+  }
+  if (a.event == kEventCaptureCompleted) {
+    const auto& d = a.capture_done;
+    ojson c = {{"id", d.id}};
+    if (!agent_url.empty() && d.status != "failed") c["url"] = capture_url(agent_url, d.id);  // failed: no pcapng
+    c["status"] = d.status;
+    c["complete"] = d.complete;
+    c["packets"] = d.packets;
+    c["packets_lost"] = d.packets_lost;
+    c["bytes"] = d.bytes;
+    c["ended_by"] = d.ended_by;
+    c["error"] = d.error.empty() ? ojson(nullptr) : ojson(d.error);
+    c["window"] = {{"start", time_or_null(d.window_start)}, {"end", time_or_null(d.window_end)}};
+    body["capture"] = std::move(c);
   }
   return body;
 }

@@ -71,7 +71,7 @@ json message_to_json(const Message& m) {
   const Anomaly& a = m.anomaly;
   json pod_labels = json::object();
   for (const auto& [k, v] : a.pod_labels) pod_labels[k] = v;
-  return {
+  json out = {
       {"seq", m.seq},
       {"key", m.key},
       {"enqueued_unix", m.enqueued_unix},
@@ -100,6 +100,21 @@ json message_to_json(const Message& m) {
         {"recent_step", number(a.recent_step)},
         {"captures", a.captures}}},
   };
+  if (!a.event.empty()) {  // a follow-up; the anomaly's own notifications have neither
+    const auto& d = a.capture_done;
+    out["anomaly"]["event"] = a.event;
+    out["anomaly"]["capture_done"] = {{"id", d.id},
+                                      {"status", d.status},
+                                      {"ended_by", d.ended_by},
+                                      {"error", d.error},
+                                      {"complete", d.complete},
+                                      {"packets", d.packets},
+                                      {"packets_lost", d.packets_lost},
+                                      {"bytes", d.bytes},
+                                      {"window_start", number(d.window_start)},
+                                      {"window_end", number(d.window_end)}};
+  }
+  return out;
 }
 
 Result<Message> message_from_json(const json& j) {
@@ -135,6 +150,20 @@ Result<Message> message_from_json(const json& j) {
     a.recent_step = number_of(x.value("recent_step", json(0)));
     if (auto c = x.find("captures"); c != x.end() && c->is_array())  // older records have none
       for (const auto& id : *c) a.captures.push_back(id.get<std::string>());
+    a.event = x.value("event", "");  // older records: the anomaly's own notification
+    if (auto d = x.find("capture_done"); d != x.end() && d->is_object()) {
+      auto& c = a.capture_done;
+      c.id = d->value("id", "");
+      c.status = d->value("status", "");
+      c.ended_by = d->value("ended_by", "");
+      c.error = d->value("error", "");
+      c.complete = d->value("complete", false);
+      c.packets = d->value("packets", uint64_t{0});
+      c.packets_lost = d->value("packets_lost", uint64_t{0});
+      c.bytes = d->value("bytes", uint64_t{0});
+      c.window_start = number_of(d->value("window_start", json(0)));
+      c.window_end = number_of(d->value("window_end", json(0)));
+    }
     return m;
   } catch (const std::exception& e) {
     return make_error(std::string("malformed outbox record: ") + e.what());
@@ -151,6 +180,16 @@ std::string new_uuid() {
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   const std::string h = hex(b, sizeof b);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
+std::string followup_key(const std::string& channel, const Anomaly& a) {
+  // RFC 9562 version 8 (custom) UUID from SHA-256 of what identifies the follow-up.
+  std::string h = sha256_hex(channel + "\n" + a.id + "\n" + a.event + "\n" + a.capture_done.id).substr(0, 32);
+  static const char* digits = "0123456789abcdef";
+  h[12] = '8';
+  const int v = h[16] <= '9' ? h[16] - '0' : h[16] - 'a' + 10;
+  h[16] = digits[(v & 3) | 8];
   return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
 }
 
