@@ -143,6 +143,23 @@ TEST(Alertmanager, AlertsAreListedGroupedRoutedAndResolved) {
     EXPECT_EQ(first["groupLabels"], json({{"alertname", "pod_drop_surge"}, {"namespace", "shop"}}));
     EXPECT_EQ(first["alerts"].size(), 2u);
 
+    // A capture of pod-a ended: the same alert (no third one) with its capture annotations,
+    // and the resends (every second here) keep them.
+    n->enqueue(capture_followup(a, "c-0042"));
+    json updated;
+    ASSERT_TRUE(eventually([&] {
+      listed = am.alerts();
+      for (const auto& alert : listed)
+        if (alert["labels"]["pod"] == "pod-a") updated = alert;
+      return listed.size() == 2 && updated["annotations"].value("capture_status", "") == "incomplete";
+    }, 15s)) << listed.dump();
+    EXPECT_EQ(updated["annotations"]["capture_url"], "http://worker-1:9965/api/v1/captures/c-0042/pcap");
+    EXPECT_EQ(updated["annotations"]["capture_ids"], "c-0042");
+    EXPECT_EQ(updated["status"]["state"], "active");
+    std::this_thread::sleep_for(1500ms);
+    for (const auto& alert : am.alerts())
+      if (alert["labels"]["pod"] == "pod-a") EXPECT_EQ(alert["annotations"]["capture_status"], "incomplete") << alert.dump();
+
     // Vigil resolves them: Alertmanager sends the group again, resolved.
     n->enqueue(resolved(a, unix_now()));
     n->enqueue(resolved(b, unix_now()));

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "actions/notifier_impl.h"
 #include "actions_test_receiver.h"
 
 namespace vigil::actions {
@@ -198,6 +199,105 @@ TEST(FloodControl, RepeatsOfTheSameRuleAndScopeAreSuppressed) {
   for (const auto& h : rx.ok_hits()) got.push_back(std::string(h.json()["id"]) + "/" + std::string(h.json()["status"]));
   EXPECT_EQ(got, (std::vector<std::string>{"e1/firing", "e1/resolved", "e3/firing"}));
   EXPECT_EQ(n->stats().suppressed, 2u);
+}
+
+// "<id>/<status>" of an anomaly's own notification, "<id>/<capture id>" of a follow-up.
+std::vector<std::string> delivered(const HttpReceiver& rx) {
+  std::vector<std::string> got;
+  for (const auto& h : rx.ok_hits()) {
+    const auto b = h.json();
+    got.push_back(std::string(b["id"]) + "/" + (b.contains("event") ? std::string(b["capture"]["id"]) : std::string(b["status"])));
+  }
+  return got;
+}
+
+// Capture follow-ups are not firings: the rate limit neither counts nor holds them back. The
+// follow-up of a firing that the rate limit held back is held back too (the receiver never
+// heard of that episode).
+TEST(FloodControl, FollowUpsAreNotRateLimited) {
+  HttpReceiver rx;
+  auto c = channel("webhook", rx.url());
+  c.rate_limit = 2;
+  c.rate_limit_period_seconds = 60;
+  auto n = must_make(c);
+  const auto e1 = sample_anomaly("e1");
+  n->enqueue(e1);
+  for (const char* id : {"c-1", "c-2", "c-3"}) n->enqueue(capture_followup(e1, id));
+  n->enqueue(sample_anomaly("e2", "pod-2"));  // the second firing of the window: sent
+  n->enqueue(sample_anomaly("e3", "pod-3"));  // the third: held back
+  n->enqueue(capture_followup(sample_anomaly("e3", "pod-3")));
+  n->enqueue(capture_followup(e1, "c-4"));
+  ASSERT_TRUE(rx.wait_ok(6, 3s)) << rx.ok_hits().size();
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(delivered(rx), (std::vector<std::string>{"e1/firing", "e1/c-1", "e1/c-2", "e1/c-3", "e2/firing", "e1/c-4"}));
+  EXPECT_EQ(n->stats().suppressed, 2u);
+}
+
+// A follow-up is no repeat of its episode, and comes through after the anomaly resolved; the
+// follow-up of a suppressed repeat does not, even after that repeat's resolve.
+TEST(FloodControl, FollowUpsAreNotSuppressedAsRepeats) {
+  HttpReceiver rx;
+  auto c = channel("webhook", rx.url());
+  c.suppress_repeats_seconds = 60;
+  auto n = must_make(c);
+  n->enqueue(sample_anomaly("e1"));
+  n->enqueue(resolved(sample_anomaly("e1")));
+  n->enqueue(sample_anomaly("e2"));  // a repeat of e1's rule and pod: held back
+  n->enqueue(resolved(sample_anomaly("e2")));
+  n->enqueue(capture_followup(resolved(sample_anomaly("e1"))));
+  n->enqueue(capture_followup(resolved(sample_anomaly("e2"))));
+  ASSERT_TRUE(rx.wait_ok(3, 3s));
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(delivered(rx), (std::vector<std::string>{"e1/firing", "e1/resolved", "e1/c-0001"}));
+  EXPECT_EQ(rx.ok_hits()[2].json()["status"], "resolved");
+  EXPECT_EQ(n->stats().suppressed, 3u);
+}
+
+// Slack's group_wait neither delays a follow-up nor merges it into a group of anomalies.
+TEST(FloodControl, SlackGroupWaitDoesNotHoldOrMergeFollowUps) {
+  HttpReceiver rx;
+  auto c = channel("slack", rx.url());
+  c.group_wait_seconds = 0.5;
+  auto n = must_make(c);
+  const auto start = Clock::now();
+  n->enqueue(capture_followup(sample_anomaly("x0", "pod-0")));
+  ASSERT_TRUE(rx.wait_ok(1, 2s));
+  EXPECT_LT(rx.ok_hits()[0].at - start, 400ms) << "not held for group_wait";
+  n->enqueue(sample_anomaly("a1", "pod-1"));
+  n->enqueue(capture_followup(sample_anomaly("x0", "pod-0"), "c-0002"));
+  n->enqueue(sample_anomaly("a2", "pod-2"));
+  ASSERT_TRUE(rx.wait_ok(3, 3s));
+  std::this_thread::sleep_for(150ms);
+  const auto hits = rx.ok_hits();
+  ASSERT_EQ(hits.size(), 3u);
+  EXPECT_EQ(hits[0].json()["text"], "Capture ready for pod_drop_surge on shop/pod-0: 1234 packets (3 lost, incomplete)");
+  EXPECT_EQ(hits[1].json()["text"], "2 anomalies on worker-1") << hits[1].body;
+  EXPECT_EQ(hits[2].json()["text"], "Capture ready for pod_drop_surge on shop/pod-0: 1234 packets (3 lost, incomplete)");
+  EXPECT_EQ(n->stats().sent, 4u);
+}
+
+// The follow-up's Idempotency-Key differs from the firing's (a receiver that drops repeated
+// keys keeps it), is the same when the same follow-up is sent again, and differs per capture.
+TEST(Delivery, FollowUpHasAnIdempotencyKeyOfItsOwn) {
+  HttpReceiver rx;
+  auto n = must_make(channel("webhook", rx.url(), "hook"));
+  const auto a = sample_anomaly("k1");
+  n->enqueue(a);
+  n->enqueue(capture_followup(a));
+  n->enqueue(capture_followup(a));  // the agent sending it again
+  n->enqueue(capture_followup(a, "c-0002"));
+  ASSERT_TRUE(rx.wait_ok(4));
+  const auto hits = rx.ok_hits();
+  const std::string firing = hits[0].header("Idempotency-Key");
+  const std::string follow = hits[1].header("Idempotency-Key");
+  EXPECT_NE(follow, firing);
+  EXPECT_EQ(hits[2].header("Idempotency-Key"), follow);
+  EXPECT_NE(hits[3].header("Idempotency-Key"), follow);
+  EXPECT_EQ(follow, followup_key("hook", capture_followup(a)));
+  EXPECT_NE(followup_key("other", capture_followup(a)), follow) << "per channel";
+  EXPECT_EQ(hits[1].header("X-Vigil-Delivery"), follow);
+  EXPECT_EQ(follow.size(), 36u);
+  EXPECT_EQ(follow[14], '8') << "a version 8 UUID: " << follow;
 }
 
 TEST(Delivery, LatencyHistogramCountsEverySent) {

@@ -199,6 +199,131 @@ TEST(AlertmanagerFormat, AnnotatesTheCaptures) {
   EXPECT_FALSE(none["annotations"].contains("capture_url"));
 }
 
+// --- the capture follow-up (event "capture.completed") in every format --------------------
+
+TEST(WebhookFormat, FollowUpBodyHasTheEventAndTheCapture) {
+  const json body = render_one("webhook", capture_followup(sample_anomaly("3f9c2a7e61d04b8a")));
+  EXPECT_EQ(body["event"], "capture.completed");
+  EXPECT_EQ(body["id"], "3f9c2a7e61d04b8a");
+  EXPECT_EQ(body["status"], "firing");
+  EXPECT_EQ(body["capture"], json::parse(R"({
+    "id": "c-0001", "url": "http://worker-1:9965/api/v1/captures/c-0001/pcap",
+    "status": "incomplete", "complete": false, "packets": 1234, "packets_lost": 3, "bytes": 190000,
+    "ended_by": "after_elapsed", "error": null,
+    "window": {"start": "2026-11-25T12:34:46.789Z", "end": "2026-11-25T12:35:26.789Z"}})"));
+  EXPECT_EQ(body["captures"], json::parse(R"([{"id": "c-0001", "url": "http://worker-1:9965/api/v1/captures/c-0001/pcap"}])"));
+}
+
+// A template written for anomalies only would show the follow-up as the anomaly again: such a
+// webhook gets none. One that uses {{event}} or {{capture...}} gets them.
+TEST(WebhookFormat, TemplatesGetFollowUpsOnlyIfTheyAskForThem) {
+  Message m;
+  m.anomaly = capture_followup(sample_anomaly("a"));
+  NotifierConfig c = channel("webhook", "http://127.0.0.1:9/x");
+  c.agent_url = "http://worker-1:9965";
+  c.body_template = R"({"text": "{{severity}}: {{summary}}"})";
+  EXPECT_NE(make_webhook_format(c)->render({&m}).skip, "");
+  c.body_template = R"({"text": "{{summary}}", "kind": "{{event}}"})";
+  ASSERT_FALSE(template_problem(c.body_template));
+  auto r = make_webhook_format(c)->render({&m});
+  EXPECT_EQ(r.skip, "");
+  EXPECT_EQ(json::parse(r.body)["kind"], "capture.completed");
+  c.body_template = R"({"pcap": "{{capture.url}}", "n": "{{capture.packets}}"})";
+  ASSERT_FALSE(template_problem(c.body_template)) << *template_problem(c.body_template);
+  r = make_webhook_format(c)->render({&m});
+  EXPECT_EQ(json::parse(r.body), json::parse(R"({"pcap": "http://worker-1:9965/api/v1/captures/c-0001/pcap", "n": 1234})"));
+  // {{captures}} is the anomaly's list, not a follow-up field; the anomaly itself renders as before.
+  c.body_template = R"({"links": "{{captures}}"})";
+  EXPECT_NE(make_webhook_format(c)->render({&m}).skip, "");
+  Message firing;
+  firing.anomaly = sample_anomaly("a");
+  c.body_template = R"({"kind": "{{event}}"})";
+  EXPECT_EQ(json::parse(make_webhook_format(c)->render({&firing}).body), json::parse(R"({"kind": null})"));
+}
+
+TEST(SlackFormat, FollowUpIsAShortMessageWithADownloadButton) {
+  const json body = render_one("slack", capture_followup(sample_anomaly("3f9c2a7e61d04b8a")));
+  const json expected = json::parse(R"J({
+    "text": "Capture ready for pod_drop_surge on shop/checkout-7d9f8: 1234 packets (3 lost, incomplete)",
+    "blocks": [
+      {"type": "section", "text": {"type": "mrkdwn",
+        "text": "📦 Capture ready for pod_drop_surge on shop/checkout-7d9f8: 1234 packets (3 lost, incomplete)"}},
+      {"type": "context", "elements": [{"type": "mrkdwn",
+        "text": "capture c-0001 · ended by after_elapsed · 40s from 2026-11-25T12:34:46.789Z · anomaly 3f9c2a7e61d04b8a (firing)"}]},
+      {"type": "actions", "elements": [{"type": "button",
+        "text": {"type": "plain_text", "text": "Download capture", "emoji": true},
+        "url": "http://worker-1:9965/api/v1/captures/c-0001/pcap"}]}
+    ]})J");
+  EXPECT_EQ(body, expected) << body.dump(2);
+
+  auto complete = capture_followup(sample_anomaly("x"));
+  complete.capture_done.status = "complete";
+  complete.capture_done.complete = true;
+  complete.capture_done.packets_lost = 0;
+  EXPECT_EQ(render_one("slack", complete)["text"], "Capture ready for pod_drop_surge on shop/checkout-7d9f8: 1234 packets");
+
+  auto failed = capture_followup(sample_anomaly("x"));
+  failed.capture_done.status = "failed";
+  failed.capture_done.error = "disk full";
+  const json f = render_one("slack", failed);
+  EXPECT_EQ(f["text"], "Capture failed for pod_drop_surge on shop/checkout-7d9f8: disk full");
+  EXPECT_NE(f["blocks"].back()["type"], "actions") << "nothing to download";
+}
+
+TEST(PagerDutyFormat, FollowUpIsAChangeEventNotATrigger) {
+  HttpReceiver rx;
+  auto c = channel("pagerduty", rx.url("/v2/enqueue"));
+  c.agent_url = "http://worker-1:9965";
+  auto n = must_make(c);
+  const Anomaly a = sample_anomaly("3f9c2a7e61d04b8a");
+  n->enqueue(a);
+  n->enqueue(capture_followup(a));
+  ASSERT_TRUE(rx.wait_ok(2));
+  const auto hits = rx.ok_hits();
+  EXPECT_EQ(hits[0].path, "/v2/enqueue");
+  EXPECT_EQ(hits[1].path, "/v2/change/enqueue");
+  json details = json::parse(dump_json(encode_webhook_payload(capture_followup(a), "http://worker-1:9965")));
+  details["dedup_key"] = pagerduty_dedup_key(a);
+  const json change = {
+      {"routing_key", "R0UTINGKEY"},
+      {"payload",
+       {{"summary", "Capture ready for pod_drop_surge on shop/checkout-7d9f8: 1234 packets (3 lost, incomplete)"},
+        {"source", "worker-1"},
+        {"timestamp", "2026-11-25T12:35:26.789Z"},
+        {"custom_details", details}}},
+      {"links", {{{"href", "http://worker-1:9965/api/v1/captures/c-0001/pcap"}, {"text", "Packet capture c-0001"}}}},
+  };
+  EXPECT_EQ(hits[1].json(), change) << hits[1].body;
+  EXPECT_FALSE(hits[1].json().contains("event_action"));
+  EXPECT_TRUE(eventually([&] { return n->stats().sent == 2u; }));
+
+  // A url that is not .../enqueue: the change events endpoint is unknown, nothing is sent.
+  Message m;
+  m.anomaly = capture_followup(a);
+  EXPECT_NE(make_pagerduty_format(channel("pagerduty", "http://127.0.0.1:9/pd-proxy"))->render({&m}).skip, "");
+  // The query stays.
+  auto r = make_pagerduty_format(channel("pagerduty", "https://events.eu.pagerduty.com/v2/enqueue/?x=1"))->render({&m});
+  EXPECT_EQ(r.path, "/v2/change/enqueue?x=1");
+}
+
+TEST(AlertmanagerFormat, FollowUpUpdatesTheFiringAlertsCaptureAnnotations) {
+  auto a = sample_anomaly("3f9c2a7e61d04b8a");
+  a.captures = {"c-0001"};
+  const json before = render_one("alertmanager", a)[0];
+  const json after = render_one("alertmanager", capture_followup(a, "c-0002"))[0];
+  EXPECT_EQ(after["labels"], before["labels"]) << "the same alert";
+  EXPECT_EQ(after["startsAt"], before["startsAt"]);
+  EXPECT_FALSE(after.contains("endsAt"));
+  EXPECT_EQ(after["annotations"]["capture_ids"], "c-0001,c-0002");
+  EXPECT_EQ(after["annotations"]["capture_url"], "http://worker-1:9965/api/v1/captures/c-0002/pcap");
+  EXPECT_EQ(after["annotations"]["capture_status"], "incomplete");
+  EXPECT_FALSE(before["annotations"].contains("capture_status"));
+  // Resolved: nothing to update.
+  Message m;
+  m.anomaly = capture_followup(resolved(a));
+  EXPECT_NE(make_alertmanager_format(channel("alertmanager", "http://127.0.0.1:9/"))->render({&m}).skip, "");
+}
+
 TEST(Sparkline, ScalesToEightLevels) {
   EXPECT_EQ(sparkline({0, 1, 2, 3, 4, 5, 6, 7}), "▁▂▃▄▅▆▇█");
   EXPECT_EQ(sparkline({5, 5, 5}), "▁▁▁");
@@ -302,8 +427,8 @@ TEST(WebhookFormat, TemplateReshapesTheBody) {
             "unknown field '{{metric.nope}}' (see docs/webhook.md for the fields)");
 }
 
-// The documented JSON Schema accepts real bodies (firing, resolved, with nulls) and rejects a
-// broken one. Validated by python3-jsonschema, the reference implementation.
+// The documented JSON Schema accepts real bodies (firing, resolved, with nulls, capture
+// follow-ups) and the examples in docs/webhook.md, and rejects broken ones. Validated by python3-jsonschema, the reference implementation.
 TEST(WebhookSchema, RealPayloadsValidate) {
   if (std::system("python3 -c 'import jsonschema' 2>/dev/null") != 0) GTEST_SKIP() << "python3-jsonschema missing";
   const std::string dir = make_temp_dir();
@@ -315,10 +440,28 @@ TEST(WebhookSchema, RealPayloadsValidate) {
   nan_anomaly.captures = {"c-0001"};  // without an agent_url: ids only
   auto captured = resolved(sample_anomaly("c"));
   captured.captures = {"c-0001", "c-0002"};
-  const std::vector<std::string> bodies = {dump_json(encode_webhook_payload(sample_anomaly("a"))),
-                                           dump_json(encode_webhook_payload(resolved(sample_anomaly("a")))),
-                                           dump_json(encode_webhook_payload(nan_anomaly)),
-                                           dump_json(encode_webhook_payload(captured, "http://worker-1:9965"))};
+  auto failed_followup = capture_followup(resolved(sample_anomaly("f")));
+  failed_followup.capture_done.status = "failed";
+  failed_followup.capture_done.error = "disk full";
+  failed_followup.capture_done.window_end = NAN;
+  std::vector<std::string> bodies = {dump_json(encode_webhook_payload(sample_anomaly("a"))),
+                                     dump_json(encode_webhook_payload(resolved(sample_anomaly("a")))),
+                                     dump_json(encode_webhook_payload(nan_anomaly)),
+                                     dump_json(encode_webhook_payload(captured, "http://worker-1:9965")),
+                                     dump_json(encode_webhook_payload(capture_followup(sample_anomaly("f")), "http://w:1")),
+                                     dump_json(encode_webhook_payload(failed_followup, "http://w:1"))};
+  // And every example in docs/webhook.md.
+  {
+    std::ifstream doc(VIGIL_SOURCE_DIR "/docs/webhook.md");
+    std::string text((std::istreambuf_iterator<char>(doc)), std::istreambuf_iterator<char>());
+    const std::string fence = "```json\n";
+    size_t examples = 0;
+    for (size_t at = text.find(fence); at != std::string::npos; at = text.find(fence, at + 1), ++examples) {
+      const size_t end = text.find("\n```", at + fence.size());
+      bodies.push_back(text.substr(at + fence.size(), end - at - fence.size()));
+    }
+    EXPECT_EQ(examples, 2u) << "the body and the capture follow-up";
+  }
   for (size_t i = 0; i < bodies.size(); ++i) std::ofstream(dir + "/ok" + std::to_string(i) + ".json") << bodies[i];
   auto broken = json::parse(bodies[1]);
   broken.erase("ended_at");
@@ -326,6 +469,12 @@ TEST(WebhookSchema, RealPayloadsValidate) {
   auto bad_capture = json::parse(bodies[3]);
   bad_capture["captures"][0].erase("id");
   std::ofstream(dir + "/bad-capture.json") << bad_capture.dump();
+  auto bad_followup = json::parse(bodies[4]);  // an event without its capture
+  bad_followup.erase("capture");
+  std::ofstream(dir + "/bad-followup.json") << bad_followup.dump();
+  auto bad_status = json::parse(bodies[4]);
+  bad_status["capture"]["status"] = "done";
+  std::ofstream(dir + "/bad-status.json") << bad_status.dump();
   const std::string script = dir + "/check.py";
   std::ofstream(script) << "import json, sys, jsonschema\n"
                            "schema = json.load(open(sys.argv[1]))\n"
@@ -334,14 +483,22 @@ TEST(WebhookSchema, RealPayloadsValidate) {
                            "for f in sys.argv[2:]:\n"
                            "    errs = list(v.iter_errors(json.load(open(f))))\n"
                            "    print(f.split('/')[-1], 'valid' if not errs else 'invalid')\n";
-  const std::string cmd = "python3 " + script + " " VIGIL_SOURCE_DIR "/docs/webhook.schema.json " + dir + "/ok0.json " +
-                          dir + "/ok1.json " + dir + "/ok2.json " + dir + "/ok3.json " + dir + "/bad.json " + dir +
-                          "/bad-capture.json > " + dir + "/out.txt 2>&1";
+  std::string cmd = "python3 " + script + " " VIGIL_SOURCE_DIR "/docs/webhook.schema.json";
+  std::string expected;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    cmd += " " + dir + "/ok" + std::to_string(i) + ".json";
+    expected += "ok" + std::to_string(i) + ".json valid\n";
+  }
+  for (const char* bad : {"bad", "bad-capture", "bad-followup", "bad-status"}) {
+    cmd += " " + dir + "/" + bad + ".json";
+    expected += std::string(bad) + ".json invalid\n";
+  }
+  cmd += " > " + dir + "/out.txt 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream in(dir + "/out.txt");
   std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(rc, 0) << out;
-  EXPECT_EQ(out, "ok0.json valid\nok1.json valid\nok2.json valid\nok3.json valid\nbad.json invalid\nbad-capture.json invalid\n");
+  EXPECT_EQ(out, expected);
   std::filesystem::remove_all(dir);
 }
 

@@ -142,6 +142,22 @@ TEST(LogNotifier, WritesOneJsonLinePerAnomaly) {
   EXPECT_EQ((*n)->stats().dropped, 1u);
 }
 
+TEST(LogNotifier, FollowUpIsOneLine) {
+  auto n = make_notifier(log_channel("default"));
+  ASSERT_TRUE(n.ok());
+  Anomaly a = anomaly("a1");
+  a.event = kEventCaptureCompleted;
+  a.capture_done.id = "c-1";
+  a.capture_done.status = "complete";
+  testing::internal::CaptureStdout();
+  (*n)->enqueue(a);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  const auto line = nlohmann::json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(line["event"], "capture.completed");
+  EXPECT_EQ(line["capture"]["id"], "c-1");
+}
+
 TEST(LogNotifier, InvalidUtf8DoesNotThrow) {
   auto n = make_notifier(log_channel("default"));
   ASSERT_TRUE(n.ok());

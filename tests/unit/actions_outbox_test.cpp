@@ -155,6 +155,71 @@ TEST(Outbox, RecordRoundTripKeepsCapturesAndRecentValues) {
   EXPECT_TRUE(old_back->anomaly.captures.empty());
 }
 
+// A queued capture follow-up survives a restart: the event and the capture are in the record,
+// and it goes out with its key. Records without them are the anomaly's own notifications.
+TEST(Outbox, RecordRoundTripKeepsAFollowUp) {
+  Message m;
+  m.seq = 8;
+  m.key = followup_key("hook", capture_followup(sample_anomaly("f1")));
+  m.enqueued_unix = 1795610130;
+  m.anomaly = capture_followup(sample_anomaly("f1"), "c-0009");
+  m.anomaly.capture_done.error = "partial";
+  m.anomaly.capture_done.window_end = NAN;
+  const nlohmann::json j = nlohmann::json::parse(message_to_json(m).dump());
+  auto back = message_from_json(j);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  const auto& d = back->anomaly.capture_done;
+  EXPECT_EQ(back->anomaly.event, "capture.completed");
+  EXPECT_EQ(d.id, "c-0009");
+  EXPECT_EQ(d.status, "incomplete");
+  EXPECT_EQ(d.ended_by, "after_elapsed");
+  EXPECT_EQ(d.error, "partial");
+  EXPECT_FALSE(d.complete);
+  EXPECT_EQ(d.packets, 1234u);
+  EXPECT_EQ(d.packets_lost, 3u);
+  EXPECT_EQ(d.bytes, 190000u);
+  EXPECT_EQ(d.window_start, m.anomaly.capture_done.window_start);
+  EXPECT_TRUE(std::isnan(d.window_end));
+  EXPECT_EQ(back->anomaly.captures, (std::vector<std::string>{"c-0009"}));
+  EXPECT_EQ(back->key, m.key);
+
+  Message plain;
+  plain.anomaly = sample_anomaly("p1");
+  const nlohmann::json pj = message_to_json(plain);
+  EXPECT_FALSE(pj["anomaly"].contains("event")) << "only follow-ups carry the event";
+  auto plain_back = message_from_json(pj);
+  ASSERT_TRUE(plain_back.ok());
+  EXPECT_EQ(plain_back->anomaly.event, "");
+  EXPECT_EQ(plain_back->anomaly.capture_done.id, "");
+}
+
+TEST(Outbox, QueuedFollowUpIsDeliveredAfterARestart) {
+  const std::string dir = make_temp_dir();
+  int port = 0;
+  {
+    HttpReceiver probe;
+    port = probe.port();
+  }
+  NotifierConfig c = channel("webhook", "http://127.0.0.1:" + std::to_string(port) + "/hook", "hook");
+  c.outbox_dir = dir + "/hook";
+  const Anomaly f = capture_followup(sample_anomaly("f2"));
+  {
+    auto n = must_make(c);
+    n->enqueue(f);
+    n->stop();
+  }
+  EXPECT_EQ(files_in(dir + "/hook"), 1u);
+  HttpReceiver rx(nullptr, port);
+  auto n = must_make(c);
+  ASSERT_TRUE(rx.wait_ok(1, 5s));
+  const auto hit = rx.ok_hits()[0];
+  EXPECT_EQ(hit.json()["event"], "capture.completed");
+  EXPECT_EQ(hit.json()["capture"]["packets"], 1234);
+  EXPECT_EQ(hit.header("Idempotency-Key"), followup_key("hook", f));
+  n->stop();
+  fs::remove_all(dir);
+}
+
 TEST(Outbox, UnwritableDirectoryIsAnErrorNamingIt) {
   NotifierConfig c = channel("webhook", "http://127.0.0.1:9/", "hook");
   c.outbox_dir = "/proc/vigil-no-such/outbox";

@@ -119,26 +119,81 @@ TEST(Rfc3339, UtcWithMilliseconds) {
   EXPECT_EQ(format_rfc3339(-0.25), "1969-12-31T23:59:59.750Z");
 }
 
-// The resolved example in docs/webhook.md (with a capture, for a notifier with agent_url) is
-// exactly what the encoder produces.
-TEST(WebhookPayload, MatchesDocumentedExample) {
+// The n-th (from 0) ```json block of docs/webhook.md, "" if there is none.
+std::string documented_json(size_t n) {
   std::ifstream in(VIGIL_SOURCE_DIR "/docs/webhook.md");
-  ASSERT_TRUE(in) << "cannot read docs/webhook.md";
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string doc = ss.str();
   const std::string fence = "```json\n";
-  const size_t start = doc.find(fence);
-  ASSERT_NE(start, std::string::npos) << "no ```json block in docs/webhook.md";
+  size_t start = doc.find(fence);
+  for (size_t i = 0; i < n && start != std::string::npos; ++i) start = doc.find(fence, start + fence.size());
+  if (start == std::string::npos) return "";
   const size_t end = doc.find("\n```", start + fence.size());
-  ASSERT_NE(end, std::string::npos);
-  const std::string example = doc.substr(start + fence.size(), end - start - fence.size());
+  if (end == std::string::npos) return "";
+  return doc.substr(start + fence.size(), end - start - fence.size());
+}
+
+// The capture follow-up in docs/webhook.md: the episode still firing, its capture ended with
+// packets lost.
+Anomaly documented_followup() {
+  Anomaly a = sample_anomaly();
+  a.captures = {"7c1e94d2a05b3f68"};
+  a.event = kEventCaptureCompleted;
+  a.capture_done.id = "7c1e94d2a05b3f68";
+  a.capture_done.status = "incomplete";
+  a.capture_done.ended_by = "after_elapsed";
+  a.capture_done.complete = false;
+  a.capture_done.packets = 18234;
+  a.capture_done.packets_lost = 12;
+  a.capture_done.bytes = 2516480;
+  a.capture_done.window_start = kStarted - 10;
+  a.capture_done.window_end = kStarted + 30;
+  return a;
+}
+
+// The resolved example in docs/webhook.md (with a capture, for a notifier with agent_url) is
+// exactly what the encoder produces.
+TEST(WebhookPayload, MatchesDocumentedExample) {
+  const std::string example = documented_json(0);
+  ASSERT_FALSE(example.empty()) << "no ```json block in docs/webhook.md";
 
   Anomaly a = sample_anomaly();
   a.status = AnomalyStatus::Resolved;
   a.ended_at = kEnded;
   a.captures = {"7c1e94d2a05b3f68"};
   EXPECT_EQ(encode_webhook_payload(a, "http://worker-1:9965").dump(2), example);
+}
+
+TEST(WebhookPayload, MatchesDocumentedFollowUp) {
+  const std::string example = documented_json(1);
+  ASSERT_FALSE(example.empty()) << "no second ```json block (the capture follow-up) in docs/webhook.md";
+  EXPECT_EQ(encode_webhook_payload(documented_followup(), "http://worker-1:9965").dump(2), example);
+}
+
+// The anomaly's own notifications have neither `event` nor `capture`; a follow-up has both,
+// after the fields of the episode as it is then.
+TEST(WebhookPayload, FollowUpAddsEventAndCapture) {
+  const auto plain = encode_webhook_payload(sample_anomaly(), "http://worker-1:9965");
+  EXPECT_FALSE(plain.contains("event"));
+  EXPECT_FALSE(plain.contains("capture"));
+
+  Anomaly a = documented_followup();
+  a.status = AnomalyStatus::Resolved;  // the anomaly resolved before its capture ended
+  a.ended_at = kEnded;
+  a.capture_done.status = "failed";
+  a.capture_done.ended_by = "error";
+  a.capture_done.error = "write capture.pcapng: No space left on device";
+  a.capture_done.window_end = std::numeric_limits<double>::quiet_NaN();
+  const auto j = encode_webhook_payload(a, "http://worker-1:9965");
+  EXPECT_EQ(j["event"], "capture.completed");
+  EXPECT_EQ(j["status"], "resolved");
+  EXPECT_EQ(j["ended_at"], "2026-11-25T12:41:56.250Z");
+  EXPECT_EQ(j["capture"]["status"], "failed");
+  EXPECT_FALSE(j["capture"].contains("url")) << "a failed capture has no pcapng to link";
+  EXPECT_EQ(j["capture"]["error"], "write capture.pcapng: No space left on device");
+  EXPECT_TRUE(j["capture"]["window"]["end"].is_null());
+  EXPECT_FALSE(encode_webhook_payload(documented_followup())["capture"].contains("url")) << "no agent_url";
 }
 
 }  // namespace

@@ -126,6 +126,23 @@ inline Anomaly resolved(Anomaly a, double ended_at = 1795610516.25) {
   return a;
 }
 
+// The follow-up the agent sends when capture `id` of the episode `a` has ended: 1234 packets,
+// 3 lost, so incomplete; the window 10 s before to 30 s after the start.
+inline Anomaly capture_followup(Anomaly a, const std::string& id = "c-0001") {
+  if (std::find(a.captures.begin(), a.captures.end(), id) == a.captures.end()) a.captures.push_back(id);
+  a.event = kEventCaptureCompleted;
+  a.capture_done.id = id;
+  a.capture_done.status = "incomplete";
+  a.capture_done.ended_by = "after_elapsed";
+  a.capture_done.complete = false;
+  a.capture_done.packets = 1234;
+  a.capture_done.packets_lost = 3;
+  a.capture_done.bytes = 190000;
+  a.capture_done.window_start = a.started_at - 10;
+  a.capture_done.window_end = a.started_at + 30;
+  return a;
+}
+
 inline NotifierConfig channel(const std::string& type, const std::string& url, const std::string& name = "ch") {
   NotifierConfig c;
   c.name = name;
