@@ -112,6 +112,11 @@ const std::vector<double>& latency_bounds();
 // (Anomaly::event "capture.completed") adds `event` and a `capture` object.
 nlohmann::ordered_json encode_webhook_payload(const Anomaly& anomaly, const std::string& agent_url = "");
 
+// Anomaly::capture_done from a capture's manifest (what CaptureCompleted passes, docs/captures.md):
+// id, status, ended_by, error (null -> ""), complete, packets, packets_lost, bytes_written,
+// window.start/end. Missing or mistyped fields stay at their defaults.
+Anomaly::CaptureDone capture_done_from_manifest(const nlohmann::json& manifest);
+
 // Where the agent serves a capture's pcapng: <agent_url>/api/v1/captures/<id>/pcap; "" without
 // an agent_url.
 std::string capture_url(const std::string& agent_url, const std::string& id);

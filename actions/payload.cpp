@@ -53,6 +53,32 @@ std::string capture_url(const std::string& agent_url, const std::string& id) {
   return base + "/api/v1/captures/" + id + "/pcap";
 }
 
+Anomaly::CaptureDone capture_done_from_manifest(const nlohmann::json& m) {
+  Anomaly::CaptureDone d;
+  if (!m.is_object()) return d;
+  const auto text = [&](const char* key) {
+    auto it = m.find(key);
+    return it != m.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const auto count = [&](const char* key) {
+    auto it = m.find(key);
+    return it != m.end() && it->is_number_unsigned() ? it->get<uint64_t>() : uint64_t{0};
+  };
+  d.id = text("id");
+  d.status = text("status");
+  d.ended_by = text("ended_by");
+  d.error = text("error");
+  if (auto it = m.find("complete"); it != m.end() && it->is_boolean()) d.complete = it->get<bool>();
+  d.packets = count("packets");
+  d.packets_lost = count("packets_lost");
+  d.bytes = count("bytes_written");
+  if (auto w = m.find("window"); w != m.end() && w->is_object()) {
+    if (auto s = w->find("start"); s != w->end() && s->is_number()) d.window_start = s->get<double>();
+    if (auto e = w->find("end"); e != w->end() && e->is_number()) d.window_end = e->get<double>();
+  }
+  return d;
+}
+
 nlohmann::ordered_json encode_webhook_payload(const Anomaly& a, const std::string& agent_url) {
   ojson group = ojson::object();
   for (const auto& [k, v] : a.scope)

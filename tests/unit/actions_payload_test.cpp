@@ -196,5 +196,29 @@ TEST(WebhookPayload, FollowUpAddsEventAndCapture) {
   EXPECT_FALSE(encode_webhook_payload(documented_followup())["capture"].contains("url")) << "no agent_url";
 }
 
+// The agent fills the follow-up from the capture's manifest (actions/capture.cpp writes it).
+TEST(WebhookPayload, CaptureDoneFromAManifest) {
+  const auto m = nlohmann::json::parse(R"({
+    "id": "7c1e94d2a05b3f68", "status": "incomplete", "ended_by": "max_packets", "error": null,
+    "window": {"start": 1795610086.789, "trigger": 1795610096.789, "end": 1795610126.789},
+    "packets": 18234, "bytes_written": 2516480, "packets_lost": 12, "complete": false})");
+  const auto d = capture_done_from_manifest(m);
+  EXPECT_EQ(d.id, "7c1e94d2a05b3f68");
+  EXPECT_EQ(d.status, "incomplete");
+  EXPECT_EQ(d.ended_by, "max_packets");
+  EXPECT_EQ(d.error, "");
+  EXPECT_FALSE(d.complete);
+  EXPECT_EQ(d.packets, 18234u);
+  EXPECT_EQ(d.packets_lost, 12u);
+  EXPECT_EQ(d.bytes, 2516480u);
+  EXPECT_DOUBLE_EQ(d.window_start, 1795610086.789);
+  EXPECT_DOUBLE_EQ(d.window_end, 1795610126.789);
+  const auto failed = capture_done_from_manifest(nlohmann::json::parse(
+      R"({"id": "x", "status": "failed", "ended_by": "error", "error": "ENOSPC", "complete": false})"));
+  EXPECT_EQ(failed.error, "ENOSPC");
+  EXPECT_EQ(failed.packets, 0u);
+  EXPECT_EQ(capture_done_from_manifest(nlohmann::json()).id, "");
+}
+
 }  // namespace
 }  // namespace vigil::actions
