@@ -24,6 +24,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "engine/kube/kube_client.h"
+
 namespace vigil {
 namespace {
 
@@ -39,7 +41,11 @@ const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
-const std::vector<std::string> kPodsKeys = {"source", "file"};
+const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
+const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
+                                            "namespaces", "observe", "label_allowlist", "watch_timeout", "resync",
+                                            "request_timeout", "backoff_initial", "backoff_max", "owner_cache_size"};
+const std::vector<std::string> kKubeNamespaceKeys = {"include", "exclude"};
 std::string join(const std::vector<std::string>& items, const std::string& sep) {
   std::string out;
   for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
@@ -108,6 +114,7 @@ class Parser {
     config.path = origin_;
     try {
       parse_root(root, config);
+      config.pods.kubernetes.node = config.node;
     } catch (const std::exception& e) {  // a yaml-cpp surprise must not escape to the caller
       error(YAML::Mark::null_mark(), "", std::string("internal error while reading the config: ") + e.what());
     }
@@ -524,14 +531,18 @@ class Parser {
     if (const Entry* e = entries->find("source")) {
       source = string_value(e->value, "pods.source");
       if (!source) return;
-      if (*source != "file" && *source != "netns" && *source != "none") {
-        error(e->value.mark, "pods.source", "unknown source '" + *source + "' (known: file, netns, none)");
+      if (*source != "file" && *source != "netns" && *source != "kubernetes" && *source != "none") {
+        error(e->value.mark, "pods.source", "unknown source '" + *source + "' (known: file, netns, kubernetes, none)");
         return;
       }
     }
     const Entry* file_entry = entries->find("file");
     if (!source) source = file_entry ? "file" : "netns";  // `file:` alone implies source: file
     pods.source = *source;
+    if (const Entry* k = entries->find("kubernetes")) {
+      if (pods.source != "kubernetes") error(k->key.Mark(), "pods.kubernetes", "only used with source: kubernetes");
+      else parse_kubernetes(k->value, pods.kubernetes);
+    }
     if (!file_entry) {
       if (pods.source == "file") error(v.mark, "pods", "missing key 'file' (required with source: file)");
       return;
@@ -546,6 +557,124 @@ class Parser {
       error(fv.mark, "pods.file", "'" + pods.file + "': " + std::strerror(errno));
     else if (S_ISDIR(st.st_mode))
       error(fv.mark, "pods.file", "'" + pods.file + "' is a directory, not a pods file");
+  }
+
+  // Why `path` cannot be used as a file ("'/x': No such file or directory"), or nothing.
+  static std::optional<std::string> file_problem(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) return "'" + path + "': " + std::strerror(errno);
+    if (S_ISDIR(st.st_mode)) return "'" + path + "' is a directory";
+    return std::nullopt;
+  }
+
+  // DNS-1123 label (namespace names).
+  static bool valid_namespace(const std::string& s) {
+    if (s.empty() || s.size() > 63) return false;
+    for (char c : s)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    return s.front() != '-' && s.back() != '-';
+  }
+
+  // A label key: [prefix/]name, name 1-63 of [A-Za-z0-9._-] starting and ending alphanumeric.
+  static bool valid_label_key(const std::string& key) {
+    const size_t slash = key.find('/');
+    const std::string prefix = slash == std::string::npos ? "" : key.substr(0, slash);
+    const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+    if (name.empty() || name.size() > 63 || !alnum(name.front()) || !alnum(name.back())) return false;
+    for (char c : name)
+      if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
+    if (slash == std::string::npos) return true;
+    if (prefix.empty() || prefix.size() > 253 || !alnum(prefix.front()) || !alnum(prefix.back())) return false;
+    for (char c : prefix)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
+    return true;
+  }
+
+  void parse_kubernetes(const Value& v, kube::KubeOptions& k) {
+    auto entries = map_entries(v, "pods.kubernetes", kKubeKeys);
+    if (!entries) return;
+    bool backoff_max_set = false;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "pods.kubernetes." + name;
+      auto existing_file = [&](std::string& out) {
+        auto s = nonempty_string(value, path);
+        if (!s) return;
+        const std::string f = resolve(base_dir_, *s);
+        if (auto problem = file_problem(f)) error(value.mark, path, *problem);
+        else out = f;
+      };
+      auto string_list = [&](const Value& lv, const std::string& lpath, std::vector<std::string>& out,
+                             bool (*valid)(const std::string&), const char* what) {
+        if (!lv.node.IsSequence()) {
+          error(lv.mark, lpath, std::string("expected a list of ") + what);
+          return;
+        }
+        out.clear();
+        for (size_t i = 0; i < lv.node.size(); ++i) {
+          const Value item = value_of(lv.node[i]);
+          const std::string ipath = lpath + "[" + std::to_string(i) + "]";
+          auto s = string_value(item, ipath);
+          if (!s) continue;
+          if (!valid(*s)) error(item.mark, ipath, "'" + *s + "' is not a valid " + std::string(what).substr(0, std::string(what).size() - 1));
+          else if (std::find(out.begin(), out.end(), *s) == out.end()) out.push_back(*s);
+        }
+      };
+      if (name == "kubeconfig" || name == "ca_file" || name == "token_file") {
+        existing_file(name == "kubeconfig" ? k.kubeconfig : name == "ca_file" ? k.ca_file : k.token_file);
+      } else if (name == "api_server") {
+        if (auto s = nonempty_string(value, path)) {
+          std::string host;
+          int port = 0;
+          if (auto r = kube::parse_server_url(*s, host, port); !r) error(value.mark, path, r.error().message);
+          else k.api_server = *s;
+        }
+      } else if (name == "allow_insecure") {
+        if (auto b = bool_value(value, path)) k.allow_insecure = *b;
+      } else if (name == "namespaces") {
+        auto ns = map_entries(value, path, kKubeNamespaceKeys);
+        if (!ns) continue;
+        for (const auto& e : ns->items)
+          string_list(e.value, path + "." + e.name, e.name == "include" ? k.include_namespaces : k.exclude_namespaces,
+                      &valid_namespace, "namespace names");
+      } else if (name == "observe") {
+        if (auto s = string_value(value, path)) {
+          if (*s != "all" && *s != "annotated") error(value.mark, path, "unknown value '" + *s + "' (known: all, annotated)");
+          else k.observe = *s;
+        }
+      } else if (name == "label_allowlist") {
+        string_list(value, path, k.label_allowlist, &valid_label_key, "label keys");
+      } else if (name == "watch_timeout") {
+        bounded<double>(duration_value(value, path), 1, 3600, value, path, "1s to 1h", k.watch_timeout_seconds);
+      } else if (name == "resync") {
+        auto d = duration_value(value, path);
+        if (d && *d != 0 && (*d < 10 || *d > 86400)) error(value.mark, path, "must be 0 (off) or from 10s to 24h");
+        else if (d) k.resync_seconds = *d;
+      } else if (name == "request_timeout") {
+        bounded<double>(duration_value(value, path), 0.1, 300, value, path, "100ms to 5m", k.request_timeout_seconds);
+      } else if (name == "backoff_initial") {
+        bounded<double>(duration_value(value, path), 0.01, 60, value, path, "10ms to 1m", k.backoff_initial_seconds);
+      } else if (name == "backoff_max") {
+        backoff_max_set = true;
+        bounded<double>(duration_value(value, path), 0.01, 3600, value, path, "10ms to 1h", k.backoff_max_seconds);
+      } else if (name == "owner_cache_size") {
+        if (auto n = integer_value(value, path)) {
+          if (*n < 0 || *n > 1000000) error(value.mark, path, "must be from 0 to 1000000");
+          else k.owner_cache_size = static_cast<size_t>(*n);
+        }
+      }
+    }
+    if (!backoff_max_set) k.backoff_max_seconds = std::max(k.backoff_max_seconds, k.backoff_initial_seconds);
+    else if (k.backoff_max_seconds < k.backoff_initial_seconds)
+      error(entries->find("backoff_max")->value.mark, "pods.kubernetes.backoff_max", "must be at least backoff_initial");
+    // A kubeconfig is read now so that a broken one fails at load, with its own message.
+    if (!k.kubeconfig.empty()) {
+      std::ifstream in(k.kubeconfig);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (auto c = kube::parse_kubeconfig(text.str(), k.kubeconfig, k.allow_insecure); !c)
+        error(entries->find("kubeconfig")->value.mark, "pods.kubernetes.kubeconfig", c.error().message);
+    }
   }
 
   void parse_rules(const Value& v, std::vector<std::string>& rules) {

@@ -9,15 +9,18 @@
 
 #include "actions/capture.h"
 #include "actions/notifier.h"
+#include "engine/kube/kube_options.h"
 #include "rules/core/result.h"
 
 namespace vigil {
 
 struct PodsSourceConfig {
   // "file": the pods file; "netns": every namespace under /run/netns is a pod (namespace
-  // "default", named after the namespace); "none". Kubernetes comes later.
+  // "default", named after the namespace); "kubernetes": the node's pods from the API server
+  // (engine/kube); "none".
   std::string source = "netns";
   std::string file;             // for source: file; absolute after loading
+  kube::KubeOptions kubernetes;  // for source: kubernetes; node = Config::node after loading
 };
 
 struct MetricsConfig {

@@ -110,6 +110,7 @@ Result<void> parse_server_url(const std::string& url, std::string& host, int& po
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.find('/') != std::string::npos) return make_error("server '" + url + "': a path prefix is not supported");
   std::string port_text;
+  bool has_port = false;
   if (!rest.empty() && rest[0] == '[') {
     auto close = rest.find(']');
     if (close == std::string::npos) return make_error("server '" + url + "': unterminated [IPv6 address]");
@@ -117,14 +118,18 @@ Result<void> parse_server_url(const std::string& url, std::string& host, int& po
     if (close + 1 < rest.size()) {
       if (rest[close + 1] != ':') return make_error("server '" + url + "': expected :port after ]");
       port_text = rest.substr(close + 2);
+      has_port = true;
     }
   } else {
     auto colon = rest.rfind(':');
     host = rest.substr(0, colon);
-    if (colon != std::string::npos) port_text = rest.substr(colon + 1);
+    if (colon != std::string::npos) {
+      port_text = rest.substr(colon + 1);
+      has_port = true;
+    }
   }
   port = 443;
-  if (!port_text.empty() || rest.find(':') != std::string::npos) {
+  if (has_port) {
     auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 || port > 65535)
       return make_error("server '" + url + "': port is not a number from 1 to 65535");
@@ -361,7 +366,8 @@ std::string describe(const httplib::Result& res, httplib::SSLClient& cli) {
 }  // namespace
 
 ApiClient::StreamResult ApiClient::stream(const std::string& target, double read_timeout_seconds,
-                                          const std::function<bool(std::string_view line)>& on_line) {
+                                          const std::function<bool(std::string_view line)>& on_line,
+                                          const std::function<void(int status)>& on_status) {
   StreamResult out;
   if (stopped_) {
     out.error = "stopped";
@@ -391,6 +397,7 @@ ApiClient::StreamResult ApiClient::stream(const std::string& target, double read
       target, headers,
       [&](const httplib::Response& r) {
         out.status = r.status;
+        if (on_status) on_status(r.status);
         return !stopped_.load();
       },
       [&](const char* data, size_t n) {

@@ -87,8 +87,10 @@ class ApiClient {
     bool clean_end = false;
     bool partial_line = false;  // the stream ended in the middle of a line (dropped)
   };
+  // on_status, if set, hears the status as soon as the response headers arrive.
   StreamResult stream(const std::string& target, double read_timeout_seconds,
-                      const std::function<bool(std::string_view line)>& on_line);
+                      const std::function<bool(std::string_view line)>& on_line,
+                      const std::function<void(int status)>& on_status = {});
 
   // From another thread: aborts the request in progress and refuses new ones.
   void interrupt();

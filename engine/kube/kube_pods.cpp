@@ -434,7 +434,6 @@ struct KubePods::Reflector {
         listed_at = Clock::now();
         synced();
       }
-      state("watching");
       bool gone = false, watch_error = false, malformed = false;
       std::string watch_message;
       const double timeout = std::max(1.0, self.options_.watch_timeout_seconds);
@@ -498,6 +497,11 @@ struct KubePods::Reflector {
         }
         synced();
         return true;
+      }, [&](int status) {
+        if (status != 200) return;
+        // The server took our resourceVersion: the view is current as of now.
+        state("watching");
+        synced();
       });
       if (self.stopping_) break;
       // A skipped event may have hidden a change: list again once this watch is over.

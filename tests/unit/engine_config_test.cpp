@@ -140,7 +140,7 @@ TEST_F(ConfigTest, Defaults) {
 TEST_F(ConfigTest, UnknownKeys) {
   EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
             "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)");
-  EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file)");
+  EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file, kubernetes)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
             "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, url_file, url_env, urls, headers, "
             "ca_file, secret, secret_file, secret_env, signature_header, template, routing_key, routing_key_file, "
@@ -155,7 +155,7 @@ TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
   EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
   EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
-  EXPECT_EQ(error_of("pods: file\n"), "config.yaml:1: pods: expected a map with keys source, file");
+  EXPECT_EQ(error_of("pods: file\n"), "config.yaml:1: pods: expected a map with keys source, file, kubernetes");
   EXPECT_EQ(error_of("rules: rules/*.lua\n"), "config.yaml:1: rules: expected a list of rule files or glob patterns");
   EXPECT_EQ(error_of("rules:\n  - {a: 1}\n"), "config.yaml:2: rules[0]: expected a string");
   EXPECT_EQ(error_of("notifiers: {name: a}\n"), "config.yaml:1: notifiers: expected a list of notifiers");
@@ -191,7 +191,7 @@ TEST_F(ConfigTest, BadValues) {
   EXPECT_EQ(error_of("tick: -1\n"),
             "config.yaml:1: tick: invalid duration '-1' (expected e.g. 500ms, 2s, 1m30s, 1h or a number of seconds)");
 
-  EXPECT_EQ(error_of("pods:\n  source: kubernetes\n"), "config.yaml:2: pods.source: unknown source 'kubernetes' (known: file, netns, none)");
+  EXPECT_EQ(error_of("pods:\n  source: k8s\n"), "config.yaml:2: pods.source: unknown source 'k8s' (known: file, netns, kubernetes, none)");
   EXPECT_EQ(error_of("pods:\n  source: file\n"), "config.yaml:2: pods: missing key 'file' (required with source: file)");
   EXPECT_EQ(error_of("pods:\n  source: file\n  file: missing.yaml\n"),
             "config.yaml:3: pods.file: '" + dir_ + "/missing.yaml': No such file or directory");
@@ -531,6 +531,87 @@ TEST_F(ConfigTest, NotifierTypesAndOptions) {
   write("bad.url", "ftp://secret-token@x/\n");
   EXPECT_EQ(error_of("notifiers:\n  - name: w\n    type: webhook\n    url_file: bad.url\n"),
             "config.yaml:4: notifiers[0].url_file: expected a URL starting with http:// or https://");
+}
+
+TEST_F(ConfigTest, KubernetesPods) {
+  const std::string kc = write("kube/config",
+                               "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                               "clusters: [{name: k, cluster: {server: 'https://10.0.0.1:6443', certificate-authority: ca.pem}}]\n"
+                               "contexts: [{name: c, context: {cluster: k, user: u}}]\nusers: [{name: u, user: {token: t}}]\n");
+  write("kube/ca.pem", "x");
+  write("sa/token", "t\n");
+  auto c = parse("node: worker-1\npods:\n  source: kubernetes\n  kubernetes:\n    kubeconfig: kube/config\n"
+                 "    api_server: https://127.0.0.1:6443\n    ca_file: kube/ca.pem\n    token_file: sa/token\n"
+                 "    namespaces:\n      include: [default, team-a]\n      exclude: [kube-system]\n"
+                 "    observe: annotated\n    label_allowlist: [app, app.kubernetes.io/name]\n    watch_timeout: 2m\n"
+                 "    resync: 0\n    request_timeout: 3s\n    backoff_initial: 100ms\n    backoff_max: 5s\n    owner_cache_size: 10\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& k = c->pods.kubernetes;
+  EXPECT_EQ(c->pods.source, "kubernetes");
+  EXPECT_EQ(k.node, "worker-1");
+  EXPECT_EQ(k.kubeconfig, kc);
+  EXPECT_EQ(k.api_server, "https://127.0.0.1:6443");
+  EXPECT_EQ(k.ca_file, dir_ + "/kube/ca.pem");
+  EXPECT_EQ(k.token_file, dir_ + "/sa/token");
+  EXPECT_EQ(k.include_namespaces, (std::vector<std::string>{"default", "team-a"}));
+  EXPECT_EQ(k.exclude_namespaces, (std::vector<std::string>{"kube-system"}));
+  EXPECT_EQ(k.observe, "annotated");
+  EXPECT_EQ(k.label_allowlist, (std::vector<std::string>{"app", "app.kubernetes.io/name"}));
+  EXPECT_DOUBLE_EQ(k.watch_timeout_seconds, 120);
+  EXPECT_DOUBLE_EQ(k.resync_seconds, 0);
+  EXPECT_DOUBLE_EQ(k.request_timeout_seconds, 3);
+  EXPECT_DOUBLE_EQ(k.backoff_initial_seconds, 0.1);
+  EXPECT_DOUBLE_EQ(k.backoff_max_seconds, 5);
+  EXPECT_EQ(k.owner_cache_size, 10u);
+
+  // Defaults: in-cluster, everything observed.
+  auto d = parse("node: n\npods: {source: kubernetes}\n");
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->pods.kubernetes.kubeconfig, "");
+  EXPECT_EQ(d->pods.kubernetes.node, "n");
+  EXPECT_EQ(d->pods.kubernetes.observe, "all");
+  EXPECT_EQ(d->pods.kubernetes.service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount");
+  EXPECT_DOUBLE_EQ(d->pods.kubernetes.watch_timeout_seconds, 300);
+  EXPECT_EQ(d->pods.kubernetes.label_allowlist.front(), "app");
+
+  const std::string pre = "pods:\n  source: kubernetes\n  kubernetes:\n";
+  EXPECT_EQ(error_of("pods:\n  source: netns\n  kubernetes: {}\n"), "config.yaml:3: pods.kubernetes: only used with source: kubernetes");
+  EXPECT_EQ(error_of(pre + "    kubeconf: x\n"),
+            "config.yaml:4: pods.kubernetes: unknown key 'kubeconf' (known: kubeconfig, api_server, ca_file, token_file, "
+            "allow_insecure, namespaces, observe, label_allowlist, watch_timeout, resync, request_timeout, backoff_initial, "
+            "backoff_max, owner_cache_size)");
+  EXPECT_EQ(error_of("pods:\n  source: kubernetes\n  kubernetes: [a]\n"),
+            "config.yaml:3: pods.kubernetes: expected a map with keys kubeconfig, api_server, ca_file, token_file, allow_insecure, "
+            "namespaces, observe, label_allowlist, watch_timeout, resync, request_timeout, backoff_initial, backoff_max, "
+            "owner_cache_size");
+  EXPECT_EQ(error_of(pre + "    kubeconfig: nope\n"),
+            "config.yaml:4: pods.kubernetes.kubeconfig: '" + dir_ + "/nope': No such file or directory");
+  EXPECT_EQ(error_of(pre + "    token_file: kube\n"), "config.yaml:4: pods.kubernetes.token_file: '" + dir_ + "/kube' is a directory");
+  EXPECT_EQ(error_of(pre + "    api_server: http://10.0.0.1\n"),
+            "config.yaml:4: pods.kubernetes.api_server: server 'http://10.0.0.1': only https:// API servers are supported");
+  EXPECT_EQ(error_of(pre + "    api_server: https://10.0.0.1:99999\n"),
+            "config.yaml:4: pods.kubernetes.api_server: server 'https://10.0.0.1:99999': port is not a number from 1 to 65535");
+  EXPECT_EQ(error_of(pre + "    observe: some\n"), "config.yaml:4: pods.kubernetes.observe: unknown value 'some' (known: all, annotated)");
+  EXPECT_EQ(error_of(pre + "    namespaces: [a]\n"),
+            "config.yaml:4: pods.kubernetes.namespaces: expected a map with keys include, exclude");
+  EXPECT_EQ(error_of(pre + "    namespaces:\n      include: default\n"),
+            "config.yaml:5: pods.kubernetes.namespaces.include: expected a list of namespace names");
+  EXPECT_EQ(error_of(pre + "    namespaces:\n      exclude: [ok, Bad_Name]\n"),
+            "config.yaml:5: pods.kubernetes.namespaces.exclude[1]: 'Bad_Name' is not a valid namespace name");
+  EXPECT_EQ(error_of(pre + "    label_allowlist: [app, 'a b']\n"),
+            "config.yaml:4: pods.kubernetes.label_allowlist[1]: 'a b' is not a valid label key");
+  EXPECT_EQ(error_of(pre + "    allow_insecure: yes\n"), "config.yaml:4: pods.kubernetes.allow_insecure: expected true or false");
+  EXPECT_EQ(error_of(pre + "    watch_timeout: 0s\n"), "config.yaml:4: pods.kubernetes.watch_timeout: must be from 1s to 1h");
+  EXPECT_EQ(error_of(pre + "    resync: 5s\n"), "config.yaml:4: pods.kubernetes.resync: must be 0 (off) or from 10s to 24h");
+  EXPECT_EQ(error_of(pre + "    backoff_initial: 2s\n    backoff_max: 1s\n"),
+            "config.yaml:5: pods.kubernetes.backoff_max: must be at least backoff_initial");
+  EXPECT_EQ(error_of(pre + "    owner_cache_size: -1\n"), "config.yaml:4: pods.kubernetes.owner_cache_size: must be from 0 to 1000000");
+  write("kube/insecure", "current-context: c\nclusters: [{name: k, cluster: {server: 'https://h', insecure-skip-tls-verify: true}}]\n"
+                         "contexts: [{name: c, context: {cluster: k}}]\n");
+  EXPECT_EQ(error_of(pre + "    kubeconfig: kube/insecure\n"),
+            "config.yaml:4: pods.kubernetes.kubeconfig: kubeconfig " + dir_ +
+                "/kube/insecure: cluster 'k' sets insecure-skip-tls-verify; refused (set pods.kubernetes.allow_insecure: true to accept)");
+  EXPECT_TRUE(parse(pre + "    kubeconfig: kube/insecure\n    allow_insecure: true\n").ok());
 }
 
 }  // namespace
