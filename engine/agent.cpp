@@ -54,11 +54,69 @@ std::vector<Stamp> stat_files(const std::vector<std::string>& paths) {
 
 }  // namespace
 
+void AgentSink::notify(const std::string& channel, const Anomaly& anomaly) {
+  dispatcher_.notify(channel, anomaly);
+  if (anomaly.captures.empty() || !anomaly.event.empty()) return;
+  std::vector<std::pair<std::string, nlohmann::json>> ready;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& id : anomaly.captures) {
+      if (auto done = finished_.find(id); done != finished_.end()) {
+        ready.emplace_back(id, std::move(done->second));
+        finished_.erase(done);
+        continue;
+      }
+      auto [it, inserted] = waiting_.try_emplace(id);
+      it->second.anomaly = anomaly;
+      it->second.channels.insert(channel);
+      if (inserted) waiting_order_.push_back(id);
+    }
+    while (waiting_order_.size() > kMaxRemembered) {
+      waiting_.erase(waiting_order_.front());
+      waiting_order_.pop_front();
+    }
+  }
+  for (const auto& [id, manifest] : ready) send_follow_up(anomaly, {channel}, manifest);
+}
+
+void AgentSink::capture_completed(const nlohmann::json& manifest) {
+  const std::string id = manifest.value("id", "");
+  if (manifest.value("trigger", "") != "rule" || id.empty()) return;  // a person's capture has no channels
+  Episode episode;
+  {
+    std::lock_guard lock(mu_);
+    auto it = waiting_.find(id);
+    if (it == waiting_.end()) {
+      // Ended before the rule's notify named it (an `after` of 0): sent when it does.
+      if (finished_.emplace(id, manifest).second) finished_order_.push_back(id);
+      while (finished_order_.size() > kMaxRemembered) {
+        finished_.erase(finished_order_.front());
+        finished_order_.pop_front();
+      }
+      return;
+    }
+    episode = std::move(it->second);
+    waiting_.erase(it);
+  }
+  send_follow_up(std::move(episode.anomaly), episode.channels, manifest);
+}
+
+void AgentSink::send_follow_up(Anomaly a, const std::set<std::string>& channels, const nlohmann::json& m) {
+  a.event = kEventCaptureCompleted;
+  a.capture_done = actions::capture_done_from_manifest(m);
+  if (std::find(a.captures.begin(), a.captures.end(), a.capture_done.id) == a.captures.end())
+    a.captures.push_back(a.capture_done.id);
+  for (const auto& channel : channels) dispatcher_.notify(channel, a);
+}
+
 Agent::Agent(Config config) : config_(std::move(config)), registry_(std::make_shared<prometheus::Registry>()) {}
 
 Agent::~Agent() {
   http_.reset();
+  sink_.set_captures(nullptr);
+  captures_.reset();  // finishes running captures while the programs still run
   dispatcher_.stop();
+  if (kube_) kube_->stop();
   pods_.reset();  // detaches from every interface before the programs go away
   datapath_.reset();
 }
@@ -82,14 +140,18 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   opts.tick_seconds = config.tick_seconds;
   auto names = a->dispatcher_.channel_names();
   opts.channels = std::set<std::string>(names.begin(), names.end());
-  auto engine = rules::RuleEngine::load(config.rules, opts, &a->dispatcher_);
+  opts.check_capture_filter = [](const std::string& filter) { return actions::check_capture_filter(filter, 65535); };
+  auto engine = rules::RuleEngine::load(config.rules, opts, &a->sink_);
   if (!engine) return engine.error();
   a->rules_ = std::move(*engine);
   a->rule_options_ = opts;
   a->rules_seen_ = a->rules_applied_ = stat_files<FileStamp>(config.rules);
   a->prepare_state_dir();
 
-  auto dp = Datapath::open_and_load();
+  DatapathOptions dp_options;
+  // Without captures the ring buffer is the smallest the kernel takes: one page.
+  dp_options.capture_ring_bytes = config.captures.enabled ? config.captures.ring_buffer_bytes : 4096;
+  auto dp = Datapath::open_and_load(dp_options);
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);
   const RemoteContextConfig remote = config.remote_context;
@@ -116,10 +178,24 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     spdlog::info("timing connections to the API server ({} addresses) for the sockets of cgroup {}", servers.size(), cgroup);
   }
 
+  if (config.captures.enabled) {
+    AgentSink* sink = &a->sink_;
+    auto captures = Captures::create(config, *a->datapath_, [sink](const nlohmann::json& m) {
+      spdlog::info("capture {} {}: {} packets, {} lost{}", m.value("id", ""), m.value("status", ""),
+                   m.value("packets", 0ull), m.value("packets_lost", 0ull),
+                   m.value("complete", false) ? "" : " (incomplete)");
+      sink->capture_completed(m);
+    });
+    if (!captures) return captures.error();
+    a->captures_ = std::move(*captures);
+    a->sink_.set_captures(a->captures_.get());
+  }
+
   auto& s = a->store_;
+  if (a->captures_) a->captures_->describe(s);
   a->families_ = make_families(config);
   for (const auto& f : a->families_) f->describe(s);
-  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify; notification_budget: firings past max_notifications_per_hour, not notified; first_seen_overflow: values a full first_seen set could not remember).", SeriesKind::Counter);
+  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify; notification_budget: firings past max_notifications_per_hour, not notified; first_seen_overflow: values a full first_seen set could not remember; capture: captures the rule asked for and was refused).", SeriesKind::Counter);
   s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
   s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
   s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
@@ -140,6 +216,16 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
                             .Register(*a->registry_)
                             .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
 
+  if (config.pods.source == "kubernetes") {
+    auto kube = kube::KubePods::create(config.pods.kubernetes);
+    if (!kube) return kube.error();
+    a->kube_ = std::move(*kube);
+    a->kube_->start();
+    s.describe("vigil_kube_sync_age_seconds", "Seconds since the view of this node's pods was last confirmed by the API server (list, event or bookmark); -1 before the first.", SeriesKind::Gauge);
+    s.describe("vigil_kube_errors_total", "Errors talking to the Kubernetes API server, by kind (connect, auth, http, decode, stream, gone, watch, owner, token).", SeriesKind::Counter);
+    s.describe("vigil_kube_consecutive_errors", "Failed API server requests since the last success; the last known pods stay in use meanwhile.", SeriesKind::Gauge);
+    s.describe("vigil_kube_pods", "Pods of this node the API server reports, by state (watched; skipped as host_network, not_running, no_ip, out_of_scope).", SeriesKind::Gauge);
+  }
   a->load_pods_if_changed();
 
   HttpHandlers h;
@@ -162,6 +248,11 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     std::lock_guard lock(self->published_mu_);
     return self->rules_json_;
   };
+  h.captures = [self](const ApiRequest& r) {
+    if (self->captures_) return self->captures_->api(r);
+    return ApiResponse{503, "application/json", R"j({"error":"captures are disabled (captures.enabled: false)"})j", "", ""};
+  };
+  h.api_token = config.api.token;
   auto http = HttpServer::start(config.listen, std::move(h));
   if (!http) return http.error();
   a->http_ = std::move(*http);
@@ -230,7 +321,7 @@ void Agent::reload_rules_if_changed() {
     if (stamps == rules_applied_) return;
   }
   rules_seen_ = rules_applied_ = stamps;  // a failed version is not retried until it changes
-  auto engine = rules::RuleEngine::load(config_.rules, rule_options_, &dispatcher_);
+  auto engine = rules::RuleEngine::load(config_.rules, rule_options_, &sink_);
   if (!engine) {
     spdlog::error("rules reload: {}; the running rules are kept", engine.error().message);
     return;
@@ -260,12 +351,22 @@ void Agent::tick() {
   input.pods = pods_->metadata(config_.node);
   reload_rules_if_changed();
   rules_->tick(input);
+  if (captures_) captures_->sync(*pods_, rules_->lookback_pods());
 
   export_self_metrics(std::chrono::steady_clock::now() - start);
   publish_state();
 }
 
 void Agent::load_pods_if_changed() {
+  if (config_.pods.source == "kubernetes") {
+    if (!kube_ || kube_->generation() == kube_generation_) return;
+    auto snap = kube_->snapshot();
+    kube_generation_ = snap.generation;
+    if (!snap.status.synced()) return;  // never replace the pods with a view that was never listed
+    apply_pods(snap.pods);
+    spdlog::info("kubernetes: {} pods on this node", snap.pods.size());
+    return;
+  }
   if (config_.pods.source == "netns") {
     auto specs = pods_from_named_netns();
     if (specs != netns_pods_) {
@@ -337,7 +438,7 @@ void Agent::read_datapath() {
 void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
   tick_histogram_->Observe(std::chrono::duration<double>(tick_time).count());
   for (const auto& r : rules_->status()) {
-    for (const char* kind : {"runtime", "budget", "notify", "notification_budget", "first_seen_overflow"}) {
+    for (const char* kind : {"runtime", "budget", "notify", "notification_budget", "first_seen_overflow", "capture"}) {
       auto it = r.errors.find(kind);
       store_.set("vigil_rule_errors_total", make_labels({{"rule", r.rule}, {"kind", kind}}),
                  it == r.errors.end() ? 0.0 : static_cast<double>(it->second));
@@ -362,6 +463,22 @@ void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
   for (const auto& [key, pod] : pods_->pods()) (pod.attached ? attached : pending) += 1;
   store_.set("vigil_pods", make_labels({{"state", "attached"}}), attached);
   store_.set("vigil_pods", make_labels({{"state", "pending"}}), pending);
+  if (captures_) captures_->export_metrics(store_);
+  if (kube_) {
+    const auto snap = kube_->snapshot();
+    const auto& st = snap.status;
+    store_.set("vigil_kube_sync_age_seconds", {}, st.sync_age_seconds());
+    for (const char* kind : {"connect", "auth", "http", "decode", "stream", "gone", "watch", "owner", "token"}) {
+      auto it = st.errors.find(kind);
+      store_.set("vigil_kube_errors_total", make_labels({{"kind", kind}}), it == st.errors.end() ? 0.0 : static_cast<double>(it->second));
+    }
+    store_.set("vigil_kube_consecutive_errors", {}, static_cast<double>(st.consecutive_errors));
+    store_.set("vigil_kube_pods", make_labels({{"state", "watched"}}), static_cast<double>(snap.pods.size()));
+    store_.set("vigil_kube_pods", make_labels({{"state", "host_network"}}), static_cast<double>(st.skipped_host_network));
+    store_.set("vigil_kube_pods", make_labels({{"state", "not_running"}}), static_cast<double>(st.skipped_not_running));
+    store_.set("vigil_kube_pods", make_labels({{"state", "no_ip"}}), static_cast<double>(st.skipped_no_ip));
+    store_.set("vigil_kube_pods", make_labels({{"state", "out_of_scope"}}), static_cast<double>(st.skipped_out_of_scope));
+  }
 }
 
 void Agent::publish_state() {

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,16 +17,50 @@
 #include <prometheus/registry.h>
 
 #include "actions/notifier.h"
+#include "engine/captures.h"
 #include "engine/config.h"
 #include "engine/datapath.h"
 #include "engine/families/family.h"
 #include "engine/families/retina.h"
 #include "engine/http_server.h"
+#include "engine/kube/kube_pods.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
 #include "rules/runtime/engine.h"
 
 namespace vigil {
+
+// Where rules send anomalies and capture requests: notifications to the dispatcher, captures
+// to the agent's Captures (refused while captures are disabled). It remembers which channels
+// were told of an episode with captures, so that when one of those captures ends the same
+// channels get the follow-up (event "capture.completed").
+class AgentSink : public ActionSink {
+ public:
+  explicit AgentSink(actions::Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  void notify(const std::string& channel, const Anomaly& anomaly) override;
+  Result<std::string> capture(const CaptureSpec& spec) override {
+    if (!captures_) return make_error("captures are disabled (captures.enabled: false)");
+    return captures_->start(spec, "rule");
+  }
+  void set_captures(Captures* captures) { captures_ = captures; }
+  // From the capture manager's thread, with the finished capture's manifest.
+  void capture_completed(const nlohmann::json& manifest);
+
+ private:
+  void send_follow_up(Anomaly a, const std::set<std::string>& channels, const nlohmann::json& manifest);
+
+  actions::Dispatcher& dispatcher_;
+  Captures* captures_ = nullptr;
+  struct Episode {
+    Anomaly anomaly;  // as last notified
+    std::set<std::string> channels;
+  };
+  static constexpr size_t kMaxRemembered = 1024;  // oldest forgotten first
+  std::mutex mu_;
+  std::map<std::string, Episode> waiting_;            // capture id -> the episode notified of it
+  std::map<std::string, nlohmann::json> finished_;    // captures that ended before any notify named them
+  std::deque<std::string> waiting_order_, finished_order_;
+};
 
 class Agent {
  public:
@@ -61,11 +97,15 @@ class Agent {
   Config config_;
   std::unique_ptr<Datapath> datapath_;
   std::unique_ptr<PodManager> pods_;
+  std::unique_ptr<kube::KubePods> kube_;  // pods.source: kubernetes
+  uint64_t kube_generation_ = 0;          // of the snapshot whose pods are applied
   SeriesStore store_;
   std::vector<std::unique_ptr<Family>> families_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Histogram* tick_histogram_ = nullptr;
   actions::Dispatcher dispatcher_;
+  AgentSink sink_{dispatcher_};
+  std::unique_ptr<Captures> captures_;  // null when captures.enabled is false
   std::unique_ptr<rules::RuleEngine> rules_;
   std::unique_ptr<HttpServer> http_;
 

@@ -139,7 +139,7 @@ TEST_F(ConfigTest, Defaults) {
 
 TEST_F(ConfigTest, UnknownKeys) {
   EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
-            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)");
+            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)");
   EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file, kubernetes)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
             "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, url_file, url_env, urls, headers, "
@@ -151,7 +151,7 @@ TEST_F(ConfigTest, UnknownKeys) {
 
 TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(error_of("- node\n"),
-            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver");
+            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api");
   EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
   EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
   EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
@@ -251,7 +251,7 @@ TEST_F(ConfigTest, YamlSyntaxErrorsHaveALine) {
 
 TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
   EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
-            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver)\n"
+            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)\n"
             "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
             "config.yaml:4: notifiers[0]: missing key 'type' (webhook, slack, pagerduty, alertmanager or log)");
 }
