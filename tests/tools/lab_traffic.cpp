@@ -3,6 +3,8 @@
 //   http-load URL RATE SECONDS [CONNS] GET at a fixed total rate over CONNS connections;
 //                                      prints "ok=N failed=M"
 //   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
+//   udp-blast IP PORT COUNT SIZE       send COUNT datagrams with sendmmsg, 64 a call, no pauses
+//                                      (a flood: some may be dropped on the way); prints "sent=N"
 //   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
 //   udp-from-many DST PORT COUNT BASE  COUNT datagrams to DST, each from its own source address
 //                                      BASE+i (raw socket): many remote peers for one lab pod
@@ -104,6 +106,32 @@ int udp_send(const std::string& ip, int port, long count, size_t size) {
   for (long i = 0; i < count; ++i) {
     if (sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == static_cast<ssize_t>(size)) ++sent;
     if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));  // stay below socket buffer limits
+  }
+  close(fd);
+  std::printf("sent=%ld\n", sent);
+  return sent == count ? 0 : 1;
+}
+
+int udp_blast(const std::string& ip, int port, long count, size_t size) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  if (fd < 0 || inet_pton(AF_INET, ip.c_str(), &to.sin_addr) != 1) return 2;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) return 2;
+  std::string payload(size, 'b');
+  constexpr int kBatch = 64;
+  iovec iov[kBatch];
+  mmsghdr msgs[kBatch] = {};
+  for (int i = 0; i < kBatch; ++i) {
+    iov[i] = {payload.data(), payload.size()};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  long sent = 0;
+  for (long attempts = 0; sent < count && attempts < count * 4 / kBatch + 1000; ++attempts) {
+    int n = sendmmsg(fd, msgs, static_cast<unsigned>(std::min<long>(kBatch, count - sent)), 0);
+    if (n > 0) sent += n;
   }
   close(fd);
   std::printf("sent=%ld\n", sent);
@@ -258,7 +286,8 @@ int main(int argc, char** argv) {
   if (mode == "ip-proto" && argc == 5) return ip_proto(argv[2], std::atoi(argv[3]), std::atol(argv[4]));
   if (mode == "tcp-silent" && argc == 4) return tcp_silent(std::atoi(argv[2]), std::atof(argv[3]));
   if (mode == "tcp-requests" && argc == 6) return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]));
+  if (mode == "udp-blast" && argc == 6) return udp_blast(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
   return 2;
 }
