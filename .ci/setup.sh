@@ -12,6 +12,8 @@ packages=(
   iproute2 nftables dnsmasq-base bind9-dnsutils curl jq procps kmod
   # real peers for tests
   prometheus prometheus-alertmanager tshark tcpdump wrk iperf3
+  # chart checks (tests/charts): YAML, JSON Schema
+  python3 python3-yaml python3-jsonschema
 )
 
 if [[ $(id -u) -ne 0 ]]; then

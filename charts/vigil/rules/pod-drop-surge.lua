@@ -1,0 +1,29 @@
+-- Pages when a pod suddenly drops far more ingress packets than it usually does.
+--
+-- A pod's drop counter series only appears with its first drop; the engine seeds the pod's
+-- group with a rate of 0 from the moment the pod is known, so the baseline has been learning
+-- the quiet period and the first burst of drops scores high.
+--
+-- Some kfree_skb reasons are an endpoint's socket housekeeping, not packets lost on the way:
+-- a socket closed with unread data (QUEUE_PURGE, SOCKET_CLOSE, TCP_CLOSE), duplicates of data
+-- already received (TCP_OLD_DATA, TCP_OLD_SEQUENCE, TCP_OLD_ACK, TCP_TOO_OLD_ACK), data after
+-- the application aborted (TCP_ABORT_ON_DATA). They follow client timeouts in bursts, so they
+-- are left out here; vigil_drop_packets_total still counts them, with their reason.
+rule {
+  name = "pod-drop-surge",
+  metric = "vigil_drop_packets_total",
+  where = {
+    direction = "ingress",
+    reason = { except = { "QUEUE_PURGE", "SOCKET_CLOSE", "TCP_CLOSE", "TCP_OLD_DATA", "TCP_OLD_SEQUENCE",
+                           "TCP_OLD_ACK", "TCP_TOO_OLD_ACK", "TCP_ABORT_ON_DATA" } },
+  },
+  by = { "namespace", "pod" },
+  detect = baseline.zscore { window = "2m", threshold = 4, min_rate = 1, warmup = "20s" },
+  severity = "critical",
+  pending = "0s",
+  resolve_after = "10s",
+  summary = "{namespace}/{pod} drops {value} packets/s on ingress, usually {baseline}/s (z={score})",
+  on_anomaly = function(a)
+    notify("default", a)
+  end,
+}
