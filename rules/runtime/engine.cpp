@@ -16,6 +16,7 @@
 #include "rules/runtime/channel_scan.h"
 #include "rules/runtime/first_seen.h"
 #include "rules/runtime/lua_api.h"
+#include "rules/runtime/lua_detector.h"
 #include "rules/runtime/lua_sandbox.h"
 #include "rules/runtime/rule_eval.h"
 #include "rules/runtime/series_rates.h"
@@ -243,6 +244,15 @@ void Engine::run_tick(const TickInput& input) {
     }
     auto transitions = rule->eval->evaluate(*mine, input.pods, now, rates_exist, pods_sig);
     rule->gauge = rule->eval->gauge();
+    // A custom detector's failed init()/update() calls of this tick: one error of the rule.
+    if (const auto* lua = dynamic_cast<const LuaDetector*>(rule->spec.detector.get())) {
+      const bool ran = lua->ran();
+      if (auto failure = lua->take_error()) {
+        record_error(*rule, kind_name(failure->error.kind), failure->error.message, failure->error.traceback);
+      } else if (ran) {
+        rule->consecutive_errors = 0;
+      }
+    }
     if (uint64_t overflow = rule->eval->take_overflow()) rule->status.errors["first_seen_overflow"] += overflow;
     for (const auto& t : transitions) {
       if (rule->status.disabled) break;

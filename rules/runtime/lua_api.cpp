@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <exception>
 #include <lua.hpp>
 #include <map>
@@ -271,8 +273,212 @@ int lua_make_detector(lua_State* L) {
 
 int detector_tostring(lua_State* L) {
   auto* ud = static_cast<DetectorUserdata*>(luaL_checkudata(L, 1, kDetectorMetatable));
+  if (ud->kind == kCustomDetectorKind) {
+    lua_getiuservalue(L, 1, 2);
+    lua_pushliteral(L, "name");
+    lua_rawget(L, -2);
+    lua_pushfstring(L, "detector: %s", lua_tostring(L, -1));
+    return 1;
+  }
   lua_pushfstring(L, "detector: %s", detector_kinds()[static_cast<size_t>(ud->kind)].name);
   return 1;
+}
+
+// spike { factor = 3 }: a detector value of the custom detector whose definition table is
+// the upvalue. The parameters are checked when rule{} builds it (numbers, strings, booleans).
+int lua_custom_detector(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  if (lua_type(L, 1) != LUA_TTABLE) {
+    lua_pushliteral(L, "name");
+    lua_rawget(L, lua_upvalueindex(1));
+    const char* name = lua_tostring(L, -1);
+    return luaL_error(L, "%s expects a table of parameters: %s { ... }", name, name);
+  }
+  auto* ud = static_cast<DetectorUserdata*>(lua_newuserdatauv(L, sizeof(DetectorUserdata), 2));
+  ud->kind = kCustomDetectorKind;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setiuservalue(L, -2, 2);
+  luaL_setmetatable(L, kDetectorMetatable);
+  return 1;
+}
+
+bool valid_detector_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+// detector { name = "spike", init = function(params) ... end, update = function(state, value,
+// t, params) ... end }: declares a custom detector and returns its constructor.
+std::string declare_detector(lua_State* L, FileContext& ctx) {
+  const std::string where = caller_location(L, ctx);
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return where + ": detector expects a table: detector { name = \"...\", update = function(state, value, t, params) ... end }";
+  if (!ctx.loading) return where + ": detector{} can only be called while the rule file loads";
+  lua_settop(L, 1);
+  lua_pushliteral(L, "name");
+  const int name_type = lua_rawget(L, 1);
+  if (name_type != LUA_TSTRING)
+    return where + ": detector: " + (name_type == LUA_TNIL ? "missing required field 'name'" : "field 'name' must be a string") +
+           " (shown as the anomaly's detector)";
+  const std::string name = lua_tostring(L, 2);
+  lua_pop(L, 1);
+  const std::string prefix = where + ": detector '" + name + "': ";
+  if (!valid_detector_name(name)) return prefix + "the name must be 1 to 64 letters, digits, '_', '.' or '-'";
+  if (find_detector_kind(name)) return prefix + "this is the name of a built-in detector; choose another";
+  std::string error;
+  lua_pushnil(L);
+  while (error.empty() && lua_next(L, 1)) {
+    lua_pop(L, 1);
+    const bool named = lua_type(L, -1) == LUA_TSTRING;
+    const std::string key = named ? lua_tostring(L, -1) : "";
+    if (!named) error = prefix + "fields must be named (name, init, update), found a positional value";
+    else if (key != "name" && key != "init" && key != "update") error = prefix + "unknown field '" + key + "' (known: name, init, update)";
+    if (!error.empty()) lua_pop(L, 1);
+  }
+  if (!error.empty()) return error;
+  for (const char* key : {"init", "update"}) {
+    lua_pushstring(L, key);
+    const int type = lua_rawget(L, 1);
+    const std::string got = luaL_typename(L, -1);
+    lua_pop(L, 1);
+    if (type == LUA_TNIL && std::string_view(key) == "update")
+      return prefix + "missing required field 'update' (a function(state, value, t, params) returning { anomalous = ..., score = ... })";
+    if (type != LUA_TNIL && type != LUA_TFUNCTION)
+      return prefix + "field '" + key + "' must be a function (got " + got + ")";
+  }
+  lua_createtable(L, 0, 4);  // the definition, out of the rule's reach in the constructor's upvalue
+  const int def = lua_gettop(L);
+  lua_pushlstring(L, name.data(), name.size());
+  lua_setfield(L, def, "name");
+  lua_pushlstring(L, where.data(), where.size());
+  lua_setfield(L, def, "location");
+  for (const char* key : {"init", "update"}) {
+    lua_pushstring(L, key);
+    lua_rawget(L, 1);
+    lua_setfield(L, def, key);
+  }
+  lua_pushcclosure(L, lua_custom_detector, 1);
+  return "";
+}
+
+int lua_declare_detector(lua_State* L) {
+  return engine_code(L, [L](int& results) -> std::string {
+    std::string error = declare_detector(L, file_context(L));
+    if (error.empty()) results = 1;
+    return error;
+  });
+}
+
+// ---- require and vigil.stats ------------------------------------------------------------------
+// No C++ object may be alive where these raise (luaL_error long-jumps): they use the stack only.
+
+constexpr const char* kModules = "vigil.stats";
+
+// Pushes a full userdata holding the numbers of the array at `index`; returns them and their
+// count. Charged one instruction per entry; entries must be numbers.
+double* numbers_of(lua_State* L, int index, const char* fn, lua_Unsigned* count) {
+  luaL_checktype(L, index, LUA_TTABLE);
+  const lua_Unsigned n = lua_rawlen(L, index);
+  LuaSandbox& sb = LuaSandbox::from(L);
+  sb.charge_instructions(n);
+  if (sb.instructions_left() <= 0) luaL_error(L, "stats.%s: instruction budget exceeded", fn);
+  auto* out = static_cast<double*>(lua_newuserdatauv(L, (n ? n : 1) * sizeof(double), 0));
+  for (lua_Unsigned i = 1; i <= n; ++i) {
+    if (lua_rawgeti(L, index, static_cast<lua_Integer>(i)) != LUA_TNUMBER)
+      luaL_error(L, "stats.%s: entry %I of the array is a %s, not a number", fn, static_cast<lua_Integer>(i),
+                 luaL_typename(L, -1));
+    out[i - 1] = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  *count = n;
+  return out;
+}
+
+double mean_of(const double* v, lua_Unsigned n) {
+  double sum = 0;
+  for (lua_Unsigned i = 0; i < n; ++i) sum += v[i];
+  return sum / static_cast<double>(n);
+}
+
+// stats.mean(array): the mean; nil for an empty array.
+int stats_mean(lua_State* L) {
+  lua_Unsigned n = 0;
+  const double* v = numbers_of(L, 1, "mean", &n);
+  if (n == 0) lua_pushnil(L);
+  else lua_pushnumber(L, mean_of(v, n));
+  return 1;
+}
+
+// stats.stddev(array): the population standard deviation; nil for an empty array.
+int stats_stddev(lua_State* L) {
+  lua_Unsigned n = 0;
+  const double* v = numbers_of(L, 1, "stddev", &n);
+  if (n == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const double m = mean_of(v, n);
+  double m2 = 0;
+  for (lua_Unsigned i = 0; i < n; ++i) m2 += (v[i] - m) * (v[i] - m);
+  lua_pushnumber(L, std::sqrt(m2 / static_cast<double>(n)));
+  return 1;
+}
+
+// stats.quantile(array, q): the q-quantile (0 <= q <= 1), linear between the sorted values;
+// nil for an empty array. Charged n log2 n more instructions for the sort.
+int stats_quantile(lua_State* L) {
+  const double q = luaL_checknumber(L, 2);
+  if (!(q >= 0 && q <= 1)) return luaL_error(L, "stats.quantile: q must be between 0 and 1 (got %f)", q);
+  lua_Unsigned n = 0;
+  double* v = numbers_of(L, 1, "quantile", &n);
+  if (n == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  LuaSandbox& sb = LuaSandbox::from(L);
+  sb.charge_instructions(static_cast<uint64_t>(static_cast<double>(n) * std::log2(static_cast<double>(n) + 1)));
+  if (sb.instructions_left() <= 0) return luaL_error(L, "stats.quantile: instruction budget exceeded");
+  for (lua_Unsigned i = 0; i < n; ++i)
+    if (std::isnan(v[i])) return luaL_error(L, "stats.quantile: entry %I is NaN", static_cast<lua_Integer>(i + 1));
+  std::sort(v, v + n);
+  const double pos = q * static_cast<double>(n - 1);
+  const auto lo = static_cast<lua_Unsigned>(std::floor(pos));
+  const lua_Unsigned hi = std::min(lo + 1, n - 1);
+  lua_pushnumber(L, v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo)));
+  return 1;
+}
+
+// stats.ewma(previous, value, alpha): one step of an exponentially weighted moving average,
+// previous + alpha * (value - previous); with previous nil, the value (the first step).
+int stats_ewma(lua_State* L) {
+  const double value = luaL_checknumber(L, 2);
+  const double alpha = luaL_checknumber(L, 3);
+  if (!(alpha > 0 && alpha <= 1)) return luaL_error(L, "stats.ewma: alpha must be in (0, 1] (got %f)", alpha);
+  if (lua_isnil(L, 1)) {
+    lua_pushnumber(L, value);
+    return 1;
+  }
+  const double previous = luaL_checknumber(L, 1);
+  lua_pushnumber(L, previous + alpha * (value - previous));
+  return 1;
+}
+
+// require(name): Vigil's built-in modules only; no file is ever read. The upvalue holds them.
+int lua_require(lua_State* L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+  }
+  return luaL_error(L, "require: only Vigil's built-in modules (%s) can be required, not %s", kModules,
+                    lua_type(L, 1) == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, 1)) : luaL_typename(L, 1));
 }
 
 int refuse_write(lua_State* L) { return luaL_error(L, "the rule API tables are read-only"); }
@@ -331,6 +537,19 @@ void install_api(LuaSandbox& sandbox, FileContext* ctx) {
   lua_pushlightuserdata(L, ctx);
   lua_pushcclosure(L, lua_capture, 1);
   lua_setfield(L, env, "capture");
+  lua_pushlightuserdata(L, ctx);
+  lua_pushcclosure(L, lua_declare_detector, 1);
+  lua_setfield(L, env, "detector");
+
+  // require: the built-in modules, each a read-only table made once per file.
+  lua_newtable(L);  // name -> module
+  const luaL_Reg stats[] = {{"mean", stats_mean}, {"stddev", stats_stddev}, {"quantile", stats_quantile},
+                            {"ewma", stats_ewma}, {nullptr, nullptr}};
+  luaL_newlib(L, stats);
+  make_read_only(L);
+  lua_setfield(L, -2, "vigil.stats");
+  lua_pushcclosure(L, lua_require, 1);
+  lua_setfield(L, env, "require");
 
   // Detectors with dotted names live in namespace tables ("baseline.zscore").
   std::map<std::string, int> namespaces;  // name -> stack index of its table

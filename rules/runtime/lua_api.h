@@ -4,6 +4,8 @@
 //   baseline.zscore { window =, threshold =, min_rate =, warmup =, direction =, min_stddev = }
 //   notify(channel, a)                sends the anomaly `a` being handled to a notifier channel
 //   capture { pods =, before =, ... } starts a packet capture for the anomaly being handled
+//   detector { name =, init =, update = }  declares a custom detector (lua_detector.h)
+//   require("vigil.stats")            Vigil's built-in modules, nothing else
 #pragma once
 
 #include <functional>

@@ -180,9 +180,11 @@ LuaSandbox::EngineSection::EngineSection(lua_State* L) : sandbox_(LuaSandbox::fr
 
 LuaSandbox::EngineSection::~EngineSection() { sandbox_.enforce_memory_ = saved_; }
 
-LuaSandbox::LuaSandbox(std::string name, Limits limits) : name_(std::move(name)), limits_(limits) {}
+LuaSandbox::LuaSandbox(std::string name, Limits limits)
+    : name_(std::move(name)), limits_(limits), handle_(std::make_shared<LuaSandbox*>(this)) {}
 
 LuaSandbox::~LuaSandbox() {
+  *handle_ = nullptr;
   if (L_) lua_close(L_);
 }
 
@@ -334,7 +336,7 @@ void LuaSandbox::count_hook(lua_State* L, lua_Debug* ar) {
   if (!sb.over_budget_) {
     sb.executed_ += static_cast<uint64_t>(sb.hook_period_);
     if (sb.executed_ < sb.limits_.instructions) {
-      int period = static_cast<int>(std::min(sb.limits_.instructions - sb.executed_, kMaxHookPeriod));
+      int period = static_cast<int>(std::min(sb.limits_.instructions - sb.executed_, sb.max_hook_period_));
       if (period != sb.hook_period_) {
         sb.hook_period_ = period;
         lua_sethook(L, count_hook, LUA_MASKCOUNT, period);
@@ -398,26 +400,50 @@ std::optional<LuaSandbox::CallError> LuaSandbox::run(std::string_view source, co
   return call(0);
 }
 
-std::optional<LuaSandbox::CallError> LuaSandbox::call(int nargs) {
+std::optional<LuaSandbox::CallError> LuaSandbox::call(int nargs, int nresults) {
+  return call_with(nargs, nresults, 0, kMaxHookPeriod);
+}
+
+std::optional<LuaSandbox::CallError> LuaSandbox::call_shared(int nargs, int nresults, uint64_t* spent) {
+  if (limits_.instructions && *spent >= limits_.instructions) {
+    lua_settop(L_, lua_gettop(L_) - nargs - 1);
+    CallError e;
+    e.kind = CallError::Kind::Budget;
+    e.message = "instruction budget exceeded (" + std::to_string(limits_.instructions) + " instructions per call)";
+    return e;
+  }
+  // A short hook period: the hook counts whole periods, and many short calls must add up.
+  auto error = call_with(nargs, nresults, *spent, kSharedCallCost);
+  *spent = executed_ + kSharedCallCost;
+  return error;
+}
+
+std::optional<LuaSandbox::CallError> LuaSandbox::call_with(int nargs, int nresults, uint64_t already_spent,
+                                                           uint64_t max_period) {
   const int base = lua_gettop(L_) - nargs;  // the function
   lua_pushcfunction(L_, message_handler);
   lua_insert(L_, base);
-  executed_ = 0;
+  executed_ = already_spent;
   over_budget_ = false;
   budget_message_.clear();
   memory_refused_ = false;
   prints_ = 0;
+  max_hook_period_ = max_period;
   if (limits_.instructions) {
-    hook_period_ = static_cast<int>(std::min(limits_.instructions, kMaxHookPeriod));
+    hook_period_ = static_cast<int>(std::min(limits_.instructions - std::min(already_spent, limits_.instructions - 1), max_period));
     lua_sethook(L_, count_hook, LUA_MASKCOUNT, hook_period_);
   }
   enforce_memory_ = true;
-  int status = lua_pcall(L_, nargs, 0, base);
+  int status = lua_pcall(L_, nargs, nresults, base);
   enforce_memory_ = false;
   lua_sethook(L_, nullptr, 0, 0);
   std::optional<CallError> error;
-  if (status != LUA_OK) error = error_from_stack(status);
-  lua_settop(L_, base - 1);
+  if (status != LUA_OK) {
+    error = error_from_stack(status);
+    lua_settop(L_, base - 1);
+  } else {
+    lua_remove(L_, base);  // the message handler; the results stay
+  }
   return error;
 }
 

@@ -74,12 +74,25 @@ class LuaSandbox {
   std::string located(std::string text) const;
 
   // Calls the function below `nargs` arguments on the stack, with the limits; pops them all.
-  std::optional<CallError> call(int nargs);
+  // On success its first `nresults` results are left on the stack (the caller pops them).
+  std::optional<CallError> call(int nargs, int nresults = 0);
+
+  // The same, but the call draws on a budget shared by several calls (a custom detector's
+  // update() of every group in one tick): `*spent` instructions are already used and is
+  // advanced by what this call used, at least kSharedCallCost. When nothing is left, the
+  // function is not called and the error is a budget error.
+  static constexpr uint64_t kSharedCallCost = 64;
+  std::optional<CallError> call_shared(int nargs, int nresults, uint64_t* spent);
+
+  // Valid while the sandbox lives: *handle() becomes null when it is destroyed, so values
+  // that keep registry references (custom detector states) can tell whether to release them.
+  std::shared_ptr<LuaSandbox* const> handle() const { return handle_; }
 
  private:
   LuaSandbox(std::string name, Limits limits);
   void build_env();
   CallError error_from_stack(int status);
+  std::optional<CallError> call_with(int nargs, int nresults, uint64_t already_spent, uint64_t max_period);
 
   static void* allocate(void* ud, void* ptr, size_t osize, size_t nsize);
   static void count_hook(lua_State* L, lua_Debug* ar);
@@ -97,6 +110,8 @@ class LuaSandbox {
   bool enforce_memory_ = false;
   uint64_t executed_ = 0;
   int hook_period_ = 0;
+  uint64_t max_hook_period_ = 0;
+  std::shared_ptr<LuaSandbox*> handle_;
   bool over_budget_ = false;
   std::string budget_message_;
   bool memory_refused_ = false;  // the memory limit refused an allocation in this call

@@ -9,6 +9,7 @@
 
 #include "rules/runtime/durations.h"
 #include "rules/runtime/field_names.h"
+#include "rules/runtime/lua_detector.h"
 #include "rules/runtime/lua_sandbox.h"
 
 namespace vigil::rules {
@@ -197,11 +198,47 @@ Result<std::vector<std::string>> by_field(lua_State* L, int t) {
   return out;
 }
 
+// A detector declared in Lua: its definition (user value 2: name, init, update, location) and
+// parameters (user value 1: numbers, strings and booleans only).
+Result<std::shared_ptr<const Detector>> build_custom_detector(lua_State* L, int index, int depth) {
+  const int ud = lua_absindex(L, index);
+  lua_getiuservalue(L, ud, 2);
+  const int def = lua_gettop(L);
+  LuaDetectorDef d;
+  if (raw_field(L, def, "name") == LUA_TSTRING) d.name = lua_tostring(L, -1);
+  if (raw_field(L, def, "location") == LUA_TSTRING) d.location = lua_tostring(L, -1);
+  lua_pop(L, 2);
+  if (depth > 0) {
+    lua_pop(L, 1);
+    return make_error("custom detector '" + d.name + "' cannot be combined in any { ... }");
+  }
+  lua_getiuservalue(L, ud, 1);
+  auto params = read_params(L, -1, nullptr, depth + 1);
+  lua_pop(L, 1);
+  if (!params) {
+    lua_pop(L, 1);
+    return context(d.name, params.error());
+  }
+  auto init = function_field(L, def, "init");
+  auto update = function_field(L, def, "update");
+  lua_pop(L, 1);
+  if (!init || !update || !update->ref) {  // detector{} checked them: not reached
+    if (init && init->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, init->ref);
+    if (update && update->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, update->ref);
+    return make_error("custom detector '" + d.name + "' has no update function");
+  }
+  d.init_ref = init->ref;
+  d.update_ref = update->ref;
+  d.update_location = update->location;
+  return std::shared_ptr<const Detector>(std::make_shared<LuaDetector>(L, std::move(d), std::move(*params)));
+}
+
 // Builds the detector value at `index` (a userdata made by threshold{}, baseline.zscore{} ...);
 // combinators such as any { ... } hold sub-detectors, built here depth first.
 Result<std::shared_ptr<const Detector>> build_detector(lua_State* L, int index, const DetectorContext& ctx, int depth) {
   auto* ud = static_cast<DetectorUserdata*>(luaL_testudata(L, index, kDetectorMetatable));
   if (!ud) return make_error("not a detector");
+  if (ud->kind == kCustomDetectorKind) return build_custom_detector(L, index, depth);
   const DetectorKind& kind = detector_kinds()[static_cast<size_t>(ud->kind)];
   if (depth > 4) return make_error(std::string(kind.name) + ": detectors nest at most 4 deep");
   if (depth > 0 && std::string_view(kind.name) == "first_seen")

@@ -98,7 +98,10 @@ Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx =
 inline constexpr const char* kDetectorMetatable = "vigil.detector";
 
 struct DetectorUserdata {
-  int kind;  // index into detector_kinds(); the parameter table is the user value
+  // Index into detector_kinds(); the parameter table is user value 1. kCustomDetectorKind: made
+  // by a detector{} declared in Lua, whose definition table is user value 2.
+  int kind;
 };
+inline constexpr int kCustomDetectorKind = -1;
 
 }  // namespace vigil::rules

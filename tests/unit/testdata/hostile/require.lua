@@ -1,4 +1,4 @@
--- Hostile rule: require is not in the sandbox.
+-- Hostile rule: require gives Vigil's built-in modules only (vigil.stats), never a file or os.
 rule {
   name = "hostile",
   metric = "vigil_probe",
