@@ -363,6 +363,8 @@ void Agent::load_pods_if_changed() {
     auto snap = kube_->snapshot();
     kube_generation_ = snap.generation;
     if (!snap.status.synced()) return;  // never replace the pods with a view that was never listed
+    workloads_.clear();
+    for (const auto& d : snap.details) workloads_[d.spec.key()] = {d.workload_kind, d.workload_name};
     apply_pods(snap.pods);
     spdlog::info("kubernetes: {} pods on this node", snap.pods.size());
     return;
@@ -486,6 +488,8 @@ void Agent::publish_state() {
   for (const auto& [key, pod] : pods_->pods()) {
     nlohmann::json p = {{"namespace", pod.spec.namespace_}, {"name", pod.spec.name},  {"labels", pod.spec.labels},
                         {"attached", pod.attached},         {"id", pod.id}};
+    if (auto w = workloads_.find(key); w != workloads_.end())
+      p["workload"] = {{"kind", w->second.first}, {"name", w->second.second}};
     if (pod.attached) {
       p["interface"] = pod.iface.host_ifname;
       p["ifindex"] = pod.iface.host_ifindex;

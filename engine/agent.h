@@ -99,6 +99,7 @@ class Agent {
   std::unique_ptr<PodManager> pods_;
   std::unique_ptr<kube::KubePods> kube_;  // pods.source: kubernetes
   uint64_t kube_generation_ = 0;          // of the snapshot whose pods are applied
+  std::map<std::string, std::pair<std::string, std::string>> workloads_;  // namespace/name -> kind, name
   SeriesStore store_;
   std::vector<std::unique_ptr<Family>> families_;
   std::shared_ptr<prometheus::Registry> registry_;

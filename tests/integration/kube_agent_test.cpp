@@ -1,0 +1,129 @@
+// The agent with `pods.source: kubernetes` on the real kernel: a fake API server (HTTPS on
+// 127.0.0.1, token auth; tests/common/kube_fake_api.h) lists two lab pods on this node by their
+// real addresses, and the agent attaches to their veths; then the watch relabels one and
+// deletes the other, and the agent follows; with the API server gone the agent keeps its pods,
+// reports the staleness, and recovers when the server returns on the same port.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "../common/kube_fake_api.h"
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+json lab_pod(const std::string& name, const std::string& ip, const std::string& rv, const json& labels) {
+  return {{"kind", "Pod"},
+          {"apiVersion", "v1"},
+          {"metadata", {{"name", name}, {"namespace", "lab"}, {"uid", "uid-" + name}, {"resourceVersion", rv}, {"labels", labels}}},
+          {"spec", {{"nodeName", "test-node"}, {"containers", json::array({{{"name", "c"}, {"image", "x"}}})}}},
+          {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", json::array({{{"ip", ip}}})}}}};
+}
+
+// /api/v1/pods of the agent, by namespace/name.
+std::map<std::string, json> agent_pods(int port) {
+  std::map<std::string, json> out;
+  auto j = json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+  if (j.is_array())
+    for (const auto& p : j) out[p.value("namespace", "") + "/" + p.value("name", "")] = p;
+  return out;
+}
+
+template <typename F>
+bool within(std::chrono::seconds limit, F f) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return f();
+}
+
+TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
+  VIGIL_REQUIRE_ROOT();
+  kube::fake::Pki pki;
+  ASSERT_TRUE(pki.ok()) << pki.log();
+  kube::fake::FakeApiServer api(pki);
+  ASSERT_GT(api.port(), 0);
+  Lab lab(2);
+  ScopedTempDir dir;
+  const json pods = {{"kind", "PodList"},
+                     {"apiVersion", "v1"},
+                     {"metadata", {{"resourceVersion", "100"}}},
+                     {"items", json::array({lab_pod("pod-1", lab.ip(1), "90", {{"app", "web"}}),
+                                            lab_pod("pod-2", lab.ip(2), "91", {{"app", "db"}})})}};
+  json elsewhere = lab_pod("pod-9", "10.255.0.9", "92", {{"app", "web"}});
+  elsewhere["spec"]["nodeName"] = "other-node";
+  json all = pods;
+  all["items"].push_back(elsewhere);
+  api.set_list("pods", all);
+  api.set_list("namespaces", {{"kind", "NamespaceList"},
+                              {"apiVersion", "v1"},
+                              {"metadata", {{"resourceVersion", "100"}}},
+                              {"items", json::array({{{"metadata", {{"name", "lab"}, {"resourceVersion", "5"}}}}})}});
+  write_temp_file(dir.path(), "token", "token-1\n");
+  const int port = free_port();
+  const std::string config = write_temp_file(
+      dir.path(), "vigil.yaml",
+      "node: test-node\nlisten: 127.0.0.1:" + std::to_string(port) + "\ntick: 500ms\nstate_dir: " + dir.path() +
+          "/state\nrules: []\nnotifiers: []\ncaptures: {enabled: false}\n"
+          "pods:\n  source: kubernetes\n  kubernetes:\n    api_server: " + api.url() + "\n    ca_file: " +
+          pki.path("ca.pem") + "\n    token_file: " + dir.path() + "/token\n    backoff_initial: 50ms\n    backoff_max: 500ms\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+
+  // Listed: both lab pods of this node are attached by their addresses; the other node's is not there.
+  ASSERT_TRUE(within(20s, [&] {
+    auto p = agent_pods(port);
+    return p.size() == 2 && p["lab/pod-1"].value("attached", false) && p["lab/pod-2"].value("attached", false);
+  })) << http_get("127.0.0.1", port, "/api/v1/pods") << agent.log();
+  auto p = agent_pods(port);
+  EXPECT_EQ(p["lab/pod-1"].value("interface", ""), lab.veth(1));
+  EXPECT_EQ(p["lab/pod-2"]["labels"].value("app", ""), "db");
+  EXPECT_EQ(p.count("lab/pod-9"), 0u);
+  EXPECT_EQ(p["lab/pod-1"]["workload"].value("kind", ""), "Pod") << p["lab/pod-1"].dump();  // no controller
+  EXPECT_EQ(p["lab/pod-1"]["workload"].value("name", ""), "pod-1");
+
+  // Watched: pod-2 relabelled, pod-1 deleted.
+  ASSERT_TRUE(within(10s, [&] { return api.open_watches() >= 1; }));
+  api.line("pods", json{{"type", "MODIFIED"}, {"object", lab_pod("pod-2", lab.ip(2), "101", {{"app", "cache"}})}}.dump());
+  api.line("pods", json{{"type", "DELETED"}, {"object", lab_pod("pod-1", lab.ip(1), "102", {{"app", "web"}})}}.dump());
+  ASSERT_TRUE(within(10s, [&] {
+    auto q = agent_pods(port);
+    return q.size() == 1 && q.count("lab/pod-2") && q["lab/pod-2"]["labels"].value("app", "") == "cache";
+  })) << http_get("127.0.0.1", port, "/api/v1/pods") << agent.log();
+  auto text = metrics_after_ticks(port);
+  EXPECT_EQ(metric_value(text, "vigil_kube_pods", {{"state", "watched"}}).value_or(-1), 1) << text;
+  EXPECT_EQ(metric_value(text, "vigil_pods", {{"state", "attached"}}).value_or(-1), 1) << text;
+  EXPECT_GE(metric_value(text, "vigil_kube_sync_age_seconds", {}).value_or(-1), 0) << text;
+
+  // The API server goes away: the last known pods stay, the errors are counted.
+  const int api_port = api.port();
+  api.shutdown();
+  ASSERT_TRUE(within(20s, [&] {
+    return metric_value(metrics_after_ticks(port, 1), "vigil_kube_consecutive_errors", {}).value_or(0) > 0;
+  })) << agent.log();
+  EXPECT_EQ(agent_pods(port).count("lab/pod-2"), 1u);
+  int status = 0;
+  http_get("127.0.0.1", port, "/healthz", &status);
+  EXPECT_EQ(status, 200);
+
+  // Back on the same port, answering the resumed watch with 410 Gone: the agent lists again
+  // (both pods are in the list) and recovers without a restart.
+  api.gone_on_next_watch("pods");
+  api.start(api_port);
+  ASSERT_EQ(api.port(), api_port);
+  ASSERT_TRUE(within(20s, [&] {
+    return metric_value(metrics_after_ticks(port, 1), "vigil_kube_consecutive_errors", {}).value_or(1) == 0;
+  })) << agent.log();
+  ASSERT_TRUE(within(10s, [&] { return agent_pods(port).size() == 2; })) << agent.log();
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
+}  // namespace
+}  // namespace vigil::test
