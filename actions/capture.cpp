@@ -1222,6 +1222,16 @@ nlohmann::json CaptureManager::list() const {
   return out;
 }
 
+std::map<uint32_t, uint32_t> CaptureManager::capturing() const {
+  std::lock_guard lock(impl_->mu);
+  std::map<uint32_t, uint32_t> out;
+  for (const auto& [_, c] : impl_->captures) {
+    if (c->state != Impl::State::Running) continue;
+    for (const auto& pod : c->req.pods) out[pod.ifindex] = std::max(out[pod.ifindex], c->snaplen);
+  }
+  return out;
+}
+
 std::optional<nlohmann::json> CaptureManager::manifest(const std::string& id) const {
   std::lock_guard lock(impl_->mu);
   auto it = impl_->captures.find(id);

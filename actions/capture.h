@@ -188,6 +188,10 @@ class CaptureManager {
   std::optional<std::string> pcap_path(const std::string& id) const;
   Result<void> remove(const std::string& id);
 
+  // The pods of running captures, by host ifindex, with the largest snaplen one of them asked
+  // for: what the kernel must copy whatever the lookback says. Cheap; the agent asks every tick.
+  std::map<uint32_t, uint32_t> capturing() const;
+
   CaptureStats stats() const;
   const CaptureConfig& config() const { return config_; }
 

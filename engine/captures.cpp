@@ -117,15 +117,7 @@ Captures::~Captures() {
 
 void Captures::sync(const PodManager& pods, const std::set<std::string>& rule_pods) {
   // Running captures keep their pods' packets coming, at the largest snaplen they asked for.
-  std::map<std::string, uint32_t> capturing;  // host interface -> snaplen
-  for (const auto& m : manager_->list()) {
-    if (m.value("status", "") != "running") continue;
-    const uint32_t snaplen = m.value("snaplen", config_.limits.default_snaplen);
-    for (const auto& p : m.value("pods", nlohmann::json::array())) {
-      auto& s = capturing[p.value("interface", "")];
-      s = std::max(s, snaplen);
-    }
-  }
+  const std::map<uint32_t, uint32_t> capturing = manager_->capturing();
   std::map<uint32_t, uint32_t> want;
   std::map<std::string, KnownPod> known;
   for (const auto& [key, pod] : pods.pods()) {
@@ -140,7 +132,7 @@ void Captures::sync(const PodManager& pods, const std::set<std::string>& rule_po
     k.labels = pod.spec.labels;
     k.netns_inode = pod.iface.netns_inode;
     const bool lookback = config_.lookback_pods == "all" || (config_.lookback_pods == "rules" && rule_pods.count(key));
-    auto running = capturing.find(pod.iface.host_ifname);
+    auto running = capturing.find(pod.iface.host_ifindex);
     if (lookback || running != capturing.end())
       want[k.pod.ifindex] = std::max(config_.limits.default_snaplen, running == capturing.end() ? 0u : running->second);
     known.emplace(key, std::move(k));

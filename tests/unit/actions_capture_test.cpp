@@ -726,7 +726,10 @@ TEST_F(CaptureTest, RemoveDeletesRunningAndFinished) {
   ASSERT_TRUE(done.ok());
   wait_ended(m, done.id);
   ASSERT_TRUE(fs::exists(cfg_.dir + "/" + running.id + "/capture.pcapng.part"));
+  // Only the running capture's pod needs the kernel's copies, at the capture's snaplen.
+  EXPECT_EQ(m.capturing(), (std::map<uint32_t, uint32_t>{{131u, m.manifest(running.id)->value("snaplen", 0u)}}));
   EXPECT_TRUE(m.remove(running.id).ok());
+  EXPECT_TRUE(m.capturing().empty());
   EXPECT_TRUE(m.remove(done.id).ok());
   EXPECT_FALSE(fs::exists(cfg_.dir + "/" + running.id));
   EXPECT_FALSE(fs::exists(cfg_.dir + "/" + done.id));
