@@ -22,12 +22,22 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Per-CPU counters by traffic slot, laid out [cpu][slot] in a plain array (vigil_abi.h); the
+ * agent sets max_entries to VIGIL_MAX_PODS times the CPU count at load and maps it. */
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
   __uint(max_entries, VIGIL_MAX_PODS);
   __type(key, __u32);
   __type(value, struct vigil_traffic_value);
 } vigil_traffic SEC(".maps");
+
+/* This CPU's entry `index` of an array laid out [cpu][index], `per_cpu` entries per CPU. */
+static __always_inline void *cpu_elem(void *map, __u32 per_cpu, __u32 index) {
+  if (index >= per_cpu) return 0;
+  __u32 key = bpf_get_smp_processor_id() * per_cpu + index;
+  return bpf_map_lookup_elem(map, &key);
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -82,8 +92,8 @@ struct {
 } vigil_tcp SEC(".maps");
 
 
-/* Remote context (vigil_abi.h): peer key -> index, counters by index, free indices, and each
- * CPU's last peer per pod interface and direction. */
+/* Remote context (vigil_abi.h): peer key -> index, counters by index, free indices; each CPU's
+ * last peer per pod interface and direction is in the traffic value. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, VIGIL_MAX_REMOTE_KEYS);
@@ -92,8 +102,9 @@ struct {
 } vigil_remote SEC(".maps");
 
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, VIGIL_MAX_REMOTE_KEYS);
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, VIGIL_MAX_REMOTE_KEYS); /* times the CPU count, like vigil_traffic */
   __type(key, __u32);
   __type(value, struct vigil_remote_value);
 } vigil_remote_values SEC(".maps");
@@ -104,12 +115,6 @@ struct {
   __type(value, __u32);
 } vigil_remote_free SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, VIGIL_MAX_PODS * 2);
-  __type(key, __u32);
-  __type(value, struct vigil_remote_cache);
-} vigil_remote_cache SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -131,8 +136,7 @@ static __always_inline void count_error(__u32 site) {
 /* The traffic entry of an attached pod interface; 0 for an interface the agent has no slot for
  * (a filter left from an earlier agent, or one attached a moment before its slot was set). */
 static __always_inline struct vigil_traffic_value *traffic_of(const struct vigil_slot *s) {
-  __u32 slot = s->slot;
-  return bpf_map_lookup_elem(&vigil_traffic, &slot);
+  return cpu_elem(&vigil_traffic, VIGIL_MAX_PODS, s->slot);
 }
 
 static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int dir, __u8 flags) {
@@ -207,13 +211,11 @@ static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 
 /* Remote context for pods that opted in: the counters of the pod behind `s` for the peer
  * `addr`, or its "other" entry once max_peers are taken, or its local-scope entry; 0 when the
  * pod did not opt in. A peer that is the one this CPU saw last for this pod and direction costs
- * two array lookups; any other, one hash lookup more. */
-static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot *s, int dir, const __u8 addr[16]) {
+ * one array lookup; any other, one hash lookup more. */
+static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot *s, struct vigil_traffic_value *v,
+                                                               int dir, const __u8 addr[16]) {
   if (!s->remote_max) return 0;
-  dir &= 1;
-  __u32 ci = s->slot * 2 + dir;
-  struct vigil_remote_cache *c = bpf_map_lookup_elem(&vigil_remote_cache, &ci);
-  if (!c) return 0;
+  struct vigil_remote_cache *c = &v->remote_cache[dir & 1];
   const __u32 gen = s->generation;
   __u64 a0, a1;
   __builtin_memcpy(&a0, addr, 8);
@@ -225,12 +227,17 @@ static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot
     __s64 i = remote_lookup(s, dir, addr);
     if (i < 0) return 0;
     index = (__u32)i;
+    /* The entry is invalid while it is rewritten: a TC program that interrupts a tracepoint
+     * program here (same CPU, same entry) never pairs one peer's address with another's index. */
+    c->generation = 0;
+    asm volatile("" ::: "memory");
     __builtin_memcpy(c->addr, &a0, 8);
     __builtin_memcpy(c->addr + 8, &a1, 8);
     c->index = index;
+    asm volatile("" ::: "memory");
     c->generation = gen;
   }
-  return bpf_map_lookup_elem(&vigil_remote_values, &index);
+  return cpu_elem(&vigil_remote_values, VIGIL_MAX_REMOTE_KEYS, index);
 }
 
 /* The same for code that knows the pod by id (drops, sockets). */
@@ -238,7 +245,9 @@ static __always_inline struct vigil_remote_value *remote_entry_of_pod(__u32 pod_
   __u32 *ifindex = bpf_map_lookup_elem(&vigil_remote_pod, &pod_id);
   if (!ifindex) return 0;
   struct vigil_slot *s = slot_of(*ifindex);
-  return s ? remote_entry(s, dir, addr) : 0;
+  if (!s) return 0;
+  struct vigil_traffic_value *v = traffic_of(s);
+  return v ? remote_entry(s, v, dir, addr) : 0;
 }
 
 static __always_inline int observe(struct __sk_buff *skb, int dir) {
@@ -264,7 +273,7 @@ static __always_inline int observe(struct __sk_buff *skb, int dir) {
   if (vigil_is_dns(&pkt)) vigil_dns_observe(skb, &pkt, v, dir);
   if (pkt.l4_proto == VIGIL_IPPROTO_TCP) count_tcp_flags(v, dir, pkt.tcp_flags);
   /* The peer is the destination of what the pod sends and the source of what it receives. */
-  struct vigil_remote_value *rv = remote_entry(s, dir, dir == VIGIL_DIR_EGRESS ? pkt.daddr : pkt.saddr);
+  struct vigil_remote_value *rv = remote_entry(s, v, dir, dir == VIGIL_DIR_EGRESS ? pkt.daddr : pkt.saddr);
   if (rv) {
     rv->packets += 1;
     rv->bytes += skb->len;

@@ -13,9 +13,16 @@ enum vigil_direction {
   VIGIL_DIR_MAX = 2,
 };
 
-/* vigil_traffic: per-CPU array, one entry per attached pod interface, at the slot the agent
+/* vigil_traffic: per-CPU counters, one entry per attached pod interface, at the slot the agent
  * gives it. The TC programs find the slot without a hash lookup: vigil_slots is an array
- * indexed by the low bits of the ifindex, with the rare collision in vigil_slots_spill. */
+ * indexed by the low bits of the ifindex, with the rare collision in vigil_slots_spill.
+ *
+ * Per-CPU without a per-CPU map: vigil_traffic and vigil_remote_values are plain arrays
+ * (BPF_F_MMAPABLE) of VIGIL_MAX_PODS (VIGIL_MAX_REMOTE_KEYS) entries for each possible CPU,
+ * CPU c's entry i at c * VIGIL_MAX_PODS + i. A per-CPU map's lookup reads a pointer table
+ * before the value: one memory page more for every packet, which costs this machine's TC path
+ * about 10 ns a packet (docs/benchmarks.md). The agent maps both arrays and reads them without
+ * a system call. */
 struct vigil_traffic_key {
   __u32 ifindex;
 };
@@ -27,7 +34,7 @@ struct vigil_slot {
   __u32 slot;        /* index into vigil_traffic, < VIGIL_MAX_PODS */
   __u32 remote_max;  /* remote context: distinct peers kept; 0 = off */
   __u32 remote_used; /* peers taken so far (atomic) */
-  __u32 generation;  /* new, never 0, each time the agent writes the entry: vigil_remote_cache
+  __u32 generation;  /* new, never 0, each time the agent writes the entry: remote_cache
                       * entries of an earlier owner of the slot never match */
   __u32 capture_snaplen; /* lookback capture (bpf/lib/capture.h): bytes copied of each packet
                           * into vigil_capture_rb, at most VIGIL_CAPTURE_MAX_SNAPLEN; 0 = off */
@@ -58,9 +65,21 @@ enum vigil_malformed_kind {
   VIGIL_MALFORMED_MAX = 4,
 };
 
+/* Remote context's per-CPU memory of the last peer of a pod interface in one direction and its
+ * index in vigil_remote_values (see below). */
+struct vigil_remote_cache {
+  __u8 addr[16];     /* the peer's address as the packet had it (not the bucket key) */
+  __u32 generation;  /* vigil_slot.generation when cached; 0 = empty */
+  __u32 index;       /* into vigil_remote_values */
+  __u32 pad[2];
+};
+
 struct vigil_traffic_value {
   __u64 packets[VIGIL_DIR_MAX];
   __u64 bytes[VIGIL_DIR_MAX];
+  /* Kept beside the packet counters that every packet writes, so that remote context's fast
+   * path touches no map element of its own but the peer's counters. Zeroed with the slot. */
+  struct vigil_remote_cache remote_cache[VIGIL_DIR_MAX];
   __u64 tcp_flags[VIGIL_DIR_MAX][VIGIL_TCP_FLAG_MAX];
   __u64 malformed[VIGIL_DIR_MAX][VIGIL_MALFORMED_MAX];
 };
@@ -124,12 +143,13 @@ enum vigil_error_site {
 
 /* Remote context: traffic of an opted-in pod by remote address and direction.
  *   vigil_remote (hash): vigil_remote_key -> __u32 index into vigil_remote_values;
- *   vigil_remote_values (per-CPU array of VIGIL_MAX_REMOTE_KEYS): the counters;
+ *   vigil_remote_values (VIGIL_MAX_REMOTE_KEYS per CPU, laid out like vigil_traffic): the
+ *     counters;
  *   vigil_remote_free (queue): the indices not in use; the agent fills it at load and gives an
  *     index back (its values zeroed) when it deletes the key;
- *   vigil_remote_cache (per-CPU array, VIGIL_MAX_PODS * 2, at slot * 2 + direction): the last
- *     peer seen and its index, so that a packet to or from the same peer as the one before it
- *     on this CPU takes two array lookups (inlined by the verifier) and no hash lookup. */
+ *   vigil_traffic_value.remote_cache[direction] (per CPU, per pod interface): the last peer
+ *     seen and its index, so that a packet to or from the same peer as the one before it on
+ *     this CPU takes one array lookup more than counting it at all, and no hash lookup. */
 struct vigil_remote_key {
   __u32 ifindex;
   __u8 direction;
@@ -144,13 +164,6 @@ struct vigil_remote_value {
   __u64 drop_bytes;
   __u64 tcp_retransmits;      /* egress: segments the pod retransmitted to the peer */
   __u64 tcp_connect_failures; /* egress: connects of the pod to the peer refused or timed out */
-};
-
-struct vigil_remote_cache {
-  __u8 addr[16];     /* the peer's address as the packet had it (not the bucket key) */
-  __u32 generation;  /* vigil_slot.generation when cached; 0 = empty */
-  __u32 index;       /* into vigil_remote_values */
-  __u32 pad[2];
 };
 
 /* vigil_remote_pod: pod id -> host-side ifindex, for the opted-in pods, so that the drop and

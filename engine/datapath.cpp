@@ -77,8 +77,22 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   if (!dp->skel_) return make_error("open eBPF object vigil_counters: " + err_text(errno));
   if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_capture_rb, options.capture_ring_bytes))
     return make_error("size map vigil_capture_rb: " + err_text(err));
+  // The per-CPU counter arrays hold one block of entries per possible CPU ([cpu][index]).
+  const uint32_t cpus = static_cast<uint32_t>(possible_cpus());
+  if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_traffic, VIGIL_MAX_PODS * cpus))
+    return make_error("size map vigil_traffic: " + err_text(err));
+  if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_remote_values, VIGIL_MAX_REMOTE_KEYS * cpus))
+    return make_error("size map vigil_remote_values: " + err_text(err));
   if (int err = vigil_counters__load(dp->skel_))
     return make_error("load eBPF object vigil_counters (needs root or CAP_BPF+CAP_PERFMON): " + err_text(err));
+  dp->traffic_ = std::make_unique<CpuArray<vigil_traffic_value>>();
+  if (auto e = dp->traffic_->map(bpf_map__fd(dp->skel_->maps.vigil_traffic), VIGIL_MAX_PODS, possible_cpus()); !e.empty())
+    return make_error("map vigil_traffic: " + e);
+  dp->remote_values_ = std::make_unique<CpuArray<vigil_remote_value>>();
+  if (auto e = dp->remote_values_->map(bpf_map__fd(dp->skel_->maps.vigil_remote_values), VIGIL_MAX_REMOTE_KEYS,
+                                       possible_cpus());
+      !e.empty())
+    return make_error("map vigil_remote_values: " + e);
   if (auto r = dp->fill_remote_free(); !r) return r.error();
   if (int err = vigil_counters__attach(dp->skel_))
     return make_error("attach tp_btf/kfree_skb: " + err_text(err));
@@ -101,7 +115,7 @@ Result<void> Datapath::fill_remote_free() {
 
 Result<void> Datapath::write_slot(const vigil_slot& in) {
   vigil_slot entry = in;
-  if (++generation_ == 0) ++generation_;  // 0 marks an empty vigil_remote_cache entry
+  if (++generation_ == 0) ++generation_;  // 0 marks an empty remote_cache entry
   entry.generation = generation_;
   __u32 index = entry.ifindex & (VIGIL_SLOT_TABLE - 1);
   vigil_slot there{};
@@ -124,9 +138,7 @@ Result<void> Datapath::claim_slot(uint32_t ifindex) {
   if (free == slot_taken_.end()) return make_error("no traffic slot left (" + std::to_string(VIGIL_MAX_PODS) + " interfaces)");
   const uint32_t slot = static_cast<uint32_t>(free - slot_taken_.begin());
   // A slot starts from zero: the previous interface's counts were read for the last time.
-  std::vector<vigil_traffic_value> zero(possible_cpus());
-  if (bpf_map__update_elem(skel_->maps.vigil_traffic, &slot, sizeof(slot), zero.data(), zero.size() * sizeof(zero[0]), BPF_ANY))
-    return make_error("reset map vigil_traffic: " + err_text(errno));
+  traffic_->zero(slot);
   if (auto r = write_slot(slot_entry(ifindex, slot, 0)); !r) return r;
   *free = true;
   slot_of_[ifindex] = slot;
@@ -268,19 +280,17 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   bpf_map__delete_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), 0);
   release_slot(ifindex);
   // The slot is released (the TC programs no longer count for it, and its next owner gets a
-  // new generation, so no CPU's vigil_remote_cache still leads to these indices): each peer's
+  // new generation, so no CPU's remote_cache still leads to these indices): each peer's
   // key goes, its counters are zeroed and its index is given back.
   std::vector<std::pair<vigil_remote_key, __u32>> remote_doomed;
   for_each_entry<vigil_remote_key, __u32>(bpf_map__fd(skel_->maps.vigil_remote), VIGIL_MAX_REMOTE_KEYS,
                                           [&](const vigil_remote_key& key, __u32 index) {
                                             if (key.ifindex == ifindex) remote_doomed.emplace_back(key, index);
                                           });
-  std::vector<vigil_remote_value> zero(possible_cpus());
   for (const auto& [key, index] : remote_doomed) {
     if (bpf_map__delete_elem(skel_->maps.vigil_remote, &key, sizeof(key), 0) != 0) continue;
     if (index >= VIGIL_MAX_REMOTE_KEYS) continue;
-    bpf_map__update_elem(skel_->maps.vigil_remote_values, &index, sizeof(index), zero.data(),
-                         zero.size() * sizeof(zero[0]), BPF_ANY);
+    remote_values_->zero(index);
     bpf_map_update_elem(bpf_map__fd(skel_->maps.vigil_remote_free), nullptr, &index, BPF_ANY);
   }
   bpf_map__delete_elem(skel_->maps.vigil_tcp, &pod_id, sizeof(pod_id), 0);
@@ -326,6 +336,14 @@ Datapath::MapRef Datapath::map(const char* name) const {
   return MapRef{bpf_map__fd(m), bpf_map__max_entries(m)};
 }
 
+bool Datapath::read_traffic(uint32_t slot, std::vector<vigil_traffic_value>& per_cpu) const {
+  return traffic_ && traffic_->read(slot, per_cpu);
+}
+
+bool Datapath::read_remote(uint32_t index, std::vector<vigil_remote_value>& per_cpu) const {
+  return remote_values_ && remote_values_->read(index, per_cpu);
+}
+
 std::vector<Datapath::ProgramStats> Datapath::program_stats() const {
   std::vector<ProgramStats> out;
   bpf_program* prog = nullptr;
@@ -333,7 +351,7 @@ std::vector<Datapath::ProgramStats> Datapath::program_stats() const {
     bpf_prog_info info{};
     uint32_t len = sizeof(info);
     if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) continue;
-    out.push_back(ProgramStats{bpf_program__name(prog), info.run_cnt, info.run_time_ns});
+    out.push_back(ProgramStats{bpf_program__name(prog), info.run_cnt, info.run_time_ns, info.recursion_misses});
   }
   return out;
 }

@@ -13,9 +13,14 @@
 
 struct vigil_counters;  // the bpftool skeleton
 struct vigil_slot;
+struct vigil_traffic_value;
+struct vigil_remote_value;
 struct bpf_link;
 
 namespace vigil {
+
+template <typename T>
+class CpuArray;  // engine/bpf_maps.h
 
 // Names of the running kernel's enum skb_drop_reason, read from its BTF, without the
 // SKB_DROP_REASON_ prefix ("NETFILTER_DROP", "NO_SOCKET", ...).
@@ -93,8 +98,16 @@ class Datapath {
     std::string name;
     uint64_t run_count = 0;    // 0 unless kernel.bpf_stats_enabled=1
     uint64_t run_time_ns = 0;
+    // Runs the kernel skipped because the program was already running on that CPU (a softirq
+    // or a preempting task hit the same hook mid-run); counted whether or not stats are on.
+    uint64_t recursion_misses = 0;
   };
   std::vector<ProgramStats> program_stats() const;
+
+  // Every CPU's counters of a traffic slot (traffic_slots()) and of a remote context index
+  // (vigil_remote), read from the mapped arrays; false when out of range.
+  bool read_traffic(uint32_t slot, std::vector<vigil_traffic_value>& per_cpu) const;
+  bool read_remote(uint32_t index, std::vector<vigil_remote_value>& per_cpu) const;
 
   const DropReasons& drop_reasons() const { return reasons_; }
 
@@ -109,6 +122,9 @@ class Datapath {
   std::map<uint32_t, uint32_t> capture_of_;     // ifindex -> snaplen, when on
   std::vector<bool> slot_taken_;
   uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)
+  // vigil_traffic and vigil_remote_values, mapped ([cpu][index], bpf/vigil_abi.h).
+  std::unique_ptr<CpuArray<vigil_traffic_value>> traffic_;
+  std::unique_ptr<CpuArray<vigil_remote_value>> remote_values_;
 
   // Puts every index of vigil_remote_values in the vigil_remote_free queue (at load).
   Result<void> fill_remote_free();

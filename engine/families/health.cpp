@@ -52,6 +52,10 @@ class HealthFamily : public Family {
                SeriesKind::Counter);
     s.describe("vigil_bpf_program_run_seconds_total", "Time spent in each eBPF program (needs kernel.bpf_stats_enabled=1).",
                SeriesKind::Counter);
+    s.describe("vigil_bpf_program_recursion_misses_total",
+               "Runs of each eBPF program the kernel skipped because it was already running on that CPU "
+               "(an interrupt or preempting task hit the same hook); their events are not counted.",
+               SeriesKind::Counter);
   }
 
   void read(const FamilyContext& ctx) override {
@@ -79,6 +83,7 @@ class HealthFamily : public Family {
       Labels l = make_labels({{"program", p.name}});
       ctx.store.set("vigil_bpf_program_runs_total", l, static_cast<double>(p.run_count));
       ctx.store.set("vigil_bpf_program_run_seconds_total", l, static_cast<double>(p.run_time_ns) * 1e-9);
+      ctx.store.set("vigil_bpf_program_recursion_misses_total", l, static_cast<double>(p.recursion_misses));
     }
   }
 };

@@ -35,13 +35,12 @@ class RemoteFamily : public Family {
   void read(const FamilyContext& ctx) override {
     static const uint8_t kOther[16] = {};
     auto m = ctx.datapath.map("vigil_remote");
-    auto values = ctx.datapath.map("vigil_remote_values");
-    std::vector<vigil_remote_value> cpus(possible_cpus());
-    // vigil_remote gives each peer's index into the per-CPU vigil_remote_values array.
+    std::vector<vigil_remote_value> cpus;
+    // vigil_remote gives each peer's index into vigil_remote_values (per CPU).
     for_each_entry<vigil_remote_key, __u32>(
         m.fd, m.max_entries, [&](const vigil_remote_key& key, __u32 index) {
           const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
-          if (!pod || bpf_map_lookup_elem(values.fd, &index, cpus.data()) != 0) return;
+          if (!pod || !ctx.datapath.read_remote(index, cpus)) return;
           vigil_remote_value t{};
           for (const auto& v : cpus) {
             t.packets += v.packets;

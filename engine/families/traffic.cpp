@@ -29,11 +29,10 @@ class TrafficFamily : public Family {
   }
 
   void read(const FamilyContext& ctx) override {
-    auto m = ctx.datapath.map("vigil_traffic");
-    std::vector<vigil_traffic_value> cpus(possible_cpus());
+    std::vector<vigil_traffic_value> cpus;
     for (const auto& [ifindex, slot] : ctx.datapath.traffic_slots()) {
           const WatchedPod* pod = ctx.pods.by_ifindex(ifindex);
-          if (!pod || bpf_map_lookup_elem(m.fd, &slot, cpus.data()) != 0) continue;
+          if (!pod || !ctx.datapath.read_traffic(slot, cpus)) continue;
           vigil_traffic_value t{};
           for (const auto& v : cpus) {
             for (int d = 0; d < VIGIL_DIR_MAX; ++d) {

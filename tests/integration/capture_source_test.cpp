@@ -116,8 +116,9 @@ uint32_t ifindex_of(const std::string& name) {
 // Every packet the TC programs counted for the pod behind `ifindex`, both directions.
 uint64_t traffic_packets(const Datapath& dp, uint32_t ifindex) {
   const __u32 slot = dp.traffic_slots().at(ifindex);
-  std::vector<vigil_traffic_value> v(possible_cpus());
-  EXPECT_EQ(bpf_map_lookup_elem(dp.map("vigil_traffic").fd, &slot, v.data()), 0);
+  std::vector<vigil_traffic_value> v;
+  EXPECT_TRUE(dp.read_traffic(slot, v));
+  EXPECT_EQ(v.size(), static_cast<size_t>(possible_cpus()));
   uint64_t n = 0;
   for (const auto& c : v) n += c.packets[0] + c.packets[1];
   return n;

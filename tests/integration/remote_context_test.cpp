@@ -2,6 +2,7 @@
 // 10,000 distinct peers leave the series count bounded by max_peers, the overflow in "other".
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <thread>
 
 #include "support.h"
@@ -19,6 +20,15 @@ size_t count_series(const std::string& text, const std::string& name) {
     pos += needle.size();
   }
   return n;
+}
+
+// pod-1's TCP families, to show which connect a failure is missing.
+std::string tcp_lines(const std::string& text) {
+  std::string out, line;
+  std::istringstream in(text);
+  while (std::getline(in, line))
+    if (line.rfind("vigil_tcp_", 0) == 0 && line.find("pod=\"pod-1\"") != std::string::npos) out += line + "\n";
+  return out;
 }
 
 TEST(RemoteContext, BoundedByConfigNotByTraffic) {
@@ -77,7 +87,15 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   const std::map<std::string, std::string> to3 = {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_pod", "pod-3"}};
   // The first 30 found no socket on the port (NO_SOCKET), the next 20 met nftables.
   EXPECT_EQ(metric_value(text, "vigil_remote_drop_packets_total", from3).value_or(-1), 30 + 20);
-  EXPECT_EQ(metric_value(text, "vigil_remote_tcp_connect_failures_total", to3).value_or(-1), 4);
+  // Four failed connects, exactly, unless the kernel skipped runs of the state-change program
+  // (it was already running on that CPU when another socket changed state): those skipped runs
+  // are counted, and only they may explain a shortfall.
+  const double skipped =
+      metric_value(text, "vigil_bpf_program_recursion_misses_total", {{"program", "vigil_sock_state"}}).value_or(-1);
+  ASSERT_GE(skipped, 0) << "no recursion-miss count for vigil_sock_state";
+  const double failures = metric_value(text, "vigil_remote_tcp_connect_failures_total", to3).value_or(-1);
+  EXPECT_LE(failures, 4);
+  EXPECT_GE(failures, 4 - skipped) << skipped << " runs skipped\n" << tcp_lines(text);
   // The black-holed SYN was retransmitted (once or twice, as the kernel's timer falls); pod-1
   // sent nothing else that could be retransmitted, so all of its retransmits are to pod-3.
   EXPECT_GE(metric_value(text, "vigil_remote_tcp_retransmits_total", to3).value_or(-1), 1);
