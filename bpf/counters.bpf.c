@@ -13,7 +13,10 @@
 #include "vigil_abi.h"
 #include "lib/packet.h"
 
-#define TC_ACT_OK 0
+/* What an observer returns: TC_ACT_UNSPEC (TCX_NEXT) lets the programs and filters after ours
+ * (a CNI's, a user's) run and decide. TC_ACT_OK would end the TC layer's work on the packet
+ * there, and with it theirs. */
+#define TC_ACT_UNSPEC (-1)
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
@@ -252,9 +255,9 @@ static __always_inline struct vigil_remote_value *remote_entry_of_pod(__u32 pod_
 
 static __always_inline int observe(struct __sk_buff *skb, int dir) {
   struct vigil_slot *s = slot_of(skb->ifindex);
-  if (!s) return TC_ACT_OK;
+  if (!s) return TC_ACT_UNSPEC;
   struct vigil_traffic_value *v = traffic_of(s);
-  if (!v) return TC_ACT_OK;
+  if (!v) return TC_ACT_UNSPEC;
   dir &= 1;
   v->packets[dir] += 1;
   v->bytes[dir] += skb->len;
@@ -267,9 +270,9 @@ static __always_inline int observe(struct __sk_buff *skb, int dir) {
   if (r < 0) {
     __u32 kind = pkt.malformed - 1;
     if (kind < VIGIL_MALFORMED_MAX) v->malformed[dir][kind] += 1;
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   }
-  if (r > 0) return TC_ACT_OK; /* not IP */
+  if (r > 0) return TC_ACT_UNSPEC; /* not IP */
   if (vigil_is_dns(&pkt)) vigil_dns_observe(skb, &pkt, v, dir);
   if (pkt.l4_proto == VIGIL_IPPROTO_TCP) count_tcp_flags(v, dir, pkt.tcp_flags);
   /* The peer is the destination of what the pod sends and the source of what it receives. */
@@ -278,7 +281,7 @@ static __always_inline int observe(struct __sk_buff *skb, int dir) {
     rv->packets += 1;
     rv->bytes += skb->len;
   }
-  return TC_ACT_OK;
+  return TC_ACT_UNSPEC;
 }
 
 /* Attached to TC ingress of a pod's host-side veth: the pod is sending. */
@@ -350,6 +353,15 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
     if (netns_pod) {
       pod = *netns_pod;
       dir = (src_pod == pod && dst_pod != pod) ? VIGIL_DIR_EGRESS : VIGIL_DIR_INGRESS;
+    }
+  }
+  /* A drop on a pod's host-side interface (a TC filter's, say) belongs to that pod: egress
+   * for what it sent, ingress for what was on its way to it. */
+  if (!pod && dev) {
+    struct vigil_slot *s = slot_of(BPF_CORE_READ(dev, ifindex));
+    if (s && s->pod_id) {
+      pod = s->pod_id;
+      dir = (have_addresses && src_pod == pod) ? VIGIL_DIR_EGRESS : VIGIL_DIR_INGRESS;
     }
   }
   if (!pod) {

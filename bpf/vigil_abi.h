@@ -38,7 +38,8 @@ struct vigil_slot {
                       * entries of an earlier owner of the slot never match */
   __u32 capture_snaplen; /* lookback capture (bpf/lib/capture.h): bytes copied of each packet
                           * into vigil_capture_rb, at most VIGIL_CAPTURE_MAX_SNAPLEN; 0 = off */
-  __u32 pad[2];      /* 32 bytes: an entry never straddles two cache lines */
+  __u32 pod_id;      /* the pod behind the interface (vigil_pod_netns' ids); 0 = unknown */
+  __u32 pad;         /* 32 bytes: an entry never straddles two cache lines */
 };
 
 /* TCP flag counters, as Retina reports them: SYN without ACK and SYN+ACK are separate. */

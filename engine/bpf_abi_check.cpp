@@ -23,6 +23,7 @@ static_assert(offsetof(vigil_remote_key, addr) == 8);
 static_assert(sizeof(vigil_slot) == 32);
 static_assert(offsetof(vigil_slot, generation) == 16);
 static_assert(offsetof(vigil_slot, capture_snaplen) == 20);
+static_assert(offsetof(vigil_slot, pod_id) == 24);
 static_assert(sizeof(vigil_remote_cache) == 32);
 static_assert((VIGIL_SLOT_TABLE & (VIGIL_SLOT_TABLE - 1)) == 0);
 static_assert(sizeof(vigil_remote_value) == 48);

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "engine/bpf_maps.h"
 #include "engine/netns.h"
 #include "vigil_abi.h"
@@ -131,17 +133,21 @@ Result<void> Datapath::write_slot(const vigil_slot& in) {
   return {};
 }
 
-Result<void> Datapath::claim_slot(uint32_t ifindex) {
-  if (slot_of_.count(ifindex)) return {};
+Result<void> Datapath::claim_slot(uint32_t ifindex, uint32_t pod_id) {
+  if (pod_id) pod_of_[ifindex] = pod_id;
+  if (slot_of_.count(ifindex)) return write_slot(slot_entry_of(ifindex));
   if (slot_taken_.empty()) slot_taken_.assign(VIGIL_MAX_PODS, false);
   auto free = std::find(slot_taken_.begin(), slot_taken_.end(), false);
   if (free == slot_taken_.end()) return make_error("no traffic slot left (" + std::to_string(VIGIL_MAX_PODS) + " interfaces)");
   const uint32_t slot = static_cast<uint32_t>(free - slot_taken_.begin());
   // A slot starts from zero: the previous interface's counts were read for the last time.
   traffic_->zero(slot);
-  if (auto r = write_slot(slot_entry(ifindex, slot, 0)); !r) return r;
-  *free = true;
   slot_of_[ifindex] = slot;
+  if (auto r = write_slot(slot_entry_of(ifindex)); !r) {
+    slot_of_.erase(ifindex);
+    return r;
+  }
+  *free = true;
   return {};
 }
 
@@ -150,12 +156,15 @@ vigil_slot Datapath::slot_entry_of(uint32_t ifindex) const {
   auto capture = capture_of_.find(ifindex);
   vigil_slot s = slot_entry(ifindex, slot_of_.at(ifindex), remote != remote_max_of_.end() ? remote->second : 0);
   s.capture_snaplen = capture != capture_of_.end() ? capture->second : 0;
+  auto pod = pod_of_.find(ifindex);
+  s.pod_id = pod != pod_of_.end() ? pod->second : 0;
   return s;
 }
 
 void Datapath::release_slot(uint32_t ifindex) {
   remote_max_of_.erase(ifindex);
   capture_of_.erase(ifindex);
+  pod_of_.erase(ifindex);
   auto it = slot_of_.find(ifindex);
   if (it == slot_of_.end()) return;
   __u32 index = ifindex & (VIGIL_SLOT_TABLE - 1);
@@ -171,8 +180,50 @@ void Datapath::release_slot(uint32_t ifindex) {
   slot_of_.erase(it);
 }
 
-Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname) {
-  if (auto r = claim_slot(ifindex); !r) return r;
+namespace {
+
+// TCX (Linux 6.6+): BPF links on a device's ingress and egress, run straight from the packet
+// path, without the clsact qdisc and cls_bpf's classifier walk around every program run. The
+// attach types are spelled here because Debian 12's headers predate them.
+constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS
+constexpr int kTcxEgress = 47;   // BPF_TCX_EGRESS
+
+void remove_clsact_filters(uint32_t ifindex) {
+  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1);
+    bpf_tc_detach(&hook, &opts);  // none there, or the interface already gone with its namespace
+  }
+}
+
+}  // namespace
+
+Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id) {
+  if (auto r = claim_slot(ifindex, pod_id); !r) return r;
+  // Attached before (the device may have been replaced since): start over on this device.
+  if (attached_.count(ifindex)) detach_tc(ifindex);
+  if (!tcx_unsupported_) {
+    const int in = bpf_link_create(bpf_program__fd(skel_->progs.vigil_tc_ingress), static_cast<int>(ifindex),
+                                   static_cast<bpf_attach_type>(kTcxIngress), nullptr);
+    const int in_err = in < 0 ? errno : 0;
+    const int out = in < 0 ? -1
+                           : bpf_link_create(bpf_program__fd(skel_->progs.vigil_tc_egress), static_cast<int>(ifindex),
+                                             static_cast<bpf_attach_type>(kTcxEgress), nullptr);
+    const int out_err = out < 0 ? errno : 0;
+    if (in >= 0 && out >= 0) {
+      // A filter an earlier agent (or an older Vigil) left on the device would count twice.
+      remove_clsact_filters(ifindex);
+      tcx_links_[ifindex] = {in, out};
+      attached_[ifindex] = ifname;
+      return {};
+    }
+    if (in >= 0) close(in);
+    const int err = in_err ? in_err : out_err;
+    // A kernel without TCX refuses the attach type; anything else is a real failure.
+    if (err != EINVAL && err != EOPNOTSUPP) return make_error("attach tcx on " + ifname + ": " + std::strerror(err));
+    tcx_unsupported_ = true;
+    spdlog::info("this kernel has no TCX (Linux 6.6+): attaching to pod interfaces with clsact and cls_bpf");
+  }
   DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
                       .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
   int err = bpf_tc_hook_create(&hook);
@@ -188,7 +239,7 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname) {
     DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(side.prog), .handle = 0x7669, .priority = 1);
     opts.flags = BPF_TC_F_REPLACE;
     if (int e = bpf_tc_attach(&hook, &opts)) {
-      detach_tc(ifindex);
+      remove_clsact_filters(ifindex);
       return make_error(std::string("attach tc ") + side.name + " on " + ifname + ": " + err_text(e));
     }
   }
@@ -197,10 +248,13 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname) {
 }
 
 void Datapath::detach_tc(uint32_t ifindex) {
-  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
-    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1);
-    bpf_tc_detach(&hook, &opts);  // the interface may already be gone with its namespace
+  if (auto it = tcx_links_.find(ifindex); it != tcx_links_.end()) {
+    // Closing a TCX link detaches its program (the device may already be gone).
+    close(it->second.first);
+    close(it->second.second);
+    tcx_links_.erase(it);
+  } else {
+    remove_clsact_filters(ifindex);
   }
   attached_.erase(ifindex);
 }

@@ -48,12 +48,14 @@ class Datapath {
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
-  // clsact ingress and egress on the pod's host-side interface. Gives the interface a traffic
-  // slot first (kept until forget_counters), so its first packet is counted.
-  Result<void> attach_tc(uint32_t ifindex, const std::string& ifname);
+  // The TC programs on the ingress and egress of the pod's host-side interface: TCX links
+  // where the kernel has them (6.6+), else clsact filters. Gives the interface a traffic slot
+  // first (kept until forget_counters), so its first packet is counted. `pod_id` (set_pod's)
+  // lets drops on this interface be charged to its pod.
+  Result<void> attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id = 0);
   // The traffic slots in use: host-side ifindex -> index into the vigil_traffic array.
   const std::map<uint32_t, uint32_t>& traffic_slots() const { return slot_of_; }
-  // Removes only Vigil's filters; the clsact qdisc stays for others that may use it.
+  // Removes only Vigil's programs (a clsact qdisc stays for others that may use it).
   void detach_tc(uint32_t ifindex);
 
   // Tells the drop program which namespace and addresses belong to pod `pod_id` (> 0).
@@ -116,10 +118,13 @@ class Datapath {
   vigil_counters* skel_ = nullptr;
   DropReasons reasons_;
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
+  std::map<uint32_t, std::pair<int, int>> tcx_links_;  // ifindex -> TCX link fds (ingress, egress)
+  bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   std::vector<struct bpf_link*> cgroup_links_;
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
   std::map<uint32_t, uint32_t> capture_of_;     // ifindex -> snaplen, when on
+  std::map<uint32_t, uint32_t> pod_of_;         // ifindex -> pod id, when known
   std::vector<bool> slot_taken_;
   uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)
   // vigil_traffic and vigil_remote_values, mapped ([cpu][index], bpf/vigil_abi.h).
@@ -129,7 +134,7 @@ class Datapath {
   // Puts every index of vigil_remote_values in the vigil_remote_free queue (at load).
   Result<void> fill_remote_free();
 
-  Result<void> claim_slot(uint32_t ifindex);
+  Result<void> claim_slot(uint32_t ifindex, uint32_t pod_id);
   void release_slot(uint32_t ifindex);
   // Writes the slot table entry of `ifindex` where the kernel looks for it (vigil_slots at the
   // ifindex's low bits, or vigil_slots_spill when another interface holds that place).

@@ -80,7 +80,7 @@ void PodManager::try_attach(WatchedPod& pod) {
     spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);
     return;
   }
-  if (auto r = dp_.attach_tc(iface->host_ifindex, iface->host_ifname); !r) {
+  if (auto r = dp_.attach_tc(iface->host_ifindex, iface->host_ifname, pod.id); !r) {
     dp_.forget_pod(iface->netns_inode, iface->ips);
     pod.last_error = r.error().message;
     spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);

@@ -99,9 +99,18 @@ detach_tc() {  # PREF
 }
 bench_on_exit detach_tc $empty_pref
 
-# Program ids of the TC filters with preference PREF on the lab's veths.
+# Program ids of the TC filters with preference PREF on the lab's veths; for the agent's
+# (PREF 1), those of its TCX links on them (Linux 6.6+, from /proc/PID/fdinfo), else its
+# clsact filters.
 prog_ids() {
-  local pref=$1 dev dir
+  local pref=$1 dev dir f ifindexes
+  if [[ $pref == 1 && -n ${bench_agent_pid:-} ]]; then
+    ifindexes=" $(for dev in "${veths[@]}"; do cat "/sys/class/net/$dev/ifindex"; done | tr '\n' ' ')"
+    for f in /proc/"$bench_agent_pid"/fdinfo/*; do
+      awk -v want="$ifindexes" '$1 == "link_type:" {tcx = ($2 == "tcx")} $1 == "prog_id:" {id = $2}
+        $1 == "ifindex:" && tcx && index(want, " " $2 " ") {print id}' "$f" 2>/dev/null
+    done | sort -un | grep . && return 0
+  fi
   for dev in "${veths[@]}"; do
     for dir in ingress egress; do
       tc filter show dev "$dev" "$dir" pref "$pref" | grep -o ' id [0-9]*' | awk '{print $2}'

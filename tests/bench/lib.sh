@@ -155,6 +155,25 @@ bench_quantile() {
   sort -g | awk -v q="$1" '{v[NR] = $1} END {if (NR == 0) exit 1; h = (NR - 1) * q + 1; l = int(h); u = (l < NR) ? l + 1 : l; printf "%.4f\n", v[l] + (h - l) * (v[u] - v[l])}'
 }
 
+# A distribution-free confidence interval for the median of the numbers on stdin: prints "LOW
+# HIGH", the k-th smallest and k-th largest, with k the largest rank such that the interval
+# holds the median with probability >= 95 % (binomial order statistics; needs at least 6
+# numbers, else it prints the smallest and largest).
+bench_median_ci() {
+  sort -g | awk '{v[NR] = $1} END {
+    n = NR; if (n == 0) exit 1
+    # P(Bin(n, 1/2) <= j) for growing j; k - 1 is the largest j with 2 * P <= 0.05.
+    p = 0.5 ^ n; cdf = p; k = 0
+    for (j = 0; j < n; ++j) {
+      if (2 * cdf > 0.05) break
+      k = j + 1
+      p = p * (n - j) / (j + 1); cdf += p
+    }
+    if (k < 1) k = 1
+    printf "%s %s\n", v[k], v[n - k + 1]
+  }'
+}
+
 # "a,b,c" from the arguments, for JSON arrays.
 bench_join() { local IFS=,; echo "$*"; }
 

@@ -9,19 +9,24 @@
 # Each pair is one run without the agent and one with it (started, pods attached, then
 # stopped with SIGTERM, which detaches its filters; every family on, as in bpf_cost.sh); the
 # order flips every pair so that drift
-# on this shared machine falls on both sides. PAIRS defaults to 15. The figure is the median
-# of the per-pair ratios attached/not attached. The verdict only stands when the ratios'
-# interquartile range is narrower than twice the margin tested (2 x 3 points): a noisier run is
-# reported as INCONCLUSIVE, whatever its median. Prints one summary line, then one JSON object.
+# on this shared machine falls on both sides; the attached run starts SETTLE seconds (default
+# 2) after the agent has attached every pod, and an unattached run as long after it stopped,
+# so that they measure steady states, not the agent's start or exit. PAIRS defaults to 30. The figure is the median of the per-pair ratios
+# attached/not attached, with a distribution-free 95 % confidence interval for that median
+# (order statistics): the verdict stands when the interval lies wholly on one side of the
+# target, and is INCONCLUSIVE (whatever the median) when the target is inside it. Prints one
+# summary line, then one JSON object.
 # Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-pairs=${1:-15}
+pairs=${1:-30}
 run_seconds=${SECONDS_PER_RUN:-3}
+settle=${SETTLE:-2}
 target=0.97
 [[ $pairs =~ ^[0-9]+$ && $pairs -ge 1 && $pairs -le 50 ]] || bench_die "PAIRS must be 1..50"
 [[ $run_seconds =~ ^[0-9]+$ && $run_seconds -ge 1 && $run_seconds -le 30 ]] || bench_die "SECONDS_PER_RUN must be 1..30"
+[[ $settle =~ ^[0-9]+$ && $settle -le 30 ]] || bench_die "SETTLE must be 0..30"
 
 bench_init wrk curl
 bench_lab_up 2 bw
@@ -51,12 +56,15 @@ for p in $(seq 1 "$pairs"); do
   if ((p % 2)); then
     r_off=$(wrk_rate)
     bench_agent_start "$config" 2
+    sleep "$settle"
     r_on=$(wrk_rate)
     bench_agent_stop
   else
     bench_agent_start "$config" 2
+    sleep "$settle"
     r_on=$(wrk_rate)
     bench_agent_stop
+    sleep "$settle"
     r_off=$(wrk_rate)
   fi
   ratio=$(awk -v a="$r_on" -v b="$r_off" 'BEGIN {printf "%.4f", a / b}')
@@ -71,16 +79,17 @@ ratio_p75=$(printf '%s\n' "${ratios[@]}" | bench_quantile 0.75)
 off_med=$(printf '%s\n' "${off[@]}" | bench_median)
 on_med=$(printf '%s\n' "${on[@]}" | bench_median)
 met=$(awk -v r="$ratio_med" -v t=$target 'BEGIN {print (r >= t) ? "true" : "false"}')
-conclusive=$(awk -v a="$ratio_p25" -v b="$ratio_p75" -v t=$target 'BEGIN {print (b - a < 2 * (1 - t)) ? "true" : "false"}')
+read -r ci_low ci_high < <(printf '%s\n' "${ratios[@]}" | bench_median_ci)
+conclusive=$(awk -v a="$ci_low" -v b="$ci_high" -v t=$target 'BEGIN {print (a >= t || b < t) ? "true" : "false"}')
 verdict=$([[ $met == true ]] && echo "target met" || echo "TARGET MISSED")
 [[ $conclusive == true ]] ||
-  verdict="INCONCLUSIVE: quartiles more than $(pct "$(awk -v t=$target 'BEGIN {print 2 * (1 - t)}')") points apart, too noisy for this target"
+  verdict="INCONCLUSIVE: the target is inside the median's 95 % interval, too noisy to tell"
 
-printf 'wrk_ratio: attached/not attached = %s%% (median of %d pair ratios, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
-  "$(pct "$ratio_med")" "$pairs" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
+printf 'wrk_ratio: attached/not attached = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
+  "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
 printf '{"benchmark":"wrk_ratio","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
   "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
   "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
-printf '"median_ratio":%s,"ratio_p25":%s,"ratio_p75":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
-  "$ratio_med" "$ratio_p25" "$ratio_p75" $target "$met" "$conclusive"
+printf '"median_ratio":%s,"median_ci95":[%s,%s],"ratio_p25":%s,"ratio_p75":%s,"settle_s":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
+  "$ratio_med" "$ci_low" "$ci_high" "$ratio_p25" "$ratio_p75" "$settle" $target "$met" "$conclusive"

@@ -1,7 +1,10 @@
 // The pods file drives attachment: pods added to it are attached, pods removed from it are
 // detached and their series dropped, a broken file changes nothing, and the agent leaves no
 // filter behind when it stops.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -22,9 +25,27 @@ std::string pods_yaml(const Lab& lab, const std::vector<int>& pods) {
   return out;
 }
 
+// Whether one of Vigil's TC programs is on `dev`: as a TCX link (Linux 6.6+) or a clsact filter.
 bool has_vigil_filter(const std::string& dev) {
   auto r = run("tc filter show dev " + dev + " ingress; tc filter show dev " + dev + " egress");
-  return r.output.find("vigil_tc_") != std::string::npos;
+  if (r.output.find("vigil_tc_") != std::string::npos) return true;
+  const unsigned ifindex = if_nametoindex(dev.c_str());
+  if (!ifindex) return false;
+  for (int type : {46, 47}) {  // BPF_TCX_INGRESS, BPF_TCX_EGRESS
+    __u32 ids[16], count = 16, flags = 0;
+    if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) != 0)
+      continue;
+    for (__u32 i = 0; i < count; ++i) {
+      int fd = bpf_prog_get_fd_by_id(ids[i]);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      __u32 len = sizeof(info);
+      const bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind("vigil_tc_", 0) == 0;
+      close(fd);
+      if (ours) return true;
+    }
+  }
+  return false;
 }
 
 std::set<std::string> attached_pods(int port) {

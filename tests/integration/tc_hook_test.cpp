@@ -1,0 +1,114 @@
+// Vigil's TC programs observe and never decide: another tool's TC filter on the same pod
+// interface (a CNI's policy, here a BPF filter that drops UDP to port 9000) still runs after
+// them and still drops, while Vigil counts the packets and the drop with the kernel's reason.
+// On kernels with TCX (6.6+) the programs are TCX links.
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+#include <net/if.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <thread>
+
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Names of the programs attached to `dev` through TCX (ingress and egress).
+std::vector<std::string> tcx_programs(const std::string& dev) {
+  std::vector<std::string> names;
+  const unsigned ifindex = if_nametoindex(dev.c_str());
+  for (int type : {46, 47}) {  // BPF_TCX_INGRESS, BPF_TCX_EGRESS (newer than Debian 12's headers)
+    __u32 ids[16], count = 16, flags = 0;
+    if (!ifindex || bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count))
+      continue;
+    for (__u32 i = 0; i < count; ++i) {
+      int fd = bpf_prog_get_fd_by_id(ids[i]);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) names.emplace_back(info.name);
+      close(fd);
+    }
+  }
+  return names;
+}
+
+std::string drop_lines(const std::string& text) {
+  std::string out, line;
+  std::istringstream in(text);
+  while (std::getline(in, line))
+    if (line.rfind("vigil_drop_packets_total", 0) == 0) out += line + "\n";
+  return out;
+}
+
+bool kernel_has_tcx() {
+  utsname u{};
+  int major = 0, minor = 0;
+  return uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 6 || (major == 6 && minor >= 6));
+}
+
+TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  // The other tool was there first: a clsact qdisc and its filter on pod 1's host-side veth,
+  // on the traffic pod 1 sends.
+  const std::string object = dir.path() + "/drop_udp_9000.bpf.o";
+  auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
+                source_path("tests/integration/bpf/drop_udp_9000.bpf.c") + " -o " + object);
+  ASSERT_EQ(cc.status, 0) << cc.output;
+  const std::string veth = lab.veth(1);
+  ASSERT_EQ(run("tc qdisc add dev " + veth + " clsact").status, 0);
+  auto tc = run("tc filter add dev " + veth + " ingress pref 50 bpf da obj " + object + " sec tc");
+  ASSERT_EQ(tc.status, 0) << tc.output;
+
+  int port = free_port();
+  std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  for (int i = 0; i < 100; ++i) {
+    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+    int attached = 0;
+    if (j.is_array())
+      for (const auto& p : j) attached += p.value("attached", false);
+    if (attached == 2) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  if (kernel_has_tcx()) {
+    auto names = tcx_programs(veth);
+    // (the kernel keeps the first 15 characters of a program's name)
+    EXPECT_EQ(names, (std::vector<std::string>{"vigil_tc_ingres", "vigil_tc_egress"})) << agent.log();
+  }
+  // The other tool's filter is still in place.
+  EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos);
+
+  // 20 datagrams to port 9000 (the filter drops them) and 5 to port 9001 (they reach pod 2,
+  // which has no socket there).
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 20 200").status, 0);
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9001 5 200").status, 0);
+  std::string text = metrics_after_ticks(port);
+  EXPECT_FALSE(metric_value(text, "vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "TC_INGRESS"}})) << drop_lines(text);
+
+  // Only the 5 reached pod 2: the filter after Vigil's program still dropped the 20.
+  EXPECT_EQ(metric_value(text, "vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NO_SOCKET"}}).value_or(-1), 5)
+      << text.substr(0, 3000);
+  // Vigil saw all 25 leave pod 1, and the filter's drops with the kernel's reason, charged to
+  // pod 1's egress (they were dropped on its interface, not on pod 2's).
+  EXPECT_GE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}).value_or(-1), 25);
+  EXPECT_EQ(metric_value(text, "vigil_drop_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}, {"reason", "TC_INGRESS"}}).value_or(-1), 20) << drop_lines(text);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  // Stopping the agent removes its programs and leaves the other tool's filter.
+  EXPECT_TRUE(tcx_programs(veth).empty());
+  EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil::test
