@@ -35,6 +35,10 @@ struct PodMeta {
   std::string name;
   std::map<std::string, std::string> labels;
   std::string node;
+  // The pod's owning workload, "namespace/Kind/name" (Deployment, StatefulSet, DaemonSet, Job,
+  // ...), when the pod source knows it (the Kubernetes API's owner references); else empty
+  // and rules::workload_of() guesses from the controller's labels.
+  std::string workload = {};
 };
 
 // Everything the rule engine sees at one tick.

@@ -211,6 +211,7 @@ std::string without_last_segment(const std::string& name) {
 }  // namespace
 
 std::string workload_of(const PodMeta& pod) {
+  if (!pod.workload.empty()) return pod.workload;
   auto label = [&](const char* k) -> const std::string* {
     auto it = pod.labels.find(k);
     return it == pod.labels.end() || it->second.empty() ? nullptr : &it->second;

@@ -48,7 +48,8 @@ Result<void> write_file_atomic(const std::string& path, std::string_view bytes);
 
 uint64_t fnv1a64(std::string_view bytes, uint64_t seed = 14695981039346656037ull);
 
-// The owning workload of a pod, from the labels its controller sets: a Deployment's pod
+// The owning workload of a pod: PodMeta::workload when the source resolved it (the Kubernetes
+// API's owner references), else a guess from the labels its controller sets: a Deployment's pod
 // "web-7d9f8-x2k4q" with pod-template-hash=7d9f8 belongs to "ns/Deployment/web"; a StatefulSet's
 // or DaemonSet's (controller-revision-hash) to its name without the last "-suffix". Empty when
 // unknown; such groups are keyed by their labels only.

@@ -158,7 +158,9 @@ TEST(Alertmanager, AlertsAreListedGroupedRoutedAndResolved) {
     EXPECT_EQ(updated["status"]["state"], "active");
     std::this_thread::sleep_for(1500ms);
     for (const auto& alert : am.alerts())
-      if (alert["labels"]["pod"] == "pod-a") EXPECT_EQ(alert["annotations"]["capture_status"], "incomplete") << alert.dump();
+      if (alert["labels"]["pod"] == "pod-a") {
+        EXPECT_EQ(alert["annotations"]["capture_status"], "incomplete") << alert.dump();
+      }
 
     // Vigil resolves them: Alertmanager sends the group again, resolved.
     n->enqueue(resolved(a, unix_now()));

@@ -239,7 +239,9 @@ TEST(RulesRange, SeasonJudgesTheDistanceFromTheSlotMean) {
   double now = 0;
   for (int lap = 0; lap < 4; ++lap)
     for (int s = 0; s < 24; ++s, ++now) {
-      if (lap == 0 && s == 23) EXPECT_FALSE(st->evaluate_at(1000, kOld, now).anomalous);  // slot not learned yet
+      if (lap == 0 && s == 23) {
+        EXPECT_FALSE(st->evaluate_at(1000, kOld, now).anomalous);  // slot not learned yet
+      }
       const double x = 10.0 * s + (lap % 2);  // a rhythm of 0..230, a wobble of 1
       st->learn_at(x, now);
       plain->learn_at(x, now);

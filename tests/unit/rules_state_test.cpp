@@ -161,6 +161,37 @@ TEST(RulesState, RescheduledPodKeepsItsWorkloadsBaseline) {
   EXPECT_EQ(*find_label(after_sink.sent[0].scope, "pod"), "web-7d9f8-zzzzz");
 }
 
+// With the Kubernetes source the controller's labels are not metric labels (the allow-list
+// drops pod-template-hash); the owner the API server named carries the baseline instead.
+TEST(RulesState, RescheduledPodKeepsTheBaselineOfTheWorkloadTheApiServerNamed) {
+  TempDir dir;
+  std::string file = dir.write("surge.lua", rule("surge"));
+  auto owned = [](const std::string& name, const std::string& workload) {
+    PodMeta p = pod(name, {{"app", "x"}});
+    p.workload = workload;
+    return p;
+  };
+  RecordingSink sink;
+  auto before = load({file}, &sink);
+  warm_up(*before, {owned("web-7d9f8-abcde", "default/Deployment/web")});
+  ASSERT_TRUE(before->save_state(dir.path("baselines.bin")).ok());
+
+  RecordingSink after_sink;
+  auto after = load({file}, &after_sink);
+  EXPECT_EQ(after->restore_state(dir.path("baselines.bin")).groups, 1u);
+  std::vector<PodMeta> pods{owned("web-7d9f8-zzzzz", "default/Deployment/web"),
+                            owned("api-5c6d-qqqqq", "default/Deployment/api"), pod("web-7d9f8-bare", {{"app", "x"}})};
+  after->tick(TickInput{T0 + 100, {}, pods});
+  after->tick(TickInput{T0 + 101,
+                        {drops("web-7d9f8-zzzzz", 120), drops("api-5c6d-qqqqq", 120), drops("web-7d9f8-bare", 120)},
+                        pods});
+  // Only the new pod of the same Deployment fires at once; the other workload's pod and a pod
+  // whose owner is unknown are in their warm-up.
+  ASSERT_EQ(after_sink.sent.size(), 1u);
+  EXPECT_EQ(*find_label(after_sink.sent[0].scope, "pod"), "web-7d9f8-zzzzz");
+  EXPECT_EQ(workload_of(owned("anything", "ns/Job/backup")), "ns/Job/backup");
+}
+
 TEST(RulesState, WorkloadOfPodFromControllerLabels) {
   EXPECT_EQ(workload_of(pod("web-7d9f8-abcde", {{"pod-template-hash", "7d9f8"}})), "default/Deployment/web");
   EXPECT_EQ(workload_of(pod("db-0", {{"controller-revision-hash", "db-6f7"},
