@@ -19,8 +19,8 @@ rule {
   metric = "nab_value",
   by = {},
   detect = any {
-    baseline.range(with {}),
-    baseline.range(with { smooth = "30m", tolerance = 0.01 }),
+    baseline.range(with { tolerance = 0.03 }),
+    baseline.range(with { smooth = "30m", tolerance = 0.02 }),
     baseline.range(with { smooth = "2h", tolerance = 0.01 }),
     baseline.range(with { smooth = "6h", tolerance = 0.01 }),
     baseline.range(with { smooth = "12h", tolerance = 0.01 }),
