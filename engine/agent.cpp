@@ -197,6 +197,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   for (const auto& f : a->families_) f->describe(s);
   s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify; notification_budget: firings past max_notifications_per_hour, not notified; first_seen_overflow: values a full first_seen set could not remember; capture: captures the rule asked for and was refused).", SeriesKind::Counter);
   s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
+  s.describe("vigil_rule_lua_memory_bytes",
+             "Memory the rule files' Lua states hold (custom detectors' per-group state included).", SeriesKind::Gauge);
   s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
   s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
   s.describe("vigil_notifications_failed_total", "Failed delivery attempts, by channel.", SeriesKind::Counter);
@@ -455,6 +457,7 @@ void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
     store_.set("vigil_rule_quarantined", make_labels({{"rule", r.rule}}), r.disabled ? 1 : 0);
     store_.set("vigil_anomalies_total", make_labels({{"rule", r.rule}}), static_cast<double>(r.anomalies_fired));
   }
+  store_.set("vigil_rule_lua_memory_bytes", {}, static_cast<double>(rules_->lua_memory_bytes()));
   for (const auto& [channel, st] : dispatcher_.stats()) {
     Labels l = make_labels({{"channel", channel}});
     store_.set("vigil_notifications_sent_total", l, static_cast<double>(st.sent));

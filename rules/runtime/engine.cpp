@@ -96,6 +96,12 @@ class Engine final : public RuleEngine {
     for (auto& rule : rules_)
       for (Group* g : rule->eval->open_groups()) resolve(*rule, *g, now);
   }
+  size_t lua_memory_bytes() const override {
+    size_t n = 0;
+    for (const auto& file : files_) n += file->sandbox ? file->sandbox->memory_used() : 0;
+    return n;
+  }
+
   std::set<std::string> lookback_pods() const override {
     std::set<std::string> out;
     for (const auto& rule : rules_) {
@@ -231,6 +237,7 @@ void Engine::run_tick(const TickInput& input) {
   const std::vector<SeriesValue> no_values;
   std::vector<SeriesValue> joined;
 
+  std::set<RuleFile*> collect;
   for (auto& rule : rules_) {
     if (rule->status.disabled) continue;
     const std::vector<SeriesValue>* mine = &no_values;
@@ -259,11 +266,18 @@ void Engine::run_tick(const TickInput& input) {
       if (t.kind == Transition::Kind::Fire) fire(*rule, *t.key, *t.group, input);
       else if (t.group->episode) resolve(*rule, *t.group, now);
     }
+    const uint32_t epoch = rule->eval->groups_epoch();
     for (auto& [key, group] : rule->eval->forget_stale(now))
       if (!rule->status.disabled) resolve(*rule, group, now);
+    // Forgotten groups gave their custom detectors' state tables back (registry refs released
+    // with the groups); a full collection returns that memory now rather than at the next
+    // cycle, which could be hours away in a quiet state, and keeps the memory budget honest.
+    if (rule->eval->groups_epoch() != epoch && rule->file) collect.insert(rule->file);
     summarise_budget(*rule, now);
     rule->status.groups = rule->eval->size();
   }
+  for (RuleFile* file : collect)
+    if (file->sandbox) file->sandbox->collect_garbage();
 }
 
 void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input) {

@@ -99,6 +99,10 @@ class RuleEngine {
   // series) until forgotten, so the set follows the pods; call it between ticks (same thread),
   // e.g. after each tick() or when the pod list changes.
   virtual std::set<std::string> lookback_pods() const = 0;
+
+  // Bytes the rule files' Lua states hold now (their allocators' count), custom detectors'
+  // per-group state tables included.
+  virtual size_t lua_memory_bytes() const = 0;
 };
 
 }  // namespace vigil::rules

@@ -490,4 +490,6 @@ std::string LuaSandbox::located(std::string text) const {
   return text;
 }
 
+void LuaSandbox::collect_garbage() { lua_gc(L_, LUA_GCCOLLECT); }
+
 }  // namespace vigil::rules

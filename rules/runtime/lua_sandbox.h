@@ -54,6 +54,8 @@ class LuaSandbox {
   lua_State* state() const { return L_; }
   const std::string& name() const { return name_; }
   size_t memory_used() const { return used_; }
+  // A full garbage collection (finalizers cannot run: setmetatable refuses __gc).
+  void collect_garbage();
   const Limits& limits() const { return limits_; }
   // What is left of the current call's instruction budget (HUGE_VAL when unlimited).
   double instructions_left() const;

@@ -112,6 +112,8 @@ class RuleEvaluator {
   std::vector<std::pair<Labels, Group>> forget_stale(double now);
 
   size_t size() const { return groups_.size(); }
+  // Bumped each time a group is forgotten (erased): compare two readings to see whether any was.
+  uint32_t groups_epoch() const { return groups_epoch_; }
   // Calls f(labels) for every group, seeded ones included.
   template <typename F>
   void for_each_key(F&& f) const {

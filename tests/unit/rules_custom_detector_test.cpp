@@ -78,6 +78,44 @@ TEST(CustomDetector, EachGroupHasItsOwnState) {
   EXPECT_EQ(*find_label(fired[1].scope, "pod"), "b");
 }
 
+// A group that goes away (its series unseen for 5 minutes) takes its state table with it: the
+// file's Lua state shrinks back once the groups are forgotten, however many there were.
+TEST(CustomDetector, ForgottenGroupsGiveTheirLuaMemoryBack) {
+  RuleDir dir;
+  RecordingSink sink;
+  auto engine = load({dir.write("fat.lua", R"lua(local fat = detector {
+  name = "fat",
+  init = function(params)
+    local history = {}
+    for i = 1, 256 do history[i] = i * 0.5 end
+    return { history = history, n = 0 }
+  end,
+  update = function(state, value, t, params)
+    state.n = state.n + 1
+    state.history[state.n % 256 + 1] = value
+    return { anomalous = false, score = 0 }
+  end,
+}
+rule { name = "fat", metric = "m", detect = fat {} }
+)lua")}, &sink);
+  ASSERT_TRUE(engine);
+  for (int t = 0; t < 3; ++t) tick(*engine, t, {gauge("m", "keep", 1)});
+  const size_t before = engine->lua_memory_bytes();
+  std::vector<Sample> many{gauge("m", "keep", 1)};
+  // 100 new groups in one tick: their init() calls fit in the rule's instruction budget.
+  for (int i = 0; i < 100; ++i) many.push_back(gauge("m", "pod-" + std::to_string(i), i));
+  for (int t = 3; t < 6; ++t) tick(*engine, t, many);
+  const size_t peak = engine->lua_memory_bytes();
+  EXPECT_GT(peak, before + 100 * 2048) << "each group's table holds 256 numbers";
+  EXPECT_FALSE(engine->status()[0].disabled) << engine->status()[0].last_error;
+  // Only "keep" from now on. A series is kept 300 s after its last sample (a scrape may miss
+  // it), and its group 300 s after that: the 100 are gone by t = 620.
+  for (int t = 6; t < 640; t += 10) tick(*engine, t, {gauge("m", "keep", 1)});
+  const size_t after = engine->lua_memory_bytes();
+  EXPECT_LT(after, before + 64 * 1024) << "before " << before << ", peak " << peak << ", after " << after;
+  EXPECT_EQ(engine->status()[0].groups, 1u);
+}
+
 TEST(CustomDetector, StatePersistsAcrossARestartWhenFlat) {
   RuleDir dir;
   // Anomalous from its 5th sample: the count must survive the restart.
