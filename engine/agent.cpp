@@ -219,7 +219,10 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
                             .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
 
   if (config.pods.source == "kubernetes") {
-    auto kube = kube::KubePods::create(config.pods.kubernetes);
+    kube::KubeOptions kopts = config.pods.kubernetes;
+    // Remote context names peers of other nodes by the cluster's EndpointSlices and Services.
+    kopts.watch_peers = !config.remote_context.namespaces.empty() || !config.remote_context.pod_labels.empty();
+    auto kube = kube::KubePods::create(std::move(kopts));
     if (!kube) return kube.error();
     a->kube_ = std::move(*kube);
     a->kube_->start();
@@ -442,7 +445,8 @@ void Agent::expire_series() {
 }
 
 void Agent::read_datapath() {
-  FamilyContext ctx{*datapath_, *pods_, store_};
+  if (kube_) peers_ = kube_->peers();
+  FamilyContext ctx{*datapath_, *pods_, store_, peers_.get()};
   for (const auto& f : families_) f->read(ctx);
 }
 

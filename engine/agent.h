@@ -98,6 +98,7 @@ class Agent {
   std::unique_ptr<Datapath> datapath_;
   std::unique_ptr<PodManager> pods_;
   std::unique_ptr<kube::KubePods> kube_;  // pods.source: kubernetes
+  std::shared_ptr<const kube::PeerDirectory> peers_;  // remote peers the API server names
   uint64_t kube_generation_ = 0;          // of the snapshot whose pods are applied
   std::map<std::string, std::pair<std::string, std::string>> workloads_;  // namespace/name -> kind, name
   SeriesStore store_;

@@ -8,6 +8,7 @@
 
 #include "engine/config.h"
 #include "engine/datapath.h"
+#include "engine/kube/kube_pods.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
 
@@ -17,6 +18,8 @@ struct FamilyContext {
   const Datapath& datapath;
   const PodManager& pods;
   SeriesStore& store;
+  // Addresses of other nodes' pods and of Services, from the Kubernetes API (null without it).
+  const kube::PeerDirectory* peers = nullptr;
 };
 
 class Family {

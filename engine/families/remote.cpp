@@ -57,10 +57,15 @@ class RemoteFamily : public Family {
           const bool local = std::memcmp(key.addr, kLocalScope, 16) == 0;
           const std::string ip = other ? "other" : local ? "local-scope" : key_to_ip(key.addr);
           const WatchedPod* peer = other || local ? nullptr : ctx.pods.by_ip(ip);
+          // Not a pod of this node: another node's pod or a Service, when the API server says.
+          const kube::PeerInfo* known = nullptr;
+          if (!peer && !other && !local && ctx.peers)
+            if (auto it = ctx.peers->find(ip); it != ctx.peers->end()) known = &it->second;
           Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
                                        {"remote_ip", ip},
-                                       {"remote_namespace", peer ? peer->spec.namespace_ : ""},
-                                       {"remote_pod", peer ? peer->spec.name : ""}});
+                                       {"remote_namespace", peer ? peer->spec.namespace_ : known ? known->namespace_ : ""},
+                                       {"remote_pod", peer ? peer->spec.name : known ? known->pod : ""},
+                                       {"remote_service", known ? known->service : ""}});
           // Empty label values are the same as absent ones to Prometheus; drop them.
           std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
           // A peer entry may exist for drops or sockets only; each family appears with its first count.

@@ -37,6 +37,13 @@ struct KubeOptions {
   double backoff_max_seconds = 30;
   size_t owner_cache_size = 1024;      // ReplicaSet/Job -> workload lookups kept
   size_t page_size = 500;              // `limit` of list requests
+
+  // Remote peers: watch the cluster's EndpointSlices and Services so that remote context can
+  // name a peer address (a pod of another node behind a Service, or a Service's cluster IP).
+  // The agent turns it on when remote context is configured. At most max_peer_addresses
+  // addresses are kept; the rest are counted and left unnamed.
+  bool watch_peers = false;
+  size_t max_peer_addresses = 100000;
 };
 
 }  // namespace vigil::kube

@@ -185,6 +185,73 @@ Result<NamespaceObject> parse_namespace(const json& j) {
   return ns;
 }
 
+Result<EndpointSliceObject> parse_endpoint_slice(const json& j) {
+  auto meta = parse_meta(j, true);
+  if (!meta) return meta.error();
+  EndpointSliceObject out;
+  out.namespace_ = meta->namespace_;
+  out.name = meta->name;
+  if (auto it = meta->labels.find("kubernetes.io/service-name"); it != meta->labels.end()) out.service = it->second;
+  auto eps = field(j, "endpoints", "", json::value_t::array);
+  if (!eps) return eps.error();
+  if (!*eps) return out;  // a slice with no endpoints has a null or absent list
+  for (size_t i = 0; i < (*eps)->size(); ++i) {
+    const json& e = (**eps)[i];
+    const std::string ep = "endpoints[" + std::to_string(i) + "]";
+    if (!e.is_object()) return make_error(ep + ": expected an object");
+    auto addrs = field(e, "addresses", ep + ".", json::value_t::array, true);
+    if (!addrs) return addrs.error();
+    std::string pod;
+    auto ref = field(e, "targetRef", ep + ".", json::value_t::object);
+    if (!ref) return ref.error();
+    if (*ref) {
+      auto kind = string_field(**ref, "kind", ep + ".targetRef.");
+      if (!kind) return kind.error();
+      auto name = string_field(**ref, "name", ep + ".targetRef.");
+      if (!name) return name.error();
+      if (*kind == "Pod") pod = *name;
+    }
+    for (size_t k = 0; k < (*addrs)->size(); ++k) {
+      const json& a = (**addrs)[k];
+      const std::string ap = ep + ".addresses[" + std::to_string(k) + "]";
+      uint8_t key[16];
+      if (!a.is_string()) return make_error(ap + ": expected a string");
+      // FQDN slices (addressType FQDN) hold names, not addresses: nothing to map.
+      if (!ip_to_key(a.get<std::string>(), key)) continue;
+      out.endpoints.emplace_back(a.get<std::string>(), pod);
+    }
+  }
+  return out;
+}
+
+Result<ServiceObject> parse_service(const json& j) {
+  auto meta = parse_meta(j, true);
+  if (!meta) return meta.error();
+  ServiceObject out;
+  out.namespace_ = meta->namespace_;
+  out.name = meta->name;
+  auto spec = field(j, "spec", "", json::value_t::object);
+  if (!spec) return spec.error();
+  if (!*spec) return out;
+  auto ips = field(**spec, "clusterIPs", "spec.", json::value_t::array);
+  if (!ips) return ips.error();
+  if (*ips) {
+    for (size_t i = 0; i < (*ips)->size(); ++i) {
+      const json& a = (**ips)[i];
+      if (!a.is_string()) return make_error("spec.clusterIPs[" + std::to_string(i) + "]: expected a string");
+      out.cluster_ips.push_back(a.get<std::string>());
+    }
+  }
+  auto ip = string_field(**spec, "clusterIP", "spec.");
+  if (!ip) return ip.error();
+  if (!ip->empty() && !in(out.cluster_ips, *ip)) out.cluster_ips.insert(out.cluster_ips.begin(), *ip);
+  std::erase_if(out.cluster_ips, [](const std::string& a) {
+    uint8_t key[16];
+    return !ip_to_key(a, key);  // "None" (headless) and anything else that is not an address
+  });
+  return out;
+}
+
 Selection select_pods(const std::map<std::string, PodObject>& pods,
                       const std::map<std::string, NamespaceObject>& namespaces, const KubeOptions& o) {
   Selection out;
@@ -252,6 +319,8 @@ KubePods::KubePods(KubeOptions options, Connection connection) : options_(std::m
   pods_client_ = std::make_unique<ApiClient>(connection, options_.request_timeout_seconds);
   ns_client_ = std::make_unique<ApiClient>(connection, options_.request_timeout_seconds);
   owner_client_ = std::make_unique<ApiClient>(connection, options_.request_timeout_seconds);
+  slices_client_ = std::make_unique<ApiClient>(connection, options_.request_timeout_seconds);
+  services_client_ = std::make_unique<ApiClient>(connection, options_.request_timeout_seconds);
 }
 
 KubePods::~KubePods() { stop(); }
@@ -262,6 +331,10 @@ void KubePods::start() {
                pods_client_->connection().host, pods_client_->connection().port, pods_client_->connection().origin);
   pods_thread_ = std::thread([this] { run_pods(); });
   ns_thread_ = std::thread([this] { run_namespaces(); });
+  if (options_.watch_peers) {
+    slices_thread_ = std::thread([this] { run_endpoint_slices(); });
+    services_thread_ = std::thread([this] { run_services(); });
+  }
 }
 
 void KubePods::stop() {
@@ -273,8 +346,12 @@ void KubePods::stop() {
   pods_client_->interrupt();
   ns_client_->interrupt();
   owner_client_->interrupt();
+  slices_client_->interrupt();
+  services_client_->interrupt();
   if (pods_thread_.joinable()) pods_thread_.join();
   if (ns_thread_.joinable()) ns_thread_.join();
+  if (slices_thread_.joinable()) slices_thread_.join();
+  if (services_thread_.joinable()) services_thread_.join();
   std::lock_guard lock(mu_);
   snap_.status.state = "stopped";
 }
@@ -284,6 +361,11 @@ KubeSnapshot KubePods::snapshot() const {
   KubeSnapshot s = snap_;
   s.status.token_reloads = pods_client_->tokens().reloads();
   return s;
+}
+
+std::shared_ptr<const PeerDirectory> KubePods::peers() const {
+  std::lock_guard lock(mu_);
+  return snap_.peers;
 }
 
 uint64_t KubePods::generation() const {
@@ -349,8 +431,12 @@ struct KubePods::Reflector {
       st.last_sync_steady = Clock::now();
       st.consecutive_errors = 0;
       st.resource_version = rv;
-    } else {
+    } else if (what == "namespaces") {
       st.namespaces_synced = true;
+    } else {
+      if (what == "endpointslices") self.slices_synced_ = true;
+      else self.services_synced_ = true;
+      st.peers_synced = self.slices_synced_ && self.services_synced_;
     }
   }
   void state(const char* s) {
@@ -595,6 +681,91 @@ void KubePods::run_namespaces() {
     if (type == "DELETED") namespaces_.erase(ns->name);
     else namespaces_[ns->name] = std::move(*ns);
     publish();
+    return {};
+  };
+  r.run();
+}
+
+// --- remote peers -------------------------------------------------------------------------
+
+// Rebuilds the address directory: endpoints name their pod and Service, cluster IPs their
+// Service; an address in both keeps its pod. Bounded by max_peer_addresses.
+void KubePods::publish_peers() {
+  auto dir = std::make_shared<PeerDirectory>();
+  size_t dropped = 0;
+  auto put = [&](const std::string& addr, PeerInfo info) {
+    auto it = dir->find(addr);
+    if (it != dir->end()) {
+      if (it->second.pod.empty() && !info.pod.empty()) it->second = std::move(info);
+      return;
+    }
+    if (dir->size() >= options_.max_peer_addresses) {
+      ++dropped;
+      return;
+    }
+    dir->emplace(addr, std::move(info));
+  };
+  for (const auto& [key, slice] : slices_)
+    for (const auto& [addr, pod] : slice.endpoints) put(addr, PeerInfo{slice.namespace_, pod, slice.service});
+  for (const auto& [key, svc] : services_)
+    for (const auto& addr : svc.cluster_ips) put(addr, PeerInfo{svc.namespace_, "", svc.name});
+  snap_.peers = std::move(dir);
+  snap_.status.peers_dropped = dropped;
+}
+
+void KubePods::run_endpoint_slices() {
+  Reflector r{*this, *slices_client_, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices", "", false, {}, {}, ""};
+  r.replace = [this](std::vector<json>&& items) {
+    std::map<std::string, EndpointSliceObject> fresh;
+    for (const auto& item : items) {
+      auto slice = parse_endpoint_slice(item);
+      if (!slice) {
+        count_error("decode", "list endpointslices: skipped a malformed EndpointSlice: " + slice.error().message, false);
+        continue;
+      }
+      fresh[slice->namespace_ + "/" + slice->name] = std::move(*slice);
+    }
+    std::lock_guard lock(mu_);
+    slices_ = std::move(fresh);
+    publish_peers();
+  };
+  r.apply = [this](const std::string& type, const json& obj) -> Result<void> {
+    auto slice = parse_endpoint_slice(obj);
+    if (!slice) return slice.error();
+    std::lock_guard lock(mu_);
+    const std::string key = slice->namespace_ + "/" + slice->name;
+    if (type == "DELETED") slices_.erase(key);
+    else slices_[key] = std::move(*slice);
+    publish_peers();
+    return {};
+  };
+  r.run();
+}
+
+void KubePods::run_services() {
+  Reflector r{*this, *services_client_, "services", "/api/v1/services", "", false, {}, {}, ""};
+  r.replace = [this](std::vector<json>&& items) {
+    std::map<std::string, ServiceObject> fresh;
+    for (const auto& item : items) {
+      auto svc = parse_service(item);
+      if (!svc) {
+        count_error("decode", "list services: skipped a malformed Service: " + svc.error().message, false);
+        continue;
+      }
+      fresh[svc->namespace_ + "/" + svc->name] = std::move(*svc);
+    }
+    std::lock_guard lock(mu_);
+    services_ = std::move(fresh);
+    publish_peers();
+  };
+  r.apply = [this](const std::string& type, const json& obj) -> Result<void> {
+    auto svc = parse_service(obj);
+    if (!svc) return svc.error();
+    std::lock_guard lock(mu_);
+    const std::string key = svc->namespace_ + "/" + svc->name;
+    if (type == "DELETED") services_.erase(key);
+    else services_[key] = std::move(*svc);
+    publish_peers();
     return {};
   };
   r.run();

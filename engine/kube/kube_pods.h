@@ -50,6 +50,26 @@ struct PodObject {
   std::string key() const { return namespace_ + "/" + name; }
 };
 
+// Who is behind a remote address: a pod (an EndpointSlice endpoint's targetRef) and its
+// Service, or a Service's cluster IP (pod empty).
+struct PeerInfo {
+  std::string namespace_, pod, service;
+  bool operator==(const PeerInfo&) const = default;
+};
+using PeerDirectory = std::map<std::string, PeerInfo>;  // address as text -> who
+
+// What the agent keeps of a discovery.k8s.io/v1 EndpointSlice and of a v1 Service.
+struct EndpointSliceObject {
+  std::string namespace_, name, service;  // service: the kubernetes.io/service-name label
+  std::vector<std::pair<std::string, std::string>> endpoints;  // (address, pod name or "")
+};
+struct ServiceObject {
+  std::string namespace_, name;
+  std::vector<std::string> cluster_ips;  // spec.clusterIPs, else spec.clusterIP; "None" left out
+};
+Result<EndpointSliceObject> parse_endpoint_slice(const nlohmann::json& j);
+Result<ServiceObject> parse_service(const nlohmann::json& j);
+
 struct NamespaceObject {
   std::string name, resource_version;
   std::map<std::string, std::string> labels, annotations;
@@ -89,6 +109,8 @@ struct KubeStatus {
   std::string resource_version;  // of the pods watch
   uint64_t lists = 0, watches = 0, events = 0, bookmarks = 0, token_reloads = 0;
   bool namespaces_synced = false;
+  bool peers_synced = false;      // EndpointSlices and Services listed (with watch_peers)
+  size_t peers_dropped = 0;       // addresses past max_peer_addresses, left unnamed
   // Pods of this node the API server reported that are not in the view, by reason.
   size_t skipped_host_network = 0, skipped_not_running = 0, skipped_no_ip = 0, skipped_out_of_scope = 0;
 
@@ -102,6 +124,8 @@ struct KubeSnapshot {
   std::vector<KubePod> details;  // the same pods, same order
   KubeStatus status;
   uint64_t generation = 0;  // grows whenever `pods` changes
+  // Remote peers by address (with watch_peers); shared, rebuilt when slices or services change.
+  std::shared_ptr<const PeerDirectory> peers;
 };
 
 class KubePods {
@@ -117,11 +141,16 @@ class KubePods {
   void stop();  // joins the threads; in-flight requests are aborted
   KubeSnapshot snapshot() const;
   uint64_t generation() const;
+  // The remote peer directory (null until EndpointSlices or Services were listed).
+  std::shared_ptr<const PeerDirectory> peers() const;
 
  private:
   struct Reflector;
   void run_pods();
   void run_namespaces();
+  void run_endpoint_slices();
+  void run_services();
+  void publish_peers();  // mu_ held
   void publish();  // mu_ held
   void resolve_workload(PodObject& pod);
   std::pair<std::string, std::string> owner_of(const std::string& ns, const std::string& kind, const std::string& name);
@@ -130,8 +159,8 @@ class KubePods {
   double backoff_delay(uint64_t failures);
 
   const KubeOptions options_;
-  std::unique_ptr<ApiClient> pods_client_, ns_client_, owner_client_;
-  std::thread pods_thread_, ns_thread_;
+  std::unique_ptr<ApiClient> pods_client_, ns_client_, owner_client_, slices_client_, services_client_;
+  std::thread pods_thread_, ns_thread_, slices_thread_, services_thread_;
   std::atomic<bool> stopping_{false};
   std::mutex sleep_mu_;
   std::condition_variable sleep_cv_;
@@ -139,6 +168,9 @@ class KubePods {
   mutable std::mutex mu_;
   std::map<std::string, PodObject> pods_;             // namespace/name
   std::map<std::string, NamespaceObject> namespaces_;  // name
+  std::map<std::string, EndpointSliceObject> slices_;  // namespace/name
+  std::map<std::string, ServiceObject> services_;      // namespace/name
+  bool slices_synced_ = false, services_synced_ = false;
   KubeSnapshot snap_;
 
   // ns/kind/name -> (workload kind, name), with when it was learned; pods thread only.

@@ -188,13 +188,18 @@ class FakeApiServer {
   }
 
   void routes() {
-    for (const std::string collection : {"pods", "namespaces"}) {
+    for (const std::string collection : {"pods", "namespaces", "services"}) {
       server_->Get("/api/v1/" + collection, [this, collection](const httplib::Request& req, httplib::Response& res) {
         if (!authorized(req, res)) return;
         if (req.has_param("watch")) watch(collection, req, res);
         else list(collection, req, res);
       });
     }
+    server_->Get("/apis/discovery.k8s.io/v1/endpointslices", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
+      if (req.has_param("watch")) watch("endpointslices", req, res);
+      else list("endpointslices", req, res);
+    });
     server_->Get(R"(/apis/apps/v1/namespaces/([^/]+)/replicasets/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
       if (!authorized(req, res)) return;
       get_object(load("replicaset-web.json"), req, res);
@@ -225,7 +230,7 @@ class FakeApiServer {
     if (sel.rfind("spec.nodeName=", 0) == 0) node = sel.substr(14);
     json items = json::array();
     for (const auto& item : all["items"])
-      if (node.empty() || item["spec"].value("nodeName", "") == node) items.push_back(item);
+      if (node.empty() || (item.contains("spec") && item["spec"].value("nodeName", "") == node)) items.push_back(item);
     size_t limit = req.has_param("limit") ? std::stoul(req.get_param_value("limit")) : items.size();
     size_t from = req.has_param("continue") ? std::stoul(req.get_param_value("continue").substr(5)) : 0;
     json page = all;

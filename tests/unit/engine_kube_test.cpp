@@ -549,6 +549,70 @@ TEST_F(KubeSource, FollowsPagesAndNamespaceAnnotations) {
   EXPECT_EQ(snap().status.skipped_out_of_scope, 1u);
 }
 
+// Remote context names peers of other nodes: EndpointSlices give pod addresses with their pod
+// and Service, Services their cluster IPs. FQDN slices, headless and ExternalName Services
+// name no address. Bounded, and followed by watch events.
+TEST_F(KubeSource, NamesRemotePeersFromEndpointSlicesAndServices) {
+  server_->set_list("endpointslices", load("endpointslices-list.json"));
+  server_->set_list("services", load("services-list.json"));
+  KubeOptions o = options();
+  o.watch_peers = true;
+  start(o);
+  auto peers = [&] { return source_->peers(); };
+  ASSERT_TRUE(eventually([&] { return peers() && peers()->size() == 6u && snap().status.peers_synced; }));
+  const std::map<std::string, PeerInfo> want = {
+      {"10.244.2.7", {"shop", "api-6b7c9d5f4-xk2lp", "api"}},
+      {"10.244.3.9", {"shop", "api-6b7c9d5f4-p8q4d", "api"}},  // terminating: still its address
+      {"fd00:10:244:1::5", {"kube-system", "coredns-5d78c9869d-8xk7w", "kube-dns"}},
+      {"10.96.14.20", {"shop", "", "api"}},
+      {"10.96.0.10", {"kube-system", "", "kube-dns"}},
+      {"fd00:10:96::a", {"kube-system", "", "kube-dns"}},
+  };
+  EXPECT_EQ(*peers(), want);
+
+  // A slice is added, the api slice goes, a malformed slice is counted and skipped.
+  json slice = load("endpointslices-list.json")["items"][0];
+  json added = slice;
+  added["metadata"]["name"] = "cart-2vb7n";
+  added["metadata"]["labels"]["kubernetes.io/service-name"] = "cart";
+  added["endpoints"] = json::array({{{"addresses", {"10.244.4.4"}}, {"targetRef", {{"kind", "Pod"}, {"namespace", "shop"}, {"name", "cart-0"}}}}});
+  json bad = slice;
+  bad["metadata"]["name"] = "bad";
+  bad["endpoints"][0]["addresses"] = "10.244.9.9";  // not a list
+  ASSERT_TRUE(eventually([&] { return server_->open_watches() >= 4; }));
+  server_->line("endpointslices", json{{"type", "ADDED"}, {"object", added}}.dump());
+  server_->line("endpointslices", json{{"type", "ADDED"}, {"object", bad}}.dump());
+  server_->line("endpointslices", json{{"type", "DELETED"}, {"object", slice}}.dump());
+  ASSERT_TRUE(eventually([&] { return peers()->count("10.244.4.4") && !peers()->count("10.244.2.7"); }));
+  EXPECT_EQ(peers()->at("10.244.4.4"), (PeerInfo{"shop", "cart-0", "cart"}));
+  EXPECT_EQ(peers()->size(), 5u);  // the api slice's two pods went, cart-0 came
+  EXPECT_EQ(errors(snap(), "decode"), 1u);
+  EXPECT_NE(snap().status.last_error.find("endpoints[0].addresses: expected an array"), std::string::npos)
+      << snap().status.last_error;
+  // The pods view was never touched by any of it.
+  EXPECT_EQ(keys(snap()), kInitial);
+}
+
+TEST_F(KubeSource, PeerDirectoryIsBoundedAndOffUnlessAsked) {
+  server_->set_list("endpointslices", load("endpointslices-list.json"));
+  server_->set_list("services", load("services-list.json"));
+  KubeOptions o = options();
+  o.watch_peers = true;
+  o.max_peer_addresses = 4;
+  start(o);
+  ASSERT_TRUE(eventually([&] { return snap().status.peers_synced && source_->peers() && source_->peers()->size() == 4u; }));
+  EXPECT_EQ(snap().status.peers_dropped, 2u);
+  source_->stop();
+  source_.reset();
+
+  // Without watch_peers (no remote context) neither collection is asked for.
+  const size_t asked = server_->requests("/apis/discovery.k8s.io/v1/endpointslices").size();
+  start();
+  ASSERT_TRUE(has_pods(kInitial));
+  EXPECT_EQ(server_->requests("/apis/discovery.k8s.io/v1/endpointslices").size(), asked);
+  EXPECT_FALSE(source_->peers());
+}
+
 TEST_F(KubeSource, CertificateOfAnotherCaIsRefused) {
   auto o = options();
   o.ca_file = pki_.path("other.pem");
