@@ -125,5 +125,75 @@ TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
+// Remote context with the Kubernetes source: pod-3 runs on "another node" (the API server says
+// so; here it is a lab namespace the agent does not watch) behind the Service "backend". The
+// agent learns that from the EndpointSlices and names the peer of pod-1's traffic to it.
+TEST(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
+  VIGIL_REQUIRE_ROOT();
+  kube::fake::Pki pki;
+  ASSERT_TRUE(pki.ok()) << pki.log();
+  kube::fake::FakeApiServer api(pki);
+  ASSERT_GT(api.port(), 0);
+  Lab lab(3);
+  ScopedTempDir dir;
+  json remote = lab_pod("pod-3", lab.ip(3), "92", {{"app", "backend"}});
+  remote["spec"]["nodeName"] = "other-node";
+  api.set_list("pods", {{"kind", "PodList"},
+                        {"apiVersion", "v1"},
+                        {"metadata", {{"resourceVersion", "100"}}},
+                        {"items", json::array({lab_pod("pod-1", lab.ip(1), "90", {{"app", "web"}}),
+                                               lab_pod("pod-2", lab.ip(2), "91", {{"app", "db"}}), remote})}});
+  api.set_list("namespaces", {{"kind", "NamespaceList"},
+                              {"apiVersion", "v1"},
+                              {"metadata", {{"resourceVersion", "100"}}},
+                              {"items", json::array({{{"metadata", {{"name", "lab"}, {"resourceVersion", "5"}}}}})}});
+  api.set_list("endpointslices",
+               {{"kind", "EndpointSliceList"},
+                {"apiVersion", "discovery.k8s.io/v1"},
+                {"metadata", {{"resourceVersion", "100"}}},
+                {"items", json::array({{{"metadata", {{"name", "backend-x1"}, {"namespace", "lab"}, {"resourceVersion", "7"},
+                                                      {"labels", {{"kubernetes.io/service-name", "backend"}}}}},
+                                        {"addressType", "IPv4"},
+                                        {"endpoints", json::array({{{"addresses", {lab.ip(3)}},
+                                                                    {"targetRef", {{"kind", "Pod"}, {"namespace", "lab"}, {"name", "pod-3"}}},
+                                                                    {"nodeName", "other-node"}}})}}})}});
+  api.set_list("services", {{"kind", "ServiceList"},
+                            {"apiVersion", "v1"},
+                            {"metadata", {{"resourceVersion", "100"}}},
+                            {"items", json::array({{{"metadata", {{"name", "backend"}, {"namespace", "lab"}, {"resourceVersion", "6"}}},
+                                                    {"spec", {{"clusterIP", "10.96.77.7"}, {"clusterIPs", {"10.96.77.7"}}}}}})}});
+  write_temp_file(dir.path(), "token", "token-1\n");
+  const int port = free_port();
+  const std::string config = write_temp_file(
+      dir.path(), "vigil.yaml",
+      "node: test-node\nlisten: 127.0.0.1:" + std::to_string(port) + "\ntick: 300ms\nstate_dir: " + dir.path() +
+          "/state\nrules: []\nnotifiers: []\ncaptures: {enabled: false}\nremote_context: {namespaces: [lab], max_peers: 16}\n"
+          "pods:\n  source: kubernetes\n  kubernetes:\n    api_server: " + api.url() + "\n    ca_file: " +
+          pki.path("ca.pem") + "\n    token_file: " + dir.path() + "/token\n    backoff_initial: 50ms\n    backoff_max: 500ms\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(within(20s, [&] {
+    auto p = agent_pods(port);
+    return p.size() == 2 && p["lab/pod-1"].value("attached", false) && p["lab/pod-2"].value("attached", false) &&
+           api.requests("/api/v1/services", 0).size() >= 1 && api.requests("/apis/discovery.k8s.io/v1/endpointslices", 0).size() >= 1;
+  })) << http_get("127.0.0.1", port, "/api/v1/pods") << agent.log();
+  std::this_thread::sleep_for(500ms);  // the directory is published by the listing threads
+
+  lab.cmd("udp 1 3 10");  // to the other node's pod, behind the Service
+  lab.cmd("udp 1 2 5");   // to a pod of this node
+  const std::string text = metrics_after_ticks(port);
+  EXPECT_EQ(metric_value(text, "vigil_remote_forward_packets_total",
+                         {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_ip", lab.ip(3)}, {"remote_namespace", "lab"},
+                          {"remote_pod", "pod-3"}, {"remote_service", "backend"}})
+                .value_or(-1),
+            10)
+      << text.substr(0, 4000) << agent.log();
+  EXPECT_EQ(metric_value(text, "vigil_remote_forward_packets_total",
+                         {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_pod", "pod-2"}, {"remote_namespace", "lab"}})
+                .value_or(-1),
+            5);
+  EXPECT_EQ(text.find("remote_pod=\"pod-2\",remote_service"), std::string::npos) << "pod-2 backs no Service";
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 }  // namespace
 }  // namespace vigil::test
