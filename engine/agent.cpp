@@ -417,6 +417,23 @@ void Agent::load_pods_if_changed() {
 }
 
 void Agent::apply_pods(const std::vector<PodSpec>& specs) {
+  // A pod whose labels or workload changed gets its series under the new label set from the
+  // next read on: the old ones go now, or sums by pod would count it twice for the grace time.
+  std::vector<std::pair<std::string, std::string>> relabelled;
+  for (const auto& spec : specs) {
+    auto it = pods_->pods().find(spec.key());
+    if (it != pods_->pods().end() &&
+        (it->second.spec.labels != spec.labels || it->second.spec.workload_kind != spec.workload_kind ||
+         it->second.spec.workload_name != spec.workload_name))
+      relabelled.emplace_back(spec.namespace_, spec.name);
+  }
+  for (const auto& [ns, name] : relabelled) {
+    store_.remove_if([&](const Labels& l) {
+      const auto* lns = find_label(l, "namespace");
+      const auto* lname = find_label(l, "pod");
+      return lns && lname && *lns == ns && *lname == name;
+    });
+  }
   auto removed = pods_->reconcile(specs);
   // A gone pod's series stay for metrics.series_grace so that a last scrape sees their final
   // values; a pod that comes back before then keeps its series.

@@ -23,6 +23,9 @@ struct PodSpec {
   std::map<std::string, std::string> labels;
   std::string netns;  // absolute path of the namespace file, or empty
   std::string ip;     // or the pod's address
+  // The owning workload when the source knows it (the Kubernetes API): "Deployment"/"web".
+  // Empty for a bare pod or another source.
+  std::string workload_kind, workload_name;
 
   std::string key() const { return namespace_ + "/" + name; }
   bool operator==(const PodSpec&) const = default;

@@ -295,6 +295,10 @@ Selection select_pods(const std::map<std::string, PodObject>& pods,
     k.ips = pod.ips;
     k.workload_kind = pod.workload_kind;
     k.workload_name = pod.workload_name;
+    if (pod.workload_kind != "Pod") {  // a bare pod has no workload beyond itself
+      k.spec.workload_kind = pod.workload_kind;
+      k.spec.workload_name = pod.workload_name;
+    }
     if (ns) k.namespace_labels = ns->labels;
     out.pods.push_back(std::move(k));
   }

@@ -98,6 +98,12 @@ TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
     return q.size() == 1 && q.count("lab/pod-2") && q["lab/pod-2"]["labels"].value("app", "") == "cache";
   })) << http_get("127.0.0.1", port, "/api/v1/pods") << agent.log();
   auto text = metrics_after_ticks(port);
+  // The allow-listed pod label is a metric label (label_app), and follows the relabel; a bare
+  // pod has no workload labels.
+  EXPECT_TRUE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "egress"}, {"label_app", "cache"}}))
+      << text.substr(0, 3000);
+  EXPECT_FALSE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "egress"}, {"label_app", "db"}}));
+  EXPECT_EQ(text.find("workload_kind=\"Pod\""), std::string::npos);
   EXPECT_EQ(metric_value(text, "vigil_kube_pods", {{"state", "watched"}}).value_or(-1), 1) << text;
   EXPECT_EQ(metric_value(text, "vigil_pods", {{"state", "attached"}}).value_or(-1), 1) << text;
   EXPECT_GE(metric_value(text, "vigil_kube_sync_age_seconds", {}).value_or(-1), 0) << text;

@@ -360,6 +360,10 @@ TEST_F(KubeSource, ListsThenFollowsAddedRelabelledDeletedAndRescheduledPods) {
   EXPECT_EQ(find(s, "default/db-0")->workload_name, "db");
   EXPECT_EQ(find(s, "batch/report-28461230-q2w9z")->workload_kind, "CronJob");
   EXPECT_EQ(find(s, "batch/report-28461230-q2w9z")->workload_name, "report");
+  // The spec carries it too (metric labels workload_kind, workload), so a change of owner is a
+  // change of the pod list.
+  EXPECT_EQ(find(s, "default/web-7d9f8b6c5-abcde")->spec.workload_kind, "Deployment");
+  EXPECT_EQ(find(s, "default/web-7d9f8b6c5-abcde")->spec.workload_name, "web");
   EXPECT_EQ(s.pods[2].ip, "10.244.1.12");
   EXPECT_EQ(s.pods[2].netns, "");
 
