@@ -2,7 +2,8 @@
 #
 # NOT BUILT HERE: the machine this was written on has no Docker (or other image builder), so this
 # file has not been run. It follows .ci/setup.sh's build package list and the runtime libraries
-# that `ldd build/vigil` lists on Debian 12; build it with
+# that `ldd build/vigil` lists on Debian 12, which the test chart_dockerfile
+# (tests/charts/check_dockerfile.sh) checks against the built agent; build it with
 #   docker build -t <registry>/vigil:0.1.0 .
 # The BPF object is compiled by clang in the build stage and embedded in the binary (skeleton),
 # so the runtime stage needs no compiler and no kernel headers: CO-RE relocates against the
