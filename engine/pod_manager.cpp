@@ -1,5 +1,6 @@
 #include "engine/pod_manager.h"
 
+#include <cctype>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
@@ -7,6 +8,32 @@ namespace vigil {
 
 PodManager::~PodManager() {
   for (auto& [key, pod] : pods_) detach(pod);
+}
+
+namespace {
+
+// A pod label's key as a metric label name: "label_" + the key with every character outside
+// [a-zA-Z0-9_] as "_" (app.kubernetes.io/name -> label_app_kubernetes_io_name), as
+// kube-state-metrics spells them; the prefix keeps them clear of Vigil's own labels.
+std::string metric_label_name(const std::string& key) {
+  std::string out = "label_";
+  for (char c : key) out += std::isalnum(static_cast<unsigned char>(c)) || c == '_' ? c : '_';
+  return out;
+}
+
+}  // namespace
+
+Labels metric_labels_of(const PodSpec& spec) {
+  // One value per pod, so no series more than pods.
+  Labels l = make_labels({{"namespace", spec.namespace_}, {"pod", spec.name}});
+  for (const auto& [k, v] : spec.labels)
+    if (!v.empty()) l.emplace_back(metric_label_name(k), v);
+  if (!spec.workload_kind.empty()) {
+    l.emplace_back("workload_kind", spec.workload_kind);
+    l.emplace_back("workload", spec.workload_name);
+  }
+  sort_labels(l);
+  return l;
 }
 
 std::vector<WatchedPod> PodManager::reconcile(const std::vector<PodSpec>& desired) {
@@ -29,6 +56,7 @@ std::vector<WatchedPod> PodManager::reconcile(const std::vector<PodSpec>& desire
     if (pods_.count(spec.key())) continue;
     WatchedPod pod;
     pod.spec = spec;
+    pod.metric_labels = metric_labels_of(spec);
     pod.id = next_id_++;
     try_attach(pod);
     pods_.emplace(spec.key(), std::move(pod));

@@ -18,8 +18,13 @@
 
 namespace vigil {
 
+// The labels every per-pod series of `spec` carries: namespace, pod, the pod's labels as
+// label_<key> and its workload (docs/config.md label_allowlist), sorted.
+Labels metric_labels_of(const PodSpec& spec);
+
 struct WatchedPod {
   PodSpec spec;
+  Labels metric_labels;  // metric_labels_of(spec), made once (spec never changes in place)
   uint32_t id = 0;  // > 0, stable for as long as the pod is watched
   bool attached = false;
   PodInterface iface;
