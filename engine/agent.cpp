@@ -354,13 +354,6 @@ void Agent::tick() {
   input.time = unix_now();
   input.samples = store_.snapshot();
   input.pods = pods_->metadata(config_.node);
-  // Baselines follow a workload's pods across reschedules: the API server names the owner. A
-  // bare pod ("Pod") has none that outlives it.
-  for (auto& p : input.pods) {
-    auto w = workloads_.find(p.namespace_ + "/" + p.name);
-    if (w != workloads_.end() && !w->second.first.empty() && w->second.first != "Pod")
-      p.workload = p.namespace_ + "/" + w->second.first + "/" + w->second.second;
-  }
   reload_rules_if_changed();
   rules_->tick(input);
   if (captures_) captures_->sync(*pods_, rules_->lookback_pods());

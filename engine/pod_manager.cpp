@@ -150,7 +150,12 @@ const WatchedPod* PodManager::by_id(uint32_t id) const {
 
 std::vector<PodMeta> PodManager::metadata(const std::string& node) const {
   std::vector<PodMeta> out;
-  for (const auto& [key, pod] : pods_) out.push_back(PodMeta{pod.spec.namespace_, pod.spec.name, pod.spec.labels, node});
+  // Baselines follow a workload's pods across reschedules when the source names the owner.
+  for (const auto& [key, pod] : pods_)
+    out.push_back(PodMeta{pod.spec.namespace_, pod.spec.name, pod.spec.labels, node,
+                          pod.spec.workload_kind.empty()
+                              ? std::string()
+                              : pod.spec.namespace_ + "/" + pod.spec.workload_kind + "/" + pod.spec.workload_name});
   return out;
 }
 

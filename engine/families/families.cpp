@@ -19,17 +19,13 @@ std::vector<std::unique_ptr<Family>> make_families(const Config& config) {
   return out;
 }
 
-Labels pod_labels(const WatchedPod& pod) {
-  return pod.metric_labels.empty() ? metric_labels_of(pod.spec) : pod.metric_labels;
-}
+Labels pod_labels(const WatchedPod& pod) { return pod.metric_labels; }
 
 Labels pod_labels(const WatchedPod& pod, std::initializer_list<std::pair<std::string, std::string>> extra) {
   // The pod's labels are sorted already: each extra one goes in at its place.
-  Labels l;
-  const Labels& base = pod.metric_labels.empty() ? (l = metric_labels_of(pod.spec)) : pod.metric_labels;
   Labels out;
-  out.reserve(base.size() + extra.size());
-  out.assign(base.begin(), base.end());
+  out.reserve(pod.metric_labels.size() + extra.size());
+  out.assign(pod.metric_labels.begin(), pod.metric_labels.end());
   for (const auto& e : extra) {
     auto at = std::lower_bound(out.begin(), out.end(), e, [](const auto& a, const auto& b) { return a.first < b.first; });
     out.insert(at, e);
