@@ -13,38 +13,45 @@ namespace vigil::rules {
 
 // ---- RollingStats ----------------------------------------------------------------------------
 
-RollingStats::RollingStats(size_t capacity) : ring_(std::max<size_t>(capacity, 1)) {}
-
-void RollingStats::add(double value) {
-  const size_t cap = ring_.size();
-  if (count_ < cap) {
-    ring_[next_] = value;
-    next_ = (next_ + 1) % cap;
-    ++count_;
-    double delta = value - mean_;
-    mean_ += delta / static_cast<double>(count_);
-    m2_ += delta * (value - mean_);
-    return;
-  }
-  // Replacing the oldest value keeps n fixed, so mean and M2 update in one step.
-  double old = ring_[next_];
-  ring_[next_] = value;
-  next_ = (next_ + 1) % cap;
-  double old_mean = mean_;
-  mean_ += (value - old) / static_cast<double>(count_);
-  m2_ += (value - old) * (value - mean_ + old - old_mean);
-  if (m2_ < 0) m2_ = 0;
-  if (++replaced_since_recompute_ >= cap) recompute();
+RollingStats::RollingStats(size_t capacity) {
+  capacity = std::clamp<size_t>(capacity, 1, UINT32_MAX);
+  capacity_ = static_cast<uint32_t>(capacity);
+  per_bucket_ = static_cast<uint32_t>((capacity + kMaxBuckets - 1) / kMaxBuckets);
+  buckets_.resize((capacity + per_bucket_ - 1) / per_bucket_);
 }
 
-void RollingStats::recompute() {
-  replaced_since_recompute_ = 0;
-  double sum = 0;
-  for (size_t i = 0; i < count_; ++i) sum += ring_[i];
-  mean_ = sum / static_cast<double>(count_);
-  double m2 = 0;
-  for (size_t i = 0; i < count_; ++i) m2 += (ring_[i] - mean_) * (ring_[i] - mean_);
-  m2_ = m2;
+void RollingStats::add(double value) {
+  if (used_ == 0) {
+    used_ = 1;
+  } else if (buckets_[head_].n >= per_bucket_) {
+    head_ = static_cast<uint32_t>((head_ + 1) % buckets_.size());
+    if (used_ < buckets_.size()) ++used_;
+    buckets_[head_] = Bucket{};
+  }
+  Bucket& b = buckets_[head_];
+  ++b.n;
+  const double delta = value - b.mean;
+  b.mean += delta / static_cast<double>(b.n);
+  b.m2 += delta * (value - b.mean);
+  total();
+}
+
+void RollingStats::total() {
+  uint64_t n = 0;
+  double mean = 0, m2 = 0;
+  const size_t k = buckets_.size();
+  for (size_t i = 0; i < used_; ++i) {
+    const Bucket& b = buckets_[(head_ + k - i) % k];
+    if (b.n == 0) continue;
+    const uint64_t joined = n + b.n;
+    const double delta = b.mean - mean;
+    mean += delta * static_cast<double>(b.n) / static_cast<double>(joined);
+    m2 += b.m2 + delta * delta * static_cast<double>(n) * static_cast<double>(b.n) / static_cast<double>(joined);
+    n = joined;
+  }
+  count_ = n;
+  mean_ = mean;
+  m2_ = std::max(m2, 0.0);
 }
 
 double RollingStats::stddev() const {
@@ -53,28 +60,47 @@ double RollingStats::stddev() const {
 }
 
 void RollingStats::save(detail::SnapshotWriter& w) const {
-  w.put_doubles(ring_);
-  w.put<uint64_t>(next_);
-  w.put<uint64_t>(count_);
-  w.put<uint64_t>(replaced_since_recompute_);
-  w.put(mean_);
-  w.put(m2_);
+  w.put<uint32_t>(capacity_);
+  w.put<uint32_t>(head_);
+  w.put<uint32_t>(used_);
+  for (const auto& b : buckets_) {
+    w.put(b.mean);
+    w.put(b.m2);
+    w.put(b.n);
+  }
 }
 
 bool RollingStats::restore(detail::SnapshotReader& r) {
-  auto ring = r.get_doubles(ring_.size());
+  const auto capacity = r.get<uint32_t>();
+  const auto head = r.get<uint32_t>();
+  const auto used = r.get<uint32_t>();
+  std::vector<Bucket> buckets(buckets_.size());
+  for (auto& b : buckets) {
+    b.mean = r.get<double>();
+    b.m2 = r.get<double>();
+    b.n = r.get<uint32_t>();
+    if (b.n > per_bucket_ || !std::isfinite(b.mean) || !(b.m2 >= 0)) return false;
+  }
+  if (!r.ok() || capacity != capacity_ || head >= buckets.size() || used > buckets.size()) return false;
+  buckets_ = std::move(buckets);
+  head_ = head;
+  used_ = used;
+  total();
+  return true;
+}
+
+bool RollingStats::restore_values(detail::SnapshotReader& r) {
+  auto ring = r.get_doubles(capacity_);
   auto next = r.get<uint64_t>();
   auto count = r.get<uint64_t>();
-  auto replaced = r.get<uint64_t>();
-  double mean = r.get<double>();
-  double m2 = r.get<double>();
-  if (!r.ok() || next >= ring.size() || count > ring.size() || replaced > ring.size()) return false;
-  ring_ = std::move(ring);
-  next_ = next;
-  count_ = count;
-  replaced_since_recompute_ = replaced;
-  mean_ = mean;
-  m2_ = m2;
+  (void)r.get<uint64_t>();  // replaced since the last recompute
+  (void)r.get<double>();    // mean and M2, recomputed here
+  (void)r.get<double>();
+  if (!r.ok() || next >= ring.size() || count > ring.size()) return false;
+  RollingStats copy(capacity_);
+  const size_t first = count < ring.size() ? 0 : next;
+  for (size_t i = 0; i < count; ++i) copy.add(ring[(first + i) % ring.size()]);
+  *this = std::move(copy);
   return true;
 }
 
@@ -193,40 +219,47 @@ using namespace detail;
 
 class ZScoreState : public DetectorState {
  public:
-  explicit ZScoreState(const ZScoreParams& p) : p_(p), stats_(p.window_ticks) {}
+  explicit ZScoreState(const ZScoreParams& p) : p_(&p), stats_(p.window_ticks) {}
 
   Verdict evaluate(double value, double age) const override {
     Verdict v;
     if (stats_.size() == 0) return v;  // nothing learned yet: no baseline to compare with
     v.baseline = stats_.mean();
-    double spread = std::max(stats_.stddev(), stddev_floor(v.baseline, p_.min_stddev));
+    double spread = std::max(stats_.stddev(), stddev_floor(v.baseline, p_->min_stddev));
     v.score = (value - v.baseline) / spread;
-    v.band_low = p_.direction == Direction::Up ? -kInf : v.baseline - p_.threshold * spread;
-    v.band_high = p_.direction == Direction::Down ? kInf : v.baseline + p_.threshold * spread;
+    v.band_low = p_->direction == Direction::Up ? -kInf : v.baseline - p_->threshold * spread;
+    v.band_high = p_->direction == Direction::Down ? kInf : v.baseline + p_->threshold * spread;
     // Tolerate rounding in age: ticks are seconds since the epoch as doubles.
-    bool armed = age + 1e-6 >= p_.warmup && value >= p_.min_rate;
-    v.anomalous = armed && beyond(v.score, p_.threshold, p_.direction);
-    v.probability = armed ? probability_of(v.score, p_.threshold, p_.direction) : 0;
+    bool armed = age + 1e-6 >= p_->warmup && value >= p_->min_rate;
+    v.anomalous = armed && beyond(v.score, p_->threshold, p_->direction);
+    v.probability = armed ? probability_of(v.score, p_->threshold, p_->direction) : 0;
     return v;
   }
 
   void learn(double value) override { stats_.add(value); }
 
   void save(std::string& out) const override {
-    SnapshotWriter w(out, "vigil.zscore.v1");
+    SnapshotWriter w(out, "vigil.zscore.v2");
     stats_.save(w);
   }
   bool restore(std::string_view in) override {
-    SnapshotReader r(in, "vigil.zscore.v1");
     RollingStats copy(stats_.capacity());
-    if (!copy.restore(r) || !r.done()) return false;
+    SnapshotReader r(in, "vigil.zscore.v2");
+    if (r.ok()) {
+      if (!copy.restore(r) || !r.done()) return false;
+    } else {
+      // A state saved before the window was kept in buckets: every value, replayed into them,
+      // so an upgrade does not send the rule back to warm-up.
+      SnapshotReader v1(in, "vigil.zscore.v1");
+      if (!copy.restore_values(v1) || !v1.done()) return false;
+    }
     stats_ = std::move(copy);
     return true;
   }
   size_t memory_bytes() const override { return sizeof(*this) + stats_.heap_bytes(); }
 
  private:
-  ZScoreParams p_;
+  const ZScoreParams* p_;  // the detector's: a state never outlives its detector
   RollingStats stats_;
 };
 
@@ -252,20 +285,20 @@ class ZScoreDetector : public Detector {
 
 class ThresholdState : public DetectorState {
  public:
-  explicit ThresholdState(const ThresholdParams& p) : p_(p) {}
+  explicit ThresholdState(const ThresholdParams& p) : p_(&p) {}
 
   Verdict evaluate(double value, double /*age*/) const override {
     Verdict v;
-    if (p_.above && (!p_.below || value >= *p_.below)) {
-      v.baseline = *p_.above;
-      v.anomalous = value > *p_.above;
+    if (p_->above && (!p_->below || value >= *p_->below)) {
+      v.baseline = *p_->above;
+      v.anomalous = value > *p_->above;
     } else {
-      v.baseline = *p_.below;
-      v.anomalous = value < *p_.below;
+      v.baseline = *p_->below;
+      v.anomalous = value < *p_->below;
     }
     v.score = value - v.baseline;
-    v.band_low = p_.below.value_or(-kInf);
-    v.band_high = p_.above.value_or(kInf);
+    v.band_low = p_->below.value_or(-kInf);
+    v.band_high = p_->above.value_or(kInf);
     v.probability = v.anomalous ? 1.0 : 0.0;
     return v;
   }
@@ -277,7 +310,7 @@ class ThresholdState : public DetectorState {
   size_t memory_bytes() const override { return sizeof(*this); }
 
  private:
-  ThresholdParams p_;
+  const ThresholdParams* p_;
 };
 
 class ThresholdDetector : public Detector {

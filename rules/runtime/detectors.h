@@ -37,7 +37,8 @@ struct Verdict {
 };
 
 // One group's detector state (e.g. its rolling window). Its size is fixed when the state is
-// made: nothing grows with time.
+// made: nothing grows with time. A state refers to the parameters of the Detector that made it
+// (not a copy in every group): it must not outlive that detector.
 class DetectorState {
  public:
   virtual ~DetectorState() = default;
@@ -95,30 +96,45 @@ struct DetectorKind {
 std::span<const DetectorKind> detector_kinds();
 const DetectorKind* find_detector_kind(const std::string& name);
 
-// Mean and population standard deviation of the last `capacity` values.
-// Welford's updates keep it stable for large values with small spread; an exact recompute
-// every `capacity` replacements stops rounding drift from accumulating over days.
+// Mean and population standard deviation of the last `capacity` values, in at most
+// kMaxBuckets buckets of consecutive values (each its count, mean and sum of squared
+// deviations, by Welford's updates): a window of up to kMaxBuckets values is exact; a longer one
+// drops its oldest bucket at a time, so it covers between capacity - bucket + 1 and capacity
+// values (a bucket is capacity / kMaxBuckets, rounded up). Memory is fixed by kMaxBuckets, not
+// by the window (a value per tick of a 5-minute window was 2.4 KB a group). The totals are
+// combined from the buckets after each value (Chan's pairwise formula): nothing drifts.
 class RollingStats {
  public:
+  static constexpr size_t kMaxBuckets = 16;
   explicit RollingStats(size_t capacity);
   void add(double value);
   size_t size() const { return count_; }
-  size_t capacity() const { return ring_.size(); }
-  size_t heap_bytes() const { return ring_.capacity() * sizeof(double); }
+  size_t capacity() const { return capacity_; }
+  size_t bucket_size() const { return per_bucket_; }
+  size_t heap_bytes() const { return buckets_.capacity() * sizeof(Bucket); }
   double mean() const { return mean_; }
   double stddev() const;
   void save(detail::SnapshotWriter& w) const;
   bool restore(detail::SnapshotReader& r);  // false (and unchanged) unless the capacity matches
+  // Reads the format of vigil.zscore.v1 (every value of the window) into buckets, oldest first.
+  bool restore_values(detail::SnapshotReader& r);
 
  private:
-  void recompute();
+  struct Bucket {
+    double mean = 0;
+    double m2 = 0;  // sum of squared deviations from the bucket's mean
+    uint32_t n = 0;
+  };
+  void total();
 
-  std::vector<double> ring_;
-  size_t next_ = 0;
-  size_t count_ = 0;
-  size_t replaced_since_recompute_ = 0;
+  std::vector<Bucket> buckets_;
+  uint32_t capacity_ = 1;
+  uint32_t per_bucket_ = 1;
+  uint32_t head_ = 0;  // the bucket being filled
+  uint32_t used_ = 0;  // buckets holding values
+  uint64_t count_ = 0;
   double mean_ = 0;
-  double m2_ = 0;  // sum of squared deviations from the mean
+  double m2_ = 0;
 };
 
 enum class Direction { Up, Down, Both };

@@ -141,11 +141,11 @@ struct EwmaParams {
 
 class EwmaState final : public LearnedState {
  public:
-  explicit EwmaState(const EwmaParams& p) : LearnedState(p.c.relearn_after), p_(p) {}
+  explicit EwmaState(const EwmaParams& p) : LearnedState(p.c.relearn_after), p_(&p) {}
 
   Verdict evaluate_at(double value, double age, double) const override {
     if (n_ == 0) return {};
-    return judge(p_.c, value, age, mean_, spread_floor(std::sqrt(var_), mean_, p_.c));
+    return judge(p_->c, value, age, mean_, spread_floor(std::sqrt(var_), mean_, p_->c));
   }
   size_t memory_bytes() const override { return sizeof(*this); }
   void save(std::string& out) const override {
@@ -157,7 +157,7 @@ class EwmaState final : public LearnedState {
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.ewma.v1");
-    EwmaState s(p_);
+    EwmaState s(*p_);
     s.restore_base(r);
     s.n_ = r.get<uint64_t>();
     s.mean_ = r.get<double>();
@@ -176,11 +176,11 @@ class EwmaState final : public LearnedState {
     }
     // West's exponentially weighted mean and variance.
     double d = value - mean_;
-    mean_ += p_.alpha * d;
-    var_ = (1 - p_.alpha) * (var_ + p_.alpha * d * d);
+    mean_ += p_->alpha * d;
+    var_ = (1 - p_->alpha) * (var_ + p_->alpha * d * d);
   }
 
-  EwmaParams p_;
+  const EwmaParams* p_;  // the detector's: a state never outlives its detector
   uint64_t n_ = 0;
   double mean_ = 0;
   double var_ = 0;
@@ -215,14 +215,14 @@ struct MadParams {
 // window of any length costs kMadSamples doubles.
 class MadState final : public LearnedState {
  public:
-  explicit MadState(const MadParams& p) : LearnedState(p.c.relearn_after), p_(p) {}
+  explicit MadState(const MadParams& p) : LearnedState(p.c.relearn_after), p_(&p) {}
 
   Verdict evaluate_at(double value, double age, double) const override {
     if (count_ == 0) return {};
     // 1.4826 * MAD estimates the standard deviation of normal data; when more than half the
     // values are equal (MAD 0), 1.2533 * the mean absolute deviation does.
     double spread = mad_ > 0 ? 1.4826 * mad_ : 1.2533 * mean_ad_;
-    return judge(p_.c, value, age, median_, spread_floor(spread, median_, p_.c));
+    return judge(p_->c, value, age, median_, spread_floor(spread, median_, p_->c));
   }
   size_t memory_bytes() const override { return sizeof(*this); }
   void save(std::string& out) const override {
@@ -231,17 +231,17 @@ class MadState final : public LearnedState {
     w.put<uint64_t>(count_);
     w.put<uint64_t>(next_);
     w.put<uint64_t>(since_kept_);
-    for (size_t i = 0; i < p_.samples; ++i) w.put(ring_[i]);
+    for (size_t i = 0; i < p_->samples; ++i) w.put(ring_[i]);
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.mad.v1");
-    MadState s(p_);
+    MadState s(*p_);
     s.restore_base(r);
     s.count_ = r.get<uint64_t>();
     s.next_ = r.get<uint64_t>();
     s.since_kept_ = r.get<uint64_t>();
-    for (size_t i = 0; i < p_.samples; ++i) s.ring_[i] = r.get<double>();
-    if (!r.done() || s.count_ > p_.samples || s.next_ >= p_.samples || s.since_kept_ > p_.stride) return false;
+    for (size_t i = 0; i < p_->samples; ++i) s.ring_[i] = r.get<double>();
+    if (!r.done() || s.count_ > p_->samples || s.next_ >= p_->samples || s.since_kept_ > p_->stride) return false;
     s.recompute();
     *this = s;
     return true;
@@ -249,11 +249,11 @@ class MadState final : public LearnedState {
 
  private:
   void absorb(double value, double) override {
-    if (count_ > 0 && ++since_kept_ < p_.stride) return;
+    if (count_ > 0 && ++since_kept_ < p_->stride) return;
     since_kept_ = 0;
     ring_[next_] = value;
-    next_ = (next_ + 1) % p_.samples;
-    count_ = std::min<uint64_t>(count_ + 1, p_.samples);
+    next_ = (next_ + 1) % p_->samples;
+    count_ = std::min<uint64_t>(count_ + 1, p_->samples);
     recompute();
   }
 
@@ -273,7 +273,7 @@ class MadState final : public LearnedState {
     mad_ = median_of(tmp.data(), count_);
   }
 
-  MadParams p_;
+  const MadParams* p_;  // the detector's: a state never outlives its detector
   std::array<double, kMadSamples> ring_{};
   uint64_t count_ = 0;
   uint64_t next_ = 0;
@@ -314,12 +314,12 @@ struct SeasonalParams {
 class SeasonalState final : public LearnedState {
  public:
   explicit SeasonalState(const SeasonalParams& p)
-      : LearnedState(p.c.relearn_after), p_(p), mean_(p.slots), var_(p.slots), count_(p.slots) {}
+      : LearnedState(p.c.relearn_after), p_(&p), mean_(p.slots), var_(p.slots), count_(p.slots) {}
 
   Verdict evaluate_at(double value, double age, double now) const override {
     size_t s = slot(now);
-    if (count_[s] < p_.min_count) return {};
-    return judge(p_.c, value, age, mean_[s], spread_floor(std::sqrt(var_[s]), mean_[s], p_.c));
+    if (count_[s] < p_->min_count) return {};
+    return judge(p_->c, value, age, mean_[s], spread_floor(std::sqrt(var_[s]), mean_[s], p_->c));
   }
   size_t memory_bytes() const override {
     return sizeof(*this) + (mean_.capacity() + var_.capacity()) * sizeof(double) + count_.capacity() * sizeof(uint32_t);
@@ -333,10 +333,10 @@ class SeasonalState final : public LearnedState {
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.seasonal.v1");
-    SeasonalState s(p_);
+    SeasonalState s(*p_);
     s.restore_base(r);
-    s.mean_ = r.get_doubles(p_.slots);
-    s.var_ = r.get_doubles(p_.slots);
+    s.mean_ = r.get_doubles(p_->slots);
+    s.var_ = r.get_doubles(p_->slots);
     if (!r.ok()) return false;
     for (auto& n : s.count_) n = r.get<uint32_t>();
     if (!r.done()) return false;
@@ -346,10 +346,10 @@ class SeasonalState final : public LearnedState {
 
  private:
   size_t slot(double now) const {
-    double phase = std::fmod(now, p_.period);
-    if (phase < 0) phase += p_.period;
-    auto s = static_cast<size_t>(phase / p_.period * static_cast<double>(p_.slots));
-    return std::min(s, p_.slots - 1);
+    double phase = std::fmod(now, p_->period);
+    if (phase < 0) phase += p_->period;
+    auto s = static_cast<size_t>(phase / p_->period * static_cast<double>(p_->slots));
+    return std::min(s, p_->slots - 1);
   }
   void absorb(double value, double now) override {
     size_t s = slot(now);
@@ -358,13 +358,13 @@ class SeasonalState final : public LearnedState {
       var_[s] = 0;
     } else {
       double d = value - mean_[s];
-      mean_[s] += p_.alpha * d;
-      var_[s] = (1 - p_.alpha) * (var_[s] + p_.alpha * d * d);
+      mean_[s] += p_->alpha * d;
+      var_[s] = (1 - p_->alpha) * (var_[s] + p_->alpha * d * d);
     }
     if (count_[s] < UINT32_MAX) ++count_[s];
   }
 
-  SeasonalParams p_;
+  const SeasonalParams* p_;  // the detector's: a state never outlives its detector
   std::vector<double> mean_;
   std::vector<double> var_;
   std::vector<uint32_t> count_;
@@ -401,26 +401,26 @@ struct CusumParams {
 // restarts both sums, as after an alarm.
 class CusumState final : public LearnedState {
  public:
-  explicit CusumState(const CusumParams& p) : LearnedState(p.c.relearn_after), p_(p) {}
+  explicit CusumState(const CusumParams& p) : LearnedState(p.c.relearn_after), p_(&p) {}
 
   Verdict evaluate_at(double value, double age, double) const override {
     if (n_ < 2) return {};
-    double sd = spread_floor(std::sqrt(var_), mean_, p_.c);
+    double sd = spread_floor(std::sqrt(var_), mean_, p_->c);
     auto [hi, lo] = sums(value, sd);
     Verdict v;
     v.baseline = mean_;
-    switch (p_.c.direction) {
+    switch (p_->c.direction) {
       case Direction::Up: v.score = hi; break;
       case Direction::Down: v.score = -lo; break;
       case Direction::Both: v.score = hi >= lo ? hi : -lo; break;
     }
-    const double h = p_.c.threshold;
+    const double h = p_->c.threshold;
     // The values that would bring a sum to h on this step.
-    v.band_high = p_.c.direction == Direction::Down ? kInf : mean_ + (h - hi_ + p_.slack) * sd;
-    v.band_low = p_.c.direction == Direction::Up ? -kInf : mean_ - (h - lo_ + p_.slack) * sd;
-    bool armed = age + 1e-6 >= p_.c.warmup && value >= p_.c.min_rate;
-    v.anomalous = armed && beyond(v.score, h, p_.c.direction);
-    v.probability = armed ? probability_of(v.score, h, p_.c.direction) : 0;
+    v.band_high = p_->c.direction == Direction::Down ? kInf : mean_ + (h - hi_ + p_->slack) * sd;
+    v.band_low = p_->c.direction == Direction::Up ? -kInf : mean_ - (h - lo_ + p_->slack) * sd;
+    bool armed = age + 1e-6 >= p_->c.warmup && value >= p_->c.min_rate;
+    v.anomalous = armed && beyond(v.score, h, p_->c.direction);
+    v.probability = armed ? probability_of(v.score, h, p_->c.direction) : 0;
     return v;
   }
   size_t memory_bytes() const override { return sizeof(*this); }
@@ -435,7 +435,7 @@ class CusumState final : public LearnedState {
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.cusum.v1");
-    CusumState s(p_);
+    CusumState s(*p_);
     s.restore_base(r);
     s.n_ = r.get<uint64_t>();
     s.mean_ = r.get<double>();
@@ -450,21 +450,21 @@ class CusumState final : public LearnedState {
  private:
   std::pair<double, double> sums(double value, double sd) const {
     double z = (value - mean_) / sd;
-    return {std::max(0.0, hi_ + z - p_.slack), std::max(0.0, lo_ - z - p_.slack)};
+    return {std::max(0.0, hi_ + z - p_->slack), std::max(0.0, lo_ - z - p_->slack)};
   }
   void absorb(double value, double) override {
-    if (n_ >= 2) std::tie(hi_, lo_) = sums(value, spread_floor(std::sqrt(var_), mean_, p_.c));
+    if (n_ >= 2) std::tie(hi_, lo_) = sums(value, spread_floor(std::sqrt(var_), mean_, p_->c));
     if (n_++ == 0) {
       mean_ = value;
       return;
     }
     double d = value - mean_;
-    mean_ += p_.alpha * d;
-    var_ = (1 - p_.alpha) * (var_ + p_.alpha * d * d);
+    mean_ += p_->alpha * d;
+    var_ = (1 - p_->alpha) * (var_ + p_->alpha * d * d);
   }
   void on_hold() override { hi_ = lo_ = 0; }
 
-  CusumParams p_;
+  const CusumParams* p_;  // the detector's: a state never outlives its detector
   uint64_t n_ = 0;
   double mean_ = 0;
   double var_ = 0;
@@ -504,7 +504,7 @@ struct RateParams {
 // held ones too: the slope is a fact about the series, not a learned baseline.
 class RateState final : public DetectorState {
  public:
-  explicit RateState(const RateParams& p) : p_(p), ring_(p.window_ticks) {}
+  explicit RateState(const RateParams& p) : p_(&p), ring_(p.window_ticks) {}
 
   Verdict evaluate(double value, double) const override {
     Verdict v;
@@ -512,18 +512,18 @@ class RateState final : public DetectorState {
     v.band_high = kInf;
     if (count_ < ring_.size()) return v;  // not a full window yet
     const double old = ring_[next_];       // the oldest: window_ticks values ago
-    const double span = static_cast<double>(p_.window_ticks) * p_.tick;
+    const double span = static_cast<double>(p_->window_ticks) * p_->tick;
     const double rate = (value - old) / span;
-    if (p_.above && (!p_.below || rate >= *p_.below)) {
-      v.baseline = *p_.above;
-      v.anomalous = rate > *p_.above;
+    if (p_->above && (!p_->below || rate >= *p_->below)) {
+      v.baseline = *p_->above;
+      v.anomalous = rate > *p_->above;
     } else {
-      v.baseline = *p_.below;
-      v.anomalous = rate < *p_.below;
+      v.baseline = *p_->below;
+      v.anomalous = rate < *p_->below;
     }
     v.score = rate - v.baseline;
-    if (p_.below) v.band_low = old + *p_.below * span;
-    if (p_.above) v.band_high = old + *p_.above * span;
+    if (p_->below) v.band_low = old + *p_->below * span;
+    if (p_->above) v.band_high = old + *p_->above * span;
     v.probability = v.anomalous ? 1.0 : 0.0;
     return v;
   }
@@ -553,7 +553,7 @@ class RateState final : public DetectorState {
   }
 
  private:
-  RateParams p_;
+  const RateParams* p_;  // the detector's: a state never outlives its detector
   std::vector<double> ring_;
   uint64_t next_ = 0;
   uint64_t count_ = 0;
@@ -605,7 +605,7 @@ double range_probability(double excess) { return 0.5 + 0.5 * excess / (excess + 
 class RangeState final : public LearnedState {
  public:
   explicit RangeState(const RangeParams& p)
-      : LearnedState(p.c.relearn_after), p_(p), ring_(p.smooth_ticks),
+      : LearnedState(p.c.relearn_after), p_(&p), ring_(p.smooth_ticks),
         slot_mean_(p.season > 0 ? kRangeSlots : 0), slot_count_(p.season > 0 ? kRangeSlots : 0) {}
 
   Verdict evaluate_at(double value, double age, double now) const override {
@@ -620,17 +620,17 @@ class RangeState final : public LearnedState {
     const double range = hi_ - lo_;
     const double up = (x - hi_) / range;    // > 0 past the top, in units of the range
     const double down = (lo_ - x) / range;  // > 0 past the bottom
-    const bool watch_up = p_.c.direction != Direction::Down;
-    const bool watch_down = p_.c.direction != Direction::Up;
-    if (watch_up) v.band_high = hi_ + p_.tolerance * range;
-    if (watch_down) v.band_low = lo_ - p_.tolerance * range;
+    const bool watch_up = p_->c.direction != Direction::Down;
+    const bool watch_down = p_->c.direction != Direction::Up;
+    if (watch_up) v.band_high = hi_ + p_->tolerance * range;
+    if (watch_down) v.band_low = lo_ - p_->tolerance * range;
     // The side nearer to being crossed speaks. The score is how far past it, in units of the
     // range: > 0 above the top, < 0 below the bottom, 0 inside.
     const bool top = watch_up && (!watch_down || up >= down);
     v.baseline = top ? hi_ : lo_;
     v.score = top ? std::max(up, 0.0) : -std::max(down, 0.0);
-    const double excess = (top ? up : down) - p_.tolerance;  // > 0: past the edge and the tolerance
-    const bool armed = age + 1e-6 >= p_.c.warmup && value >= p_.c.min_rate;
+    const double excess = (top ? up : down) - p_->tolerance;  // > 0: past the edge and the tolerance
+    const bool armed = age + 1e-6 >= p_->c.warmup && value >= p_->c.min_rate;
     v.anomalous = armed && excess > 0;
     v.probability = v.anomalous ? range_probability(excess) : 0;
     return v;
@@ -655,14 +655,14 @@ class RangeState final : public LearnedState {
     w.put_doubles(ring_);
     w.put<uint64_t>(next_);
     w.put<uint64_t>(count_);
-    if (p_.season > 0) {
+    if (p_->season > 0) {
       w.put_doubles(slot_mean_);
       for (uint32_t n : slot_count_) w.put(n);
     }
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.range.v1");
-    RangeState s(p_);
+    RangeState s(*p_);
     s.restore_base(r);
     s.n_ = r.get<uint64_t>();
     s.lo_ = r.get<double>();
@@ -671,7 +671,7 @@ class RangeState final : public LearnedState {
     s.ring_ = r.get_doubles(ring_.size());
     s.next_ = r.get<uint64_t>();
     s.count_ = r.get<uint64_t>();
-    if (p_.season > 0) {
+    if (p_->season > 0) {
       s.slot_mean_ = r.get_doubles(kRangeSlots);
       for (auto& n : s.slot_count_) n = r.get<uint32_t>();
     }
@@ -701,23 +701,23 @@ class RangeState final : public LearnedState {
     }
   }
   size_t slot(double now) const {
-    double phase = std::fmod(now, p_.season);
-    if (phase < 0) phase += p_.season;
-    return std::min(static_cast<size_t>(phase / p_.season * kRangeSlots), kRangeSlots - 1);
+    double phase = std::fmod(now, p_->season);
+    if (phase < 0) phase += p_->season;
+    return std::min(static_cast<size_t>(phase / p_->season * kRangeSlots), kRangeSlots - 1);
   }
   // With a season, the value's distance from its slot's learned mean; nothing before that slot
   // has seen season_min_count values. Without, the value.
   std::optional<double> residual(double value, double now) const {
-    if (p_.season <= 0) return value;
+    if (p_->season <= 0) return value;
     const size_t s = slot(now);
-    if (slot_count_[s] < p_.season_min_count) return std::nullopt;
+    if (slot_count_[s] < p_->season_min_count) return std::nullopt;
     return value - slot_mean_[s];
   }
   void absorb(double value, double now) override {
     const auto r = residual(value, now);
-    if (p_.season > 0) {
+    if (p_->season > 0) {
       const size_t s = slot(now);
-      slot_mean_[s] = slot_count_[s] == 0 ? value : slot_mean_[s] + p_.season_alpha * (value - slot_mean_[s]);
+      slot_mean_[s] = slot_count_[s] == 0 ? value : slot_mean_[s] + p_->season_alpha * (value - slot_mean_[s]);
       if (slot_count_[s] < UINT32_MAX) ++slot_count_[s];
     }
     if (!r) return;
@@ -728,16 +728,16 @@ class RangeState final : public LearnedState {
       lo_ = hi_ = mean_ = x;
       return;
     }
-    if (p_.alpha > 0) {
-      mean_ += p_.alpha * (x - mean_);
-      hi_ -= p_.alpha * (hi_ - mean_);
-      lo_ += p_.alpha * (mean_ - lo_);
+    if (p_->alpha > 0) {
+      mean_ += p_->alpha * (x - mean_);
+      hi_ -= p_->alpha * (hi_ - mean_);
+      lo_ += p_->alpha * (mean_ - lo_);
     }
     hi_ = std::max(hi_, x);
     lo_ = std::min(lo_, x);
   }
 
-  RangeParams p_;
+  const RangeParams* p_;  // the detector's: a state never outlives its detector
   std::vector<double> ring_;
   uint64_t next_ = 0;
   uint64_t count_ = 0;

@@ -116,7 +116,7 @@ class Engine final : public RuleEngine {
  private:
   uint64_t params_hash(const RuleSpec& spec) const;
   void run_tick(const TickInput& input);
-  void fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input);
+  void fire(LoadedRule& rule, const Transition& t, const TickInput& input);
   void resolve(LoadedRule& rule, Group& group, double now);
   void summarise_budget(LoadedRule& rule, double now);
   void call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode);
@@ -263,7 +263,7 @@ void Engine::run_tick(const TickInput& input) {
     if (uint64_t overflow = rule->eval->take_overflow()) rule->status.errors["first_seen_overflow"] += overflow;
     for (const auto& t : transitions) {
       if (rule->status.disabled) break;
-      if (t.kind == Transition::Kind::Fire) fire(*rule, *t.key, *t.group, input);
+      if (t.kind == Transition::Kind::Fire) fire(*rule, t, input);
       else if (t.group->episode) resolve(*rule, *t.group, now);
     }
     const uint32_t epoch = rule->eval->groups_epoch();
@@ -280,8 +280,10 @@ void Engine::run_tick(const TickInput& input) {
     if (file->sandbox) file->sandbox->collect_garbage();
 }
 
-void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickInput& input) {
+void Engine::fire(LoadedRule& rule, const Transition& t, const TickInput& input) {
   const RuleSpec& spec = rule.spec;
+  const Labels& key = *t.key;
+  Group& group = *t.group;
   // A suppressed group, or one past the rule's budget, fires without an episode: no handler
   // runs, nobody is notified, and its resolve is silent too.
   if (rule.eval->suppressed(key)) {
@@ -303,7 +305,7 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   a.status = AnomalyStatus::Firing;
   a.rule = spec.name;
   a.severity = spec.severity;
-  a.started_at = group.anomalous_since;  // when it became anomalous, before `pending` held it
+  a.started_at = group.times ? group.times->anomalous_since : input.time;  // when it became anomalous, before `pending` held it
   a.node = options_.node;
   a.scope = key;
   const std::string* ns = find_label(key, "namespace");
@@ -321,19 +323,19 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   }
   for (const auto& label : key) a.metric_labels.push_back(label);
   sort_labels(a.metric_labels);
-  if (auto* fs = dynamic_cast<const FirstSeenDetector*>(spec.detector.get()); fs && !group.new_values.empty()) {
+  if (auto* fs = dynamic_cast<const FirstSeenDetector*>(spec.detector.get()); fs && !t.new_values.empty()) {
     // The new value(s) join the anomaly's labels: a.labels.remote_ip, {remote_ip} in summaries.
     std::string joined;
-    for (const auto& v : group.new_values) joined += (joined.empty() ? "" : "|") + v;
+    for (const auto& v : t.new_values) joined += (joined.empty() ? "" : "|") + v;
     std::erase_if(a.metric_labels, [&](const auto& l) { return l.first == fs->value_label(); });
     a.metric_labels.emplace_back(fs->value_label(), joined);
     sort_labels(a.metric_labels);
   }
-  a.value = group.value;
-  a.baseline = group.verdict.baseline;
-  a.score = group.verdict.score;
-  a.band_low = group.verdict.band_low;
-  a.band_high = group.verdict.band_high;
+  a.value = t.value;
+  a.baseline = t.verdict.baseline;
+  a.score = t.verdict.score;
+  a.band_low = t.verdict.band_low;
+  a.band_high = t.verdict.band_high;
   a.detector = spec.detector->name();
   a.detector_params = spec.detector->describe();
   a.recent = group.recent.values();
@@ -345,6 +347,8 @@ void Engine::fire(LoadedRule& rule, const Labels& key, Group& group, const TickI
   ++rule.status.anomalies_fired;
   spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
   group.episode = std::make_unique<Episode>();
+  group.episode->value = t.value;
+  group.episode->verdict = t.verdict;
   group.episode->pods = scope_pods(key);
   group.episode->anomaly = std::move(a);
   // The capture starts before anyone hears of the anomaly, so every notification links to it.
@@ -368,9 +372,9 @@ void Engine::resolve(LoadedRule& rule, Group& group, double now) {
   Anomaly& a = episode.anomaly;
   a.status = AnomalyStatus::Resolved;
   a.ended_at = now;
-  a.value = group.value;
-  a.baseline = group.verdict.baseline;
-  a.score = group.verdict.score;
+  a.value = episode.value;  // the latest judged (the evaluator keeps them while the episode is open)
+  a.baseline = episode.verdict.baseline;
+  a.score = episode.verdict.score;
   a.recent = group.recent.values();  // what the series did until it came back
   spdlog::debug("rule '{}' resolved [{}]", rule.spec.name, a.id);
   if (options_.observer) options_.observer(a);

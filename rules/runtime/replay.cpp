@@ -162,8 +162,8 @@ Result<std::vector<ReplayRow>> replay(const std::string& rule_file, const std::v
     ReplayRow row;
     row.time = now;
     if (g) {
-      row.anomaly_score = std::clamp(g->verdict.probability, 0.0, 1.0);
-      row.anomalous = g->verdict.anomalous;
+      row.anomaly_score = std::clamp(eval.last_verdict().probability, 0.0, 1.0);
+      row.anomalous = eval.last_verdict().anomalous;
       row.firing = g->state == GroupState::Firing;
     }
     rows.push_back(row);

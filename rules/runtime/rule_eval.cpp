@@ -1,6 +1,7 @@
 #include "rules/runtime/rule_eval.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "rules/runtime/first_seen.h"
 #include "rules/runtime/state_store.h"
@@ -24,7 +25,8 @@ bool labels_match(const Labels& labels, const std::vector<LabelMatcher>& matcher
 
 }  // namespace
 
-RuleEvaluator::RuleEvaluator(const RuleSpec& spec) : spec_(spec), terms_(spec.terms()) {
+RuleEvaluator::RuleEvaluator(const RuleSpec& spec) : spec_(spec), terms_(spec.terms()), by_(spec.by) {
+  std::sort(by_.begin(), by_.end());
   numerator_terms_ = spec.ratio ? spec.ratio->numerator.size() : terms_.size();
   first_seen_ = dynamic_cast<const FirstSeenDetector*>(spec.detector.get());
 }
@@ -72,24 +74,77 @@ bool RuleEvaluator::pod_matches(const PodMeta& pod) const {
   return true;
 }
 
-Labels RuleEvaluator::group_key(const Labels& labels) const {
-  Labels key;
-  key.reserve(spec_.by.size());
-  for (const auto& name : spec_.by) {
-    const std::string* v = find_label(labels, name);
-    key.emplace_back(name, v ? *v : std::string());
+namespace {
+
+void append_value(std::string& key, const std::string& value) {
+  // The length first: one byte below 255, else 255 and four bytes.
+  if (value.size() < 255) {
+    key.push_back(static_cast<char>(value.size()));
+  } else {
+    key.push_back(static_cast<char>(255));
+    const auto n = static_cast<uint32_t>(value.size());
+    for (int i = 0; i < 4; ++i) key.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
   }
-  sort_labels(key);
+  key += value;
+}
+
+}  // namespace
+
+RuleEvaluator::Key RuleEvaluator::group_key(const Labels& labels) const {
+  static const std::string kEmpty;
+  Key key;
+  for (const auto& name : by_) {
+    const std::string* v = find_label(labels, name);
+    append_value(key, v ? *v : kEmpty);
+  }
   return key;
 }
 
-RuleEvaluator::Entry* RuleEvaluator::group_for(const Labels& key, const std::vector<PodMeta>& pods, double now) {
+std::optional<RuleEvaluator::Key> RuleEvaluator::exact_key(const Labels& labels) const {
+  if (labels.size() != by_.size()) return std::nullopt;
+  for (size_t i = 0; i < by_.size(); ++i)
+    if (labels[i].first != by_[i]) return std::nullopt;
+  Key key;
+  for (const auto& label : labels) append_value(key, label.second);
+  return key;
+}
+
+Labels RuleEvaluator::unpack_key(const Key& key) const {
+  Labels out;
+  out.reserve(by_.size());
+  size_t at = 0;
+  for (const auto& name : by_) {
+    size_t n = static_cast<uint8_t>(key[at++]);
+    if (n == 255) {
+      n = 0;
+      for (int i = 0; i < 4; ++i) n |= static_cast<size_t>(static_cast<uint8_t>(key[at++])) << (8 * i);
+    }
+    out.emplace_back(name, key.substr(at, n));
+    at += n;
+  }
+  return out;
+}
+
+const std::string* RuleEvaluator::intern_workload(std::string workload) {
+  if (workload.empty()) return nullptr;
+  auto it = workloads_.try_emplace(std::move(workload), 0).first;
+  ++it->second;
+  return &it->first;
+}
+
+void RuleEvaluator::release_workload(const std::string* workload) {
+  if (!workload) return;
+  auto it = workloads_.find(*workload);
+  if (it != workloads_.end() && --it->second == 0) workloads_.erase(it);
+}
+
+RuleEvaluator::Entry* RuleEvaluator::group_for(const Key& key, const std::vector<PodMeta>& pods, double now) {
   auto [it, inserted] = groups_.try_emplace(key);
   Group& g = it->second;
   if (inserted) {
     g.first_seen = now;
     g.detector = spec_.detector->new_state();
-    g.workload = workload_key(key, pods);
+    g.workload = intern_workload(workload_key(unpack_key(key), pods));
     if (!restored_by_key_.empty() || !restored_by_workload_.empty()) seed(g, key, now);
   }
   return &*it;
@@ -99,12 +154,18 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
                                                 const std::vector<PodMeta>& pods, double now, bool rates_exist,
                                                 uint64_t pods_sig) {
   ++tick_;
+  transition_keys_.clear();
+  // One scratch for every evaluator of the thread: rules are evaluated one after another, and
+  // a vector per rule would hold 16 bytes for each of its groups between ticks.
+  static thread_local std::vector<Sums> sums_;
+  sums_.clear();
   std::vector<Entry*> touched;
   auto touch = [&](Entry* e) {
     Group& g = e->second;
     if (g.tick == tick_) return;
     g.tick = tick_;
-    g.num = g.den = 0;
+    g.scratch = static_cast<uint32_t>(sums_.size());
+    sums_.emplace_back();
     g.has_num = g.has_den = g.from_series = false;
     touched.push_back(e);
   };
@@ -112,42 +173,39 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
   std::map<Entry*, std::vector<std::pair<std::string, bool>>> fs_seen;
 
   // Sum each group's values per side; a group with series but no value yet (first tick) is
-  // still seen, so its age starts now. A series' group is remembered by its id.
-  for (const auto& s : series) {
-    Slot* slot = nullptr;
-    Slot scratch;
-    if (s.id != SeriesValue::kNoId) {
-      if (s.id >= slots_.size()) slots_.resize(static_cast<size_t>(s.id) + 1);
-      slot = &slots_[s.id];
-    } else {
-      slot = &scratch;
+  // still seen, so its age starts now. A series' group is remembered by its position among the
+  // rule's series (the agent hands them over in the same order every tick), checked against
+  // the series' id and generation (series without an id, as in replay, are looked up every
+  // tick): a rule keeps a slot per series it reads, not per series the
+  // node has. A forgotten group invalidates every slot.
+  if (slots_epoch_ != groups_epoch_) {
+    for (auto& slot : slots_) slot.sides = Slot::kInvalid;
+    slots_epoch_ = groups_epoch_;
+  }
+  slots_.resize(series.size());
+  if (first_seen_) fs_values_.resize(series.size());
+  for (size_t i = 0; i < series.size(); ++i) {
+    const SeriesValue& s = series[i];
+    Slot& slot = slots_[i];
+    if (s.id == SeriesValue::kNoId || slot.sides == Slot::kInvalid || slot.id != s.id || slot.gen != s.gen) {
+      slot.sides = static_cast<uint8_t>(sides(*s.sample));
+      slot.entry = slot.sides ? group_for(group_key(s.sample->labels), pods, now) : nullptr;
+      slot.id = s.id;
+      slot.gen = s.gen;
+      if (first_seen_) fs_values_[i] = slot.sides ? first_seen_->value_of(s.sample->labels) : std::string();
     }
-    if (!slot->valid || slot->gen != s.gen || slot->groups_epoch != groups_epoch_) {
-      slot->sides = static_cast<uint8_t>(sides(*s.sample));
-      slot->entry = slot->sides ? group_for(group_key(s.sample->labels), pods, now) : nullptr;
-      slot->gen = s.gen;
-      slot->groups_epoch = groups_epoch_;
-      slot->valid = true;
-      if (first_seen_ && s.id != SeriesValue::kNoId) {
-        if (s.id >= fs_values_.size()) fs_values_.resize(static_cast<size_t>(s.id) + 1);
-        fs_values_[s.id] = slot->sides ? first_seen_->value_of(s.sample->labels) : std::string();
-      }
-    }
-    if (!slot->entry) continue;
+    if (!slot.entry) continue;
     gauge_ = s.sample->kind == SeriesKind::Gauge;
-    touch(slot->entry);
-    Group& g = slot->entry->second;
+    touch(slot.entry);
+    Group& g = slot.entry->second;
     g.from_series = true;
     if (s.value) {
-      if (slot->sides & 1u) g.num += *s.value, g.has_num = true;
-      if (slot->sides & 2u) g.den += *s.value, g.has_den = true;
+      Sums& sum = sums_[g.scratch];
+      if (slot.sides & 1u) sum.num += *s.value, g.has_num = true;
+      if (slot.sides & 2u) sum.den += *s.value, g.has_den = true;
     }
-    if (first_seen_) {
-      std::string value = s.id != SeriesValue::kNoId ? fs_values_[s.id] : first_seen_->value_of(s.sample->labels);
-      if (!value.empty()) fs_seen[slot->entry].emplace_back(std::move(value), s.value && *s.value > 0);
-    }
+    if (first_seen_ && !fs_values_[i].empty()) fs_seen[slot.entry].emplace_back(fs_values_[i], s.value && *s.value > 0);
   }
-
   // A pod without a matching series has a rate of zero (counters are created on the first
   // event), so its baseline learns the quiet period before the first drop. The pod list's
   // groups are looked up again only when the list (or the set of groups) changes.
@@ -173,15 +231,18 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
   for (Entry* e : touched) {
     Group& g = e->second;
     g.last_seen = now;
+    const Sums& sum = sums_[g.scratch];
     std::optional<Transition::Kind> kind;
+    double value = 0;
+    std::vector<std::string> new_values;
     if (spec_.ratio) {
       if (!g.has_num && !g.has_den && (g.from_series || !silence)) continue;
       if (!dt) continue;
       // Terms without a series are zero; a tick with too few events in the denominator says
       // nothing about the ratio (1 of 2 is not a 50% error rate): not judged, not learned.
-      const double volume = gauge_ ? g.den : g.den * *dt;
-      if (!(g.den > 0) || volume + 1e-9 < spec_.ratio->min_volume) kind = quiet(g, now);
-      else kind = step(g, g.num / g.den, now);
+      const double volume = gauge_ ? sum.den : sum.den * *dt;
+      if (!(sum.den > 0) || volume + 1e-9 < spec_.ratio->min_volume) kind = quiet(g, now);
+      else kind = step(g, value = sum.num / sum.den, now);
     } else if (first_seen_) {
       if (!g.has_num && (g.from_series || !silence)) continue;
       auto* state = static_cast<FirstSeenState*>(g.detector.get());
@@ -200,98 +261,138 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
       for (size_t i = 0; i < values.size(); ++i) (active[i] ? used : idle).push_back(std::move(values[i]));
       const double age = now - g.first_seen;
       (void)state->observe(idle, age, false);
-      g.new_values.clear();
-      for (size_t i : state->observe(used, age)) g.new_values.push_back(used[i]);
+      for (size_t i : state->observe(used, age)) new_values.push_back(used[i]);
       overflow_ += state->take_new_overflow();
-      kind = step(g, static_cast<double>(g.new_values.size()), now);
+      kind = step(g, static_cast<double>(new_values.size()), now);
     } else {
       if (!g.has_num) {
         if (g.from_series || !silence) continue;
       }
-      kind = step(g, g.has_num ? g.num : 0.0, now);
+      kind = step(g, value = g.has_num ? sum.num : 0.0, now);
     }
-    if (kind) out.push_back({*kind, &e->first, &g});
+    if (first_seen_) value = static_cast<double>(new_values.size());
+    if (kind) {
+      transition_keys_.push_back(unpack_key(e->first));
+      out.push_back({*kind, &transition_keys_.back(), &g, value, last_verdict_, std::move(new_values)});
+    }
   }
   if (out.size() > 1)
     std::sort(out.begin(), out.end(), [](const Transition& a, const Transition& b) { return *a.key < *b.key; });
   return out;
 }
 
+double RecentValues::point(int i) const {
+  const uint16_t code = points[static_cast<size_t>(i)];
+  if (code == kNotANumber) return std::numeric_limits<double>::quiet_NaN();
+  return static_cast<double>(lo) + static_cast<double>(step) * code;
+}
+
 void RecentValues::add(double value, int stride) {
   partial_sum += static_cast<float>(value);
   if (++partial_n < stride) return;
-  points[head] = partial_sum / static_cast<float>(partial_n);
-  head = static_cast<uint8_t>((head + 1) % kPoints);
-  if (size < kPoints) ++size;
+  const float finished = partial_sum / static_cast<float>(partial_n);
   partial_sum = 0;
   partial_n = 0;
+  // Points are kept oldest first; a full ring drops its oldest.
+  std::array<double, kPoints> held{};
+  int n = 0;
+  for (int i = size == kPoints ? 1 : 0; i < size; ++i) held[n++] = point(i);
+  if (size == kPoints) std::move(points.begin() + 1, points.end(), points.begin());
+  held[n++] = finished;
+  double low = std::numeric_limits<double>::infinity(), high = -low;
+  for (int i = 0; i < n; ++i)
+    if (std::isfinite(held[i])) low = std::min(low, held[i]), high = std::max(high, held[i]);
+  if (!(low <= high)) low = high = 0;
+  const float new_lo = static_cast<float>(low), new_step = static_cast<float>((high - low) / kSteps);
+  // On the same grid the held points keep their codes and only the new one is encoded: every
+  // re-encoding can move a point by half a step, so it happens only when the range changes.
+  const int from = new_lo == lo && new_step == step ? n - 1 : 0;
+  lo = new_lo;
+  step = new_step;
+  for (int i = from; i < n; ++i) {
+    uint16_t code = kNotANumber;
+    if (std::isfinite(held[i])) {
+      const double steps = step > 0 ? (held[i] - static_cast<double>(lo)) / static_cast<double>(step) : 0;
+      code = static_cast<uint16_t>(std::clamp(std::lround(steps), 0L, static_cast<long>(kSteps)));
+    }
+    points[static_cast<size_t>(i)] = code;
+  }
+  size = static_cast<uint8_t>(n);
 }
 
 std::vector<double> RecentValues::values() const {
   std::vector<double> out;
   out.reserve(size + 1);
-  for (int i = 0; i < size; ++i) out.push_back(points[(head + kPoints - size + i) % kPoints]);
+  for (int i = 0; i < size; ++i) out.push_back(point(i));
   if (partial_n) out.push_back(partial_sum / static_cast<float>(partial_n));
   return out;
 }
 
 std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, double now) {
-  g.value = value;
   g.recent.add(value, history_stride_);
-  g.verdict = g.detector->evaluate_at(value, now - g.first_seen, now);
-  const bool anomalous = g.verdict.anomalous;
+  last_verdict_ = g.detector->evaluate_at(value, now - g.first_seen, now);
+  if (g.episode) g.episode->value = value, g.episode->verdict = last_verdict_;
+  const bool anomalous = last_verdict_.anomalous;
   std::optional<Transition::Kind> result;
   switch (g.state) {
     case GroupState::Normal:
-      if (anomalous) g.state = GroupState::Pending, g.anomalous_since = now;
+      if (anomalous) {
+        g.state = GroupState::Pending;
+        if (!g.times) g.times = std::make_unique<GroupTimes>();
+        g.times->anomalous_since = now;
+      }
       break;
     case GroupState::Pending:
       if (!anomalous) g.state = GroupState::Normal;
       break;
     case GroupState::Firing:
-      if (anomalous) {
-        g.normal_since.reset();
-      } else {
-        if (!g.normal_since) g.normal_since = now;
-        if (now - *g.normal_since + kTimeSlack >= spec_.resolve_after) {
-          g.state = GroupState::Normal;
-          g.normal_since.reset();
-          g.resolved_at = now;
-          result = Transition::Kind::Resolve;
-        }
-      }
+      if (anomalous) g.times->normal_since = kUnset;
+      else if (back_to_normal(g, now)) result = Transition::Kind::Resolve;
       break;
   }
   // `cooldown`: a group that resolved recently stays pending (its values held) until it ends.
-  const bool cooling = spec_.cooldown > 0 && g.resolved_at && now - *g.resolved_at + kTimeSlack < spec_.cooldown;
-  if (g.state == GroupState::Pending && !cooling && now - g.anomalous_since + kTimeSlack >= spec_.pending) {
+  if (g.state == GroupState::Pending && !cooling(g, now) &&
+      now - g.times->anomalous_since + kTimeSlack >= spec_.pending) {
     g.state = GroupState::Firing;
-    g.normal_since.reset();
+    g.times->normal_since = kUnset;
     result = Transition::Kind::Fire;
   }
   // The baseline learns only normal values: a fault must not become the new normal.
   if (g.state == GroupState::Normal) g.detector->learn_at(value, now);
   else g.detector->hold(value, now);
+  if (g.state == GroupState::Normal && g.times && !cooling(g, now)) g.times.reset();
   return result;
+}
+
+bool RuleEvaluator::cooling(const Group& g, double now) const {
+  return spec_.cooldown > 0 && g.times && !std::isnan(g.times->resolved_at) &&
+         now - g.times->resolved_at + kTimeSlack < spec_.cooldown;
+}
+
+// A firing group's value is back within bounds: resolved once it stayed so for resolve_after.
+bool RuleEvaluator::back_to_normal(Group& g, double now) {
+  GroupTimes& t = *g.times;
+  if (std::isnan(t.normal_since)) t.normal_since = now;
+  if (now - t.normal_since + kTimeSlack < spec_.resolve_after) return false;
+  g.state = GroupState::Normal;
+  t.normal_since = kUnset;
+  t.resolved_at = now;
+  return true;
 }
 
 // A tick that is not judged (a ratio below its min_volume): nothing is learned; a pending
 // group is no longer anomalous, a firing one counts it towards resolve_after.
 std::optional<Transition::Kind> RuleEvaluator::quiet(Group& g, double now) {
+  std::optional<Transition::Kind> result;
   switch (g.state) {
     case GroupState::Normal: break;
     case GroupState::Pending: g.state = GroupState::Normal; break;
     case GroupState::Firing:
-      if (!g.normal_since) g.normal_since = now;
-      if (now - *g.normal_since + kTimeSlack >= spec_.resolve_after) {
-        g.state = GroupState::Normal;
-        g.normal_since.reset();
-        g.resolved_at = now;
-        return Transition::Kind::Resolve;
-      }
+      if (back_to_normal(g, now)) result = Transition::Kind::Resolve;
       break;
   }
-  return std::nullopt;
+  if (g.state == GroupState::Normal && g.times && !cooling(g, now)) g.times.reset();
+  return result;
 }
 
 std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
@@ -309,7 +410,9 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
       ++it;
       continue;
     }
-    if (it->second.episode) open.emplace_back(it->first, std::move(it->second));
+    release_workload(it->second.workload);
+    it->second.workload = nullptr;
+    if (it->second.episode) open.emplace_back(unpack_key(it->first), std::move(it->second));
     it = groups_.erase(it);
     ++groups_epoch_;
   }
@@ -332,13 +435,13 @@ std::string RuleEvaluator::workload_key(const Labels& key, const std::vector<Pod
   return {};
 }
 
-void RuleEvaluator::seed(Group& g, const Labels& key, double now) {
+void RuleEvaluator::seed(Group& g, const Key& key, double now) {
   auto by_key = restored_by_key_.find(key);
   const Restored* r = nullptr;
   if (by_key != restored_by_key_.end()) {
     r = &by_key->second;
-  } else if (!g.workload.empty()) {
-    auto by_workload = restored_by_workload_.find(g.workload);
+  } else if (g.workload) {
+    auto by_workload = restored_by_workload_.find(*g.workload);
     if (by_workload != restored_by_workload_.end()) r = &by_workload->second;
   }
   if (!r) return;
@@ -354,19 +457,20 @@ std::vector<GroupSnapshot> RuleEvaluator::snapshot() const {
   std::vector<GroupSnapshot> out;
   out.reserve(groups_.size() + restored_by_key_.size());
   for (const auto& [key, g] : groups_) {
-    GroupSnapshot s{key, g.workload, g.last_seen - g.first_seen, {}};
+    GroupSnapshot s{unpack_key(key), g.workload ? *g.workload : std::string(), g.last_seen - g.first_seen, {}};
     g.detector->save(s.detector);
     out.push_back(std::move(s));
   }
   for (const auto& [key, r] : restored_by_key_)
-    if (!groups_.count(key)) out.push_back({key, r.workload, r.age, r.detector});
+    if (!groups_.count(key)) out.push_back({unpack_key(key), r.workload, r.age, r.detector});
   return out;
 }
 
 size_t RuleEvaluator::adopt(std::vector<GroupSnapshot> groups) {
   size_t adopted = 0;
   for (auto& s : groups) {
-    if (auto it = groups_.find(s.key); it != groups_.end()) {
+    std::optional<Key> key = exact_key(s.key);  // none: `by` changed, only the workload can match
+    if (auto it = key ? groups_.find(*key) : groups_.end(); it != groups_.end()) {
       Group& g = it->second;
       if (g.detector->restore(s.detector)) g.first_seen = g.last_seen - s.age, ++adopted, ++restored_;
       continue;
@@ -376,7 +480,7 @@ size_t RuleEvaluator::adopt(std::vector<GroupSnapshot> groups) {
       auto [w, inserted] = restored_by_workload_.try_emplace(r.workload, r);
       if (!inserted && w->second.age < r.age) w->second = r;
     }
-    restored_by_key_[std::move(s.key)] = std::move(r);
+    if (key) restored_by_key_[std::move(*key)] = std::move(r);
     ++adopted;
   }
   restored_until_.reset();
@@ -390,8 +494,10 @@ std::vector<Group*> RuleEvaluator::open_groups() {
   return out;
 }
 
-const Group* RuleEvaluator::find(const Labels& key) const {
-  auto it = groups_.find(key);
+const Group* RuleEvaluator::find(const Labels& labels) const {
+  std::optional<Key> key = exact_key(labels);
+  if (!key) return nullptr;
+  auto it = groups_.find(*key);
   return it == groups_.end() ? nullptr : &it->second;
 }
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,42 +27,67 @@ struct Episode {
   Anomaly anomaly;
   std::vector<std::string> channels;
   std::vector<std::string> pods;  // "namespace/name" of the group's pod (a.pods), for captures
+  // The group's latest value and what the detector said about it, kept while the episode is
+  // open (the group itself does not hold them: 56 bytes in every group for the few that fire).
+  double value = 0;
+  Verdict verdict;
 };
 
-enum class GroupState { Normal, Pending, Firing };
+enum class GroupState : uint8_t { Normal, Pending, Firing };
 
 // The last values of a group, for the anomaly's explanation: kPoints points, each the mean of
-// `stride` ticks (RuleEvaluator::history_stride), in a ring of floats (128 bytes).
+// `stride` ticks (RuleEvaluator::history_stride), oldest first, as 16-bit steps between the
+// lowest and highest point held (76 bytes; floats took 128 in every group). Encoding is
+// redone only when that range changes, each time within half a step, so a point stays within
+// a few 1/65,534ths of the ranges it was shown in (tested: 1/4,000): invisible in a sparkline.
+// A point that is not a finite number reads back as NaN.
 struct RecentValues {
   static constexpr int kPoints = 30;
-  std::array<float, kPoints> points{};
+  static constexpr uint16_t kNotANumber = 0xFFFF;
+  static constexpr double kSteps = 65534;  // codes 0..kSteps: lo .. lo + kSteps * step
+  std::array<uint16_t, kPoints> points{};
+  float lo = 0;
+  float step = 0;
   float partial_sum = 0;  // of the point being filled
   uint16_t partial_n = 0;
-  uint8_t head = 0;  // where the next finished point goes
   uint8_t size = 0;  // finished points held
   void add(double value, int stride);
   std::vector<double> values() const;  // oldest first, the point being filled last
+
+ private:
+  double point(int i) const;  // the i-th oldest finished point
 };
 
+// Not set, for the times of a group that may be unset (NaN compares false with everything).
+inline constexpr double kUnset = std::numeric_limits<double>::quiet_NaN();
+
+// When a group's episode began, came back and ended (kUnset when not).
+struct GroupTimes {
+  double anomalous_since = 0;    // when Pending began
+  double normal_since = kUnset;  // while Firing: when values came back within bounds
+  double resolved_at = kUnset;   // the last resolve, for `cooldown`
+};
+
+// One group of one rule. Kept small: there is one per pod (or series) per rule, and it is most
+// of the engine's memory (docs/benchmarks.md, rule engine). What only a transition needs (the
+// value, the verdict, first_seen's new values) travels in the Transition instead.
 struct Group {
   double first_seen = 0;
   double last_seen = 0;
-  GroupState state = GroupState::Normal;
-  double anomalous_since = 0;          // when Pending began
-  std::optional<double> normal_since;  // while Firing: when values came back within bounds
+  // Only while the group is not Normal (or cools down after a resolve): most never need them.
+  std::unique_ptr<GroupTimes> times;
   std::unique_ptr<DetectorState> detector;
-  std::string workload;  // GroupSnapshot::workload, fixed when the group is made
-  double value = 0;  // the latest value evaluated
-  Verdict verdict;   // and what the detector said about it
+  // GroupSnapshot::workload, fixed when the group is made; interned by the evaluator (null:
+  // none known).
+  const std::string* workload = nullptr;
   // Held by pointer: an Anomaly is ~440 bytes and few groups ever have an open episode.
   std::unique_ptr<Episode> episode;
-  std::optional<double> resolved_at;  // the last resolve, for `cooldown`
-  std::vector<std::string> new_values;  // first_seen: the values never seen, of the latest tick
   RecentValues recent;
 
   // The evaluator's scratch for the tick being evaluated.
-  uint64_t tick = 0;       // the tick that last touched the group
-  double num = 0, den = 0;  // summed values of the numerator (or the metric) and denominator terms
+  uint32_t tick = 0;     // the tick that last touched the group
+  uint32_t scratch = 0;  // and its sums' index in RuleEvaluator::sums_ then
+  GroupState state = GroupState::Normal;
   bool has_num = false, has_den = false;
   bool from_series = false;  // a series touched it this tick (else only the pod list did)
 };
@@ -70,6 +97,9 @@ struct Transition {
   Kind kind;
   const Labels* key;  // the group's labels; valid until the next call
   Group* group;
+  double value = 0;  // the value judged, and the detector's verdict on it
+  Verdict verdict;
+  std::vector<std::string> new_values;  // first_seen: the values never seen before, of this tick
 };
 
 class RuleEvaluator {
@@ -117,9 +147,11 @@ class RuleEvaluator {
   // Calls f(labels) for every group, seeded ones included.
   template <typename F>
   void for_each_key(F&& f) const {
-    for (const auto& [key, group] : groups_) f(key);
+    for (const auto& [key, group] : groups_) f(unpack_key(key));
   }
   const Group* find(const Labels& key) const;
+  // The verdict of the last value judged (of whichever group: `vigil replay` has one).
+  const Verdict& last_verdict() const { return last_verdict_; }
 
   // Persisted state. snapshot() lists every group (and restored states no group has claimed
   // yet). adopt() takes restored states: a group with the same key, else the first group of
@@ -137,22 +169,35 @@ class RuleEvaluator {
     std::string detector;
     std::string workload;
   };
-  using Entry = std::pair<const Labels, Group>;
-  // What the evaluator remembers of one tracked series (SeriesValue::id): its group.
+  // A group's key is the values of the rule's `by` labels (in the order of their sorted names),
+  // each with its length, in one string: the names are the rule's, the same for every group
+  // (a Labels key cost 64 bytes a label on the heap, more than most groups' own state).
+  using Key = std::string;
+  using Entry = std::pair<const Key, Group>;
+  // What the evaluator remembers of the series at one position among the rule's series: its
+  // id and generation then (SeriesValue::id, gen) and its group.
   struct Slot {
-    uint32_t gen = 0;           // SeriesValue::gen it was computed for
-    uint32_t groups_epoch = 0;  // groups_epoch_ then (a forgotten group invalidates it)
-    Entry* entry = nullptr;     // null: the series does not match
-    uint8_t sides = 0;
-    bool valid = false;
+    static constexpr uint8_t kInvalid = 0xFF;
+    Entry* entry = nullptr;  // null: the series does not match
+    uint32_t id = SeriesValue::kNoId;
+    uint32_t gen = 0;
+    uint8_t sides = kInvalid;
   };
-  Labels group_key(const Labels& labels) const;
+  Key group_key(const Labels& labels) const;
+  // The key of labels that name exactly the rule's `by` labels, else none (a snapshot of a
+  // rule whose `by` changed).
+  std::optional<Key> exact_key(const Labels& labels) const;
+  Labels unpack_key(const Key& key) const;
   std::string workload_key(const Labels& key, const std::vector<PodMeta>& pods) const;
-  void seed(Group& g, const Labels& key, double now);
+  const std::string* intern_workload(std::string workload);
+  void release_workload(const std::string* workload);
+  void seed(Group& g, const Key& key, double now);
   bool pod_matches(const PodMeta& pod) const;
-  Entry* group_for(const Labels& key, const std::vector<PodMeta>& pods, double now);
-  std::optional<Transition::Kind> step(Group& g, double value, double now);
+  Entry* group_for(const Key& key, const std::vector<PodMeta>& pods, double now);
+  std::optional<Transition::Kind> step(Group& g, double value, double now);  // sets last_verdict_
   std::optional<Transition::Kind> quiet(Group& g, double now);
+  bool cooling(const Group& g, double now) const;
+  bool back_to_normal(Group& g, double now);
 
   const RuleSpec& spec_;
   std::vector<SeriesTerm> terms_;
@@ -160,18 +205,28 @@ class RuleEvaluator {
   const class FirstSeenDetector* first_seen_ = nullptr;
   int history_stride_ = 10;
   double tick_seconds_ = 1;
-  std::map<Labels, Group> groups_;
+  std::vector<std::string> by_;  // the rule's `by` label names, sorted
+  std::map<Key, Group> groups_;
+  std::map<std::string, uint32_t> workloads_;  // interned workloads, with the groups using each
+  std::deque<Labels> transition_keys_;          // Transition::key of the last evaluate()
+  // Summed values of the numerator (or the metric) and denominator terms of each group touched
+  // this tick, by Group::scratch (kept out of the groups: only a tick needs them).
+  struct Sums {
+    double num = 0, den = 0;
+  };
+  Verdict last_verdict_;
   uint32_t groups_epoch_ = 1;  // bumped when a group is erased
-  uint64_t tick_ = 0;
+  uint32_t tick_ = 0;
   std::optional<double> last_now_;
-  std::vector<Slot> slots_;              // by SeriesValue::id
-  std::vector<std::string> fs_values_;   // first_seen: each series' value, by SeriesValue::id
+  std::vector<Slot> slots_;              // by position among the rule's series
+  uint32_t slots_epoch_ = 0;             // groups_epoch_ the slots were made in
+  std::vector<std::string> fs_values_;   // first_seen: each series' value, by position
   std::vector<Entry*> seeded_;           // the pod list's groups
   uint64_t seeded_sig_ = 0;
   uint32_t seeded_epoch_ = 0;
   uint64_t overflow_ = 0;
   bool all_seen_ = false;  // the last evaluate() saw every group
-  std::map<Labels, Restored> restored_by_key_;
+  std::map<Key, Restored> restored_by_key_;
   std::map<std::string, Restored> restored_by_workload_;  // the longest-learned state of each
   std::optional<double> restored_until_;
   size_t restored_ = 0;

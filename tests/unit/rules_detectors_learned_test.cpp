@@ -23,7 +23,12 @@ constexpr double kOld = 1e6;  // an age past every warmup
 std::shared_ptr<const Detector> make(const char* kind, const Params& params, double tick = 1) {
   auto d = find_detector_kind(kind)->make(params, DetectorContext{tick});
   EXPECT_TRUE(d.ok()) << kind << ": " << (d.ok() ? "" : d.error().message);
-  return d.ok() ? *d : nullptr;
+  if (!d.ok()) return nullptr;
+  // A state refers to its detector's parameters: tests often write make(...)->new_state(), so
+  // every detector made here lives until the test program ends.
+  static std::vector<std::shared_ptr<const Detector>> keep;
+  keep.push_back(*d);
+  return *d;
 }
 
 std::string make_error(const char* kind, const Params& params, double tick = 1) {
@@ -438,16 +443,20 @@ TEST(RulesDetectors, LuaParameterErrorsNameFileLineAndField) {
 // The table "Memory per series" in docs/rules.md (x86-64, libstdc++).
 TEST(RulesDetectors, MemoryPerSeries) {
   auto bytes = [](const char* kind, const Params& p) { return make(kind, p)->new_state()->memory_bytes(); };
-  EXPECT_EQ(bytes("threshold", {{"above", 1.0}}), 40u);
-  EXPECT_EQ(bytes("baseline.zscore", {{"window", "2m"}, {"threshold", 4.0}}), 128u + 8 * 120);
-  EXPECT_EQ(bytes("baseline.ewma", {{"half_life", "10m"}}), 136u);
-  EXPECT_EQ(bytes("baseline.mad", {{"window", "30m"}}), 424u);
-  EXPECT_EQ(bytes("baseline.mad", {{"window", "30d"}}), 424u);  // any window: 32 kept values
-  EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}}), 208u + 20 * 24);
-  EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}, {"slots", 12.0}}), 208u + 20 * 12);
-  EXPECT_EQ(bytes("change.cusum", {{"half_life", "1h"}}), 160u);
-  EXPECT_EQ(bytes("rate_of_change", {{"above", 1.0}, {"window", "1m"}}), 104u + 8 * 60);
-  EXPECT_EQ(bytes("baseline.range", {}), 288u + 8);
-  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 288u + 8 * 120);  // a value per tick of smooth
-  EXPECT_EQ(bytes("baseline.range", {{"season", "1d"}}), 288u + 8 + 12 * 24);  // a mean and count per slot
+  EXPECT_EQ(bytes("threshold", {{"above", 1.0}}), 16u);
+  // At most 16 buckets of (mean, M2, count): 2m at 1s is 15 buckets of 8 ticks, 5m 16 of 19.
+  EXPECT_EQ(bytes("baseline.zscore", {{"window", "2m"}, {"threshold", 4.0}}), 80u + 24 * 15);
+  EXPECT_EQ(bytes("baseline.zscore", {{"window", "5m"}, {"threshold", 4.0}}), 80u + 24 * 16);
+  EXPECT_EQ(bytes("baseline.zscore", {{"window", "1h"}, {"threshold", 4.0}}), 80u + 24 * 16);
+  EXPECT_EQ(bytes("baseline.zscore", {{"window", "10s"}, {"threshold", 4.0}}), 80u + 24 * 10);  // exact: a value a bucket
+  EXPECT_EQ(bytes("baseline.ewma", {{"half_life", "10m"}}), 64u);
+  EXPECT_EQ(bytes("baseline.mad", {{"window", "30m"}}), 344u);
+  EXPECT_EQ(bytes("baseline.mad", {{"window", "30d"}}), 344u);  // any window: 32 kept values
+  EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}}), 112u + 20 * 24);
+  EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}, {"slots", 12.0}}), 112u + 20 * 12);
+  EXPECT_EQ(bytes("change.cusum", {{"half_life", "1h"}}), 80u);
+  EXPECT_EQ(bytes("rate_of_change", {{"above", 1.0}, {"window", "1m"}}), 56u + 8 * 60);
+  EXPECT_EQ(bytes("baseline.range", {}), 168u + 8);
+  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 168u + 8 * 120);  // a value per tick of smooth
+  EXPECT_EQ(bytes("baseline.range", {{"season", "1d"}}), 168u + 8 + 12 * 24);  // a mean and count per slot
 }

@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "rules/runtime/engine.h"
+#include "rules/runtime/rule_eval.h"
 #include "rules_engine_support.h"
 
 using namespace vigil;
@@ -281,6 +283,44 @@ rule {
   engine->tick(TickInput{T0 + 1, depth(5), {pod("q"), pod("idle")}});
   ASSERT_EQ(sink.sent.size(), 2u);
   EXPECT_EQ(sink.sent[1].anomaly.status, AnomalyStatus::Resolved);
+}
+
+// The recent values are 16-bit steps over the range the ring shows: each point within 1/4,000
+// of that range of the mean it summarises (re-encoded as the range moves), the ring the last 30
+// points, oldest first, a point that is not a number kept as NaN.
+TEST(RulesRecentValues, PointsWithinAStepOfTheRangeTheyShow) {
+  vigil::rules::RecentValues r;
+  std::vector<double> means;
+  for (int i = 0; i < 100; ++i) {
+    const double v = 1e6 + 1e5 * std::sin(i * 0.7) + 0.125 * i;
+    r.add(v, 1);
+    means.push_back(static_cast<float>(v));  // a point is the mean of its ticks, as a float
+  }
+  auto got = r.values();
+  ASSERT_EQ(got.size(), 30u);
+  const double lo = *std::min_element(means.end() - 30, means.end());
+  const double hi = *std::max_element(means.end() - 30, means.end());
+  double worst = 0;
+  for (size_t i = 0; i < 30; ++i) worst = std::max(worst, std::fabs(got[i] - means[70 + i]) / (hi - lo));
+  EXPECT_LT(worst, 1.0 / 4000) << "in units of the range shown";
+  EXPECT_GT(worst, 0) << "the points are 16-bit steps, not floats";
+  std::printf("recent values: worst error %.3g of the range shown (a step is %.3g)\n", worst, 1.0 / 65534);
+  EXPECT_EQ(sizeof(vigil::rules::RecentValues), 76u);
+
+  vigil::rules::RecentValues gaps;
+  gaps.add(2, 1);
+  gaps.add(NAN, 1);
+  gaps.add(-3, 2);  // the point being filled
+  auto back = gaps.values();
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_DOUBLE_EQ(back[0], 2);
+  EXPECT_TRUE(std::isnan(back[1]));
+  EXPECT_DOUBLE_EQ(back[2], -3);
+  gaps.add(-5, 2);  // the ring's range is now -4 .. 2: both ends exact
+  back = gaps.values();
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_NEAR(back[0], 2, 1e-6);
+  EXPECT_NEAR(back[2], -4, 1e-6);
 }
 
 // The anomaly carries what led up to it: at a 1 s tick, points of 10 s means covering 5 minutes,
