@@ -134,6 +134,7 @@ class Engine final : public RuleEngine {
   std::optional<double> last_time_;
   bool warned_time_ = false;
   std::mt19937_64 rng_;
+  std::shared_ptr<KeyPool> keys_ = std::make_shared<KeyPool>();  // every rule's group keys, shared
 
   mutable std::mutex status_mu_;  // status() may be called from another thread (metrics)
   std::vector<RuleStatus> published_;
@@ -182,7 +183,7 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
     auto rule = std::make_unique<LoadedRule>();
     rule->spec = std::move(spec);
     rule->file = file.get();
-    rule->eval = std::make_unique<RuleEvaluator>(rule->spec);
+    rule->eval = std::make_unique<RuleEvaluator>(rule->spec, keys_);
     rule->eval->set_tick_seconds(options_.tick_seconds);
     rule->status.rule = rule->spec.name;
     rule->status.file = path;

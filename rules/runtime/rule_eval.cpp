@@ -25,7 +25,24 @@ bool labels_match(const Labels& labels, const std::vector<LabelMatcher>& matcher
 
 }  // namespace
 
-RuleEvaluator::RuleEvaluator(const RuleSpec& spec) : spec_(spec), terms_(spec.terms()), by_(spec.by) {
+const std::string* KeyPool::acquire(std::string_view key) {
+  auto it = refs_.find(key);
+  if (it == refs_.end()) it = refs_.emplace(std::string(key), 0).first;
+  ++it->second;
+  return &it->first;
+}
+
+void KeyPool::release(const std::string* key) {
+  auto it = refs_.find(*key);
+  if (it != refs_.end() && --it->second == 0) refs_.erase(it);
+}
+
+RuleEvaluator::~RuleEvaluator() {
+  for (auto& [key, group] : groups_) keys_->release(key);
+}
+
+RuleEvaluator::RuleEvaluator(const RuleSpec& spec, std::shared_ptr<KeyPool> keys)
+    : spec_(spec), terms_(spec.terms()), by_(spec.by), keys_(keys ? std::move(keys) : std::make_shared<KeyPool>()) {
   std::sort(by_.begin(), by_.end());
   numerator_terms_ = spec.ratio ? spec.ratio->numerator.size() : terms_.size();
   first_seen_ = dynamic_cast<const FirstSeenDetector*>(spec.detector.get());
@@ -139,7 +156,9 @@ void RuleEvaluator::release_workload(const std::string* workload) {
 }
 
 RuleEvaluator::Entry* RuleEvaluator::group_for(const Key& key, const std::vector<PodMeta>& pods, double now) {
-  auto [it, inserted] = groups_.try_emplace(key);
+  auto it = groups_.find(std::string_view(key));
+  const bool inserted = it == groups_.end();
+  if (inserted) it = groups_.try_emplace(keys_->acquire(key)).first;
   Group& g = it->second;
   if (inserted) {
     g.first_seen = now;
@@ -272,7 +291,7 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
     }
     if (first_seen_) value = static_cast<double>(new_values.size());
     if (kind) {
-      transition_keys_.push_back(unpack_key(e->first));
+      transition_keys_.push_back(unpack_key(*e->first));
       out.push_back({*kind, &transition_keys_.back(), &g, value, last_verdict_, std::move(new_values)});
     }
   }
@@ -412,8 +431,10 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
     }
     release_workload(it->second.workload);
     it->second.workload = nullptr;
-    if (it->second.episode) open.emplace_back(unpack_key(it->first), std::move(it->second));
+    if (it->second.episode) open.emplace_back(unpack_key(*it->first), std::move(it->second));
+    const std::string* key = it->first;
     it = groups_.erase(it);
+    keys_->release(key);
     ++groups_epoch_;
   }
   return open;
@@ -457,12 +478,12 @@ std::vector<GroupSnapshot> RuleEvaluator::snapshot() const {
   std::vector<GroupSnapshot> out;
   out.reserve(groups_.size() + restored_by_key_.size());
   for (const auto& [key, g] : groups_) {
-    GroupSnapshot s{unpack_key(key), g.workload ? *g.workload : std::string(), g.last_seen - g.first_seen, {}};
+    GroupSnapshot s{unpack_key(*key), g.workload ? *g.workload : std::string(), g.last_seen - g.first_seen, {}};
     g.detector->save(s.detector);
     out.push_back(std::move(s));
   }
   for (const auto& [key, r] : restored_by_key_)
-    if (!groups_.count(key)) out.push_back({unpack_key(key), r.workload, r.age, r.detector});
+    if (!groups_.count(std::string_view(key))) out.push_back({unpack_key(key), r.workload, r.age, r.detector});
   return out;
 }
 
@@ -470,7 +491,7 @@ size_t RuleEvaluator::adopt(std::vector<GroupSnapshot> groups) {
   size_t adopted = 0;
   for (auto& s : groups) {
     std::optional<Key> key = exact_key(s.key);  // none: `by` changed, only the workload can match
-    if (auto it = key ? groups_.find(*key) : groups_.end(); it != groups_.end()) {
+    if (auto it = key ? groups_.find(std::string_view(*key)) : groups_.end(); it != groups_.end()) {
       Group& g = it->second;
       if (g.detector->restore(s.detector)) g.first_seen = g.last_seen - s.age, ++adopted, ++restored_;
       continue;
@@ -497,7 +518,7 @@ std::vector<Group*> RuleEvaluator::open_groups() {
 const Group* RuleEvaluator::find(const Labels& labels) const {
   std::optional<Key> key = exact_key(labels);
   if (!key) return nullptr;
-  auto it = groups_.find(*key);
+  auto it = groups_.find(std::string_view(*key));
   return it == groups_.end() ? nullptr : &it->second;
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rules/core/anomaly.h"
@@ -102,12 +103,29 @@ struct Transition {
   std::vector<std::string> new_values;  // first_seen: the values never seen before, of this tick
 };
 
+// Group keys shared by the rules of one engine: the rules that group by pod hold one copy of
+// each pod's key between them (a key per group was 32 bytes plus, for names past 15
+// characters, what the heap gives them). Not thread-safe: an engine ticks on one thread.
+class KeyPool {
+ public:
+  const std::string* acquire(std::string_view key);
+  void release(const std::string* key);
+  size_t size() const { return refs_.size(); }
+
+ private:
+  std::map<std::string, uint32_t, std::less<>> refs_;  // key -> groups holding it
+};
+
 class RuleEvaluator {
  public:
   // Groups unseen this long are forgotten (bounded memory for churning pods).
   static constexpr double kForgetAfter = 300;
 
-  explicit RuleEvaluator(const RuleSpec& spec);
+  // `keys` may be shared with the engine's other rules; null: a pool of its own.
+  explicit RuleEvaluator(const RuleSpec& spec, std::shared_ptr<KeyPool> keys = nullptr);
+  ~RuleEvaluator();
+  RuleEvaluator(const RuleEvaluator&) = delete;
+  RuleEvaluator& operator=(const RuleEvaluator&) = delete;
 
   // The recent values cover about kRecentSpan seconds: a point is the mean of this many ticks.
   static constexpr double kRecentSpan = 300;
@@ -147,7 +165,7 @@ class RuleEvaluator {
   // Calls f(labels) for every group, seeded ones included.
   template <typename F>
   void for_each_key(F&& f) const {
-    for (const auto& [key, group] : groups_) f(unpack_key(key));
+    for (const auto& [key, group] : groups_) f(unpack_key(*key));
   }
   const Group* find(const Labels& key) const;
   // The verdict of the last value judged (of whichever group: `vigil replay` has one).
@@ -173,7 +191,14 @@ class RuleEvaluator {
   // each with its length, in one string: the names are the rule's, the same for every group
   // (a Labels key cost 64 bytes a label on the heap, more than most groups' own state).
   using Key = std::string;
-  using Entry = std::pair<const Key, Group>;
+  // Groups are keyed by their key in the pool, ordered by its text (and found by text).
+  struct KeyLess {
+    using is_transparent = void;
+    bool operator()(const std::string* a, const std::string* b) const { return *a < *b; }
+    bool operator()(const std::string* a, std::string_view b) const { return *a < b; }
+    bool operator()(std::string_view a, const std::string* b) const { return a < *b; }
+  };
+  using Entry = std::pair<const std::string* const, Group>;
   // What the evaluator remembers of the series at one position among the rule's series: its
   // id and generation then (SeriesValue::id, gen) and its group.
   struct Slot {
@@ -206,7 +231,8 @@ class RuleEvaluator {
   int history_stride_ = 10;
   double tick_seconds_ = 1;
   std::vector<std::string> by_;  // the rule's `by` label names, sorted
-  std::map<Key, Group> groups_;
+  std::shared_ptr<KeyPool> keys_;
+  std::map<const std::string*, Group, KeyLess> groups_;
   std::map<std::string, uint32_t> workloads_;  // interned workloads, with the groups using each
   std::deque<Labels> transition_keys_;          // Transition::key of the last evaluate()
   // Summed values of the numerator (or the metric) and denominator terms of each group touched

@@ -39,9 +39,9 @@ uint64_t series_hash(const Sample& s) {
 
 uint32_t SeriesRates::id_of(uint64_t hash, size_t position, bool& inserted) {
   inserted = false;
-  if (position < positions_.size() && positions_[position].first == hash) {
-    const uint32_t id = positions_[position].second;
-    if (by_id_[id].live && by_id_[id].hash == hash) return id;
+  if (position < positions_.size()) {
+    const uint32_t id = positions_[position];
+    if (id < by_id_.size() && by_id_[id].live && by_id_[id].hash == hash) return id;
   }
   auto [it, fresh] = index_.try_emplace(hash, 0);
   if (fresh) {
@@ -60,8 +60,8 @@ uint32_t SeriesRates::id_of(uint64_t hash, size_t position, bool& inserted) {
     it->second = id;
     inserted = true;
   }
-  if (position >= positions_.size()) positions_.resize(position + 1);
-  positions_[position] = {hash, it->second};
+  if (position >= positions_.size()) positions_.resize(position + 1, SeriesValue::kNoId);
+  positions_[position] = it->second;
   return it->second;
 }
 

@@ -54,7 +54,7 @@ class SeriesRates {
   std::unordered_map<uint64_t, uint32_t> index_;  // hash -> id
   std::vector<Previous> by_id_;
   std::vector<uint32_t> free_ids_;
-  std::vector<std::pair<uint64_t, uint32_t>> positions_;  // (hash, id) by position among wanted samples
+  std::vector<uint32_t> positions_;  // the id by position among wanted samples (checked by its hash)
   std::optional<double> last_tick_;
   std::optional<double> last_sweep_;
 };

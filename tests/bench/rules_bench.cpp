@@ -50,19 +50,28 @@ class CountingSink : public vigil::ActionSink {
   uint64_t count = 0;
 };
 
-// A tick's input for `series` forward-packet counters: pods pod-0 .. pod-(series/2 - 1).
+// Names as Kubernetes makes them for a Deployment's pods (Deployment, ReplicaSet hash, 5
+// characters): a group key that does not fit in a string's inline buffer, as in a real cluster.
+const char* const kNamespace = "payments";
+std::string pod_name(int64_t p) {
+  std::string suffix;
+  for (int i = 0; i < 5; ++i, p /= 27) suffix.push_back("bcdfghjklmnpqrstvwxz2456789"[p % 27]);
+  return "checkout-api-7d9f8b6c5d-" + suffix;
+}
+
+// A tick's input for `series` forward-packet counters: 2 a pod (series/2 pods).
 vigil::TickInput make_input(int64_t series) {
   vigil::TickInput input;
   input.time = 1'700'000'000;
   const int64_t pods = std::max<int64_t>(1, series / 2);
   for (int64_t p = 0; p < pods; ++p) {
-    std::string name = "pod-" + std::to_string(p);
-    input.pods.push_back(vigil::PodMeta{"bench", name, {{"app", "bench"}}, "node-a"});
+    std::string name = pod_name(p);
+    input.pods.push_back(vigil::PodMeta{kNamespace, name, {{"app", "checkout-api"}}, "node-a"});
     for (const char* direction : {"ingress", "egress"}) {
       if (static_cast<int64_t>(input.samples.size()) == series) break;
       input.samples.push_back(vigil::Sample{
           "vigil_forward_packets_total",
-          vigil::make_labels({{"namespace", "bench"}, {"pod", name}, {"direction", direction}}), 0,
+          vigil::make_labels({{"namespace", kNamespace}, {"pod", name}, {"direction", direction}}), 0,
           vigil::SeriesKind::Counter});
     }
   }
@@ -102,13 +111,12 @@ vigil::TickInput make_pod_input(int64_t series) {
       {"vigil_dns_responses_total", {{"direction", "ingress"}, {"qtype", "A"}, {"rcode", "NOERROR"}}},
   };
   for (int64_t p = 0; p < pods; ++p) {
-    std::string name = "pod-" + std::to_string(p);
-    input.pods.push_back(vigil::PodMeta{"bench", name, {{"app", "bench"}}, "node-a"});
+    input.pods.push_back(vigil::PodMeta{kNamespace, pod_name(p), {{"app", "checkout-api"}}, "node-a"});
   }
   // Grouped by metric, as the agent's series store hands them over.
   for (const auto& kind : kinds) {
     for (int64_t p = 0; p < pods && static_cast<int64_t>(input.samples.size()) < series; ++p) {
-      vigil::Labels labels{{"namespace", "bench"}, {"pod", "pod-" + std::to_string(p)}};
+      vigil::Labels labels{{"namespace", kNamespace}, {"pod", pod_name(p)}};
       for (const auto& l : kind.labels) labels.push_back(l);
       vigil::sort_labels(labels);
       input.samples.push_back(vigil::Sample{kind.metric, std::move(labels), 0, vigil::SeriesKind::Counter});
