@@ -592,12 +592,53 @@ struct RangeParams {
   double season = 0;       // seconds; > 0: judge value - the mean of its time slot (24 a season)
   double season_alpha = 0;  // per visit of a slot: a half-life of three seasons
   uint32_t season_min_count = 2;
+  double min_surprise = 0;  // > 0: anomalous only when the crossing is this surprising (decades)
 };
 
 constexpr size_t kRangeSlots = 24;
 
 // How far past the tolerance, in units of the range, maps to a probability in (0.5, 1).
 double range_probability(double excess) { return 0.5 + 0.5 * excess / (excess + 0.1); }
+
+// With min_surprise, how often the learned averages went past the edge of their time, and how far
+// (in units of the range then): a histogram of 4 bins a decade from 1e-3 to 1e3 ranges, one bin
+// below and one above, then the count of averages judged. Fixed size; nothing is forgotten.
+constexpr double kTailLowExp = -3;
+constexpr size_t kTailPerDecade = 4;
+constexpr size_t kTailBins = 6 * kTailPerDecade;  // inner bins; [0] below, [kTailBins + 1] above
+constexpr size_t kTailSize = kTailBins + 3;       // + the count
+constexpr size_t kTailCount = kTailBins + 2;
+
+// Continuous bin coordinate of a distance past the edge: 0 at 1e-3 ranges, kTailBins at 1e3.
+double tail_coordinate(double past) { return (std::log10(past) - kTailLowExp) * kTailPerDecade; }
+
+// Estimated number of judged averages that went at least `past` beyond their edge: whole bins
+// above, and the share of its own bin above it (values spread evenly in log10 within a bin).
+double tail_at_least(const std::vector<double>& tail, double past) {
+  const double c = tail_coordinate(past);
+  if (c >= static_cast<double>(kTailBins)) return 0.5 * tail[kTailBins + 1];
+  double above = 0;
+  size_t from = 1;
+  if (c < 0) {
+    above = 0.5 * tail[0];
+  } else {
+    const auto b = static_cast<size_t>(c);
+    above = tail[b + 1] * (1 - (c - static_cast<double>(b)));
+    from = b + 2;
+  }
+  for (size_t i = from; i <= kTailBins + 1; ++i) above += tail[i];
+  return above;
+}
+
+// How surprising a crossing `excess` past the tolerance (`past` beyond the edge) is, in decades:
+// log10 of the inverse estimated probability that an average goes this far, (1 + n) / (1 + g),
+// plus log10(1 + excess / 0.1) for its size. A first crossing after n quiet averages scores
+// log10(1 + n); one among many as far scores little.
+double range_surprise(const std::vector<double>& tail, double past, double excess) {
+  const double n = tail[kTailCount];
+  const double g = tail_at_least(tail, past);
+  return std::log10((1 + n) / (1 + g)) + std::log10(1 + excess / 0.1);
+}
 
 // The lowest and highest value learned so far (of the moving average over `smooth`, when set):
 // a value past them by more than `tolerance` times the range is new territory. With a
@@ -606,7 +647,8 @@ class RangeState final : public LearnedState {
  public:
   explicit RangeState(const RangeParams& p)
       : LearnedState(p.c.relearn_after), p_(&p), ring_(p.smooth_ticks),
-        slot_mean_(p.season > 0 ? kRangeSlots : 0), slot_count_(p.season > 0 ? kRangeSlots : 0) {}
+        slot_mean_(p.season > 0 ? kRangeSlots : 0), slot_count_(p.season > 0 ? kRangeSlots : 0),
+        tail_(p.min_surprise > 0 ? kTailSize : 0) {}
 
   Verdict evaluate_at(double value, double age, double now) const override {
     Verdict v;
@@ -632,6 +674,13 @@ class RangeState final : public LearnedState {
     const double excess = (top ? up : down) - p_->tolerance;  // > 0: past the edge and the tolerance
     const bool armed = age + 1e-6 >= p_->c.warmup && value >= p_->c.min_rate;
     v.anomalous = armed && excess > 0;
+    if (v.anomalous && p_->min_surprise > 0) {
+      // Calibrated: as anomalous as the crossing is rare; 0.5 at min_surprise, 0.75 a decade over.
+      const double d = range_surprise(tail_, top ? up : down, excess) - p_->min_surprise;
+      v.anomalous = d >= 0;
+      v.probability = v.anomalous ? 0.5 + 0.5 * d / (d + 1) : 0;
+      return v;
+    }
     v.probability = v.anomalous ? range_probability(excess) : 0;
     return v;
   }
@@ -642,7 +691,7 @@ class RangeState final : public LearnedState {
     LearnedState::hold(value, now);
   }
   size_t memory_bytes() const override {
-    return sizeof(*this) + (ring_.capacity() + slot_mean_.capacity()) * sizeof(double) +
+    return sizeof(*this) + (ring_.capacity() + slot_mean_.capacity() + tail_.capacity()) * sizeof(double) +
            slot_count_.capacity() * sizeof(uint32_t);
   }
   void save(std::string& out) const override {
@@ -659,6 +708,7 @@ class RangeState final : public LearnedState {
       w.put_doubles(slot_mean_);
       for (uint32_t n : slot_count_) w.put(n);
     }
+    if (p_->min_surprise > 0) w.put_doubles(tail_);
   }
   bool restore(std::string_view in) override {
     SnapshotReader r(in, "vigil.range.v1");
@@ -674,6 +724,10 @@ class RangeState final : public LearnedState {
     if (p_->season > 0) {
       s.slot_mean_ = r.get_doubles(kRangeSlots);
       for (auto& n : s.slot_count_) n = r.get<uint32_t>();
+    }
+    if (p_->min_surprise > 0) {
+      s.tail_ = r.get_doubles(kTailSize);
+      if (!r.ok() || !std::all_of(s.tail_.begin(), s.tail_.end(), [](double c) { return c >= 0; })) return false;
     }
     if (!r.done() || s.next_ >= s.ring_.size() || s.count_ > s.ring_.size() || s.lo_ > s.hi_) return false;
     s.sum_ = 0;
@@ -728,6 +782,14 @@ class RangeState final : public LearnedState {
       lo_ = hi_ = mean_ = x;
       return;
     }
+    if (p_->min_surprise > 0 && hi_ > lo_) {  // as evaluate judged it: against the edges before it
+      const double past = std::max(x - hi_, lo_ - x) / (hi_ - lo_);
+      if (past > 0) {
+        const double c = tail_coordinate(past);
+        ++tail_[c < 0 ? 0 : c >= static_cast<double>(kTailBins) ? kTailBins + 1 : static_cast<size_t>(c) + 1];
+      }
+      ++tail_[kTailCount];
+    }
     if (p_->alpha > 0) {
       mean_ += p_->alpha * (x - mean_);
       hi_ -= p_->alpha * (hi_ - mean_);
@@ -744,6 +806,7 @@ class RangeState final : public LearnedState {
   double sum_ = 0;
   std::vector<double> slot_mean_;  // with a season: each slot's exponentially weighted mean
   std::vector<uint32_t> slot_count_;
+  std::vector<double> tail_;  // with min_surprise: the crossings' histogram and count (kTailSize)
   uint64_t n_ = 0;  // moving averages learned
   double lo_ = 0;
   double hi_ = 0;
@@ -761,6 +824,7 @@ class RangeDetector final : public Detector {
   std::string describe() const override {
     std::string out = "tolerance=" + number_text(p_.tolerance) + " smooth=" + format_duration(p_.smooth);
     if (p_.season > 0) out += " season=" + format_duration(p_.season);
+    if (p_.min_surprise > 0) out += " min_surprise=" + number_text(p_.min_surprise);
     if (p_.half_life > 0) out += " half_life=" + format_duration(p_.half_life);
     out += " direction=" + std::string(direction_name(p_.c.direction)) + " warmup=" + format_duration(p_.c.warmup);
     if (p_.c.min_rate > 0) out += " min_rate=" + number_text(p_.c.min_rate);
@@ -1023,8 +1087,8 @@ Result<std::shared_ptr<const Detector>> make_any(const Params& params, const Det
 }
 
 Result<std::shared_ptr<const Detector>> make_range(const Params& params, const DetectorContext& ctx) {
-  if (auto r = only_known(params, {"tolerance", "smooth", "season", "half_life", "direction", "min_rate", "warmup",
-                                   "relearn_after"});
+  if (auto r = only_known(params, {"tolerance", "smooth", "season", "min_surprise", "half_life", "direction",
+                                   "min_rate", "warmup", "relearn_after"});
       !r)
     return r.error();
   RangeParams p;
@@ -1051,6 +1115,11 @@ Result<std::shared_ptr<const Detector>> make_range(const Params& params, const D
     p.season_alpha = alpha_for_half_life(3 * per_slot);
     p.season_min_count = static_cast<uint32_t>(std::max(2.0, std::round(per_slot)));
   }
+  auto surprise = number_field(params, "min_surprise");
+  if (!surprise) return surprise.error();
+  p.min_surprise = surprise->value_or(0);
+  if (!(p.min_surprise >= 0) || !std::isfinite(p.min_surprise))
+    return make_error("field 'min_surprise' must be >= 0 (decades: 2 is a crossing rarer than 1 in 100)");
   auto hl = duration_field(params, "half_life");
   if (!hl) return hl.error();
   if (*hl) {

@@ -278,6 +278,62 @@ TEST(RulesRange, HalfLifeForgetsOldExtremes) {
   EXPECT_FALSE(keeping->evaluate(4, kOld).anomalous);
 }
 
+TEST(RulesRange, MinSurpriseScoresHowRareTheCrossingIs) {
+  // min_surprise: a crossing is scored by log10((1 + n) / (1 + g)) + log10(1 + e / 0.1), n the
+  // averages judged so far, g those that went at least as far past their edge, e the excess.
+  auto d = make("baseline.range", {{"direction", "both"}, {"min_surprise", 1.0}});
+  EXPECT_EQ(d->describe(), "tolerance=0 smooth=0s min_surprise=1 direction=both warmup=1s");
+  auto st = d->new_state();
+  st->learn(10);
+  st->learn(11);                               // range [10, 11]; nothing judged yet (no width before)
+  for (int i = 0; i < 8; ++i) st->learn(10.5);  // 8 judged, none past an edge
+  auto v = st->evaluate(11.5, kOld);            // half a range past the top, the first crossing
+  const double first = std::log10(9.0 / 1) + std::log10(1 + 0.5 / 0.1);  // 1.73
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.score, 0.5);  // score, baseline and band as without min_surprise
+  EXPECT_DOUBLE_EQ(v.baseline, 11);
+  EXPECT_NEAR(v.probability, 0.5 + 0.5 * (first - 1) / (first - 1 + 1), 1e-12);
+  v = st->evaluate(9.5, kOld);  // the same below: one histogram for both edges
+  EXPECT_NEAR(v.probability, 0.5 + 0.5 * (first - 1) / (first - 1 + 1), 1e-12);
+  // A hair past the edge is not surprising enough: log10(9) + log10(1.1) < 1.
+  v = st->evaluate(11.01, kOld);
+  EXPECT_FALSE(v.anomalous);
+  EXPECT_DOUBLE_EQ(v.probability, 0);
+  EXPECT_NEAR(v.score, 0.01, 1e-9);
+  // Once the series has gone a whole range past its edge (11 -> 12), a half-range crossing
+  // of the wider range [10, 12] is less rare: one of the 10 judged averages went at least that far.
+  st->learn(12);
+  st->learn(11);
+  v = st->evaluate(13, kOld);
+  const double second = std::log10(11.0 / 2) + std::log10(1 + 0.5 / 0.1);  // 1.52
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_NEAR(v.probability, 0.5 + 0.5 * (second - 1) / (second - 1 + 1), 1e-12);
+  // Only the share of a histogram bin above the value counts: a crossing a tenth of a range further
+  // than the past one (1.1 against 1) counts it in part; twice as far, not at all.
+  v = st->evaluate(12 + 2 * 1.1, kOld);  // 1.1 ranges past
+  const double c = (std::log10(1.1) + 3) * 4;  // its bin coordinate: bin 12, the past one's too
+  const double part = 1 - (c - std::floor(c));
+  const double partial = std::log10(11.0 / (1 + part)) + std::log10(1 + 1.1 / 0.1) - 1;
+  EXPECT_NEAR(v.probability, 0.5 + 0.5 * partial / (partial + 1), 1e-12);
+  v = st->evaluate(12 + 2 * 2, kOld);  // 2 ranges past: a bin above
+  const double far = std::log10(11.0 / 1) + std::log10(1 + 2 / 0.1) - 1;
+  EXPECT_NEAR(v.probability, 0.5 + 0.5 * far / (far + 1), 1e-12);
+}
+
+TEST(RulesRange, MinSurpriseWithToleranceAndDirection) {
+  // The tolerance still gates: the excess e is past it, the rarity is of the distance past the edge.
+  auto st = make("baseline.range", {{"tolerance", 0.1}, {"min_surprise", 0.5}})->new_state();  // up
+  st->learn(0);
+  st->learn(10);
+  for (int i = 0; i < 9; ++i) st->learn(5);  // 9 judged
+  EXPECT_FALSE(st->evaluate(11, kOld).anomalous);  // at the tolerance
+  auto v = st->evaluate(12, kOld);                  // 0.2 past the top, 0.1 past the tolerance
+  const double s = std::log10(10.0) + std::log10(2.0) - 0.5;
+  EXPECT_TRUE(v.anomalous);
+  EXPECT_NEAR(v.probability, 0.5 + 0.5 * s / (s + 1), 1e-12);
+  EXPECT_FALSE(st->evaluate(-50, kOld).anomalous);  // not watched
+}
+
 TEST(RulesAny, MostAnomalousChildSpeaks) {
   auto ewma = make("baseline.ewma", {{"half_life", "1s"}, {"threshold", 4.0}});
   auto thr = make("threshold", {{"above", 100.0}});
@@ -318,6 +374,8 @@ TEST(RulesDetectors, BadParametersNameTheField) {
   EXPECT_NE(make_error("baseline.range", {{"smooth", "2h"}}).find("field 'smooth'"), std::string::npos);
   EXPECT_NE(make_error("baseline.range", {{"threshold", 3.0}}).find("unknown field 'threshold'"), std::string::npos);
   EXPECT_NE(make_error("baseline.range", {{"season", "10s"}}).find("24 slots"), std::string::npos);
+  EXPECT_NE(make_error("baseline.range", {{"min_surprise", -1.0}}).find("field 'min_surprise' must be >= 0"),
+            std::string::npos);
   EXPECT_NE(make_error("any", {}).find("needs at least one detector"), std::string::npos);
   EXPECT_NE(make_error("any", {{"1", 3.0}}).find("entry 1 must be a detector"), std::string::npos);
   EXPECT_NE(make_error("baseline.ewma", {{"half_life", "1m"}, {"relearn_after", "soon"}}).find("field 'relearn_after'"),
@@ -340,6 +398,7 @@ TEST(RulesDetectors, SnapshotsRoundTrip) {
       {"change.cusum", {{"half_life", "4s"}, {"direction", "both"}}},
       {"baseline.range", {{"smooth", "4s"}, {"half_life", "20s"}, {"direction", "both"}}},
       {"baseline.range", {{"smooth", "3s"}, {"season", "24s"}, {"direction", "both"}}},
+      {"baseline.range", {{"smooth", "2s"}, {"min_surprise", 1.0}, {"direction", "both"}}},
       {"rate_of_change", {{"above", 1.0}, {"window", "3s"}}},
       {"any", {{"1", ewma}, {"2", make("change.cusum", {{"half_life", "4s"}})}}},
   };
@@ -456,7 +515,8 @@ TEST(RulesDetectors, MemoryPerSeries) {
   EXPECT_EQ(bytes("baseline.seasonal", {{"period", "1d"}, {"slots", 12.0}}), 112u + 20 * 12);
   EXPECT_EQ(bytes("change.cusum", {{"half_life", "1h"}}), 80u);
   EXPECT_EQ(bytes("rate_of_change", {{"above", 1.0}, {"window", "1m"}}), 56u + 8 * 60);
-  EXPECT_EQ(bytes("baseline.range", {}), 168u + 8);
-  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 168u + 8 * 120);  // a value per tick of smooth
-  EXPECT_EQ(bytes("baseline.range", {{"season", "1d"}}), 168u + 8 + 12 * 24);  // a mean and count per slot
+  EXPECT_EQ(bytes("baseline.range", {}), 192u + 8);
+  EXPECT_EQ(bytes("baseline.range", {{"smooth", "2m"}}), 192u + 8 * 120);  // a value per tick of smooth
+  EXPECT_EQ(bytes("baseline.range", {{"season", "1d"}}), 192u + 8 + 12 * 24);  // a mean and count per slot
+  EXPECT_EQ(bytes("baseline.range", {{"min_surprise", 2.0}}), 192u + 8 + 8 * 27);  // 26 bins and a count
 }
