@@ -176,15 +176,15 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
   transition_keys_.clear();
   // One scratch for every evaluator of the thread: rules are evaluated one after another, and
   // a vector per rule would hold 16 bytes for each of its groups between ticks.
-  static thread_local std::vector<Sums> sums_;
-  sums_.clear();
+  static thread_local std::vector<Sums> sums;
+  sums.clear();
   std::vector<Entry*> touched;
   auto touch = [&](Entry* e) {
     Group& g = e->second;
     if (g.tick == tick_) return;
     g.tick = tick_;
-    g.scratch = static_cast<uint32_t>(sums_.size());
-    sums_.emplace_back();
+    g.scratch = static_cast<uint32_t>(sums.size());
+    sums.emplace_back();
     g.has_num = g.has_den = g.from_series = false;
     touched.push_back(e);
   };
@@ -219,7 +219,7 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
     Group& g = slot.entry->second;
     g.from_series = true;
     if (s.value) {
-      Sums& sum = sums_[g.scratch];
+      Sums& sum = sums[g.scratch];
       if (slot.sides & 1u) sum.num += *s.value, g.has_num = true;
       if (slot.sides & 2u) sum.den += *s.value, g.has_den = true;
     }
@@ -250,7 +250,7 @@ std::vector<Transition> RuleEvaluator::evaluate(const std::vector<SeriesValue>& 
   for (Entry* e : touched) {
     Group& g = e->second;
     g.last_seen = now;
-    const Sums& sum = sums_[g.scratch];
+    const Sums& sum = sums[g.scratch];
     std::optional<Transition::Kind> kind;
     double value = 0;
     std::vector<std::string> new_values;

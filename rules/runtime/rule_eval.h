@@ -87,7 +87,7 @@ struct Group {
 
   // The evaluator's scratch for the tick being evaluated.
   uint32_t tick = 0;     // the tick that last touched the group
-  uint32_t scratch = 0;  // and its sums' index in RuleEvaluator::sums_ then
+  uint32_t scratch = 0;  // and the index of its sums in that tick's scratch
   GroupState state = GroupState::Normal;
   bool has_num = false, has_den = false;
   bool from_series = false;  // a series touched it this tick (else only the pod list did)
