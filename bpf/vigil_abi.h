@@ -272,6 +272,16 @@ struct vigil_api_value {
 };
 
 #define VIGIL_API_MAX_SERVERS 64
+
+/* vigil_api_ports (array of one): the ports of the configured API server addresses, host byte
+ * order, so that the cgroup programs, which see every packet of the node, leave other traffic
+ * after one compare instead of an address hash lookup. count > VIGIL_API_MAX_PORTS: every
+ * port goes on to the lookup. */
+#define VIGIL_API_MAX_PORTS 8
+struct vigil_api_ports {
+  __u32 count;
+  __u16 ports[VIGIL_API_MAX_PORTS];
+};
 #define VIGIL_API_MAX_PENDING 8192
 
 /* ---- Lookback captures (bpf/lib/capture.h): packets of the pods the agent marks ---- */

@@ -360,6 +360,7 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
 Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path) {
   if (servers.size() > VIGIL_API_MAX_SERVERS)
     return make_error("apiserver.addresses: at most " + std::to_string(VIGIL_API_MAX_SERVERS) + " addresses");
+  vigil_api_ports ports{};
   for (const auto& a : servers) {
     vigil_api_server_key key{};
     if (!ip_to_key(a.ip, key.addr)) return make_error("apiserver.addresses: not an IP address: " + a.ip);
@@ -367,7 +368,14 @@ Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& ser
     __u8 one = 1;
     if (bpf_map__update_elem(skel_->maps.vigil_api_servers, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
       return make_error("update map vigil_api_servers: " + err_text(errno));
+    __u16* end = ports.ports + std::min<__u32>(ports.count, VIGIL_API_MAX_PORTS);
+    if (std::find(ports.ports, end, a.port) != end) continue;
+    if (ports.count < VIGIL_API_MAX_PORTS) ports.ports[ports.count] = a.port;
+    ++ports.count;  // past VIGIL_API_MAX_PORTS: no port filter, every segment is looked up
   }
+  const __u32 zero = 0;
+  if (bpf_map__update_elem(skel_->maps.vigil_api_ports, &zero, sizeof(zero), &ports, sizeof(ports), BPF_ANY))
+    return make_error("update map vigil_api_ports: " + err_text(errno));
   if (!cgroup_links_.empty()) return {};
   int fd = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return make_error("open cgroup v2 directory " + cgroup_path + ": " + err_text(errno));

@@ -27,6 +27,13 @@ struct {
   __type(value, __u8);
 } vigil_api_servers SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct vigil_api_ports);
+} vigil_api_ports SEC(".maps");
+
 /* Shared, not per-CPU: the answer is often handled on another CPU than the request. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -53,35 +60,62 @@ struct vigil_api_seg {
   __u32 payload; /* bytes of TCP payload in this skb (all segments of a GSO skb) */
 };
 
-/* cgroup_skb data starts at the IP header. Returns 0 for a TCP segment, -1 otherwise. */
-static __always_inline int vigil_api_parse(struct __sk_buff *skb, struct vigil_api_seg *s) {
+/* Whether `port` is one of the API servers' (or the list is too long to say). */
+static __always_inline int vigil_api_port_listed(__u16 port) {
+  __u32 zero = 0;
+  struct vigil_api_ports *p = bpf_map_lookup_elem(&vigil_api_ports, &zero);
+  if (!p) return 0;
+  const __u32 n = p->count;
+  if (n > VIGIL_API_MAX_PORTS) return 1;
+#pragma unroll
+  for (int i = 0; i < VIGIL_API_MAX_PORTS; i++)
+    if (i < n && p->ports[i] == port) return 1;
+  return 0;
+}
+
+struct vigil_api_tcp {
+  __u16 sport, dport;
+  __u32 seq, ack;
+  __u8 doff, flags;
+};
+
+/* cgroup_skb data starts at the IP header. Returns 0 for a TCP segment whose server-side port
+ * (the destination when `to_server`, else the source) is an API server's, -1 otherwise. The
+ * headers are read in place when they are in the linear part (almost always), else copied. */
+static __always_inline int vigil_api_parse(struct __sk_buff *skb, struct vigil_api_seg *s, int to_server) {
+  void *data = (void *)(long)skb->data;
+  void *end = (void *)(long)skb->data_end;
   __u32 l4;
-  if (skb->protocol == bpf_htons(0x0800)) {
-    struct iphdr ip;
-    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip))) return -1;
+  struct iphdr ip;
+  struct ipv6hdr ip6;
+  const int v4 = skb->protocol == bpf_htons(0x0800);
+  if (v4) {
+    if (data + sizeof(ip) <= end) __builtin_memcpy(&ip, data, sizeof(ip));
+    else if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip))) return -1;
     if (ip.protocol != 6 || (bpf_ntohs(ip.frag_off) & 0x1fff)) return -1;
-    l4 = ip.ihl * 4;
+    l4 = (ip.ihl & 0xf) * 4;
+  } else if (skb->protocol == bpf_htons(0x86DD)) {
+    if (data + sizeof(ip6) <= end) __builtin_memcpy(&ip6, data, sizeof(ip6));
+    else if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6))) return -1;
+    if (ip6.nexthdr != 6) return -1;
+    l4 = sizeof(ip6);
+  } else {
+    return -1;
+  }
+  struct vigil_api_tcp t;
+  if (data + l4 + sizeof(t) <= end) __builtin_memcpy(&t, data + l4, sizeof(t));
+  else if (bpf_skb_load_bytes(skb, l4, &t, sizeof(t))) return -1;
+  if (!vigil_api_port_listed(bpf_ntohs(to_server ? t.dport : t.sport))) return -1;
+  if (v4) {
     __builtin_memset(s->local.addr, 0, 10);
     __builtin_memset(s->remote.addr, 0, 10);
     s->local.addr[10] = s->local.addr[11] = s->remote.addr[10] = s->remote.addr[11] = 0xff;
     __builtin_memcpy(&s->local.addr[12], &ip.saddr, 4);
     __builtin_memcpy(&s->remote.addr[12], &ip.daddr, 4);
-  } else if (skb->protocol == bpf_htons(0x86DD)) {
-    struct ipv6hdr ip6;
-    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6))) return -1;
-    if (ip6.nexthdr != 6) return -1;
-    l4 = sizeof(ip6);
+  } else {
     __builtin_memcpy(s->local.addr, &ip6.saddr, 16);
     __builtin_memcpy(s->remote.addr, &ip6.daddr, 16);
-  } else {
-    return -1;
   }
-  struct {
-    __u16 sport, dport;
-    __u32 seq, ack;
-    __u8 doff, flags;
-  } t;
-  if (bpf_skb_load_bytes(skb, l4, &t, sizeof(t))) return -1;
   s->local.port = bpf_ntohs(t.sport);
   s->remote.port = bpf_ntohs(t.dport);
   s->local.pad = s->remote.pad = 0;
@@ -97,7 +131,7 @@ static __always_inline __u32 vigil_api_bucket(__u64 ns) { return vigil_log2_buck
 SEC("cgroup_skb/egress")
 int vigil_api_egress(struct __sk_buff *skb) {
   struct vigil_api_seg s;
-  if (vigil_api_parse(skb, &s)) return 1;
+  if (vigil_api_parse(skb, &s, 1)) return 1;
   if (!bpf_map_lookup_elem(&vigil_api_servers, &s.remote)) return 1;
   __u64 cookie = bpf_get_socket_cookie(skb);
   if ((s.flags & (VIGIL_API_TCP_SYN | VIGIL_API_TCP_ACK)) == VIGIL_API_TCP_SYN) {
@@ -119,7 +153,7 @@ int vigil_api_egress(struct __sk_buff *skb) {
 SEC("cgroup_skb/ingress")
 int vigil_api_ingress(struct __sk_buff *skb) {
   struct vigil_api_seg s;
-  if (vigil_api_parse(skb, &s)) return 1;
+  if (vigil_api_parse(skb, &s, 0)) return 1;
   /* Received: the server is the source. */
   if (!bpf_map_lookup_elem(&vigil_api_servers, &s.local)) return 1;
   __u64 cookie = bpf_get_socket_cookie(skb);

@@ -39,6 +39,10 @@ namespace {
 int httpd(int port) {
   httplib::Server srv;
   srv.set_tcp_nodelay(true);  // headers and body are separate writes: avoid Nagle + delayed ACK stalls
+  // A connection serves up to 1000 requests, as nginx's keepalive_requests does by default
+  // (cpp-httplib closes after 5: wrk then spends a connect and a close every 5 requests, which
+  // no production web server does).
+  srv.set_keep_alive_max_count(1000);
   srv.Get(R"(/bytes/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
     size_t n = std::min<size_t>(std::stoul(req.matches[1]), 64u << 20);
     res.set_content(std::string(n, 'v'), "application/octet-stream");
