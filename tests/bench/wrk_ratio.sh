@@ -16,6 +16,9 @@
 # (order statistics): the verdict stands when the interval lies wholly on one side of the
 # target, and is INCONCLUSIVE (whatever the median) when the target is inside it. Prints one
 # summary line, then one JSON object.
+# ATTACH=empty measures, instead of the agent, a program that does nothing
+# (tests/bench/empty_tc.bpf.c) on the same TCX hooks of the two pods' host-side veths
+# (vigil_tcx_attach): what the hooks cost on their own on this machine.
 # Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,6 +31,8 @@ target=0.97
 [[ $run_seconds =~ ^[0-9]+$ && $run_seconds -ge 1 && $run_seconds -le 30 ]] || bench_die "SECONDS_PER_RUN must be 1..30"
 [[ $settle =~ ^[0-9]+$ && $settle -le 30 ]] || bench_die "SETTLE must be 0..30"
 
+attach=${ATTACH:-agent}
+[[ $attach == agent || $attach == empty ]] || bench_die "ATTACH must be agent or empty"
 bench_init wrk curl
 bench_lab_up 2 bw
 lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
@@ -36,6 +41,42 @@ url="http://$(lab ip 2):8080/bytes/64"
 config=$bench_tmp/vigil.yaml
 bench_agent_config "$config" "$(bench_free_port)"
 bench_on_exit bench_agent_stop
+
+# What is attached for the "attached" side: the agent, or the empty program on its hooks.
+empty_pid=
+if [[ $attach == empty ]]; then
+  tcx_attach=$bench_build/tests/bench/vigil_tcx_attach
+  [[ -x $tcx_attach ]] || bench_die "$tcx_attach not built (make build)"
+  command -v clang >/dev/null || bench_die "clang is needed for ATTACH=empty"
+  clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
+    -c "$bench_repo/tests/bench/empty_tc.bpf.c" -o "$bench_tmp/empty_tc.bpf.o" || bench_die "clang -target bpf empty_tc.bpf.c failed"
+fi
+attach_start() {
+  if [[ $attach == agent ]]; then
+    bench_agent_start "$config" 2
+    return
+  fi
+  "$tcx_attach" "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)" >"$bench_tmp/tcx.out" 2>&1 &
+  empty_pid=$!
+  local i
+  for i in $(seq 1 100); do
+    grep -q '^attached' "$bench_tmp/tcx.out" 2>/dev/null && return 0
+    kill -0 "$empty_pid" 2>/dev/null || bench_die "vigil_tcx_attach failed: $(cat "$bench_tmp/tcx.out")"
+    sleep 0.1
+  done
+  bench_die "vigil_tcx_attach did not attach within 10 s"
+}
+attach_stop() {
+  if [[ $attach == agent ]]; then
+    bench_agent_stop
+    return
+  fi
+  [[ -n $empty_pid ]] || return 0
+  kill -TERM "$empty_pid" 2>/dev/null || true
+  wait "$empty_pid" 2>/dev/null || true
+  empty_pid=
+}
+bench_on_exit attach_stop
 
 # Requests per second of one wrk run from pod 1.
 wrk_rate() {
@@ -48,22 +89,22 @@ wrk_rate() {
   echo "$rate"
 }
 
-bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs"
+bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach"
 wrk_rate >/dev/null  # warm-up, not counted
 
 off=() on=() ratios=()
 for p in $(seq 1 "$pairs"); do
   if ((p % 2)); then
     r_off=$(wrk_rate)
-    bench_agent_start "$config" 2
+    attach_start
     sleep "$settle"
     r_on=$(wrk_rate)
-    bench_agent_stop
+    attach_stop
   else
-    bench_agent_start "$config" 2
+    attach_start
     sleep "$settle"
     r_on=$(wrk_rate)
-    bench_agent_stop
+    attach_stop
     sleep "$settle"
     r_off=$(wrk_rate)
   fi
@@ -87,8 +128,8 @@ verdict=$([[ $met == true ]] && echo "target met" || echo "TARGET MISSED")
 
 printf 'wrk_ratio: attached/not attached = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
   "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
-  "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+printf '{"benchmark":"wrk_ratio","attached":"%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  "$attach" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
   "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
 printf '"median_ratio":%s,"median_ci95":[%s,%s],"ratio_p25":%s,"ratio_p75":%s,"settle_s":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \

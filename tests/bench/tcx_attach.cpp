@@ -1,0 +1,72 @@
+// vigil_tcx_attach OBJ IFNAME...: loads the BPF object OBJ, attaches its first program as a TCX
+// link on the ingress and the egress of each interface, prints "attached" and holds the links
+// until SIGTERM or SIGINT (closing them detaches). wrk_ratio.sh ATTACH=empty runs it with
+// empty_tc.bpf.o on the lab pods' host-side veths: what the hooks Vigil uses cost on their own,
+// with a program that does nothing, measured like the agent.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS (libbpf 1.1's headers predate it)
+constexpr int kTcxEgress = 47;   // BPF_TCX_EGRESS
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s OBJ IFNAME...\n", argv[0]);
+    return 2;
+  }
+  bpf_object* obj = bpf_object__open_file(argv[1], nullptr);
+  if (!obj || bpf_object__load(obj) != 0) {
+    std::fprintf(stderr, "vigil_tcx_attach: load %s: %s\n", argv[1], std::strerror(errno));
+    return 1;
+  }
+  bpf_program* prog = bpf_object__next_program(obj, nullptr);
+  if (!prog) {
+    std::fprintf(stderr, "vigil_tcx_attach: no program in %s\n", argv[1]);
+    return 1;
+  }
+  std::vector<int> links;
+  int status = 0;
+  for (int i = 2; i < argc && status == 0; ++i) {
+    const unsigned ifindex = if_nametoindex(argv[i]);
+    if (ifindex == 0) {
+      std::fprintf(stderr, "vigil_tcx_attach: no interface %s\n", argv[i]);
+      status = 1;
+      break;
+    }
+    for (int type : {kTcxIngress, kTcxEgress}) {
+      const int link = bpf_link_create(bpf_program__fd(prog), static_cast<int>(ifindex),
+                                       static_cast<bpf_attach_type>(type), nullptr);
+      if (link < 0) {
+        std::fprintf(stderr, "vigil_tcx_attach: attach to %s: %s\n", argv[i], std::strerror(errno));
+        status = 1;
+        break;
+      }
+      links.push_back(link);
+    }
+  }
+  if (status == 0) {
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGINT, on_signal);
+    std::printf("attached\n");
+    std::fflush(stdout);
+    while (!g_stop) usleep(100000);  // a signal between the test and a pause() would be missed
+  }
+  for (int link : links) close(link);
+  bpf_object__close(obj);
+  return status;
+}
