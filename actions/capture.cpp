@@ -779,13 +779,26 @@ struct CaptureManager::Impl {
     }
   }
 
+  // Nothing to drain, age or finish: no capture running and no lookback ring.
+  bool idle() {
+    std::lock_guard guard(mu);
+    if (!rings.empty()) return false;
+    for (const auto& [_, c] : captures)
+      if (c->state == State::Running) return false;
+    return true;
+  }
+
   void run() {
     std::unique_lock lock(thread_mu);
     while (!stop) {
       lock.unlock();
       owner.poll();
+      const bool quiet = idle();
       lock.lock();
-      thread_cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return stop || wake.load(); });
+      // Every 50 ms while there is work; otherwise until start() wakes it (a second at most): a
+      // thread waking 20 times a second for nothing costs a busy node's requests a context
+      // switch each time.
+      thread_cv.wait_for(lock, std::chrono::milliseconds(quiet ? 1000 : 50), [&] { return stop || wake.load(); });
       wake = false;
     }
   }

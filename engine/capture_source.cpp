@@ -33,7 +33,8 @@ Result<std::unique_ptr<CaptureSource>> CaptureSource::start(Datapath& datapath, 
     return make_error("capture source: poll_ms " + std::to_string(options.poll_ms) + " out of range (1 to 1000)");
   const int ring_fd = datapath.capture_ring_fd();
   if (ring_fd < 0) return make_error("capture source: the datapath has no capture ring buffer");
-  std::unique_ptr<CaptureSource> source(new CaptureSource(sink, datapath.capture_lost_fd(), datapath.errors_fd(), options));
+  std::unique_ptr<CaptureSource> source(
+      new CaptureSource(sink, datapath.capture_lost_fd(), datapath.errors_fd(), options, datapath.capture_activity()));
   source->ring_ = ring_buffer__new(ring_fd, &CaptureSource::on_record, source.get(), nullptr);
   if (!source->ring_) return make_error(std::string("capture source: open ring buffer vigil_capture_rb: ") + std::strerror(errno));
   source->refresh_clock();
@@ -41,11 +42,13 @@ Result<std::unique_ptr<CaptureSource>> CaptureSource::start(Datapath& datapath, 
   return source;
 }
 
-CaptureSource::CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options)
-    : sink_(sink), lost_fd_(lost_fd), errors_fd_(errors_fd), options_(options) {}
+CaptureSource::CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options,
+                             std::shared_ptr<CaptureActivity> activity)
+    : sink_(sink), lost_fd_(lost_fd), errors_fd_(errors_fd), options_(options), activity_(std::move(activity)) {}
 
 CaptureSource::~CaptureSource() {
   stop_.store(true);
+  activity_->interrupt();
   if (thread_.joinable()) thread_.join();
   if (ring_) ring_buffer__free(ring_);
 }
@@ -58,6 +61,7 @@ CaptureSourceStats CaptureSource::stats() const {
   s.lost = lost_.load();
   s.bad_records = bad_records_.load();
   s.loss_scans = loss_scans_.load();
+  s.polls = polls_.load();
   return s;
 }
 
@@ -77,11 +81,30 @@ void CaptureSource::run() {
   using clock = std::chrono::steady_clock;
   auto next_clock = clock::now() + kClockRefresh;
   auto next_loss_check = clock::now() + kLossCheck;
+  bool active = true;  // drain and scan once at the start, whatever is marked
   while (!stop_.load(std::memory_order_relaxed)) {
+    if (!activity_->active()) {
+      // No pod is marked, so nothing new enters the ring: deliver what the last capture left
+      // and report its losses, then wait until a pod is marked instead of polling.
+      if (active) {
+        ring_buffer__consume(ring_);
+        scan_losses();
+        active = false;
+      }
+      activity_->wait(kIdleWait);
+      continue;
+    }
+    if (!active) {
+      refresh_clock();
+      active = true;
+      next_clock = clock::now() + kClockRefresh;
+      next_loss_check = clock::now() + kLossCheck;
+    }
     // The kernel commits without wakeups (BPF_RB_NO_WAKEUP), so the poll is our timer; the
     // consume that follows drains whatever the timer period brought.
     ring_buffer__poll(ring_, options_.poll_ms);
     ring_buffer__consume(ring_);
+    polls_.fetch_add(1, std::memory_order_relaxed);
     const auto now = clock::now();
     if (now >= next_clock) {
       refresh_clock();

@@ -67,10 +67,11 @@ struct CaptureSourceStats {
   uint64_t lost = 0;            // packets reported lost (ring full)
   uint64_t bad_records = 0;     // records too short for their header (none expected)
   uint64_t loss_scans = 0;      // reads of the per-slot loss counters
+  uint64_t polls = 0;           // ring polls: every poll_ms while a pod is marked, none while not
 };
 
 struct CaptureSourceOptions {
-  int poll_ms = 10;  // how often the ring is drained (the kernel sends no wakeups)
+  int poll_ms = 10;  // how often the ring is drained while a pod is marked (the kernel sends no wakeups)
 };
 
 class CaptureSource {
@@ -87,13 +88,16 @@ class CaptureSource {
     return source;
   }
   ~CaptureSource();  // stops and joins the thread (within one poll period)
+  // While no pod is marked for capture the thread waits, waking once every this long at most.
+  static constexpr std::chrono::milliseconds kIdleWait{1000};
   CaptureSource(const CaptureSource&) = delete;
   CaptureSource& operator=(const CaptureSource&) = delete;
 
   CaptureSourceStats stats() const;  // any thread
 
  private:
-  CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options);
+  CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options,
+                std::shared_ptr<CaptureActivity> activity);
   static int on_record(void* ctx, void* data, size_t size);
   void run();
   void refresh_clock();
@@ -105,6 +109,7 @@ class CaptureSource {
   std::unique_ptr<PacketSink> owned_sink_;
   int lost_fd_, errors_fd_;
   CaptureSourceOptions options_;
+  std::shared_ptr<CaptureActivity> activity_;  // the datapath's: whether any pod is marked
   ring_buffer* ring_ = nullptr;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -114,7 +119,7 @@ class CaptureSource {
   std::map<uint32_t, uint64_t> accounted_;  // (slot << 16 | cpu) -> losses reported
   uint64_t accounted_total_ = 0;
 
-  std::atomic<uint64_t> records_{0}, bytes_{0}, wire_bytes_{0}, lost_{0}, bad_records_{0}, loss_scans_{0};
+  std::atomic<uint64_t> records_{0}, bytes_{0}, wire_bytes_{0}, lost_{0}, bad_records_{0}, loss_scans_{0}, polls_{0};
 };
 
 }  // namespace vigil

@@ -164,6 +164,7 @@ vigil_slot Datapath::slot_entry_of(uint32_t ifindex) const {
 void Datapath::release_slot(uint32_t ifindex) {
   remote_max_of_.erase(ifindex);
   capture_of_.erase(ifindex);
+  capture_activity_->set(capture_of_.size());
   pod_of_.erase(ifindex);
   auto it = slot_of_.find(ifindex);
   if (it == slot_of_.end()) return;
@@ -318,6 +319,7 @@ Result<void> Datapath::set_capture(uint32_t ifindex, uint32_t snaplen) {
   if (err) return make_error("capture: update slot of interface " + std::to_string(ifindex) + ": " + err_text(errno));
   if (snaplen) capture_of_[ifindex] = snaplen;
   else capture_of_.erase(ifindex);
+  capture_activity_->set(capture_of_.size());
   return {};
 }
 

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <array>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +42,45 @@ struct DatapathOptions {
   // Size of the lookback capture ring buffer (vigil_capture_rb) in bytes: a power of two and a
   // multiple of the page size, at most 1 GiB. Memory is taken at load, captures on or not.
   uint32_t capture_ring_bytes = 8u << 20;
+};
+
+// How many pods are marked for capture, shared by the datapath (which marks them) and the
+// capture source's thread, which drains the ring buffer only while one is: with none it waits
+// here instead of waking every poll period (100 times a second, each a context switch that a
+// busy node's request path pays for).
+class CaptureActivity {
+ public:
+  void set(size_t pods) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pods_ = pods;
+    }
+    cv_.notify_all();
+  }
+  bool active() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pods_ > 0;
+  }
+  // Wakes a wait (the source stops).
+  void interrupt() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      interrupted_ = true;
+    }
+    cv_.notify_all();
+  }
+  // Until a pod is marked, interrupt() or `limit`; whether a pod is marked.
+  bool wait(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, limit, [&] { return pods_ > 0 || interrupted_; });
+    return pods_ > 0;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  size_t pods_ = 0;
+  bool interrupted_ = false;
 };
 
 class Datapath {
@@ -112,6 +154,8 @@ class Datapath {
   bool read_remote(uint32_t index, std::vector<vigil_remote_value>& per_cpu) const;
 
   const DropReasons& drop_reasons() const { return reasons_; }
+  // Pods marked for capture (set_capture), for the capture source's thread.
+  std::shared_ptr<CaptureActivity> capture_activity() const { return capture_activity_; }
 
  private:
   Datapath() = default;
@@ -124,6 +168,7 @@ class Datapath {
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
   std::map<uint32_t, uint32_t> capture_of_;     // ifindex -> snaplen, when on
+  std::shared_ptr<CaptureActivity> capture_activity_ = std::make_shared<CaptureActivity>();
   std::map<uint32_t, uint32_t> pod_of_;         // ifindex -> pod id, when known
   std::vector<bool> slot_taken_;
   uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)

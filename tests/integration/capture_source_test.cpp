@@ -244,6 +244,21 @@ TEST(CaptureSource, OnlyMarkedPodExactRecordsUntilTurnedOff) {
   EXPECT_EQ(traffic_packets(dp, a), counted + 20);
   EXPECT_EQ(sink.records().size(), records.size());
   EXPECT_EQ(ring_full_errors(dp), 0u);
+
+  // With no pod marked the source waits instead of polling the ring 100 times a second...
+  const uint64_t polls_idle = (*source)->stats().polls;
+  std::this_thread::sleep_for(700ms);
+  EXPECT_LE((*source)->stats().polls, polls_idle + 1) << "the source kept polling with no pod marked";
+  // ... and marking a pod wakes it at once: the next datagrams are delivered well within the
+  // idle wait (1 s).
+  ASSERT_TRUE(dp.set_capture(a, kSnaplen));
+  const auto marked = std::chrono::steady_clock::now();
+  send_udp(lab, 1, 2, 5, 200, 0);
+  for (int i = 0; i < 100 && ours().size() < records.size() + 5; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(ours().size(), records.size() + 5);
+  EXPECT_LT(std::chrono::steady_clock::now() - marked, 800ms);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_GE((*source)->stats().polls, polls_idle + 10) << "no polling while a pod is marked";
 }
 
 TEST(CaptureSource, TinyRingEveryPacketDeliveredOrCountedLost) {
