@@ -62,6 +62,7 @@ CaptureSourceStats CaptureSource::stats() const {
   s.bad_records = bad_records_.load();
   s.loss_scans = loss_scans_.load();
   s.polls = polls_.load();
+  s.idle_waits = idle_waits_.load();
   return s;
 }
 
@@ -91,7 +92,8 @@ void CaptureSource::run() {
         scan_losses();
         active = false;
       }
-      activity_->wait(kIdleWait);
+      idle_waits_.fetch_add(1, std::memory_order_relaxed);
+      activity_->wait(kIdleWait, stop_);
       continue;
     }
     if (!active) {

@@ -68,6 +68,7 @@ struct CaptureSourceStats {
   uint64_t bad_records = 0;     // records too short for their header (none expected)
   uint64_t loss_scans = 0;      // reads of the per-slot loss counters
   uint64_t polls = 0;           // ring polls: every poll_ms while a pod is marked, none while not
+  uint64_t idle_waits = 0;      // waits for a mark while none is (each up to kIdleWait)
 };
 
 struct CaptureSourceOptions {
@@ -119,7 +120,7 @@ class CaptureSource {
   std::map<uint32_t, uint64_t> accounted_;  // (slot << 16 | cpu) -> losses reported
   uint64_t accounted_total_ = 0;
 
-  std::atomic<uint64_t> records_{0}, bytes_{0}, wire_bytes_{0}, lost_{0}, bad_records_{0}, loss_scans_{0}, polls_{0};
+  std::atomic<uint64_t> records_{0}, bytes_{0}, wire_bytes_{0}, lost_{0}, bad_records_{0}, loss_scans_{0}, polls_{0}, idle_waits_{0};
 };
 
 }  // namespace vigil

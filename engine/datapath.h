@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -61,18 +62,16 @@ class CaptureActivity {
     std::lock_guard<std::mutex> lock(mu_);
     return pods_ > 0;
   }
-  // Wakes a wait (the source stops).
+  // Wakes a wait(), which then sees its `stop` flag (set before this call).
   void interrupt() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      interrupted_ = true;
-    }
+    { std::lock_guard<std::mutex> lock(mu_); }  // a waiter is either waiting or will see `stop`
     cv_.notify_all();
   }
-  // Until a pod is marked, interrupt() or `limit`; whether a pod is marked.
-  bool wait(std::chrono::milliseconds limit) {
+  // Until a pod is marked, `stop` is set (and interrupt() called) or `limit` passes; whether a
+  // pod is marked.
+  bool wait(std::chrono::milliseconds limit, const std::atomic<bool>& stop) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, limit, [&] { return pods_ > 0 || interrupted_; });
+    cv_.wait_for(lock, limit, [&] { return pods_ > 0 || stop.load(); });
     return pods_ > 0;
   }
 
@@ -80,7 +79,6 @@ class CaptureActivity {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   size_t pods_ = 0;
-  bool interrupted_ = false;
 };
 
 class Datapath {

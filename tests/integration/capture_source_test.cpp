@@ -259,6 +259,28 @@ TEST(CaptureSource, OnlyMarkedPodExactRecordsUntilTurnedOff) {
   EXPECT_LT(std::chrono::steady_clock::now() - marked, 800ms);
   std::this_thread::sleep_for(300ms);
   EXPECT_GE((*source)->stats().polls, polls_idle + 10) << "no polling while a pod is marked";
+
+  // A source stopped and another started on the same datapath: the second waits as idly (the
+  // first one's stop does not leave it spinning) and still wakes for a mark.
+  ASSERT_TRUE(dp.set_capture(a, 0));
+  const auto stopping = std::chrono::steady_clock::now();
+  source->reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 500ms) << "the source took a whole idle wait to stop";
+  RecordingSink sink_again;
+  auto again = CaptureSource::start(dp, sink_again);
+  ASSERT_TRUE(again) << again.error().message;
+  std::this_thread::sleep_for(500ms);
+  EXPECT_LE((*again)->stats().idle_waits, 3u) << "the second source spins instead of waiting";
+  ASSERT_TRUE(dp.set_capture(a, kSnaplen));
+  send_udp(lab, 1, 2, 3, 200, 0);
+  auto delivered = [&] {
+    size_t n = 0;
+    for (auto& r : sink_again.records()) n += r.ifindex == a && is_test_udp(r, ip1);
+    return n;
+  };
+  for (int i = 0; i < 100 && delivered() < 3; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(delivered(), 3u);
+  ASSERT_TRUE(dp.set_capture(a, 0));
 }
 
 TEST(CaptureSource, TinyRingEveryPacketDeliveredOrCountedLost) {
