@@ -717,62 +717,46 @@ void KubePods::publish_peers() {
   snap_.status.peers_dropped = dropped;
 }
 
-void KubePods::run_endpoint_slices() {
-  Reflector r{*this, *slices_client_, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices", "", false, {}, {}, ""};
-  r.replace = [this](std::vector<json>&& items) {
-    std::map<std::string, EndpointSliceObject> fresh;
+template <typename T, typename Parse>
+void KubePods::mirror_peers(ApiClient& client, const char* resource, const char* path, const char* kind, Parse parse,
+                            std::map<std::string, T>& store) {
+  Reflector r{*this, client, resource, path, "", false, {}, {}, ""};
+  r.replace = [&](std::vector<json>&& items) {
+    std::map<std::string, T> fresh;
     for (const auto& item : items) {
-      auto slice = parse_endpoint_slice(item);
-      if (!slice) {
-        count_error("decode", "list endpointslices: skipped a malformed EndpointSlice: " + slice.error().message, false);
+      auto object = parse(item);
+      if (!object) {
+        count_error("decode",
+                    std::string("list ") + resource + ": skipped a malformed " + kind + ": " + object.error().message,
+                    false);
         continue;
       }
-      fresh[slice->namespace_ + "/" + slice->name] = std::move(*slice);
+      fresh[object->namespace_ + "/" + object->name] = std::move(*object);
     }
     std::lock_guard lock(mu_);
-    slices_ = std::move(fresh);
+    store = std::move(fresh);
     publish_peers();
   };
-  r.apply = [this](const std::string& type, const json& obj) -> Result<void> {
-    auto slice = parse_endpoint_slice(obj);
-    if (!slice) return slice.error();
+  r.apply = [&](const std::string& type, const json& obj) -> Result<void> {
+    auto object = parse(obj);
+    if (!object) return object.error();
     std::lock_guard lock(mu_);
-    const std::string key = slice->namespace_ + "/" + slice->name;
-    if (type == "DELETED") slices_.erase(key);
-    else slices_[key] = std::move(*slice);
+    const std::string key = object->namespace_ + "/" + object->name;
+    if (type == "DELETED") store.erase(key);
+    else store[key] = std::move(*object);
     publish_peers();
     return {};
   };
   r.run();
 }
 
+void KubePods::run_endpoint_slices() {
+  mirror_peers(*slices_client_, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices", "EndpointSlice",
+               parse_endpoint_slice, slices_);
+}
+
 void KubePods::run_services() {
-  Reflector r{*this, *services_client_, "services", "/api/v1/services", "", false, {}, {}, ""};
-  r.replace = [this](std::vector<json>&& items) {
-    std::map<std::string, ServiceObject> fresh;
-    for (const auto& item : items) {
-      auto svc = parse_service(item);
-      if (!svc) {
-        count_error("decode", "list services: skipped a malformed Service: " + svc.error().message, false);
-        continue;
-      }
-      fresh[svc->namespace_ + "/" + svc->name] = std::move(*svc);
-    }
-    std::lock_guard lock(mu_);
-    services_ = std::move(fresh);
-    publish_peers();
-  };
-  r.apply = [this](const std::string& type, const json& obj) -> Result<void> {
-    auto svc = parse_service(obj);
-    if (!svc) return svc.error();
-    std::lock_guard lock(mu_);
-    const std::string key = svc->namespace_ + "/" + svc->name;
-    if (type == "DELETED") services_.erase(key);
-    else services_[key] = std::move(*svc);
-    publish_peers();
-    return {};
-  };
-  r.run();
+  mirror_peers(*services_client_, "services", "/api/v1/services", "Service", parse_service, services_);
 }
 
 // --- workloads ----------------------------------------------------------------------------

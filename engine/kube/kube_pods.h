@@ -150,6 +150,11 @@ class KubePods {
   void run_namespaces();
   void run_endpoint_slices();
   void run_services();
+  // Lists and watches one kind of peer object (EndpointSlices, Services) into `store`, keyed
+  // namespace/name, republishing the peer directory after every change.
+  template <typename T, typename Parse>
+  void mirror_peers(ApiClient& client, const char* resource, const char* path, const char* kind, Parse parse,
+                    std::map<std::string, T>& store);
   void publish_peers();  // mu_ held
   void publish();  // mu_ held
   void resolve_workload(PodObject& pod);

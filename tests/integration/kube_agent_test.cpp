@@ -26,6 +26,26 @@ json lab_pod(const std::string& name, const std::string& ip, const std::string& 
           {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", json::array({{{"ip", ip}}})}}}};
 }
 
+// The namespaces the fake API server lists: "lab" only.
+json lab_namespace_list() {
+  return {{"kind", "NamespaceList"},
+          {"apiVersion", "v1"},
+          {"metadata", {{"resourceVersion", "100"}}},
+          {"items", json::array({{{"metadata", {{"name", "lab"}, {"resourceVersion", "5"}}}}})}};
+}
+
+// An agent config on node test-node that takes its pods from the fake API server at `api_url`
+// (the token in DIR/token), plus `extra` YAML lines.
+std::string kube_agent_config(const std::string& dir, int port, const std::string& api_url, const std::string& ca,
+                              const std::string& tick, const std::string& extra) {
+  return write_temp_file(
+      dir, "vigil.yaml",
+      "node: test-node\nlisten: 127.0.0.1:" + std::to_string(port) + "\ntick: " + tick + "\nstate_dir: " + dir +
+          "/state\nrules: []\nnotifiers: []\ncaptures: {enabled: false}\n" + extra +
+          "pods:\n  source: kubernetes\n  kubernetes:\n    api_server: " + api_url + "\n    ca_file: " + ca +
+          "\n    token_file: " + dir + "/token\n    backoff_initial: 50ms\n    backoff_max: 500ms\n");
+}
+
 // /api/v1/pods of the agent, by namespace/name.
 std::map<std::string, json> agent_pods(int port) {
   std::map<std::string, json> out;
@@ -63,18 +83,10 @@ TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
   json all = pods;
   all["items"].push_back(elsewhere);
   api.set_list("pods", all);
-  api.set_list("namespaces", {{"kind", "NamespaceList"},
-                              {"apiVersion", "v1"},
-                              {"metadata", {{"resourceVersion", "100"}}},
-                              {"items", json::array({{{"metadata", {{"name", "lab"}, {"resourceVersion", "5"}}}}})}});
+  api.set_list("namespaces", lab_namespace_list());
   write_temp_file(dir.path(), "token", "token-1\n");
   const int port = free_port();
-  const std::string config = write_temp_file(
-      dir.path(), "vigil.yaml",
-      "node: test-node\nlisten: 127.0.0.1:" + std::to_string(port) + "\ntick: 500ms\nstate_dir: " + dir.path() +
-          "/state\nrules: []\nnotifiers: []\ncaptures: {enabled: false}\n"
-          "pods:\n  source: kubernetes\n  kubernetes:\n    api_server: " + api.url() + "\n    ca_file: " +
-          pki.path("ca.pem") + "\n    token_file: " + dir.path() + "/token\n    backoff_initial: 50ms\n    backoff_max: 500ms\n");
+  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki.path("ca.pem"), "500ms", "");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
 
   // Listed: both lab pods of this node are attached by their addresses; the other node's is not there.
@@ -149,10 +161,7 @@ TEST(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
                         {"metadata", {{"resourceVersion", "100"}}},
                         {"items", json::array({lab_pod("pod-1", lab.ip(1), "90", {{"app", "web"}}),
                                                lab_pod("pod-2", lab.ip(2), "91", {{"app", "db"}}), remote})}});
-  api.set_list("namespaces", {{"kind", "NamespaceList"},
-                              {"apiVersion", "v1"},
-                              {"metadata", {{"resourceVersion", "100"}}},
-                              {"items", json::array({{{"metadata", {{"name", "lab"}, {"resourceVersion", "5"}}}}})}});
+  api.set_list("namespaces", lab_namespace_list());
   api.set_list("endpointslices",
                {{"kind", "EndpointSliceList"},
                 {"apiVersion", "discovery.k8s.io/v1"},
@@ -170,12 +179,8 @@ TEST(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
                                                     {"spec", {{"clusterIP", "10.96.77.7"}, {"clusterIPs", {"10.96.77.7"}}}}}})}});
   write_temp_file(dir.path(), "token", "token-1\n");
   const int port = free_port();
-  const std::string config = write_temp_file(
-      dir.path(), "vigil.yaml",
-      "node: test-node\nlisten: 127.0.0.1:" + std::to_string(port) + "\ntick: 300ms\nstate_dir: " + dir.path() +
-          "/state\nrules: []\nnotifiers: []\ncaptures: {enabled: false}\nremote_context: {namespaces: [lab], max_peers: 16}\n"
-          "pods:\n  source: kubernetes\n  kubernetes:\n    api_server: " + api.url() + "\n    ca_file: " +
-          pki.path("ca.pem") + "\n    token_file: " + dir.path() + "/token\n    backoff_initial: 50ms\n    backoff_max: 500ms\n");
+  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki.path("ca.pem"), "300ms",
+                                               "remote_context: {namespaces: [lab], max_peers: 16}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
   ASSERT_TRUE(within(20s, [&] {
     auto p = agent_pods(port);
