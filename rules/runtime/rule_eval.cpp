@@ -38,7 +38,10 @@ void KeyPool::release(const std::string* key) {
 }
 
 RuleEvaluator::~RuleEvaluator() {
-  for (auto& [key, group] : groups_) keys_->release(key);
+  for (auto& [key, group] : groups_) {
+    keys_->release(key);
+    if (group.workload) keys_->release(group.workload);
+  }
 }
 
 RuleEvaluator::RuleEvaluator(const RuleSpec& spec, std::shared_ptr<KeyPool> keys)
@@ -142,19 +145,6 @@ Labels RuleEvaluator::unpack_key(const Key& key) const {
   return out;
 }
 
-const std::string* RuleEvaluator::intern_workload(std::string workload) {
-  if (workload.empty()) return nullptr;
-  auto it = workloads_.try_emplace(std::move(workload), 0).first;
-  ++it->second;
-  return &it->first;
-}
-
-void RuleEvaluator::release_workload(const std::string* workload) {
-  if (!workload) return;
-  auto it = workloads_.find(*workload);
-  if (it != workloads_.end() && --it->second == 0) workloads_.erase(it);
-}
-
 RuleEvaluator::Entry* RuleEvaluator::group_for(const Key& key, const std::vector<PodMeta>& pods, double now) {
   auto it = groups_.find(std::string_view(key));
   const bool inserted = it == groups_.end();
@@ -163,7 +153,8 @@ RuleEvaluator::Entry* RuleEvaluator::group_for(const Key& key, const std::vector
   if (inserted) {
     g.first_seen = now;
     g.detector = spec_.detector->new_state();
-    g.workload = intern_workload(workload_key(unpack_key(key), pods));
+    const std::string workload = workload_key(unpack_key(key), pods);
+    g.workload = workload.empty() ? nullptr : keys_->acquire(workload);
     if (!restored_by_key_.empty() || !restored_by_workload_.empty()) seed(g, key, now);
   }
   return &*it;
@@ -429,7 +420,7 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
       ++it;
       continue;
     }
-    release_workload(it->second.workload);
+    if (it->second.workload) keys_->release(it->second.workload);
     it->second.workload = nullptr;
     if (it->second.episode) open.emplace_back(unpack_key(*it->first), std::move(it->second));
     const std::string* key = it->first;

@@ -78,8 +78,8 @@ struct Group {
   // Only while the group is not Normal (or cools down after a resolve): most never need them.
   std::unique_ptr<GroupTimes> times;
   std::unique_ptr<DetectorState> detector;
-  // GroupSnapshot::workload, fixed when the group is made; interned by the evaluator (null:
-  // none known).
+  // GroupSnapshot::workload, fixed when the group is made; held in the evaluator's KeyPool
+  // (null: none known).
   const std::string* workload = nullptr;
   // Held by pointer: an Anomaly is ~440 bytes and few groups ever have an open episode.
   std::unique_ptr<Episode> episode;
@@ -103,8 +103,8 @@ struct Transition {
   std::vector<std::string> new_values;  // first_seen: the values never seen before, of this tick
 };
 
-// Group keys shared by the rules of one engine: the rules that group by pod hold one copy of
-// each pod's key between them (a key per group was 32 bytes plus, for names past 15
+// Group keys (and workloads) shared by the rules of one engine: the rules that group by pod
+// hold one copy of each pod's key between them (a key per group was 32 bytes plus, for names past 15
 // characters, what the heap gives them). Not thread-safe: an engine ticks on one thread.
 class KeyPool {
  public:
@@ -214,8 +214,6 @@ class RuleEvaluator {
   std::optional<Key> exact_key(const Labels& labels) const;
   Labels unpack_key(const Key& key) const;
   std::string workload_key(const Labels& key, const std::vector<PodMeta>& pods) const;
-  const std::string* intern_workload(std::string workload);
-  void release_workload(const std::string* workload);
   void seed(Group& g, const Key& key, double now);
   bool pod_matches(const PodMeta& pod) const;
   Entry* group_for(const Key& key, const std::vector<PodMeta>& pods, double now);
@@ -233,7 +231,6 @@ class RuleEvaluator {
   std::vector<std::string> by_;  // the rule's `by` label names, sorted
   std::shared_ptr<KeyPool> keys_;
   std::map<const std::string*, Group, KeyLess> groups_;
-  std::map<std::string, uint32_t> workloads_;  // interned workloads, with the groups using each
   std::deque<Labels> transition_keys_;          // Transition::key of the last evaluate()
   // Summed values of the numerator (or the metric) and denominator terms of each group touched
   // this tick, by Group::scratch (kept out of the groups: only a tick needs them).

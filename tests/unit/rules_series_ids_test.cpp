@@ -1,6 +1,9 @@
 // SeriesRates' series ids (remembered by position, checked by hash) and the rule evaluator's
 // per-series group cache built on them: reordered, vanished and reused series keep correct
 // rates and groups.
+#include "rules/runtime/detectors.h"
+#include "rules/runtime/rule_eval.h"
+#include "rules/runtime/rule_spec.h"
 #include "rules/runtime/series_rates.h"
 #include "rules_engine_support.h"
 
@@ -102,4 +105,40 @@ rule {
   ASSERT_EQ(sink.sent.size(), 3u);
   EXPECT_EQ(sink.sent[2].anomaly.scope, make_labels({{"namespace", "default"}, {"pod", "a"}, {"direction", "out"}}));
   EXPECT_EQ(status_of(*engine, "burst").groups, 3u);
+}
+
+// The engine's key pool holds each group's key and workload once per group that uses it, and
+// gives them back when the group is forgotten or its rule goes: nothing lingers for pods gone.
+TEST(RulesKeyPool, KeysAndWorkloadsGoWithTheirGroups) {
+  RuleSpec spec;
+  spec.name = "r";
+  spec.metric = "drops";
+  spec.detector = *find_detector_kind("threshold")->make({{"above", 1e9}}, DetectorContext{});
+  auto keys = std::make_shared<KeyPool>();
+  auto eval = std::make_unique<RuleEvaluator>(spec, keys);
+  auto other = std::make_unique<RuleEvaluator>(spec, keys);  // a second rule: the same groups share their keys
+  std::vector<PodMeta> pods;
+  for (const char* name : {"a", "b"}) {
+    PodMeta p{"ns", name, {}, "node-a"};
+    p.workload = "ns/Deployment/web";
+    pods.push_back(p);
+  }
+  eval->evaluate({}, pods, 100, true, 0);
+  other->evaluate({}, pods, 100, true, 0);
+  EXPECT_EQ(eval->size(), 2u);
+  EXPECT_EQ(keys->size(), 3u) << "two pod keys and one workload, shared by both rules";
+  // Pod a goes: after kForgetAfter its group is forgotten by both rules, its key with it; the
+  // workload stays for pod b.
+  pods.erase(pods.begin());
+  const double later = 100 + RuleEvaluator::kForgetAfter + 1;
+  eval->evaluate({}, pods, later, true, 0);
+  other->evaluate({}, pods, later, true, 0);
+  eval->forget_stale(later);
+  other->forget_stale(later);
+  EXPECT_EQ(eval->size(), 1u);
+  EXPECT_EQ(keys->size(), 2u);
+  eval.reset();
+  EXPECT_EQ(keys->size(), 2u) << "still held by the other rule";
+  other.reset();
+  EXPECT_EQ(keys->size(), 0u) << "the last rule gone, its keys and workloads with it";
 }
