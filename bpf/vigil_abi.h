@@ -238,7 +238,7 @@ struct vigil_dns_pending_key {
 #define VIGIL_DNS_MAX_KEYS 32768
 #define VIGIL_DNS_MAX_PENDING 16384
 
-/* ---- API server latency (bpf/lib/apiserver.h): cgroup_skb programs on the root cgroup ---- */
+/* ---- API server latency (bpf/lib/apiserver.h): sock_ops on the root cgroup, tcp_probe ---- */
 
 /* vigil_api_servers: the API server's addresses (service and endpoints), set by the agent. */
 struct vigil_api_server_key {
@@ -273,15 +273,6 @@ struct vigil_api_value {
 
 #define VIGIL_API_MAX_SERVERS 64
 
-/* vigil_api_ports (array of one): the ports of the configured API server addresses, host byte
- * order, so that the cgroup programs, which see every packet of the node, leave other traffic
- * after one compare instead of an address hash lookup. count > VIGIL_API_MAX_PORTS: every
- * port goes on to the lookup. */
-#define VIGIL_API_MAX_PORTS 8
-struct vigil_api_ports {
-  __u32 count;
-  __u16 ports[VIGIL_API_MAX_PORTS];
-};
 #define VIGIL_API_MAX_PENDING 8192
 
 /* ---- Lookback captures (bpf/lib/capture.h): packets of the pods the agent marks ---- */

@@ -96,14 +96,16 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
       !e.empty())
     return make_error("map vigil_remote_values: " + e);
   if (auto r = dp->fill_remote_free(); !r) return r.error();
+  // The API server's programs are attached by watch_api_server, only when addresses are listed.
+  bpf_program__set_autoattach(dp->skel_->progs.vigil_api_response, false);
   if (int err = vigil_counters__attach(dp->skel_))
-    return make_error("attach tp_btf/kfree_skb: " + err_text(err));
+    return make_error("attach the tp_btf programs (kfree_skb, tcp_retransmit_skb, inet_sock_set_state): " + err_text(err));
   return dp;
 }
 
 Datapath::~Datapath() {
   for (const auto& [ifindex, name] : std::map<uint32_t, std::string>(attached_)) detach_tc(ifindex);
-  for (bpf_link* link : cgroup_links_) bpf_link__destroy(link);
+  for (bpf_link* link : api_links_) bpf_link__destroy(link);
   if (skel_) vigil_counters__destroy(skel_);
 }
 
@@ -362,7 +364,6 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
 Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path) {
   if (servers.size() > VIGIL_API_MAX_SERVERS)
     return make_error("apiserver.addresses: at most " + std::to_string(VIGIL_API_MAX_SERVERS) + " addresses");
-  vigil_api_ports ports{};
   for (const auto& a : servers) {
     vigil_api_server_key key{};
     if (!ip_to_key(a.ip, key.addr)) return make_error("apiserver.addresses: not an IP address: " + a.ip);
@@ -370,27 +371,19 @@ Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& ser
     __u8 one = 1;
     if (bpf_map__update_elem(skel_->maps.vigil_api_servers, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
       return make_error("update map vigil_api_servers: " + err_text(errno));
-    __u16* end = ports.ports + std::min<__u32>(ports.count, VIGIL_API_MAX_PORTS);
-    if (std::find(ports.ports, end, a.port) != end) continue;
-    if (ports.count < VIGIL_API_MAX_PORTS) ports.ports[ports.count] = a.port;
-    ++ports.count;  // past VIGIL_API_MAX_PORTS: no port filter, every segment is looked up
   }
-  const __u32 zero = 0;
-  if (bpf_map__update_elem(skel_->maps.vigil_api_ports, &zero, sizeof(zero), &ports, sizeof(ports), BPF_ANY))
-    return make_error("update map vigil_api_ports: " + err_text(errno));
-  if (!cgroup_links_.empty()) return {};
+  if (!api_links_.empty()) return {};
+  // tcp_probe first: a connection timed from its connect must find the answer's watcher there.
+  bpf_link* probe = bpf_program__attach(skel_->progs.vigil_api_response);
+  if (!probe) return make_error("attach tp_btf/tcp_probe (vigil_api_response): " + err_text(errno));
+  api_links_.push_back(probe);
   int fd = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return make_error("open cgroup v2 directory " + cgroup_path + ": " + err_text(errno));
-  for (bpf_program* prog : {skel_->progs.vigil_api_egress, skel_->progs.vigil_api_ingress}) {
-    bpf_link* link = bpf_program__attach_cgroup(prog, fd);
-    if (!link) {
-      int e = errno;
-      close(fd);
-      return make_error(std::string("attach ") + bpf_program__name(prog) + " to cgroup " + cgroup_path + ": " + err_text(e));
-    }
-    cgroup_links_.push_back(link);
-  }
+  bpf_link* link = bpf_program__attach_cgroup(skel_->progs.vigil_api_sockops, fd);
+  const int e = errno;
   close(fd);
+  if (!link) return make_error("attach sock_ops vigil_api_sockops to cgroup " + cgroup_path + ": " + err_text(e));
+  api_links_.push_back(link);
   return {};
 }
 

@@ -121,8 +121,8 @@ class Datapath {
   void forget_counters(uint32_t ifindex, uint32_t pod_id);
 
   // Times connections to the Kubernetes API server (bpf/lib/apiserver.h): lists its
-  // addresses (service and endpoints, {ip, port}) and attaches the cgroup_skb programs to the
-  // cgroup v2 hierarchy at `cgroup_path` (every socket of the node belongs to it).
+  // addresses (service and endpoints, {ip, port}), attaches the sock_ops program to the cgroup
+  // v2 hierarchy at `cgroup_path` (every socket of the node belongs to it) and the tcp_probe one.
   struct ApiServerAddress {
     std::string ip;
     uint16_t port = 0;
@@ -162,7 +162,7 @@ class Datapath {
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
   std::map<uint32_t, std::pair<int, int>> tcx_links_;  // ifindex -> TCX link fds (ingress, egress)
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
-  std::vector<struct bpf_link*> cgroup_links_;
+  std::vector<struct bpf_link*> api_links_;  // tcp_probe, then sock_ops on the cgroup root
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
   std::map<uint32_t, uint32_t> capture_of_;     // ifindex -> snaplen, when on

@@ -1,18 +1,29 @@
 /* Latency of connections to the Kubernetes API server, for every socket of the node (host and
- * pods alike): cgroup_skb programs on the root of the cgroup v2 hierarchy, attached by the agent
- * only when API server addresses are configured, so no other traffic pays for them otherwise.
+ * pods alike), from socket events rather than packets: a sock_ops program on the root of the
+ * cgroup v2 hierarchy and a tp_btf program on tcp_probe, attached by the agent only when API
+ * server addresses are configured.
  *
- * Per connection, keyed by socket cookie (stable across NAT, unlike the addresses: egress sees
- * the endpoint after the node's DNAT, ingress the service address again after de-NAT):
- *   egress SYN to a listed address:port        -> SYN_SENT, clock starts
- *   ingress SYN-ACK                            -> handshake latency; IDLE
- *   egress first segment with payload          -> REQUEST_SENT, clock restarts
- *   ingress first segment with payload         -> first-response latency; forgotten
- *   ingress RST while SYN_SENT / REQUEST_SENT  -> counted as a reset; forgotten
- * Connections that stay in SYN_SENT or REQUEST_SENT past the configured time are counted as
- * "no response" by the agent, which reads and prunes vigil_api_pending each tick. Only the first
- * request of a connection is timed (clients such as kubelet keep connections open for long).
- * Addresses are matched on IPv4 and on IPv6 without extension headers before TCP.
+ * sock_ops runs at a handful of points in a connection's life (connect, established, ...), not per
+ * segment, for every TCP socket of the node. Per-segment callbacks are turned on only for the
+ * sockets that connect to a listed address, and off again once their first answer is in, so no
+ * other socket's segments run anything of ours on the way out. Per connection, keyed by socket
+ * cookie (the socket's own addresses are what the client asked for, the service address before
+ * any DNAT, so the service and its endpoints both match):
+ *   connect() to a listed address:port    -> SYN_SENT, clock starts     (TCP_CONNECT_CB)
+ *   SYN-ACK, the socket established        -> handshake latency; IDLE    (ACTIVE_ESTABLISHED_CB)
+ *   first segment out with payload         -> REQUEST_SENT, clock restarts (HDR_OPT_LEN_CB, one per
+ *                                             segment sent, on these sockets only)
+ *   first segment in with payload          -> first-response latency; forgotten (tcp_probe)
+ *   the socket closes with a reset error   -> counted as a reset in SYN_SENT or REQUEST_SENT;
+ *                                             forgotten (STATE_CB)
+ * The receive side has no sock_ops callback that sees every segment (PARSE_HDR_OPT runs only on
+ * TCP's slow path), so the answer is seen by tcp_probe, which the kernel calls for every segment
+ * an established socket receives: our program there reads one byte of the socket (its sock_ops
+ * callback flags, where STATE_CB marks ours) and returns for every other socket.
+ * Connections that stay in SYN_SENT or REQUEST_SENT past the configured time (the server never
+ * answered, or the client gave up first) are counted as "no response" by the agent, which reads
+ * and prunes vigil_api_pending each tick. Only the first request of a connection is timed
+ * (clients such as kubelet keep connections open for long).
  *
  * Include after vigil_abi.h. */
 #ifndef VIGIL_LIB_APISERVER_H
@@ -26,13 +37,6 @@ struct {
   __type(key, struct vigil_api_server_key);
   __type(value, __u8);
 } vigil_api_servers SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct vigil_api_ports);
-} vigil_api_ports SEC(".maps");
 
 /* Shared, not per-CPU: the answer is often handled on another CPU than the request. */
 struct {
@@ -49,142 +53,143 @@ struct {
   __type(value, struct vigil_api_value);
 } vigil_api_latency SEC(".maps");
 
-#define VIGIL_API_TCP_FIN 0x01
-#define VIGIL_API_TCP_SYN 0x02
-#define VIGIL_API_TCP_RST 0x04
-#define VIGIL_API_TCP_ACK 0x10
+/* The socket as a tcp_sock, for reading: the verifier turns this kfunc into a plain move (no call,
+ * no copy), and its loads are then checked against tcp_sock's BTF. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-struct vigil_api_seg {
-  struct vigil_api_server_key local, remote;
-  __u8 flags;
-  __u32 payload; /* bytes of TCP payload in this skb (all segments of a GSO skb) */
-};
-
-/* Whether `port` is one of the API servers' (or the list is too long to say). */
-static __always_inline int vigil_api_port_listed(__u16 port) {
-  __u32 zero = 0;
-  struct vigil_api_ports *p = bpf_map_lookup_elem(&vigil_api_ports, &zero);
-  if (!p) return 0;
-  const __u32 n = p->count;
-  if (n > VIGIL_API_MAX_PORTS) return 1;
-#pragma unroll
-  for (int i = 0; i < VIGIL_API_MAX_PORTS; i++)
-    if (i < n && p->ports[i] == port) return 1;
-  return 0;
-}
-
-struct vigil_api_tcp {
-  __u16 sport, dport;
-  __u32 seq, ack;
-  __u8 doff, flags;
-};
-
-/* cgroup_skb data starts at the IP header. Returns 0 for a TCP segment whose server-side port
- * (the destination when `to_server`, else the source) is an API server's, -1 otherwise. The
- * headers are read in place when they are in the linear part (almost always), else copied. */
-static __always_inline int vigil_api_parse(struct __sk_buff *skb, struct vigil_api_seg *s, int to_server) {
-  void *data = (void *)(long)skb->data;
-  void *end = (void *)(long)skb->data_end;
-  __u32 l4;
-  struct iphdr ip;
-  struct ipv6hdr ip6;
-  const int v4 = skb->protocol == bpf_htons(0x0800);
-  if (v4) {
-    if (data + sizeof(ip) <= end) __builtin_memcpy(&ip, data, sizeof(ip));
-    else if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip))) return -1;
-    if (ip.protocol != 6 || (bpf_ntohs(ip.frag_off) & 0x1fff)) return -1;
-    l4 = (ip.ihl & 0xf) * 4;
-  } else if (skb->protocol == bpf_htons(0x86DD)) {
-    if (data + sizeof(ip6) <= end) __builtin_memcpy(&ip6, data, sizeof(ip6));
-    else if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6))) return -1;
-    if (ip6.nexthdr != 6) return -1;
-    l4 = sizeof(ip6);
-  } else {
-    return -1;
-  }
-  struct vigil_api_tcp t;
-  if (data + l4 + sizeof(t) <= end) __builtin_memcpy(&t, data + l4, sizeof(t));
-  else if (bpf_skb_load_bytes(skb, l4, &t, sizeof(t))) return -1;
-  if (!vigil_api_port_listed(bpf_ntohs(to_server ? t.dport : t.sport))) return -1;
-  if (v4) {
-    __builtin_memset(s->local.addr, 0, 10);
-    __builtin_memset(s->remote.addr, 0, 10);
-    s->local.addr[10] = s->local.addr[11] = s->remote.addr[10] = s->remote.addr[11] = 0xff;
-    __builtin_memcpy(&s->local.addr[12], &ip.saddr, 4);
-    __builtin_memcpy(&s->remote.addr[12], &ip.daddr, 4);
-  } else {
-    __builtin_memcpy(s->local.addr, &ip6.saddr, 16);
-    __builtin_memcpy(s->remote.addr, &ip6.daddr, 16);
-  }
-  s->local.port = bpf_ntohs(t.sport);
-  s->remote.port = bpf_ntohs(t.dport);
-  s->local.pad = s->remote.pad = 0;
-  s->flags = t.flags;
-  __u32 hdrs = l4 + (t.doff >> 4) * 4;
-  s->payload = skb->len > hdrs ? skb->len - hdrs : 0;
-  return 0;
-}
+#define VIGIL_AF_INET 2
+#define VIGIL_AF_INET6 10
+/* A socket we time: STATE_CB (its close tells a reset) doubles as the mark tcp_probe tests. */
+#define VIGIL_API_MARK BPF_SOCK_OPS_STATE_CB_FLAG
+#define VIGIL_API_FLAGS (BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG)
 
 /* Latency bucket: log2 of microseconds. */
 static __always_inline __u32 vigil_api_bucket(__u64 ns) { return vigil_log2_bucket(ns / 1000, VIGIL_API_BUCKETS - 1); }
 
-SEC("cgroup_skb/egress")
-int vigil_api_egress(struct __sk_buff *skb) {
-  struct vigil_api_seg s;
-  if (vigil_api_parse(skb, &s, 1)) return 1;
-  if (!bpf_map_lookup_elem(&vigil_api_servers, &s.remote)) return 1;
-  __u64 cookie = bpf_get_socket_cookie(skb);
-  if ((s.flags & (VIGIL_API_TCP_SYN | VIGIL_API_TCP_ACK)) == VIGIL_API_TCP_SYN) {
-    /* A retransmitted SYN keeps the first one's time: the handshake the client waited for. */
-    struct vigil_api_pending p = {.since_ns = bpf_ktime_get_ns(), .stage = VIGIL_API_SYN_SENT};
-    bpf_map_update_elem(&vigil_api_pending, &cookie, &p, BPF_NOEXIST);
-    return 1;
+static __always_inline struct vigil_api_value *vigil_api_value(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&vigil_api_latency, &zero);
+}
+
+/* Turns our callbacks off, leaving any another program set. */
+static __always_inline void vigil_api_unmark(struct bpf_sock_ops *ctx) {
+  bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags & ~VIGIL_API_FLAGS);
+}
+
+static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
+  struct vigil_api_server_key key = {};
+  if (ctx->family == VIGIL_AF_INET) {
+    key.addr[10] = key.addr[11] = 0xff;
+    __u32 ip = ctx->remote_ip4;
+    __builtin_memcpy(&key.addr[12], &ip, 4);
+  } else if (ctx->family == VIGIL_AF_INET6) {
+    __u32 ip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
+    __builtin_memcpy(key.addr, ip6, 16);
+  } else {
+    return;
   }
-  if (s.payload) {
-    struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
-    if (p && p->stage == VIGIL_API_IDLE) {
-      p->since_ns = bpf_ktime_get_ns();
-      p->stage = VIGIL_API_REQUEST_SENT;
-    }
+  key.port = (__u16)bpf_ntohl(ctx->remote_port);
+  if (!bpf_map_lookup_elem(&vigil_api_servers, &key)) return;
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct vigil_api_pending p = {.since_ns = bpf_ktime_get_ns(), .stage = VIGIL_API_SYN_SENT};
+  if (bpf_map_update_elem(&vigil_api_pending, &cookie, &p, BPF_ANY)) return;
+  bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_MARK);
+}
+
+static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
+  if (!p || p->stage != VIGIL_API_SYN_SENT) return;
+  struct vigil_api_value *v = vigil_api_value();
+  if (!v) return;
+  __u64 now = bpf_ktime_get_ns();
+  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
+  v->handshake[vigil_api_bucket(ns)] += 1;
+  v->handshake_sum_ns += ns;
+  p->stage = VIGIL_API_IDLE;
+  p->since_ns = now;
+  bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_FLAGS);
+}
+
+/* Once per segment sent (and per MSS computation, with no segment: skb_len 0), only while our
+ * WRITE_HDR_OPT flag is set. Reserves nothing: the header is left as it is. */
+static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
+  if (!p) {
+    /* Answered, reset or given up on by the agent: nothing more to see on this socket. */
+    vigil_api_unmark(ctx);
+    return;
+  }
+  if (p->stage == VIGIL_API_IDLE && ctx->skb_len > 0) {
+    p->since_ns = bpf_ktime_get_ns();
+    p->stage = VIGIL_API_REQUEST_SENT;
+  }
+}
+
+/* A socket we time changes state. Only its close matters: with a reset error (tcp_reset() sets
+ * sk_err before the socket moves to CLOSE) the wait ends as a reset; an idle connection is
+ * forgotten; SYN_SENT or REQUEST_SENT closed without one (the client gave up, or its retries ran
+ * out) stays for the agent to count as no response. */
+static __always_inline void vigil_api_state(struct bpf_sock_ops *ctx) {
+  if (ctx->args[1] != BPF_TCP_CLOSE) return;
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
+  if (!p) return;
+  if (p->stage == VIGIL_API_IDLE) {
+    bpf_map_delete_elem(&vigil_api_pending, &cookie);
+    return;
+  }
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk) return;
+  struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+  if (!tp) return;
+  int err = tp->inet_conn.icsk_inet.sk.sk_err;
+  if (err == 0 || err == ETIMEDOUT_) return;
+  struct vigil_api_value *v = vigil_api_value();
+  if (v) v->resets[p->stage == VIGIL_API_SYN_SENT ? 0 : 1] += 1;
+  bpf_map_delete_elem(&vigil_api_pending, &cookie);
+}
+
+SEC("sockops")
+int vigil_api_sockops(struct bpf_sock_ops *ctx) {
+  switch (ctx->op) {
+  case BPF_SOCK_OPS_TCP_CONNECT_CB:
+    vigil_api_connect(ctx);
+    break;
+  case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+    if (ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK) vigil_api_established(ctx);
+    break;
+  case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+    if (ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK) vigil_api_sending(ctx);
+    break;
+  case BPF_SOCK_OPS_STATE_CB:
+    if (ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK) vigil_api_state(ctx);
+    break;
   }
   return 1;
 }
 
-SEC("cgroup_skb/ingress")
-int vigil_api_ingress(struct __sk_buff *skb) {
-  struct vigil_api_seg s;
-  if (vigil_api_parse(skb, &s, 0)) return 1;
-  /* Received: the server is the source. */
-  if (!bpf_map_lookup_elem(&vigil_api_servers, &s.local)) return 1;
-  __u64 cookie = bpf_get_socket_cookie(skb);
+/* Every segment an established TCP socket of the node receives, before TCP's fast or slow path
+ * (skb->data is the TCP header). Other sockets leave after one byte is read. */
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(vigil_api_response, struct sock *sk, struct sk_buff *skb) {
+  const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+  if (!(tp->bpf_sock_ops_cb_flags & VIGIL_API_MARK)) return 0;
+  __u64 cookie = bpf_get_socket_cookie(sk);
   struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
-  if (!p) return 1;
-  __u32 zero = 0;
-  struct vigil_api_value *v = bpf_map_lookup_elem(&vigil_api_latency, &zero);
-  if (!v) return 1;
+  if (!p || p->stage != VIGIL_API_REQUEST_SENT) return 0;
+  __u8 doff = 0;
+  if (bpf_probe_read_kernel(&doff, 1, skb->data + 12)) return 0;
+  if (skb->len <= (__u32)(doff >> 4) * 4) return 0;
+  struct vigil_api_value *v = vigil_api_value();
+  if (!v) return 0;
   __u64 now = bpf_ktime_get_ns();
   __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
-  if (p->stage == VIGIL_API_SYN_SENT) {
-    if (s.flags & VIGIL_API_TCP_RST) {
-      v->resets[0] += 1;
-      bpf_map_delete_elem(&vigil_api_pending, &cookie);
-    } else if ((s.flags & (VIGIL_API_TCP_SYN | VIGIL_API_TCP_ACK)) == (VIGIL_API_TCP_SYN | VIGIL_API_TCP_ACK)) {
-      v->handshake[vigil_api_bucket(ns)] += 1;
-      v->handshake_sum_ns += ns;
-      p->stage = VIGIL_API_IDLE;
-      p->since_ns = now;
-    }
-  } else if (p->stage == VIGIL_API_REQUEST_SENT) {
-    if (s.payload) {
-      v->response[vigil_api_bucket(ns)] += 1;
-      v->response_sum_ns += ns;
-      bpf_map_delete_elem(&vigil_api_pending, &cookie);
-    } else if (s.flags & VIGIL_API_TCP_RST) {
-      v->resets[1] += 1;
-      bpf_map_delete_elem(&vigil_api_pending, &cookie);
-    }
-  }
-  return 1;
+  v->response[vigil_api_bucket(ns)] += 1;
+  v->response_sum_ns += ns;
+  bpf_map_delete_elem(&vigil_api_pending, &cookie);
+  return 0;
 }
 
 #endif /* VIGIL_LIB_APISERVER_H */

@@ -1,5 +1,6 @@
 // vigil-lab-traffic: traffic for lab pods, with exact counts the tests can compare against.
-//   httpd PORT                         serve GET /bytes/N (N bytes) until killed
+//   httpd PORT [ADDRESS]               serve GET /bytes/N (N bytes) until killed, on ADDRESS
+//                                      (0.0.0.0 unless given; :: is both IPv6 and IPv4)
 //   http-load URL RATE SECONDS [CONNS] GET at a fixed total rate over CONNS connections;
 //                                      prints "ok=N failed=M"
 //   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
@@ -36,7 +37,7 @@
 
 namespace {
 
-int httpd(int port) {
+int httpd(int port, const std::string& host) {
   httplib::Server srv;
   srv.set_tcp_nodelay(true);  // headers and body are separate writes: avoid Nagle + delayed ACK stalls
   // A connection serves up to 1000 requests, as nginx's keepalive_requests does by default
@@ -48,7 +49,7 @@ int httpd(int port) {
     res.set_content(std::string(n, 'v'), "application/octet-stream");
   });
   srv.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("vigil lab\n", "text/plain"); });
-  return srv.listen("0.0.0.0", port) ? 0 : 1;
+  return srv.listen(host.c_str(), port) ? 0 : 1;
 }
 
 struct LoadResult {
@@ -193,17 +194,28 @@ bool wait_for(int fd, short events, int ms) {
 }
 
 int tcp_requests(const std::string& ip, int port, long count, double timeout) {
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  if (inet_pton(AF_INET, ip.c_str(), &to.sin_addr) != 1) return 2;
+  sockaddr_storage to{};
+  socklen_t to_len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&to);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&to);
+  if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    to_len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    to_len = sizeof(*v6);
+  } else {
+    return 2;
+  }
   const int ms = static_cast<int>(timeout * 1000);
   long connected = 0, answered = 0;
   for (long i = 0; i < count; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int err = 0;
     socklen_t len = sizeof(err);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 && errno != EINPROGRESS) err = errno;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&to), to_len) != 0 && errno != EINPROGRESS) err = errno;
     else if (!wait_for(fd, POLLOUT, ms)) err = ETIMEDOUT;
     else getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err == 0) {
@@ -282,7 +294,7 @@ int ip_proto(const std::string& dst, int proto, long count) {
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "httpd" && argc == 3) return httpd(std::atoi(argv[2]));
+  if (mode == "httpd" && (argc == 3 || argc == 4)) return httpd(std::atoi(argv[2]), argc == 4 ? argv[3] : "0.0.0.0");
   if (mode == "http-load" && (argc == 5 || argc == 6))
     return http_load(argv[2], std::atof(argv[3]), std::atof(argv[4]), argc == 6 ? std::atoi(argv[5]) : 1);
   if (mode == "udp-send" && argc == 6) return udp_send(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
@@ -292,6 +304,6 @@ int main(int argc, char** argv) {
   if (mode == "tcp-requests" && argc == 6) return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]));
   if (mode == "udp-blast" && argc == 6) return udp_blast(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
   return 2;
 }
