@@ -146,6 +146,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   a->rules_ = std::move(*engine);
   a->rule_options_ = opts;
   a->rules_seen_ = a->rules_applied_ = stat_files<FileStamp>(config.rules);
+  a->rule_files_seen_ = a->rule_files_applied_ = config.rules;
   a->prepare_state_dir();
 
   DatapathOptions dp_options;
@@ -313,20 +314,38 @@ void Agent::save_rule_state() {
   if (auto r = rules_->save_state(state_file_); !r) spdlog::error("rule state: {}", r.error().message);
 }
 
-// On SIGHUP, or once a changed rule file has looked the same for one tick (a file being
-// written is not read half-way). A reload that fails keeps the running rules.
+// On SIGHUP, or once the rule files (the config's patterns expanded again: files come and go)
+// have looked the same for one tick after a change (a file being written is not read
+// half-way). A reload that fails keeps the running rules.
 void Agent::reload_rules_if_changed() {
   const bool requested = rules_reload_requested_.exchange(false);
-  auto stamps = stat_files<FileStamp>(config_.rules);
+  std::vector<std::string> files = config_.rules;
+  if (!config_.rule_patterns.empty()) {
+    auto expanded = expand_rule_paths(config_.rule_patterns, config_.rules_base_dir);
+    if (!expanded) {
+      // Said once per distinct problem, not every tick.
+      if (expanded.error().message != rule_files_error_) {
+        rule_files_error_ = expanded.error().message;
+        spdlog::error("rules reload: {}; the running rules are kept", rule_files_error_);
+      }
+      return;
+    }
+    rule_files_error_.clear();
+    files = std::move(*expanded);
+  }
+  auto stamps = stat_files<FileStamp>(files);
   if (!requested) {
-    if (stamps != rules_seen_) {
+    if (files != rule_files_seen_ || stamps != rules_seen_) {
+      rule_files_seen_ = files;
       rules_seen_ = stamps;
       return;
     }
-    if (stamps == rules_applied_) return;
+    if (files == rule_files_applied_ && stamps == rules_applied_) return;
   }
-  rules_seen_ = rules_applied_ = stamps;  // a failed version is not retried until it changes
-  auto engine = rules::RuleEngine::load(config_.rules, rule_options_, &sink_);
+  // A failed version is not retried until it changes.
+  rule_files_seen_ = rule_files_applied_ = files;
+  rules_seen_ = rules_applied_ = stamps;
+  auto engine = rules::RuleEngine::load(files, rule_options_, &sink_);
   if (!engine) {
     spdlog::error("rules reload: {}; the running rules are kept", engine.error().message);
     return;
@@ -334,6 +353,7 @@ void Agent::reload_rules_if_changed() {
   auto report = (*engine)->restore_snapshot(rules_->snapshot_state(), "rules reload");
   rules_->resolve_open(unix_now());
   rules_ = std::move(*engine);
+  config_.rules = std::move(files);
   spdlog::info("rules reloaded from {} files; {} groups of {} rules keep their state", config_.rules.size(),
                report.groups, report.rules);
 }

@@ -128,8 +128,11 @@ class Agent {
   std::string state_file_;
   std::chrono::steady_clock::time_point next_state_save_{};
   rules::EngineOptions rule_options_;
+  std::vector<std::string> rule_files_seen_;     // the rule patterns' files last tick
+  std::vector<std::string> rule_files_applied_;  // the files the running rules were loaded from
   std::vector<FileStamp> rules_seen_;     // as stat() saw the rule files last tick
   std::vector<FileStamp> rules_applied_;  // the versions the running rules were loaded from
+  std::string rule_files_error_;          // the patterns' last expansion error, said once
   std::atomic<bool> rules_reload_requested_{false};
   std::atomic<bool> reload_requested_{false};
   std::atomic<bool> stopping_{false};

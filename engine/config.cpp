@@ -256,6 +256,11 @@ class Parser {
         parse_pods(value, config.pods);
       } else if (name == "rules") {
         parse_rules(value, config.rules);
+        config.rule_patterns.clear();
+        if (value.node.IsSequence())
+          for (size_t i = 0; i < value.node.size(); ++i)
+            if (value.node[i].IsScalar()) config.rule_patterns.push_back(value.node[i].as<std::string>());
+        config.rules_base_dir = base_dir_;
       } else if (name == "notifiers") {
         parse_notifiers(value, config.notifiers);
       } else if (name == "metrics") {

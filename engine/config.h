@@ -81,6 +81,11 @@ struct Config {
   // Rule files after glob expansion, in order, without duplicates. A file without `rules:`
   // gets the shipped pack (shipped_rule_pack()); `rules: []` means no rules.
   std::vector<std::string> rules;
+  // The `rules:` entries as written, and the directory relative ones are read from: the agent
+  // expands them again every tick, so that a rule file added where a pattern points (a
+  // ConfigMap key, say) is loaded like an edited one. Empty without `rules:` (the pack).
+  std::vector<std::string> rule_patterns;
+  std::string rules_base_dir;
   // A file without `notifiers:` gets {name: default, type: log}; `notifiers: []` means none.
   std::vector<actions::NotifierConfig> notifiers;
   MetricsConfig metrics;

@@ -68,7 +68,7 @@ class RestartTest : public ::testing::Test {
                               "tick: 500ms\n"
                               "state_dir: " + dir_ + "/state\n"
                               "pods:\n  source: file\n  file: " + lab_->pods_file() + "\n"
-                              "rules:\n  - " + dir_ + "/drop.lua\n"
+                              "rules:\n  - \"" + dir_ + "/*.lua\"\n"  // a file added later is loaded too
                               "notifiers:\n"
                               "  - name: hook\n    type: webhook\n    url: " + receiver_.url() + "\n");
     state_file_ = dir_ + "/state/baselines.bin";
@@ -219,6 +219,26 @@ TEST_F(RestartTest, RuleFilesReloadOnChangeAndSighupAndABadFileKeepsTheRunningRu
   ASSERT_EQ(kill(agent_->pid(), SIGHUP), 0);
   ASSERT_TRUE(wait_for_log("rules reloaded", 2, 5s)) << agent_->log();
   EXPECT_NE(agent_->log().find("4 groups of 2 rules keep their state"), std::string::npos) << agent_->log();
+  EXPECT_TRUE(agent_->running());
+
+  // A new file where the pattern points is loaded; the rules already running keep their state.
+  std::string third = good;
+  third.replace(third.find(name), name.size(), "name = \"third-surge\"");
+  write_temp_file(dir_, "extra.lua", third);
+  ASSERT_TRUE(wait_for_log("rules reloaded", 3, 5s)) << agent_->log();
+  EXPECT_NE(agent_->log().find("rules reloaded from 2 files"), std::string::npos) << agent_->log();
+  EXPECT_EQ(rule_names(), (std::vector<std::string>{"pod-drop-surge", "second-surge", "third-surge"}));
+  // And a file taken away takes its rule with it.
+  ASSERT_EQ(unlink((dir_ + "/extra.lua").c_str()), 0);
+  ASSERT_TRUE(wait_for_log("rules reloaded", 4, 5s)) << agent_->log();
+  EXPECT_EQ(rule_names(), (std::vector<std::string>{"pod-drop-surge", "second-surge"}));
+  // A pattern that matches nothing any more is said once; the running rules stay.
+  ASSERT_EQ(rename((dir_ + "/drop.lua").c_str(), (dir_ + "/drop.lua.off").c_str()), 0);
+  ASSERT_TRUE(wait_for_log("matches no file", 1, 5s)) << agent_->log();
+  std::this_thread::sleep_for(1500ms);  // three ticks: not said again
+  EXPECT_EQ(count_in_log("matches no file"), 1u) << agent_->log();
+  EXPECT_EQ(rule_names(), (std::vector<std::string>{"pod-drop-surge", "second-surge"}));
+  ASSERT_EQ(rename((dir_ + "/drop.lua.off").c_str(), (dir_ + "/drop.lua").c_str()), 0);
   EXPECT_TRUE(agent_->running());
 }
 
