@@ -840,10 +840,16 @@ CaptureManager::~CaptureManager() {
 }
 
 void CaptureManager::watch(const CapturePod& pod) {
-  std::lock_guard lock(impl_->mu);
-  auto& w = impl_->rings[pod.ifindex];
-  w.pod = pod;
-  if (!w.ring) w.ring = std::make_unique<PacketRing>(now_ns(), impl_->chunk_bytes());
+  bool first_ring = false;
+  {
+    std::lock_guard lock(impl_->mu);
+    first_ring = impl_->rings.empty();
+    auto& w = impl_->rings[pod.ifindex];
+    w.pod = pod;
+    if (!w.ring) w.ring = std::make_unique<PacketRing>(now_ns(), impl_->chunk_bytes());
+  }
+  // The thread may be in its idle wait (a second at most): the rings are aged from now on.
+  if (first_ring) impl_->wake_thread();
 }
 
 void CaptureManager::unwatch(uint32_t ifindex) {
