@@ -35,6 +35,13 @@ struct {
   __type(value, struct vigil_traffic_value);
 } vigil_traffic SEC(".maps");
 
+/* Entries per CPU of vigil_traffic (pod interfaces) and vigil_remote_values (remote peers),
+ * set by the agent before load from its config (max_pods, remote_context.max_keys), so that
+ * the per-CPU memory follows the node's needs instead of the largest node's: read-only data,
+ * the verifier sees the values. The defaults are the ABI's upper bounds. */
+const volatile __u32 vigil_pods_per_cpu = VIGIL_MAX_PODS;
+const volatile __u32 vigil_remote_keys_per_cpu = VIGIL_MAX_REMOTE_KEYS;
+
 /* This CPU's entry `index` of an array laid out [cpu][index], `per_cpu` entries per CPU. */
 static __always_inline void *cpu_elem(void *map, __u32 per_cpu, __u32 index) {
   if (index >= per_cpu) return 0;
@@ -139,7 +146,7 @@ static __always_inline void count_error(__u32 site) {
 /* The traffic entry of an attached pod interface; 0 for an interface the agent has no slot for
  * (a filter left from an earlier agent, or one attached a moment before its slot was set). */
 static __always_inline struct vigil_traffic_value *traffic_of(const struct vigil_slot *s) {
-  return cpu_elem(&vigil_traffic, VIGIL_MAX_PODS, s->slot);
+  return cpu_elem(&vigil_traffic, vigil_pods_per_cpu, s->slot);
 }
 
 static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int dir, __u8 flags) {
@@ -193,20 +200,24 @@ static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
 
 /* The slow path of remote_entry(): the peer's index by hash lookup, a new one for a new peer
  * while max_peers are not taken, else the pod's "other" entry; link-local and multicast peers
- * share the local-scope entry. */
+ * share the local-scope entry. When no index is left node-wide (remote_context.max_keys, counted
+ * as remote_map_full) the packet goes to "other", whose entries the agent makes with the pod's
+ * remote context, so that it is still counted. */
 static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 *addr) {
   struct vigil_remote_key key = {.ifindex = s->ifindex, .direction = dir};
-  const int local = local_scope(addr);
-  if (local) {
+  __s64 index = -1;
+  if (local_scope(addr)) {
     key.addr[15] = 1; /* the local-scope bucket, ::1, never a veth peer */
-    return remote_index(&key);
+    index = remote_index(&key);
+  } else {
+    __builtin_memcpy(key.addr, addr, 16);
+    __u32 *found = bpf_map_lookup_elem(&vigil_remote, &key);
+    if (found) return *found;
+    /* Reserve a peer first, so that CPUs racing on new peers never exceed max_peers. */
+    if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max)
+      index = remote_index(&key);
   }
-  __builtin_memcpy(key.addr, addr, 16);
-  __u32 *found = bpf_map_lookup_elem(&vigil_remote, &key);
-  if (found) return *found;
-  /* Reserve a peer first, so that CPUs racing on new peers never exceed max_peers. */
-  if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max)
-    return remote_index(&key);
+  if (index >= 0) return index;
   __builtin_memset(key.addr, 0, 16); /* "other" */
   return remote_index(&key);
 }
@@ -240,7 +251,7 @@ static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot
     asm volatile("" ::: "memory");
     c->generation = gen;
   }
-  return cpu_elem(&vigil_remote_values, VIGIL_MAX_REMOTE_KEYS, index);
+  return cpu_elem(&vigil_remote_values, vigil_remote_keys_per_cpu, index);
 }
 
 /* The same for code that knows the pod by id (drops, sockets). */

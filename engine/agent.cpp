@@ -152,6 +152,9 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   DatapathOptions dp_options;
   // Without captures the ring buffer is the smallest the kernel takes: one page.
   dp_options.capture_ring_bytes = config.captures.enabled ? config.captures.ring_buffer_bytes : 4096;
+  dp_options.max_pods = config.max_pods;
+  // No pod can opt in: one entry, the least the kernel takes.
+  dp_options.remote_keys = config.remote_context.enabled() ? config.remote_context.max_keys : 1;
   auto dp = Datapath::open_and_load(dp_options);
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);

@@ -44,7 +44,13 @@ Result<std::unique_ptr<CaptureSource>> CaptureSource::start(Datapath& datapath, 
 
 CaptureSource::CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options,
                              std::shared_ptr<CaptureActivity> activity)
-    : sink_(sink), lost_fd_(lost_fd), errors_fd_(errors_fd), options_(options), activity_(std::move(activity)) {}
+    : sink_(sink), lost_fd_(lost_fd), errors_fd_(errors_fd), options_(options), activity_(std::move(activity)) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  lost_slots_ = VIGIL_MAX_PODS;
+  if (lost_fd_ >= 0 && bpf_obj_get_info_by_fd(lost_fd_, &info, &len) == 0 && info.max_entries > 0)
+    lost_slots_ = std::min<uint32_t>(info.max_entries, VIGIL_MAX_PODS);
+}
 
 CaptureSource::~CaptureSource() {
   stop_.store(true);
@@ -174,17 +180,17 @@ void CaptureSource::scan_losses() {
     }
   };
   // One syscall for the whole array; one per slot where batches are not supported.
-  std::vector<__u32> keys(VIGIL_MAX_PODS);
-  std::vector<vigil_capture_lost> values(static_cast<size_t>(VIGIL_MAX_PODS) * cpus);
-  __u32 count = VIGIL_MAX_PODS, next = 0;
+  std::vector<__u32> keys(lost_slots_);
+  std::vector<vigil_capture_lost> values(static_cast<size_t>(lost_slots_) * cpus);
+  __u32 count = lost_slots_, next = 0;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
   const int err = bpf_map_lookup_batch(lost_fd_, nullptr, &next, keys.data(), values.data(), &count, &opts);
   if (err == 0 || (errno == ENOENT && count > 0)) {
-    for (__u32 i = 0; i < count && i < VIGIL_MAX_PODS; ++i)
-      if (keys[i] < VIGIL_MAX_PODS) account_slot(keys[i], &values[static_cast<size_t>(i) * cpus]);
+    for (__u32 i = 0; i < count && i < lost_slots_; ++i)
+      if (keys[i] < lost_slots_) account_slot(keys[i], &values[static_cast<size_t>(i) * cpus]);
     return;
   }
-  for (__u32 slot = 0; slot < VIGIL_MAX_PODS; ++slot) {
+  for (__u32 slot = 0; slot < lost_slots_; ++slot) {
     if (bpf_map_lookup_elem(lost_fd_, &slot, values.data()) == 0) account_slot(slot, values.data());
   }
 }

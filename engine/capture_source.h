@@ -109,6 +109,7 @@ class CaptureSource {
   PacketSink& sink_;
   std::unique_ptr<PacketSink> owned_sink_;
   int lost_fd_, errors_fd_;
+  uint32_t lost_slots_ = 0;  // vigil_capture_lost's entries (the datapath's max_pods)
   CaptureSourceOptions options_;
   std::shared_ptr<CaptureActivity> activity_;  // the datapath's: whether any pod is marked
   ring_buffer* ring_ = nullptr;

@@ -22,9 +22,11 @@
 #include <set>
 #include <sstream>
 
+#include <linux/types.h>
 #include <yaml-cpp/yaml.h>
 
 #include "engine/kube/kube_client.h"
+#include "vigil_abi.h"  // VIGIL_MAX_PODS, VIGIL_MAX_REMOTE_KEYS: the bounds of max_pods and max_keys
 
 namespace vigil {
 namespace {
@@ -34,12 +36,12 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxReportedErrors = 20;
 constexpr double kMaxTickSeconds = 3600;
 
-const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "pods", "rules", "notifiers", "metrics", "remote_context", "apiserver", "captures", "api"};
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "max_pods", "pods", "rules", "notifiers", "metrics", "remote_context", "apiserver", "captures", "api"};
 const std::vector<std::string> kCapturesKeys = {"enabled", "dir", "disk_quota", "max_concurrent", "max_duration", "max_bytes", "max_packets", "max_per_rule_per_hour", "before", "after", "snaplen", "lookback"};
 const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "total", "ring_buffer"};
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
-const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers"};
+const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
 const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
@@ -250,6 +252,11 @@ class Parser {
           if (!(*d > 0 && *d <= kMaxTickSeconds)) error(value.mark, name, "must be greater than 0 and at most 1h");
           else config.tick_seconds = *d;
         }
+      } else if (name == "max_pods") {
+        if (auto n = integer_value(value, name)) {
+          if (*n < 1 || *n > VIGIL_MAX_PODS) error(value.mark, name, "must be from 1 to " + std::to_string(VIGIL_MAX_PODS));
+          else config.max_pods = static_cast<uint32_t>(*n);
+        }
       } else if (name == "state_dir") {
         if (auto s = nonempty_string(value, name)) config.state_dir = resolve(base_dir_, *s);
       } else if (name == "pods") {
@@ -446,6 +453,11 @@ class Parser {
         if (auto n = integer_value(value, path)) {
           if (*n < 1 || *n > 10000) error(value.mark, path, "must be from 1 to 10000");
           else remote.max_peers = static_cast<uint32_t>(*n);
+        }
+      } else if (name == "max_keys") {
+        if (auto n = integer_value(value, path)) {
+          if (*n < 1 || *n > VIGIL_MAX_REMOTE_KEYS) error(value.mark, path, "must be from 1 to " + std::to_string(VIGIL_MAX_REMOTE_KEYS));
+          else remote.max_keys = static_cast<uint32_t>(*n);
         }
       }
     }

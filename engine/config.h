@@ -37,6 +37,8 @@ struct RemoteContextConfig {
   std::vector<std::string> namespaces;
   std::map<std::string, std::string> pod_labels;
   uint32_t max_peers = 100;  // distinct peers per pod and direction pool; the rest count as "other"
+  uint32_t max_keys = 16384; // peer entries for all opted-in pods together (an entry per CPU each)
+  bool enabled() const { return !namespaces.empty() || !pod_labels.empty(); }
 };
 
 // Latency of connections to the Kubernetes API server, node-wide (Retina's API server
@@ -78,6 +80,8 @@ struct Config {
   double tick_seconds = 1.0;              // `tick`: "1s", "500ms" or a number of seconds
   std::string state_dir = "/var/lib/vigil";
   PodsSourceConfig pods;
+  // Pod interfaces watched at once; sizes the per-CPU counter maps (kubelet's maxPods is 110).
+  uint32_t max_pods = 256;
   // Rule files after glob expansion, in order, without duplicates. A file without `rules:`
   // gets the shipped pack (shipped_rule_pack()); `rules: []` means no rules.
   std::vector<std::string> rules;

@@ -71,6 +71,11 @@ Result<void> check_capture_ring_bytes(uint32_t bytes) {
 
 Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions& options) {
   if (auto r = check_capture_ring_bytes(options.capture_ring_bytes); !r) return r.error();
+  if (options.max_pods < 1 || options.max_pods > VIGIL_MAX_PODS)
+    return make_error("max_pods " + std::to_string(options.max_pods) + ": must be from 1 to " + std::to_string(VIGIL_MAX_PODS));
+  if (options.remote_keys < 1 || options.remote_keys > VIGIL_MAX_REMOTE_KEYS)
+    return make_error("remote_context.max_keys " + std::to_string(options.remote_keys) + ": must be from 1 to " +
+                      std::to_string(VIGIL_MAX_REMOTE_KEYS));
   auto reasons = DropReasons::from_kernel_btf();
   if (!reasons) return reasons.error();
   std::unique_ptr<Datapath> dp(new Datapath());
@@ -79,19 +84,33 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   if (!dp->skel_) return make_error("open eBPF object vigil_counters: " + err_text(errno));
   if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_capture_rb, options.capture_ring_bytes))
     return make_error("size map vigil_capture_rb: " + err_text(err));
-  // The per-CPU counter arrays hold one block of entries per possible CPU ([cpu][index]).
+  // The per-CPU counter arrays hold one block of entries per possible CPU ([cpu][index]); the
+  // programs learn the block sizes from read-only data. The other maps with an entry per CPU
+  // per pod (or per remote key) are sized to match.
+  dp->max_pods_ = options.max_pods;
+  dp->remote_keys_ = options.remote_keys;
+  dp->skel_->rodata->vigil_pods_per_cpu = options.max_pods;
+  dp->skel_->rodata->vigil_remote_keys_per_cpu = options.remote_keys;
   const uint32_t cpus = static_cast<uint32_t>(possible_cpus());
-  if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_traffic, VIGIL_MAX_PODS * cpus))
-    return make_error("size map vigil_traffic: " + err_text(err));
-  if (int err = bpf_map__set_max_entries(dp->skel_->maps.vigil_remote_values, VIGIL_MAX_REMOTE_KEYS * cpus))
-    return make_error("size map vigil_remote_values: " + err_text(err));
+  const std::pair<bpf_map*, uint32_t> sizes[] = {
+      {dp->skel_->maps.vigil_traffic, options.max_pods * cpus},
+      {dp->skel_->maps.vigil_remote_values, options.remote_keys * cpus},
+      {dp->skel_->maps.vigil_remote, options.remote_keys},
+      {dp->skel_->maps.vigil_remote_free, options.remote_keys},
+      {dp->skel_->maps.vigil_tcp, options.max_pods},
+      {dp->skel_->maps.vigil_dns_latency, options.max_pods},
+      {dp->skel_->maps.vigil_capture_lost, options.max_pods},
+  };
+  for (const auto& [map, entries] : sizes)
+    if (int err = bpf_map__set_max_entries(map, entries))
+      return make_error(std::string("size map ") + bpf_map__name(map) + ": " + err_text(err));
   if (int err = vigil_counters__load(dp->skel_))
     return make_error("load eBPF object vigil_counters (needs root or CAP_BPF+CAP_PERFMON): " + err_text(err));
   dp->traffic_ = std::make_unique<CpuArray<vigil_traffic_value>>();
-  if (auto e = dp->traffic_->map(bpf_map__fd(dp->skel_->maps.vigil_traffic), VIGIL_MAX_PODS, possible_cpus()); !e.empty())
+  if (auto e = dp->traffic_->map(bpf_map__fd(dp->skel_->maps.vigil_traffic), dp->max_pods_, possible_cpus()); !e.empty())
     return make_error("map vigil_traffic: " + e);
   dp->remote_values_ = std::make_unique<CpuArray<vigil_remote_value>>();
-  if (auto e = dp->remote_values_->map(bpf_map__fd(dp->skel_->maps.vigil_remote_values), VIGIL_MAX_REMOTE_KEYS,
+  if (auto e = dp->remote_values_->map(bpf_map__fd(dp->skel_->maps.vigil_remote_values), dp->remote_keys_,
                                        possible_cpus());
       !e.empty())
     return make_error("map vigil_remote_values: " + e);
@@ -110,7 +129,7 @@ Datapath::~Datapath() {
 }
 
 Result<void> Datapath::fill_remote_free() {
-  for (__u32 i = 0; i < VIGIL_MAX_REMOTE_KEYS; ++i) {
+  for (__u32 i = 0; i < remote_keys_; ++i) {
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.vigil_remote_free), nullptr, &i, BPF_ANY))
       return make_error("fill map vigil_remote_free: " + err_text(errno));
   }
@@ -138,9 +157,11 @@ Result<void> Datapath::write_slot(const vigil_slot& in) {
 Result<void> Datapath::claim_slot(uint32_t ifindex, uint32_t pod_id) {
   if (pod_id) pod_of_[ifindex] = pod_id;
   if (slot_of_.count(ifindex)) return write_slot(slot_entry_of(ifindex));
-  if (slot_taken_.empty()) slot_taken_.assign(VIGIL_MAX_PODS, false);
+  if (slot_taken_.empty()) slot_taken_.assign(max_pods_, false);
   auto free = std::find(slot_taken_.begin(), slot_taken_.end(), false);
-  if (free == slot_taken_.end()) return make_error("no traffic slot left (" + std::to_string(VIGIL_MAX_PODS) + " interfaces)");
+  if (free == slot_taken_.end())
+    return make_error("no traffic slot left: max_pods (" + std::to_string(max_pods_) +
+                      ") pod interfaces are attached; raise max_pods in the config");
   const uint32_t slot = static_cast<uint32_t>(free - slot_taken_.begin());
   // A slot starts from zero: the previous interface's counts were read for the last time.
   traffic_->zero(slot);
@@ -296,6 +317,24 @@ Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uin
   }
   if (bpf_map__update_elem(skel_->maps.vigil_remote_pod, &pod_id, sizeof(pod_id), &ifindex, sizeof(ifindex), BPF_ANY))
     return make_error("update map vigil_remote_pod: " + err_text(errno));
+  // The pod's "other" entries exist from the start: when the node runs out of peer entries
+  // (remote_context.max_keys), the programs count new peers there instead of losing them.
+  const int keys_fd = bpf_map__fd(skel_->maps.vigil_remote), free_fd = bpf_map__fd(skel_->maps.vigil_remote_free);
+  for (__u8 dir = 0; dir < VIGIL_DIR_MAX; ++dir) {
+    vigil_remote_key other{};
+    other.ifindex = ifindex;
+    other.direction = dir;
+    __u32 index = 0;
+    if (bpf_map_lookup_elem(keys_fd, &other, &index) == 0) continue;
+    if (bpf_map_lookup_and_delete_elem(free_fd, nullptr, &index) != 0)
+      return make_error("remote context: all remote_context.max_keys (" + std::to_string(remote_keys_) +
+                        ") peer entries are in use; raise it");
+    if (bpf_map_update_elem(keys_fd, &other, &index, BPF_NOEXIST) != 0) {
+      const int e = errno;
+      bpf_map_update_elem(free_fd, nullptr, &index, BPF_ANY);  // given back
+      if (e != EEXIST) return make_error("update map vigil_remote: " + err_text(e));
+    }
+  }
   return {};
 }
 
@@ -341,13 +380,13 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   // new generation, so no CPU's remote_cache still leads to these indices): each peer's
   // key goes, its counters are zeroed and its index is given back.
   std::vector<std::pair<vigil_remote_key, __u32>> remote_doomed;
-  for_each_entry<vigil_remote_key, __u32>(bpf_map__fd(skel_->maps.vigil_remote), VIGIL_MAX_REMOTE_KEYS,
+  for_each_entry<vigil_remote_key, __u32>(bpf_map__fd(skel_->maps.vigil_remote), remote_keys_,
                                           [&](const vigil_remote_key& key, __u32 index) {
                                             if (key.ifindex == ifindex) remote_doomed.emplace_back(key, index);
                                           });
   for (const auto& [key, index] : remote_doomed) {
     if (bpf_map__delete_elem(skel_->maps.vigil_remote, &key, sizeof(key), 0) != 0) continue;
-    if (index >= VIGIL_MAX_REMOTE_KEYS) continue;
+    if (index >= remote_keys_) continue;
     remote_values_->zero(index);
     bpf_map_update_elem(bpf_map__fd(skel_->maps.vigil_remote_free), nullptr, &index, BPF_ANY);
   }

@@ -43,6 +43,12 @@ struct DatapathOptions {
   // Size of the lookback capture ring buffer (vigil_capture_rb) in bytes: a power of two and a
   // multiple of the page size, at most 1 GiB. Memory is taken at load, captures on or not.
   uint32_t capture_ring_bytes = 8u << 20;
+  // Pod interfaces the datapath holds at once (config `max_pods`, at most VIGIL_MAX_PODS), and
+  // remote-context keys (`remote_context.max_keys`, at most VIGIL_MAX_REMOTE_KEYS; 1 when no
+  // pod opts in). They size the maps that hold an entry per CPU, whose memory is otherwise the
+  // largest node's on every node (hundreds of MiB on 64 CPUs).
+  uint32_t max_pods = 256;
+  uint32_t remote_keys = 16384;
 };
 
 // How many pods are marked for capture, shared by the datapath (which marks them) and the
@@ -95,6 +101,8 @@ class Datapath {
   Result<void> attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id = 0);
   // The traffic slots in use: host-side ifindex -> index into the vigil_traffic array.
   const std::map<uint32_t, uint32_t>& traffic_slots() const { return slot_of_; }
+  uint32_t max_pods() const { return max_pods_; }
+  uint32_t remote_keys() const { return remote_keys_; }
   // Removes only Vigil's programs (a clsact qdisc stays for others that may use it).
   void detach_tc(uint32_t ifindex);
 
@@ -169,6 +177,7 @@ class Datapath {
   std::shared_ptr<CaptureActivity> capture_activity_ = std::make_shared<CaptureActivity>();
   std::map<uint32_t, uint32_t> pod_of_;         // ifindex -> pod id, when known
   std::vector<bool> slot_taken_;
+  uint32_t max_pods_ = 0, remote_keys_ = 0;  // DatapathOptions', set at load
   uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)
   // vigil_traffic and vigil_remote_values, mapped ([cpu][index], bpf/vigil_abi.h).
   std::unique_ptr<CpuArray<vigil_traffic_value>> traffic_;

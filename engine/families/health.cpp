@@ -78,7 +78,7 @@ class HealthFamily : public Family {
     // The traffic array's occupancy is the slots the agent has handed out.
     Labels traffic = make_labels({{"map", "vigil_traffic"}});
     ctx.store.set("vigil_bpf_map_entries", traffic, static_cast<double>(ctx.datapath.traffic_slots().size()));
-    ctx.store.set("vigil_bpf_map_max_entries", traffic, VIGIL_MAX_PODS);
+    ctx.store.set("vigil_bpf_map_max_entries", traffic, ctx.datapath.max_pods());
     for (const auto& p : ctx.datapath.program_stats()) {
       Labels l = make_labels({{"program", p.name}});
       ctx.store.set("vigil_bpf_program_runs_total", l, static_cast<double>(p.run_count));

@@ -127,5 +127,52 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   run("rm -rf " + dir);
 }
 
+// remote_context.max_keys sizes the peer entries of the whole node (each has a counter per CPU).
+// When they run out, a new peer is counted under the pod's "other", made with its remote context
+// so that it always exists, and the shortage is counted: nothing lost, nothing misattributed.
+TEST(RemoteContext, PeersBeyondMaxKeysAreCountedUnderOther) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string pods = write_temp_file(dir, "pods.yaml",
+      "- {namespace: lab, name: pod-1, labels: {remote: \"yes\"}, netns: " + lab.prefix() + "-pod-1}\n"
+      "- {namespace: lab, name: pod-2, netns: " + lab.prefix() + "-pod-2}\n");
+  const int kMaxKeys = 10;
+  std::string config = write_temp_file(dir, "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
+      "remote_context: {pod_labels: {remote: \"yes\"}, max_peers: 50, max_keys: " + std::to_string(kMaxKeys) + "}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  for (int i = 0; i < 100; ++i) {
+    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+    int attached = 0;
+    if (j.is_array())
+      for (const auto& p : j) attached += p.value("attached", false);
+    if (attached == 2) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  // 200 distinct peers, far more than the 10 entries (2 of them pod-1's "other").
+  const int kPeers = 200;
+  auto r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
+               " udp-from-many " + lab.ip(1) + " 9000 " + std::to_string(kPeers) + " 10.251.0.1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string text = metrics_after_ticks(port);
+  EXPECT_EQ(metric_value(text, "vigil_bpf_map_max_entries", {{"map", "vigil_remote"}}), kMaxKeys);
+  const std::map<std::string, std::string> in1 = {{"pod", "pod-1"}, {"direction", "ingress"}};
+  double all = metric_sum(text, "vigil_remote_forward_packets_total", in1);
+  double other = metric_value(text, "vigil_remote_forward_packets_total",
+                              {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0);
+  // Every datagram counted, by peer or in "other" (plus the fresh pods' IPv6 chatter, local-scope).
+  EXPECT_GE(all, kPeers) << text.substr(0, 4000);
+  EXPECT_LE(all, kPeers + 40);
+  // At most the entries left after the two "other"s went to named peers (or local-scope).
+  EXPECT_GE(other, kPeers - (kMaxKeys - 2));
+  EXPECT_LE(count_series(text, "vigil_remote_forward_packets_total"), static_cast<size_t>(kMaxKeys));
+  EXPECT_GT(metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}).value_or(0), 0);
+  EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
 }  // namespace
 }  // namespace vigil::test

@@ -139,7 +139,7 @@ TEST_F(ConfigTest, Defaults) {
 
 TEST_F(ConfigTest, UnknownKeys) {
   EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
-            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)");
+            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, max_pods, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)");
   EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file, kubernetes)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
             "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, url_file, url_env, urls, headers, "
@@ -151,7 +151,7 @@ TEST_F(ConfigTest, UnknownKeys) {
 
 TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(error_of("- node\n"),
-            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api");
+            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, max_pods, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api");
   EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
   EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
   EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
@@ -251,7 +251,7 @@ TEST_F(ConfigTest, YamlSyntaxErrorsHaveALine) {
 
 TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
   EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
-            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)\n"
+            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, max_pods, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)\n"
             "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
             "config.yaml:4: notifiers[0]: missing key 'type' (webhook, slack, pagerduty, alertmanager or log)");
 }
@@ -379,6 +379,28 @@ TEST_F(ConfigTest, RemoteContextSection) {
   EXPECT_EQ(error_of("remote_context:\n  max_peers: 0\n"), "config.yaml:2: remote_context.max_peers: must be from 1 to 10000");
   EXPECT_EQ(error_of("remote_context:\n  namespaces: shop\n"),
             "config.yaml:2: remote_context.namespaces: expected a list of namespace names");
+  // max_keys: what the per-CPU peer counters are sized for; off (the default) needs none.
+  EXPECT_EQ(c->remote_context.max_keys, 16384u);
+  EXPECT_TRUE(c->remote_context.enabled());
+  EXPECT_FALSE(d->remote_context.enabled());
+  auto k = parse("remote_context:\n  pod_labels: {tier: web}\n  max_keys: 65536\n");
+  ASSERT_TRUE(k.ok()) << k.error().message;
+  EXPECT_EQ(k->remote_context.max_keys, 65536u);
+  EXPECT_TRUE(k->remote_context.enabled());
+  EXPECT_EQ(error_of("remote_context:\n  max_keys: 65537\n"), "config.yaml:2: remote_context.max_keys: must be from 1 to 65536");
+  EXPECT_EQ(error_of("remote_context:\n  max_keys: 0\n"), "config.yaml:2: remote_context.max_keys: must be from 1 to 65536");
+}
+
+TEST_F(ConfigTest, MaxPodsSizesTheDatapath) {
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->max_pods, 256u);
+  auto c = parse("max_pods: 110\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->max_pods, 110u);
+  EXPECT_EQ(error_of("tick: 1s\nmax_pods: 4097\n"), "config.yaml:2: max_pods: must be from 1 to 4096");
+  EXPECT_EQ(error_of("max_pods: 0\n"), "config.yaml:1: max_pods: must be from 1 to 4096");
+  EXPECT_EQ(error_of("max_pods: many\n"), "config.yaml:1: max_pods: expected an integer");
 }
 
 TEST_F(ConfigTest, ApiServerSection) {

@@ -67,6 +67,7 @@ node: "@NODE_NAME@"
 listen: "0.0.0.0:{{ .Values.agent.port }}"
 tick: {{ .Values.agent.tick | quote }}
 state_dir: /var/lib/vigil
+max_pods: {{ .Values.agent.maxPods }}
 pods:
   source: kubernetes
   kubernetes:
