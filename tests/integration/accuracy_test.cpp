@@ -44,11 +44,7 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
       "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\nremote_context: {namespaces: [lab], max_peers: 8}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
-  for (int i = 0; i < 100; ++i) {
-    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-    if (j.is_array() && j.size() == 2 && j[0].value("attached", false) && j[1].value("attached", false)) break;
-    std::this_thread::sleep_for(100ms);
-  }
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   auto value = [&](const std::string& text, const std::string& name, std::map<std::string, std::string> l) {
     return metric_value(text, name, l).value_or(0);
   };

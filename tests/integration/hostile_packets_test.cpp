@@ -110,15 +110,7 @@ class HostilePackets : public ::testing::Test {
                                          "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                        dir_ + "/agent.log");
-    for (int i = 0; i < 100; ++i) {
-      auto j = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/pods"), nullptr, false);
-      int attached = 0;
-      if (j.is_array())
-        for (const auto& p : j) attached += p.value("attached", false);
-      if (attached == 3) return;
-      std::this_thread::sleep_for(100ms);
-    }
-    FAIL() << "agent did not attach:\n" << agent_->log();
+    ASSERT_TRUE(wait_for_attached(port_, 3)) << "agent did not attach:\n" << agent_->log();
   }
   void TearDown() override {
     capture_.reset();

@@ -26,11 +26,7 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
                                        "remote_context: {namespaces: [lab], max_peers: 8}\n"
                                        "apiserver: {addresses: [\"" + lab.ip(2) + ":8080\"]}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
-  for (int i = 0; i < 100; ++i) {
-    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-    if (j.is_array() && j.size() == 2 && j[0].value("attached", false) && j[1].value("attached", false)) break;
-    std::this_thread::sleep_for(100ms);
-  }
+  EXPECT_TRUE(wait_for_attached(port, 2)) << agent.log();  // the checks below then say what is missing
   // Traffic that fills every family: HTTP (flags, RTT, connections), a refused connect, drops.
   lab.cmd("http 1 2 50 1");
   run("ip netns exec " + lab.prefix() + "-pod-1 bash -c '(exec 3<>/dev/tcp/" + lab.ip(2) + "/81) 2>/dev/null; true'");

@@ -31,29 +31,29 @@ std::string tcp_lines(const std::string& text) {
   return out;
 }
 
+// Writes pods.yaml (pods 1..`pods` of the lab; pod-1 alone carries the label that opts in) and
+// vigil.yaml with remote context `{pod_labels: {remote: "yes"}, <remote>}` into `dir`.
+std::string write_config(const Lab& lab, int pods, const std::string& dir, int port, const std::string& remote) {
+  std::string yaml;
+  for (int p = 1; p <= pods; ++p)
+    yaml += "- {namespace: lab, name: pod-" + std::to_string(p) + (p == 1 ? ", labels: {remote: \"yes\"}" : "") +
+            ", netns: " + lab.prefix() + "-pod-" + std::to_string(p) + "}\n";
+  write_temp_file(dir, "pods.yaml", yaml);
+  return write_temp_file(dir, "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
+      "remote_context: {pod_labels: {remote: \"yes\"}, " + remote + "}\n");
+}
+
 TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   VIGIL_REQUIRE_ROOT();
   Lab lab(3);
   std::string dir = make_temp_dir();
   int port = free_port();
   // Only pod-1 opts in (by label); pod-2 and pod-3 do not.
-  std::string pods = write_temp_file(dir, "pods.yaml",
-      "- {namespace: lab, name: pod-1, labels: {remote: \"yes\"}, netns: " + lab.prefix() + "-pod-1}\n"
-      "- {namespace: lab, name: pod-2, netns: " + lab.prefix() + "-pod-2}\n"
-      "- {namespace: lab, name: pod-3, netns: " + lab.prefix() + "-pod-3}\n");
   const int kMaxPeers = 50;
-  std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
-      "remote_context: {pod_labels: {remote: \"yes\"}, max_peers: " + std::to_string(kMaxPeers) + "}\n");
+  std::string config = write_config(lab, 3, dir, port, "max_peers: " + std::to_string(kMaxPeers));
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
-  for (int i = 0; i < 100; ++i) {
-    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-    int attached = 0;
-    if (j.is_array())
-      for (const auto& p : j) attached += p.value("attached", false);
-    if (attached == 3) break;
-    std::this_thread::sleep_for(100ms);
-  }
+  ASSERT_TRUE(wait_for_attached(port, 3)) << agent.log();
   // A named peer: pod-3 sends 30 datagrams to pod-1.
   lab.cmd("udp 3 1 30");
   // Drops and TCP failures by peer: pod-1 drops 20 more datagrams from pod-3, refuses nothing
@@ -135,22 +135,10 @@ TEST(RemoteContext, PeersBeyondMaxKeysAreCountedUnderOther) {
   Lab lab(2);
   std::string dir = make_temp_dir();
   int port = free_port();
-  std::string pods = write_temp_file(dir, "pods.yaml",
-      "- {namespace: lab, name: pod-1, labels: {remote: \"yes\"}, netns: " + lab.prefix() + "-pod-1}\n"
-      "- {namespace: lab, name: pod-2, netns: " + lab.prefix() + "-pod-2}\n");
   const int kMaxKeys = 10;
-  std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
-      "remote_context: {pod_labels: {remote: \"yes\"}, max_peers: 50, max_keys: " + std::to_string(kMaxKeys) + "}\n");
+  std::string config = write_config(lab, 2, dir, port, "max_peers: 50, max_keys: " + std::to_string(kMaxKeys));
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
-  for (int i = 0; i < 100; ++i) {
-    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-    int attached = 0;
-    if (j.is_array())
-      for (const auto& p : j) attached += p.value("attached", false);
-    if (attached == 2) break;
-    std::this_thread::sleep_for(100ms);
-  }
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   // 200 distinct peers, far more than the 10 entries (2 of them pod-1's "other").
   const int kPeers = 200;
   auto r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +

@@ -241,6 +241,23 @@ std::string metrics_after_ticks(int port, int ticks) {
   return text;
 }
 
+int attached_pod_count(int port) {
+  auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+  int attached = 0;
+  if (j.is_array())
+    for (const auto& p : j) attached += p.value("attached", false) ? 1 : 0;
+  return attached;
+}
+
+bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (int i = 0; i < 1000 && std::chrono::steady_clock::now() < end; ++i) {
+    if (attached_pod_count(port) == count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return attached_pod_count(port) == count;
+}
+
 double metric_sum(const std::string& text, const std::string& name, const std::map<std::string, std::string>& want) {
   std::istringstream in(text);
   std::string line, n;

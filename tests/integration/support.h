@@ -110,6 +110,12 @@ double metric_sum(const std::string& text, const std::string& name, const std::m
 // however slow a loaded machine makes the ticks. Waits at most 20 s, then returns what it has.
 std::string metrics_after_ticks(int port, int ticks = 2);
 
+// How many pods the agent listening on 127.0.0.1:`port` has attached (its /api/v1/pods); 0
+// while it does not answer.
+int attached_pod_count(int port);
+// Waits (bounded by `timeout`) until that agent has attached `count` pods.
+bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 uint64_t read_u64(const std::string& path);
 std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content);
 std::string make_temp_dir();

@@ -72,14 +72,7 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
       "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
-  for (int i = 0; i < 100; ++i) {
-    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-    int attached = 0;
-    if (j.is_array())
-      for (const auto& p : j) attached += p.value("attached", false);
-    if (attached == 2) break;
-    std::this_thread::sleep_for(100ms);
-  }
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   if (kernel_has_tcx()) {
     auto names = tcx_programs(veth);
     // (the kernel keeps the first 15 characters of a program's name)
