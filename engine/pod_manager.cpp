@@ -103,15 +103,20 @@ void PodManager::try_attach(WatchedPod& pod) {
   }
   // Counters of an earlier pod that had this ifindex must not leak into this one.
   dp_.forget_counters(iface->host_ifindex, pod.id);
+  // A failure here (a map or max_pods full, an attach refused) is retried every 2 s and logged
+  // when it first happens or changes, not on every retry.
+  auto failed = [&](const std::string& message) {
+    if (pod.last_error != message) spdlog::error("pod {}: {}", pod.spec.key(), message);
+    pod.last_error = message;
+    pod.retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  };
   if (auto r = dp_.set_pod(pod.id, iface->netns_inode, iface->ips); !r) {
-    pod.last_error = r.error().message;
-    spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);
+    failed(r.error().message);
     return;
   }
   if (auto r = dp_.attach_tc(iface->host_ifindex, iface->host_ifname, pod.id); !r) {
     dp_.forget_pod(iface->netns_inode, iface->ips);
-    pod.last_error = r.error().message;
-    spdlog::error("pod {}: {}", pod.spec.key(), r.error().message);
+    failed(r.error().message);
     return;
   }
   if (uint32_t peers = remote_ ? remote_(pod.spec) : 0) {

@@ -207,6 +207,22 @@ TEST(PodsFile, MaxPodsBoundsWhatIsAttachedAndSizesThePerCpuMaps) {
   EXPECT_LE(delta(out), kSent + 40);
   EXPECT_GE(delta(in), kSent);
   EXPECT_LE(delta(in), kSent + 40);
+
+  // The pod left out is retried (every 2 s) without saying so again, and attaches once a slot
+  // is free: here when an attached pod leaves the file.
+  auto said = [&] {
+    const std::string log = agent.log();
+    size_t n = 0;
+    for (size_t at = log.find("raise max_pods"); at != std::string::npos; at = log.find("raise max_pods", at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(said(), 1u) << agent.log();
+  std::set<std::string> all = {"pod-1", "pod-2", "pod-3"};
+  for (const auto& p : pods) all.erase(p);
+  const std::string waiting = *all.begin();
+  write_temp_file(dir, "pods.yaml", pods_yaml(lab, {std::stoi(b.substr(4)), std::stoi(waiting.substr(4))}));
+  EXPECT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{b, waiting}; }, 10s)) << agent.log();
+  EXPECT_EQ(said(), 1u) << agent.log();
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
 }
