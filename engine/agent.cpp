@@ -138,6 +138,9 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   rules::EngineOptions opts;
   opts.node = config.node;
   opts.tick_seconds = config.tick_seconds;
+  opts.memory_limit_bytes = config.rule_limits.memory_bytes;
+  opts.instruction_limit = config.rule_limits.instructions;
+  opts.quarantine_after_errors = config.rule_limits.quarantine_after;
   auto names = a->dispatcher_.channel_names();
   opts.channels = std::set<std::string>(names.begin(), names.end());
   opts.check_capture_filter = [](const std::string& filter) { return actions::check_capture_filter(filter, 65535); };

@@ -36,7 +36,8 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxReportedErrors = 20;
 constexpr double kMaxTickSeconds = 3600;
 
-const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "max_pods", "pods", "rules", "notifiers", "metrics", "remote_context", "apiserver", "captures", "api"};
+const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "max_pods", "pods", "rules", "rule_limits", "notifiers", "metrics", "remote_context", "apiserver", "captures", "api"};
+const std::vector<std::string> kRuleLimitsKeys = {"memory", "instructions", "quarantine_after"};
 const std::vector<std::string> kCapturesKeys = {"enabled", "dir", "disk_quota", "max_concurrent", "max_duration", "max_bytes", "max_packets", "max_per_rule_per_hour", "before", "after", "snaplen", "lookback"};
 const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "total", "ring_buffer"};
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
@@ -268,6 +269,8 @@ class Parser {
           for (size_t i = 0; i < value.node.size(); ++i)
             if (value.node[i].IsScalar()) config.rule_patterns.push_back(value.node[i].as<std::string>());
         config.rules_base_dir = base_dir_;
+      } else if (name == "rule_limits") {
+        parse_rule_limits(value, config.rule_limits);
       } else if (name == "notifiers") {
         parse_notifiers(value, config.notifiers);
       } else if (name == "metrics") {
@@ -303,6 +306,29 @@ class Parser {
     if (!got) return;
     if (*got < lo || *got > hi) error(v.mark, path, "must be from " + range);
     else out = *got;
+  }
+
+  void parse_rule_limits(const Value& v, RuleLimitsConfig& r) {
+    auto entries = map_entries(v, "rule_limits", kRuleLimitsKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "rule_limits." + name;
+      if (name == "memory") {
+        bounded<uint64_t>(size_value(value, path), 1ull << 20, 1ull << 30, value, path, "1MiB to 1GiB", r.memory_bytes);
+      } else if (name == "instructions") {
+        std::optional<long long> n = integer_value(value, path);
+        std::optional<uint64_t> u;
+        if (n && *n >= 0) u = static_cast<uint64_t>(*n);
+        else if (n) error(value.mark, path, "must be from 100000 to 10000000000");
+        bounded<uint64_t>(u, 100'000, 10'000'000'000ull, value, path, "100000 to 10000000000", r.instructions);
+      } else if (name == "quarantine_after") {
+        std::optional<long long> n = integer_value(value, path);
+        std::optional<int> i;
+        if (n && *n >= 1 && *n <= 1000) i = static_cast<int>(*n);
+        else if (n) error(value.mark, path, "must be from 1 to 1000");
+        bounded<int>(i, 1, 1000, value, path, "1 to 1000", r.quarantine_after);
+      }
+    }
   }
 
   void parse_captures(const Value& v, CapturesConfig& c) {

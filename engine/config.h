@@ -73,6 +73,13 @@ struct ApiConfig {
   std::string token_file, token_env;
 };
 
+// What a rule file may use (docs/rules.md "Budgets"): the Lua sandbox's limits.
+struct RuleLimitsConfig {
+  uint64_t memory_bytes = 32u << 20;       // per rule file (its Lua state)
+  uint64_t instructions = 10'000'000;      // per call into Lua; per tick for custom detectors
+  int quarantine_after = 3;                // consecutive failed calls that disable a rule
+};
+
 struct Config {
   std::string path;                       // the file this came from ("" for defaults)
   std::string node;                       // default: the host name
@@ -90,6 +97,7 @@ struct Config {
   // ConfigMap key, say) is loaded like an edited one. Empty without `rules:` (the pack).
   std::vector<std::string> rule_patterns;
   std::string rules_base_dir;
+  RuleLimitsConfig rule_limits;
   // A file without `notifiers:` gets {name: default, type: log}; `notifiers: []` means none.
   std::vector<actions::NotifierConfig> notifiers;
   MetricsConfig metrics;

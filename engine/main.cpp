@@ -157,6 +157,9 @@ int cmd_rules_check(const Args& args) {
     for (const auto& n : config->notifiers) channels.insert(n.name);
     opts.channels = channels;
     opts.tick_seconds = config->tick_seconds;
+    opts.memory_limit_bytes = config->rule_limits.memory_bytes;
+    opts.instruction_limit = config->rule_limits.instructions;
+    opts.quarantine_after_errors = config->rule_limits.quarantine_after;
   }
   int failed = 0;
   // Each file is checked on its own so that one bad file does not hide another's errors.

@@ -67,6 +67,32 @@ TEST_F(Cli, AgentRefusesABrokenRuleFileBeforeStarting) {
   EXPECT_NE(r.output.find("broken.lua:4:"), std::string::npos) << r.output;
 }
 
+// rule_limits in the config bind both `rules check --config` and the agent: a file whose top
+// level runs ~300,000 instructions loads under the default 10 million and not under 100,000.
+TEST_F(Cli, RuleLimitsFromTheConfigBindRulesCheckAndTheAgent) {
+  std::string rule = write_temp_file(dir_, "busy.lua",
+                                     "local n = 0\nfor i = 1, 100000 do n = n + i end\n"
+                                     "rule { name = \"b\", metric = \"m\", detect = threshold { above = 1 } }\n");
+  const std::string base = "listen: 127.0.0.1:" + std::to_string(free_port()) +
+                           "\npods: {source: none}\nnotifiers: []\nrules: [\"busy.lua\"]\n";
+  std::string loose = write_temp_file(dir_, "loose.yaml", base);
+  std::string tight = write_temp_file(dir_, "tight.yaml", base + "rule_limits: {instructions: 100000, quarantine_after: 5}\n");
+  auto r = vigil("rules check --config " + loose + " " + rule);
+  EXPECT_EQ(r.status, 0) << r.output;
+  r = vigil("rules check --config " + tight + " " + rule);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("instruction budget exceeded (100000 instructions per call)"), std::string::npos) << r.output;
+  // The agent loads its rules under the same limits, before it touches the kernel.
+  r = vigil("agent --config " + tight);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("instruction budget exceeded (100000 instructions per call)"), std::string::npos) << r.output;
+  // A limit out of range names its key.
+  std::string bad = write_temp_file(dir_, "bad.yaml", base + "rule_limits:\n  memory: 2GiB\n");
+  r = vigil("agent --config " + bad);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("bad.yaml:6: rule_limits.memory: must be from 1MiB to 1GiB"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, UsageErrors) {
   EXPECT_EQ(vigil("").status, 2);
   auto r = vigil("agent --nope 1");

@@ -139,7 +139,7 @@ TEST_F(ConfigTest, Defaults) {
 
 TEST_F(ConfigTest, UnknownKeys) {
   EXPECT_EQ(error_of("node: a\nlisten: 127.0.0.1:1\ntik: 1s\n"),
-            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, max_pods, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)");
+            "config.yaml:3: unknown key 'tik' (known: node, listen, tick, state_dir, max_pods, pods, rules, rule_limits, notifiers, metrics, remote_context, apiserver, captures, api)");
   EXPECT_EQ(error_of("pods:\n  source: none\n  path: x\n"), "config.yaml:3: pods: unknown key 'path' (known: source, file, kubernetes)");
   EXPECT_EQ(error_of("notifiers:\n  - name: a\n    type: log\n    uri: http://x\n"),
             "config.yaml:4: notifiers[0]: unknown key 'uri' (known: name, type, url, url_file, url_env, urls, headers, "
@@ -151,7 +151,7 @@ TEST_F(ConfigTest, UnknownKeys) {
 
 TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(error_of("- node\n"),
-            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, max_pods, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api");
+            "config.yaml:1: expected a map with keys node, listen, tick, state_dir, max_pods, pods, rules, rule_limits, notifiers, metrics, remote_context, apiserver, captures, api");
   EXPECT_EQ(error_of("node: [a, b]\n"), "config.yaml:1: node: expected a string");
   EXPECT_EQ(error_of("node: \"\"\n"), "config.yaml:1: node: must not be empty");
   EXPECT_EQ(error_of("listen: {host: a}\n"), "config.yaml:1: listen: expected a string");
@@ -251,7 +251,7 @@ TEST_F(ConfigTest, YamlSyntaxErrorsHaveALine) {
 
 TEST_F(ConfigTest, SeveralErrorsAreAllReported) {
   EXPECT_EQ(error_of("tik: 1s\nlisten: nowhere\nnotifiers:\n  - name: a\n"),
-            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, max_pods, pods, rules, notifiers, metrics, remote_context, apiserver, captures, api)\n"
+            "config.yaml:1: unknown key 'tik' (known: node, listen, tick, state_dir, max_pods, pods, rules, rule_limits, notifiers, metrics, remote_context, apiserver, captures, api)\n"
             "config.yaml:2: listen: expected host:port, e.g. 127.0.0.1:9965\n"
             "config.yaml:4: notifiers[0]: missing key 'type' (webhook, slack, pagerduty, alertmanager or log)");
 }
@@ -389,6 +389,27 @@ TEST_F(ConfigTest, RemoteContextSection) {
   EXPECT_TRUE(k->remote_context.enabled());
   EXPECT_EQ(error_of("remote_context:\n  max_keys: 65537\n"), "config.yaml:2: remote_context.max_keys: must be from 1 to 65536");
   EXPECT_EQ(error_of("remote_context:\n  max_keys: 0\n"), "config.yaml:2: remote_context.max_keys: must be from 1 to 65536");
+}
+
+TEST_F(ConfigTest, RuleLimitsSection) {
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->rule_limits.memory_bytes, 32u << 20);
+  EXPECT_EQ(d->rule_limits.instructions, 10'000'000u);
+  EXPECT_EQ(d->rule_limits.quarantine_after, 3);
+  auto c = parse("rule_limits: {memory: 64MiB, instructions: 50000000, quarantine_after: 10}\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->rule_limits.memory_bytes, 64u << 20);
+  EXPECT_EQ(c->rule_limits.instructions, 50'000'000u);
+  EXPECT_EQ(c->rule_limits.quarantine_after, 10);
+  EXPECT_EQ(error_of("rule_limits:\n  memory: 512KiB\n"), "config.yaml:2: rule_limits.memory: must be from 1MiB to 1GiB");
+  EXPECT_EQ(error_of("rule_limits:\n  instructions: 10\n"),
+            "config.yaml:2: rule_limits.instructions: must be from 100000 to 10000000000");
+  EXPECT_EQ(error_of("rule_limits:\n  instructions: -5\n"),
+            "config.yaml:2: rule_limits.instructions: must be from 100000 to 10000000000");
+  EXPECT_EQ(error_of("rule_limits:\n  quarantine_after: 0\n"), "config.yaml:2: rule_limits.quarantine_after: must be from 1 to 1000");
+  EXPECT_EQ(error_of("rule_limits:\n  cpu: 1\n"),
+            "config.yaml:2: rule_limits: unknown key 'cpu' (known: memory, instructions, quarantine_after)");
 }
 
 TEST_F(ConfigTest, MaxPodsSizesTheDatapath) {
