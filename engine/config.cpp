@@ -254,10 +254,7 @@ class Parser {
           else config.tick_seconds = *d;
         }
       } else if (name == "max_pods") {
-        if (auto n = integer_value(value, name)) {
-          if (*n < 1 || *n > VIGIL_MAX_PODS) error(value.mark, name, "must be from 1 to " + std::to_string(VIGIL_MAX_PODS));
-          else config.max_pods = static_cast<uint32_t>(*n);
-        }
+        bounded_integer(value, name, 1, VIGIL_MAX_PODS, config.max_pods);
       } else if (name == "state_dir") {
         if (auto s = nonempty_string(value, name)) config.state_dir = resolve(base_dir_, *s);
       } else if (name == "pods") {
@@ -308,6 +305,14 @@ class Parser {
     else out = *got;
   }
 
+  // An integer from `lo` to `hi` into `out`, or an error naming the range.
+  template <typename T>
+  void bounded_integer(const Value& v, const std::string& path, long long lo, long long hi, T& out) {
+    long long got = static_cast<long long>(out);
+    bounded<long long>(integer_value(v, path), lo, hi, v, path, std::to_string(lo) + " to " + std::to_string(hi), got);
+    out = static_cast<T>(got);
+  }
+
   void parse_rule_limits(const Value& v, RuleLimitsConfig& r) {
     auto entries = map_entries(v, "rule_limits", kRuleLimitsKeys);
     if (!entries) return;
@@ -316,17 +321,9 @@ class Parser {
       if (name == "memory") {
         bounded<uint64_t>(size_value(value, path), 1ull << 20, 1ull << 30, value, path, "1MiB to 1GiB", r.memory_bytes);
       } else if (name == "instructions") {
-        std::optional<long long> n = integer_value(value, path);
-        std::optional<uint64_t> u;
-        if (n && *n >= 0) u = static_cast<uint64_t>(*n);
-        else if (n) error(value.mark, path, "must be from 100000 to 10000000000");
-        bounded<uint64_t>(u, 100'000, 10'000'000'000ull, value, path, "100000 to 10000000000", r.instructions);
+        bounded_integer(value, path, 100'000, 10'000'000'000ll, r.instructions);
       } else if (name == "quarantine_after") {
-        std::optional<long long> n = integer_value(value, path);
-        std::optional<int> i;
-        if (n && *n >= 1 && *n <= 1000) i = static_cast<int>(*n);
-        else if (n) error(value.mark, path, "must be from 1 to 1000");
-        bounded<int>(i, 1, 1000, value, path, "1 to 1000", r.quarantine_after);
+        bounded_integer(value, path, 1, 1000, r.quarantine_after);
       }
     }
   }
@@ -476,15 +473,9 @@ class Parser {
           if (auto s = string_value(lv, path + "." + kv.first.Scalar())) remote.pod_labels[kv.first.Scalar()] = *s;
         }
       } else if (name == "max_peers") {
-        if (auto n = integer_value(value, path)) {
-          if (*n < 1 || *n > 10000) error(value.mark, path, "must be from 1 to 10000");
-          else remote.max_peers = static_cast<uint32_t>(*n);
-        }
+        bounded_integer(value, path, 1, 10000, remote.max_peers);
       } else if (name == "max_keys") {
-        if (auto n = integer_value(value, path)) {
-          if (*n < 1 || *n > VIGIL_MAX_REMOTE_KEYS) error(value.mark, path, "must be from 1 to " + std::to_string(VIGIL_MAX_REMOTE_KEYS));
-          else remote.max_keys = static_cast<uint32_t>(*n);
-        }
+        bounded_integer(value, path, 1, VIGIL_MAX_REMOTE_KEYS, remote.max_keys);
       }
     }
   }
@@ -701,10 +692,7 @@ class Parser {
         backoff_max_set = true;
         bounded<double>(duration_value(value, path), 0.01, 3600, value, path, "10ms to 1h", k.backoff_max_seconds);
       } else if (name == "owner_cache_size") {
-        if (auto n = integer_value(value, path)) {
-          if (*n < 0 || *n > 1000000) error(value.mark, path, "must be from 0 to 1000000");
-          else k.owner_cache_size = static_cast<size_t>(*n);
-        }
+        bounded_integer(value, path, 0, 1000000, k.owner_cache_size);
       }
     }
     if (!backoff_max_set) k.backoff_max_seconds = std::max(k.backoff_max_seconds, k.backoff_initial_seconds);
