@@ -34,7 +34,8 @@ Result<std::unique_ptr<CaptureSource>> CaptureSource::start(Datapath& datapath, 
   const int ring_fd = datapath.capture_ring_fd();
   if (ring_fd < 0) return make_error("capture source: the datapath has no capture ring buffer");
   std::unique_ptr<CaptureSource> source(
-      new CaptureSource(sink, datapath.capture_lost_fd(), datapath.errors_fd(), options, datapath.capture_activity()));
+      new CaptureSource(sink, datapath.capture_lost_fd(), datapath.max_pods(), datapath.errors_fd(), options,
+                        datapath.capture_activity()));
   source->ring_ = ring_buffer__new(ring_fd, &CaptureSource::on_record, source.get(), nullptr);
   if (!source->ring_) return make_error(std::string("capture source: open ring buffer vigil_capture_rb: ") + std::strerror(errno));
   source->refresh_clock();
@@ -42,15 +43,14 @@ Result<std::unique_ptr<CaptureSource>> CaptureSource::start(Datapath& datapath, 
   return source;
 }
 
-CaptureSource::CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options,
-                             std::shared_ptr<CaptureActivity> activity)
-    : sink_(sink), lost_fd_(lost_fd), errors_fd_(errors_fd), options_(options), activity_(std::move(activity)) {
-  bpf_map_info info{};
-  uint32_t len = sizeof(info);
-  lost_slots_ = VIGIL_MAX_PODS;
-  if (lost_fd_ >= 0 && bpf_obj_get_info_by_fd(lost_fd_, &info, &len) == 0 && info.max_entries > 0)
-    lost_slots_ = std::min<uint32_t>(info.max_entries, VIGIL_MAX_PODS);
-}
+CaptureSource::CaptureSource(PacketSink& sink, int lost_fd, uint32_t lost_slots, int errors_fd,
+                             CaptureSourceOptions options, std::shared_ptr<CaptureActivity> activity)
+    : sink_(sink),
+      lost_fd_(lost_fd),
+      errors_fd_(errors_fd),
+      lost_slots_(lost_slots),
+      options_(options),
+      activity_(std::move(activity)) {}
 
 CaptureSource::~CaptureSource() {
   stop_.store(true);

@@ -97,7 +97,7 @@ class CaptureSource {
   CaptureSourceStats stats() const;  // any thread
 
  private:
-  CaptureSource(PacketSink& sink, int lost_fd, int errors_fd, CaptureSourceOptions options,
+  CaptureSource(PacketSink& sink, int lost_fd, uint32_t lost_slots, int errors_fd, CaptureSourceOptions options,
                 std::shared_ptr<CaptureActivity> activity);
   static int on_record(void* ctx, void* data, size_t size);
   void run();
@@ -109,7 +109,7 @@ class CaptureSource {
   PacketSink& sink_;
   std::unique_ptr<PacketSink> owned_sink_;
   int lost_fd_, errors_fd_;
-  uint32_t lost_slots_ = 0;  // vigil_capture_lost's entries (the datapath's max_pods)
+  uint32_t lost_slots_;  // vigil_capture_lost's entries: the datapath's max_pods
   CaptureSourceOptions options_;
   std::shared_ptr<CaptureActivity> activity_;  // the datapath's: whether any pod is marked
   ring_buffer* ring_ = nullptr;

@@ -260,12 +260,7 @@ class Parser {
       } else if (name == "pods") {
         parse_pods(value, config.pods);
       } else if (name == "rules") {
-        parse_rules(value, config.rules);
-        config.rule_patterns.clear();
-        if (value.node.IsSequence())
-          for (size_t i = 0; i < value.node.size(); ++i)
-            if (value.node[i].IsScalar()) config.rule_patterns.push_back(value.node[i].as<std::string>());
-        config.rules_base_dir = base_dir_;
+        parse_rules(value, config);
       } else if (name == "rule_limits") {
         parse_rule_limits(value, config.rule_limits);
       } else if (name == "notifiers") {
@@ -708,18 +703,24 @@ class Parser {
     }
   }
 
-  void parse_rules(const Value& v, std::vector<std::string>& rules) {
+  // Expands the patterns into config.rules and keeps them as written (rule_patterns), for the
+  // agent to expand again as files come and go.
+  void parse_rules(const Value& v, Config& config) {
     if (!v.node.IsSequence()) {
       error(v.mark, "rules", "expected a list of rule files or glob patterns");
       return;
     }
+    auto& rules = config.rules;
     rules.clear();
+    config.rule_patterns.clear();
+    config.rules_base_dir = base_dir_;
     std::set<std::string> seen;
     for (size_t i = 0; i < v.node.size(); ++i) {
       const std::string path = "rules[" + std::to_string(i) + "]";
       const Value item = value_of(v.node[i]);
       auto pattern = nonempty_string(item, path);
       if (!pattern) continue;
+      config.rule_patterns.push_back(*pattern);
       auto files = expand_one(*pattern, base_dir_);
       if (!files) {
         error(item.mark, path, files.error().message);
