@@ -139,7 +139,10 @@ enum vigil_error_site {
   VIGIL_ERR_DNS_PENDING_FULL = 6, /* a request could not be stored in vigil_dns_pending */
   VIGIL_ERR_DNS_LOAD_BYTES = 7,   /* bpf_skb_load_bytes failed inside bounds already checked */
   VIGIL_ERR_CAPTURE_RING_FULL = 8, /* a captured packet found vigil_capture_rb full (also in vigil_capture_lost) */
-  VIGIL_ERR_MAX = 9,
+  VIGIL_ERR_DNS_TCP_UNTRACKED = 9, /* a DNS-over-TCP message not counted: its header or question lay
+                                    * across segments, or bytes of its stream went missing before
+                                    * this hook (docs: bpf/lib/dns.h) */
+  VIGIL_ERR_MAX = 10,
 };
 
 /* Remote context: traffic of an opted-in pod by remote address and direction.

@@ -17,7 +17,7 @@ static_assert(offsetof(vigil_drop_key, reason) == 4);
 static_assert(offsetof(vigil_drop_key, direction) == 6);
 static_assert(sizeof(vigil_drop_value) == 16);
 static_assert(sizeof(vigil_ip_key) == 16);
-static_assert(VIGIL_ERR_MAX == 9 && VIGIL_ERR_CAPTURE_RING_FULL == 8);
+static_assert(VIGIL_ERR_MAX == 10 && VIGIL_ERR_CAPTURE_RING_FULL == 8 && VIGIL_ERR_DNS_TCP_UNTRACKED == 9);
 static_assert(sizeof(vigil_remote_key) == 24);
 static_assert(offsetof(vigil_remote_key, addr) == 8);
 static_assert(sizeof(vigil_slot) == 32);

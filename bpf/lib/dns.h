@@ -4,9 +4,8 @@
  * What counts as a well-formed message (anything else is counted once as malformed DNS and
  * never attributed to a qtype or rcode):
  *   - UDP: the datagram (bounded by its UDP length) holds the 12-byte header.
- *     TCP: the segment's payload starts with the 2-byte length (>= 12) and holds the header;
- *     a segment with less payload (an ACK, a FIN, a length sent alone) is ignored, not
- *     malformed, since without stream state it cannot be told from a message start.
+ *     TCP (RFC 7766): each message follows its 2-byte length (>= 12), at the places the stream
+ *     says (below), and the header and question lie in one segment.
  *   - QDCOUNT is exactly 1, or 0 in a response (servers may answer FORMERR or NOTIMP without a
  *     question; such a response counts with qtype OTHER). A request without a question, or
  *     any message with more than one (RFC 9619), is malformed.
@@ -16,6 +15,17 @@
  *     message is malformed. QTYPE and QCLASS must follow inside the message.
  * The opcode, QCLASS and the other sections are not checked.
  *
+ * DNS over TCP: one segment may hold several messages, one message may span several segments,
+ * its length may come in a segment of its own, and a segment may come again (retransmitted,
+ * when it was lost after this hook). Each connection's direction on each pod interface keeps,
+ * in vigil_dns_streams, the sequence number where its next length or message starts: a message
+ * is counted when the segment that holds its start passes, once; bytes before that place
+ * (retransmissions, the rest of a long message) are skipped, not parsed. A SYN sets the place.
+ * A connection first seen after it opened (the agent started later, or its LRU entry went) is
+ * taken to start a message at its next segment with data. Not counted, as dns_tcp_untracked in
+ * vigil_errors: a message whose header or question lies across two segments, and everything
+ * after a gap (bytes of the stream that never passed this hook), where message starts cannot be
+ * told any more. *
  * Latency: a request stores bpf_ktime_get_ns() under (ifindex, id, client port and address,
  * direction, protocol); the response in the opposite direction on the same pod takes it. A
  * retransmitted request restarts the clock. Responses with no stored request are counted as
@@ -30,6 +40,9 @@
 #define VIGIL_DNS_PORT 53
 #define VIGIL_DNS_HDR_LEN 12
 #define VIGIL_DNS_MAX_NAME 255
+#define VIGIL_DNS_MAX_STREAMS 8192
+/* Framing steps (a length, or a message) taken in one TCP segment: 32 messages of a segment. */
+#define VIGIL_DNS_TCP_STEPS 64
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -52,6 +65,35 @@ struct {
   __type(key, struct vigil_dns_pending_key);
   __type(value, __u64);
 } vigil_dns_pending SEC(".maps");
+
+/* DNS over TCP: one connection's direction on one pod interface. */
+struct vigil_dns_stream_key {
+  __u8 saddr[16];
+  __u8 daddr[16];
+  __u32 ifindex;
+  __u16 sport, dport;
+};
+
+enum vigil_dns_phase {
+  VIGIL_DNS_AT_LEN = 0,  /* the 2-byte length of the next message starts at `next` */
+  VIGIL_DNS_AT_LOW = 1,  /* its second byte is at `next` (the first is in len) */
+  VIGIL_DNS_AT_MSG = 2,  /* a message of len bytes starts at `next` */
+  VIGIL_DNS_LOST = 3,    /* bytes went missing: where messages start is not known any more */
+};
+
+struct vigil_dns_stream {
+  __u32 next;  /* TCP sequence number of the next byte to read */
+  __u16 len;
+  __u8 phase;  /* enum vigil_dns_phase */
+  __u8 pad;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, VIGIL_DNS_MAX_STREAMS);
+  __type(key, struct vigil_dns_stream_key);
+  __type(value, struct vigil_dns_stream);
+} vigil_dns_streams SEC(".maps");
 
 /* Creating a latency entry needs a zero value; 408 bytes do not fit next to the other
  * programs' locals in the 512-byte stack, so it lives in global data. */
@@ -94,6 +136,7 @@ enum {
   VIGIL_DNS_OK = 0,
   VIGIL_DNS_BAD = -1,   /* the message is malformed */
   VIGIL_DNS_FAULT = -2, /* a helper failed: counted in vigil_errors, the message is not counted */
+  VIGIL_DNS_SHORT = -3, /* the name runs past the end given */
 };
 
 /* Walks the question name that starts at `off`; on success *qtype_off is where QTYPE is. */
@@ -103,7 +146,7 @@ static __always_inline int vigil_dns_walk_name(struct __sk_buff *skb, __u32 off,
 #pragma clang loop unroll(disable)
   for (int i = 0; i < 128; i++) {
     __u8 len;
-    if (off >= end) return VIGIL_DNS_BAD; /* runs past the message */
+    if (off >= end) return VIGIL_DNS_SHORT;
     if (bpf_skb_load_bytes(skb, off, &len, 1)) {
       count_error(VIGIL_ERR_DNS_LOAD_BYTES);
       return VIGIL_DNS_FAULT;
@@ -179,50 +222,29 @@ static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct 
   l->sum_ns[side & 1] += ns;
 }
 
-/* Called for every parsed TCP/UDP packet to or from port 53; v is the pod's traffic value, dir
- * the pod's direction. */
-static __always_inline void vigil_dns_observe(struct __sk_buff *skb, const struct vigil_pkt *pkt,
-                                              struct vigil_traffic_value *v, int dir) {
-  dir &= 1;
-  __u32 skb_len = skb->len;
-  __u32 msg_off, msg_end;
-  struct vigil_dns_hdr h;
-  if (pkt->l4_proto == VIGIL_IPPROTO_UDP) {
-    struct {
-      __u16 sport, dport, len, check;
-      struct vigil_dns_hdr h;
-    } u;
-    msg_off = pkt->payload_off;
-    if (skb_len < msg_off + VIGIL_DNS_HDR_LEN) goto malformed;
-    if (bpf_skb_load_bytes(skb, pkt->l4_off, &u, sizeof(u))) {
-      count_error(VIGIL_ERR_DNS_LOAD_BYTES);
-      return;
-    }
-    /* The UDP length, not the frame, bounds the message: Ethernet padding is not DNS. */
-    msg_end = pkt->l4_off + bpf_ntohs(u.len);
-    if (msg_end > skb_len) msg_end = skb_len;
-    if (msg_end < msg_off + VIGIL_DNS_HDR_LEN) goto malformed;
-    h = u.h;
-  } else if (pkt->l4_proto == VIGIL_IPPROTO_TCP) {
-    struct {
-      __u16 len;
-      struct vigil_dns_hdr h;
-    } t;
-    msg_off = pkt->payload_off + 2;
-    if (skb_len < msg_off + VIGIL_DNS_HDR_LEN) return; /* no message starts in this segment */
-    if (bpf_skb_load_bytes(skb, pkt->payload_off, &t, sizeof(t))) {
-      count_error(VIGIL_ERR_DNS_LOAD_BYTES);
-      return;
-    }
-    __u32 len = bpf_ntohs(t.len);
-    if (len < VIGIL_DNS_HDR_LEN) goto malformed;
-    msg_end = msg_off + len;
-    if (msg_end > skb_len) msg_end = skb_len; /* the rest follows in later segments */
-    h = t.h;
-  } else {
-    return;
-  }
+/* What vigil_dns_message() did with a message. */
+enum {
+  VIGIL_DNS_COUNTED = 0,
+  VIGIL_DNS_MALFORMED = 1, /* the caller counts it as malformed DNS */
+  VIGIL_DNS_UNTRACKED = 2, /* its header or question goes on in a later segment: not counted */
+  VIGIL_DNS_FAILED = 3,    /* a helper failed (counted in vigil_errors) */
+};
 
+#define VIGIL_DNS_WHOLE 2 /* with the direction in vigil_dns_message's `how` */
+
+/* Counts the message at [off, end) of the packet, as the pod saw it in direction `how & 1`;
+ * `how & VIGIL_DNS_WHOLE` is 0 when the message goes on past `end`, in later TCP segments.
+ * Global, so that the verifier checks it once, not once for each of the messages a TCP segment
+ * may hold (and five arguments at most: hence `how`). */
+__noinline int vigil_dns_message(struct __sk_buff *skb, const struct vigil_pkt *pkt, __u32 off, __u32 end, __u32 how) {
+  if (!pkt) return VIGIL_DNS_FAILED;
+  const __u32 dir = how & 1, whole = how & VIGIL_DNS_WHOLE;
+  if (end < off + VIGIL_DNS_HDR_LEN) return whole ? VIGIL_DNS_MALFORMED : VIGIL_DNS_UNTRACKED;
+  struct vigil_dns_hdr h;
+  if (bpf_skb_load_bytes(skb, off, &h, sizeof(h))) {
+    count_error(VIGIL_ERR_DNS_LOAD_BYTES);
+    return VIGIL_DNS_FAILED;
+  }
   __u16 flags = bpf_ntohs(h.flags);
   __u16 qdcount = bpf_ntohs(h.qdcount);
   int qr = flags >> 15;
@@ -235,24 +257,125 @@ static __always_inline void vigil_dns_observe(struct __sk_buff *skb, const struc
   };
   if (qdcount == 1) {
     __u32 qtype_off = 0;
-    int r = vigil_dns_walk_name(skb, msg_off + VIGIL_DNS_HDR_LEN, msg_end, &qtype_off);
-    if (r == VIGIL_DNS_FAULT) return;
-    if (r != VIGIL_DNS_OK || qtype_off + 4 > msg_end) goto malformed;
+    int r = vigil_dns_walk_name(skb, off + VIGIL_DNS_HDR_LEN, end, &qtype_off);
+    if (r == VIGIL_DNS_FAULT) return VIGIL_DNS_FAILED;
+    if (r == VIGIL_DNS_SHORT || (r == VIGIL_DNS_OK && qtype_off + 4 > end))
+      return whole ? VIGIL_DNS_MALFORMED : VIGIL_DNS_UNTRACKED;
+    if (r != VIGIL_DNS_OK) return VIGIL_DNS_MALFORMED;
     __u16 qtype;
     if (bpf_skb_load_bytes(skb, qtype_off, &qtype, 2)) {
       count_error(VIGIL_ERR_DNS_LOAD_BYTES);
-      return;
+      return VIGIL_DNS_FAILED;
     }
     key.qtype = vigil_dns_qtype_bucket(bpf_ntohs(qtype));
   } else if (!(qr && qdcount == 0)) {
-    goto malformed;
+    return VIGIL_DNS_MALFORMED;
   }
   vigil_dns_count(&key);
   vigil_dns_match(skb, pkt, h.id, qr, dir);
-  return;
+  return VIGIL_DNS_COUNTED;
+}
 
-malformed:
-  v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
+/* A TCP segment to or from port 53: the messages whose starts it holds, where the stream says
+ * they are (see the top of this file). */
+static __always_inline void vigil_dns_tcp(struct __sk_buff *skb, const struct vigil_pkt *pkt,
+                                          struct vigil_traffic_value *v, int dir) {
+  struct vigil_dns_stream_key key = {};
+  __builtin_memcpy(key.saddr, pkt->saddr, 16);
+  __builtin_memcpy(key.daddr, pkt->daddr, 16);
+  key.ifindex = skb->ifindex;
+  key.sport = pkt->sport;
+  key.dport = pkt->dport;
+  __u32 seq;
+  if (bpf_skb_load_bytes(skb, pkt->l4_off + 4, &seq, 4)) {
+    count_error(VIGIL_ERR_DNS_LOAD_BYTES);
+    return;
+  }
+  seq = bpf_ntohl(seq);
+  if (pkt->tcp_flags & 0x02) { /* SYN: the stream's first byte comes next (data on a SYN is not read) */
+    struct vigil_dns_stream fresh = {.next = seq + 1, .phase = VIGIL_DNS_AT_LEN};
+    bpf_map_update_elem(&vigil_dns_streams, &key, &fresh, BPF_ANY);
+    return;
+  }
+  const __u32 payload = pkt->l3_end > pkt->payload_off ? pkt->l3_end - pkt->payload_off : 0;
+  if (payload == 0) return;
+  struct vigil_dns_stream *st = bpf_map_lookup_elem(&vigil_dns_streams, &key);
+  if (!st) {
+    struct vigil_dns_stream fresh = {.next = seq, .phase = VIGIL_DNS_AT_LEN};
+    bpf_map_update_elem(&vigil_dns_streams, &key, &fresh, BPF_NOEXIST);
+    st = bpf_map_lookup_elem(&vigil_dns_streams, &key);
+    if (!st) return;
+  }
+  const __u32 end_seq = seq + payload;
+  dir &= 1;
+  for (int i = 0; i < VIGIL_DNS_TCP_STEPS; i++) {
+    const __u32 next = st->next;
+    if ((__s32)(next - end_seq) >= 0) break; /* the next start is in a later segment */
+    const __s32 rel = (__s32)(next - seq);
+    if (st->phase == VIGIL_DNS_LOST) break;
+    if (rel < 0) { /* bytes between next and this segment never passed here */
+      st->phase = VIGIL_DNS_LOST;
+      count_error(VIGIL_ERR_DNS_TCP_UNTRACKED);
+      break;
+    }
+    const __u32 pos = pkt->payload_off + (__u32)rel;
+    const __u32 avail = end_seq - next;
+    __u8 b[2];
+    if (st->phase == VIGIL_DNS_AT_LEN && avail >= 2) {
+      if (bpf_skb_load_bytes(skb, pos, b, 2)) {
+        count_error(VIGIL_ERR_DNS_LOAD_BYTES);
+        break;
+      }
+      st->len = ((__u16)b[0] << 8) | b[1];
+      st->next = next + 2;
+      st->phase = VIGIL_DNS_AT_MSG;
+    } else if (st->phase == VIGIL_DNS_AT_LEN || st->phase == VIGIL_DNS_AT_LOW) {
+      if (bpf_skb_load_bytes(skb, pos, b, 1)) {
+        count_error(VIGIL_ERR_DNS_LOAD_BYTES);
+        break;
+      }
+      if (st->phase == VIGIL_DNS_AT_LEN) {
+        st->len = (__u16)b[0] << 8;
+        st->phase = VIGIL_DNS_AT_LOW;
+      } else {
+        st->len |= b[0];
+        st->phase = VIGIL_DNS_AT_MSG;
+      }
+      st->next = next + 1;
+    } else {
+      const __u32 len = st->len;
+      int r;
+      if (len < VIGIL_DNS_HDR_LEN) r = VIGIL_DNS_MALFORMED;
+      else if (len <= avail) r = vigil_dns_message(skb, pkt, pos, pos + len, dir | VIGIL_DNS_WHOLE);
+      else r = vigil_dns_message(skb, pkt, pos, pos + avail, dir);
+      if (r == VIGIL_DNS_MALFORMED) v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
+      else if (r == VIGIL_DNS_UNTRACKED) count_error(VIGIL_ERR_DNS_TCP_UNTRACKED);
+      st->next = next + len;
+      st->phase = VIGIL_DNS_AT_LEN;
+    }
+  }
+}
+
+/* Called for every parsed TCP/UDP packet to or from port 53; v is the pod's traffic value, dir
+ * the pod's direction. */
+static __always_inline void vigil_dns_observe(struct __sk_buff *skb, const struct vigil_pkt *pkt,
+                                              struct vigil_traffic_value *v, int dir) {
+  dir &= 1;
+  if (pkt->l4_proto == VIGIL_IPPROTO_TCP) {
+    vigil_dns_tcp(skb, pkt, v, dir);
+    return;
+  }
+  if (pkt->l4_proto != VIGIL_IPPROTO_UDP) return;
+  __u16 ulen;
+  if (bpf_skb_load_bytes(skb, pkt->l4_off + 4, &ulen, 2)) {
+    count_error(VIGIL_ERR_DNS_LOAD_BYTES);
+    return;
+  }
+  /* The UDP length, not the frame, bounds the message: Ethernet padding is not DNS. */
+  __u32 end = pkt->l4_off + bpf_ntohs(ulen);
+  if (end > skb->len) end = skb->len;
+  if (vigil_dns_message(skb, pkt, pkt->payload_off, end, dir | VIGIL_DNS_WHOLE) == VIGIL_DNS_MALFORMED)
+    v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
 }
 
 #endif /* VIGIL_LIB_DNS_H */

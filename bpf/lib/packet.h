@@ -20,6 +20,7 @@ struct vigil_pkt {
   __u8 daddr[16] __attribute__((aligned(8)));
   __u32 l4_off;      /* offset of the L4 header from the start of the packet */
   __u32 payload_off; /* offset of the L4 payload */
+  __u32 l3_end;      /* where the IP packet ends (its length field; Ethernet padding is not in it) */
   __u16 sport, dport; /* host byte order */
   __u8 l4_proto;     /* 0 when there is no L4 header to read (non-first fragment) */
   __u8 tcp_flags;    /* raw flags byte of the TCP header */
@@ -62,6 +63,7 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     __builtin_memcpy(&p->saddr[12], &ip->saddr, 4);
     __builtin_memcpy(&p->daddr[12], &ip->daddr, 4);
     next = ip->protocol;
+    p->l3_end = off + bpf_ntohs(ip->tot_len);
     /* A non-first fragment carries no L4 header: count it, parse no further. */
     if (bpf_ntohs(ip->frag_off) & 0x1fff) {
       p->l4_proto = 0;
@@ -76,6 +78,7 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     __builtin_memcpy(p->daddr, &ip6->daddr, 16);
     p->ipv6 = 1;
     next = ip6->nexthdr;
+    p->l3_end = off + 40 + bpf_ntohs(ip6->payload_len);
     off += 40;
 #pragma unroll
     for (int i = 0; i < VIGIL_IPV6_MAX_EXT; i++) {
@@ -107,6 +110,8 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
 
   p->l4_proto = next;
   if (off > 1024) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+  /* A length of 0 (IPv6 jumbograms, BIG TCP's large GSO packets) or past the frame: the frame. */
+  if (p->l3_end <= off || p->l3_end > skb->len) p->l3_end = skb->len;
   p->l4_off = off;
   if (next == VIGIL_IPPROTO_TCP) {
     struct tcphdr *tcp = data + off;

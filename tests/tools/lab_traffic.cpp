@@ -15,10 +15,18 @@
 //   tcp-requests IP PORT COUNT TIMEOUT COUNT connections one after the other, each sending one
 //                                      request and waiting up to TIMEOUT seconds for a first byte
 //                                      back; prints "connected=N answered=M"
+//   dns-tcp IP COUNT MODE              COUNT DNS queries over one TCP connection to IP port 53,
+//                                      cycling ok.lab.test A, nx.lab.test A, example.com A (the
+//                                      lab's dnsmasq: NOERROR, NXDOMAIN, REFUSED). MODE pipeline:
+//                                      all in one write, then the answers; split: each query's
+//                                      2-byte length in a segment of its own (TCP_NODELAY, 20 ms
+//                                      apart), then its message, then its answer. Waits 20 s at
+//                                      most in all; prints "answered=N NOERROR=a NXDOMAIN=b REFUSED=c"
 // Every loop is bounded by its arguments.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -231,6 +239,80 @@ int tcp_requests(const std::string& ip, int port, long count, double timeout) {
   return 0;
 }
 
+// A DNS query over TCP: the 2-byte length, then the message (id, RD, one question, class IN).
+std::string dns_tcp_query(uint16_t id, const std::string& name, uint16_t qtype) {
+  std::string m = {static_cast<char>(id >> 8), static_cast<char>(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+  size_t start = 0;
+  while (start < name.size()) {
+    size_t dot = name.find('.', start);
+    if (dot == std::string::npos) dot = name.size();
+    m += static_cast<char>(dot - start);
+    m += name.substr(start, dot - start);
+    start = dot + 1;
+  }
+  m += std::string{0, static_cast<char>(qtype >> 8), static_cast<char>(qtype & 0xff), 0, 1};
+  return std::string{static_cast<char>(m.size() >> 8), static_cast<char>(m.size() & 0xff)} + m;
+}
+
+int dns_tcp(const std::string& ip, long count, const std::string& mode) {
+  if ((mode != "pipeline" && mode != "split") || count < 1 || count > 1000) return 2;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(53);
+  if (inet_pton(AF_INET, ip.c_str(), &to.sin_addr) != 1) return 2;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  if (mode == "split") setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+    std::perror("connect");
+    return 1;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  auto left_ms = [&] {
+    return static_cast<int>(std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 deadline - std::chrono::steady_clock::now()).count()));
+  };
+  // Reads exactly n bytes, or fails at the deadline.
+  auto read_n = [&](char* buf, size_t n) {
+    for (size_t got = 0; got < n;) {
+      if (!wait_for(fd, POLLIN, left_ms())) return false;
+      ssize_t r = recv(fd, buf + got, n - got, 0);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  };
+  long answered = 0, rcodes[16] = {};
+  auto read_answer = [&] {
+    unsigned char len[2];
+    if (!read_n(reinterpret_cast<char*>(len), 2)) return false;
+    std::string msg((len[0] << 8) | len[1], '\0');
+    if (msg.size() < 12 || !read_n(msg.data(), msg.size())) return false;
+    ++answered;
+    ++rcodes[msg[3] & 0xf];
+    return true;
+  };
+  static const std::pair<const char*, uint16_t> kNames[] = {{"ok.lab.test", 1}, {"nx.lab.test", 1}, {"example.com", 1}};
+  std::string all;
+  for (long i = 0; i < count; ++i) {
+    const auto& [name, qtype] = kNames[i % 3];
+    std::string q = dns_tcp_query(static_cast<uint16_t>(i + 1), name, qtype);
+    if (mode == "pipeline") {
+      all += q;
+      continue;
+    }
+    if (send(fd, q.data(), 2, MSG_NOSIGNAL) != 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (send(fd, q.data() + 2, q.size() - 2, MSG_NOSIGNAL) != static_cast<ssize_t>(q.size() - 2) || !read_answer()) break;
+  }
+  if (mode == "pipeline" && send(fd, all.data(), all.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(all.size()))
+    for (long i = 0; i < count && read_answer(); ++i) {
+    }
+  close(fd);
+  std::printf("answered=%ld NOERROR=%ld NXDOMAIN=%ld REFUSED=%ld\n", answered, rcodes[0], rcodes[3], rcodes[5]);
+  return 0;
+}
+
 uint16_t ip_checksum(const void* data, size_t len) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   uint32_t sum = 0;
@@ -304,6 +386,7 @@ int main(int argc, char** argv) {
   if (mode == "tcp-requests" && argc == 6) return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]));
   if (mode == "udp-blast" && argc == 6) return udp_blast(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT\n");
+  if (mode == "dns-tcp" && argc == 5) return dns_tcp(argv[2], std::atol(argv[3]), argv[4]);
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT | dns-tcp IP COUNT pipeline|split\n");
   return 2;
 }

@@ -116,9 +116,15 @@ Bytes udp(bool v6, const Addrs& a, uint16_t dport, const Bytes& payload) {
   set16(b, 6, l4_checksum(v6, a, kUdp, b));
   return b;
 }
+// Each TCP segment from a source port of its own: a connection of one segment each, so that the
+// receiver's stream tracking (DNS over TCP) takes every crafted segment as new data, as it would
+// the first segment of a connection opened before it looked, and never as a retransmission of the
+// segment before (same ports, same sequence number).
 Bytes tcp(bool v6, const Addrs& a, uint16_t dport, uint8_t flags, const Bytes& payload, uint8_t doff = 5) {
+  static uint16_t next_port = 41000;
+  if (next_port < 41000) next_port = 41000;  // wrapped
   Bytes b;
-  put16(b, kSrcPort);
+  put16(b, next_port++);
   put16(b, dport);
   for (uint16_t v : {0x1234, 0x5678, 0x0000, 0x0001}) put16(b, v);  // seq, ack
   b.push_back(static_cast<uint8_t>(doff << 4));
