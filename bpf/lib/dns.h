@@ -20,7 +20,8 @@
  * when it was lost after this hook). Each connection's direction on each pod interface keeps,
  * in vigil_dns_streams, the sequence number where its next length or message starts: a message
  * is counted when the segment that holds its start passes, once; bytes before that place
- * (retransmissions, the rest of a long message) are skipped, not parsed. A SYN sets the place.
+ * (retransmissions, the rest of a long message) are skipped, not parsed. A SYN sets the place
+ * (and its data, with TCP Fast Open, is read from there).
  * A connection first seen after it opened (the agent started later, or its LRU entry went) is
  * taken to start a message at its next segment with data. Not counted, as dns_tcp_untracked in
  * vigil_errors: a message whose header or question lies across two segments, and everything
@@ -292,12 +293,12 @@ static __always_inline void vigil_dns_tcp(struct __sk_buff *skb, const struct vi
     return;
   }
   seq = bpf_ntohl(seq);
-  if (pkt->tcp_flags & 0x02) { /* SYN: the stream's first byte comes next (data on a SYN is not read) */
+  const __u32 payload = pkt->l3_end > pkt->payload_off ? pkt->l3_end - pkt->payload_off : 0;
+  if (pkt->tcp_flags & 0x02) { /* SYN: the stream's first byte comes next */
     struct vigil_dns_stream fresh = {.next = seq + 1, .phase = VIGIL_DNS_AT_LEN};
     bpf_map_update_elem(&vigil_dns_streams, &key, &fresh, BPF_ANY);
-    return;
+    seq += 1; /* data on a SYN (TCP Fast Open) is that first byte on */
   }
-  const __u32 payload = pkt->l3_end > pkt->payload_off ? pkt->l3_end - pkt->payload_off : 0;
   if (payload == 0) return;
   struct vigil_dns_stream *st = bpf_map_lookup_elem(&vigil_dns_streams, &key);
   if (!st) {

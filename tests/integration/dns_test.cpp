@@ -268,6 +268,42 @@ TEST_F(DnsTelemetry, TcpMessagesCountedOnceAcrossSegmentsPipelinesAndRetransmiss
               total, a_queries, kBig, retransmits);
 }
 
+// A query in the SYN (TCP Fast Open, allowed without cookies in both lab namespaces) starts the
+// stream: it and the queries after it on the connection are counted, once each, on both pods.
+// (With the SYN's data not read, the stream lost its place at once: none of the six counted.)
+TEST_F(DnsTelemetry, TcpFastOpenQueryInTheSynCounted) {
+  // Client: TFO on, no cookie needed (1 | 4). Server: on, for every listener, no cookie (2 | 0x200 | 0x400).
+  ASSERT_EQ(run("ip netns exec " + ns(1) + " sysctl -qw net.ipv4.tcp_fastopen=5").status, 0);
+  ASSERT_EQ(run("ip netns exec " + ns(2) + " sysctl -qw net.ipv4.tcp_fastopen=1538").status, 0);
+  const std::string before = metrics();
+  const int kQueries = 6;
+  auto r = run("ip netns exec " + ns(1) + " timeout 30 " + binary_path("tests/tools/vigil-lab-traffic") + " dns-tcp " +
+               lab_->ip(2) + " " + std::to_string(kQueries) + " fastopen");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("answered=" + std::to_string(kQueries) + " "), std::string::npos) << r.output;
+  // The server really took the first query from a SYN.
+  auto tfo = run("ip netns exec " + ns(2) + " nstat -asz TcpExtTCPFastOpenPassive");
+  std::smatch m;
+  static const std::regex passive_re(R"(TcpExtTCPFastOpenPassive\s+(\d+))");
+  ASSERT_TRUE(std::regex_search(tfo.output, m, passive_re)) << tfo.output;
+  EXPECT_GE(std::stoi(m[1]), 1) << tfo.output;
+  auto grew = [&](const std::string& text, const std::string& name, const std::map<std::string, std::string>& l) {
+    return metric_sum(text, name, l) - metric_sum(before, name, l);
+  };
+  const std::string after = settled_metrics([&](const std::string& text) {
+    return grew(text, "vigil_dns_responses_total", {{"pod", "pod-1"}}) >= kQueries &&
+           grew(text, "vigil_dns_responses_total", {{"pod", "pod-2"}}) >= kQueries;
+  });
+  for (const char* pod : {"pod-1", "pod-2"}) {
+    SCOPED_TRACE(pod);
+    EXPECT_EQ(grew(after, "vigil_dns_requests_total", {{"pod", pod}, {"qtype", "A"}}), kQueries);
+    EXPECT_EQ(grew(after, "vigil_dns_requests_total", {{"pod", pod}}), kQueries);
+    EXPECT_EQ(grew(after, "vigil_dns_responses_total", {{"pod", pod}}), kQueries);
+    EXPECT_EQ(metric_sum(after, "vigil_malformed_packets_total", {{"pod", pod}, {"layer", "dns"}}), 0);
+  }
+  EXPECT_EQ(metric_sum(after, "vigil_bpf_errors_total", {{"site", "dns_tcp_untracked"}}), 0);
+}
+
 }  // namespace
 
 }  // namespace vigil::test
