@@ -19,6 +19,9 @@
 # ATTACH=empty measures, instead of the agent, a program that does nothing
 # (tests/bench/empty_tc.bpf.c) on the same TCX hooks of the two pods' host-side veths
 # (vigil_tcx_attach): what the hooks cost on their own on this machine.
+# BASE=empty puts that empty program on the "not attached" side instead of nothing: the ratio is
+# then what the agent costs beyond the hooks themselves, the part of the cost that is Vigil's own
+# (with ATTACH=agent only).
 # Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,7 +35,10 @@ target=0.97
 [[ $settle =~ ^[0-9]+$ && $settle -le 30 ]] || bench_die "SETTLE must be 0..30"
 
 attach=${ATTACH:-agent}
+base=${BASE:-none}
 [[ $attach == agent || $attach == empty ]] || bench_die "ATTACH must be agent or empty"
+[[ $base == none || $base == empty ]] || bench_die "BASE must be none or empty"
+[[ $base == none || $attach == agent ]] || bench_die "BASE=empty compares the agent with the empty program: ATTACH=agent only"
 bench_init wrk curl
 bench_lab_up 2 bw
 lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
@@ -44,18 +50,14 @@ bench_on_exit bench_agent_stop
 
 # What is attached for the "attached" side: the agent, or the empty program on its hooks.
 empty_pid=
-if [[ $attach == empty ]]; then
+if [[ $attach == empty || $base == empty ]]; then
   tcx_attach=$bench_build/tests/bench/vigil_tcx_attach
   [[ -x $tcx_attach ]] || bench_die "$tcx_attach not built (make build)"
   command -v clang >/dev/null || bench_die "clang is needed for ATTACH=empty"
   clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
     -c "$bench_repo/tests/bench/empty_tc.bpf.c" -o "$bench_tmp/empty_tc.bpf.o" || bench_die "clang -target bpf empty_tc.bpf.c failed"
 fi
-attach_start() {
-  if [[ $attach == agent ]]; then
-    bench_agent_start "$config" 2
-    return
-  fi
+empty_start() {
   "$tcx_attach" "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)" >"$bench_tmp/tcx.out" 2>&1 &
   empty_pid=$!
   local i
@@ -66,17 +68,18 @@ attach_start() {
   done
   bench_die "vigil_tcx_attach did not attach within 10 s"
 }
-attach_stop() {
-  if [[ $attach == agent ]]; then
-    bench_agent_stop
-    return
-  fi
+empty_stop() {
   [[ -n $empty_pid ]] || return 0
   kill -TERM "$empty_pid" 2>/dev/null || true
   wait "$empty_pid" 2>/dev/null || true
   empty_pid=
 }
-bench_on_exit attach_stop
+bench_on_exit empty_stop
+attach_start() { if [[ $attach == agent ]]; then bench_agent_start "$config" 2; else empty_start; fi; }
+attach_stop() { if [[ $attach == agent ]]; then bench_agent_stop; else empty_stop; fi; }
+# The "not attached" side: nothing, or (BASE=empty) the empty program on the same hooks.
+base_start() { if [[ $base == empty ]]; then empty_start; sleep "$settle"; fi; }
+base_stop() { if [[ $base == empty ]]; then empty_stop; fi; }
 
 # Requests per second of one wrk run from pod 1.
 wrk_rate() {
@@ -89,13 +92,15 @@ wrk_rate() {
   echo "$rate"
 }
 
-bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach"
+bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach, base: $base"
 wrk_rate >/dev/null  # warm-up, not counted
 
 off=() on=() ratios=()
 for p in $(seq 1 "$pairs"); do
   if ((p % 2)); then
+    base_start
     r_off=$(wrk_rate)
+    base_stop
     attach_start
     sleep "$settle"
     r_on=$(wrk_rate)
@@ -106,7 +111,9 @@ for p in $(seq 1 "$pairs"); do
     r_on=$(wrk_rate)
     attach_stop
     sleep "$settle"
+    base_start
     r_off=$(wrk_rate)
+    base_stop
   fi
   ratio=$(awk -v a="$r_on" -v b="$r_off" 'BEGIN {printf "%.4f", a / b}')
   off+=("$r_off") on+=("$r_on") ratios+=("$ratio")
@@ -126,10 +133,12 @@ verdict=$([[ $met == true ]] && echo "target met" || echo "TARGET MISSED")
 [[ $conclusive == true ]] ||
   verdict="INCONCLUSIVE: the target is inside the median's 95 % interval, too noisy to tell"
 
-printf 'wrk_ratio: attached/not attached = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
-  "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","attached":"%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
-  "$attach" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+sides="attached/not attached"
+[[ $base == empty ]] && sides="agent/empty program on the same hooks"
+printf 'wrk_ratio: %s = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
+  "$sides" "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
+printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  "$attach" "$base" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
   "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
 printf '"median_ratio":%s,"median_ci95":[%s,%s],"ratio_p25":%s,"ratio_p75":%s,"settle_s":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
