@@ -228,6 +228,15 @@ struct vigil_dns_latency_value {
 
 /* vigil_dns_pending: LRU hash of requests waiting for their response; value: bpf_ktime_get_ns()
  * when the request was seen. The response looks up the same key from its destination. */
+/* vigil_dns_streams (LRU, bpf/lib/dns.h): DNS over TCP, one connection's direction on one pod
+ * interface; the value, where its next length or message starts, is the programs' own. */
+struct vigil_dns_stream_key {
+  __u8 saddr[16];
+  __u8 daddr[16];
+  __u32 ifindex;
+  __u16 sport, dport; /* host byte order */
+};
+
 struct vigil_dns_pending_key {
   __u32 ifindex;
   __u16 id;          /* DNS transaction id, as on the wire */

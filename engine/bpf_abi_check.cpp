@@ -28,6 +28,7 @@ static_assert(sizeof(vigil_remote_cache) == 32);
 static_assert((VIGIL_SLOT_TABLE & (VIGIL_SLOT_TABLE - 1)) == 0);
 static_assert(sizeof(vigil_remote_value) == 48);
 static_assert(sizeof(vigil_dns_key) == 8);
+static_assert(sizeof(vigil_dns_stream_key) == 40);
 static_assert(offsetof(vigil_dns_key, direction) == 4);
 static_assert(offsetof(vigil_dns_key, qr) == 5);
 static_assert(offsetof(vigil_dns_key, qtype) == 6);

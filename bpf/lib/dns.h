@@ -67,14 +67,6 @@ struct {
   __type(value, __u64);
 } vigil_dns_pending SEC(".maps");
 
-/* DNS over TCP: one connection's direction on one pod interface. */
-struct vigil_dns_stream_key {
-  __u8 saddr[16];
-  __u8 daddr[16];
-  __u32 ifindex;
-  __u16 sport, dport;
-};
-
 enum vigil_dns_phase {
   VIGIL_DNS_AT_LEN = 0,  /* the 2-byte length of the next message starts at `next` */
   VIGIL_DNS_AT_LOW = 1,  /* its second byte is at `next` (the first is in len) */

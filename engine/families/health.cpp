@@ -36,7 +36,7 @@ const HashMapInfo kHashMaps[] = {
     {"vigil_pod_ip", count_entries<vigil_ip_key>},       {"vigil_remote", count_entries<vigil_remote_key>},
     {"vigil_remote_pod", count_entries<__u32>},
     {"vigil_dns_counts", count_entries<vigil_dns_key>}, {"vigil_dns_latency", count_entries<__u32>},
-    {"vigil_dns_pending", count_entries<vigil_dns_pending_key>},
+    {"vigil_dns_pending", count_entries<vigil_dns_pending_key>}, {"vigil_dns_streams", count_entries<vigil_dns_stream_key>},
     {"vigil_api_pending", count_entries<__u64>}, {"vigil_api_servers", count_entries<vigil_api_server_key>},
 };
 

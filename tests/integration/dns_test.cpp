@@ -260,6 +260,8 @@ TEST_F(DnsTelemetry, TcpMessagesCountedOnceAcrossSegmentsPipelinesAndRetransmiss
     EXPECT_EQ(metric_sum(after, "vigil_malformed_packets_total", {{"pod", s.pod}, {"layer", "dns"}}), 0);
   }
   EXPECT_EQ(metric_sum(after, "vigil_bpf_errors_total", {{"site", "dns_tcp_untracked"}}), 0);
+  // The streams tracked: both directions of each of the 6 connections on both pods' interfaces.
+  EXPECT_EQ(metric_value(after, "vigil_bpf_map_entries", {{"map", "vigil_dns_streams"}}).value_or(0), 6 * 4);
   // The drops made TCP send segments again (the test would prove nothing about them otherwise).
   const double retransmits = grew(after, "vigil_tcp_retransmits_total", {{"pod", "pod-1"}}) +
                              grew(after, "vigil_tcp_retransmits_total", {{"pod", "pod-2"}});
