@@ -362,14 +362,19 @@ void KubePods::stop() {
 
 KubeSnapshot KubePods::snapshot() const {
   std::lock_guard lock(mu_);
+  rebuild_peers_if_dirty();
   KubeSnapshot s = snap_;
+  s.peers = peers_;
+  s.status.peers_dropped = peers_dropped_;
+  s.status.peer_rebuilds = peer_rebuilds_;
   s.status.token_reloads = pods_client_->tokens().reloads();
   return s;
 }
 
 std::shared_ptr<const PeerDirectory> KubePods::peers() const {
   std::lock_guard lock(mu_);
-  return snap_.peers;
+  rebuild_peers_if_dirty();
+  return peers_;
 }
 
 uint64_t KubePods::generation() const {
@@ -694,7 +699,10 @@ void KubePods::run_namespaces() {
 
 // Rebuilds the address directory: endpoints name their pod and Service, cluster IPs their
 // Service; an address in both keeps its pod. Bounded by max_peer_addresses.
-void KubePods::publish_peers() {
+void KubePods::rebuild_peers_if_dirty() const {
+  if (!peers_dirty_) return;
+  peers_dirty_ = false;
+  ++peer_rebuilds_;
   auto dir = std::make_shared<PeerDirectory>();
   size_t dropped = 0;
   auto put = [&](const std::string& addr, PeerInfo info) {
@@ -713,8 +721,8 @@ void KubePods::publish_peers() {
     for (const auto& [addr, pod] : slice.endpoints) put(addr, PeerInfo{slice.namespace_, pod, slice.service});
   for (const auto& [key, svc] : services_)
     for (const auto& addr : svc.cluster_ips) put(addr, PeerInfo{svc.namespace_, "", svc.name});
-  snap_.peers = std::move(dir);
-  snap_.status.peers_dropped = dropped;
+  peers_ = std::move(dir);
+  peers_dropped_ = dropped;
 }
 
 template <typename T, typename Parse>

@@ -111,6 +111,7 @@ struct KubeStatus {
   bool namespaces_synced = false;
   bool peers_synced = false;      // EndpointSlices and Services listed (with watch_peers)
   size_t peers_dropped = 0;       // addresses past max_peer_addresses, left unnamed
+  uint64_t peer_rebuilds = 0;     // of the peer directory: at most one a read, whatever the event rate
   // Pods of this node the API server reported that are not in the view, by reason.
   size_t skipped_host_network = 0, skipped_not_running = 0, skipped_no_ip = 0, skipped_out_of_scope = 0;
 
@@ -124,7 +125,8 @@ struct KubeSnapshot {
   std::vector<KubePod> details;  // the same pods, same order
   KubeStatus status;
   uint64_t generation = 0;  // grows whenever `pods` changes
-  // Remote peers by address (with watch_peers); shared, rebuilt when slices or services change.
+  // Remote peers by address (with watch_peers); shared, rebuilt when read after slices or
+  // services changed.
   std::shared_ptr<const PeerDirectory> peers;
 };
 
@@ -151,11 +153,14 @@ class KubePods {
   void run_endpoint_slices();
   void run_services();
   // Lists and watches one kind of peer object (EndpointSlices, Services) into `store`, keyed
-  // namespace/name, republishing the peer directory after every change.
+  // namespace/name, marking the peer directory for a rebuild after every change.
   template <typename T, typename Parse>
   void mirror_peers(ApiClient& client, const char* resource, const char* path, const char* kind, Parse parse,
                     std::map<std::string, T>& store);
-  void publish_peers();  // mu_ held
+  // The peer directory is rebuilt from every slice and Service (O(addresses)), so not on each
+  // of a rollout's many events but when it is next read (the agent reads it once a tick).
+  void publish_peers() { peers_dirty_ = true; }  // mu_ held
+  void rebuild_peers_if_dirty() const;          // mu_ held
   void publish();  // mu_ held
   void resolve_workload(PodObject& pod);
   std::pair<std::string, std::string> owner_of(const std::string& ns, const std::string& kind, const std::string& name);
@@ -177,6 +182,11 @@ class KubePods {
   std::map<std::string, ServiceObject> services_;      // namespace/name
   bool slices_synced_ = false, services_synced_ = false;
   KubeSnapshot snap_;
+  // The peer directory's part of snap_, built on read (rebuild_peers_if_dirty).
+  mutable bool peers_dirty_ = false;
+  mutable std::shared_ptr<const PeerDirectory> peers_;
+  mutable size_t peers_dropped_ = 0;
+  mutable uint64_t peer_rebuilds_ = 0;
 
   // ns/kind/name -> (workload kind, name), with when it was learned; pods thread only.
   struct CachedOwner {

@@ -597,6 +597,42 @@ TEST_F(KubeSource, NamesRemotePeersFromEndpointSlicesAndServices) {
   EXPECT_EQ(keys(snap()), kInitial);
 }
 
+// A rollout sends a burst of EndpointSlice events; the directory (every slice and Service's
+// addresses) is rebuilt when read after them, not once per event.
+TEST_F(KubeSource, PeerDirectoryRebuiltWhenReadNotOnEveryEvent) {
+  server_->set_list("endpointslices", load("endpointslices-list.json"));
+  server_->set_list("services", load("services-list.json"));
+  KubeOptions o = options();
+  o.watch_peers = true;
+  start(o);
+  int reads = 0;
+  auto peers = [&] {
+    ++reads;
+    return source_->peers();
+  };
+  ASSERT_TRUE(eventually([&] { return peers() && peers()->size() == 6u && snap().status.peers_synced; }));
+  ASSERT_TRUE(eventually([&] { return server_->open_watches() >= 4; }));
+  const uint64_t rebuilds = snap().status.peer_rebuilds;
+  reads = 0;
+  // 300 updates of one slice, its pod's address moving each time; the last one is 10.244.7.99.
+  json slice = load("endpointslices-list.json")["items"][0];
+  const int kEvents = 300;
+  for (int i = 1; i <= kEvents; ++i) {
+    json changed = slice;
+    const std::string addr = i == kEvents ? "10.244.7.99" : "10.244.8." + std::to_string(i % 250);
+    changed["endpoints"] = json::array({{{"addresses", {addr}}, {"targetRef", {{"kind", "Pod"}, {"namespace", "shop"}, {"name", "api-0"}}}}});
+    server_->line("endpointslices", json{{"type", "MODIFIED"}, {"object", changed}}.dump());
+  }
+  ASSERT_TRUE(eventually([&] { return peers()->count("10.244.7.99") == 1; }));
+  EXPECT_EQ(peers()->at("10.244.7.99"), (PeerInfo{"shop", "api-0", "api"}));
+  EXPECT_EQ(peers()->size(), 5u);  // the slice's two addresses became one
+  const uint64_t grew = snap().status.peer_rebuilds - rebuilds;
+  EXPECT_GE(grew, 1u);
+  EXPECT_LE(grew, static_cast<uint64_t>(reads) + 1) << "at most one rebuild a read";  // + the snap() above
+  EXPECT_LT(grew, static_cast<uint64_t>(kEvents) / 2) << grew << " rebuilds for " << kEvents << " events, " << reads << " reads";
+  std::printf("%d slice events, %d reads: %llu rebuilds\n", kEvents, reads, static_cast<unsigned long long>(grew));
+}
+
 TEST_F(KubeSource, PeerDirectoryIsBoundedAndOffUnlessAsked) {
   server_->set_list("endpointslices", load("endpointslices-list.json"));
   server_->set_list("services", load("services-list.json"));
