@@ -42,6 +42,15 @@ bool kernel_at_least(int major, int minor) {
   return have_major > major || (have_major == major && have_minor >= minor);
 }
 
+// The running kernel's BTF has the function (a kfunc the programs may call).
+bool kernel_has_func(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  const bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
+  btf__free(vmlinux);
+  return found;
+}
+
 }  // namespace
 
 Result<DropReasons> DropReasons::from_kernel_btf() {
@@ -118,6 +127,13 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   // and code) take memory for a key when it first appears, where the kernel allows it in tracing
   // programs (6.1+): preallocated, each held its bound on every CPU from the start (16 MiB apiece
   // on 64 CPUs, charged to the agent's memory cgroup), whatever the node's traffic.
+  // One TC program for both hooks where the kernel lets it read which hook it runs at.
+  const bool one = options.one_tc_program && kernel_has_func("bpf_cast_to_kern_ctx");
+  bpf_program__set_autoload(dp->skel_->progs.vigil_tc, one);
+  bpf_program__set_autoload(dp->skel_->progs.vigil_tc_ingress, !one);
+  bpf_program__set_autoload(dp->skel_->progs.vigil_tc_egress, !one);
+  dp->tc_in_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_ingress;
+  dp->tc_out_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_egress;
   if (kernel_at_least(6, 1))
     for (bpf_map* map : {dp->skel_->maps.vigil_drops, dp->skel_->maps.vigil_dns_counts})
       if (int err = bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC))
@@ -245,11 +261,11 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
   // Attached before (the device may have been replaced since): start over on this device.
   if (attached_.count(ifindex)) detach_tc(ifindex);
   if (!tcx_unsupported_) {
-    const int in = bpf_link_create(bpf_program__fd(skel_->progs.vigil_tc_ingress), static_cast<int>(ifindex),
+    const int in = bpf_link_create(bpf_program__fd(tc_in_), static_cast<int>(ifindex),
                                    static_cast<bpf_attach_type>(kTcxIngress), nullptr);
     const int in_err = in < 0 ? errno : 0;
     const int out = in < 0 ? -1
-                           : bpf_link_create(bpf_program__fd(skel_->progs.vigil_tc_egress), static_cast<int>(ifindex),
+                           : bpf_link_create(bpf_program__fd(tc_out_), static_cast<int>(ifindex),
                                              static_cast<bpf_attach_type>(kTcxEgress), nullptr);
     const int out_err = out < 0 ? errno : 0;
     if (in >= 0 && out >= 0) {
@@ -275,8 +291,7 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     bpf_program* prog;
     const char* name;
   };
-  for (const Side& side : {Side{BPF_TC_INGRESS, skel_->progs.vigil_tc_ingress, "ingress"},
-                           Side{BPF_TC_EGRESS, skel_->progs.vigil_tc_egress, "egress"}}) {
+  for (const Side& side : {Side{BPF_TC_INGRESS, tc_in_, "ingress"}, Side{BPF_TC_EGRESS, tc_out_, "egress"}}) {
     hook.attach_point = side.point;
     DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(side.prog), .handle = 0x7669, .priority = 1);
     opts.flags = BPF_TC_F_REPLACE;

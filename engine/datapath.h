@@ -20,6 +20,7 @@ struct vigil_slot;
 struct vigil_traffic_value;
 struct vigil_remote_value;
 struct bpf_link;
+struct bpf_program;
 
 namespace vigil {
 
@@ -49,6 +50,9 @@ struct DatapathOptions {
   // largest node's on every node (hundreds of MiB on 64 CPUs).
   uint32_t max_pods = 256;
   uint32_t remote_keys = 16384;
+  // One TC program on both hooks of a pod interface where the kernel can tell it the hook
+  // (bpf_cast_to_kern_ctx, 6.3+); false: the ingress/egress pair older kernels get (for tests).
+  bool one_tc_program = true;
 };
 
 // How many pods are marked for capture, shared by the datapath (which marks them) and the
@@ -170,6 +174,8 @@ class Datapath {
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
   std::map<uint32_t, std::pair<int, int>> tcx_links_;  // ifindex -> TCX link fds (ingress, egress)
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
+  struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface
+  struct bpf_program* tc_out_ = nullptr;  // and at egress (the same program on 6.3+)
   std::vector<struct bpf_link*> api_links_;  // tcp_probe, then sock_ops on the cgroup root
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on

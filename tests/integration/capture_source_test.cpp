@@ -12,6 +12,7 @@
 #include <bpf/bpf.h>
 
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "engine/bpf_maps.h"
@@ -149,6 +150,49 @@ std::unique_ptr<Process> udp_sink(const Lab& lab, int pod, const std::string& di
   for (int i = 0; i < 50 && run("ip netns exec " + ns + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
     std::this_thread::sleep_for(100ms);
   return p;
+}
+
+// Both ways of attaching count each direction exactly: the one program on both hooks (6.3+,
+// reading the hook from the skb) and the ingress/egress pair older kernels get. Pod 1 sends pod 2
+// 30 datagrams, pod 2 sends pod 1 20, on a quiet link; every count per pod and direction exact.
+TEST(TcPrograms, OneProgramOrThePairCountEachDirectionExactly) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  quiet_lab(lab, 2);
+  ScopedTempDir dir;
+  auto sink1 = udp_sink(lab, 1, dir.path());
+  auto sink2 = udp_sink(lab, 2, dir.path());
+  for (bool one : {true, false}) {
+    SCOPED_TRACE(one ? "one program" : "the pair");
+    auto loaded = Datapath::open_and_load(DatapathOptions{.one_tc_program = one});
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    Datapath& dp = **loaded;
+    const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
+    for (int pod : {1, 2}) {
+      auto r = dp.attach_tc(ifindex_of(lab.veth(pod)), lab.veth(pod));
+      ASSERT_TRUE(r) << r.error().message;
+    }
+    // The TC programs loaded: the one, or the pair.
+    std::set<std::string> names;
+    for (const auto& p : dp.program_stats())
+      if (p.name == "vigil_tc" || p.name.rfind("vigil_tc_", 0) == 0) names.insert(p.name);
+    const std::set<std::string> want = one ? std::set<std::string>{"vigil_tc"}
+                                           : std::set<std::string>{"vigil_tc_egress", "vigil_tc_ingress"};
+    EXPECT_EQ(names, want);
+    send_udp(lab, 1, 2, 30, 100, 0);
+    send_udp(lab, 2, 1, 20, 100, 1);
+    auto packets = [&](uint32_t ifindex, int direction) {
+      std::vector<vigil_traffic_value> v;
+      EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
+      uint64_t n = 0;
+      for (const auto& c : v) n += c.packets[direction];
+      return n;
+    };
+    EXPECT_EQ(packets(a, VIGIL_DIR_EGRESS), 30u);
+    EXPECT_EQ(packets(b, VIGIL_DIR_INGRESS), 30u);
+    EXPECT_EQ(packets(b, VIGIL_DIR_EGRESS), 20u);
+    EXPECT_EQ(packets(a, VIGIL_DIR_INGRESS), 20u);
+  }
 }
 
 TEST(CaptureSource, OnlyMarkedPodExactRecordsUntilTurnedOff) {
