@@ -28,9 +28,12 @@ std::string pods_yaml(const Lab& lab, const std::vector<int>& pods) {
 }
 
 // Whether one of Vigil's TC programs is on `dev`: as a TCX link (Linux 6.6+) or a clsact filter.
+// Vigil's TC programs: vigil_tc on both hooks (6.3+), or the pair vigil_tc_ingress/egress.
+bool is_vigil_tc(const std::string& name) { return name == "vigil_tc" || name.rfind("vigil_tc_", 0) == 0; }
+
 bool has_vigil_filter(const std::string& dev) {
   auto r = run("tc filter show dev " + dev + " ingress; tc filter show dev " + dev + " egress");
-  if (r.output.find("vigil_tc_") != std::string::npos) return true;
+  if (r.output.find("vigil_tc") != std::string::npos) return true;
   const unsigned ifindex = if_nametoindex(dev.c_str());
   if (!ifindex) return false;
   for (int type : {46, 47}) {  // BPF_TCX_INGRESS, BPF_TCX_EGRESS
@@ -42,7 +45,7 @@ bool has_vigil_filter(const std::string& dev) {
       if (fd < 0) continue;
       bpf_prog_info info{};
       __u32 len = sizeof(info);
-      const bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind("vigil_tc_", 0) == 0;
+      const bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && is_vigil_tc(info.name);
       close(fd);
       if (ours) return true;
     }
