@@ -91,7 +91,13 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
     return value(after, name, l) - value(before, name, l);
   };
   EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "refused"}}), kRefused);
-  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}), kTimeouts);
+  // (Seen once in CI: 1 of 2. If it recurs, the run-time misses of the state program say whether
+  // the kernel skipped it, nested on a CPU already running it; 0 misses means the event came and
+  // was read otherwise.)
+  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}), kTimeouts)
+      << "vigil_sock_state recursion misses: "
+      << delta("vigil_bpf_program_recursion_misses_total", {{"program", "vigil_sock_state"}}) << "; "
+      << "entries into CLOSE: " << delta("vigil_tcp_state_transitions_total", {{"pod", p1}, {"state", "CLOSE"}});
   EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "other"}}), 0);
   EXPECT_EQ(delta("vigil_tcp_connect_attempts_total", {{"pod", p1}}), kRefused + kTimeouts + kOk);
   EXPECT_EQ(delta("vigil_tcp_connections_established_total", {{"pod", p1}, {"role", "client"}}), kOk);
