@@ -43,25 +43,16 @@ bool kernel_at_least(int major, int minor) {
 }
 
 // The running kernel's BTF has the function (a kfunc the programs may call).
-bool kernel_has_func(const char* name) {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return false;
-  const bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
-  btf__free(vmlinux);
-  return found;
+bool kernel_has_func(const btf* vmlinux, const char* name) {
+  return btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
 }
 
 }  // namespace
 
-Result<DropReasons> DropReasons::from_kernel_btf() {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return make_error("load kernel BTF (/sys/kernel/btf/vmlinux): " + err_text(errno));
+Result<DropReasons> DropReasons::from_kernel_btf(const btf* vmlinux) {
   DropReasons out;
   int id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
-  if (id < 0) {
-    btf__free(vmlinux);
-    return make_error("kernel BTF has no enum skb_drop_reason (kernel older than 5.17?)");
-  }
+  if (id < 0) return make_error("kernel BTF has no enum skb_drop_reason (kernel older than 5.17?)");
   const btf_type* t = btf__type_by_id(vmlinux, id);
   const struct btf_enum* e = btf_enum(t);
   static const std::string prefix = "SKB_DROP_REASON_";
@@ -70,7 +61,6 @@ Result<DropReasons> DropReasons::from_kernel_btf() {
     if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
     out.names_[static_cast<uint16_t>(e->val)] = name;
   }
-  btf__free(vmlinux);
   return out;
 }
 
@@ -95,7 +85,10 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   if (options.remote_keys < 1 || options.remote_keys > VIGIL_MAX_REMOTE_KEYS)
     return make_error("remote_context.max_keys " + std::to_string(options.remote_keys) + ": must be from 1 to " +
                       std::to_string(VIGIL_MAX_REMOTE_KEYS));
-  auto reasons = DropReasons::from_kernel_btf();
+  // The kernel's BTF, read once: the drop reasons' names and the kfuncs the programs may use.
+  std::unique_ptr<btf, void (*)(btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
+  if (!vmlinux) return make_error("load kernel BTF (/sys/kernel/btf/vmlinux): " + err_text(errno));
+  auto reasons = DropReasons::from_kernel_btf(vmlinux.get());
   if (!reasons) return reasons.error();
   std::unique_ptr<Datapath> dp(new Datapath());
   dp->reasons_ = std::move(*reasons);
@@ -128,7 +121,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   // programs (6.1+): preallocated, each held its bound on every CPU from the start (16 MiB apiece
   // on 64 CPUs, charged to the agent's memory cgroup), whatever the node's traffic.
   // One TC program for both hooks where the kernel lets it read which hook it runs at.
-  const bool one = options.one_tc_program && kernel_has_func("bpf_cast_to_kern_ctx");
+  const bool one = options.one_tc_program && kernel_has_func(vmlinux.get(), "bpf_cast_to_kern_ctx");
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc, one);
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_ingress, !one);
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_egress, !one);

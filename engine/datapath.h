@@ -21,6 +21,7 @@ struct vigil_traffic_value;
 struct vigil_remote_value;
 struct bpf_link;
 struct bpf_program;
+struct btf;
 
 namespace vigil {
 
@@ -31,7 +32,8 @@ class CpuArray;  // engine/bpf_maps.h
 // SKB_DROP_REASON_ prefix ("NETFILTER_DROP", "NO_SOCKET", ...).
 class DropReasons {
  public:
-  static Result<DropReasons> from_kernel_btf();
+  // From the running kernel's BTF, loaded by the caller (btf__load_vmlinux_btf).
+  static Result<DropReasons> from_kernel_btf(const struct btf* vmlinux);
   std::string name(uint16_t value) const;
   size_t size() const { return names_.size(); }
 

@@ -12,7 +12,8 @@
 # Each round measures, on both pods' host-side veths (TC ingress and egress), one after the
 # other (the order flips every round):
 #   empty:  tests/bench/empty_tc.bpf.c (returns TC_ACT_OK), attached with tc;
-#   vigil:  the agent's vigil_tc_ingress / vigil_tc_egress, attached by `vigil agent` with every
+#   vigil:  the agent's TC program (vigil_tc on both hooks; before 6.3 vigil_tc_ingress /
+#           vigil_tc_egress), attached by `vigil agent` with every
 #           family on (remote context for the lab pods, max 64 peers; DNS and TCP always on);
 #   vigil_noremote (only with BREAKDOWN=1): the same agent without remote context.
 # ns/run = delta run_time_ns / delta run_cnt over the traffic. A pod-to-pod packet is one run
