@@ -174,6 +174,15 @@ struct vigil_remote_value {
  * socket programs (which know pods by id) reach the same per-peer entries as TC. */
 
 #define VIGIL_MAX_PODS 4096
+
+/* Immediates the agent writes into the TC programs' instructions before load (Datapath::open_and_load):
+ * each program holds `rX = VIGIL_IMM_...` (BPF_ALU64 | BPF_MOV | BPF_K) where it needs the value,
+ * and the agent replaces the marker with the value. The TC programs compute the address of a
+ * packet's counters from them: read from memory (read-only data), the value would be a load the
+ * counters' load must wait for, ~20 ns a packet on a guest whose TLB is flushed at every system
+ * call (docs/benchmarks.md); an immediate costs nothing. Loading fails if a marker is left. */
+#define VIGIL_IMM_PODS_PER_CPU 0x56504f44    /* entries per CPU of vigil_traffic: max_pods */
+#define VIGIL_IMM_SLOT_GUESS_MASK 0x56474d4b /* the largest power of two <= max_pods, minus 1 */
 #define VIGIL_MAX_REMOTE_KEYS 65536
 #define VIGIL_MAX_DROP_KEYS 16384
 

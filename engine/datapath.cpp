@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/bpf_immediates.h"
 #include "engine/bpf_maps.h"
 #include "engine/netns.h"
 #include "vigil_abi.h"
@@ -127,6 +128,10 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_egress, !one);
   dp->tc_in_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_ingress;
   dp->tc_out_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_egress;
+  dp->slot_guess_mask_ = slot_guess_mask(options.max_pods);
+  if (auto e = write_tc_immediates(dp->tc_in_, options.max_pods); !e.empty()) return make_error(e);
+  if (dp->tc_out_ != dp->tc_in_)
+    if (auto e = write_tc_immediates(dp->tc_out_, options.max_pods); !e.empty()) return make_error(e);
   if (kernel_at_least(6, 1))
     for (bpf_map* map : {dp->skel_->maps.vigil_drops, dp->skel_->maps.vigil_dns_counts})
       if (int err = bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC))
@@ -185,7 +190,11 @@ Result<void> Datapath::claim_slot(uint32_t ifindex, uint32_t pod_id) {
   if (pod_id) pod_of_[ifindex] = pod_id;
   if (slot_of_.count(ifindex)) return write_slot(slot_entry_of(ifindex));
   if (slot_taken_.empty()) slot_taken_.assign(max_pods_, false);
-  auto free = std::find(slot_taken_.begin(), slot_taken_.end(), false);
+  // The slot the TC programs guess from the ifindex when free (traffic_of_ifindex() in
+  // bpf/counters.bpf.c: its counters then load without waiting for the slot entry), else the
+  // first free one.
+  auto free = slot_taken_.begin() + (ifindex & slot_guess_mask_);
+  if (*free) free = std::find(slot_taken_.begin(), slot_taken_.end(), false);
   if (free == slot_taken_.end())
     return make_error("no traffic slot left: max_pods (" + std::to_string(max_pods_) +
                       ") pod interfaces are attached; raise max_pods in the config");

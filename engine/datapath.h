@@ -186,6 +186,7 @@ class Datapath {
   std::map<uint32_t, uint32_t> pod_of_;         // ifindex -> pod id, when known
   std::vector<bool> slot_taken_;
   uint32_t max_pods_ = 0, remote_keys_ = 0;  // DatapathOptions', set at load
+  uint32_t slot_guess_mask_ = 0;             // VIGIL_IMM_SLOT_GUESS_MASK's value
   uint32_t generation_ = 0;  // of the last slot entry written (vigil_slot.generation)
   // vigil_traffic and vigil_remote_values, mapped ([cpu][index], bpf/vigil_abi.h).
   std::unique_ptr<CpuArray<vigil_traffic_value>> traffic_;

@@ -34,8 +34,9 @@
 #include <string>
 #include <vector>
 
-#include "vigil_abi.h"
 #include "counters.skel.h"
+#include "engine/bpf_immediates.h"
+#include "vigil_abi.h"
 
 namespace {
 
@@ -178,11 +179,12 @@ int load_empty() {
   return fd;
 }
 
-// Gives ifindex 1 (this namespace's loopback) traffic slot 0, remote context and capture as asked.
+// Gives ifindex 1 (this namespace's loopback) the traffic slot the agent would (the one the TC
+// programs guess from the ifindex), remote context and capture as asked.
 void set_slot(vigil_counters* skel, uint32_t remote_max, uint32_t generation, uint32_t snaplen = 0) {
   vigil_slot s{};
   s.ifindex = 1;
-  s.slot = 0;
+  s.slot = 1 & vigil::slot_guess_mask(VIGIL_MAX_PODS);
   s.remote_max = remote_max;
   s.generation = generation;
   s.capture_snaplen = snaplen;
@@ -217,7 +219,18 @@ int main(int argc, char** argv) {
   }
   constexpr uint32_t kRingBytes = 256u << 20;
   vigil_counters* skel = vigil_counters__open();
-  if (!skel || bpf_map__set_max_entries(skel->maps.vigil_capture_rb, kRingBytes) != 0 || vigil_counters__load(skel) != 0) {
+  if (!skel) {
+    std::fprintf(stderr, "open the vigil_counters skeleton: %s\n", std::strerror(errno));
+    return 1;
+  }
+  // The per-CPU block size the agent writes into the TC programs (engine/bpf_immediates.h): here
+  // the read-only data's default, VIGIL_MAX_PODS.
+  for (bpf_program* prog : {skel->progs.vigil_tc, skel->progs.vigil_tc_ingress, skel->progs.vigil_tc_egress})
+    if (auto e = vigil::write_tc_immediates(prog, VIGIL_MAX_PODS); !e.empty()) {
+      std::fprintf(stderr, "%s\n", e.c_str());
+      return 1;
+    }
+  if (bpf_map__set_max_entries(skel->maps.vigil_capture_rb, kRingBytes) != 0 || vigil_counters__load(skel) != 0) {
     std::fprintf(stderr, "load the vigil_counters skeleton: %s\n", std::strerror(errno));
     return 1;
   }
