@@ -2,6 +2,7 @@
 // black hole) or reads from the kernel (nstat in the pod's namespace).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <regex>
 #include <thread>
 
@@ -90,14 +91,23 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
   auto delta = [&](const std::string& name, std::map<std::string, std::string> l) {
     return value(after, name, l) - value(before, name, l);
   };
-  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "refused"}}), kRefused);
-  // (Seen once in CI: 1 of 2. If it recurs, the run-time misses of the state program say whether
-  // the kernel skipped it, nested on a CPU already running it; 0 misses means the event came and
-  // was read otherwise.)
-  EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}), kTimeouts)
-      << "vigil_sock_state recursion misses: "
-      << delta("vigil_bpf_program_recursion_misses_total", {{"program", "vigil_sock_state"}}) << "; "
-      << "entries into CLOSE: " << delta("vigil_tcp_state_transitions_total", {{"pod", p1}, {"state", "CLOSE"}});
+  // Counts from the tracing programs are exact, except for a run the kernel skipped because the
+  // same program was already running on that CPU (a softirq's event, such as a SYN timer's or a
+  // RST's, over the program's run for another socket in process context): the kernel counts each
+  // such run as a recursion miss and the agent exports it. Seen in CI twice (1 of 2 timeouts, 3 of
+  // 4 SYN retransmits), never locally: a count may fall short by no more than the misses of its
+  // program, and never exceed.
+  auto exact_or_skipped = [&](const char* name, std::map<std::string, std::string> l, double want, const char* program) {
+    const double counted = delta(name, l);
+    const double misses = delta("vigil_bpf_program_recursion_misses_total", {{"program", program}});
+    EXPECT_LE(counted, want) << name;
+    EXPECT_GE(counted + misses, want) << name << ": " << program << " recursion misses " << misses
+                                      << "; entries into CLOSE "
+                                      << delta("vigil_tcp_state_transitions_total", {{"pod", p1}, {"state", "CLOSE"}});
+    if (misses > 0) std::fprintf(stderr, "%s: %s recursion misses %.0f, counted %.0f of %.0f\n", name, program, misses, counted, want);
+  };
+  exact_or_skipped("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "refused"}}, kRefused, "vigil_sock_state");
+  exact_or_skipped("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}, kTimeouts, "vigil_sock_state");
   EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "other"}}), 0);
   EXPECT_EQ(delta("vigil_tcp_connect_attempts_total", {{"pod", p1}}), kRefused + kTimeouts + kOk);
   EXPECT_EQ(delta("vigil_tcp_connections_established_total", {{"pod", p1}, {"role", "client"}}), kOk);
@@ -105,7 +115,7 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
   // Every SYN pod 1 sent: one per attempt, plus the retransmitted SYNs of the black-holed
   // connects, which the kernel counts in pod 1's TcpRetransSegs.
   EXPECT_GE(syn_retransmits, kTimeouts);
-  EXPECT_EQ(delta("vigil_tcp_retransmits_total", {{"pod", p1}}), syn_retransmits);
+  exact_or_skipped("vigil_tcp_retransmits_total", {{"pod", p1}}, syn_retransmits, "vigil_tcp_retransmit");
   EXPECT_EQ(delta("vigil_tcp_flags_total", {{"pod", p1}, {"direction", "egress"}, {"flag", "SYN"}}),
             kRefused + kOk + kTimeouts + syn_retransmits);
   EXPECT_EQ(delta("vigil_tcp_resets_total", {{"pod", p1}, {"direction", "ingress"}}), kRefused);
