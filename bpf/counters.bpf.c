@@ -149,17 +149,21 @@ static __always_inline struct vigil_traffic_value *traffic_of(const struct vigil
   return cpu_elem(&vigil_traffic, vigil_pods_per_cpu, s->slot);
 }
 
+/* Without branches: which flags a packet carries changes from one packet to the next (ACK,
+ * PSH+ACK, SYN, FIN...), and each mispredicted branch costs more than an add to a counter whose
+ * cache line the packet counters already brought in. */
 static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int dir, __u8 flags) {
   __u64 *f = v->tcp_flags[dir & 1];
-  if (flags & 0x01) f[VIGIL_TCP_FIN] += 1;
-  if ((flags & 0x12) == 0x02) f[VIGIL_TCP_SYN] += 1;
-  if ((flags & 0x12) == 0x12) f[VIGIL_TCP_SYNACK] += 1;
-  if (flags & 0x04) f[VIGIL_TCP_RST] += 1;
-  if (flags & 0x08) f[VIGIL_TCP_PSH] += 1;
-  if (flags & 0x10) f[VIGIL_TCP_ACK] += 1;
-  if (flags & 0x20) f[VIGIL_TCP_URG] += 1;
-  if (flags & 0x40) f[VIGIL_TCP_ECE] += 1;
-  if (flags & 0x80) f[VIGIL_TCP_CWR] += 1;
+  const __u64 syn = (flags >> 1) & 1, ack = (flags >> 4) & 1;
+  f[VIGIL_TCP_FIN] += flags & 1;
+  f[VIGIL_TCP_SYN] += syn & (ack ^ 1);
+  f[VIGIL_TCP_SYNACK] += syn & ack;
+  f[VIGIL_TCP_RST] += (flags >> 2) & 1;
+  f[VIGIL_TCP_PSH] += (flags >> 3) & 1;
+  f[VIGIL_TCP_ACK] += ack;
+  f[VIGIL_TCP_URG] += (flags >> 5) & 1;
+  f[VIGIL_TCP_ECE] += (flags >> 6) & 1;
+  f[VIGIL_TCP_CWR] += (flags >> 7) & 1;
 }
 
 struct {

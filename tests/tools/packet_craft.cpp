@@ -176,6 +176,11 @@ Bytes ipv4(const Addrs& a, const V4& o, const Bytes& payload) {
   append(b, payload);
   return b;
 }
+V4 v4_tcp() {
+  V4 o;
+  o.proto = kTcp;
+  return o;
+}
 Bytes ipv6(const Addrs& a, uint8_t next, const Bytes& payload) {
   Bytes b = {0x60, 0, 0, 0};
   put16(b, static_cast<uint16_t>(payload.size()));
@@ -487,6 +492,14 @@ const std::vector<Kind>& kinds() {
          return eth(a, m, {kEthIp6},
                     ipv6_ext(a, kTcp, tcp(true, a, kDnsPort, kPshAck, tcp_dns(static_cast<uint16_t>(d.size()), d))));
        }},
+      // TCP segments with every flag, and with combinations the counters must tell apart (SYN
+      // alone, SYN+ACK, ECE and CWR with a SYN as ECN negotiation sends them, FIN+ACK, no flag).
+      {"tcp-flags-all", [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0xff, {}))); }},
+      {"tcp-flags-syn-ece-cwr",
+       [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp6}, ipv6(a, kTcp, tcp(true, a, kDataPort, 0xc2, {}))); }},
+      {"tcp-flags-fin-ack",
+       [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x11, {}))); }},
+      {"tcp-flags-none", [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x00, {}))); }},
       // A FORMERR response without a question: counted as a response, qtype other; no request
       // was seen for it, so it is also unmatched.
       {"dns-response-qd0",
