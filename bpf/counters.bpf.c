@@ -202,7 +202,7 @@ static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
   return -1;
 }
 
-/* The slow path of remote_entry(): the peer's index by hash lookup, a new one for a new peer
+/* The slow path of remote_count() and the way of remote_entry_of_pod(): the peer's index by hash lookup, a new one for a new peer
  * while max_peers are not taken, else the pod's "other" entry; link-local and multicast peers
  * share the local-scope entry. When no index is left node-wide (remote_context.max_keys, counted
  * as remote_map_full) the packet goes to "other", whose entries the agent makes with the pod's
@@ -226,46 +226,77 @@ static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 
   return remote_index(&key);
 }
 
-/* Remote context for pods that opted in: the counters of the pod behind `s` for the peer
- * `addr`, or its "other" entry once max_peers are taken, or its local-scope entry; 0 when the
- * pod did not opt in. A peer that is the one this CPU saw last for this pod and direction costs
- * one array lookup; any other, one hash lookup more. */
-static __always_inline struct vigil_remote_value *remote_entry(struct vigil_slot *s, struct vigil_traffic_value *v,
-                                                               int dir, const __u8 addr[16]) {
-  if (!s->remote_max) return 0;
+/* The counters of peer `index` on this CPU. */
+static __always_inline struct vigil_remote_value *remote_value(__u32 index) {
+  return cpu_elem(&vigil_remote_values, vigil_remote_keys_per_cpu, index);
+}
+
+/* The slow path of remote_count(): the packet's peer is not the one this CPU's entry holds (or
+ * the slot was written since). What the entry holds goes to its peer's vigil_remote_values entry,
+ * and the entry takes the packet's peer, counting the packet. `seq` is odd meanwhile, so that the
+ * agent, which reads the entries while they change, leaves this one alone for the tick. Only the
+ * TC programs write the entries, and a TC program never runs nested in another on one CPU (ingress
+ * in softirq, egress with softirqs off). An entry's index stays its pod's until the agent forgets
+ * the pod, and the agent zeroes the entries before it gives the slot to another interface, so the
+ * counts an entry holds always belong where its index says. */
+static __noinline void remote_switch(struct vigil_slot *s, struct vigil_remote_cache *c, int dir, const __u8 *addr,
+                                     __u32 len) {
+  __s64 i = remote_lookup(s, dir, addr);
+  c->seq += 1;
+  asm volatile("" ::: "memory");
+  if (c->generation && (c->packets || c->bytes)) {
+    struct vigil_remote_value *old = remote_value(c->index);
+    if (old) {
+      old->packets += c->packets;
+      old->bytes += c->bytes;
+    }
+  }
+  c->generation = 0;
+  c->packets = 0;
+  c->bytes = 0;
+  if (i >= 0) {
+    __builtin_memcpy(c->addr, addr, 16);
+    c->index = (__u32)i;
+    c->packets = 1;
+    c->bytes = len;
+    c->generation = s->generation;
+  }
+  asm volatile("" ::: "memory");
+  c->seq += 1;
+}
+
+/* Remote context for pods that opted in: counts a packet of `len` bytes of the pod behind `s` to
+ * or from the peer `addr` (its "other" entry once max_peers are taken, its local-scope entry for
+ * link-local and multicast peers). The last peer of each pod interface and direction on each CPU
+ * is counted in that CPU's remote_cache entry, beside the packet counters: a packet of the same
+ * peer as the one before it touches nothing else (no second load to wait for, docs/benchmarks.md).
+ * When the peer changes, the entry's counts go to vigil_remote_values (remote_switch); the agent
+ * adds what the entries hold to what vigil_remote_values holds (engine/families/remote.cpp). */
+static __always_inline void remote_count(struct vigil_slot *s, struct vigil_traffic_value *v, int dir,
+                                         const __u8 addr[16], __u32 len) {
+  if (!s->remote_max) return;
   struct vigil_remote_cache *c = &v->remote_cache[dir & 1];
   const __u32 gen = s->generation;
   __u64 a0, a1;
   __builtin_memcpy(&a0, addr, 8);
   __builtin_memcpy(&a1, addr + 8, 8);
-  __u32 index;
   if (c->generation == gen && gen && *(__u64 *)c->addr == a0 && *(__u64 *)(c->addr + 8) == a1) {
-    index = c->index;
-  } else {
-    __s64 i = remote_lookup(s, dir, addr);
-    if (i < 0) return 0;
-    index = (__u32)i;
-    /* The entry is invalid while it is rewritten: a TC program that interrupts a tracepoint
-     * program here (same CPU, same entry) never pairs one peer's address with another's index. */
-    c->generation = 0;
-    asm volatile("" ::: "memory");
-    __builtin_memcpy(c->addr, &a0, 8);
-    __builtin_memcpy(c->addr + 8, &a1, 8);
-    c->index = index;
-    asm volatile("" ::: "memory");
-    c->generation = gen;
+    c->packets += 1;
+    c->bytes += len;
+    return;
   }
-  return cpu_elem(&vigil_remote_values, vigil_remote_keys_per_cpu, index);
+  remote_switch(s, c, dir, addr, len);
 }
 
-/* The same for code that knows the pod by id (drops, sockets). */
+/* The per-peer counters of a pod known by id (drops, sockets: rare events), by hash lookup; the
+ * per-CPU entries of remote_count() are the TC programs' alone. */
 static __always_inline struct vigil_remote_value *remote_entry_of_pod(__u32 pod_id, int dir, const __u8 addr[16]) {
   __u32 *ifindex = bpf_map_lookup_elem(&vigil_remote_pod, &pod_id);
   if (!ifindex) return 0;
   struct vigil_slot *s = slot_of(*ifindex);
-  if (!s) return 0;
-  struct vigil_traffic_value *v = traffic_of(s);
-  return v ? remote_entry(s, v, dir, addr) : 0;
+  if (!s || !s->remote_max) return 0;
+  __s64 i = remote_lookup(s, dir, addr);
+  return i >= 0 ? remote_value((__u32)i) : 0;
 }
 
 /* An immediate the agent writes into the program before load (vigil_abi.h, VIGIL_IMM_*). */
@@ -319,11 +350,7 @@ static __always_inline int observe(struct __sk_buff *skb, int dir) {
   if (vigil_is_dns(&pkt)) vigil_dns_observe(skb, &pkt, v, dir);
   if (pkt.l4_proto == VIGIL_IPPROTO_TCP) count_tcp_flags(v, dir, pkt.tcp_flags);
   /* The peer is the destination of what the pod sends and the source of what it receives. */
-  struct vigil_remote_value *rv = remote_entry(s, v, dir, dir == VIGIL_DIR_EGRESS ? pkt.daddr : pkt.saddr);
-  if (rv) {
-    rv->packets += 1;
-    rv->bytes += skb->len;
-  }
+  remote_count(s, v, dir, dir == VIGIL_DIR_EGRESS ? pkt.daddr : pkt.saddr, skb->len);
   return TC_ACT_UNSPEC;
 }
 

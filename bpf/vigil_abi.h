@@ -66,21 +66,31 @@ enum vigil_malformed_kind {
   VIGIL_MALFORMED_MAX = 4,
 };
 
-/* Remote context's per-CPU memory of the last peer of a pod interface in one direction and its
- * index in vigil_remote_values (see below). */
+/* Remote context's per-CPU entry for the last peer of a pod interface in one direction: its index
+ * in vigil_remote_values (see below) and the packets and bytes counted for it since it became
+ * the last peer, which the TC program adds to vigil_remote_values[index] when another peer comes.
+ * A peer's count is what vigil_remote_values holds plus what the entries naming its index hold
+ * (the agent adds them). One cache line. */
 struct vigil_remote_cache {
   __u8 addr[16];     /* the peer's address as the packet had it (not the bucket key) */
-  __u32 generation;  /* vigil_slot.generation when cached; 0 = empty */
+  __u32 generation;  /* vigil_slot.generation when cached; 0 = empty, nothing held */
   __u32 index;       /* into vigil_remote_values */
-  __u32 pad[2];
+  __u64 packets;     /* counted here, not yet in vigil_remote_values[index] */
+  __u64 bytes;
+  __u32 seq;         /* odd while the TC program empties the entry or changes its peer: the
+                      * agent takes an entry only when it reads the same even seq before and
+                      * after its fields */
+  __u32 pad[5];
 };
 
+/* 384 bytes, six cache lines: an entry (a pod interface on one CPU) starts on a line of its own,
+ * and each remote_cache entry is one line. */
 struct vigil_traffic_value {
+  /* In the pod's entry, so that remote context's fast path touches no map element of its own.
+   * Zeroed with the slot. */
+  struct vigil_remote_cache remote_cache[VIGIL_DIR_MAX];
   __u64 packets[VIGIL_DIR_MAX];
   __u64 bytes[VIGIL_DIR_MAX];
-  /* Kept beside the packet counters that every packet writes, so that remote context's fast
-   * path touches no map element of its own but the peer's counters. Zeroed with the slot. */
-  struct vigil_remote_cache remote_cache[VIGIL_DIR_MAX];
   __u64 tcp_flags[VIGIL_DIR_MAX][VIGIL_TCP_FLAG_MAX];
   __u64 malformed[VIGIL_DIR_MAX][VIGIL_MALFORMED_MAX];
 };

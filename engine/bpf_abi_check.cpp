@@ -7,11 +7,11 @@
 #include "vigil_abi.h"
 
 static_assert(sizeof(vigil_traffic_key) == 4);
-static_assert(sizeof(vigil_traffic_value) == 32 + 2 * 32 + 2 * VIGIL_TCP_FLAG_MAX * 8 + 2 * VIGIL_MALFORMED_MAX * 8);
-static_assert(offsetof(vigil_traffic_value, remote_cache) == 32);
-static_assert(offsetof(vigil_traffic_value, tcp_flags) == 96);
+static_assert(sizeof(vigil_traffic_value) == 32 + 2 * 64 + 2 * VIGIL_TCP_FLAG_MAX * 8 + 2 * VIGIL_MALFORMED_MAX * 8);
+static_assert(offsetof(vigil_traffic_value, remote_cache) == 0 && sizeof(vigil_traffic_value) % 64 == 0);
+static_assert(offsetof(vigil_traffic_value, tcp_flags) == 160);
 static_assert(sizeof(vigil_tcp_value) == (VIGIL_TCP_EV_MAX + VIGIL_TCP_STATE_MAX + VIGIL_RTT_BUCKETS + 1) * 8);
-static_assert(offsetof(vigil_traffic_value, bytes) == 16);
+static_assert(offsetof(vigil_traffic_value, packets) == 128 && offsetof(vigil_traffic_value, bytes) == 144);
 static_assert(sizeof(vigil_drop_key) == 8);
 static_assert(offsetof(vigil_drop_key, reason) == 4);
 static_assert(offsetof(vigil_drop_key, direction) == 6);
@@ -24,7 +24,8 @@ static_assert(sizeof(vigil_slot) == 32);
 static_assert(offsetof(vigil_slot, generation) == 16);
 static_assert(offsetof(vigil_slot, capture_snaplen) == 20);
 static_assert(offsetof(vigil_slot, pod_id) == 24);
-static_assert(sizeof(vigil_remote_cache) == 32);
+static_assert(sizeof(vigil_remote_cache) == 64);
+static_assert(offsetof(vigil_remote_cache, packets) == 24 && offsetof(vigil_remote_cache, seq) == 40);
 static_assert((VIGIL_SLOT_TABLE & (VIGIL_SLOT_TABLE - 1)) == 0);
 static_assert(sizeof(vigil_remote_value) == 48);
 static_assert(sizeof(vigil_dns_key) == 8);

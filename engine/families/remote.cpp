@@ -5,7 +5,13 @@
 #include "engine/bpf_maps.h"
 #include "engine/families/family.h"
 #include "engine/netns.h"
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "vigil_abi.h"
 
@@ -36,50 +42,100 @@ class RemoteFamily : public Family {
     static const uint8_t kOther[16] = {};
     auto m = ctx.datapath.map("vigil_remote");
     std::vector<vigil_remote_value> cpus;
-    // vigil_remote gives each peer's index into vigil_remote_values (per CPU).
-    for_each_entry<vigil_remote_key, __u32>(
-        m.fd, m.max_entries, [&](const vigil_remote_key& key, __u32 index) {
-          const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
-          if (!pod || !ctx.datapath.read_remote(index, cpus)) return;
-          vigil_remote_value t{};
-          for (const auto& v : cpus) {
-            t.packets += v.packets;
-            t.bytes += v.bytes;
-            t.drop_packets += v.drop_packets;
-            t.drop_bytes += v.drop_bytes;
-            t.tcp_retransmits += v.tcp_retransmits;
-            t.tcp_connect_failures += v.tcp_connect_failures;
-          }
-          // Two buckets that are not addresses: "other" (all zero: peers past max_peers) and
-          // "local-scope" (::1: link-local and multicast peers, bpf/counters.bpf.c local_scope()).
-          static const uint8_t kLocalScope[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-          const bool other = std::memcmp(key.addr, kOther, 16) == 0;
-          const bool local = std::memcmp(key.addr, kLocalScope, 16) == 0;
-          const std::string ip = other ? "other" : local ? "local-scope" : key_to_ip(key.addr);
-          const WatchedPod* peer = other || local ? nullptr : ctx.pods.by_ip(ip);
-          // Not a pod of this node: another node's pod or a Service, when the API server says.
-          const kube::PeerInfo* known = nullptr;
-          if (!peer && !other && !local && ctx.peers)
-            if (auto it = ctx.peers->find(ip); it != ctx.peers->end()) known = &it->second;
-          Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
-                                       {"remote_ip", ip},
-                                       {"remote_namespace", peer ? peer->spec.namespace_ : known ? known->namespace_ : ""},
-                                       {"remote_pod", peer ? peer->spec.name : known ? known->pod : ""},
-                                       {"remote_service", known ? known->service : ""}});
-          // Empty label values are the same as absent ones to Prometheus; drop them.
-          std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
-          // A peer entry may exist for drops or sockets only; each family appears with its first count.
-          auto put = [&](const char* name, uint64_t v) {
-            if (v) ctx.store.set(name, l, static_cast<double>(v));
-          };
-          put("vigil_remote_forward_packets_total", t.packets);
-          put("vigil_remote_forward_bytes_total", t.bytes);
-          put("vigil_remote_drop_packets_total", t.drop_packets);
-          put("vigil_remote_drop_bytes_total", t.drop_bytes);
-          put("vigil_remote_tcp_retransmits_total", t.tcp_retransmits);
-          put("vigil_remote_tcp_connect_failures_total", t.tcp_connect_failures);
-        });
+    // A peer's count is what vigil_remote_values holds for its index plus what the TC programs'
+    // per-CPU entries for the last peer (vigil_traffic_value.remote_cache) hold for it. When a
+    // peer changes, an entry's counts move into vigil_remote_values: the values are read first
+    // and the entries after, so that a move between the two reads can hide counts for a tick
+    // (kept from going backwards below) but never count them twice.
+    struct Peer {
+      vigil_remote_key key;
+      __u32 index;
+      vigil_remote_value total;
+    };
+    std::vector<Peer> peers;
+    for_each_entry<vigil_remote_key, __u32>(m.fd, m.max_entries, [&](const vigil_remote_key& key, __u32 index) {
+      if (!ctx.pods.by_ifindex(key.ifindex) || !ctx.datapath.read_remote(index, cpus)) return;
+      vigil_remote_value t{};
+      for (const auto& v : cpus) {
+        t.packets += v.packets;
+        t.bytes += v.bytes;
+        t.drop_packets += v.drop_packets;
+        t.drop_bytes += v.drop_bytes;
+        t.tcp_retransmits += v.tcp_retransmits;
+        t.tcp_connect_failures += v.tcp_connect_failures;
+      }
+      peers.push_back({key, index, t});
+    });
+    std::unordered_map<__u32, std::pair<uint64_t, uint64_t>> held;  // index -> packets, bytes
+    std::vector<vigil_traffic_value> first, second;
+    for (const auto& [ifindex, slot] : ctx.datapath.traffic_slots()) {
+      if (!ctx.datapath.read_traffic(slot, first)) continue;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (!ctx.datapath.read_traffic(slot, second) || second.size() != first.size()) continue;
+      for (size_t cpu = 0; cpu < second.size(); ++cpu)
+        for (int dir = 0; dir < VIGIL_DIR_MAX; ++dir) {
+          const vigil_remote_cache& a = first[cpu].remote_cache[dir];
+          const vigil_remote_cache& b = second[cpu].remote_cache[dir];
+          // Taken only when no change of peer began or ended between the two reads.
+          if (a.seq != b.seq || (b.seq & 1) || b.generation == 0) continue;
+          auto& h = held[b.index];
+          h.first += b.packets;
+          h.second += b.bytes;
+        }
+    }
+    std::map<std::string, std::pair<uint64_t, uint64_t>> seen;
+    for (Peer& p : peers) {
+      vigil_remote_value& t = p.total;
+      if (auto h = held.find(p.index); h != held.end()) {
+        t.packets += h->second.first;
+        t.bytes += h->second.second;
+      }
+      // Counters never go backwards: a tick that missed an entry mid-change says what it said.
+      std::string id(reinterpret_cast<const char*>(&p.key), sizeof(p.key));
+      id.append(reinterpret_cast<const char*>(&p.index), sizeof(p.index));
+      if (auto last = last_.find(id); last != last_.end()) {
+        t.packets = std::max(t.packets, static_cast<__u64>(last->second.first));
+        t.bytes = std::max(t.bytes, static_cast<__u64>(last->second.second));
+      }
+      seen[id] = {t.packets, t.bytes};
+      const vigil_remote_key& key = p.key;
+      const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
+      if (!pod) continue;
+      // Two buckets that are not addresses: "other" (all zero: peers past max_peers) and
+      // "local-scope" (::1: link-local and multicast peers, bpf/counters.bpf.c local_scope()).
+      static const uint8_t kLocalScope[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+      const bool other = std::memcmp(key.addr, kOther, 16) == 0;
+      const bool local = std::memcmp(key.addr, kLocalScope, 16) == 0;
+      const std::string ip = other ? "other" : local ? "local-scope" : key_to_ip(key.addr);
+      const WatchedPod* peer = other || local ? nullptr : ctx.pods.by_ip(ip);
+      // Not a pod of this node: another node's pod or a Service, when the API server says.
+      const kube::PeerInfo* known = nullptr;
+      if (!peer && !other && !local && ctx.peers)
+        if (auto it = ctx.peers->find(ip); it != ctx.peers->end()) known = &it->second;
+      Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
+                                   {"remote_ip", ip},
+                                   {"remote_namespace", peer ? peer->spec.namespace_ : known ? known->namespace_ : ""},
+                                   {"remote_pod", peer ? peer->spec.name : known ? known->pod : ""},
+                                   {"remote_service", known ? known->service : ""}});
+      // Empty label values are the same as absent ones to Prometheus; drop them.
+      std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
+      // A peer entry may exist for drops or sockets only; each family appears with its first count.
+      auto put = [&](const char* name, uint64_t v) {
+        if (v) ctx.store.set(name, l, static_cast<double>(v));
+      };
+      put("vigil_remote_forward_packets_total", t.packets);
+      put("vigil_remote_forward_bytes_total", t.bytes);
+      put("vigil_remote_drop_packets_total", t.drop_packets);
+      put("vigil_remote_drop_bytes_total", t.drop_bytes);
+      put("vigil_remote_tcp_retransmits_total", t.tcp_retransmits);
+      put("vigil_remote_tcp_connect_failures_total", t.tcp_connect_failures);
+    }
+    last_ = std::move(seen);
   }
+
+ private:
+  // Each peer's forwarded packets and bytes as last exported, by its key and index.
+  std::map<std::string, std::pair<uint64_t, uint64_t>> last_;
 };
 
 }  // namespace
