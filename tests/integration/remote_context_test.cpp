@@ -2,6 +2,7 @@
 // 10,000 distinct peers leave the series count bounded by max_peers, the overflow in "other".
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <sstream>
 #include <thread>
 
@@ -123,6 +124,58 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   // Pods that did not opt in have no remote series.
   EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
   EXPECT_EQ(*metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}), 0);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// A repeated peer is counted in the TC program's per-CPU entry for the pod's last peer, and moved
+// into the peer's counters when another peer comes; the agent adds the two. Pod-2 and pod-3 send
+// to pod-1 at the same time, in rounds, so that pod-1's entries change peer over and over while
+// the agent reads them: every scrape meanwhile shows each peer's count never going backwards, and
+// at the end each peer's count is exact.
+TEST(RemoteContext, InterleavedPeersExactAndNeverBackwards) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(3);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_config(lab, 3, dir, port, "max_peers: 8");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 3)) << agent.log();
+  const int kRounds = 20, kFrom2 = 250, kFrom3 = 150;
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  auto sender = [&](int pod, int count) {
+    return "ip netns exec " + lab.prefix() + "-pod-" + std::to_string(pod) + " " + traffic + " udp-send " + lab.ip(1) +
+           " 9000 " + std::to_string(count) + " 64";
+  };
+  Process senders({"/bin/sh", "-c",
+                   "for i in $(seq 1 " + std::to_string(kRounds) + "); do " + sender(2, kFrom2) + " & " + sender(3, kFrom3) +
+                       " & wait; sleep 0.05; done"},
+                  dir + "/senders.log");
+  auto from = [&](const std::string& text, const char* pod) {
+    return metric_value(text, "vigil_remote_forward_packets_total",
+                        {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", pod}}).value_or(0);
+  };
+  double last2 = 0, last3 = 0;
+  int scrapes = 0;
+  for (int i = 0; i < 300 && senders.running(); ++i, ++scrapes) {  // <= 30 s
+    const std::string text = http_get("127.0.0.1", port, "/metrics");
+    const double n2 = from(text, "pod-2"), n3 = from(text, "pod-3");
+    EXPECT_GE(n2, last2) << "scrape " << i;
+    EXPECT_GE(n3, last3) << "scrape " << i;
+    last2 = n2;
+    last3 = n3;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(senders.running()) << senders.log();
+  EXPECT_GE(scrapes, 3) << "the traffic ended before the agent was read during it";
+  const std::string text = metrics_after_ticks(port);
+  // Exactly the datagrams: pod-2 and pod-3 send pod-1 nothing else over IP on the quiet lab.
+  EXPECT_EQ(from(text, "pod-2"), kRounds * kFrom2);
+  EXPECT_EQ(from(text, "pod-3"), kRounds * kFrom3);
+  EXPECT_EQ(metric_value(text, "vigil_remote_forward_bytes_total",
+                         {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-2"}}).value_or(0),
+            kRounds * kFrom2 * (14 + 20 + 8 + 64));
+  std::printf("%d scrapes during the traffic\n", scrapes);
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
 }
