@@ -230,7 +230,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", e.c_str());
       return 1;
     }
-  if (bpf_map__set_max_entries(skel->maps.vigil_capture_rb, kRingBytes) != 0 || vigil_counters__load(skel) != 0) {
+  // The per-CPU counter arrays hold a block per possible CPU, as the agent sizes them: a run on
+  // any CPU but the first would otherwise find its counters out of range and count nothing.
+  const uint32_t cpus = static_cast<uint32_t>(libbpf_num_possible_cpus());
+  if (bpf_map__set_max_entries(skel->maps.vigil_traffic, VIGIL_MAX_PODS * cpus) != 0 ||
+      bpf_map__set_max_entries(skel->maps.vigil_remote_values, VIGIL_MAX_REMOTE_KEYS * cpus) != 0 ||
+      bpf_map__set_max_entries(skel->maps.vigil_capture_rb, kRingBytes) != 0 || vigil_counters__load(skel) != 0) {
     std::fprintf(stderr, "load the vigil_counters skeleton: %s\n", std::strerror(errno));
     return 1;
   }
