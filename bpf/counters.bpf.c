@@ -244,7 +244,7 @@ static __noinline void remote_switch(struct vigil_slot *s, struct vigil_remote_c
   __s64 i = remote_lookup(s, dir, addr);
   c->seq += 1;
   asm volatile("" ::: "memory");
-  if (c->generation && (c->packets || c->bytes)) {
+  if (c->packets || c->bytes) {
     struct vigil_remote_value *old = remote_value(c->index);
     if (old) {
       old->packets += c->packets;
@@ -254,24 +254,15 @@ static __noinline void remote_switch(struct vigil_slot *s, struct vigil_remote_c
   c->generation = 0;
   c->packets = 0;
   c->bytes = 0;
-  const __u32 gen = s->generation;
-  if (i >= 0 && gen) {
+  if (i >= 0) {
     __builtin_memcpy(c->addr, addr, 16);
     c->index = (__u32)i;
     c->packets = 1;
     c->bytes = len;
-    c->generation = gen;
+    c->generation = s->generation;
   }
   asm volatile("" ::: "memory");
   c->seq += 1;
-  if (i >= 0 && !gen) {
-    /* A slot entry without a generation (the agent always gives one): nothing is held for it. */
-    struct vigil_remote_value *now = remote_value((__u32)i);
-    if (now) {
-      now->packets += 1;
-      now->bytes += len;
-    }
-  }
 }
 
 /* Remote context for pods that opted in: counts a packet of `len` bytes of the pod behind `s` to

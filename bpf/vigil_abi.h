@@ -73,7 +73,7 @@ enum vigil_malformed_kind {
  * (the agent adds them). One cache line. */
 struct vigil_remote_cache {
   __u8 addr[16];     /* the peer's address as the packet had it (not the bucket key) */
-  __u32 generation;  /* vigil_slot.generation when cached; 0 = empty, nothing held */
+  __u32 generation;  /* vigil_slot.generation when cached; 0 = no peer (the next packet takes one) */
   __u32 index;       /* into vigil_remote_values */
   __u64 packets;     /* counted here, not yet in vigil_remote_values[index] */
   __u64 bytes;

@@ -77,7 +77,7 @@ class RemoteFamily : public Family {
           const vigil_remote_cache& a = first[cpu].remote_cache[dir];
           const vigil_remote_cache& b = second[cpu].remote_cache[dir];
           // Taken only when no change of peer began or ended between the two reads.
-          if (a.seq != b.seq || (b.seq & 1) || b.generation == 0) continue;
+          if (a.seq != b.seq || (b.seq & 1) || (b.packets == 0 && b.bytes == 0)) continue;
           auto& h = held[b.index];
           h.first += b.packets;
           h.second += b.bytes;
