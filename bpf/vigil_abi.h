@@ -269,7 +269,7 @@ struct vigil_dns_pending_key {
 #define VIGIL_DNS_MAX_KEYS 32768
 #define VIGIL_DNS_MAX_PENDING 16384
 
-/* ---- API server latency (bpf/lib/apiserver.h): sock_ops on the root cgroup, tcp_probe ---- */
+/* ---- API server latency (bpf/lib/apiserver.h): sock_ops on the root cgroup ---- */
 
 /* vigil_api_servers: the API server's addresses (service and endpoints), set by the agent. */
 struct vigil_api_server_key {
@@ -288,7 +288,7 @@ enum vigil_api_stage {
 struct vigil_api_pending {
   __u64 since_ns; /* bpf_ktime_get_ns() when the stage began */
   __u32 stage;    /* enum vigil_api_stage */
-  __u32 pad;
+  __u32 rcv_nxt;  /* REQUEST_SENT: the socket's rcv_nxt when the request went out */
 };
 
 #define VIGIL_API_BUCKETS 24 /* log2 buckets of microseconds: [2^i, 2^(i+1)), 0 in the first */

@@ -147,8 +147,8 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
       !e.empty())
     return make_error("map vigil_remote_values: " + e);
   if (auto r = dp->fill_remote_free(); !r) return r.error();
-  // The API server's programs are attached by watch_api_server, only when addresses are listed.
-  bpf_program__set_autoattach(dp->skel_->progs.vigil_api_response, false);
+  // The API server's sock_ops program is attached by watch_api_server, only when addresses are
+  // listed (a sock_ops program is never attached by the skeleton).
   if (int err = vigil_counters__attach(dp->skel_))
     return make_error("attach the tp_btf programs (kfree_skb, tcp_retransmit_skb, inet_sock_set_state): " + err_text(err));
   return dp;
@@ -447,10 +447,6 @@ Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& ser
       return make_error("update map vigil_api_servers: " + err_text(errno));
   }
   if (!api_links_.empty()) return {};
-  // tcp_probe first: a connection timed from its connect must find the answer's watcher there.
-  bpf_link* probe = bpf_program__attach(skel_->progs.vigil_api_response);
-  if (!probe) return make_error("attach tp_btf/tcp_probe (vigil_api_response): " + err_text(errno));
-  api_links_.push_back(probe);
   int fd = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return make_error("open cgroup v2 directory " + cgroup_path + ": " + err_text(errno));
   bpf_link* link = bpf_program__attach_cgroup(skel_->progs.vigil_api_sockops, fd);

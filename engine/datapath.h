@@ -136,7 +136,7 @@ class Datapath {
 
   // Times connections to the Kubernetes API server (bpf/lib/apiserver.h): lists its
   // addresses (service and endpoints, {ip, port}), attaches the sock_ops program to the cgroup
-  // v2 hierarchy at `cgroup_path` (every socket of the node belongs to it) and the tcp_probe one.
+  // v2 hierarchy at `cgroup_path` (every socket of the node belongs to it).
   struct ApiServerAddress {
     std::string ip;
     uint16_t port = 0;
@@ -178,7 +178,7 @@ class Datapath {
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface
   struct bpf_program* tc_out_ = nullptr;  // and at egress (the same program on 6.3+)
-  std::vector<struct bpf_link*> api_links_;  // tcp_probe, then sock_ops on the cgroup root
+  std::vector<struct bpf_link*> api_links_;  // sock_ops on the cgroup root
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
   std::map<uint32_t, uint32_t> capture_of_;     // ifindex -> snaplen, when on

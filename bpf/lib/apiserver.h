@@ -1,25 +1,30 @@
 /* Latency of connections to the Kubernetes API server, for every socket of the node (host and
- * pods alike), from socket events rather than packets: a sock_ops program on the root of the
- * cgroup v2 hierarchy and a tp_btf program on tcp_probe, attached by the agent only when API
- * server addresses are configured.
+ * pods alike), from socket events rather than packets: one sock_ops program on the root of the
+ * cgroup v2 hierarchy, attached by the agent only when API server addresses are configured.
  *
  * sock_ops runs at a handful of points in a connection's life (connect, established, ...), not per
  * segment, for every TCP socket of the node. Per-segment callbacks are turned on only for the
  * sockets that connect to a listed address, and off again once their first answer is in, so no
- * other socket's segments run anything of ours on the way out. Per connection, keyed by socket
+ * other socket's segments run anything of ours, either way. Per connection, keyed by socket
  * cookie (the socket's own addresses are what the client asked for, the service address before
  * any DNAT, so the service and its endpoints both match):
  *   connect() to a listed address:port    -> SYN_SENT, clock starts     (TCP_CONNECT_CB)
  *   SYN-ACK, the socket established        -> handshake latency; IDLE    (ACTIVE_ESTABLISHED_CB)
- *   first segment out with payload         -> REQUEST_SENT, clock restarts (HDR_OPT_LEN_CB, one per
- *                                             segment sent, on these sockets only)
- *   first segment in with payload          -> first-response latency; forgotten (tcp_probe)
+ *   first segment out with payload         -> REQUEST_SENT, clock restarts, rcv_nxt noted
+ *                                             (HDR_OPT_LEN_CB, one per segment sent, on these
+ *                                             sockets only)
+ *   first segment out after rcv_nxt moved  -> first-response latency; forgotten (HDR_OPT_LEN_CB)
  *   the socket closes with a reset error   -> counted as a reset in SYN_SENT or REQUEST_SENT;
  *                                             forgotten (STATE_CB)
  * The receive side has no sock_ops callback that sees every segment (PARSE_HDR_OPT runs only on
- * TCP's slow path), so the answer is seen by tcp_probe, which the kernel calls for every segment
- * an established socket receives: our program there reads one byte of the socket (its sock_ops
- * callback flags, where STATE_CB marks ours) and returns for every other socket.
+ * TCP's slow path), but the answer shows on the way out: the first data a connection receives
+ * puts TCP in quick-ACK mode, so the socket ACKs it at once, in the same softirq (or, when the
+ * owner holds the socket, as soon as it lets go: when TCP itself sees the segment), and that ACK
+ * is a segment sent, whose callback finds rcv_nxt moved past what it was when the request went
+ * out. So no program runs for the segments other sockets receive (a tcp_probe program did, four
+ * runs a request under wrk, docs/benchmarks.md). A first answer whose ACK TCP delays (a socket
+ * already in ping-pong mode, TCP_QUICKACK off) is timed to that ACK, at most the delayed-ACK
+ * timer (40 ms and up) late; out-of-order data counts once the gap before it fills.
  * Connections that stay in SYN_SENT or REQUEST_SENT past the configured time (the server never
  * answered, or the client gave up first) are counted as "no response" by the agent, which reads
  * and prunes vigil_api_pending each tick. Only the first request of a connection is timed
@@ -53,13 +58,9 @@ struct {
   __type(value, struct vigil_api_value);
 } vigil_api_latency SEC(".maps");
 
-/* The socket as a tcp_sock, for reading: the verifier turns this kfunc into a plain move (no call,
- * no copy), and its loads are then checked against tcp_sock's BTF. */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-
 #define VIGIL_AF_INET 2
 #define VIGIL_AF_INET6 10
-/* A socket we time: STATE_CB (its close tells a reset) doubles as the mark tcp_probe tests. */
+/* A socket we time: STATE_CB (its close tells a reset) doubles as our mark. */
 #define VIGIL_API_MARK BPF_SOCK_OPS_STATE_CB_FLAG
 #define VIGIL_API_FLAGS (BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG)
 
@@ -112,7 +113,9 @@ static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
 }
 
 /* Once per segment sent (and per MSS computation, with no segment: skb_len 0), only while our
- * WRITE_HDR_OPT flag is set. Reserves nothing: the header is left as it is. */
+ * WRITE_HDR_OPT flag is set. Reserves nothing: the header is left as it is. The first segment
+ * with payload is the request; the first callback after rcv_nxt has moved past where it stood
+ * then is the ACK of the first answer (see the top of this file). */
 static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
@@ -121,10 +124,23 @@ static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
     vigil_api_unmark(ctx);
     return;
   }
-  if (p->stage == VIGIL_API_IDLE && ctx->skb_len > 0) {
-    p->since_ns = bpf_ktime_get_ns();
-    p->stage = VIGIL_API_REQUEST_SENT;
+  if (p->stage == VIGIL_API_IDLE) {
+    if (ctx->skb_len > 0) {
+      p->since_ns = bpf_ktime_get_ns();
+      p->rcv_nxt = ctx->rcv_nxt;
+      p->stage = VIGIL_API_REQUEST_SENT;
+    }
+    return;
   }
+  if (p->stage != VIGIL_API_REQUEST_SENT || ctx->rcv_nxt == p->rcv_nxt) return;
+  struct vigil_api_value *v = vigil_api_value();
+  if (!v) return;
+  __u64 now = bpf_ktime_get_ns();
+  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
+  v->response[vigil_api_bucket(ns)] += 1;
+  v->response_sum_ns += ns;
+  bpf_map_delete_elem(&vigil_api_pending, &cookie);
+  vigil_api_unmark(ctx);
 }
 
 /* A socket we time changes state. Only its close matters: with a reset error (tcp_reset() sets
@@ -168,28 +184,6 @@ int vigil_api_sockops(struct bpf_sock_ops *ctx) {
     break;
   }
   return 1;
-}
-
-/* Every segment an established TCP socket of the node receives, before TCP's fast or slow path
- * (skb->data is the TCP header). Other sockets leave after one byte is read. */
-SEC("tp_btf/tcp_probe")
-int BPF_PROG(vigil_api_response, struct sock *sk, struct sk_buff *skb) {
-  const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-  if (!(tp->bpf_sock_ops_cb_flags & VIGIL_API_MARK)) return 0;
-  __u64 cookie = bpf_get_socket_cookie(sk);
-  struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
-  if (!p || p->stage != VIGIL_API_REQUEST_SENT) return 0;
-  __u8 doff = 0;
-  if (bpf_probe_read_kernel(&doff, 1, skb->data + 12)) return 0;
-  if (skb->len <= (__u32)(doff >> 4) * 4) return 0;
-  struct vigil_api_value *v = vigil_api_value();
-  if (!v) return 0;
-  __u64 now = bpf_ktime_get_ns();
-  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
-  v->response[vigil_api_bucket(ns)] += 1;
-  v->response_sum_ns += ns;
-  bpf_map_delete_elem(&vigil_api_pending, &cookie);
-  return 0;
 }
 
 #endif /* VIGIL_LIB_APISERVER_H */

@@ -85,8 +85,8 @@ bench_free_port() {
 
 # Writes an agent config for the lab's pods file with the shipped rule pack and every metric
 # family on: remote context for all lab pods (namespace "lab", at most 64 peers each), the
-# Retina view and API server latency (its cgroup_skb programs then see every socket's packets;
-# the address, 10.96.0.1:443, is a Kubernetes default that the lab never talks to). DNS and TCP
+# Retina view and API server latency (its sock_ops program then sees every socket's connection
+# events; the address, 10.96.0.1:443, is a Kubernetes default that the lab never talks to). DNS and TCP
 # counting have no switch; they are always on. REMOTE=0, RETINA=0 and APISERVER=0 leave those
 # off (to see what they cost).
 bench_agent_config() {

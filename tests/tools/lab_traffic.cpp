@@ -12,9 +12,14 @@
 //   ip-proto DST PROTO COUNT           COUNT IPv4 packets of protocol number PROTO (raw socket, 16
 //                                      bytes of payload): e.g. a protocol the peer has no handler for
 //   tcp-silent PORT SECONDS            accept TCP connections and never answer, for SECONDS
-//   tcp-requests IP PORT COUNT TIMEOUT COUNT connections one after the other, each sending one
+//   tcp-late PORT DELAY_MS SECONDS     accept TCP connections one at a time, for SECONDS: read the
+//                                      request, answer DELAY_MS later, wait (2 s at most) for the
+//                                      client to close
+//   tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS]
+//                                      COUNT connections one after the other, each sending one
 //                                      request and waiting up to TIMEOUT seconds for a first byte
-//                                      back; prints "connected=N answered=M"
+//                                      back, then holding the connection HOLD_MS (default 0)
+//                                      without a word before closing; prints "connected=N answered=M"
 //   dns-tcp IP COUNT MODE              COUNT DNS queries over one TCP connection to IP port 53,
 //                                      cycling ok.lab.test A, nx.lab.test A, example.com A (the
 //                                      lab's dnsmasq: NOERROR, NXDOMAIN, REFUSED). MODE pipeline:
@@ -204,7 +209,37 @@ bool wait_for(int fd, short events, int ms) {
   return poll(&p, 1, ms) == 1 && (p.revents & events);
 }
 
-int tcp_requests(const std::string& ip, int port, long count, double timeout) {
+int tcp_late(int port, int delay_ms, double seconds) {
+  delay_ms = std::clamp(delay_ms, 0, 10000);
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  int off = 0, on = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) return 2;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (int served = 0; std::chrono::steady_clock::now() < end && served < 1024;) {
+    if (!wait_for(fd, POLLIN, 100)) continue;
+    int c = accept(fd, nullptr, nullptr);
+    if (c < 0) continue;
+    ++served;
+    char buf[512];
+    if (wait_for(c, POLLIN, 2000) && recv(c, buf, sizeof(buf), 0) > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      static const char kAnswer[] = "late answer\n";
+      send(c, kAnswer, sizeof(kAnswer) - 1, MSG_NOSIGNAL);
+      for (int i = 0; i < 20 && wait_for(c, POLLIN, 100) && recv(c, buf, sizeof(buf), 0) > 0; ++i) {
+      }
+    }
+    close(c);
+  }
+  close(fd);
+  return 0;
+}
+
+int tcp_requests(const std::string& ip, int port, long count, double timeout, int hold_ms) {
   sockaddr_storage to{};
   socklen_t to_len = 0;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&to);
@@ -233,8 +268,10 @@ int tcp_requests(const std::string& ip, int port, long count, double timeout) {
       ++connected;
       static const char kRequest[] = "GET / HTTP/1.0\r\n\r\n";
       char c;
-      if (send(fd, kRequest, sizeof(kRequest) - 1, MSG_NOSIGNAL) > 0 && wait_for(fd, POLLIN, ms) && recv(fd, &c, 1, 0) == 1)
+      if (send(fd, kRequest, sizeof(kRequest) - 1, MSG_NOSIGNAL) > 0 && wait_for(fd, POLLIN, ms) && recv(fd, &c, 1, 0) == 1) {
         ++answered;
+        if (hold_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+      }
     }
     close(fd);
   }
@@ -393,10 +430,12 @@ int main(int argc, char** argv) {
   if (mode == "udp-from-many" && argc == 6) return udp_from_many(argv[2], std::atoi(argv[3]), std::atol(argv[4]), argv[5]);
   if (mode == "ip-proto" && argc == 5) return ip_proto(argv[2], std::atoi(argv[3]), std::atol(argv[4]));
   if (mode == "tcp-silent" && argc == 4) return tcp_silent(std::atoi(argv[2]), std::atof(argv[3]));
-  if (mode == "tcp-requests" && argc == 6) return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]));
+  if (mode == "tcp-late" && argc == 5) return tcp_late(std::atoi(argv[2]), std::atoi(argv[3]), std::atof(argv[4]));
+  if (mode == "tcp-requests" && (argc == 6 || argc == 7))
+    return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]), argc == 7 ? std::atoi(argv[6]) : 0);
   if (mode == "udp-blast" && argc == 6) return udp_blast(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
   if (mode == "dns-tcp" && argc == 5) return dns_tcp(argv[2], std::atol(argv[3]), argv[4]);
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT | dns-tcp IP COUNT pipeline|split|fastopen\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-late PORT DELAY_MS SECONDS | tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS] | dns-tcp IP COUNT pipeline|split|fastopen\n");
   return 2;
 }
