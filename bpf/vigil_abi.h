@@ -288,7 +288,7 @@ enum vigil_api_stage {
 struct vigil_api_pending {
   __u64 since_ns; /* bpf_ktime_get_ns() when the stage began */
   __u32 stage;    /* enum vigil_api_stage */
-  __u32 rcv_nxt;  /* REQUEST_SENT: the socket's rcv_nxt when the request went out */
+  __u32 data_segs_in; /* REQUEST_SENT: segments with payload the socket had received then */
 };
 
 #define VIGIL_API_BUCKETS 24 /* log2 buckets of microseconds: [2^i, 2^(i+1)), 0 in the first */

@@ -10,21 +10,24 @@
  * any DNAT, so the service and its endpoints both match):
  *   connect() to a listed address:port    -> SYN_SENT, clock starts     (TCP_CONNECT_CB)
  *   SYN-ACK, the socket established        -> handshake latency; IDLE    (ACTIVE_ESTABLISHED_CB)
- *   first segment out with payload         -> REQUEST_SENT, clock restarts, rcv_nxt noted
- *                                             (HDR_OPT_LEN_CB, one per segment sent, on these
- *                                             sockets only)
- *   first segment out after rcv_nxt moved  -> first-response latency; forgotten (HDR_OPT_LEN_CB)
+ *   first segment out with payload         -> REQUEST_SENT, clock restarts, data segments in
+ *                                             noted (HDR_OPT_LEN_CB, one per segment sent, on
+ *                                             these sockets only)
+ *   first segment out after a data segment -> first-response latency; forgotten (HDR_OPT_LEN_CB)
+ *   came in
  *   the socket closes with a reset error   -> counted as a reset in SYN_SENT or REQUEST_SENT;
  *                                             forgotten (STATE_CB)
  * The receive side has no sock_ops callback that sees every segment (PARSE_HDR_OPT runs only on
  * TCP's slow path), but the answer shows on the way out: the first data a connection receives
  * puts TCP in quick-ACK mode, so the socket ACKs it at once, in the same softirq (or, when the
  * owner holds the socket, as soon as it lets go: when TCP itself sees the segment), and that ACK
- * is a segment sent, whose callback finds rcv_nxt moved past what it was when the request went
- * out. So no program runs for the segments other sockets receive (a tcp_probe program did, four
+ * is a segment sent, whose callback finds the socket's count of segments received with payload
+ * (data_segs_in, counted on arrival, in or out of order; a FIN alone is not one) above what it was
+ * when the request went out. So no program runs for the segments other sockets receive (a tcp_probe program did, four
  * runs a request under wrk, docs/benchmarks.md). A first answer whose ACK TCP delays (a socket
  * already in ping-pong mode, TCP_QUICKACK off) is timed to that ACK, at most the delayed-ACK
- * timer (40 ms and up) late; out-of-order data counts once the gap before it fills.
+ * timer (40 ms and up) late. A server that closes without a word (FIN, no data) leaves the wait
+ * open: no response.
  * Connections that stay in SYN_SENT or REQUEST_SENT past the configured time (the server never
  * answered, or the client gave up first) are counted as "no response" by the agent, which reads
  * and prunes vigil_api_pending each tick. Only the first request of a connection is timed
@@ -114,8 +117,8 @@ static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
 
 /* Once per segment sent (and per MSS computation, with no segment: skb_len 0), only while our
  * WRITE_HDR_OPT flag is set. Reserves nothing: the header is left as it is. The first segment
- * with payload is the request; the first callback after rcv_nxt has moved past where it stood
- * then is the ACK of the first answer (see the top of this file). */
+ * with payload is the request; the first callback after a segment with payload came in is the
+ * ACK of the first answer (see the top of this file). */
 static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
@@ -127,12 +130,12 @@ static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
   if (p->stage == VIGIL_API_IDLE) {
     if (ctx->skb_len > 0) {
       p->since_ns = bpf_ktime_get_ns();
-      p->rcv_nxt = ctx->rcv_nxt;
+      p->data_segs_in = ctx->data_segs_in;
       p->stage = VIGIL_API_REQUEST_SENT;
     }
     return;
   }
-  if (p->stage != VIGIL_API_REQUEST_SENT || ctx->rcv_nxt == p->rcv_nxt) return;
+  if (p->stage != VIGIL_API_REQUEST_SENT || ctx->data_segs_in == p->data_segs_in) return;
   struct vigil_api_value *v = vigil_api_value();
   if (!v) return;
   __u64 now = bpf_ktime_get_ns();

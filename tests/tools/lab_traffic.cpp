@@ -15,6 +15,8 @@
 //   tcp-late PORT DELAY_MS SECONDS     accept TCP connections one at a time, for SECONDS: read the
 //                                      request, answer DELAY_MS later, wait (2 s at most) for the
 //                                      client to close
+//   tcp-hangup PORT SECONDS            the same, but closes each connection at once after the
+//                                      request, without an answer (a FIN and no data)
 //   tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS]
 //                                      COUNT connections one after the other, each sending one
 //                                      request and waiting up to TIMEOUT seconds for a first byte
@@ -209,7 +211,7 @@ bool wait_for(int fd, short events, int ms) {
   return poll(&p, 1, ms) == 1 && (p.revents & events);
 }
 
-int tcp_late(int port, int delay_ms, double seconds) {
+int tcp_late(int port, int delay_ms, double seconds, bool answer) {
   delay_ms = std::clamp(delay_ms, 0, 10000);
   int fd = socket(AF_INET6, SOCK_STREAM, 0);
   int off = 0, on = 1;
@@ -226,7 +228,8 @@ int tcp_late(int port, int delay_ms, double seconds) {
     if (c < 0) continue;
     ++served;
     char buf[512];
-    if (wait_for(c, POLLIN, 2000) && recv(c, buf, sizeof(buf), 0) > 0) {
+    // The request is read either way: a socket closed with unread data sends a reset, not a FIN.
+    if (wait_for(c, POLLIN, 2000) && recv(c, buf, sizeof(buf), 0) > 0 && answer) {
       std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
       static const char kAnswer[] = "late answer\n";
       send(c, kAnswer, sizeof(kAnswer) - 1, MSG_NOSIGNAL);
@@ -430,12 +433,13 @@ int main(int argc, char** argv) {
   if (mode == "udp-from-many" && argc == 6) return udp_from_many(argv[2], std::atoi(argv[3]), std::atol(argv[4]), argv[5]);
   if (mode == "ip-proto" && argc == 5) return ip_proto(argv[2], std::atoi(argv[3]), std::atol(argv[4]));
   if (mode == "tcp-silent" && argc == 4) return tcp_silent(std::atoi(argv[2]), std::atof(argv[3]));
-  if (mode == "tcp-late" && argc == 5) return tcp_late(std::atoi(argv[2]), std::atoi(argv[3]), std::atof(argv[4]));
+  if (mode == "tcp-late" && argc == 5) return tcp_late(std::atoi(argv[2]), std::atoi(argv[3]), std::atof(argv[4]), true);
+  if (mode == "tcp-hangup" && argc == 4) return tcp_late(std::atoi(argv[2]), 0, std::atof(argv[3]), false);
   if (mode == "tcp-requests" && (argc == 6 || argc == 7))
     return tcp_requests(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atof(argv[5]), argc == 7 ? std::atoi(argv[6]) : 0);
   if (mode == "udp-blast" && argc == 6) return udp_blast(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
   if (mode == "dns-tcp" && argc == 5) return dns_tcp(argv[2], std::atol(argv[3]), argv[4]);
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-late PORT DELAY_MS SECONDS | tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS] | dns-tcp IP COUNT pipeline|split|fastopen\n");
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-late PORT DELAY_MS SECONDS | tcp-hangup PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS] | dns-tcp IP COUNT pipeline|split|fastopen\n");
   return 2;
 }
