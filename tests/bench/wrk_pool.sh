@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# wrk_pool.sh: the median pair ratio of several wrk_ratio.sh runs taken together, with the same
+# distribution-free 95 % confidence interval for the median (order statistics) over all pairs.
+#
+#   tests/bench/wrk_pool.sh OUTPUT...    (files holding wrk_ratio.sh output: every JSON line in them
+#                                         is one run)
+#
+# Runs of different commits or settings should not be pooled: the script refuses runs whose
+# "commit", "attached" or "base" differ unless MIXED=1. Needs no root and no build.
+# Exit status: 0 pooled, 1 could not (a file without a wrk_ratio JSON line, runs that differ).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+(($# >= 1)) || bench_die "usage: wrk_pool.sh OUTPUT..."
+command -v python3 >/dev/null || bench_die "python3 is needed to read the JSON lines"
+ratios=$(python3 - "${MIXED:-0}" "$@" <<'PY'
+import json, sys
+mixed, files = sys.argv[1] == "1", sys.argv[2:]
+seen, ratios = None, []
+for f in files:
+    runs = []
+    try:
+        with open(f) as fh:
+            for number, line in enumerate(fh, 1):
+                if line.startswith('{"benchmark":"wrk_ratio"'):
+                    try:
+                        runs.append((number, json.loads(line)))
+                    except ValueError as e:
+                        sys.exit(f"wrk_pool: {f}:{number}: not JSON: {e}")
+    except OSError as e:
+        sys.exit(f"wrk_pool: {f}: {e.strerror}")
+    if not runs:
+        sys.exit(f"wrk_pool: {f}: no wrk_ratio JSON line")
+    for number, run in runs:
+        kind = (run["commit"], run["attached"], run["base"])
+        if seen is not None and kind != seen and not mixed:
+            sys.exit(f"wrk_pool: {f}:{number}: commit/attached/base {kind} differ from {seen} (MIXED=1 pools anyway)")
+        seen = seen or kind
+        print(f"wrk_pool: {f}:{number}: {run['pairs']} pairs, commit {run['commit']}, median {run['median_ratio']:.4f}",
+              file=sys.stderr)
+        ratios += run["ratios"]
+print("\n".join(str(r) for r in ratios))
+PY
+) || exit 1
+n=$(wc -l <<<"$ratios")
+med=$(bench_median <<<"$ratios")
+read -r low high < <(bench_median_ci <<<"$ratios")
+verdict=$(awk -v a="$low" -v b="$high" 'BEGIN {print (a >= 0.97) ? "target met" : (b < 0.97) ? "TARGET MISSED" : "INCONCLUSIVE"}')
+awk -v n="$n" -v m="$med" -v a="$low" -v b="$high" -v v="$verdict" 'BEGIN {printf "wrk_pool: %d pairs, median ratio %.1f%%, 95%% interval %.1f%%..%.1f%% (target >= 97%%: %s)\n", n, m * 100, a * 100, b * 100, v}'
