@@ -100,18 +100,24 @@ static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
   bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_MARK);
 }
 
+/* Counts the wait that began at p->since_ns and ends now in a latency histogram (buckets[]
+ * and its sum); returns now. */
+static __always_inline __u64 vigil_api_observe(const struct vigil_api_pending *p, __u64 *buckets, __u64 *sum_ns) {
+  __u64 now = bpf_ktime_get_ns();
+  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
+  buckets[vigil_api_bucket(ns)] += 1;
+  *sum_ns += ns;
+  return now;
+}
+
 static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
   if (!p || p->stage != VIGIL_API_SYN_SENT) return;
   struct vigil_api_value *v = vigil_api_value();
   if (!v) return;
-  __u64 now = bpf_ktime_get_ns();
-  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
-  v->handshake[vigil_api_bucket(ns)] += 1;
-  v->handshake_sum_ns += ns;
+  p->since_ns = vigil_api_observe(p, v->handshake, &v->handshake_sum_ns);
   p->stage = VIGIL_API_IDLE;
-  p->since_ns = now;
   bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_FLAGS);
 }
 
@@ -138,10 +144,7 @@ static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
   if (p->stage != VIGIL_API_REQUEST_SENT || ctx->data_segs_in == p->data_segs_in) return;
   struct vigil_api_value *v = vigil_api_value();
   if (!v) return;
-  __u64 now = bpf_ktime_get_ns();
-  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
-  v->response[vigil_api_bucket(ns)] += 1;
-  v->response_sum_ns += ns;
+  vigil_api_observe(p, v->response, &v->response_sum_ns);
   bpf_map_delete_elem(&vigil_api_pending, &cookie);
   vigil_api_unmark(ctx);
 }

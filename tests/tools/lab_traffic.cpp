@@ -182,15 +182,26 @@ int udp_sink(int port, double seconds) {
   return 0;
 }
 
-int tcp_silent(int port, double seconds) {
+// A TCP socket listening on PORT of every address, IPv6 and IPv4; -1 when it cannot.
+int listen_any(int port) {
   int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
   int off = 0, on = 1;
   setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
   sockaddr_in6 addr{};
   addr.sin6_family = AF_INET6;
   addr.sin6_port = htons(port);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) return 2;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int tcp_silent(int port, double seconds) {
+  int fd = listen_any(port);
+  if (fd < 0) return 2;
   std::vector<int> held;  // kept open, never written to, closed at exit
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end && held.size() < 1024) {
@@ -213,14 +224,8 @@ bool wait_for(int fd, short events, int ms) {
 
 int tcp_late(int port, int delay_ms, double seconds, bool answer) {
   delay_ms = std::clamp(delay_ms, 0, 10000);
-  int fd = socket(AF_INET6, SOCK_STREAM, 0);
-  int off = 0, on = 1;
-  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  sockaddr_in6 addr{};
-  addr.sin6_family = AF_INET6;
-  addr.sin6_port = htons(port);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) return 2;
+  int fd = listen_any(port);
+  if (fd < 0) return 2;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   for (int served = 0; std::chrono::steady_clock::now() < end && served < 1024;) {
     if (!wait_for(fd, POLLIN, 100)) continue;
