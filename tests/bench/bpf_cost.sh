@@ -17,9 +17,10 @@
 #           family on (remote context for the lab pods, max 64 peers; DNS and TCP always on);
 #   vigil_noremote (only with BREAKDOWN=1): the same agent without remote context.
 # ns/run = delta run_time_ns / delta run_cnt over the traffic. A pod-to-pod packet is one run
-# on the sender's veth and one on the receiver's. With the agent, its API server programs
-# (cgroup_skb egress and ingress on the cgroup v2 root) also run once for each packet a socket
-# sends or receives, anywhere on the node; their ns/run is reported next to the TC figures. The kernel's timing itself costs tens of ns
+# on the sender's veth and one on the receiver's. With the agent, its API server program
+# (sock_ops on the cgroup v2 root) runs at connection events of every socket of the node, not
+# per packet: how often it ran per TC run, and its ns/run, are reported next to the TC figures
+# (its runs per TC run should be near 0). The kernel's timing itself costs tens of ns
 # per run, so the cost Vigil adds per run is vigil - empty. The figures are medians over ROUNDS
 # (default 7). Prints one summary line per traffic kind, then one JSON object.
 # Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
@@ -119,7 +120,7 @@ prog_ids() {
   done | sort -un
 }
 
-# Ids of the API server (cgroup_skb) programs of the agent whose TC program is TC_ID: other
+# Ids of the API server (sock_ops) programs of the agent whose TC program is TC_ID: other
 # agents may run on this machine, and ours are the ones that share its maps.
 api_prog_ids() {
   local maps
@@ -139,10 +140,11 @@ prog_stats() {
   echo "$ns $cnt"
 }
 
-# Sends traffic of KIND and prints the ns/run of the programs with preference PREF, and of
-# the agent's API server programs when they are loaded ("-" when not).
+# Sends traffic of KIND and prints the ns/run of the programs with preference PREF, then the
+# agent's API server programs' ns/run and their runs per TC run when they are loaded ("- -"
+# when not, or when they did not run).
 measure() {
-  local pref=$1 kind=$2 ids api before after api_before api_after ns0 cnt0 ns1 cnt1 runs api_ns=-
+  local pref=$1 kind=$2 ids api before after api_before api_after ns0 cnt0 ns1 cnt1 runs api_ns=- api_runs=0
   mapfile -t ids < <(prog_ids "$pref")
   ((${#ids[@]} > 0)) || bench_die "no BPF filter with preference $pref on ${veths[*]}"
   api=()
@@ -154,13 +156,15 @@ measure() {
   if ((${#api[@]})); then
     api_after=$(prog_stats "${api[@]}")
     api_ns=$(awk -v a="$api_before" -v b="$api_after" 'BEGIN {split(a, x, " "); split(b, y, " "); n = y[2] - x[2]; if (n > 0) printf "%.2f", (y[1] - x[1]) / n; else print "-"}')
+    api_runs=$(awk -v a="$api_before" -v b="$api_after" 'BEGIN {split(a, x, " "); split(b, y, " "); print y[2] - x[2]}')
   fi
   read -r ns0 cnt0 <<<"$before"
   read -r ns1 cnt1 <<<"$after"
   runs=$((cnt1 - cnt0))
   ((runs >= $(min_runs "$kind"))) ||
     bench_die "only $runs program runs for $kind traffic (expected $(min_runs "$kind") or more): stats not counting? (kernel.bpf_stats_enabled)"
-  awk -v ns=$((ns1 - ns0)) -v n="$runs" -v api="$api_ns" 'BEGIN {printf "%.2f %s\n", ns / n, api}'
+  awk -v ns=$((ns1 - ns0)) -v n="$runs" -v api="$api_ns" -v ar="$api_runs" \
+    'BEGIN {if (api == "-") printf "%.2f - -\n", ns / n; else printf "%.2f %s %.5f\n", ns / n, api, ar / n}'
 }
 
 # Attaches MODE's programs, measures every traffic kind into results[MODE.KIND], detaches.
@@ -172,11 +176,15 @@ run_mode() {
     vigil) bench_agent_start "$config_all" 2 ;;
     vigil_noremote) bench_agent_start "$config_noremote" 2 ;;
   esac
-  local m
+  local m tc_ns api_ns api_per_run
   for kind in "${traffics[@]}"; do
     m=$(measure "$pref" "$kind")
-    results[$mode.$kind]+="${m% *} "
-    if [[ ${m#* } != - ]]; then results[api_$mode.$kind]+="${m#* } "; fi
+    read -r tc_ns api_ns api_per_run <<<"$m"
+    results[$mode.$kind]+="$tc_ns "
+    if [[ $api_ns != - ]]; then
+      results[api_$mode.$kind]+="$api_ns "
+      results[apiruns_$mode.$kind]+="$api_per_run "
+    fi
   done
   case $mode in
     empty) detach_tc $empty_pref ;;
@@ -221,9 +229,10 @@ for kind in "${traffics[@]}"; do
   fi
   if [[ -n ${results[api_vigil.$kind]:-} ]]; then
     ap=$(median_of "${results[api_vigil.$kind]}")
-    extra+=$(awk -v a="$ap" 'BEGIN {printf "; API server cgroup_skb programs %.1f ns/run, timing included (once per packet on each socket side; not in the TC figure)", a}')
-    json_extra+=$(printf ',"apiserver_cgroup_skb_ns_per_run":[%s],"median_apiserver_cgroup_skb_ns":%s' \
-      "$(join_of "${results[api_vigil.$kind]}")" "$ap")
+    ar=$(median_of "${results[apiruns_vigil.$kind]}")
+    extra+=$(awk -v a="$ap" -v r="$ar" 'BEGIN {printf "; API server sock_ops program %.5f runs per TC run, %.1f ns/run, timing included (connection events, not packets; not in the TC figure)", r, a}')
+    json_extra+=$(printf ',"apiserver_sockops_ns_per_run":[%s],"median_apiserver_sockops_ns":%s,"apiserver_sockops_runs_per_tc_run":[%s],"median_apiserver_sockops_runs_per_tc_run":%s' \
+      "$(join_of "${results[api_vigil.$kind]}")" "$ap" "$(join_of "${results[apiruns_vigil.$kind]}")" "$ar")
   fi
   printf 'bpf_cost (%s): empty %.1f ns/run, vigil %.1f ns/run, added %s ns per packet per veth (medians of %d rounds; target < %d ns: %s)%s\n' \
     "$kind" "$e" "$v" "$added" "$rounds" $target_ns "$verdict" "$extra"
