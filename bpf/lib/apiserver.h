@@ -13,8 +13,7 @@
  *   first segment out with payload         -> REQUEST_SENT, clock restarts, data segments in
  *                                             noted (HDR_OPT_LEN_CB, one per segment sent, on
  *                                             these sockets only)
- *   first segment out after a data segment -> first-response latency; forgotten (HDR_OPT_LEN_CB)
- *   came in
+ *   first segment out after data came in   -> first-response latency; forgotten (HDR_OPT_LEN_CB)
  *   the socket closes with a reset error   -> counted as a reset in SYN_SENT or REQUEST_SENT;
  *                                             forgotten (STATE_CB)
  * The receive side has no sock_ops callback that sees every segment (PARSE_HDR_OPT runs only on
@@ -23,8 +22,8 @@
  * owner holds the socket, as soon as it lets go: when TCP itself sees the segment), and that ACK
  * is a segment sent, whose callback finds the socket's count of segments received with payload
  * (data_segs_in, counted on arrival, in or out of order; a FIN alone is not one) above what it was
- * when the request went out. So no program runs for the segments other sockets receive (a tcp_probe program did, four
- * runs a request under wrk, docs/benchmarks.md). A first answer whose ACK TCP delays (a socket
+ * when the request went out. So no program runs for the segments other sockets receive (a
+ * tcp_probe program did, four runs a request under wrk, docs/benchmarks.md). A first answer whose ACK TCP delays (a socket
  * already in ping-pong mode, TCP_QUICKACK off) is timed to that ACK, at most the delayed-ACK
  * timer (40 ms and up) late. A server that closes without a word (FIN, no data) leaves the wait
  * open: no response.
