@@ -387,9 +387,9 @@ static __always_inline __u32 pod_of_ip(const struct vigil_ip_key *key) {
 /* Reads the source and destination address of the skb's network header, as IPv4-mapped
  * IPv6 keys. Returns 0 on success. */
 static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_key *src, struct vigil_ip_key *dst) {
-  unsigned char *head = BPF_CORE_READ(skb, head);
-  __u16 nh = BPF_CORE_READ(skb, network_header);
-  __u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+  unsigned char *head = skb->head;
+  __u16 nh = skb->network_header;
+  __u16 proto = bpf_ntohs(skb->protocol);
   if (nh == (__u16)~0U || !head) return -1;
   if (proto == ETH_P_IP) {
     struct iphdr ip;
@@ -429,9 +429,9 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
   /* A drop inside a pod's own namespace belongs to that pod, whatever the addresses. */
   __u32 pod = 0;
   __u8 dir = VIGIL_DIR_INGRESS;
-  struct net_device *dev = BPF_CORE_READ(skb, dev);
+  struct net_device *dev = skb->dev;
   if (dev) {
-    __u32 inum = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+    __u32 inum = dev->nd_net.net->ns.inum;
     __u32 *netns_pod = bpf_map_lookup_elem(&vigil_pod_netns, &inum);
     if (netns_pod) {
       pod = *netns_pod;
@@ -441,7 +441,7 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
   /* A drop on a pod's host-side interface (a TC filter's, say) belongs to that pod: egress
    * for what it sent, ingress for what was on its way to it. */
   if (!pod && dev) {
-    struct vigil_slot *s = slot_of(BPF_CORE_READ(dev, ifindex));
+    struct vigil_slot *s = slot_of(dev->ifindex);
     if (s && s->pod_id) {
       pod = s->pod_id;
       dir = (have_addresses && src_pod == pod) ? VIGIL_DIR_EGRESS : VIGIL_DIR_INGRESS;
@@ -470,7 +470,7 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
       return 0;
     }
   }
-  __u32 len = BPF_CORE_READ(skb, len);
+  __u32 len = skb->len;
   v->packets += 1;
   v->bytes += len;
   if (have_addresses) {
@@ -485,7 +485,7 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
 
 /* TCP socket events, attributed to the pod whose network namespace owns the socket. */
 static __always_inline __u32 pod_of_sock(const struct sock *sk) {
-  __u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+  __u32 inum = sk->__sk_common.skc_net.net->ns.inum;
   __u32 *pod = bpf_map_lookup_elem(&vigil_pod_netns, &inum);
   return pod ? *pod : 0;
 }
@@ -495,10 +495,10 @@ static __always_inline struct vigil_remote_value *remote_of_sock(const struct so
   __u32 pod = pod_of_sock(sk);
   if (!pod) return 0;
   __u8 addr[16] = {};
-  if (BPF_CORE_READ(sk, __sk_common.skc_family) == 10 /* AF_INET6 */) {
-    BPF_CORE_READ_INTO(&addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+  if (sk->__sk_common.skc_family == 10 /* AF_INET6 */) {
+    __builtin_memcpy(addr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
   } else {
-    __u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    __u32 a = sk->__sk_common.skc_daddr;
     addr[10] = addr[11] = 0xff;
     __builtin_memcpy(&addr[12], &a, 4);
   }
@@ -547,7 +547,7 @@ static __always_inline __u32 log2_bucket(__u32 v) {
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(vigil_sock_state, const struct sock *sk, int oldstate, int newstate) {
-  if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_) return 0;
+  if (sk->sk_protocol != IPPROTO_TCP_) return 0;
   struct vigil_tcp_value *v = tcp_of_sock(sk);
   if (!v) return 0;
   /* The empty asm pins the index to one register, so the bound the verifier learns from the
@@ -563,7 +563,7 @@ int BPF_PROG(vigil_sock_state, const struct sock *sk, int oldstate, int newstate
     else if (oldstate == TCP_SYN_RECV) v->events[VIGIL_TCP_EV_ESTABLISHED_IN] += 1;
   } else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
     /* tcp_done_with_error() sets sk_err before it moves the socket to CLOSE. */
-    int err = BPF_CORE_READ(sk, sk_err);
+    int err = sk->sk_err;
     if (err == ECONNREFUSED_) v->events[VIGIL_TCP_EV_REFUSED] += 1;
     else if (err == ETIMEDOUT_) v->events[VIGIL_TCP_EV_TIMEOUT] += 1;
     else v->events[VIGIL_TCP_EV_CONNECT_FAILED] += 1;

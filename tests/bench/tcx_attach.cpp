@@ -3,6 +3,8 @@
 // until SIGTERM or SIGINT (closing them detaches). wrk_ratio.sh ATTACH=empty runs it with
 // empty_tc.bpf.o on the lab pods' host-side veths: what the hooks Vigil uses cost on their own,
 // with a program that does nothing, measured like the agent.
+// vigil_tcx_attach OBJ (no interface): attaches the first program where its section says (a
+// tp_btf program to its tracepoint), likewise held until a signal: drop_cost.sh's baseline.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
@@ -25,8 +27,8 @@ void on_signal(int) { g_stop = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3) {
-    std::fprintf(stderr, "usage: %s OBJ IFNAME...\n", argv[0]);
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s OBJ [IFNAME...]\n", argv[0]);
     return 2;
   }
   bpf_object* obj = bpf_object__open_file(argv[1], nullptr);
@@ -41,6 +43,14 @@ int main(int argc, char** argv) {
   }
   std::vector<int> links;
   int status = 0;
+  bpf_link* traced = nullptr;
+  if (argc == 2) {
+    traced = bpf_program__attach(prog);
+    if (!traced) {
+      std::fprintf(stderr, "vigil_tcx_attach: attach %s: %s\n", bpf_program__name(prog), std::strerror(errno));
+      status = 1;
+    }
+  }
   for (int i = 2; i < argc && status == 0; ++i) {
     const unsigned ifindex = if_nametoindex(argv[i]);
     if (ifindex == 0) {
@@ -67,6 +77,7 @@ int main(int argc, char** argv) {
     while (!g_stop) usleep(100000);  // a signal between the test and a pause() would be missed
   }
   for (int link : links) close(link);
+  if (traced) bpf_link__destroy(traced);
   bpf_object__close(obj);
   return status;
 }
