@@ -19,6 +19,9 @@
 # ATTACH=empty measures, instead of the agent, a program that does nothing
 # (tests/bench/empty_tc.bpf.c) on the same TCX hooks of the two pods' host-side veths
 # (vigil_tcx_attach): what the hooks cost on their own on this machine.
+# NOPODS=1 gives the agent a pods file with no pod: it attaches no TC program, so the ratio is
+# what its process, its tracing programs and its sock_ops program cost without the per-packet
+# programs (with ATTACH=agent only).
 # BASE=empty puts that empty program on the "not attached" side instead of nothing: the ratio is
 # then what the agent costs beyond the hooks themselves, the part of the cost that is Vigil's own
 # (with ATTACH=agent only).
@@ -39,6 +42,9 @@ base=${BASE:-none}
 [[ $attach == agent || $attach == empty ]] || bench_die "ATTACH must be agent or empty"
 [[ $base == none || $base == empty ]] || bench_die "BASE must be none or empty"
 [[ $base == none || $attach == agent ]] || bench_die "BASE=empty compares the agent with the empty program: ATTACH=agent only"
+nopods=${NOPODS:-0}
+[[ $nopods == 0 || $nopods == 1 ]] || bench_die "NOPODS must be 0 or 1"
+[[ $nopods == 0 || $attach == agent ]] || bench_die "NOPODS=1 is for the agent: ATTACH=agent only"
 bench_init wrk curl
 bench_lab_up 2 bw
 lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
@@ -46,6 +52,13 @@ url="http://$(lab ip 2):8080/bytes/64"
 
 config=$bench_tmp/vigil.yaml
 bench_agent_config "$config" "$(bench_free_port)"
+agent_pods=2
+if [[ $nopods == 1 ]]; then
+  : >"$bench_tmp/no-pods.yaml"
+  sed -i "s|^pods: .*|pods: {source: file, file: $bench_tmp/no-pods.yaml}|" "$config"
+  grep -q "no-pods.yaml" "$config" || bench_die "NOPODS=1: could not rewrite the pods line of $config"
+  agent_pods=0
+fi
 bench_on_exit bench_agent_stop
 
 # What is attached for the "attached" side: the agent, or the empty program on its hooks.
@@ -75,7 +88,7 @@ empty_stop() {
   empty_pid=
 }
 bench_on_exit empty_stop
-attach_start() { if [[ $attach == agent ]]; then bench_agent_start "$config" 2; else empty_start; fi; }
+attach_start() { if [[ $attach == agent ]]; then bench_agent_start "$config" "$agent_pods"; else empty_start; fi; }
 attach_stop() { if [[ $attach == agent ]]; then bench_agent_stop; else empty_stop; fi; }
 # The "not attached" side: nothing, or (BASE=empty) the empty program on the same hooks.
 base_start() { if [[ $base == empty ]]; then empty_start; sleep "$settle"; fi; }
@@ -135,10 +148,11 @@ verdict=$([[ $met == true ]] && echo "target met" || echo "TARGET MISSED")
 
 sides="attached/not attached"
 [[ $base == empty ]] && sides="agent/empty program on the same hooks"
+[[ $nopods == 1 ]] && sides="agent attaching no pod/not attached"
 printf 'wrk_ratio: %s = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
   "$sides" "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
-  "$attach" "$base" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","nopods":%s,"date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
   "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
 printf '"median_ratio":%s,"median_ci95":[%s,%s],"ratio_p25":%s,"ratio_p75":%s,"settle_s":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
