@@ -23,8 +23,6 @@ packets=${PACKETS:-200000}
 [[ $rounds =~ ^[0-9]+$ && $rounds -ge 1 && $rounds -le 30 ]] || bench_die "ROUNDS must be 1..30"
 [[ $packets =~ ^[0-9]+$ && $packets -ge 1000 && $packets -le 10000000 ]] || bench_die "PACKETS must be 1000..10000000"
 bench_init curl jq bpftool nft clang
-attach_tool=$bench_build/tests/bench/vigil_tcx_attach
-[[ -x $attach_tool ]] || bench_die "$attach_tool not built (make build)"
 clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
   -c "$bench_repo/tests/bench/empty_kfree_skb.bpf.c" -o "$bench_tmp/empty_kfree_skb.bpf.o" ||
   bench_die "clang -target bpf empty_kfree_skb.bpf.c failed"
@@ -39,25 +37,7 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 bench_on_exit "sysctl -qw kernel.bpf_stats_enabled=$old_stats"
 sysctl -qw kernel.bpf_stats_enabled=1
 
-empty_pid=
-empty_start() {
-  "$attach_tool" "$bench_tmp/empty_kfree_skb.bpf.o" >"$bench_tmp/attach.out" 2>&1 &
-  empty_pid=$!
-  local i
-  for i in $(seq 1 100); do
-    grep -q '^attached' "$bench_tmp/attach.out" 2>/dev/null && return 0
-    kill -0 "$empty_pid" 2>/dev/null || bench_die "vigil_tcx_attach failed: $(cat "$bench_tmp/attach.out")"
-    sleep 0.1
-  done
-  bench_die "vigil_tcx_attach did not attach within 10 s"
-}
-empty_stop() {
-  [[ -n $empty_pid ]] || return 0
-  kill -TERM "$empty_pid" 2>/dev/null || true
-  wait "$empty_pid" 2>/dev/null || true
-  empty_pid=
-}
-bench_on_exit empty_stop
+bench_on_exit bench_attach_stop
 
 # "run_time_ns run_cnt" of the newest program called NAME.
 stats_of() {
@@ -82,9 +62,9 @@ empty=() vigil=() runs=()
 for r in $(seq 1 "$rounds"); do
   for side in $( ((r % 2)) && echo "empty vigil" || echo "vigil empty"); do
     if [[ $side == empty ]]; then
-      empty_start
+      bench_attach_start "$bench_tmp/empty_kfree_skb.bpf.o"
       read -r ns n < <(measure vigil_bench_empty_drop) || exit 1
-      empty_stop
+      bench_attach_stop
       empty+=("$ns")
     else
       bench_agent_start "$config" 2

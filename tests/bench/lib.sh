@@ -55,6 +55,30 @@ bench_spawn() {
   bench_on_exit "kill $bench_spawned_pid"
 }
 
+# Runs vigil_tcx_attach OBJ [IFNAME...] (built with the agent) in the background: OBJ's first
+# program on each interface's TCX hooks, or where its section says when no interface is named.
+# Returns once it printed "attached" (10 s at most); bench_attach_stop detaches it. Callers queue
+# bench_on_exit bench_attach_stop.
+bench_attach_pid=
+bench_attach_start() {
+  local tool=$bench_build/tests/bench/vigil_tcx_attach out=$bench_tmp/attach.out i
+  [[ -x $tool ]] || bench_die "$tool not built (make build)"
+  "$tool" "$@" >"$out" 2>&1 &
+  bench_attach_pid=$!
+  for i in $(seq 1 100); do
+    grep -q '^attached' "$out" 2>/dev/null && return 0
+    kill -0 "$bench_attach_pid" 2>/dev/null || bench_die "vigil_tcx_attach failed: $(cat "$out")"
+    sleep 0.1
+  done
+  bench_die "vigil_tcx_attach did not attach within 10 s"
+}
+bench_attach_stop() {
+  [[ -n $bench_attach_pid ]] || return 0
+  kill -TERM "$bench_attach_pid" 2>/dev/null || true
+  wait "$bench_attach_pid" 2>/dev/null || true
+  bench_attach_pid=
+}
+
 # vigil-lab with this run's prefix.
 lab() { "$bench_repo/tests/lab/vigil-lab" --prefix "$bench_prefix" "$@"; }
 

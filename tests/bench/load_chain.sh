@@ -17,8 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${1:-3}
 [[ $rounds =~ ^[0-9]+$ && $rounds -ge 1 && $rounds -le 20 ]] || bench_die "ROUNDS must be 1..20"
 bench_init wrk curl bpftool python3 clang
-tcx_attach=$bench_build/tests/bench/vigil_tcx_attach
-[[ -x $tcx_attach ]] || bench_die "$tcx_attach not built (make build)"
+bench_on_exit bench_attach_stop
 names=(nothing counters-by-ifindex slot-then-counters counters-beside-slot stride-then-counters)
 for v in 0 1 2 3 4; do
   clang -O2 -g -target bpf -mcpu=v3 -Wall -Werror -DVARIANT=$v -I/usr/include/"$(uname -m)"-linux-gnu \
@@ -43,20 +42,12 @@ print(p.get("run_cnt", 0), p.get("run_time_ns", 0))'
 records=()
 for r in $(seq 1 "$rounds"); do
   for v in 0 1 2 3 4; do
-    bench_spawn "$bench_tmp/tcx$v.out" "$tcx_attach" "$bench_tmp/chain$v.o" "$(lab veth 1)" "$(lab veth 2)"
-    pid=$bench_spawned_pid
-    for i in $(seq 1 100); do
-      grep -q '^attached' "$bench_tmp/tcx$v.out" 2>/dev/null && break
-      kill -0 "$pid" 2>/dev/null || bench_die "vigil_tcx_attach failed: $(cat "$bench_tmp/tcx$v.out")"
-      sleep 0.1
-    done
-    grep -q '^attached' "$bench_tmp/tcx$v.out" || bench_die "vigil_tcx_attach did not attach within 10 s"
+    bench_attach_start "$bench_tmp/chain$v.o" "$(lab veth 1)" "$(lab veth 2)"
     sleep 1
     read -r c0 t0 < <(stats)
     lab exec 1 wrk -t1 -c8 -d4s "$url" >"$bench_tmp/wrk.txt" || bench_die "wrk failed"
     read -r c1 t1 < <(stats)
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    bench_attach_stop
     [[ $c1 -gt $c0 ]] || bench_die "the program did not run"
     ns=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", t / c}')
     printf 'load_chain: round %d: %-22s ns/run %6s\n' "$r" "${names[v]}" "$ns" >&2

@@ -35,17 +35,10 @@ if [[ $attach == agent ]]; then
   bench_agent_start "$config" 2
 else
   command -v clang >/dev/null || bench_die "clang is needed for ATTACH=empty"
-  tcx_attach=$bench_build/tests/bench/vigil_tcx_attach
-  [[ -x $tcx_attach ]] || bench_die "$tcx_attach not built (make build)"
   clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
     -c "$bench_repo/tests/bench/empty_tc.bpf.c" -o "$bench_tmp/empty_tc.bpf.o" || bench_die "clang -target bpf empty_tc.bpf.c failed"
-  bench_spawn "$bench_tmp/tcx.out" "$tcx_attach" "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)"
-  for i in $(seq 1 100); do
-    grep -q '^attached' "$bench_tmp/tcx.out" 2>/dev/null && break
-    kill -0 "$bench_spawned_pid" 2>/dev/null || bench_die "vigil_tcx_attach failed: $(cat "$bench_tmp/tcx.out")"
-    sleep 0.1
-  done
-  grep -q '^attached' "$bench_tmp/tcx.out" || bench_die "vigil_tcx_attach did not attach within 10 s"
+  bench_on_exit bench_attach_stop
+  bench_attach_start "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)"
 fi
 sleep 2
 

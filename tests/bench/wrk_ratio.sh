@@ -62,32 +62,14 @@ fi
 bench_on_exit bench_agent_stop
 
 # What is attached for the "attached" side: the agent, or the empty program on its hooks.
-empty_pid=
 if [[ $attach == empty || $base == empty ]]; then
-  tcx_attach=$bench_build/tests/bench/vigil_tcx_attach
-  [[ -x $tcx_attach ]] || bench_die "$tcx_attach not built (make build)"
   command -v clang >/dev/null || bench_die "clang is needed for ATTACH=empty"
   clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
     -c "$bench_repo/tests/bench/empty_tc.bpf.c" -o "$bench_tmp/empty_tc.bpf.o" || bench_die "clang -target bpf empty_tc.bpf.c failed"
 fi
-empty_start() {
-  "$tcx_attach" "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)" >"$bench_tmp/tcx.out" 2>&1 &
-  empty_pid=$!
-  local i
-  for i in $(seq 1 100); do
-    grep -q '^attached' "$bench_tmp/tcx.out" 2>/dev/null && return 0
-    kill -0 "$empty_pid" 2>/dev/null || bench_die "vigil_tcx_attach failed: $(cat "$bench_tmp/tcx.out")"
-    sleep 0.1
-  done
-  bench_die "vigil_tcx_attach did not attach within 10 s"
-}
-empty_stop() {
-  [[ -n $empty_pid ]] || return 0
-  kill -TERM "$empty_pid" 2>/dev/null || true
-  wait "$empty_pid" 2>/dev/null || true
-  empty_pid=
-}
-bench_on_exit empty_stop
+empty_start() { bench_attach_start "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)"; }
+empty_stop() { bench_attach_stop; }
+bench_on_exit bench_attach_stop
 attach_start() { if [[ $attach == agent ]]; then bench_agent_start "$config" "$agent_pods"; else empty_start; fi; }
 attach_stop() { if [[ $attach == agent ]]; then bench_agent_stop; else empty_stop; fi; }
 # The "not attached" side: nothing, or (BASE=empty) the empty program on the same hooks.
