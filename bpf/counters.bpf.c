@@ -202,9 +202,9 @@ static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
   return -1;
 }
 
-/* The slow path of remote_count() and the way of remote_entry_of_pod(): the peer's index by hash lookup, a new one for a new peer
- * while max_peers are not taken, else the pod's "other" entry; link-local and multicast peers
- * share the local-scope entry. When no index is left node-wide (remote_context.max_keys, counted
+/* The slow path of remote_count() and the way of remote_entry_of_pod(): the peer's index by hash
+ * lookup, a new one for a new peer while max_peers are not taken, else the pod's "other" entry;
+ * link-local and multicast peers share the local-scope entry. When no index is left node-wide (remote_context.max_keys, counted
  * as remote_map_full) the packet goes to "other", whose entries the agent makes with the pod's
  * remote context, so that it is still counted. */
 static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 *addr) {

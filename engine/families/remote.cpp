@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -83,7 +82,8 @@ class RemoteFamily : public Family {
           h.second += b.bytes;
         }
     }
-    std::map<std::string, std::pair<uint64_t, uint64_t>> seen;
+    std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> seen;
+    seen.reserve(peers.size());
     for (Peer& p : peers) {
       vigil_remote_value& t = p.total;
       if (auto h = held.find(p.index); h != held.end()) {
@@ -135,7 +135,7 @@ class RemoteFamily : public Family {
 
  private:
   // Each peer's forwarded packets and bytes as last exported, by its key and index.
-  std::map<std::string, std::pair<uint64_t, uint64_t>> last_;
+  std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> last_;
 };
 
 }  // namespace
