@@ -149,10 +149,16 @@ static __always_inline struct vigil_traffic_value *traffic_of(const struct vigil
   return cpu_elem(&vigil_traffic, vigil_pods_per_cpu, s->slot);
 }
 
-/* Without branches: which flags a packet carries changes from one packet to the next (ACK,
- * PSH+ACK, SYN, FIN...), and each mispredicted branch costs more than an add to a counter whose
- * cache line the packet counters already brought in. */
+/* A segment whose flags byte is ACK alone or PSH+ACK (nearly every segment of an established
+ * connection) is one add, on the line of the packet counters (vigil_abi.h, tcp_plain). Other
+ * segments are counted flag by flag, without branches: which flags they carry changes from one
+ * segment to the next (SYN, FIN+ACK, RST...), and each mispredicted branch costs more than an
+ * add to a counter on a line already brought in. */
 static __always_inline void count_tcp_flags(struct vigil_traffic_value *v, int dir, __u8 flags) {
+  if ((flags & ~0x08) == 0x10) {
+    v->tcp_plain[dir & 1][(flags >> 3) & 1] += 1;
+    return;
+  }
   __u64 *f = v->tcp_flags[dir & 1];
   const __u64 syn = (flags >> 1) & 1, ack = (flags >> 4) & 1;
   f[VIGIL_TCP_FIN] += flags & 1;

@@ -56,6 +56,16 @@ enum vigil_tcp_flag {
   VIGIL_TCP_FLAG_MAX = 10,
 };
 
+/* Segments whose flags byte is exactly ACK, or exactly PSH+ACK: nearly every segment of an
+ * established connection. The TC programs count them with one add beside the packet counters
+ * (tcp_plain), not flag by flag in tcp_flags; the agent adds them back: ACK = tcp_flags ACK +
+ * both plain counters, PSH = tcp_flags PSH + plain PSH+ACK. */
+enum vigil_tcp_plain {
+  VIGIL_TCP_PLAIN_ACK = 0,
+  VIGIL_TCP_PLAIN_PSH_ACK = 1,
+  VIGIL_TCP_PLAIN_MAX = 2,
+};
+
 /* Where a packet stopped parsing. Such a packet is still counted as forwarded, once, and
  * additionally as malformed; nothing is read from the layers after the bad one. */
 enum vigil_malformed_kind {
@@ -83,16 +93,19 @@ struct vigil_remote_cache {
   __u32 pad[5];
 };
 
-/* 384 bytes, six cache lines: an entry (a pod interface on one CPU) starts on a line of its own,
- * and each remote_cache entry is one line. */
+/* 448 bytes, seven cache lines: an entry (a pod interface on one CPU) starts on a line of its own,
+ * each remote_cache entry is one line, and what a segment of an established connection adds to
+ * (packets, bytes, tcp_plain) is the next line, so such a packet writes two lines. */
 struct vigil_traffic_value {
   /* In the pod's entry, so that remote context's fast path touches no map element of its own.
    * Zeroed with the slot. */
   struct vigil_remote_cache remote_cache[VIGIL_DIR_MAX];
   __u64 packets[VIGIL_DIR_MAX];
   __u64 bytes[VIGIL_DIR_MAX];
-  __u64 tcp_flags[VIGIL_DIR_MAX][VIGIL_TCP_FLAG_MAX];
+  __u64 tcp_plain[VIGIL_DIR_MAX][VIGIL_TCP_PLAIN_MAX];
+  __u64 tcp_flags[VIGIL_DIR_MAX][VIGIL_TCP_FLAG_MAX]; /* segments that are not plain (above) */
   __u64 malformed[VIGIL_DIR_MAX][VIGIL_MALFORMED_MAX];
+  __u64 pad[4];
 };
 
 /* vigil_tcp: per-CPU, keyed by pod id; socket-level TCP events from tracepoints. */

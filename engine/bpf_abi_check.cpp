@@ -7,9 +7,9 @@
 #include "vigil_abi.h"
 
 static_assert(sizeof(vigil_traffic_key) == 4);
-static_assert(sizeof(vigil_traffic_value) == 32 + 2 * 64 + 2 * VIGIL_TCP_FLAG_MAX * 8 + 2 * VIGIL_MALFORMED_MAX * 8);
+static_assert(sizeof(vigil_traffic_value) == 448);
 static_assert(offsetof(vigil_traffic_value, remote_cache) == 0 && sizeof(vigil_traffic_value) % 64 == 0);
-static_assert(offsetof(vigil_traffic_value, tcp_flags) == 160);
+static_assert(offsetof(vigil_traffic_value, tcp_plain) == 160 && offsetof(vigil_traffic_value, tcp_flags) == 192);
 static_assert(sizeof(vigil_tcp_value) == (VIGIL_TCP_EV_MAX + VIGIL_TCP_STATE_MAX + VIGIL_RTT_BUCKETS + 1) * 8);
 static_assert(offsetof(vigil_traffic_value, packets) == 128 && offsetof(vigil_traffic_value, bytes) == 144);
 static_assert(sizeof(vigil_drop_key) == 8);

@@ -57,11 +57,13 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     if (ip->version != 4 || ihl < 20 || bpf_ntohs(ip->tot_len) < ihl) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     /* Options that run past the packet are a truncated IPv4 header, whatever follows them. */
     if (data + off + ihl > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
-    __builtin_memset(p->saddr, 0, 10);
-    __builtin_memset(p->daddr, 0, 10);
-    p->saddr[10] = p->saddr[11] = p->daddr[10] = p->daddr[11] = 0xff;
-    __builtin_memcpy(&p->saddr[12], &ip->saddr, 4);
-    __builtin_memcpy(&p->daddr[12], &ip->daddr, 4);
+    /* ::ffff:a.b.c.d in three stores an address, not a byte-wise build. */
+    *(__u64 *)p->saddr = 0;
+    *(__u32 *)(p->saddr + 8) = bpf_htonl(0xffff);
+    *(__u32 *)(p->saddr + 12) = ip->saddr;
+    *(__u64 *)p->daddr = 0;
+    *(__u32 *)(p->daddr + 8) = bpf_htonl(0xffff);
+    *(__u32 *)(p->daddr + 12) = ip->daddr;
     next = ip->protocol;
     p->l3_end = off + bpf_ntohs(ip->tot_len);
     /* A non-first fragment carries no L4 header: count it, parse no further. */

@@ -2,6 +2,8 @@
 // TC programs' vigil_traffic array, at the slot the datapath gave the pod's host-side interface.
 #include <linux/types.h>
 
+#include <cstdint>
+
 #include "engine/bpf_maps.h"
 #include "engine/families/family.h"
 #include "vigil_abi.h"
@@ -39,6 +41,10 @@ class TrafficFamily : public Family {
               t.packets[d] += v.packets[d];
               t.bytes[d] += v.bytes[d];
               for (int f = 0; f < VIGIL_TCP_FLAG_MAX; ++f) t.tcp_flags[d][f] += v.tcp_flags[d][f];
+              // Segments counted as plain ACK or PSH+ACK (vigil_abi.h) carry those flags too.
+              const uint64_t ack = v.tcp_plain[d][VIGIL_TCP_PLAIN_ACK], psh_ack = v.tcp_plain[d][VIGIL_TCP_PLAIN_PSH_ACK];
+              t.tcp_flags[d][VIGIL_TCP_ACK] += ack + psh_ack;
+              t.tcp_flags[d][VIGIL_TCP_PSH] += psh_ack;
               for (int k = 0; k < VIGIL_MALFORMED_MAX; ++k) t.malformed[d][k] += v.malformed[d][k];
             }
           }

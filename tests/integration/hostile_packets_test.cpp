@@ -80,6 +80,9 @@ const std::vector<Expect> kExpect = {
     {"tcp-flags-syn-ece-cwr", 4, "", "", ""},
     {"tcp-flags-fin-ack", 5, "", "", ""},
     {"tcp-flags-none", 6, "", "", ""},
+    {"tcp-flags-ack", 7, "", "", ""},
+    {"tcp-flags-psh-ack", 3, "", "", ""},
+    {"tcp-flags-urg-psh-ack", 2, "", "", ""},
 };
 
 // The TCP flags each packet of a kind carries, as counted (SYN is a SYN without ACK, SYNACK both).
@@ -90,6 +93,9 @@ const std::map<std::string, std::vector<const char*>> kFlags = {
     {"tcp-flags-syn-ece-cwr", {"SYN", "ECE", "CWR"}},
     {"tcp-flags-fin-ack", {"FIN", "ACK"}},
     {"tcp-flags-none", {}},
+    {"tcp-flags-ack", {"ACK"}},
+    {"tcp-flags-psh-ack", {"PSH", "ACK"}},
+    {"tcp-flags-urg-psh-ack", {"URG", "PSH", "ACK"}},
 };
 const char* kFlagNames[] = {"FIN", "SYN", "SYNACK", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
 

@@ -500,6 +500,13 @@ const std::vector<Kind>& kinds() {
       {"tcp-flags-fin-ack",
        [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x11, {}))); }},
       {"tcp-flags-none", [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x00, {}))); }},
+      // ACK alone and PSH+ACK take the TC program's one-add path (vigil_abi.h, tcp_plain); URG
+      // beside them does not.
+      {"tcp-flags-ack", [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x10, {}))); }},
+      {"tcp-flags-psh-ack",
+       [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp6}, ipv6(a, kTcp, tcp(true, a, kDataPort, 0x18, {}))); }},
+      {"tcp-flags-urg-psh-ack",
+       [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x38, {}))); }},
       // A FORMERR response without a question: counted as a response, qtype other; no request
       // was seen for it, so it is also unmatched.
       {"dns-response-qd0",
