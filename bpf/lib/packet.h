@@ -57,7 +57,7 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     if (ip->version != 4 || ihl < 20 || bpf_ntohs(ip->tot_len) < ihl) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     /* Options that run past the packet are a truncated IPv4 header, whatever follows them. */
     if (data + off + ihl > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
-    /* ::ffff:a.b.c.d in three stores an address, not a byte-wise build. */
+    /* ::ffff:a.b.c.d, three stores an address instead of byte by byte. */
     *(__u64 *)p->saddr = 0;
     *(__u32 *)(p->saddr + 8) = bpf_htonl(0xffff);
     *(__u32 *)(p->saddr + 12) = ip->saddr;

@@ -11,7 +11,7 @@
 #        ACKs of 66 to about 200 bytes: the TC programs also count TCP flags).
 # Each round measures, on both pods' host-side veths (TC ingress and egress), one after the
 # other (the order flips every round):
-#   empty:  tests/bench/empty_tc.bpf.c (returns TC_ACT_OK), attached with tc;
+#   empty:  tests/bench/empty_tc.bpf.c (returns TC_ACT_UNSPEC, as Vigil's programs do), attached with tc;
 #   vigil:  the agent's TC program (vigil_tc on both hooks; before 6.3 vigil_tc_ingress /
 #           vigil_tc_egress), attached by `vigil agent` with every
 #           family on (remote context for the lab pods, max 64 peers; DNS and TCP always on);
