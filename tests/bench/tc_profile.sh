@@ -72,6 +72,7 @@ for l in open(lines_file):
         records[int(p[1])].append((int(p[2], 16), p[4], p[5] if len(p) > 5 else ""))
 for f in records:
     records[f].sort()
+offsets = {f: [r[0] for r in recs] for f, recs in records.items()}  # searched once a sample
 in_prog, tc_run, by_line = 0, 0, collections.Counter()
 for l in open(samples_file):
     p = l.split()
@@ -89,7 +90,7 @@ for l in open(samples_file):
         if start <= ip < start + length:
             in_prog += 1
             recs = records.get(f, [])
-            k = bisect.bisect_right([r[0] for r in recs], ip - start) - 1
+            k = bisect.bisect_right(offsets.get(f, []), ip - start) - 1
             by_line[(recs[k][1], recs[k][2]) if k >= 0 else ("?", "")] += 1
             break
 ns = lambda n: n / freq / requests * 1e9
