@@ -602,7 +602,9 @@ double range_probability(double excess) { return 0.5 + 0.5 * excess / (excess + 
 
 // With min_surprise, how often the learned averages went past the edge of their time, and how far
 // (in units of the range then): a histogram of 4 bins a decade from 1e-3 to 1e3 ranges, one bin
-// below and one above, then the count of averages judged. Fixed size; nothing is forgotten.
+// below and one above, then the count of averages judged. Fixed size. With a half-life it forgets
+// as the extremes do (every entry decays by alpha a judged average), so the rarity of a crossing is
+// that of the range's own memory: at most log10(1 + 1 / alpha) decades.
 constexpr double kTailLowExp = -3;
 constexpr size_t kTailPerDecade = 4;
 constexpr size_t kTailBins = 6 * kTailPerDecade;  // inner bins; [0] below, [kTailBins + 1] above
@@ -784,6 +786,8 @@ class RangeState final : public LearnedState {
     }
     if (p_->min_surprise > 0 && hi_ > lo_) {  // as evaluate judged it: against the edges before it
       const double past = std::max(x - hi_, lo_ - x) / (hi_ - lo_);
+      if (p_->alpha > 0)
+        for (double& b : tail_) b *= 1 - p_->alpha;
       if (past > 0) {
         const double c = tail_coordinate(past);
         ++tail_[c < 0 ? 0 : c >= static_cast<double>(kTailBins) ? kTailBins + 1 : static_cast<size_t>(c) + 1];

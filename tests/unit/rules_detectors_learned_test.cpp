@@ -320,6 +320,44 @@ TEST(RulesRange, MinSurpriseScoresHowRareTheCrossingIs) {
   EXPECT_NEAR(v.probability, 0.5 + 0.5 * far / (far + 1), 1e-12);
 }
 
+TEST(RulesRange, MinSurpriseForgetsWithTheHalfLife) {
+  // With a half-life the crossings' histogram and count decay as the extremes do: what happened
+  // many half-lives ago no longer changes a verdict. P sees a burst of record crossings, then a quiet
+  // stretch; Q only the quiet stretch. Right after the burst they judge a half-range crossing
+  // differently; 100 ticks later (50 half-lives) alike.
+  const Params params{{"direction", "both"}, {"min_surprise", 0.5}, {"half_life", "2s"}};
+  const double alpha = 1 - std::exp2(-0.5);
+  auto p = make("baseline.range", params)->new_state();
+  auto q = make("baseline.range", params)->new_state();
+  for (auto* st : {&p, &q}) {
+    (*st)->learn(10);
+    (*st)->learn(11);
+  }
+  for (double spike : {20.0, 10.0, 40.0, 10.0, 80.0, 10.0, 160.0}) p->learn(spike);  // 4 records
+  // The probe: half a range past the top of each state's own range (tolerance 0: the band is it).
+  auto probe = [](DetectorState& st) {
+    const auto inside = st.evaluate(10.5, kOld);
+    const double range = inside.band_high - inside.band_low;
+    EXPECT_GT(range, 0);
+    return st.evaluate(inside.band_high + 0.5 * range, kOld);
+  };
+  auto quiet = [](DetectorState& st, int ticks) {
+    for (int i = 0; i < ticks; ++i) st.learn(i % 2 ? 11 : 10);
+  };
+  quiet(*p, 6);
+  quiet(*q, 6);
+  const double p_soon = probe(*p).probability, q_soon = probe(*q).probability;
+  EXPECT_GT(std::abs(p_soon - q_soon), 1e-3);  // the burst is still remembered
+  quiet(*p, 100);
+  quiet(*q, 100);
+  const auto vp = probe(*p), vq = probe(*q);
+  EXPECT_TRUE(vq.anomalous);
+  EXPECT_NEAR(vp.probability, vq.probability, 1e-9);  // forgotten
+  // The memory is about 1 / alpha judged averages: no crossing is rarer than 1 in 1 + 1 / alpha.
+  const double most = std::log10(1 + 1 / alpha) + std::log10(1 + 0.5 / 0.1) - 0.5;
+  EXPECT_LE(vq.probability, 0.5 + 0.5 * most / (most + 1) + 1e-9);
+}
+
 TEST(RulesRange, MinSurpriseWithToleranceAndDirection) {
   // The tolerance still gates: the excess e is past it, the rarity is of the distance past the edge.
   auto st = make("baseline.range", {{"tolerance", 0.1}, {"min_surprise", 0.5}})->new_state();  // up
