@@ -22,6 +22,11 @@
 # NOPODS=1 gives the agent a pods file with no pod: it attaches no TC program, so the ratio is
 # what its process, its tracing programs and its sock_ops program cost without the per-packet
 # programs (with ATTACH=agent only).
+# STAY=1 keeps one agent running for the whole run and attaches or detaches the pods by rewriting
+# its pods file (the two pods, or none), as when pods come and go: no agent start or exit between
+# runs, and its process, tracing and sock_ops programs on both sides, so the ratio is what the
+# per-pod TC programs and the agent's per-pod work cost (with ATTACH=agent only; a diagnostic,
+# not the acceptance figure, which counts the agent's process too).
 # BASE=empty puts that empty program on the "not attached" side instead of nothing: the ratio is
 # then what the agent costs beyond the hooks themselves, the part of the cost that is Vigil's own
 # (with ATTACH=agent only).
@@ -42,6 +47,9 @@ base=${BASE:-none}
 [[ $attach == agent || $attach == empty ]] || bench_die "ATTACH must be agent or empty"
 [[ $base == none || $base == empty ]] || bench_die "BASE must be none or empty"
 [[ $base == none || $attach == agent ]] || bench_die "BASE=empty compares the agent with the empty program: ATTACH=agent only"
+stay=${STAY:-0}
+[[ $stay == 0 || $stay == 1 ]] || bench_die "STAY must be 0 or 1"
+[[ $stay == 0 || ($attach == agent && $base == none) ]] || bench_die "STAY=1 is for the agent against nothing: ATTACH=agent, BASE=none"
 nopods=${NOPODS:-0}
 [[ $nopods == 0 || $nopods == 1 ]] || bench_die "NOPODS must be 0 or 1"
 [[ $nopods == 0 || $attach == agent ]] || bench_die "NOPODS=1 is for the agent: ATTACH=agent only"
@@ -60,6 +68,24 @@ if [[ $nopods == 1 ]]; then
   agent_pods=0
 fi
 bench_on_exit bench_agent_stop
+if [[ $stay == 1 ]]; then
+  [[ $nopods == 0 ]] || bench_die "STAY=1 and NOPODS=1 do not go together"
+  pods_now=$bench_tmp/pods-now.yaml
+  : >"$pods_now"
+  sed -i "s|^pods: .*|pods: {source: file, file: $pods_now}|" "$config"
+  grep -q "pods-now.yaml" "$config" || bench_die "STAY=1: could not rewrite the pods line of $config"
+  # Lists the pods ($1 = 1) or none, atomically, and waits (bounded) until the agent says so.
+  stay_pods() {
+    local want=0 i
+    if [[ $1 == 1 ]]; then cp "$(lab pods-file)" "$pods_now.new"; want=2; else : >"$pods_now.new"; fi
+    mv "$pods_now.new" "$pods_now"
+    for i in $(seq 1 100); do
+      [[ $(bench_attached_pods) == "$want" ]] && return 0
+      sleep 0.1
+    done
+    bench_die "STAY=1: the agent did not get to $want attached pods within 10 s"
+  }
+fi
 
 # What is attached for the "attached" side: the agent, or the empty program on its hooks.
 if [[ $attach == empty || $base == empty ]]; then
@@ -70,8 +96,16 @@ fi
 empty_start() { bench_attach_start "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)"; }
 empty_stop() { bench_attach_stop; }
 bench_on_exit bench_attach_stop
-attach_start() { if [[ $attach == agent ]]; then bench_agent_start "$config" "$agent_pods"; else empty_start; fi; }
-attach_stop() { if [[ $attach == agent ]]; then bench_agent_stop; else empty_stop; fi; }
+attach_start() {
+  if [[ $stay == 1 ]]; then stay_pods 1
+  elif [[ $attach == agent ]]; then bench_agent_start "$config" "$agent_pods"
+  else empty_start; fi
+}
+attach_stop() {
+  if [[ $stay == 1 ]]; then stay_pods 0
+  elif [[ $attach == agent ]]; then bench_agent_stop
+  else empty_stop; fi
+}
 # The "not attached" side: nothing, or (BASE=empty) the empty program on the same hooks.
 base_start() { if [[ $base == empty ]]; then empty_start; sleep "$settle"; fi; }
 base_stop() { if [[ $base == empty ]]; then empty_stop; fi; }
@@ -88,6 +122,7 @@ wrk_rate() {
 }
 
 bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach, base: $base"
+if [[ $stay == 1 ]]; then bench_agent_start "$config" 0; sleep "$settle"; fi
 wrk_rate >/dev/null  # warm-up, not counted
 
 off=() on=() ratios=()
@@ -131,10 +166,11 @@ verdict=$([[ $met == true ]] && echo "target met" || echo "TARGET MISSED")
 sides="attached/not attached"
 [[ $base == empty ]] && sides="agent/empty program on the same hooks"
 [[ $nopods == 1 ]] && sides="agent attaching no pod/not attached"
+[[ $stay == 1 ]] && sides="pods attached/detached by the running agent"
 printf 'wrk_ratio: %s = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
   "$sides" "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","nopods":%s,"date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
-  "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","nopods":%s,"stay":%s,"date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$([[ $stay == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
   "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
 printf '"median_ratio":%s,"median_ci95":[%s,%s],"ratio_p25":%s,"ratio_p75":%s,"settle_s":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
