@@ -6,7 +6,7 @@
 #                                         is one run)
 #
 # Runs of different commits or settings should not be pooled: the script refuses runs whose
-# "commit", "attached", "base", "nopods" or "stay" differ unless MIXED=1. Needs no root and no build.
+# "commit", "attached", "base", "nopods", "stay" or "families" differ unless MIXED=1. Needs no root and no build.
 # Exit status: 0 pooled, 1 could not (a file without a wrk_ratio JSON line, runs that differ).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,9 +31,9 @@ for f in files:
     if not runs:
         sys.exit(f"wrk_pool: {f}: no wrk_ratio JSON line")
     for number, run in runs:
-        kind = (run["commit"], run["attached"], run["base"], run.get("nopods", False), run.get("stay", False))
+        kind = (run["commit"], run["attached"], run["base"], run.get("nopods", False), run.get("stay", False), run.get("families", "apiserver=1 remote=1 retina=1"))
         if seen is not None and kind != seen and not mixed:
-            sys.exit(f"wrk_pool: {f}:{number}: commit/attached/base/nopods/stay {kind} differ from {seen} (MIXED=1 pools anyway)")
+            sys.exit(f"wrk_pool: {f}:{number}: commit/attached/base/nopods/stay/families {kind} differ from {seen} (MIXED=1 pools anyway)")
         seen = seen or kind
         print(f"wrk_pool: {f}:{number}: {run['pairs']} pairs, commit {run['commit']}, median {run['median_ratio']:.4f}",
               file=sys.stderr)

@@ -169,8 +169,9 @@ sides="attached/not attached"
 [[ $stay == 1 ]] && sides="pods attached/detached by the running agent"
 printf 'wrk_ratio: %s = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
   "$sides" "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","nopods":%s,"stay":%s,"date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
-  "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$([[ $stay == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+printf '{"benchmark":"wrk_ratio","attached":"%s","base":"%s","nopods":%s,"stay":%s,"families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$([[ $stay == 1 ]] && echo true || echo false)" \
+  "${APISERVER:-1}" "${REMOTE:-1}" "${RETINA:-1}" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
   "$(bench_join "${off[@]}")" "$(bench_join "${on[@]}")" "$(bench_join "${ratios[@]}")" "$off_med" "$on_med"
 printf '"median_ratio":%s,"median_ci95":[%s,%s],"ratio_p25":%s,"ratio_p75":%s,"settle_s":%s,"target_ratio":%s,"target_met":%s,"conclusive":%s}\n' \
