@@ -53,6 +53,7 @@ stay=${STAY:-0}
 nopods=${NOPODS:-0}
 [[ $nopods == 0 || $nopods == 1 ]] || bench_die "NOPODS must be 0 or 1"
 [[ $nopods == 0 || $attach == agent ]] || bench_die "NOPODS=1 is for the agent: ATTACH=agent only"
+[[ $nopods == 0 || $stay == 0 ]] || bench_die "STAY=1 and NOPODS=1 do not go together"
 bench_init wrk curl
 bench_lab_up 2 bw
 lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
@@ -61,19 +62,16 @@ url="http://$(lab ip 2):8080/bytes/64"
 config=$bench_tmp/vigil.yaml
 bench_agent_config "$config" "$(bench_free_port)"
 agent_pods=2
-if [[ $nopods == 1 ]]; then
-  : >"$bench_tmp/no-pods.yaml"
-  sed -i "s|^pods: .*|pods: {source: file, file: $bench_tmp/no-pods.yaml}|" "$config"
-  grep -q "no-pods.yaml" "$config" || bench_die "NOPODS=1: could not rewrite the pods line of $config"
+# NOPODS=1 and STAY=1 give the agent a pods file of its own, empty to begin with (NOPODS: for good).
+if [[ $nopods == 1 || $stay == 1 ]]; then
+  pods_now=$bench_tmp/pods-now.yaml
+  : >"$pods_now"
+  sed -i "s|^pods: .*|pods: {source: file, file: $pods_now}|" "$config"
+  grep -q "pods-now.yaml" "$config" || bench_die "could not rewrite the pods line of $config"
   agent_pods=0
 fi
 bench_on_exit bench_agent_stop
 if [[ $stay == 1 ]]; then
-  [[ $nopods == 0 ]] || bench_die "STAY=1 and NOPODS=1 do not go together"
-  pods_now=$bench_tmp/pods-now.yaml
-  : >"$pods_now"
-  sed -i "s|^pods: .*|pods: {source: file, file: $pods_now}|" "$config"
-  grep -q "pods-now.yaml" "$config" || bench_die "STAY=1: could not rewrite the pods line of $config"
   # Lists the pods ($1 = 1) or none, atomically, and waits (bounded) until the agent says so.
   stay_pods() {
     local want=0 i
@@ -122,7 +120,7 @@ wrk_rate() {
 }
 
 bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach, base: $base"
-if [[ $stay == 1 ]]; then bench_agent_start "$config" 0; sleep "$settle"; fi
+if [[ $stay == 1 ]]; then bench_agent_start "$config" "$agent_pods"; sleep "$settle"; fi
 wrk_rate >/dev/null  # warm-up, not counted
 
 off=() on=() ratios=()
