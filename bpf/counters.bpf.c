@@ -420,6 +420,27 @@ static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_k
   return -1;
 }
 
+#define VIGIL_PACKET_BROADCAST 1 /* skb->pkt_type, include/uapi/linux/if_packet.h */
+#define VIGIL_PACKET_MULTICAST 2
+
+/* The dropped packet's cast: from its IP destination when it has one (an IPv6 ff00::/8 or IPv4
+ * 224.0.0.0/4 group, the IPv4 limited broadcast), else from what the link layer saw on receive
+ * (a subnet's broadcast address is only known there). */
+static __always_inline __u8 cast_of(struct sk_buff *skb, int have_addresses, const struct vigil_ip_key *dst) {
+  if (have_addresses) {
+    const __u8 *a = dst->addr;
+    if (a[0] == 0xff) return VIGIL_CAST_MULTICAST;
+    const int mapped = !(a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9]) && a[10] == 0xff &&
+                       a[11] == 0xff;
+    if (mapped && (a[12] & 0xf0) == 0xe0) return VIGIL_CAST_MULTICAST;
+    if (mapped && (a[12] & a[13] & a[14] & a[15]) == 0xff) return VIGIL_CAST_BROADCAST;
+  }
+  const __u8 type = BPF_CORE_READ_BITFIELD(skb, pkt_type);
+  if (type == VIGIL_PACKET_BROADCAST) return VIGIL_CAST_BROADCAST;
+  if (type == VIGIL_PACKET_MULTICAST) return VIGIL_CAST_MULTICAST;
+  return VIGIL_CAST_UNICAST;
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason) {
   if (reason == SKB_CONSUMED) return 0;
@@ -465,7 +486,8 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
     }
   }
 
-  struct vigil_drop_key key = {.pod_id = pod, .reason = (__u16)reason, .direction = dir};
+  struct vigil_drop_key key = {
+      .pod_id = pod, .reason = (__u16)reason, .direction = dir, .cast = cast_of(skb, have_addresses, &dst)};
   struct vigil_drop_value *v = bpf_map_lookup_elem(&vigil_drops, &key);
   if (!v) {
     struct vigil_drop_value zero = {};

@@ -130,13 +130,24 @@ struct vigil_tcp_value {
   __u64 rtt_sum_us;
 };
 
-/* vigil_drops: per-CPU, keyed by pod, direction and the kernel's own drop reason
- * (enum skb_drop_reason; names are read from the running kernel's BTF by the agent). */
+/* What a dropped packet was addressed to: one host, a group, or every host on the link.
+ * Multicast and broadcast flood a bridge to every port, and each pod drops what it has not
+ * joined (ip6_mc_input, NOT_SPECIFIED): such drops say nothing about the pod's own traffic. */
+enum vigil_cast {
+  VIGIL_CAST_UNICAST = 0,
+  VIGIL_CAST_MULTICAST = 1,
+  VIGIL_CAST_BROADCAST = 2,
+  VIGIL_CAST_MAX = 3,
+};
+
+/* vigil_drops: per-CPU, keyed by pod, direction, the kernel's own drop reason
+ * (enum skb_drop_reason; names are read from the running kernel's BTF by the agent) and
+ * the packet's cast (enum vigil_cast). */
 struct vigil_drop_key {
   __u32 pod_id;
   __u16 reason;
   __u8 direction;
-  __u8 pad;
+  __u8 cast;
 };
 
 struct vigil_drop_value {

@@ -14,7 +14,8 @@ static_assert(sizeof(vigil_tcp_value) == (VIGIL_TCP_EV_MAX + VIGIL_TCP_STATE_MAX
 static_assert(offsetof(vigil_traffic_value, packets) == 128 && offsetof(vigil_traffic_value, bytes) == 144);
 static_assert(sizeof(vigil_drop_key) == 8);
 static_assert(offsetof(vigil_drop_key, reason) == 4);
-static_assert(offsetof(vigil_drop_key, direction) == 6);
+static_assert(offsetof(vigil_drop_key, direction) == 6 && offsetof(vigil_drop_key, cast) == 7);
+static_assert(VIGIL_CAST_MAX == 3);
 static_assert(sizeof(vigil_drop_value) == 16);
 static_assert(sizeof(vigil_ip_key) == 16);
 static_assert(VIGIL_ERR_MAX == 10 && VIGIL_ERR_CAPTURE_RING_FULL == 8 && VIGIL_ERR_DNS_TCP_UNTRACKED == 9);

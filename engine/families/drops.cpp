@@ -1,4 +1,5 @@
-// Drops per pod, direction and the kernel's own drop reason, from tp_btf/kfree_skb.
+// Drops per pod, direction, the kernel's own drop reason and the packet's cast, from
+// tp_btf/kfree_skb.
 #include <linux/types.h>
 
 #include "engine/bpf_maps.h"
@@ -8,14 +9,24 @@
 namespace vigil {
 namespace {
 
+const char* cast_name(unsigned cast) {
+  switch (cast) {
+    case VIGIL_CAST_UNICAST: return "unicast";
+    case VIGIL_CAST_MULTICAST: return "multicast";
+    case VIGIL_CAST_BROADCAST: return "broadcast";
+  }
+  return "unknown";
+}
+
 class DropFamily : public Family {
  public:
   const char* name() const override { return "drops"; }
 
   void describe(SeriesStore& s) const override {
-    s.describe("vigil_drop_packets_total", "Packets of a pod dropped by the kernel, by the kernel's drop reason.",
+    s.describe("vigil_drop_packets_total", "Packets of a pod dropped by the kernel, by the kernel's drop reason and the packet's cast "
+               "(unicast, multicast, broadcast).",
                SeriesKind::Counter);
-    s.describe("vigil_drop_bytes_total", "Bytes of a pod dropped by the kernel, by the kernel's drop reason.",
+    s.describe("vigil_drop_bytes_total", "Bytes of a pod dropped by the kernel, by the kernel's drop reason and the packet's cast.",
                SeriesKind::Counter);
   }
 
@@ -31,7 +42,9 @@ class DropFamily : public Family {
             packets += v.packets;
             bytes += v.bytes;
           }
-          Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)}, {"reason", reasons.name(key.reason)}});
+          Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
+                                          {"reason", reasons.name(key.reason)},
+                                          {"cast", cast_name(key.cast)}});
           ctx.store.set("vigil_drop_packets_total", l, static_cast<double>(packets));
           ctx.store.set("vigil_drop_bytes_total", l, static_cast<double>(bytes));
         });

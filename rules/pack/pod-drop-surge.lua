@@ -9,11 +9,18 @@
 -- already received (TCP_OLD_DATA, TCP_OLD_SEQUENCE, TCP_OLD_ACK, TCP_TOO_OLD_ACK), data after
 -- the application aborted (TCP_ABORT_ON_DATA). They follow client timeouts in bursts, so they
 -- are left out here; vigil_drop_packets_total still counts them, with their reason.
+--
+-- Only unicast drops count. Multicast and broadcast frames flood a bridge to every pod on it,
+-- and each pod drops the groups it has not joined: a node's interfaces coming up send bursts
+-- of IPv6 neighbour discovery and MLD reports that every other pod drops (NOT_SPECIFIED, in
+-- ip6_mc_input). They are counted with cast="multicast" or "broadcast", and say nothing about
+-- the pod's own traffic.
 rule {
   name = "pod-drop-surge",
   metric = "vigil_drop_packets_total",
   where = {
     direction = "ingress",
+    cast = "unicast",
     reason = { except = { "QUEUE_PURGE", "SOCKET_CLOSE", "TCP_CLOSE", "TCP_OLD_DATA", "TCP_OLD_SEQUENCE",
                            "TCP_OLD_ACK", "TCP_TOO_OLD_ACK", "TCP_ABORT_ON_DATA" } },
   },

@@ -3,7 +3,8 @@
 //                                      (0.0.0.0 unless given; :: is both IPv6 and IPv4)
 //   http-load URL RATE SECONDS [CONNS] GET at a fixed total rate over CONNS connections;
 //                                      prints "ok=N failed=M"
-//   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N"
+//   udp-send IP PORT COUNT SIZE        send exactly COUNT datagrams; prints "sent=N". IP may be
+//                                      IPv6, multicast or broadcast; IP%IFNAME sends out of IFNAME
 //   udp-blast IP PORT COUNT SIZE       send COUNT datagrams with sendmmsg, 64 a call, no pauses
 //                                      (a flood: some may be dropped on the way); prints "sent=N"
 //   udp-sink PORT SECONDS              count datagrams received; prints "received=N"
@@ -35,6 +36,7 @@
 // Every loop is bounded by its arguments.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -118,16 +120,47 @@ int http_load(const std::string& url, double rate, double seconds, int connectio
   return 0;
 }
 
+// IP is IPv4 or IPv6, unicast, multicast or broadcast; ADDRESS%IFNAME sends a multicast (or an
+// IPv6 link-local) datagram out of IFNAME.
 int udp_send(const std::string& ip, int port, long count, size_t size) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  if (inet_pton(AF_INET, ip.c_str(), &to.sin_addr) != 1) return 2;
+  std::string host = ip, ifname;
+  if (auto at = ip.find('%'); at != std::string::npos) host = ip.substr(0, at), ifname = ip.substr(at + 1);
+  const unsigned ifindex = ifname.empty() ? 0 : if_nametoindex(ifname.c_str());
+  if (!ifname.empty() && !ifindex) {
+    std::fprintf(stderr, "udp-send: no interface %s\n", ifname.c_str());
+    return 2;
+  }
+  sockaddr_storage to{};
+  socklen_t to_len = 0;
+  int fd = -1;
+  const int one = 1;
+  if (auto* v4 = reinterpret_cast<sockaddr_in*>(&to); inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    to_len = sizeof(*v4);
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
+    if (ifindex) {
+      ip_mreqn via{};
+      via.imr_ifindex = static_cast<int>(ifindex);
+      setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &via, sizeof(via));
+    }
+  } else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&to); inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    v6->sin6_scope_id = ifindex;
+    to_len = sizeof(*v6);
+    fd = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (ifindex) setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex));
+  } else {
+    std::fprintf(stderr, "udp-send: not an IPv4 or IPv6 address: %s\n", host.c_str());
+    return 2;
+  }
+  if (fd < 0) return 2;
   std::string payload(size, 'u');
   long sent = 0;
   for (long i = 0; i < count; ++i) {
-    if (sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == static_cast<ssize_t>(size)) ++sent;
+    if (sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), to_len) == static_cast<ssize_t>(size)) ++sent;
     if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));  // stay below socket buffer limits
   }
   close(fd);

@@ -39,7 +39,11 @@ PodMeta pod(const std::string& name, std::map<std::string, std::string> labels =
 Sample counter(const std::string& metric, const std::string& pod, const std::string& direction, double value,
                const std::string& reason = "") {
   Labels labels = make_labels({{"namespace", "default"}, {"pod", pod}, {"direction", direction}});
-  if (!reason.empty()) labels.emplace_back("reason", reason), sort_labels(labels);
+  if (!reason.empty()) {  // a drop counter: its reason, and unicast as the datapath labels most drops
+    labels.emplace_back("reason", reason);
+    labels.emplace_back("cast", "unicast");
+    sort_labels(labels);
+  }
   return Sample{metric, labels, value, SeriesKind::Counter};
 }
 
