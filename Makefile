@@ -25,7 +25,7 @@ test: build
 # measurement fails the target.
 bench: build
 	@rc=0; \
-	for s in bpf_cost wrk_ratio drop_cost agent_footprint nab; do BUILD=$(BUILD) NAB_JSON=1 bash tests/bench/$$s.sh || rc=1; done; \
+	for s in bpf_cost wrk_ratio drop_cost agent_footprint agent_start nab; do BUILD=$(BUILD) NAB_JSON=1 bash tests/bench/$$s.sh || rc=1; done; \
 	if [ -x $(BUILD)/tests/bench/vigil_rules_bench ]; then $(BUILD)/tests/bench/vigil_rules_bench || rc=1; \
 	else echo "bench: $(BUILD)/tests/bench/vigil_rules_bench not built (libbenchmark-dev missing?)"; rc=1; fi; \
 	exit $$rc
