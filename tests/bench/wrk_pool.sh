@@ -5,8 +5,9 @@
 #   tests/bench/wrk_pool.sh OUTPUT...    (files holding wrk_ratio.sh output: every JSON line in them
 #                                         is one run)
 #
-# Runs of different commits or settings should not be pooled: the script refuses runs whose
-# "commit", "attached", "base", "nopods", "stay" or "families" differ unless MIXED=1. Needs no root and no build.
+# Runs of different settings are never pooled: the script refuses runs whose "attached", "base",
+# "nopods", "stay", "families", "wrk" (run length) or "settle_s" differ. Runs of different commits
+# only with MIXED=1 (say, when only rules or docs changed between them). Needs no root and no build.
 # Exit status: 0 pooled, 1 could not (a file without a wrk_ratio JSON line, runs that differ).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,10 +32,13 @@ for f in files:
     if not runs:
         sys.exit(f"wrk_pool: {f}: no wrk_ratio JSON line")
     for number, run in runs:
-        kind = (run["commit"], run["attached"], run["base"], run.get("nopods", False), run.get("stay", False), run.get("families", "apiserver=1 remote=1 retina=1"))
-        if seen is not None and kind != seen and not mixed:
-            sys.exit(f"wrk_pool: {f}:{number}: commit/attached/base/nopods/stay/families {kind} differ from {seen} (MIXED=1 pools anyway)")
-        seen = seen or kind
+        kind = (run["attached"], run["base"], run.get("nopods", False), run.get("stay", False),
+                run.get("families", "apiserver=1 remote=1 retina=1"), run.get("wrk", "-t1 -c8 -d3s"), run.get("settle_s", 2))
+        if seen is not None and kind != seen[1]:
+            sys.exit(f"wrk_pool: {f}:{number}: attached/base/nopods/stay/families/wrk/settle {kind} differ from {seen[1]}")
+        if seen is not None and run["commit"] != seen[0] and not mixed:
+            sys.exit(f"wrk_pool: {f}:{number}: commit {run['commit']} differs from {seen[0]} (MIXED=1 pools anyway)")
+        seen = seen or (run["commit"], kind)
         print(f"wrk_pool: {f}:{number}: {run['pairs']} pairs, commit {run['commit']}, median {run['median_ratio']:.4f}",
               file=sys.stderr)
         ratios += run["ratios"]
