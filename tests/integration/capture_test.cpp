@@ -51,7 +51,9 @@ class Captures : public ::testing::Test {
 
   void TearDown() override {
     traffic_.clear();
-    if (agent_) EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
+    if (agent_) {
+      EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
+    }
     agent_.reset();
     lab_.reset();
   }
@@ -236,7 +238,9 @@ TEST_F(Captures, RuleCaptureHoldsOnlyTheFaultyPodWithTheSecondsBefore) {
   double first = packets.front().time;
   for (const auto& p : packets) {
     EXPECT_EQ(p.interface, "pod-2");
-    if (!p.src.empty()) EXPECT_TRUE(p.src == b || p.dst == b) << p.src << " -> " << p.dst;  // ARP has no IP
+    if (!p.src.empty()) {  // ARP has no IP
+      EXPECT_TRUE(p.src == b || p.dst == b) << p.src << " -> " << p.dst;
+    }
     first = std::min(first, p.time);
   }
   // Steady traffic every 20 ms: the lookback reaches back (almost) the whole 5 s, never more.
@@ -283,7 +287,9 @@ TEST_F(Captures, BurstOf50StaysWithinQuotaAndConcurrency) {
   for (int i = 0; i < 50; ++i) {
     auto r = api("POST", "/api/v1/captures", R"({"pods": ["lab/pod-1"], "reason": "burst"})");
     ++answers[r.status];
-    if (r.status != 201) EXPECT_TRUE(r.body.contains("error")) << r.raw;
+    if (r.status != 201) {
+      EXPECT_TRUE(r.body.contains("error")) << r.raw;
+    }
     auto list = api("GET", "/api/v1/captures").body;
     size_t running = 0;
     for (const auto& c : list) running += c.value("status", "") == "running";

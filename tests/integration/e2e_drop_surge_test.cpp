@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "support.h"
@@ -14,25 +12,6 @@ namespace vigil::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// The shipped rule, with a shorter window, warm-up and resolve time, notifying the test's
-// receiver: what users run, not a copy that could drift from it.
-std::string shipped_drop_rule() {
-  std::ifstream in(source_path("rules/pack/pod-drop-surge.lua"));
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string rule = text.str();
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"notify(\"default\"", "notify(\"hook\""},
-           {"window = \"2m\"", "window = \"1m\""},
-           {"warmup = \"20s\"", "warmup = \"8s\""},
-           {"resolve_after = \"10s\"", "resolve_after = \"4s\""}}) {
-    auto at = rule.find(from);
-    if (at == std::string::npos) return "";
-    rule.replace(at, from.size(), to);
-  }
-  return rule;
-}
 
 // Fires on the same anomaly and fails in its action: must be reported, not stop the other.
 const char* kBrokenRule = R"lua(
@@ -65,7 +44,12 @@ class DropSurgeEndToEnd : public ::testing::Test {
     lab_->cmd("serve-http 3");
     dir_ = make_temp_dir();
     port_ = free_port();
-    const std::string rule = shipped_drop_rule();
+    // The shipped rule, with a shorter window, warm-up and resolve time, notifying the test's
+    // receiver: what users run, not a copy that could drift from it.
+    const std::string rule = shipped_rule("pod-drop-surge.lua", {{"notify(\"default\"", "notify(\"hook\""},
+                                                                  {"window = \"2m\"", "window = \"1m\""},
+                                                                  {"warmup = \"20s\"", "warmup = \"8s\""},
+                                                                  {"resolve_after = \"10s\"", "resolve_after = \"4s\""}});
     ASSERT_FALSE(rule.empty()) << "rules/pack/pod-drop-surge.lua no longer has the settings this test shortens";
     write_temp_file(dir_, "drop.lua", rule);
     write_temp_file(dir_, "broken.lua", kBrokenRule);

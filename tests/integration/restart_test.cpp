@@ -52,14 +52,8 @@ class RestartTest : public ::testing::Test {
     dir_ = make_temp_dir();
     port_ = free_port();
     // The shipped rule (warm-up 20 s), notifying the test's receiver.
-    std::ifstream in(source_path("rules/pack/pod-drop-surge.lua"));
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string rule = text.str();
-    const std::string from = "notify(\"default\"";
-    auto at = rule.find(from);
-    ASSERT_NE(at, std::string::npos);
-    rule.replace(at, from.size(), "notify(\"hook\"");
+    const std::string rule = shipped_rule("pod-drop-surge.lua", {{"notify(\"default\"", "notify(\"hook\""}});
+    ASSERT_FALSE(rule.empty()) << "rules/pack/pod-drop-surge.lua: no notify(\"default\"";
     ASSERT_NE(rule.find("warmup = \"20s\""), std::string::npos);
     write_temp_file(dir_, "drop.lua", rule);
     config_ = write_temp_file(dir_, "vigil.yaml",

@@ -272,6 +272,20 @@ double metric_sum(const std::string& text, const std::string& name, const std::m
   return sum;
 }
 
+std::string shipped_rule(const std::string& file, const std::vector<std::pair<std::string, std::string>>& replacements) {
+  std::ifstream in(source_path("rules/pack/" + file));
+  if (!in) return "";
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string rule = text.str();
+  for (const auto& [from, to] : replacements) {
+    const auto at = rule.find(from);
+    if (at == std::string::npos) return "";
+    rule.replace(at, from.size(), to);
+  }
+  return rule;
+}
+
 uint64_t read_u64(const std::string& path) {
   std::ifstream in(path);
   uint64_t v = 0;

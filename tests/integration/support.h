@@ -116,6 +116,11 @@ int attached_pod_count(int port);
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// A rule file of the shipped pack (`rules/pack/<file>`) with each `from` replaced once by its
+// `to`: what users run, with a test's shorter windows or its own channel. Empty when the file
+// cannot be read or a `from` is not in it (the pack changed under the test).
+std::string shipped_rule(const std::string& file, const std::vector<std::pair<std::string, std::string>>& replacements);
+
 uint64_t read_u64(const std::string& path);
 std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content);
 std::string make_temp_dir();

@@ -139,6 +139,7 @@ int udp_send(const std::string& ip, int port, long count, size_t size) {
     v4->sin_port = htons(port);
     to_len = sizeof(*v4);
     fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) return 2;
     setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
     if (ifindex) {
       ip_mreqn via{};
@@ -151,12 +152,12 @@ int udp_send(const std::string& ip, int port, long count, size_t size) {
     v6->sin6_scope_id = ifindex;
     to_len = sizeof(*v6);
     fd = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (fd < 0) return 2;
     if (ifindex) setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex));
   } else {
     std::fprintf(stderr, "udp-send: not an IPv4 or IPv6 address: %s\n", host.c_str());
     return 2;
   }
-  if (fd < 0) return 2;
   std::string payload(size, 'u');
   long sent = 0;
   for (long i = 0; i < count; ++i) {
