@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "support.h"
@@ -30,6 +31,15 @@ std::vector<nlohmann::json> with_status(const std::vector<nlohmann::json>& bodie
   std::vector<nlohmann::json> out;
   for (const auto& b : bodies)
     if (b.value("status", "") == status) out.push_back(b);
+  return out;
+}
+
+// The drop counters of /metrics, to say which reasons a wrongly paged pod had.
+std::string drop_lines(const std::string& text) {
+  std::string out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("vigil_drop_packets_total{", 0) == 0) out += line + "\n";
   return out;
 }
 
@@ -146,7 +156,7 @@ TEST_F(DropSurgeEndToEnd, FiresOnceForTheFaultyPodAndResolves) {
   const auto detect = std::chrono::steady_clock::now() - injected;
   std::this_thread::sleep_for(3s);  // anything wrongly fired for A or C would show by now
   auto firing = with_status(receiver_.bodies(), "firing");
-  ASSERT_EQ(firing.size(), 1u) << nlohmann::json(firing).dump(2);
+  ASSERT_EQ(firing.size(), 1u) << nlohmann::json(firing).dump(2) << "\ndrops by reason:\n" << drop_lines(metrics());
   const auto& f = firing[0];
   EXPECT_EQ(pod_of(f), "pod-2");
   EXPECT_EQ(f["scope"]["namespace"], "lab");
