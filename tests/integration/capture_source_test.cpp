@@ -371,7 +371,19 @@ TEST(CaptureSource, OnlyMarkedPodExactRecordsUntilTurnedOff) {
   ASSERT_TRUE(dp.set_capture(a, 0));
 }
 
+std::string hex_prefix(const std::vector<uint8_t>& d, size_t n) {
+  std::string out;
+  char b[4];
+  for (size_t i = 0; i < d.size() && i < n; ++i) {
+    std::snprintf(b, sizeof(b), "%02x", d[i]);
+    out += b;
+  }
+  return out;
+}
+
 TEST(CaptureSource, TinyRingEveryPacketDeliveredOrCountedLost) {
+  // Packets on pod 1's link besides the test's own, at most, in each flood window.
+  constexpr uint64_t kStrays = 3;
   VIGIL_REQUIRE_ROOT();
   Lab lab(2);
   quiet_lab(lab, 2);
@@ -393,8 +405,11 @@ TEST(CaptureSource, TinyRingEveryPacketDeliveredOrCountedLost) {
   const int kSent = 3000;
   send_udp(lab, 1, 2, kSent, 100, 0);
   ASSERT_TRUE(dp.set_capture(a, 0));
+  // The quiet link still carried a stray packet once in many runs (of what kind the records
+  // below print if it comes again); a few are allowed and accounted for exactly like the test's own.
   const uint64_t seen = traffic_packets(dp, a) - before;
-  EXPECT_EQ(seen, static_cast<uint64_t>(kSent)) << "the link was not quiet";
+  EXPECT_GE(seen, static_cast<uint64_t>(kSent));
+  EXPECT_LE(seen, static_cast<uint64_t>(kSent) + kStrays) << "the link was not quiet";
 
   RecordingSink sink;
   auto source = CaptureSource::start(dp, sink);
@@ -422,12 +437,18 @@ TEST(CaptureSource, TinyRingEveryPacketDeliveredOrCountedLost) {
   const auto records = sink.records();
   EXPECT_EQ(records.size(), stats.records);
   const std::string ip1 = lab.ip(1);
+  uint64_t strays = 0;
   for (const auto& r : records) {
     EXPECT_EQ(r.ifindex, a);
-    EXPECT_TRUE(is_test_udp(r, ip1));
+    if (!is_test_udp(r, ip1)) {
+      ++strays;
+      std::printf("stray packet on the quiet link: %s\n", hex_prefix(r.data, 64).c_str());
+      continue;
+    }
     EXPECT_EQ(r.wire_len, 14u + 20 + 8 + 100);
     EXPECT_EQ(r.data.size(), 96u);
   }
+  EXPECT_LE(strays, seen - kSent) << "records that are not the test's datagrams, beyond the packets counted besides them";
 
   // Again with the reader running: losses now fall between records too (reported from the
   // records' counts or from the counters, whichever comes first); the sum stays exact.
@@ -437,7 +458,8 @@ TEST(CaptureSource, TinyRingEveryPacketDeliveredOrCountedLost) {
   send_udp(lab, 1, 2, kSent, 100, 1);
   ASSERT_TRUE(dp.set_capture(a, 0));
   const uint64_t seen2 = traffic_packets(dp, a) - before2;
-  EXPECT_EQ(seen2, 2u * kSent);
+  EXPECT_GE(seen2, 2u * kSent);
+  EXPECT_LE(seen2, 2u * kSent + kStrays) << "the link was not quiet";
   for (int i = 0; i < 100; ++i) {
     auto s = (*source)->stats();
     if (s.records + s.lost >= seen + seen2) break;
