@@ -422,10 +422,13 @@ static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_k
 
 #define VIGIL_PACKET_BROADCAST 1 /* skb->pkt_type, include/uapi/linux/if_packet.h */
 #define VIGIL_PACKET_MULTICAST 2
+#define VIGIL_PACKET_LOOPBACK 5 /* a sender's own copy of its multicast or broadcast */
 
 /* The dropped packet's cast: from its IP destination when it has one (an IPv6 ff00::/8 or IPv4
  * 224.0.0.0/4 group, the IPv4 limited broadcast), else from what the link layer saw on receive
- * (a subnet's broadcast address is only known there). */
+ * (a subnet's broadcast address is only known there). A sender's looped-back copy
+ * (dev_loopback_xmit) of a datagram to a subnet's broadcast address is a broadcast too: only
+ * multicast and broadcast are looped back that way, and multicast was told by its address. */
 static __always_inline __u8 cast_of(struct sk_buff *skb, int have_addresses, const struct vigil_ip_key *dst) {
   if (have_addresses) {
     const __u8 *a = dst->addr;
@@ -438,6 +441,7 @@ static __always_inline __u8 cast_of(struct sk_buff *skb, int have_addresses, con
   const __u8 type = BPF_CORE_READ_BITFIELD(skb, pkt_type);
   if (type == VIGIL_PACKET_BROADCAST) return VIGIL_CAST_BROADCAST;
   if (type == VIGIL_PACKET_MULTICAST) return VIGIL_CAST_MULTICAST;
+  if (type == VIGIL_PACKET_LOOPBACK) return VIGIL_CAST_BROADCAST;
   return VIGIL_CAST_UNICAST;
 }
 

@@ -147,6 +147,16 @@ TEST_F(DropSurgeEndToEnd, FiresOnceForTheFaultyPodAndResolves) {
       EXPECT_LE(grew, sent + 40) << pod << " " << cast << " (each once, and a little neighbour discovery)\n" << after;
     }
   }
+  // The sender's own looped-back copy of its subnet broadcast (no socket on the port in pod 1
+  // either) is dropped in pod 1 on the way out: a broadcast too, not unicast. The host drops its
+  // copy from the bridge as well, and that is pod 1's by its source address: 400 in all.
+  const std::map<std::string, std::string> out_bc{{"pod", "pod-1"}, {"direction", "egress"}, {"cast", "broadcast"}};
+  const std::map<std::string, std::string> out_uc{{"pod", "pod-1"}, {"direction", "egress"}, {"cast", "unicast"}};
+  const double bc = metric_sum(after, "vigil_drop_packets_total", out_bc) - metric_sum(before, "vigil_drop_packets_total", out_bc);
+  const double uc = metric_sum(after, "vigil_drop_packets_total", out_uc) - metric_sum(before, "vigil_drop_packets_total", out_uc);
+  EXPECT_GE(bc, 400) << drop_lines(after);
+  EXPECT_LE(bc, 440) << drop_lines(after);
+  EXPECT_LT(uc, 20) << "pod 1's looped-back broadcasts counted as unicast\n" << drop_lines(after);
   ASSERT_TRUE(receiver_.bodies().empty()) << receiver_.bodies().front().dump();
 
   lab_->cmd("drop 2 30 ingress");
