@@ -5,17 +5,22 @@
 #   tests/bench/wrk_pool.sh OUTPUT...    (files holding wrk_ratio.sh output: every JSON line in them
 #                                         is one run)
 #
-# Runs of different settings are never pooled: the script refuses runs whose "attached", "base",
-# "nopods", "stay", "families", "wrk" (run length) or "settle_s" differ. Runs of different commits
+# Runs of different settings are never pooled: the script refuses runs whose "mode" (pairs or
+# TRIO=1 rounds), "attached", "base", "nopods", "stay", "families", "wrk" (run length) or
+# "settle_s" differ. Of TRIO=1 runs it pools the agent/nothing ratios, or with
+# RATIOS=ratios_empty_none or RATIOS=ratios_agent_empty the hooks' floor or Vigil's own share. Runs of different commits
 # only with MIXED=1 (say, when only rules or docs changed between them). Needs no root and no build.
 # Exit status: 0 pooled, 1 could not (a file without a wrk_ratio JSON line, runs that differ).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 (($# >= 1)) || bench_die "usage: wrk_pool.sh OUTPUT..."
 command -v python3 >/dev/null || bench_die "python3 is needed to read the JSON lines"
-ratios=$(python3 - "${MIXED:-0}" "$@" <<'PY'
+field=${RATIOS:-ratios}
+[[ $field == ratios || $field == ratios_empty_none || $field == ratios_agent_empty ]] ||
+  bench_die "RATIOS must be ratios, ratios_empty_none or ratios_agent_empty"
+ratios=$(python3 - "${MIXED:-0}" "$field" "$@" <<'PY'
 import json, sys
-mixed, files = sys.argv[1] == "1", sys.argv[2:]
+mixed, field, files = sys.argv[1] == "1", sys.argv[2], sys.argv[3:]
 seen, ratios = None, []
 for f in files:
     runs = []
@@ -32,16 +37,18 @@ for f in files:
     if not runs:
         sys.exit(f"wrk_pool: {f}: no wrk_ratio JSON line")
     for number, run in runs:
-        kind = (run["attached"], run["base"], run.get("nopods", False), run.get("stay", False),
+        if field not in run:
+            sys.exit(f"wrk_pool: {f}:{number}: no {field} in this run (only TRIO=1 runs have the other ratios)")
+        kind = (run.get("mode", "pairs"), run["attached"], run["base"], run.get("nopods", False), run.get("stay", False),
                 run.get("families", "apiserver=1 remote=1 retina=1"), run.get("wrk", "-t1 -c8 -d3s"), run.get("settle_s", 2))
         if seen is not None and kind != seen[1]:
-            sys.exit(f"wrk_pool: {f}:{number}: attached/base/nopods/stay/families/wrk/settle {kind} differ from {seen[1]}")
+            sys.exit(f"wrk_pool: {f}:{number}: mode/attached/base/nopods/stay/families/wrk/settle {kind} differ from {seen[1]}")
         if seen is not None and run["commit"] != seen[0] and not mixed:
             sys.exit(f"wrk_pool: {f}:{number}: commit {run['commit']} differs from {seen[0]} (MIXED=1 pools anyway)")
         seen = seen or (run["commit"], kind)
-        print(f"wrk_pool: {f}:{number}: {run['pairs']} pairs, commit {run['commit']}, median {run['median_ratio']:.4f}",
+        print(f"wrk_pool: {f}:{number}: {run['pairs']} {'rounds' if run.get('mode') == 'trio' else 'pairs'}, commit {run['commit']}, median {run['median_ratio']:.4f}",
               file=sys.stderr)
-        ratios += run["ratios"]
+        ratios += run[field]
 print("\n".join(str(r) for r in ratios))
 PY
 ) || exit 1

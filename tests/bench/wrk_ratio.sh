@@ -30,6 +30,12 @@
 # BASE=empty puts that empty program on the "not attached" side instead of nothing: the ratio is
 # then what the agent costs beyond the hooks themselves, the part of the cost that is Vigil's own
 # (with ATTACH=agent only).
+# TRIO=1 measures three states in every round instead of two: nothing, the empty program on the
+# hooks, and the agent, in an order that goes through all six permutations, so that the agent
+# against nothing, the hooks' floor (empty against nothing) and Vigil's own share (agent against
+# empty) come from the same minutes, not from runs an hour apart (ATTACH and BASE not set). PAIRS
+# is then the number of rounds; the JSON line's "ratios" are agent/nothing, "ratios_empty_none"
+# and "ratios_agent_empty" the other two.
 # Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -54,6 +60,10 @@ nopods=${NOPODS:-0}
 [[ $nopods == 0 || $nopods == 1 ]] || bench_die "NOPODS must be 0 or 1"
 [[ $nopods == 0 || $attach == agent ]] || bench_die "NOPODS=1 is for the agent: ATTACH=agent only"
 [[ $nopods == 0 || $stay == 0 ]] || bench_die "STAY=1 and NOPODS=1 do not go together"
+trio=${TRIO:-0}
+[[ $trio == 0 || $trio == 1 ]] || bench_die "TRIO must be 0 or 1"
+[[ $trio == 0 || ($attach == agent && $base == none && $stay == 0 && $nopods == 0) ]] ||
+  bench_die "TRIO=1 measures nothing, the empty program and the agent: no ATTACH, BASE, STAY or NOPODS"
 bench_init wrk curl
 bench_lab_up 2 bw
 lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
@@ -86,7 +96,7 @@ if [[ $stay == 1 ]]; then
 fi
 
 # What is attached for the "attached" side: the agent, or the empty program on its hooks.
-if [[ $attach == empty || $base == empty ]]; then
+if [[ $attach == empty || $base == empty || $trio == 1 ]]; then
   command -v clang >/dev/null || bench_die "clang is needed for ATTACH=empty"
   clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
     -c "$bench_repo/tests/bench/empty_tc.bpf.c" -o "$bench_tmp/empty_tc.bpf.o" || bench_die "clang -target bpf empty_tc.bpf.c failed"
@@ -123,6 +133,58 @@ bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pa
 if [[ $stay == 1 ]]; then bench_agent_start "$config" "$agent_pods"; sleep "$settle"; fi
 wrk_rate >/dev/null  # warm-up, not counted
 
+pct() { awk -v r="$1" 'BEGIN {printf "%.1f", r * 100}'; }
+# "NAME = median% (95 % interval low%..high%)" of the ratios on stdin.
+ratio_summary() {
+  local values med low high
+  values=$(cat)
+  med=$(bench_median <<<"$values")
+  read -r low high < <(bench_median_ci <<<"$values")
+  echo "$(pct "$med")% (95% interval $(pct "$low")%..$(pct "$high")%)"
+}
+
+if [[ $trio == 1 ]]; then
+  # One state's wrk rate into rate[STATE]: started, settled, measured, stopped (nothing: only the
+  # settle time). Not in a subshell, so that the exit trap stops what it started.
+  state_rate() {
+    case $1 in
+      empty) empty_start ;;
+      agent) bench_agent_start "$config" "$agent_pods" ;;
+    esac
+    sleep "$settle"
+    rate[$1]=$(wrk_rate)
+    case $1 in
+      empty) empty_stop ;;
+      agent) bench_agent_stop ;;
+    esac
+  }
+  orders=("none empty agent" "agent none empty" "empty agent none" "none agent empty" "empty none agent" "agent empty none")
+  r_none=() r_empty=() r_agent=() q_an=() q_en=() q_ae=()
+  for p in $(seq 1 "$pairs"); do
+    declare -A rate=()
+    for state in ${orders[$(((p - 1) % 6))]}; do state_rate "$state"; done
+    r_none+=("${rate[none]}") r_empty+=("${rate[empty]}") r_agent+=("${rate[agent]}")
+    q_an+=("$(awk -v a="${rate[agent]}" -v b="${rate[none]}" 'BEGIN {printf "%.4f", a / b}')")
+    q_en+=("$(awk -v a="${rate[empty]}" -v b="${rate[none]}" 'BEGIN {printf "%.4f", a / b}')")
+    q_ae+=("$(awk -v a="${rate[agent]}" -v b="${rate[empty]}" 'BEGIN {printf "%.4f", a / b}')")
+    bench_log "round $p/$pairs (${orders[$(((p - 1) % 6))]}): nothing ${rate[none]}, empty ${rate[empty]}, agent ${rate[agent]} req/s"
+    unset rate
+  done
+  read -r low high < <(printf '%s\n' "${q_an[@]}" | bench_median_ci)
+  med=$(printf '%s\n' "${q_an[@]}" | bench_median)
+  verdict=$(awk -v a="$low" -v b="$high" -v t=$target 'BEGIN {print (a >= t) ? "target met" : (b < t) ? "TARGET MISSED" : "INCONCLUSIVE"}')
+  printf 'wrk_ratio (trio, %d rounds): agent/nothing = %s, target >= %s%%: %s; empty hooks/nothing = %s; agent/empty hooks = %s; medians: nothing %.0f, empty %.0f, agent %.0f req/s\n' \
+    "$pairs" "$(printf '%s\n' "${q_an[@]}" | ratio_summary)" "$(pct $target)" "$verdict" \
+    "$(printf '%s\n' "${q_en[@]}" | ratio_summary)" "$(printf '%s\n' "${q_ae[@]}" | ratio_summary)" \
+    "$(printf '%s\n' "${r_none[@]}" | bench_median)" "$(printf '%s\n' "${r_empty[@]}" | bench_median)" "$(printf '%s\n' "${r_agent[@]}" | bench_median)"
+  printf '{"benchmark":"wrk_ratio","mode":"trio","attached":"agent","base":"none","nopods":false,"stay":false,"families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+    "${APISERVER:-1}" "${REMOTE:-1}" "${RETINA:-1}" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
+  printf '"none_rps":[%s],"empty_rps":[%s],"agent_rps":[%s],"ratios":[%s],"ratios_empty_none":[%s],"ratios_agent_empty":[%s],"median_ratio":%s,"median_ci95":[%s,%s],"settle_s":%s,"target_ratio":%s}\n' \
+    "$(bench_join "${r_none[@]}")" "$(bench_join "${r_empty[@]}")" "$(bench_join "${r_agent[@]}")" \
+    "$(bench_join "${q_an[@]}")" "$(bench_join "${q_en[@]}")" "$(bench_join "${q_ae[@]}")" "$med" "$low" "$high" "$settle" $target
+  exit 0
+fi
+
 off=() on=() ratios=()
 for p in $(seq 1 "$pairs"); do
   if ((p % 2)); then
@@ -148,7 +210,6 @@ for p in $(seq 1 "$pairs"); do
   bench_log "pair $p/$pairs: not attached $r_off req/s, attached $r_on req/s, ratio $ratio"
 done
 
-pct() { awk -v r="$1" 'BEGIN {printf "%.1f", r * 100}'; }
 ratio_med=$(printf '%s\n' "${ratios[@]}" | bench_median)
 ratio_p25=$(printf '%s\n' "${ratios[@]}" | bench_quantile 0.25)
 ratio_p75=$(printf '%s\n' "${ratios[@]}" | bench_quantile 0.75)
