@@ -179,6 +179,12 @@ bench_quantile() {
   sort -g | awk -v q="$1" '{v[NR] = $1} END {if (NR == 0) exit 1; h = (NR - 1) * q + 1; l = int(h); u = (l < NR) ? l + 1 : l; printf "%.4f\n", v[l] + (h - l) * (v[u] - v[l])}'
 }
 
+# The verdict of a median's 95 % interval LOW..HIGH against TARGET: met when it lies wholly at or
+# above, missed when wholly below, else inconclusive, whatever the median.
+bench_interval_verdict() {
+  awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN {print (a >= t) ? "target met" : (b < t) ? "TARGET MISSED" : "INCONCLUSIVE"}'
+}
+
 # A distribution-free confidence interval for the median of the numbers on stdin: prints "LOW
 # HIGH", the k-th smallest and k-th largest, with k the largest rank such that the interval
 # holds the median with probability >= 95 % (binomial order statistics; needs at least 6

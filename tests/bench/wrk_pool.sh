@@ -55,5 +55,5 @@ PY
 n=$(wc -l <<<"$ratios")
 med=$(bench_median <<<"$ratios")
 read -r low high < <(bench_median_ci <<<"$ratios")
-verdict=$(awk -v a="$low" -v b="$high" 'BEGIN {print (a >= 0.97) ? "target met" : (b < 0.97) ? "TARGET MISSED" : "INCONCLUSIVE"}')
+verdict=$(bench_interval_verdict "$low" "$high" 0.97)
 awk -v n="$n" -v m="$med" -v a="$low" -v b="$high" -v v="$verdict" 'BEGIN {printf "wrk_pool: %d pairs, median ratio %.1f%%, 95%% interval %.1f%%..%.1f%% (target >= 97%%: %s)\n", n, m * 100, a * 100, b * 100, v}'

@@ -176,7 +176,7 @@ if [[ $trio == 1 ]]; then
   done
   read -r low high < <(printf '%s\n' "${q_an[@]}" | bench_median_ci)
   med=$(printf '%s\n' "${q_an[@]}" | bench_median)
-  verdict=$(awk -v a="$low" -v b="$high" -v t=$target 'BEGIN {print (a >= t) ? "target met" : (b < t) ? "TARGET MISSED" : "INCONCLUSIVE"}')
+  verdict=$(bench_interval_verdict "$low" "$high" $target)
   printf 'wrk_ratio (trio, %d rounds): agent/nothing = %s, target >= %s%%: %s; empty hooks/nothing = %s; agent/empty hooks = %s; medians: nothing %.0f, empty %.0f, agent %.0f req/s\n' \
     "$pairs" "$(printf '%s\n' "${q_an[@]}" | ratio_summary)" "$(pct $target)" "$verdict" \
     "$(printf '%s\n' "${q_en[@]}" | ratio_summary)" "$(printf '%s\n' "${q_ae[@]}" | ratio_summary)" \
