@@ -39,10 +39,10 @@ for f in files:
     for number, run in runs:
         if field not in run:
             sys.exit(f"wrk_pool: {f}:{number}: no {field} in this run (only TRIO=1 runs have the other ratios)")
-        kind = (run.get("mode", "pairs"), run["attached"], run.get("hooks", "both"), run["base"], run.get("nopods", False), run.get("stay", False),
+        kind = (run.get("mode", "pairs"), run["attached"], run.get("hooks", "both"), run.get("empty_on", "pods"), run["base"], run.get("nopods", False), run.get("stay", False),
                 run.get("families", "apiserver=1 remote=1 retina=1"), run.get("wrk", "-t1 -c8 -d3s"), run.get("settle_s", 2))
         if seen is not None and kind != seen[1]:
-            sys.exit(f"wrk_pool: {f}:{number}: mode/attached/hooks/base/nopods/stay/families/wrk/settle {kind} differ from {seen[1]}")
+            sys.exit(f"wrk_pool: {f}:{number}: mode/attached/hooks/empty_on/base/nopods/stay/families/wrk/settle {kind} differ from {seen[1]}")
         if seen is not None and run["commit"] != seen[0] and not mixed:
             sys.exit(f"wrk_pool: {f}:{number}: commit {run['commit']} differs from {seen[0]} (MIXED=1 pools anyway)")
         seen = seen or (run["commit"], kind)

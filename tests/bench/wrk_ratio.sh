@@ -20,6 +20,9 @@
 # (tests/bench/empty_tc.bpf.c) on the same TCX hooks of the two pods' host-side veths
 # (vigil_tcx_attach): what the hooks cost on their own on this machine. HOOKS=ingress or
 # HOOKS=egress puts it on that hook of the two veths only (with ATTACH=empty only).
+# EMPTY_ON=idle puts it instead on both hooks of an idle interface the script makes (one end of
+# a veth pair, up, no address, IPv6 off, so that no packet crosses it) (with ATTACH=empty only): whether a hook costs the stack anything beyond the packets it
+# sees (the kernel's TCX static keys turn the hook checks on for every interface).
 # NOPODS=1 gives the agent a pods file with no pod: it attaches no TC program, so the ratio is
 # what its process, its tracing programs and its sock_ops program cost without the per-packet
 # programs (with ATTACH=agent only).
@@ -64,6 +67,9 @@ nopods=${NOPODS:-0}
 hooks=${HOOKS:-both}
 [[ $hooks == both || $hooks == ingress || $hooks == egress ]] || bench_die "HOOKS must be both, ingress or egress"
 [[ $hooks == both || ($attach == empty && $base == none) ]] || bench_die "HOOKS= is for ATTACH=empty only"
+empty_on=${EMPTY_ON:-pods}
+[[ $empty_on == pods || $empty_on == idle ]] || bench_die "EMPTY_ON must be pods or idle"
+[[ $empty_on == pods || ($attach == empty && $base == none && $hooks == both) ]] || bench_die "EMPTY_ON=idle is for ATTACH=empty only"
 trio=${TRIO:-0}
 [[ $trio == 0 || $trio == 1 ]] || bench_die "TRIO must be 0 or 1"
 [[ $trio == 0 || ($attach == agent && $base == none && $stay == 0 && $nopods == 0) ]] ||
@@ -105,7 +111,16 @@ if [[ $attach == empty || $base == empty || $trio == 1 ]]; then
   clang -O2 -g -target bpf -Wall -Werror -I/usr/include/"$(uname -m)"-linux-gnu \
     -c "$bench_repo/tests/bench/empty_tc.bpf.c" -o "$bench_tmp/empty_tc.bpf.o" || bench_die "clang -target bpf empty_tc.bpf.c failed"
 fi
-empty_start() { VIGIL_TCX_HOOKS=$hooks bench_attach_start "$bench_tmp/empty_tc.bpf.o" "$(lab veth 1)" "$(lab veth 2)"; }
+empty_devices=("$(lab veth 1)" "$(lab veth 2)")
+if [[ $empty_on == idle ]]; then
+  empty_devices=("$bench_prefix-idle")
+  ip link add "${empty_devices[0]}" type veth peer name "$bench_prefix-idlep" || bench_die "ip link add ${empty_devices[0]} type veth failed"
+  bench_on_exit ip link del "${empty_devices[0]}"
+  for dev in "${empty_devices[0]}" "$bench_prefix-idlep"; do
+    sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" && ip link set "$dev" up || bench_die "could not bring $dev up without IPv6"
+  done
+fi
+empty_start() { VIGIL_TCX_HOOKS=$hooks bench_attach_start "$bench_tmp/empty_tc.bpf.o" "${empty_devices[@]}"; }
 empty_stop() { bench_attach_stop; }
 bench_on_exit bench_attach_stop
 attach_start() {
@@ -133,7 +148,7 @@ wrk_rate() {
   echo "$rate"
 }
 
-bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach (hooks: $hooks), base: $base"
+bench_log "lab $bench_prefix: wrk -t1 -c8 -d${run_seconds}s $url from pod 1, $pairs pairs, attached: $attach (hooks: $hooks on $empty_on), base: $base"
 if [[ $stay == 1 ]]; then bench_agent_start "$config" "$agent_pods"; sleep "$settle"; fi
 wrk_rate >/dev/null  # warm-up, not counted
 
@@ -232,7 +247,7 @@ sides="attached/not attached"
 [[ $stay == 1 ]] && sides="pods attached/detached by the running agent"
 printf 'wrk_ratio: %s = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
   "$sides" "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","attached":"%s","hooks":"'"$hooks"'","base":"%s","nopods":%s,"stay":%s,"families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+printf '{"benchmark":"wrk_ratio","attached":"%s","hooks":"'"$hooks"'","empty_on":"'"$empty_on"'","base":"%s","nopods":%s,"stay":%s,"families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
   "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$([[ $stay == 1 ]] && echo true || echo false)" \
   "${APISERVER:-1}" "${REMOTE:-1}" "${RETINA:-1}" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
