@@ -27,7 +27,9 @@ bool valid_k8s_name(const std::string& s) {
 
 }  // namespace
 
-Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin) {
+namespace {
+
+Result<std::vector<PodSpec>> parse_pods_checked(const std::string& text, const std::string& origin) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -45,6 +47,7 @@ Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::stri
     if (!n.IsMap()) return make_error(at + ": " + item + ": expected a map with namespace, name and netns or ip");
     PodSpec pod;
     for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) return make_error(where(origin, kv.first) + ": " + item + ": a key must be a plain name");
       const std::string key = kv.first.as<std::string>();
       const YAML::Node& v = kv.second;
       const std::string vat = where(origin, kv.first);
@@ -62,6 +65,8 @@ Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::stri
       else if (key == "labels") {
         if (!v.IsMap() && !v.IsNull()) return make_error(vat + ": " + item + ".labels: expected a map of strings");
         for (const auto& l : v) {
+          if (!l.first.IsScalar())
+            return make_error(where(origin, l.first) + ": " + item + ".labels: a label name must be a plain string");
           if (!l.second.IsScalar())
             return make_error(where(origin, l.first) + ": " + item + ".labels." + l.first.as<std::string>() + ": expected a string");
           pod.labels[l.first.as<std::string>()] = l.second.as<std::string>();
@@ -89,6 +94,18 @@ Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::stri
     pods.push_back(std::move(pod));
   }
   return pods;
+}
+
+}  // namespace
+
+Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin) {
+  try {
+    return parse_pods_checked(text, origin);
+  } catch (const YAML::Exception& e) {  // a shape the checks above missed: still an error, not a crash
+    return make_error(origin + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  } catch (const std::exception& e) {
+    return make_error(origin + ": " + e.what());
+  }
 }
 
 Result<std::vector<PodSpec>> load_pods_file(const std::string& path) {

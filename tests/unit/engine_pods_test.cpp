@@ -59,7 +59,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"- name: a\n  netns: x/y\n", "pods.yaml:1: pods[0].netns: a name under /run/netns or an absolute path"},
         BadCase{"- name: a\n  netns: a\n  labels: [x]\n", "pods.yaml:3: pods[0].labels: expected a map of strings"},
         BadCase{"name: a\n", "pods.yaml:1: expected a list of pods"},
-        BadCase{"- name: a\n  netns: [a\n", "pods.yaml:3: end of sequence flow not found"}));
+        BadCase{"- name: a\n  netns: [a\n", "pods.yaml:3: end of sequence flow not found"},
+        // Found by tests/fuzz (corpus/pods/regression-map-as-key.yaml): a map or list as a key
+        // threw yaml-cpp's BadConversion out of parse_pods.
+        BadCase{"- name: a\n  netns: a\n- {name: b, ip: \"fd00::2\"}: x\n", "pods.yaml:3: pods[1]: a key must be a plain name"},
+        BadCase{"- name: a\n  netns: a\n  labels: {[x]: y}\n", "pods.yaml:3: pods[0].labels: a label name must be a plain string"}));
 
 TEST(PodsFile, MissingFileIsNamed) {
   auto pods = load_pods_file("/nonexistent/pods.yaml");
