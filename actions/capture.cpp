@@ -166,6 +166,29 @@ bool valid_id(const std::string& id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; });
 }
 
+// Why a manifest found in the captures directory at start cannot be used as it is ("" when it
+// can): the fields this file, the API's readers and `vigil capture` read, with the types they
+// read them as. A manifest edited by hand or left by another version must not stop the agent.
+std::string manifest_problem(const json& m) {
+  if (!m.is_object()) return "not a JSON object";
+  for (const char* key : {"id", "status", "ended_by", "trigger", "rule", "reason"})
+    if (m.contains(key) && !m[key].is_string()) return std::string(key) + " is not a string";
+  for (const char* key : {"created_at", "after_seconds", "before_seconds", "packets", "packets_lost", "bytes"})
+    if (m.contains(key) && !m[key].is_number()) return std::string(key) + " is not a number";
+  for (const char* key : {"packets", "packets_lost", "bytes"})
+    if (m.contains(key) && !m[key].is_number_unsigned()) return std::string(key) + " is not a count";
+  if (m.contains("complete") && !m["complete"].is_boolean()) return "complete is not true or false";
+  if (m.contains("files") && !m["files"].is_object()) return "files is not an object";
+  if (m.contains("pods")) {
+    if (!m["pods"].is_array()) return "pods is not a list";
+    for (const auto& p : m["pods"])
+      if (!p.is_object() || (p.contains("namespace") && !p["namespace"].is_string()) ||
+          (p.contains("name") && !p["name"].is_string()))
+        return "pods holds an entry that is not {namespace, name}";
+  }
+  return "";
+}
+
 std::string safe_name(const std::string& s) {
   std::string out;
   for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
@@ -710,12 +733,19 @@ struct CaptureManager::Impl {
       const std::string mpath = c->dir + "/" + kManifestName;
       ::unlink((mpath + ".tmp").c_str());
       json m;
+      bool readable = false;
       {
         std::ifstream in(mpath);
+        readable = static_cast<bool>(in);
         m = json::parse(in, nullptr, false);
       }
       bool rewrite = false;
-      if (!m.is_object()) {
+      if (const std::string problem = m.is_discarded() ? "not JSON" : manifest_problem(m); !problem.empty()) {
+        // Kept beside the new one, so that nothing the old file said is lost.
+        std::string why = "manifest.json missing or unreadable after a restart";
+        if (readable && ::rename(mpath.c_str(), (mpath + ".malformed").c_str()) == 0)
+          why = "manifest.json unusable after a restart (" + problem + "), kept as manifest.json.malformed";
+        spdlog::warn("captures: {}: {}", id, why);
         struct stat st {};
         ::stat(c->dir.c_str(), &st);
         m = {{"id", id},
@@ -723,8 +753,10 @@ struct CaptureManager::Impl {
              {"ended_by", "agent_stop"},
              {"created_at", static_cast<double>(st.st_mtime)},
              {"complete", false},
-             {"error", "manifest.json missing or unreadable after a restart"},
+             {"error", why},
              {"files", {{"pcap", nullptr}, {"manifest", kManifestName}, {"bundle", nullptr}}}};
+        std::error_code pec;
+        if (fs::is_regular_file(c->dir + "/" + kPcapName, pec)) m["files"]["pcap"] = kPcapName;
         rewrite = true;
       }
       m["id"] = id;

@@ -622,6 +622,53 @@ TEST_F(CaptureTest, RunningCaptureOfADeadAgentBecomesIncomplete) {
   EXPECT_EQ(json::parse(mf, nullptr, false)["status"], "incomplete") << "the manifest on disk is fixed too";
 }
 
+// Manifests of the wrong shape in the captures directory (edited by hand, left by another
+// version, or not JSON at all): the next agent starts, lists each capture as incomplete with the
+// reason, keeps the file it could not use beside the new one, and still serves a pcap that is
+// there. Each of these threw nlohmann::json's type_error out of the manager's constructor.
+TEST_F(CaptureTest, UnusableManifestsAfterARestartAreNamedNotFatal) {
+  const std::string dir = tmp_ + "/odd";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"status-number", R"({"status": 5})"},
+      {"created-at-text", R"({"status": "complete", "created_at": "yesterday"})"},
+      {"files-list", R"({"status": "running", "files": ["capture.pcapng"]})"},
+      {"packets-text", R"({"status": "complete", "packets": "many"})"},
+      {"pods-strings", R"({"status": "complete", "pods": ["default/web-1"]})"},
+      {"not-json", "{\"status\": \"comp"},
+      {"a-list", "[1, 2, 3]"},
+  };
+  // The smallest pcapng: a section header block (28 bytes), as a finished file for one case and
+  // as a crashed capture's .part for the one whose files is a list.
+  const uint32_t shb[7] = {0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0xFFFFFFFF, 0xFFFFFFFF, 28};
+  for (const auto& [id, text] : cases) {
+    fs::create_directories(dir + "/" + id);
+    std::ofstream(dir + "/" + id + "/manifest.json") << text;
+  }
+  std::ofstream(dir + "/files-list/capture.pcapng.part", std::ios::binary).write(reinterpret_cast<const char*>(shb), sizeof shb);
+  std::ofstream(dir + "/status-number/capture.pcapng", std::ios::binary).write(reinterpret_cast<const char*>(shb), sizeof shb);
+  CaptureConfig c2 = cfg_;
+  c2.dir = dir;
+  std::unique_ptr<CaptureManager> m;
+  ASSERT_NO_THROW(m = std::make_unique<CaptureManager>(c2));
+  EXPECT_EQ(m->list().size(), cases.size());
+  for (const auto& [id, text] : cases) {
+    auto j = m->manifest(id);
+    ASSERT_TRUE(j) << id;
+    EXPECT_EQ((*j)["status"], "incomplete") << id << ": " << j->dump();
+    EXPECT_EQ((*j)["complete"], false) << id;
+    ASSERT_TRUE((*j)["error"].is_string()) << id;
+    EXPECT_NE((*j)["error"].get<std::string>().find("kept as manifest.json.malformed"), std::string::npos) << id << ": " << (*j)["error"];
+    std::ifstream kept(dir + "/" + id + "/manifest.json.malformed");
+    std::stringstream body;
+    body << kept.rdbuf();
+    EXPECT_EQ(body.str(), text) << id << ": the unusable manifest is kept as it was";
+  }
+  EXPECT_NE((*m->manifest("status-number"))["error"].get<std::string>().find("status is not a string"), std::string::npos);
+  EXPECT_TRUE(m->pcap_path("status-number")) << "a finished pcap stays downloadable";
+  EXPECT_EQ((*m->manifest("status-number"))["files"]["pcap"], "capture.pcapng");
+  EXPECT_TRUE(m->pcap_path("files-list")) << "the crashed capture's .part is salvaged";
+}
+
 // Refusals name the field: pods, the window against max_duration_seconds, snaplen, the filter.
 TEST_F(CaptureTest, BadRequestsAreRefusedNamingTheField) {
   cfg_.max_duration_seconds = 60;
