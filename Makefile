@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build run test bench clean chart-rules
+.PHONY: setup build run test bench fuzz clean chart-rules
 
 setup:
 	bash .ci/setup.sh
@@ -29,6 +29,22 @@ bench: build
 	if [ -x $(BUILD)/tests/bench/vigil_rules_bench ]; then $(BUILD)/tests/bench/vigil_rules_bench || rc=1; \
 	else echo "bench: $(BUILD)/tests/bench/vigil_rules_bench not built (libbenchmark-dev missing?)"; rc=1; fi; \
 	exit $$rc
+
+# The fuzz targets of tests/fuzz, built with AddressSanitizer and UBSan and guided by coverage
+# (a second build tree, $(FUZZ_BUILD)), each run for FUZZ_SECONDS (default 60) from its corpus.
+# An input that breaks one is kept in $(FUZZ_BUILD)/fuzz-artifacts (docs/fuzzing.md).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVIGIL_SANITIZE=ON -DVIGIL_FUZZ_COVERAGE=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix vigil_fuzz_,config pods kube state outbox text detectors rules)
+	mkdir -p $(FUZZ_BUILD)/fuzz-artifacts
+	@rc=0; for t in config pods kube state outbox text detectors rules; do \
+	  dict=; [ -f tests/fuzz/dict/$$t.dict ] && dict="--dict tests/fuzz/dict/$$t.dict"; \
+	  echo "fuzz: $$t"; \
+	  ./$(FUZZ_BUILD)/tests/fuzz/vigil_fuzz_$$t --seconds $(FUZZ_SECONDS) --runs 100000000 $$dict \
+	    --artifacts $(FUZZ_BUILD)/fuzz-artifacts tests/fuzz/corpus/$$t || rc=1; \
+	done; exit $$rc
 
 # Copies the shipped rule pack into the Helm chart (Helm reads no file outside the chart);
 # ctest chart_rules_in_sync fails until the copy matches rules/pack/ byte for byte.
