@@ -41,9 +41,10 @@ fuzz: setup
 	mkdir -p $(FUZZ_BUILD)/fuzz-artifacts
 	@rc=0; for t in config pods kube state outbox text detectors rules; do \
 	  dict=; [ -f tests/fuzz/dict/$$t.dict ] && dict="--dict tests/fuzz/dict/$$t.dict"; \
+	  seeds=tests/fuzz/corpus/$$t; [ $$t = rules ] && seeds="$$seeds rules/pack tests/unit/testdata/rules"; \
 	  echo "fuzz: $$t"; \
 	  ./$(FUZZ_BUILD)/tests/fuzz/vigil_fuzz_$$t --seconds $(FUZZ_SECONDS) --runs 100000000 $$dict \
-	    --artifacts $(FUZZ_BUILD)/fuzz-artifacts tests/fuzz/corpus/$$t || rc=1; \
+	    --artifacts $(FUZZ_BUILD)/fuzz-artifacts $$seeds || rc=1; \
 	done; exit $$rc
 
 # Copies the shipped rule pack into the Helm chart (Helm reads no file outside the chart);
