@@ -373,6 +373,22 @@ int LuaSandbox::message_handler(lua_State* L) {
   EngineSection section(L);  // the traceback must be built even when memory ran out
   const char* msg = lua_tostring(L, 1);
   if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  // While the file's main chunk runs (loading), error({...}), error("x", 0) and
+  // assert(false, "x") carry no position, and nothing else would name where they came from: put
+  // the line that raised it in front, as Lua does for error("x"). (A handler's or detector's
+  // error without one gets the function's own location from the engine instead.) Errors Vigil
+  // raises itself name the whole path already (rule_spec.cpp).
+  auto names = [msg](const char* where) {
+    const size_t n = std::strlen(where);
+    return n && std::strncmp(msg, where, n) == 0 && msg[n] == ':';
+  };
+  const LuaSandbox& sb = from(L);
+  lua_Debug ar;
+  for (int level = 1; sb.loading_ && !names(sb.path_.c_str()) && lua_getstack(L, level, &ar); ++level) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;  // a C function: its caller
+    if (!names(ar.short_src)) msg = lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+    break;
+  }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -397,7 +413,10 @@ std::optional<LuaSandbox::CallError> LuaSandbox::run(std::string_view source, co
   }
   push_env();
   lua_setupvalue(L_, -2, 1);  // the main chunk's only upvalue is _ENV
-  return call(0);
+  loading_ = true;
+  auto error = call(0);
+  loading_ = false;
+  return error;
 }
 
 std::optional<LuaSandbox::CallError> LuaSandbox::call(int nargs, int nresults) {

@@ -105,6 +105,7 @@ class LuaSandbox {
   std::string name_;
   std::string path_;   // given to run()
   std::string chunk_;  // what Lua calls it in positions (its short_src)
+  bool loading_ = false;  // the main chunk is running (run()): errors get the raising line
   Limits limits_;
   lua_State* L_ = nullptr;
   int env_ref_ = -1;

@@ -167,6 +167,14 @@ TEST(RulesLoad, TopLevelRuntimeErrors) {
   EXPECT_EQ(load_error(path), path + ":1: attempt to index a nil value (global 'os')");
   path = dir.write("notify.lua", "\nnotify(\"default\", {})\n");
   EXPECT_EQ(load_error(path), path + ":2: notify: can only be called from on_anomaly or on_resolve");
+  // Errors Lua gives no position of its own get the line that raised them (the rules fuzz
+  // target found error({...}) at the top level loading with "(error object is a table value)").
+  path = dir.write("table.lua", "\nerror({ name = 'x' })\n");
+  EXPECT_EQ(load_error(path), path + ":2: (error object is a table value)");
+  path = dir.write("level0.lua", "error('no position', 0)\n");
+  EXPECT_EQ(load_error(path), path + ":1: no position");
+  path = dir.write("assert.lua", "local x = 1\n\nassert(x == 2, 'x must be 2')\n");
+  EXPECT_EQ(load_error(path), path + ":3: x must be 2");
   path = dir.write("missing.lua", "");
   fs::remove(path);
   EXPECT_EQ(load_error(path), path + ": cannot read rule file: No such file or directory");
