@@ -173,7 +173,7 @@ std::string manifest_problem(const json& m) {
   if (!m.is_object()) return "not a JSON object";
   for (const char* key : {"id", "status", "ended_by", "trigger", "rule", "reason"})
     if (m.contains(key) && !m[key].is_string()) return std::string(key) + " is not a string";
-  for (const char* key : {"created_at", "after_seconds", "before_seconds", "packets", "packets_lost", "bytes"})
+  for (const char* key : {"created_at", "after_seconds", "before_seconds"})
     if (m.contains(key) && !m[key].is_number()) return std::string(key) + " is not a number";
   for (const char* key : {"packets", "packets_lost", "bytes"})
     if (m.contains(key) && !m[key].is_number_unsigned()) return std::string(key) + " is not a count";

@@ -30,12 +30,7 @@ bool valid_k8s_name(const std::string& s) {
 namespace {
 
 Result<std::vector<PodSpec>> parse_pods_checked(const std::string& text, const std::string& origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return make_error(origin + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  const YAML::Node root = YAML::Load(text);  // a syntax error: parse_pods turns it into one of ours
   std::vector<PodSpec> pods;
   if (!root || root.IsNull()) return pods;  // an empty file means no pods
   if (!root.IsSequence()) return make_error(where(origin, root) + ": expected a list of pods");
@@ -101,7 +96,7 @@ Result<std::vector<PodSpec>> parse_pods_checked(const std::string& text, const s
 Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin) {
   try {
     return parse_pods_checked(text, origin);
-  } catch (const YAML::Exception& e) {  // a shape the checks above missed: still an error, not a crash
+  } catch (const YAML::Exception& e) {  // bad YAML, or a shape the checks missed: an error, not a crash
     return make_error(origin + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   } catch (const std::exception& e) {
     return make_error(origin + ": " + e.what());

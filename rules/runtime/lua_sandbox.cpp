@@ -384,11 +384,12 @@ int LuaSandbox::message_handler(lua_State* L) {
   };
   const LuaSandbox& sb = from(L);
   lua_Debug ar;
-  for (int level = 1; sb.loading_ && !names(sb.path_.c_str()) && lua_getstack(L, level, &ar); ++level) {
-    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;  // a C function: its caller
-    if (!names(ar.short_src)) msg = lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
-    break;
-  }
+  if (sb.loading_ && !names(sb.path_.c_str()))
+    for (int level = 1; lua_getstack(L, level, &ar); ++level) {
+      if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;  // a C function: its caller
+      if (!names(ar.short_src)) msg = lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+      break;
+    }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
