@@ -1,4 +1,5 @@
 #include "engine/kube/kube_client.h"
+#include "engine/kube/line_splitter.h"
 
 #include <openssl/x509.h>
 #include <openssl/pem.h>
@@ -390,7 +391,7 @@ ApiClient::StreamResult ApiClient::stream(const std::string& target, double read
     }
     active_ = cli.get();
   }
-  std::string buf;
+  LineSplitter lines(kMaxLine);
   bool caller_stopped = false;
   bool too_long = false;
   auto res = cli->Get(
@@ -406,26 +407,12 @@ ApiClient::StreamResult ApiClient::stream(const std::string& target, double read
           if (out.body.size() < kMaxErrorBody) out.body.append(data, std::min(n, kMaxErrorBody - out.body.size()));
           return true;
         }
-        buf.append(data, n);
-        size_t start = 0;
-        for (;;) {
-          const size_t nl = buf.find('\n', start);
-          if (nl == std::string::npos) break;
-          std::string_view line(buf.data() + start, nl - start);
-          start = nl + 1;
-          if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-          if (line.empty()) continue;
-          if (!on_line(line)) {
-            caller_stopped = true;
-            return false;
-          }
+        switch (lines.feed(std::string_view(data, n), on_line)) {
+          case LineSplitter::Fed::more: return true;
+          case LineSplitter::Fed::stopped: caller_stopped = true; return false;
+          case LineSplitter::Fed::too_long: too_long = true; return false;
         }
-        buf.erase(0, start);
-        if (buf.size() > kMaxLine) {
-          too_long = true;
-          return false;
-        }
-        return true;
+        return false;
       });
   {
     std::lock_guard lock(mu_);
@@ -442,13 +429,13 @@ ApiClient::StreamResult ApiClient::stream(const std::string& target, double read
   }
   if (!res) {
     out.error = stopped_ ? std::string("stopped") : describe(res, *cli);
-    out.partial_line = !buf.empty();
+    out.partial_line = !lines.rest().empty();
     return out;
   }
   out.status = res->status;
-  if (out.status == 200 && !buf.empty()) {
+  if (out.status == 200 && !lines.rest().empty()) {
     // The server ended the response without a final newline: the rest is still one line.
-    if (!on_line(buf)) return (out.clean_end = true, out);
+    if (lines.feed("\n", on_line) == LineSplitter::Fed::stopped) return (out.clean_end = true, out);
   }
   out.clean_end = true;
   return out;

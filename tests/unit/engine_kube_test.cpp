@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/kube/kube_pods.h"
+#include "engine/kube/line_splitter.h"
 #include "../common/kube_fake_api.h"
 
 namespace vigil::kube {
@@ -175,6 +176,70 @@ TEST(KubeObjects, ScopeByNamespacesAndObserveAnnotation) {
 }
 
 // --- kubeconfig ----------------------------------------------------------------------------
+
+// The API's streamed bodies cut into lines: the same lines however the transport chunks the
+// bytes, each byte searched once (a list page is one line of megabytes, arriving 4 KiB at a
+// time), a stop ends the feed, and an unfinished line over the limit is refused.
+std::vector<std::string> split_in_chunks(std::string_view body, size_t chunk, std::string* rest = nullptr) {
+  LineSplitter lines(8u << 20);
+  std::vector<std::string> out;
+  for (size_t at = 0; at < body.size(); at += chunk) {
+    auto fed = lines.feed(body.substr(at, chunk), [&](std::string_view l) {
+      out.emplace_back(l);
+      return true;
+    });
+    EXPECT_EQ(fed, LineSplitter::Fed::more);
+  }
+  EXPECT_EQ(lines.bytes_scanned(), body.size()) << "chunks of " << chunk;
+  if (rest) *rest = std::string(lines.rest());
+  return out;
+}
+
+TEST(KubeLines, SameLinesWhateverTheChunksEachByteSearchedOnce) {
+  const std::string body = "{\"type\":\"ADDED\"}\r\n\n{\"type\":\"MODIFIED\",\"x\":\"" + std::string(5000, 'm') +
+                           "\"}\n\r\n{\"type\":\"BOOKMARK\"}\nunfinished";
+  const std::vector<std::string> want = {"{\"type\":\"ADDED\"}", "{\"type\":\"MODIFIED\",\"x\":\"" + std::string(5000, 'm') + "\"}",
+                                         "{\"type\":\"BOOKMARK\"}"};
+  for (size_t chunk : {1ul, 2ul, 3ul, 7ul, 16ul, 4096ul, body.size()}) {
+    std::string rest;
+    EXPECT_EQ(split_in_chunks(body, chunk, &rest), want) << "chunks of " << chunk;
+    EXPECT_EQ(rest, "unfinished") << "chunks of " << chunk;
+  }
+  // A page of a list: one 3 MB line in 4 KiB chunks, searched once, handed over whole.
+  const std::string page = "{\"items\":[" + std::string(3u << 20, 'p') + "]}";
+  std::string rest;
+  const auto got = split_in_chunks(page + "\n", 4096, &rest);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], page);
+  EXPECT_EQ(rest, "");
+}
+
+TEST(KubeLines, StopEndsTheFeedAndLongLinesAreRefused) {
+  LineSplitter lines(10);
+  std::vector<std::string> seen;
+  auto fed = lines.feed("a\nb\nc\n", [&](std::string_view l) {
+    seen.emplace_back(l);
+    return l != "b";
+  });
+  EXPECT_EQ(fed, LineSplitter::Fed::stopped);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));
+
+  // Ten bytes unfinished across chunks are kept; the eleventh is refused, whether the line
+  // ends in that chunk or not, or came in one chunk.
+  auto keep = [](std::string_view) { return true; };
+  LineSplitter at_limit(10);
+  EXPECT_EQ(at_limit.feed("12345", keep), LineSplitter::Fed::more);
+  EXPECT_EQ(at_limit.feed("67890", keep), LineSplitter::Fed::more);
+  EXPECT_EQ(at_limit.rest(), "1234567890");
+  LineSplitter over(10);
+  EXPECT_EQ(over.feed("123456", keep), LineSplitter::Fed::more);
+  EXPECT_EQ(over.feed("78901", keep), LineSplitter::Fed::too_long);
+  LineSplitter over_ended(10);
+  EXPECT_EQ(over_ended.feed("123456", keep), LineSplitter::Fed::more);
+  EXPECT_EQ(over_ended.feed("78901\n", keep), LineSplitter::Fed::too_long);
+  LineSplitter whole(10);
+  EXPECT_EQ(whole.feed("1234567890\n12345678901\n", keep), LineSplitter::Fed::too_long);
+}
 
 TEST(KubeConfig, CurrentContextWithTokenAndInlineCa) {
   const std::string text = R"(apiVersion: v1
