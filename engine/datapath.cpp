@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 
@@ -26,6 +27,39 @@ namespace vigil {
 namespace {
 
 std::string err_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// libbpf's messages go to the agent's log, not raw to stderr: its warnings as warnings, the
+// rest at debug. Inside an ExpectedFailure scope (a call made to clean up what may not be
+// there) its warnings are expected answers and logged at debug too.
+thread_local int expected_failures = 0;
+
+struct ExpectedFailure {
+  ExpectedFailure() { ++expected_failures; }
+  ~ExpectedFailure() { --expected_failures; }
+  ExpectedFailure(const ExpectedFailure&) = delete;
+  ExpectedFailure& operator=(const ExpectedFailure&) = delete;
+};
+
+int libbpf_to_log(libbpf_print_level level, const char* format, va_list args) {
+  const auto to = level == LIBBPF_WARN && expected_failures == 0 ? spdlog::level::warn : spdlog::level::debug;
+  if (!spdlog::should_log(to)) return 0;
+  char line[1024];
+  va_list copy;
+  va_copy(copy, args);
+  const int n = std::vsnprintf(line, sizeof(line), format, copy);
+  va_end(copy);
+  std::string text;
+  if (n >= static_cast<int>(sizeof(line))) {  // a verifier log: print it whole
+    text.resize(static_cast<size_t>(n) + 1);
+    std::vsnprintf(text.data(), text.size(), format, args);
+    text.resize(static_cast<size_t>(n));
+  } else if (n > 0) {
+    text.assign(line, static_cast<size_t>(n));
+  }
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty()) spdlog::log(to, "{}", text);  // libbpf starts its messages with "libbpf: "
+  return 0;
+}
 
 vigil_slot slot_entry(uint32_t ifindex, uint32_t slot, uint32_t remote_max) {
   vigil_slot s{};
@@ -80,6 +114,7 @@ Result<void> check_capture_ring_bytes(uint32_t bytes) {
 }
 
 Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions& options) {
+  libbpf_set_print(libbpf_to_log);
   if (auto r = check_capture_ring_bytes(options.capture_ring_bytes); !r) return r.error();
   if (options.max_pods < 1 || options.max_pods > VIGIL_MAX_PODS)
     return make_error("max_pods " + std::to_string(options.max_pods) + ": must be from 1 to " + std::to_string(VIGIL_MAX_PODS));
@@ -249,6 +284,7 @@ constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS
 constexpr int kTcxEgress = 47;   // BPF_TCX_EGRESS
 
 void remove_clsact_filters(uint32_t ifindex) {
+  ExpectedFailure quiet;  // most devices have no clsact qdisc, and the kernel says so
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
     DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1);

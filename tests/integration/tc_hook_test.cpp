@@ -3,14 +3,22 @@
 // them and still drops, while Vigil counts the packets and the drop with the kernel's reason.
 // On kernels with TCX (6.6+) the programs are TCX links.
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/datapath.h"
 #include "support.h"
 
 namespace vigil::test {
@@ -101,6 +109,61 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
   // Stopping the agent removes its programs and leaves the other tool's filter.
   EXPECT_TRUE(tcx_programs(veth).empty());
   EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos);
+}
+
+// libbpf's messages reach the agent's log at a level, never raw stderr: attaching to a pod
+// interface cleans up filters an older agent may have left, and the kernel's "no such qdisc"
+// answer to that is logged at debug, not shown as a warning; a real libbpf warning still is one.
+TEST(TcHook, LibbpfMessagesGoToTheLogAndExpectedAnswersStayQuiet) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(1);
+  std::ostringstream log;
+  auto saved = spdlog::default_logger();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  sink->set_pattern("%l %v");
+  auto logger = std::make_shared<spdlog::logger>("capture", sink);
+  logger->set_level(spdlog::level::debug);
+  spdlog::set_default_logger(logger);
+  // stderr to a file while libbpf speaks, so that anything printed around the log is seen.
+  ScopedTempDir dir;
+  const std::string err_file = dir.path() + "/stderr";
+  std::fflush(stderr);
+  const int saved_err = dup(2);
+  const int err_fd = open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(err_fd, 0);
+  dup2(err_fd, 2);
+  close(err_fd);
+  {
+    auto loaded = Datapath::open_and_load();
+    if (loaded) {
+      const std::string dev = lab.veth(1);
+      EXPECT_TRUE((*loaded)->attach_tc(if_nametoindex(dev.c_str()), dev));
+      // A call of our own, outside the agent's clean-up: the kernel's refusal is a warning.
+      DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(if_nametoindex(dev.c_str())),
+                          .attach_point = BPF_TC_INGRESS);
+      DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1);
+      EXPECT_NE(bpf_tc_detach(&hook, &opts), 0);
+    }
+    std::fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    spdlog::set_default_logger(saved);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+  }
+  std::ifstream in(err_file);
+  const std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(err.find("libbpf"), std::string::npos) << "libbpf printed to stderr:\n" << err;
+  const std::string text = log.str();
+  size_t warnings = 0, quiet = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("warning libbpf: Kernel error message", 0) == 0) ++warnings;
+    if (line.rfind("debug libbpf: Kernel error message", 0) == 0) ++quiet;
+  }
+  EXPECT_EQ(warnings, 1u) << "only the test's own call is a warning:\n" << text;
+  if (kernel_has_tcx()) {
+    EXPECT_GE(quiet, 1u) << "the attach's clean-up answer, at debug:\n" << text;
+  }
 }
 
 }  // namespace
