@@ -260,6 +260,10 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     std::lock_guard lock(self->published_mu_);
     return self->rules_json_;
   };
+  h.anomalies = [self] {
+    std::lock_guard lock(self->published_mu_);
+    return self->anomalies_json_;
+  };
   h.captures = [self](const ApiRequest& r) {
     if (self->captures_) return self->captures_->api(r);
     return ApiResponse{503, "application/json", R"j({"error":"captures are disabled (captures.enabled: false)"})j", "", ""};
@@ -554,6 +558,9 @@ void Agent::publish_state() {
     rules.push_back({{"rule", r.rule}, {"file", r.file}, {"disabled", r.disabled}, {"last_error", r.last_error},
                      {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"suppressed", r.suppressed},
                      {"groups", r.groups}});
+  // What fires now, each as its webhook body (docs/webhook.md), with the latest value.
+  nlohmann::ordered_json anomalies = nlohmann::ordered_json::array();
+  for (const auto& a : rules_->open_anomalies()) anomalies.push_back(actions::encode_webhook_payload(a));
   RetinaPods retina_pods;
   for (const auto& [key, pod] : pods_->pods())
     retina_pods[{pod.spec.namespace_, pod.spec.name}].ip = pod.iface.ips.empty() ? "unknown" : pod.iface.ips.front();
@@ -561,6 +568,7 @@ void Agent::publish_state() {
   retina_pods_ = std::move(retina_pods);
   pods_json_ = pods.dump();
   rules_json_ = rules.dump();
+  anomalies_json_ = anomalies.dump();
   last_tick_ = std::chrono::steady_clock::now();
 }
 

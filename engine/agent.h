@@ -143,6 +143,7 @@ class Agent {
   mutable std::mutex published_mu_;
   std::string pods_json_ = "[]";
   std::string rules_json_ = "[]";
+  std::string anomalies_json_ = "[]";
   RetinaPods retina_pods_;
   std::chrono::steady_clock::time_point last_tick_{};
 };

@@ -104,6 +104,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen,
   srv.Get("/api/v1/rules", [f = h.rules](const httplib::Request&, httplib::Response& res) {
     res.set_content(f(), "application/json");
   });
+  srv.Get("/api/v1/anomalies", [f = h.anomalies](const httplib::Request&, httplib::Response& res) {
+    res.set_content(f ? f() : "[]", "application/json");
+  });
   if (h.captures) {
     auto route = [f = h.captures, token = h.api_token, host = s->host_](const std::string& method) {
       return [f, token, host, method](const httplib::Request& req, httplib::Response& res) {
@@ -120,6 +123,17 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen,
     srv.Delete(R"(/api/v1/captures/([A-Za-z0-9_.-]+))", route("DELETE"));
     srv.Get(R"(/api/v1/captures/([A-Za-z0-9_.-]+)/(pcap))", route("GET"));
   }
+  // An error without a body of its own (an unknown path, a method a path does not take) says
+  // what was asked and what there is, in JSON like every other answer of the API.
+  srv.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    nlohmann::json j = {{"error", res.status == 404 ? "no " + req.method + " " + req.path + " here" : "HTTP " + std::to_string(res.status)}};
+    if (res.status == 404)
+      j["endpoints"] = {"GET /metrics", "GET /healthz", "GET /api/v1/pods", "GET /api/v1/rules", "GET /api/v1/anomalies",
+                        "GET|POST /api/v1/captures", "GET|DELETE /api/v1/captures/ID", "GET /api/v1/captures/ID/pcap"};
+    res.set_content(j.dump(), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   if (port == 0) {
     s->port_ = srv.bind_to_any_port(s->host_);
     if (s->port_ < 0) return make_error("listen on " + listen + ": bind failed");

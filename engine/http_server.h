@@ -38,6 +38,7 @@ struct HttpHandlers {
   std::function<std::pair<bool, std::string>()> health;  // healthy?, JSON body
   std::function<std::string()> pods;                // JSON
   std::function<std::string()> rules;               // JSON
+  std::function<std::string()> anomalies;           // JSON: what fires now
   std::function<ApiResponse(const ApiRequest&)> captures;  // unset: 404
   // Captures hold payload data: with a token every captures call needs "Authorization: Bearer
   // <token>"; without one they are served only on a loopback-only listener.

@@ -49,7 +49,11 @@ constexpr const char* kUsage = R"(usage:
                [--samples N | --duration DURATION] [--output CSV]
       Samples a running agent's series (the sum of NAME's series matching --where) into the
       timestamp,value CSV that replay reads: a gauge's value, a counter's per-second rate.
-      Defaults: --agent 127.0.0.1:9090, --interval 1s, --samples 60.
+      Defaults: --agent 127.0.0.1:9965 (the agent's default listen), --interval 1s, --samples 60.
+  vigil anomalies [--agent HOST:PORT] [--format table|json]
+      What fires now on a running agent (default 127.0.0.1:9965): when it started, rule,
+      severity, pod, value against its baseline, captures; json prints each as its webhook
+      body (docs/webhook.md). Exit 1 when the agent cannot be reached.
   vigil capture start|list|show|get|delete ...
       Manual packet captures through a running agent (`vigil capture` for its options).
   vigil version
@@ -184,6 +188,87 @@ int cmd_rules_test(const Args& args) {
   return run.exit_code;
 }
 
+// "3m ago", "2h ago": how long an anomaly has been firing, for a table read at a glance.
+std::string age_of(double started_at, double now) {
+  const double s = std::max(0.0, now - started_at);
+  char buf[32];
+  if (s < 120) std::snprintf(buf, sizeof buf, "%.0fs ago", s);
+  else if (s < 7200) std::snprintf(buf, sizeof buf, "%.0fm ago", s / 60);
+  else if (s < 172800) std::snprintf(buf, sizeof buf, "%.0fh ago", s / 3600);
+  else std::snprintf(buf, sizeof buf, "%.0fd ago", s / 86400);
+  return buf;
+}
+
+// Seconds since the epoch of an RFC 3339 UTC time as the webhook body writes it
+// ("2026-11-27T13:21:35.696Z"); NaN when it is not one.
+double parse_rfc3339(const std::string& t) {
+  std::tm tm{};
+  const char* rest = strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!rest) return std::nan("");
+  double frac = 0;
+  if (*rest == '.') frac = std::strtod(rest, nullptr);
+  return static_cast<double>(timegm(&tm)) + frac;
+}
+
+int cmd_anomalies(const Args& args) {
+  if (!args.positional.empty()) return usage_error("anomalies takes no positional arguments");
+  const std::string format = args.flags.count("format") ? args.flags.at("format") : "table";
+  if (format != "table" && format != "json") return usage_error("--format " + format + ": expected table or json");
+  const std::string agent = args.flags.count("agent") ? args.flags.at("agent") : "127.0.0.1:9965";
+  const size_t colon = agent.rfind(':');
+  const int port = colon == std::string::npos ? 0 : std::atoi(agent.c_str() + colon + 1);
+  if (colon == std::string::npos || port <= 0 || port > 65535)
+    return usage_error("--agent " + agent + ": expected host:port, e.g. 127.0.0.1:9965");
+  std::string host = agent.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  httplib::Client client(host, port);
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(10, 0);
+  auto res = client.Get("/api/v1/anomalies");
+  if (!res || res->status != 200) {
+    std::fprintf(stderr, "vigil: anomalies: http://%s/api/v1/anomalies: %s\n", agent.c_str(),
+                 res ? ("HTTP " + std::to_string(res->status)).c_str() : httplib::to_string(res.error()).c_str());
+    return 1;
+  }
+  const auto list = nlohmann::json::parse(res->body, nullptr, false);
+  if (!list.is_array()) {
+    std::fprintf(stderr, "vigil: anomalies: http://%s/api/v1/anomalies: the answer is not a JSON list\n", agent.c_str());
+    return 1;
+  }
+  if (format == "json") {
+    std::printf("%s\n", list.dump(2).c_str());
+    return 0;
+  }
+  if (list.empty()) {
+    std::printf("nothing firing on %s\n", agent.c_str());
+    return 0;
+  }
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto text = [](const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string("-");
+  };
+  auto number = [](const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
+  };
+  std::printf("%-10s %-24s %-9s %-32s %-22s %s\n", "STARTED", "RULE", "SEVERITY", "SCOPE", "VALUE (BASELINE)", "CAPTURES");
+  for (const auto& a : list) {
+    const auto& scope = a.contains("scope") ? a["scope"] : nlohmann::json();
+    std::string where = text(scope, "namespace") + "/" + text(scope, "pod");
+    if (where == "-/-") where = text(scope, "node");
+    const auto& metric = a.contains("metric") ? a["metric"] : nlohmann::json();
+    char value[64];
+    std::snprintf(value, sizeof value, "%.4g (%.4g)", number(metric, "value"), number(metric, "baseline"));
+    std::string captures;
+    if (a.contains("captures") && a["captures"].is_array())
+      for (const auto& c : a["captures"]) captures += (captures.empty() ? "" : ",") + text(c, "id");
+    std::printf("%-10s %-24s %-9s %-32s %-22s %s\n", age_of(parse_rfc3339(text(a, "started_at")), now).c_str(),
+                text(a, "rule").c_str(), text(a, "severity").c_str(), where.c_str(), value,
+                captures.empty() ? "-" : captures.c_str());
+    std::printf("           %s\n", text(a, "summary").c_str());
+  }
+  return 0;
+}
+
 int cmd_record(const Args& args) {
   if (!args.positional.empty()) return usage_error("record takes no positional arguments");
   if (!args.flags.count("metric")) return usage_error("record needs --metric");
@@ -194,7 +279,7 @@ int cmd_record(const Args& args) {
     if (!parsed) return usage_error(parsed.error().message);
     where = *parsed;
   }
-  std::string agent = args.flags.count("agent") ? args.flags.at("agent") : "127.0.0.1:9090";
+  std::string agent = args.flags.count("agent") ? args.flags.at("agent") : "127.0.0.1:9965";
   size_t colon = agent.rfind(':');
   int port = 0;
   if (colon != std::string::npos) port = std::atoi(agent.c_str() + colon + 1);
@@ -398,6 +483,10 @@ int main(int argc, char** argv) {
   if (cmd == "notify" && argc >= 3 && std::string(argv[2]) == "test") {
     auto args = parse_args(argc, argv, 3, {"config"}, error);
     return args ? cmd_notify_test(*args) : usage_error(error);
+  }
+  if (cmd == "anomalies") {
+    auto args = parse_args(argc, argv, 2, {"agent", "format"}, error);
+    return args ? cmd_anomalies(*args) : usage_error(error);
   }
   if (cmd == "capture") return vigil::capture_command(argc, argv);
   if (cmd == "version" || cmd == "--version") {

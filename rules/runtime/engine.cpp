@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -95,6 +96,24 @@ class Engine final : public RuleEngine {
   void resolve_open(double now) override {
     for (auto& rule : rules_)
       for (Group* g : rule->eval->open_groups()) resolve(*rule, *g, now);
+  }
+  std::vector<Anomaly> open_anomalies() const override {
+    std::vector<Anomaly> out;
+    for (const auto& rule : rules_) {
+      for (const Group* g : rule->eval->open_groups()) {
+        const Episode& episode = *g->episode;
+        Anomaly a = episode.anomaly;
+        a.value = episode.value;
+        a.baseline = episode.verdict.baseline;
+        a.score = episode.verdict.score;
+        a.recent = g->recent.values();
+        out.push_back(std::move(a));
+      }
+    }
+    std::sort(out.begin(), out.end(), [](const Anomaly& x, const Anomaly& y) {
+      return x.started_at != y.started_at ? x.started_at > y.started_at : x.id < y.id;
+    });
+    return out;
   }
   size_t lua_memory_bytes() const override {
     size_t n = 0;

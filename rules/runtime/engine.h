@@ -91,6 +91,9 @@ class RuleEngine {
   // replaced by a reload: episodes are not carried over, so none is left open at a receiver.
   // One still anomalous fires again, with a new id, from the new engine.
   virtual void resolve_open(double now) = 0;
+  // The anomalies firing now, newest first: each as its firing was sent, with the latest
+  // value, baseline, score and recent values, and the captures started for it so far.
+  virtual std::vector<Anomaly> open_anomalies() const = 0;
 
   // The pods whose recent packets the agent should keep (a lookback ring), so that a capture
   // asked when an anomaly fires can include what came before it (`capture.before`):

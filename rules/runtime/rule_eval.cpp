@@ -506,6 +506,13 @@ std::vector<Group*> RuleEvaluator::open_groups() {
   return out;
 }
 
+std::vector<const Group*> RuleEvaluator::open_groups() const {
+  std::vector<const Group*> out;
+  for (const auto& [key, g] : groups_)
+    if (g.episode) out.push_back(&g);
+  return out;
+}
+
 const Group* RuleEvaluator::find(const Labels& labels) const {
   std::optional<Key> key = exact_key(labels);
   if (!key) return nullptr;

@@ -179,7 +179,8 @@ class RuleEvaluator {
   size_t adopt(std::vector<GroupSnapshot> groups);
   size_t restored() const { return restored_; }
   // Groups with an open episode, for the engine to resolve before this evaluator goes away.
-  std::vector<Group*> open_groups();  // groups started from a restored state
+  std::vector<Group*> open_groups();
+  std::vector<const Group*> open_groups() const;
 
  private:
   struct Restored {

@@ -55,6 +55,42 @@ TEST(RulesLifecycle, CooldownHoldsANewFiringOfTheSameGroup) {
   EXPECT_EQ(sink.sent.size(), 6u);
 }
 
+// What is firing now (the agent's GET /api/v1/anomalies): each open episode once, newest
+// first, with the id its firing was sent with and the latest value; gone once resolved.
+TEST(RulesLifecycle, OpenAnomaliesAreWhatFiresNowWithTheLatestValue) {
+  RuleDir dir;
+  RecordingSink sink;
+  auto engine = load({dir.write("q.lua", depth_rule(""))}, &sink);
+  ASSERT_TRUE(engine);
+  std::vector<PodMeta> pods{pod("q"), pod("r")};
+  auto tick = [&](int t, double q, double r) {
+    engine->tick({T0 + t, {gauge("vigil_queue_depth", "q", q), gauge("vigil_queue_depth", "r", r)}, pods});
+  };
+  tick(0, 0, 0);
+  EXPECT_TRUE(engine->open_anomalies().empty());
+  tick(1, 50, 0);  // q fires
+  tick(2, 70, 30);  // r fires, q still anomalous with a new value
+  auto open = engine->open_anomalies();
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_EQ(*find_label(open[0].scope, "pod"), "r");  // newest first
+  EXPECT_EQ(*find_label(open[1].scope, "pod"), "q");
+  EXPECT_EQ(open[1].status, AnomalyStatus::Firing);
+  EXPECT_DOUBLE_EQ(open[1].started_at, T0 + 1);
+  EXPECT_DOUBLE_EQ(open[1].value, 70);  // the latest, not the 50 it fired with
+  ASSERT_EQ(sink.sent.size(), 2u);
+  EXPECT_EQ(open[1].id, sink.sent[0].anomaly.id);
+  EXPECT_DOUBLE_EQ(sink.sent[0].anomaly.value, 50);
+  EXPECT_EQ(open[0].id, sink.sent[1].anomaly.id);
+  tick(3, 0, 40);
+  tick(4, 0, 40);  // q resolves after 1 s normal
+  open = engine->open_anomalies();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(*find_label(open[0].scope, "pod"), "r");
+  EXPECT_DOUBLE_EQ(open[0].value, 40);
+  engine->resolve_open(T0 + 5);
+  EXPECT_TRUE(engine->open_anomalies().empty());
+}
+
 TEST(RulesLifecycle, SuppressedGroupsLearnAndNeverNotify) {
   RuleDir dir;
   RecordingSink sink;
