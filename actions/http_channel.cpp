@@ -20,6 +20,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "actions/http_error.h"
 #include "actions/notifier.h"
 #include "actions/notifier_impl.h"
 
@@ -38,20 +39,6 @@ constexpr double kMaxRetryAfterSeconds = 3600;
 void split_seconds(double seconds, time_t& sec, time_t& usec) {
   sec = static_cast<time_t>(seconds);
   usec = static_cast<time_t>(std::lround((seconds - static_cast<double>(sec)) * 1e6));
-}
-
-std::string describe(httplib::Error e) {
-  switch (e) {
-    case httplib::Error::Connection: return "cannot connect (refused or unreachable)";
-    case httplib::Error::ConnectionTimeout: return "connect timed out";
-    case httplib::Error::Read: return "no response (read failed or timed out)";
-    case httplib::Error::Write: return "sending the request failed or timed out";
-    case httplib::Error::SSLConnection: return "TLS handshake failed";
-    case httplib::Error::SSLLoadingCerts: return "cannot load the CA certificates";
-    case httplib::Error::SSLServerVerification: return "server certificate verification failed";
-    case httplib::Error::Canceled: return "request canceled";
-    default: return "HTTP client error: " + httplib::to_string(e);
-  }
 }
 
 // Retry-After is either delay-seconds or an HTTP-date (RFC 9110 10.2.3).
@@ -547,7 +534,7 @@ class HttpChannel final : public Notifier {
     auto res = t.client->Post(request.path.empty() ? t.url.path : request.path, headers, request.body, "application/json");
     Attempt a;
     if (!res) {
-      a.reason = describe(res.error());
+      a.reason = describe_http_error(res.error());
 #ifdef CPPHTTPLIB_OPENSSL_SUPPORT
       if (res.error() == httplib::Error::SSLServerVerification) {
         a.tls = true;
@@ -653,6 +640,20 @@ Result<std::unique_ptr<Notifier>> make_http_notifier(const NotifierConfig& confi
   if (!outbox) return make_error("notifier '" + config.name + "': " + outbox.error().message);
   return std::unique_ptr<Notifier>(
       std::make_unique<HttpChannel>(config, std::move(format), std::move(*outbox), std::move(pending), std::move(urls)));
+}
+
+std::string describe_http_error(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection: return "cannot connect (refused or unreachable)";
+    case httplib::Error::ConnectionTimeout: return "connect timed out";
+    case httplib::Error::Read: return "no response (read failed or timed out)";
+    case httplib::Error::Write: return "sending the request failed or timed out";
+    case httplib::Error::SSLConnection: return "TLS handshake failed";
+    case httplib::Error::SSLLoadingCerts: return "cannot load the CA certificates";
+    case httplib::Error::SSLServerVerification: return "server certificate verification failed";
+    case httplib::Error::Canceled: return "request canceled";
+    default: return "HTTP client error: " + httplib::to_string(e);
+  }
 }
 
 }  // namespace vigil::actions

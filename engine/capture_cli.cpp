@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actions/http_error.h"
+#include "engine/cli_hint.h"
 #include "engine/config.h"
 
 namespace vigil {
@@ -141,7 +143,7 @@ std::optional<httplib::Client> client_for(const Options& o, std::string& error) 
 
 // The agent's message for a failed call, or the transport error.
 std::string failure(const httplib::Result& r, const Options& o) {
-  if (!r) return "agent " + o.agent + ": " + httplib::to_string(r.error());
+  if (!r) return "agent " + o.agent + ": " + actions::describe_http_error(r.error()) + agent_hint(r.error());
   std::string msg;
   try {
     msg = nlohmann::json::parse(r->body).value("error", "");

@@ -16,7 +16,9 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "actions/http_error.h"
 #include "engine/agent.h"
+#include "engine/cli_hint.h"
 #include "engine/capture_cli.h"
 #include "engine/config.h"
 #include "engine/record.h"
@@ -227,7 +229,8 @@ int cmd_anomalies(const Args& args) {
   auto res = client.Get("/api/v1/anomalies");
   if (!res || res->status != 200) {
     std::fprintf(stderr, "vigil: anomalies: http://%s/api/v1/anomalies: %s\n", agent.c_str(),
-                 res ? ("HTTP " + std::to_string(res->status)).c_str() : httplib::to_string(res.error()).c_str());
+                 res ? ("HTTP " + std::to_string(res->status)).c_str()
+                     : (vigil::actions::describe_http_error(res.error()) + vigil::agent_hint(res.error())).c_str());
     return 1;
   }
   const auto list = nlohmann::json::parse(res->body, nullptr, false);
@@ -329,7 +332,8 @@ int cmd_record(const Args& args) {
     const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     if (!res || res->status != 200) {
       std::fprintf(stderr, "vigil: record: http://%s/metrics: %s\n", agent.c_str(),
-                   res ? ("HTTP " + std::to_string(res->status)).c_str() : httplib::to_string(res.error()).c_str());
+                   res ? ("HTTP " + std::to_string(res->status)).c_str()
+                     : (vigil::actions::describe_http_error(res.error()) + vigil::agent_hint(res.error())).c_str());
       status = 1;
       break;
     }

@@ -100,6 +100,20 @@ TEST_F(Cli, UsageErrors) {
   EXPECT_NE(r.output.find("unknown option --nope"), std::string::npos) << r.output;
   EXPECT_EQ(vigil("rules check").status, 2);
   EXPECT_EQ(vigil("version").status, 0);
+  EXPECT_EQ(vigil("anomalies --format yaml").status, 2);
+  EXPECT_EQ(vigil("anomalies --agent nowhere").status, 2);
+}
+
+// The commands that talk to an agent say what to check when none answers, not httplib's bare
+// error name. Port 1 on loopback: nothing listens there.
+TEST_F(Cli, CommandsThatNeedAnAgentSayWhenItIsNotThere) {
+  for (const std::string cmd : {"anomalies", "capture list", "record --metric vigil_up --samples 1"}) {
+    auto r = vigil(cmd + " --agent 127.0.0.1:1");
+    EXPECT_EQ(r.status, 1) << cmd << ": " << r.output;
+    EXPECT_NE(r.output.find("127.0.0.1:1"), std::string::npos) << cmd << ": " << r.output;
+    EXPECT_NE(r.output.find("cannot connect (refused or unreachable); is `vigil agent` running"), std::string::npos)
+        << cmd << ": " << r.output;
+  }
 }
 
 }  // namespace
