@@ -10,6 +10,9 @@ namespace vigil {
 
 struct Error {
   std::string message;
+  // The line of the input the error is about, when a step below knows it better than the step
+  // that reports it (a detector's line inside a rule spanning many); 0 when not known.
+  int line = 0;
 };
 
 template <typename T>
@@ -50,6 +53,6 @@ class [[nodiscard]] Result<void> {
 inline Error make_error(std::string message) { return Error{std::move(message)}; }
 
 // Prefixes an error with the step that was being attempted.
-inline Error context(const std::string& step, const Error& e) { return Error{step + ": " + e.message}; }
+inline Error context(const std::string& step, const Error& e) { return Error{step + ": " + e.message, e.line}; }
 
 }  // namespace vigil

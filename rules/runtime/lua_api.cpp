@@ -27,6 +27,13 @@ std::string caller_location(lua_State* L, const FileContext& ctx) {
   return where.empty() ? ctx.path : LuaSandbox::from(L).located(where);
 }
 
+// The line of the Lua code calling the running C function; 0 when it is not Lua code.
+int caller_line(lua_State* L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "l", &ar)) return 0;
+  return ar.currentline > 0 ? ar.currentline : 0;
+}
+
 // Runs engine code inside a Lua C function. `body` returns an error message or "" and sets
 // the number of results it pushed. No Lua error may long-jump over C++ objects, so the body
 // runs with the memory limit lifted and uses raw accesses only, and the error is raised once
@@ -60,7 +67,13 @@ int lua_rule(lua_State* L) {
     std::string where = caller_location(L, ctx);
     if (!ctx.loading) return where + ": rule{} can only be called while the rule file loads";
     auto spec = parse_rule(L, 1, ctx.detectors);
-    if (!spec) return where + ": " + spec.error().message;
+    if (!spec) {
+      // A detector's error names the detector's line, not the first line of the rule.
+      const size_t colon = where.rfind(':');
+      if (spec.error().line > 0 && colon != std::string::npos)
+        return where.substr(0, colon + 1) + std::to_string(spec.error().line) + ": " + spec.error().message;
+      return where + ": " + spec.error().message;
+    }
     for (const auto& other : ctx.declared)
       if (other.name == spec->name) return where + ": rule '" + spec->name + "' is already defined at " + other.location;
     spec->file = ctx.path;
@@ -265,6 +278,7 @@ int lua_make_detector(lua_State* L) {
   }
   auto* ud = static_cast<DetectorUserdata*>(lua_newuserdatauv(L, sizeof(DetectorUserdata), 1));
   ud->kind = kind;
+  ud->line = caller_line(L);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   luaL_setmetatable(L, kDetectorMetatable);
@@ -299,6 +313,7 @@ int lua_custom_detector(lua_State* L) {
   }
   auto* ud = static_cast<DetectorUserdata*>(lua_newuserdatauv(L, sizeof(DetectorUserdata), 2));
   ud->kind = kCustomDetectorKind;
+  ud->line = caller_line(L);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, lua_upvalueindex(1));

@@ -238,17 +238,26 @@ Result<std::shared_ptr<const Detector>> build_custom_detector(lua_State* L, int 
 Result<std::shared_ptr<const Detector>> build_detector(lua_State* L, int index, const DetectorContext& ctx, int depth) {
   auto* ud = static_cast<DetectorUserdata*>(luaL_testudata(L, index, kDetectorMetatable));
   if (!ud) return make_error("not a detector");
-  if (ud->kind == kCustomDetectorKind) return build_custom_detector(L, index, depth);
+  // An error names the detector's own line (the innermost one's, in any { ... }).
+  auto at_line = [ud](Error e) {
+    if (e.line == 0) e.line = ud->line;
+    return e;
+  };
+  if (ud->kind == kCustomDetectorKind) {
+    auto custom = build_custom_detector(L, index, depth);
+    if (!custom) return at_line(custom.error());
+    return custom;
+  }
   const DetectorKind& kind = detector_kinds()[static_cast<size_t>(ud->kind)];
-  if (depth > 4) return make_error(std::string(kind.name) + ": detectors nest at most 4 deep");
+  if (depth > 4) return at_line(make_error(std::string(kind.name) + ": detectors nest at most 4 deep"));
   if (depth > 0 && std::string_view(kind.name) == "first_seen")
-    return make_error("first_seen judges label values and cannot be combined in any { ... }");
+    return at_line(make_error("first_seen judges label values and cannot be combined in any { ... }"));
   lua_getiuservalue(L, index, 1);
   auto params = read_params(L, -1, &ctx, depth + 1);
   lua_pop(L, 1);
-  if (!params) return context(kind.name, params.error());
+  if (!params) return at_line(context(kind.name, params.error()));
   auto detector = kind.make(*params, ctx);
-  if (!detector) return context(kind.name, detector.error());
+  if (!detector) return at_line(context(kind.name, detector.error()));
   return detector;
 }
 
@@ -654,6 +663,7 @@ Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx, 
   int t = lua_absindex(L, index);
   Params params;
   std::string error;
+  int error_line = 0;  // a sub-detector's, when the error is its
   lua_pushnil(L);
   while (error.empty() && lua_next(L, t)) {
     const bool is_detector = luaL_testudata(L, -1, kDetectorMetatable) != nullptr;
@@ -662,7 +672,10 @@ Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx, 
       std::string key = std::to_string(lua_tointeger(L, -2));
       auto child = build_detector(L, lua_gettop(L), *ctx, depth);
       if (child) params[key] = *child;
-      else error = "entry " + key + ": " + child.error().message;
+      else {
+        error = "entry " + key + ": " + child.error().message;
+        error_line = child.error().line;
+      }
     } else if (lua_type(L, -2) != LUA_TSTRING) {
       error = "parameters must be named, e.g. { window = \"5m\", threshold = 4 }";
     } else {
@@ -678,7 +691,7 @@ Result<Params> read_params(lua_State* L, int index, const DetectorContext* ctx, 
   }
   if (!error.empty()) {
     lua_pop(L, 1);
-    return make_error(error);
+    return Error{error, error_line};
   }
   return params;
 }

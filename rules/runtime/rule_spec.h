@@ -101,6 +101,7 @@ struct DetectorUserdata {
   // Index into detector_kinds(); the parameter table is user value 1. kCustomDetectorKind: made
   // by a detector{} declared in Lua, whose definition table is user value 2.
   int kind;
+  int line;  // where the detector was written (its constructor's call), for errors; 0 unknown
 };
 inline constexpr int kCustomDetectorKind = -1;
 

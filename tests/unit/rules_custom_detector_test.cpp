@@ -281,7 +281,7 @@ TEST(CustomDetector, BadDeclarationsAreLoadErrorsWithFileAndLine) {
             path + ":1: detector 'd': unknown field 'updat' (known: name, init, update)");
   EXPECT_EQ(error_of("local d = detector { name = \"d\", update = function() end }\n"
                      "rule { name = \"r\", metric = \"m\",\n  detect = d { window = { 1 } } }\n"),
-            path + ":2: rule 'r': d: field 'window' must be a number, string or boolean (got table)");
+            path + ":3: rule 'r': d: field 'window' must be a number, string or boolean (got table)");
   EXPECT_EQ(error_of("local d = detector { name = \"d\", update = function() end }\n"
                      "rule { name = \"r\", metric = \"m\", detect = any { d {}, threshold { above = 1 } } }\n"),
             path + ":2: rule 'r': any: entry 1: custom detector 'd' cannot be combined in any { ... }");

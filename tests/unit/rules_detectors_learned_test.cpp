@@ -527,10 +527,15 @@ rule { name = "any", metric = m, detect = any {
 TEST(RulesDetectors, LuaParameterErrorsNameFileLineAndField) {
   TempDir dir;
   std::string path = dir.write("ewma.lua", "\nrule {\n  name = \"r\", metric = \"m\",\n  detect = baseline.ewma { half_life = \"10 m\" },\n}\n");
-  EXPECT_EQ(load_error(path), path + ":2: rule 'r': baseline.ewma: field 'half_life': bad duration '10 m' "
+  // The detector's line, not the rule's first (2).
+  EXPECT_EQ(load_error(path), path + ":4: rule 'r': baseline.ewma: field 'half_life': bad duration '10 m' "
                                      "(use e.g. 500ms, 20s, 2m, 1h30m or a number of seconds)");
   path = dir.write("any.lua", "rule { name = \"r\", metric = \"m\",\n  detect = any { baseline.mad { window = \"1h\", treshold = 3 } } }\n");
-  EXPECT_EQ(load_error(path), path + ":1: rule 'r': any: entry 1: baseline.mad: unknown field 'treshold' (did you mean 'threshold'?)");
+  EXPECT_EQ(load_error(path), path + ":2: rule 'r': any: entry 1: baseline.mad: unknown field 'treshold' (did you mean 'threshold'?)");
+  // Inside any { ... } the line of the sub-detector at fault.
+  path = dir.write("any3.lua", "rule { name = \"r\", metric = \"m\", detect = any {\n  threshold { above = 1 },\n"
+                               "  baseline.zscore { window = \"5m\", threshold = 4, direction = \"sideways\" },\n} }\n");
+  EXPECT_EQ(load_error(path).rfind(path + ":3: rule 'r': any: entry 2: baseline.zscore: field 'direction'", 0), 0u) << load_error(path);
   path = dir.write("nested.lua", "rule { name = \"r\", metric = \"m\", detect = baseline.ewma { baseline.mad { window = \"1h\" } } }\n");
   EXPECT_NE(load_error(path).find(":1: rule 'r': baseline.ewma: takes no sub-detectors"), std::string::npos);
   path = dir.write("mixed.lua", "rule { name = \"r\", metric = \"m\", detect = any { threshold { above = 1 }, window = \"1m\" } }\n");

@@ -203,7 +203,8 @@ TEST(RulesFirstSeen, LoadErrorsNameTheField) {
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string path = dir.write("bad" + std::to_string(i) + ".lua", peer_rule(cases[i].first));
     std::string e = load_error(path);
-    EXPECT_EQ(e.rfind(path + ":2: rule 'new-peer': " + cases[i].second, 0), 0u) << "case " << i << ": " << e;
+    // The line of first_seen { ... } (the rule starts on line 2).
+    EXPECT_EQ(e.rfind(path + ":7: rule 'new-peer': " + cases[i].second, 0), 0u) << "case " << i << ": " << e;
   }
   std::string any = dir.write("any.lua", R"lua(
 rule {

@@ -119,7 +119,8 @@ TEST(RulesLoad, MissingFieldsAndDetectorParameters) {
   EXPECT_NE(load_error(path).find(":1: rule 'r': missing required field 'detect'"), std::string::npos);
   path = dir.write("param.lua",
                    "rule {\n  name = \"r\", metric = \"m\",\n  detect = baseline.zscore { window = \"2m\", thresold = 4 },\n}\n");
-  EXPECT_EQ(load_error(path), path + ":1: rule 'r': baseline.zscore: unknown field 'thresold' (did you mean 'threshold'?)");
+  // A detector's parameters are named at the detector's line.
+  EXPECT_EQ(load_error(path), path + ":3: rule 'r': baseline.zscore: unknown field 'thresold' (did you mean 'threshold'?)");
   path = dir.write("window.lua", "rule { name = \"r\", metric = \"m\", detect = baseline.zscore { window = \"2 m\", threshold = 4 } }");
   EXPECT_NE(load_error(path).find("rule 'r': baseline.zscore: field 'window': bad duration '2 m'"), std::string::npos);
   path = dir.write("notable.lua", "rule \"r\"\n");

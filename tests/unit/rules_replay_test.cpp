@@ -123,7 +123,7 @@ TEST(RulesReplay, RuleFileErrors) {
   std::string bad = dir.write("bad.lua", "rule { name = \"r\", metric = \"m\",\n detect = baseline.ewma { half_life = 0 } }\n");
   r = replay(bad, *points, {});
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message, bad + ":1: rule 'r': baseline.ewma: field 'half_life' must be > 0");
+  EXPECT_EQ(r.error().message, bad + ":2: rule 'r': baseline.ewma: field 'half_life' must be > 0");
 }
 
 TEST(RulesReplay, CommandLine) {
