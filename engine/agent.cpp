@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "engine/families/retina.h"
+#include "rules/runtime/field_names.h"
 #include "vigil_abi.h"
 
 #ifndef VIGIL_VERSION
@@ -121,6 +122,57 @@ Agent::~Agent() {
   datapath_.reset();
 }
 
+// Declares every series the agent exports in `s`: the families', the captures' when enabled,
+// the Kubernetes source's when it is the pod source, and the agent's own. `vigil rules check`
+// uses the same list to find rules that watch a series that never exists.
+void describe_agent_series(SeriesStore& s, const std::vector<std::unique_ptr<Family>>& families, bool captures, bool kube) {
+  if (captures) Captures::describe(s);
+  for (const auto& f : families) f->describe(s);
+  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify; notification_budget: firings past max_notifications_per_hour, not notified; first_seen_overflow: values a full first_seen set could not remember; capture: captures the rule asked for and was refused).", SeriesKind::Counter);
+  s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
+  s.describe("vigil_rule_lua_memory_bytes",
+             "Memory the rule files' Lua states hold (custom detectors' per-group state included).", SeriesKind::Gauge);
+  s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
+  s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_failed_total", "Failed delivery attempts, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_retried_total", "Delivery retries, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_dropped_total", "Notifications given up on, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notification_queue_depth", "Notifications waiting for delivery, by channel.", SeriesKind::Gauge);
+  s.describe("vigil_notifications_suppressed_total", "Notifications held back by flood control, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notifications_tls_errors_total", "Attempts refused because the receiver's certificate did not verify, by channel.", SeriesKind::Counter);
+  s.describe("vigil_notification_delivery_seconds", "Time from notify() to the receiver's 2xx, by channel.", SeriesKind::Histogram);
+  s.describe("vigil_pods", "Pods the agent watches, by state (attached, pending).", SeriesKind::Gauge);
+  s.describe("vigil_build_info", "Build information; always 1.", SeriesKind::Gauge);
+  if (kube) {
+    s.describe("vigil_kube_sync_age_seconds", "Seconds since the view of this node's pods was last confirmed by the API server (list, event or bookmark); -1 before the first.", SeriesKind::Gauge);
+    s.describe("vigil_kube_errors_total", "Errors talking to the Kubernetes API server, by kind (connect, auth, http, decode, stream, gone, watch, owner, token).", SeriesKind::Counter);
+    s.describe("vigil_kube_consecutive_errors", "Failed API server requests since the last success; the last known pods stay in use meanwhile.", SeriesKind::Gauge);
+    s.describe("vigil_kube_pods", "Pods of this node the API server reports, by state (watched; skipped as host_network, not_running, no_ip, out_of_scope).", SeriesKind::Gauge);
+  }
+}
+
+std::vector<std::string> unknown_metric_warnings(const std::vector<rules::RuleStatus>& rules) {
+  // Every series of every configuration: the API server family and captures and Kubernetes on.
+  SeriesStore all;
+  Config config;
+  config.apiserver.addresses = {ApiServerConfig::Address{"127.0.0.1", 443}};
+  describe_agent_series(all, make_families(config), true, true);
+  const std::vector<std::string> names = all.sample_names();
+  const std::set<std::string> known(names.begin(), names.end());
+  const std::vector<std::string_view> views(names.begin(), names.end());
+  std::vector<std::string> out;
+  for (const auto& r : rules) {
+    for (const auto& metric : r.metrics) {
+      if (known.count(metric)) continue;
+      std::string w = (r.location.empty() ? r.file : r.location) + ": rule '" + r.rule + "': metric '" + metric +
+                      "' is not a series the agent exports, so the rule never sees a value";
+      if (auto guess = rules::closest_name(metric, views); !guess.empty()) w += " (did you mean '" + guess + "'?)";
+      out.push_back(std::move(w));
+    }
+  }
+  return out;
+}
+
 Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   // glibc gives each thread that allocates its own malloc arena and keeps it: every HTTP worker
   // that serializes /metrics once holds a copy's worth of memory for good (docs/benchmarks.md,
@@ -147,6 +199,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   auto engine = rules::RuleEngine::load(config.rules, opts, &a->sink_);
   if (!engine) return engine.error();
   a->rules_ = std::move(*engine);
+  for (const auto& w : unknown_metric_warnings(a->rules_->status())) spdlog::warn("{}", w);
   a->rule_options_ = opts;
   a->rules_seen_ = a->rules_applied_ = stat_files<FileStamp>(config.rules);
   a->rule_files_seen_ = a->rule_files_applied_ = config.rules;
@@ -199,24 +252,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   }
 
   auto& s = a->store_;
-  if (a->captures_) a->captures_->describe(s);
   a->families_ = make_families(config);
-  for (const auto& f : a->families_) f->describe(s);
-  s.describe("vigil_rule_errors_total", "Rule failures, by rule and kind (runtime, budget, notify; notification_budget: firings past max_notifications_per_hour, not notified; first_seen_overflow: values a full first_seen set could not remember; capture: captures the rule asked for and was refused).", SeriesKind::Counter);
-  s.describe("vigil_rule_quarantined", "1 when a rule has been disabled after repeated errors.", SeriesKind::Gauge);
-  s.describe("vigil_rule_lua_memory_bytes",
-             "Memory the rule files' Lua states hold (custom detectors' per-group state included).", SeriesKind::Gauge);
-  s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
-  s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
-  s.describe("vigil_notifications_failed_total", "Failed delivery attempts, by channel.", SeriesKind::Counter);
-  s.describe("vigil_notifications_retried_total", "Delivery retries, by channel.", SeriesKind::Counter);
-  s.describe("vigil_notifications_dropped_total", "Notifications given up on, by channel.", SeriesKind::Counter);
-  s.describe("vigil_notification_queue_depth", "Notifications waiting for delivery, by channel.", SeriesKind::Gauge);
-  s.describe("vigil_notifications_suppressed_total", "Notifications held back by flood control, by channel.", SeriesKind::Counter);
-  s.describe("vigil_notifications_tls_errors_total", "Attempts refused because the receiver's certificate did not verify, by channel.", SeriesKind::Counter);
-  s.describe("vigil_notification_delivery_seconds", "Time from notify() to the receiver's 2xx, by channel.", SeriesKind::Histogram);
-  s.describe("vigil_pods", "Pods the agent watches, by state (attached, pending).", SeriesKind::Gauge);
-  s.describe("vigil_build_info", "Build information; always 1.", SeriesKind::Gauge);
+  describe_agent_series(s, a->families_, a->captures_ != nullptr, config.pods.source == "kubernetes");
   s.set("vigil_build_info", make_labels({{"version", VIGIL_VERSION}}), 1);
 
   a->tick_histogram_ = &prometheus::BuildHistogram()
@@ -233,10 +270,6 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     if (!kube) return kube.error();
     a->kube_ = std::move(*kube);
     a->kube_->start();
-    s.describe("vigil_kube_sync_age_seconds", "Seconds since the view of this node's pods was last confirmed by the API server (list, event or bookmark); -1 before the first.", SeriesKind::Gauge);
-    s.describe("vigil_kube_errors_total", "Errors talking to the Kubernetes API server, by kind (connect, auth, http, decode, stream, gone, watch, owner, token).", SeriesKind::Counter);
-    s.describe("vigil_kube_consecutive_errors", "Failed API server requests since the last success; the last known pods stay in use meanwhile.", SeriesKind::Gauge);
-    s.describe("vigil_kube_pods", "Pods of this node the API server reports, by state (watched; skipped as host_network, not_running, no_ip, out_of_scope).", SeriesKind::Gauge);
   }
   a->load_pods_if_changed();
 
@@ -363,6 +396,7 @@ void Agent::reload_rules_if_changed() {
   auto report = (*engine)->restore_snapshot(rules_->snapshot_state(), "rules reload");
   rules_->resolve_open(unix_now());
   rules_ = std::move(*engine);
+  for (const auto& w : unknown_metric_warnings(rules_->status())) spdlog::warn("rules reload: {}", w);
   config_.rules = std::move(files);
   spdlog::info("rules reloaded from {} files; {} groups of {} rules keep their state", config_.rules.size(),
                report.groups, report.rules);
@@ -555,7 +589,8 @@ void Agent::publish_state() {
   }
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& r : rules_->status())
-    rules.push_back({{"rule", r.rule}, {"file", r.file}, {"disabled", r.disabled}, {"last_error", r.last_error},
+    rules.push_back({{"rule", r.rule}, {"file", r.file}, {"location", r.location}, {"metrics", r.metrics},
+                     {"disabled", r.disabled}, {"last_error", r.last_error},
                      {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"suppressed", r.suppressed},
                      {"groups", r.groups}});
   // What fires now, each as its webhook body (docs/webhook.md), with the latest value.

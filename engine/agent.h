@@ -30,6 +30,15 @@
 
 namespace vigil {
 
+// Declares every series the agent exports: the families', the captures' (when on), the
+// Kubernetes source's (when it is the pod source) and the agent's own.
+void describe_agent_series(SeriesStore& s, const std::vector<std::unique_ptr<Family>>& families, bool captures, bool kube);
+
+// One warning for each series a loaded rule watches that the agent never exports, whatever its
+// config ("file:line: rule 'r': metric 'vigil_drops_total' is not a series ... (did you mean
+// 'vigil_drop_packets_total'?)"): such a rule never sees a value and never fires.
+std::vector<std::string> unknown_metric_warnings(const std::vector<rules::RuleStatus>& rules);
+
 // Where rules send anomalies and capture requests: notifications to the dispatcher, captures
 // to the agent's Captures (refused while captures are disabled). It remembers which channels
 // were told of an episode with captures, so that when one of those captures ends the same

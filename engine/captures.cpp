@@ -324,7 +324,7 @@ ApiResponse Captures::api(const ApiRequest& r) {
   return out;
 }
 
-void Captures::describe(SeriesStore& s) const {
+void Captures::describe(SeriesStore& s) {
   s.describe("vigil_captures_started_total", "Captures started.", SeriesKind::Counter);
   s.describe("vigil_captures_completed_total", "Captures that ended and finished writing (complete or not).", SeriesKind::Counter);
   s.describe("vigil_captures_failed_total", "Captures ended by an I/O error (full disk, ...).", SeriesKind::Counter);

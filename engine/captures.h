@@ -40,7 +40,7 @@ class Captures {
 
   ApiResponse api(const ApiRequest& request);  // HTTP threads
 
-  void describe(SeriesStore& store) const;
+  static void describe(SeriesStore& store);
   void export_metrics(SeriesStore& store);
 
   actions::CaptureManager& manager() { return *manager_; }

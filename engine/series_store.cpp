@@ -55,6 +55,20 @@ std::vector<Sample> SeriesStore::snapshot() const {
   return out;
 }
 
+std::vector<std::string> SeriesStore::sample_names() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, family] : families_) {
+    if (family.kind == SeriesKind::Histogram) {
+      out.push_back(name + "_sum");
+      out.push_back(name + "_count");
+    } else {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
 size_t SeriesStore::size() const {
   std::lock_guard lock(mu_);
   size_t n = 0;

@@ -28,6 +28,8 @@ class SeriesStore : public prometheus::Collectable {
   void remove_if(const std::function<bool(const Labels&)>& match);
 
   std::vector<Sample> snapshot() const;
+  // The names rules see in a snapshot: each family's, a histogram's as NAME_sum and NAME_count.
+  std::vector<std::string> sample_names() const;
   size_t size() const;
 
   std::vector<prometheus::MetricFamily> Collect() const override;

@@ -206,7 +206,9 @@ Result<void> Engine::load_file(const std::string& path, std::map<std::string, st
     rule->eval->set_tick_seconds(options_.tick_seconds);
     rule->status.rule = rule->spec.name;
     rule->status.file = path;
+    rule->status.location = rule->spec.location;
     rule->metrics = rule->spec.metrics();
+    rule->status.metrics = rule->metrics;
     for (const auto& metric : rule->metrics) metrics_.insert(metric);
     rules_.push_back(std::move(rule));
   }

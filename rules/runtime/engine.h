@@ -41,6 +41,8 @@ struct EngineOptions {
 struct RuleStatus {
   std::string rule;
   std::string file;
+  std::string location;              // "file:line" of its rule{} call
+  std::vector<std::string> metrics;  // the series it watches (a ratio's both terms)
   bool disabled = false;
   std::string last_error;                 // "file:line: message"
   // kind -> count; kinds: runtime, budget, notify, and three that are not failures of the rule

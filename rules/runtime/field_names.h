@@ -11,4 +11,9 @@ namespace vigil::rules {
 // nothing is close.
 std::string unknown_field(std::string_view field, const std::vector<std::string_view>& known);
 
+// The known name `name` most likely meant: within two edits, else the one sharing the most
+// "_"-separated words (at least two besides the first; a word one edit away counts), ties to
+// the fewest edits; "" when none.
+std::string closest_name(std::string_view name, const std::vector<std::string_view>& known);
+
 }  // namespace vigil::rules

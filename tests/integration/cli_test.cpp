@@ -28,8 +28,12 @@ TEST_F(Cli, RulesCheckReportsEachBrokenFileWithFileAndLine) {
   std::string field = write_temp_file(dir_, "field.lua",
                                       "rule {\n  name = \"x\", metric = \"m\",\n  detect = threshold { above = 1 },\n"
                                       "  thresold = 3,\n}\n");
-  std::string good = write_temp_file(dir_, "good.lua", "rule { name = \"g\", metric = \"m\", detect = threshold { above = 1 } }\n");
-  auto r = vigil("rules check " + syntax + " " + os_call + " " + field + " " + good);
+  std::string good = write_temp_file(dir_, "good.lua",
+                                     "rule { name = \"g\", metric = \"vigil_pods\", detect = threshold { above = 1 } }\n");
+  // It loads, but watches a series the agent does not have: it would never fire.
+  std::string typo = write_temp_file(dir_, "typo.lua",
+                                     "\nrule { name = \"t\", metric = \"vigil_drop_packet_total\", detect = threshold { above = 1 } }\n");
+  auto r = vigil("rules check " + syntax + " " + os_call + " " + field + " " + good + " " + typo);
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("syntax.lua:4:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("os.lua:3:"), std::string::npos) << r.output;
@@ -37,6 +41,11 @@ TEST_F(Cli, RulesCheckReportsEachBrokenFileWithFileAndLine) {
   EXPECT_NE(r.output.find("field.lua:1:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("thresold"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("good.lua: ok"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("typo.lua:2: rule 't': metric 'vigil_drop_packet_total' is not a series the agent exports, so "
+                          "the rule never sees a value (did you mean 'vigil_drop_packets_total'?)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("typo.lua: ok"), std::string::npos) << r.output;
 }
 
 TEST_F(Cli, RulesCheckWithConfigChecksNotifierChannels) {
@@ -72,7 +81,7 @@ TEST_F(Cli, AgentRefusesABrokenRuleFileBeforeStarting) {
 TEST_F(Cli, RuleLimitsFromTheConfigBindRulesCheckAndTheAgent) {
   std::string rule = write_temp_file(dir_, "busy.lua",
                                      "local n = 0\nfor i = 1, 100000 do n = n + i end\n"
-                                     "rule { name = \"b\", metric = \"m\", detect = threshold { above = 1 } }\n");
+                                     "rule { name = \"b\", metric = \"vigil_pods\", detect = threshold { above = 1 } }\n");
   const std::string base = "listen: 127.0.0.1:" + std::to_string(free_port()) +
                            "\npods: {source: none}\nnotifiers: []\nrules: [\"busy.lua\"]\n";
   std::string loose = write_temp_file(dir_, "loose.yaml", base);

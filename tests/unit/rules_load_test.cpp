@@ -7,6 +7,7 @@
 #include <lua.hpp>
 
 #include "rules/runtime/engine.h"
+#include "rules/runtime/field_names.h"
 
 using namespace vigil;
 using namespace vigil::rules;
@@ -63,6 +64,18 @@ std::string rule_with(const std::string& field) {
 }
 
 }  // namespace
+
+// What `vigil rules check` suggests for a series name no series has.
+TEST(RulesLoad, ClosestNameForAMisspeltSeries) {
+  const std::vector<std::string_view> known = {"vigil_drop_packets_total", "vigil_drop_bytes_total",
+                                               "vigil_tcp_resets_total", "vigil_tcp_retransmits_total", "vigil_pods"};
+  EXPECT_EQ(closest_name("vigil_drop_packet_total", known), "vigil_drop_packets_total");  // one edit
+  EXPECT_EQ(closest_name("vigil_tcp_retransmits", known), "vigil_tcp_retransmits_total");  // the same words
+  EXPECT_EQ(closest_name("tcp_resets_total", known), "vigil_tcp_resets_total");
+  EXPECT_EQ(closest_name("vigil_drops_total", known), "vigil_drop_bytes_total");  // "drops" ~ "drop", fewest edits
+  EXPECT_EQ(closest_name("vigil_queue_depth", known), "");  // nothing like it
+  EXPECT_EQ(closest_name("vigil_total", known), "");
+}
 
 TEST(RulesLoad, GoodFileLoads) {
   RuleDir dir;
