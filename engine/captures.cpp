@@ -218,39 +218,77 @@ Result<std::string> Captures::start(const CaptureSpec& spec, const std::string& 
   return l.id;
 }
 
-ApiResponse Captures::start_from_api(const std::string& body) {
-  auto bad = [this](const std::string& msg) {
-    refuse(to_string(actions::CaptureRefusal::BadRequest), msg);
-    return error_answer(400, msg);
-  };
+Result<CaptureRequest> parse_capture_request(const std::string& body) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return bad("the request body must be a JSON object, e.g. {\"pods\": [\"default/web-1\"]}");
+  if (j.is_discarded() || !j.is_object())
+    return make_error("the request body must be a JSON object, e.g. {\"pods\": [\"default/web-1\"]}");
   static const std::set<std::string> known = {"pods", "namespace", "labels", "before", "after", "filter",
                                               "snaplen", "max_packets", "max_bytes", "reason"};
   for (const auto& [k, v] : j.items())
-    if (!known.count(k)) return bad("unknown field '" + k + "' (known: pods, namespace, labels, before, after, filter, snaplen, max_packets, max_bytes, reason)");
-  CaptureSpec spec;
+    if (!known.count(k))
+      return make_error("unknown field '" + k + "' (known: pods, namespace, labels, before, after, filter, snaplen, max_packets, max_bytes, reason)");
+  CaptureRequest req;
+  CaptureSpec& spec = req.spec;
   if (j.contains("pods")) {
-    if (!j["pods"].is_array()) return bad("pods: expected a list of \"namespace/name\"");
+    if (!j["pods"].is_array()) return make_error("pods: expected a list of \"namespace/name\"");
     for (const auto& p : j["pods"]) {
       if (!p.is_string() || p.get<std::string>().find('/') == std::string::npos)
-        return bad("pods: expected \"namespace/name\" strings, got " + p.dump());
+        return make_error("pods: expected \"namespace/name\" strings, got " + p.dump());
       spec.pods.push_back(p.get<std::string>());
     }
   }
-  std::string ns;
-  std::map<std::string, std::string> labels;
   if (j.contains("namespace")) {
-    if (!j["namespace"].is_string()) return bad("namespace: expected a string");
-    ns = j["namespace"].get<std::string>();
+    if (!j["namespace"].is_string()) return make_error("namespace: expected a string");
+    req.namespace_ = j["namespace"].get<std::string>();
   }
   if (j.contains("labels")) {
-    if (!j["labels"].is_object()) return bad("labels: expected an object of label: value");
+    if (!j["labels"].is_object()) return make_error("labels: expected an object of label: value");
     for (const auto& [k, v] : j["labels"].items()) {
-      if (!v.is_string()) return bad("labels." + k + ": expected a string");
-      labels[k] = v.get<std::string>();
+      if (!v.is_string()) return make_error("labels." + k + ": expected a string");
+      req.labels[k] = v.get<std::string>();
     }
   }
+  if (spec.pods.empty() && req.namespace_.empty() && req.labels.empty())
+    return make_error("say which pods: pods, namespace or labels");
+  for (const char* f : {"before", "after"}) {
+    if (!j.contains(f)) continue;
+    auto d = duration_field(j[f], f);
+    if (!d) return d.error();
+    (std::string(f) == "before" ? spec.before_seconds : spec.after_seconds) = *d;
+  }
+  if (j.contains("filter")) {
+    if (!j["filter"].is_string()) return make_error("filter: expected a pcap filter expression, e.g. \"tcp port 443\"");
+    spec.filter = j["filter"].get<std::string>();
+  }
+  if (j.contains("reason")) {
+    if (!j["reason"].is_string()) return make_error("reason: expected a string");
+    spec.reason = j["reason"].get<std::string>();
+  }
+  for (const char* f : {"snaplen", "max_packets", "max_bytes"}) {
+    if (!j.contains(f)) continue;
+    auto n = count_field(j[f], f, std::string(f) == "max_bytes");
+    if (!n) return n.error();
+    if (std::string(f) == "snaplen") {
+      if (*n == 0 || *n > UINT32_MAX) return make_error("snaplen: must be a positive number of bytes");
+      spec.snaplen = static_cast<uint32_t>(*n);
+    } else if (std::string(f) == "max_packets") {
+      spec.max_packets = *n;
+    } else {
+      spec.max_bytes = *n;
+    }
+  }
+  return req;
+}
+
+ApiResponse Captures::start_from_api(const std::string& body) {
+  auto parsed = parse_capture_request(body);
+  if (!parsed) {
+    refuse(to_string(actions::CaptureRefusal::BadRequest), parsed.error().message);
+    return error_answer(400, parsed.error().message);
+  }
+  CaptureSpec spec = std::move(parsed->spec);
+  const std::string& ns = parsed->namespace_;
+  const auto& labels = parsed->labels;
   if (!ns.empty() || !labels.empty()) {
     std::lock_guard lock(mu_);
     for (const auto& [key, k] : pods_) {
@@ -262,38 +300,10 @@ ApiResponse Captures::start_from_api(const std::string& body) {
       }
       if (match && std::find(spec.pods.begin(), spec.pods.end(), key) == spec.pods.end()) spec.pods.push_back(key);
     }
-  }
-  if (spec.pods.empty() && (!ns.empty() || !labels.empty())) {
-    const std::string msg = "no watched pod matches namespace '" + ns + "' and the labels given";
-    refuse(to_string(actions::CaptureRefusal::UnknownPod), msg);
-    return error_answer(404, msg);
-  }
-  if (spec.pods.empty()) return bad("say which pods: pods, namespace or labels");
-  for (const char* f : {"before", "after"}) {
-    if (!j.contains(f)) continue;
-    auto d = duration_field(j[f], f);
-    if (!d) return bad(d.error().message);
-    (std::string(f) == "before" ? spec.before_seconds : spec.after_seconds) = *d;
-  }
-  if (j.contains("filter")) {
-    if (!j["filter"].is_string()) return bad("filter: expected a pcap filter expression, e.g. \"tcp port 443\"");
-    spec.filter = j["filter"].get<std::string>();
-  }
-  if (j.contains("reason")) {
-    if (!j["reason"].is_string()) return bad("reason: expected a string");
-    spec.reason = j["reason"].get<std::string>();
-  }
-  for (const char* f : {"snaplen", "max_packets", "max_bytes"}) {
-    if (!j.contains(f)) continue;
-    auto n = count_field(j[f], f, std::string(f) == "max_bytes");
-    if (!n) return bad(n.error().message);
-    if (std::string(f) == "snaplen") {
-      if (*n == 0 || *n > UINT32_MAX) return bad("snaplen: must be a positive number of bytes");
-      spec.snaplen = static_cast<uint32_t>(*n);
-    } else if (std::string(f) == "max_packets") {
-      spec.max_packets = *n;
-    } else {
-      spec.max_bytes = *n;
+    if (spec.pods.empty()) {
+      const std::string msg = "no watched pod matches namespace '" + ns + "' and the labels given";
+      refuse(to_string(actions::CaptureRefusal::UnknownPod), msg);
+      return error_answer(404, msg);
     }
   }
   auto l = launch(spec, "manual");

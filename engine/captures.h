@@ -24,6 +24,15 @@ namespace vigil {
 
 class CaptureSource;
 
+// A POST /api/v1/captures body, checked (bad input gets an error naming the field): the pods
+// by name, or a namespace and labels for the agent to match, and the capture's options.
+struct CaptureRequest {
+  CaptureSpec spec;  // pods named, options; before/after -1 and zero counts: the defaults
+  std::string namespace_;
+  std::map<std::string, std::string> labels;
+};
+Result<CaptureRequest> parse_capture_request(const std::string& body);
+
 class Captures {
  public:
   // `on_completed` gets each finished capture's manifest (on the manager's thread).
