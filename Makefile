@@ -35,11 +35,12 @@ bench: build
 # An input that breaks one is kept in $(FUZZ_BUILD)/fuzz-artifacts (docs/fuzzing.md).
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
 fuzz: setup
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVIGIL_SANITIZE=ON -DVIGIL_FUZZ_COVERAGE=ON
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix vigil_fuzz_,config pods kube state outbox text detectors rules)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix vigil_fuzz_,$(FUZZ_TARGETS))
 	mkdir -p $(FUZZ_BUILD)/fuzz-artifacts
-	@rc=0; for t in config pods kube state outbox text detectors rules; do \
+	@rc=0; for t in $(FUZZ_TARGETS); do \
 	  dict=; [ -f tests/fuzz/dict/$$t.dict ] && dict="--dict tests/fuzz/dict/$$t.dict"; \
 	  seeds=tests/fuzz/corpus/$$t; [ $$t = rules ] && seeds="$$seeds rules/pack tests/unit/testdata/rules"; \
 	  echo "fuzz: $$t"; \
