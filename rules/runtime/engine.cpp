@@ -99,6 +99,7 @@ class Engine final : public RuleEngine {
   }
   std::vector<Anomaly> open_anomalies() const override {
     std::vector<Anomaly> out;
+    if (open_episodes_ == 0) return out;  // the usual case: no walk over every group each tick
     for (const auto& rule : rules_) {
       for (const Group* g : rule->eval->open_groups()) {
         const Episode& episode = *g->episode;
@@ -157,6 +158,7 @@ class Engine final : public RuleEngine {
 
   mutable std::mutex status_mu_;  // status() may be called from another thread (metrics)
   std::vector<RuleStatus> published_;
+  size_t open_episodes_ = 0;  // groups with an episode: fire() opens one, resolve() ends it
 };
 
 Result<void> Engine::load_file(const std::string& path, std::map<std::string, std::string>& defined_at) {
@@ -368,6 +370,7 @@ void Engine::fire(LoadedRule& rule, const Transition& t, const TickInput& input)
 
   ++rule.status.anomalies_fired;
   spdlog::debug("rule '{}' firing [{}]: {}", spec.name, a.id, a.summary);
+  if (!group.episode) ++open_episodes_;
   group.episode = std::make_unique<Episode>();
   group.episode->value = t.value;
   group.episode->verdict = t.verdict;
@@ -412,6 +415,7 @@ void Engine::resolve(LoadedRule& rule, Group& group, double now) {
   }
   if (rule.spec.on_resolve) call_handler(rule, rule.spec.on_resolve, "on_resolve", episode);
   group.episode.reset();
+  --open_episodes_;
 }
 
 void Engine::call_handler(LoadedRule& rule, const Handler& handler, const char* name, Episode& episode) {
