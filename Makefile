@@ -26,8 +26,10 @@ test: build
 bench: build
 	@rc=0; \
 	for s in bpf_cost wrk_ratio drop_cost agent_footprint agent_start nab; do BUILD=$(BUILD) NAB_JSON=1 bash tests/bench/$$s.sh || rc=1; done; \
-	if [ -x $(BUILD)/tests/bench/vigil_rules_bench ]; then $(BUILD)/tests/bench/vigil_rules_bench || rc=1; \
-	else echo "bench: $(BUILD)/tests/bench/vigil_rules_bench not built (libbenchmark-dev missing?)"; rc=1; fi; \
+	for b in vigil_rules_bench vigil_kube_lines_bench; do \
+	  if [ -x $(BUILD)/tests/bench/$$b ]; then $(BUILD)/tests/bench/$$b || rc=1; \
+	  else echo "bench: $(BUILD)/tests/bench/$$b not built (libbenchmark-dev missing?)"; rc=1; fi; \
+	done; \
 	exit $$rc
 
 # The fuzz targets of tests/fuzz, built with AddressSanitizer and UBSan and guided by coverage
