@@ -120,8 +120,13 @@ vigil::Result<vigil::Config> config_from(const Args& args) {
 
 int cmd_agent(const Args& args) {
   if (!args.positional.empty()) return usage_error("agent takes no arguments");
-  if (auto lvl = args.flags.find("log-level"); lvl != args.flags.end())
-    spdlog::set_level(spdlog::level::from_str(lvl->second));
+  if (auto lvl = args.flags.find("log-level"); lvl != args.flags.end()) {
+    // spdlog reads a name it does not know as "off": a typo would silence the agent.
+    static const std::set<std::string> names = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
+    if (!names.count(lvl->second))
+      return usage_error("--log-level " + lvl->second + ": expected trace, debug, info, warn, error, critical or off");
+    spdlog::set_level(spdlog::level::from_str(lvl->second == "warning" ? "warn" : lvl->second));
+  }
   auto config = config_from(args);
   if (!config) {
     std::fprintf(stderr, "vigil: %s\n", config.error().message.c_str());

@@ -110,6 +110,11 @@ TEST_F(Cli, UsageErrors) {
   EXPECT_EQ(vigil("rules check").status, 2);
   EXPECT_EQ(vigil("version").status, 0);
   EXPECT_EQ(vigil("anomalies --format yaml").status, 2);
+  // An unknown log level would have been read as "off" and silenced the agent.
+  r = vigil("agent --log-level verbose");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--log-level verbose: expected trace, debug, info, warn, error, critical or off"), std::string::npos)
+      << r.output;
   EXPECT_EQ(vigil("anomalies --agent nowhere").status, 2);
 }
 
