@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actions/http_error.h"
-#include "engine/cli_hint.h"
+#include "engine/agent_client.h"
 #include "engine/config.h"
 
 namespace vigil {
@@ -125,16 +125,8 @@ std::optional<Options> parse(int argc, char** argv, std::string& error) {
 }
 
 std::optional<httplib::Client> client_for(const Options& o, std::string& error) {
-  auto colon = o.agent.rfind(':');
-  int port = 0;
-  if (colon != std::string::npos) port = std::atoi(o.agent.c_str() + colon + 1);
-  if (colon == std::string::npos || port <= 0 || port > 65535) {
-    error = "--agent '" + o.agent + "': expected HOST:PORT";
-    return std::nullopt;
-  }
-  std::string host = o.agent.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  std::optional<httplib::Client> c(std::in_place, host, port);
+  auto c = agent_client(o.agent, error);
+  if (!c) return std::nullopt;
   c->set_connection_timeout(std::chrono::seconds(3));
   c->set_read_timeout(std::chrono::seconds(30));
   if (!o.token.empty()) c->set_bearer_token_auth(o.token);

@@ -18,7 +18,7 @@
 
 #include "actions/http_error.h"
 #include "engine/agent.h"
-#include "engine/cli_hint.h"
+#include "engine/agent_client.h"
 #include "engine/capture_cli.h"
 #include "engine/config.h"
 #include "engine/record.h"
@@ -230,13 +230,10 @@ int cmd_anomalies(const Args& args) {
   const std::string format = args.flags.count("format") ? args.flags.at("format") : "table";
   if (format != "table" && format != "json") return usage_error("--format " + format + ": expected table or json");
   const std::string agent = args.flags.count("agent") ? args.flags.at("agent") : "127.0.0.1:9965";
-  const size_t colon = agent.rfind(':');
-  const int port = colon == std::string::npos ? 0 : std::atoi(agent.c_str() + colon + 1);
-  if (colon == std::string::npos || port <= 0 || port > 65535)
-    return usage_error("--agent " + agent + ": expected host:port, e.g. 127.0.0.1:9965");
-  std::string host = agent.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  httplib::Client client(host, port);
+  std::string error;
+  auto c = vigil::agent_client(agent, error);
+  if (!c) return usage_error(error);
+  httplib::Client& client = *c;
   client.set_connection_timeout(5, 0);
   client.set_read_timeout(10, 0);
   auto res = client.Get("/api/v1/anomalies");
@@ -296,10 +293,9 @@ int cmd_record(const Args& args) {
     where = *parsed;
   }
   std::string agent = args.flags.count("agent") ? args.flags.at("agent") : "127.0.0.1:9965";
-  size_t colon = agent.rfind(':');
-  int port = 0;
-  if (colon != std::string::npos) port = std::atoi(agent.c_str() + colon + 1);
-  if (colon == std::string::npos || port <= 0 || port > 65535) return usage_error("--agent must be HOST:PORT");
+  std::string error;
+  auto c = vigil::agent_client(agent, error);
+  if (!c) return usage_error(error);
   double interval = 1;
   if (auto i = args.flags.find("interval"); i != args.flags.end()) {
     auto d = vigil::rules::parse_duration(i->second);
@@ -331,7 +327,7 @@ int cmd_record(const Args& args) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  httplib::Client client(agent.substr(0, colon), port);
+  httplib::Client& client = *c;
   client.set_connection_timeout(std::chrono::seconds(2));
   client.set_read_timeout(std::chrono::seconds(5));
   std::fputs("timestamp,value\n", out);
