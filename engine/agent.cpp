@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "engine/families/retina.h"
+#include "engine/netns_stats.h"
 #include "rules/runtime/field_names.h"
 #include "vigil_abi.h"
 
@@ -173,6 +174,31 @@ std::vector<std::string> unknown_metric_warnings(const std::vector<rules::RuleSt
   return out;
 }
 
+// Statistics the config names but this kernel does not have would never show: an error at start,
+// naming the line and the closest name. The defaults are only skipped where missing (a kernel
+// without MPTCP has no MPTcpExt).
+Result<void> check_netstat_statistics(const Config& config) {
+  const auto& netstat = config.metrics.netstat;
+  if (!netstat.enabled || netstat.statistic_lines.empty()) return {};
+  auto known = known_statistics();
+  if (!known) return context("metrics.netstat.statistics: cannot read this node's statistics", known.error());
+  const std::set<std::string> have(known->begin(), known->end());
+  const std::vector<std::string_view> views(known->begin(), known->end());
+  std::string errors;
+  for (size_t i = 0; i < netstat.statistics.size(); ++i) {
+    if (have.count(netstat.statistics[i])) continue;
+    if (!errors.empty()) errors += "\n";
+    errors += (config.path.empty() ? std::string("config") : config.path) + ":" +
+              std::to_string(i < netstat.statistic_lines.size() ? netstat.statistic_lines[i] : 0) +
+              ": metrics.netstat.statistics[" + std::to_string(i) + "]: '" + netstat.statistics[i] +
+              "' is not a statistic of this kernel (nstat -az lists them)";
+    if (auto guess = rules::closest_name(netstat.statistics[i], views); !guess.empty())
+      errors += "; did you mean '" + guess + "'?";
+  }
+  if (!errors.empty()) return make_error(errors);
+  return {};
+}
+
 Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   // glibc gives each thread that allocates its own malloc arena and keeps it: every HTTP worker
   // that serializes /metrics once holds a copy's worth of memory for good (docs/benchmarks.md,
@@ -186,6 +212,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     if (!notifier) return notifier.error();
     if (auto added = a->dispatcher_.add(std::move(*notifier)); !added) return added.error();
   }
+
+  if (auto r = check_netstat_statistics(config); !r) return r.error();
 
   rules::EngineOptions opts;
   opts.node = config.node;

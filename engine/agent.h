@@ -37,6 +37,9 @@ void describe_agent_series(SeriesStore& s, const std::vector<std::unique_ptr<Fam
 // One warning for each series a loaded rule watches that the agent never exports, whatever its
 // config ("file:line: rule 'r': metric 'vigil_drops_total' is not a series ... (did you mean
 // 'vigil_drop_packets_total'?)"): such a rule never sees a value and never fires.
+// metrics.netstat.statistics that this kernel does not have, each with its line (agent start).
+Result<void> check_netstat_statistics(const Config& config);
+
 std::vector<std::string> unknown_metric_warnings(const std::vector<rules::RuleStatus>& rules);
 
 // Where rules send anomalies and capture requests: notifications to the dispatcher, captures

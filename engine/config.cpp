@@ -43,7 +43,8 @@ const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "netstat"};
+const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
 const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
                                             "namespaces", "observe", "label_allowlist", "watch_timeout", "resync",
@@ -533,6 +534,57 @@ class Parser {
         }
       } else if (name == "retina_compat") {
         if (auto b = bool_value(value, path)) metrics.retina_compat = *b;
+      } else if (name == "netstat") {
+        parse_netstat(value, metrics.netstat);
+      }
+    }
+  }
+
+  void parse_netstat(const Value& v, NetstatConfig& netstat) {
+    auto entries = map_entries(v, "metrics.netstat", kNetstatKeys);
+    if (!entries) return;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "metrics.netstat." + name;
+      if (name == "enabled") {
+        if (auto b = bool_value(value, path)) netstat.enabled = *b;
+      } else if (name == "interval") {
+        if (auto d = duration_value(value, path)) {
+          if (*d <= 0 || *d > 3600) error(value.mark, path, "must be more than 0 and at most 1h");
+          else netstat.interval_seconds = *d;
+        }
+      } else if (name == "sockets") {
+        if (auto m = string_value(value, path)) {
+          if (*m != "node" && *m != "all" && *m != "none") error(value.mark, path, "expected node, all or none");
+          else netstat.sockets = *m;
+        }
+      } else if (name == "statistics") {
+        if (!value.node.IsSequence()) {
+          error(value.mark, path, "expected a list of Group:Name, e.g. [TcpExt:ListenDrops, Udp:NoPorts]");
+          continue;
+        }
+        netstat.statistics.clear();
+        netstat.statistic_lines.clear();
+        for (size_t i = 0; i < value.node.size(); ++i) {
+          Value item = value_of(value.node[i]);
+          const std::string ipath = path + "[" + std::to_string(i) + "]";
+          auto s = nonempty_string(item, ipath);
+          if (!s) continue;
+          const size_t colon = s->find(':');
+          if (colon == std::string::npos || colon == 0 || colon + 1 == s->size() || s->find_first_of(" \t", 0) != std::string::npos) {
+            error(item.mark, ipath, "'" + *s + "' is not Group:Name (e.g. TcpExt:ListenDrops, Udp:NoPorts, Udp6:InErrors)");
+            continue;
+          }
+          if (is_mib_setting(*s)) {
+            error(item.mark, ipath, "'" + *s + "' is a setting or a gauge, not a counter");
+            continue;
+          }
+          if (std::find(netstat.statistics.begin(), netstat.statistics.end(), *s) != netstat.statistics.end()) {
+            error(item.mark, ipath, "'" + *s + "' is listed twice");
+            continue;
+          }
+          netstat.statistics.push_back(*s);
+          netstat.statistic_lines.push_back(item.mark.line + 1);
+        }
       }
     }
   }
@@ -980,6 +1032,38 @@ std::vector<std::string> shipped_rule_pack() {
     return files ? *files : std::vector<std::string>{};
   }
   return {};
+}
+
+const std::vector<std::string>& default_netstat_statistics() {
+  static const std::vector<std::string> kDefaults = {
+      // IPv4 and IPv6: packets the stack threw away or could not route.
+      "Ip:InHdrErrors", "Ip:InAddrErrors", "Ip:InDiscards", "Ip:OutDiscards", "Ip:OutNoRoutes", "Ip:ReasmFails",
+      "Ip:FragFails", "IpExt:InNoRoutes", "IpExt:InTruncatedPkts", "IpExt:InCsumErrors",
+      "Ip6:InHdrErrors", "Ip6:InAddrErrors", "Ip6:InDiscards", "Ip6:OutDiscards", "Ip6:InNoRoutes", "Ip6:OutNoRoutes",
+      "Icmp:InErrors", "Icmp:OutErrors", "Icmp6:InErrors", "Icmp6:OutErrors",
+      // TCP: opens, failures, resets, retransmits, checksum errors.
+      "Tcp:ActiveOpens", "Tcp:PassiveOpens", "Tcp:AttemptFails", "Tcp:EstabResets", "Tcp:RetransSegs", "Tcp:InErrs",
+      "Tcp:OutRsts", "Tcp:InCsumErrors",
+      // TCP's own drops and aborts (Retina's curated keys among them).
+      "TcpExt:ListenOverflows", "TcpExt:ListenDrops", "TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop",
+      "TcpExt:TCPZeroWindowDrop", "TcpExt:TCPReqQFullDrop", "TcpExt:TCPMinTTLDrop", "TcpExt:TCPDeferAcceptDrop",
+      "TcpExt:PFMemallocDrop", "TcpExt:LockDroppedIcmps", "TcpExt:TCPOFODrop", "TcpExt:TCPTimeouts",
+      "TcpExt:TCPSynRetrans", "TcpExt:TCPLostRetransmit", "TcpExt:TCPFastRetrans", "TcpExt:TCPRetransFail",
+      "TcpExt:TCPAbortOnData", "TcpExt:TCPAbortOnClose", "TcpExt:TCPAbortOnMemory", "TcpExt:TCPAbortOnTimeout",
+      "TcpExt:TCPAbortOnLinger", "TcpExt:TCPAbortFailed", "TcpExt:TCPMemoryPressures", "TcpExt:SyncookiesSent",
+      "TcpExt:SyncookiesFailed",
+      "MPTcpExt:DataCsumErr", "MPTcpExt:AddAddrDrop", "MPTcpExt:RmAddrDrop",
+      // UDP over IPv4 and IPv6: datagrams to closed ports, full buffers, bad checksums.
+      "Udp:NoPorts", "Udp:InErrors", "Udp:RcvbufErrors", "Udp:SndbufErrors", "Udp:InCsumErrors",
+      "Udp6:NoPorts", "Udp6:InErrors", "Udp6:RcvbufErrors", "Udp6:SndbufErrors", "Udp6:InCsumErrors",
+  };
+  return kDefaults;
+}
+
+bool is_mib_setting(const std::string& statistic) {
+  static const std::set<std::string> kSettings = {"Ip:Forwarding", "Ip:DefaultTTL", "Tcp:RtoAlgorithm", "Tcp:RtoMin",
+                                                  "Tcp:RtoMax", "Tcp:MaxConn", "Tcp:CurrEstab"};
+  return kSettings.count(statistic) > 0;
 }
 
 Config default_config() {

@@ -23,12 +23,32 @@ struct PodsSourceConfig {
   kube::KubeOptions kubernetes;  // for source: kubernetes; node = Config::node after loading
 };
 
+// The statistics exported unless metrics.netstat.statistics says otherwise: drops, errors,
+// failures and resets (docs/config.md). A kernel that lacks one (MPTcpExt without MPTCP) skips it.
+const std::vector<std::string>& default_netstat_statistics();
+// SNMP entries that are settings or gauges, not counters (Tcp:MaxConn, Ip:Forwarding, ...).
+bool is_mib_setting(const std::string& statistic);
+
+// The kernel's own network statistics per pod and for the node (engine/netns_stats.h): SNMP
+// counters as `nstat` shows them and sockets by TCP state as `ss` counts them.
+struct NetstatConfig {
+  bool enabled = true;
+  double interval_seconds = 10;  // read every this often (never more often than the tick)
+  // TCP sockets by state for "node" (the agent's namespace), "all" (the node and every pod) or
+  // "none": each namespace's count costs a walk of the node's whole TCP hash table.
+  std::string sockets = "node";
+  // "Group:Name" as nstat spells them split ("TcpExt:ListenDrops"); exported when non-zero.
+  std::vector<std::string> statistics = default_netstat_statistics();
+  std::vector<int> statistic_lines;     // the line each was written on; empty for the defaults
+};
+
 struct MetricsConfig {
   // How long the series of a pod that is gone stay in /metrics (so that a last scrape sees
   // their final values) before they are removed.
   double series_grace_seconds = 60;
   // Also export the data under Microsoft Retina's metric names and labels (docs/retina.md).
   bool retina_compat = false;
+  NetstatConfig netstat;
 };
 
 // Traffic by remote peer, for the pods that opt in (a namespace listed, or all the labels

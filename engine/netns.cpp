@@ -162,6 +162,7 @@ Result<PodInterface> pod_interface_in(const std::string& netns_path, const std::
   if (!pod_link) return make_error("no veth with a peer outside " + netns_path + (want_ip.empty() ? "" : " holding " + want_ip));
   PodInterface out;
   out.netns_inode = static_cast<uint32_t>(st.st_ino);
+  out.netns_path = netns_path;
   out.pod_ifname = pod_link->name;
   out.host_ifindex = static_cast<uint32_t>(pod_link->peer_ifindex);
   out.ips = pod_link->ips;

@@ -13,6 +13,7 @@ namespace vigil {
 
 struct PodInterface {
   uint32_t netns_inode = 0;     // inode of the pod's network namespace
+  std::string netns_path;       // where it was found: /run/netns/NAME or /proc/PID/ns/net
   std::string pod_ifname;       // e.g. eth0, inside the pod
   uint32_t host_ifindex = 0;    // host-side veth peer
   std::string host_ifname;      // e.g. veth1a2b3c

@@ -45,5 +45,6 @@ std::unique_ptr<Family> make_dns_family();
 std::unique_ptr<Family> make_health_family();
 std::unique_ptr<Family> make_remote_family();
 std::unique_ptr<Family> make_apiserver_family(double no_response_seconds);
+std::unique_ptr<Family> make_netstat_family(const NetstatConfig& config);
 
 }  // namespace vigil

@@ -124,6 +124,18 @@ std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::
       else if (n == "vigil_apiserver_no_response_total")
         b.add(std::string(kPrefix) + "adv_node_apiserver_no_response",
               "Connections to the API server without a SYN-ACK or an answer in time (node)", {}, v);
+      // Retina's linuxutil plugin: the node's own namespace.
+      else if (n == "vigil_node_netstat_total") {
+        const std::string group = in.count("group") ? in.at("group") : "";
+        const std::string stat = in.count("statistic") ? in.at("statistic") : "";
+        if (group == "TcpExt" || group == "MPTcpExt")
+          b.add(std::string(kPrefix) + "tcp_connection_stats", "TCP statistics of the node (netstat)", {{"statistic_name", stat}}, v);
+        else if (group == "IpExt")
+          b.add(std::string(kPrefix) + "ip_connection_stats", "IP statistics of the node (netstat)", {{"statistic_name", stat}}, v);
+      } else if (n == "vigil_node_tcp_sockets")
+        b.add(std::string(kPrefix) + "tcp_state", "TCP sockets of the node by state", {{"state", in.count("state") ? in.at("state") : ""}}, v);
+      else if (n == "vigil_node_udp_sockets")
+        b.add(std::string(kPrefix) + "udp_connection_stats", "UDP sockets of the node", {{"statistic_name", "ACTIVE"}}, v);
       else if (n == "vigil_dns_requests_total" || n == "vigil_dns_responses_total") {
         const bool response = n == "vigil_dns_responses_total";
         Labels node;

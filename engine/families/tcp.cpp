@@ -8,16 +8,11 @@
 
 #include "engine/bpf_maps.h"
 #include "engine/families/family.h"
+#include "engine/netns_stats.h"
 #include "vigil_abi.h"
 
 namespace vigil {
 namespace {
-
-// Linux's TCP states (include/net/tcp_states.h), indexed by value.
-const char* kStateNames[VIGIL_TCP_STATE_MAX] = {nullptr,     "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
-                                                "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT", "CLOSE",
-                                                "CLOSE_WAIT", "LAST_ACK",   "LISTEN",    "CLOSING",
-                                                "NEW_SYN_RECV", "BOUND_INACTIVE", nullptr, nullptr};
 
 std::vector<double> rtt_bounds() {
   std::vector<double> b;
@@ -66,8 +61,8 @@ class TcpFamily : public Family {
       s.set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "other"}}), ev(VIGIL_TCP_EV_CONNECT_FAILED));
       s.set("vigil_tcp_retransmits_total", pod_labels(*pod), ev(VIGIL_TCP_EV_RETRANSMIT));
       for (int i = 0; i < VIGIL_TCP_STATE_MAX; ++i)
-        if (kStateNames[i] && t.transitions[i])
-          s.set("vigil_tcp_state_transitions_total", pod_labels(*pod, {{"state", kStateNames[i]}}),
+        if (tcp_state_name(i) && t.transitions[i])
+          s.set("vigil_tcp_state_transitions_total", pod_labels(*pod, {{"state", tcp_state_name(i)}}),
                 static_cast<double>(t.transitions[i]));
       std::vector<uint64_t> counts(t.rtt_buckets, t.rtt_buckets + VIGIL_RTT_BUCKETS);
       s.set_histogram("vigil_tcp_rtt_seconds", pod_labels(*pod), bounds, counts, static_cast<double>(t.rtt_sum_us) * 1e-6);

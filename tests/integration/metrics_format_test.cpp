@@ -22,12 +22,13 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
   std::string config = write_temp_file(dir, "vigil.yaml",
                                        "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
                                        "pods: {source: file, file: " + lab.pods_file() + "}\nrules: []\nnotifiers: []\n"
-                                       "metrics: {retina_compat: " + (retina ? "true" : "false") + "}\n"
+                                       "metrics: {retina_compat: " + (retina ? "true" : "false") + ", netstat: {interval: 200ms}}\n"
                                        "remote_context: {namespaces: [lab], max_peers: 8}\n"
                                        "apiserver: {addresses: [\"" + lab.ip(2) + ":8080\"]}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
   EXPECT_TRUE(wait_for_attached(port, 2)) << agent.log();  // the checks below then say what is missing
-  // Traffic that fills every family: HTTP (flags, RTT, connections), a refused connect, drops.
+  // Traffic that fills every family: HTTP (flags, RTT, connections), a refused connect (the
+  // netstat family's Tcp counters in both pods), drops.
   lab.cmd("http 1 2 50 1");
   run("ip netns exec " + lab.prefix() + "-pod-1 bash -c '(exec 3<>/dev/tcp/" + lab.ip(2) + "/81) 2>/dev/null; true'");
   lab.cmd("drop 2 100 ingress");
@@ -94,6 +95,17 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
       EXPECT_GT(*metric_value(text, "networkobservability_adv_node_apiserver_tcp_handshake_latency_count", {}), 0);
       EXPECT_NEAR(*metric_value(text, "networkobservability_adv_node_apiserver_tcp_handshake_latency_sum", {}),
                   *metric_value(text, "vigil_apiserver_handshake_seconds_sum", {}) * 1000, 1e-6);
+      // Retina's linuxutil view of the node's own namespace (the agent's listener is one LISTEN).
+      EXPECT_GE(metric_sum(text, "networkobservability_tcp_state", {{"state", "LISTEN"}}), 1);
+      EXPECT_EQ(metric_sum(text, "networkobservability_tcp_state", {{"state", "LISTEN"}}),
+                metric_sum(text, "vigil_node_tcp_sockets", {{"state", "LISTEN"}}));
+      EXPECT_EQ(metric_value(text, "networkobservability_udp_connection_stats", {{"statistic_name", "ACTIVE"}}),
+                metric_value(text, "vigil_node_udp_sockets", {}));
+      EXPECT_EQ(metric_sum(text, "networkobservability_tcp_connection_stats", {}),
+                metric_sum(text, "vigil_node_netstat_total", {{"group", "TcpExt"}}) +
+                    metric_sum(text, "vigil_node_netstat_total", {{"group", "MPTcpExt"}}));
+      EXPECT_EQ(metric_sum(text, "networkobservability_ip_connection_stats", {}),
+                metric_sum(text, "vigil_node_netstat_total", {{"group", "IpExt"}}));
     }
     run("rm -rf " + dir);
   }

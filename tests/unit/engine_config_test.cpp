@@ -364,7 +364,7 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_EQ(error_of("metrics:\n  retina_compat: yes\n"), "config.yaml:2: metrics.retina_compat: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
   EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
-            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat)");
+            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, netstat)");
 }
 
 TEST_F(ConfigTest, RemoteContextSection) {

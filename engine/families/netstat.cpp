@@ -1,0 +1,124 @@
+// The kernel's own network statistics, per pod (each pod's network namespace) and for the node
+// (the agent's namespace): the SNMP counters `nstat` shows (metrics.netstat.statistics), the
+// sockets by TCP state that `ss` lists (metrics.netstat.sockets: the node's by default) and the
+// UDP sockets. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+#include <unordered_set>
+
+#include "engine/families/family.h"
+#include "engine/netns_stats.h"
+
+namespace vigil {
+namespace {
+
+class NetstatFamily : public Family {
+ public:
+  explicit NetstatFamily(const NetstatConfig& config)
+      : interval_(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(config.interval_seconds))),
+        wanted_(config.statistics.begin(), config.statistics.end()),
+        node_sockets_(config.sockets != "none"),
+        pod_sockets_(config.sockets == "all") {}
+
+  const char* name() const override { return "netstat"; }
+
+  void describe(SeriesStore& s) const override {
+    s.describe("vigil_netstat_total",
+               "The kernel's SNMP counters of a pod's network namespace, as nstat shows them (metrics.netstat.statistics; "
+               "a series appears once its value is not zero).",
+               SeriesKind::Counter);
+    s.describe("vigil_node_netstat_total", "The same SNMP counters for the node's own network namespace.",
+               SeriesKind::Counter);
+    s.describe("vigil_tcp_sockets", "TCP sockets (IPv4 and IPv6) in a pod's network namespace, by state.",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_tcp_sockets", "TCP sockets (IPv4 and IPv6) in the node's network namespace, by state.",
+               SeriesKind::Gauge);
+    s.describe("vigil_udp_sockets", "UDP sockets (IPv4 and IPv6) in a pod's network namespace.", SeriesKind::Gauge);
+    s.describe("vigil_node_udp_sockets", "UDP sockets (IPv4 and IPv6) in the node's network namespace.", SeriesKind::Gauge);
+    s.describe("vigil_netstat_read_errors_total",
+               "Reads of a pod's (or the node's) network statistics that failed; the pod's last values stay.",
+               SeriesKind::Counter);
+  }
+
+  void read(const FamilyContext& ctx) override {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_read_) return;
+    next_read_ = now + interval_;
+
+    std::vector<NetnsTarget> targets{NetnsTarget{"", 0, node_sockets_}};  // the node first
+    std::vector<const WatchedPod*> pods{nullptr};
+    for (const auto& [key, pod] : ctx.pods.pods()) {
+      if (!pod.attached || pod.iface.netns_path.empty()) continue;
+      targets.push_back({pod.iface.netns_path, pod.iface.netns_inode, pod_sockets_});
+      pods.push_back(&pod);
+    }
+    auto samples = read_netns_samples(targets);
+
+    std::map<uint32_t, State> kept;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const WatchedPod* pod = pods[i];
+      const uint32_t id = pod ? pod->id : 0;
+      State& state = kept[id];
+      if (auto it = states_.find(id); it != states_.end()) state = std::move(it->second);
+      const std::string who = pod ? "pod " + pod->spec.key() : "the node";
+      if (!samples[i]) {
+        ++read_errors_;
+        if (state.last_error != samples[i].error().message)
+          spdlog::warn("netstat: cannot read the network statistics of {}: {}", who, samples[i].error().message);
+        state.last_error = samples[i].error().message;
+        continue;
+      }
+      if (!state.last_error.empty()) spdlog::info("netstat: reading the network statistics of {} again", who);
+      state.last_error.clear();
+      emit(ctx.store, pod, *samples[i], state);
+    }
+    states_ = std::move(kept);
+    ctx.store.set("vigil_netstat_read_errors_total", {}, static_cast<double>(read_errors_));
+  }
+
+ private:
+  struct State {
+    uint32_t states_shown = 0;  // TCP states with a series already (a gauge must fall back to 0)
+    std::string last_error;
+  };
+
+  Labels labels(const WatchedPod* pod, std::initializer_list<std::pair<std::string, std::string>> extra) const {
+    if (pod) return pod_labels(*pod, extra);
+    return Labels(extra.begin(), extra.end());
+  }
+
+  void emit(SeriesStore& s, const WatchedPod* pod, const NetnsSample& sample, State& state) {
+    const char* mib_name = pod ? "vigil_netstat_total" : "vigil_node_netstat_total";
+    std::string key;
+    for (const auto& c : sample.mibs) {
+      if (c.value == 0) continue;  // counters only grow: a zero one has never had a series
+      key.assign(c.group).append(1, ':').append(c.name);
+      if (!wanted_.count(key)) continue;
+      s.set(mib_name, labels(pod, {{"group", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
+    }
+    const char* tcp_name = pod ? "vigil_tcp_sockets" : "vigil_node_tcp_sockets";
+    for (int st = 1; st < kTcpStates && sample.has_tcp_states; ++st) {
+      const uint32_t bit = 1u << st;
+      if (sample.tcp_states[st] == 0 && !(state.states_shown & bit)) continue;
+      state.states_shown |= bit;
+      s.set(tcp_name, labels(pod, {{"state", tcp_state_name(st)}}), static_cast<double>(sample.tcp_states[st]));
+    }
+    s.set(pod ? "vigil_udp_sockets" : "vigil_node_udp_sockets", labels(pod, {}), static_cast<double>(sample.udp_sockets));
+  }
+
+  std::chrono::steady_clock::duration interval_;
+  std::unordered_set<std::string> wanted_;
+  bool node_sockets_, pod_sockets_;
+  std::chrono::steady_clock::time_point next_read_{};
+  std::map<uint32_t, State> states_;  // by pod id; 0 is the node
+  uint64_t read_errors_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Family> make_netstat_family(const NetstatConfig& config) { return std::make_unique<NetstatFamily>(config); }
+
+}  // namespace vigil

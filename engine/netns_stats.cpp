@@ -1,0 +1,307 @@
+#include "engine/netns_stats.h"
+
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <thread>
+
+namespace vigil {
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+std::vector<std::string_view> words(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t start = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > start) out.push_back(line.substr(start, i - start));
+  }
+  return out;
+}
+
+std::vector<std::string_view> lines_of(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    out.push_back(text.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+// An unsigned decimal that fills `word`; false for "-1", "12x", "" and overflow.
+bool parse_u64(std::string_view word, uint64_t& out) {
+  if (word.empty() || word[0] == '-' || word[0] == '+') return false;
+  auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), out);
+  return ec == std::errc() && end == word.data() + word.size();
+}
+
+Error at_line(const std::string& origin, size_t line, const std::string& what) {
+  return make_error(origin + ":" + std::to_string(line + 1) + ": " + what);
+}
+
+}  // namespace
+
+Result<std::vector<MibCounter>> parse_mib_pairs(std::string_view text, const std::string& origin) {
+  auto lines = lines_of(text);
+  std::vector<MibCounter> out;
+  size_t i = 0;
+  while (i < lines.size()) {
+    auto header = words(lines[i]);
+    if (header.empty()) {
+      ++i;
+      continue;
+    }
+    if (header[0].size() < 2 || header[0].back() != ':')
+      return at_line(origin, i, "expected 'Group: Name ...', found '" + std::string(header[0]) + "'");
+    if (i + 1 >= lines.size()) return at_line(origin, i, "header of " + std::string(header[0]) + " without a line of values");
+    auto values = words(lines[i + 1]);
+    if (values.empty() || values[0] != header[0])
+      return at_line(origin, i + 1, "expected the values of " + std::string(header[0]));
+    if (values.size() != header.size())
+      return at_line(origin, i + 1,
+                     std::string(header[0]) + " has " + std::to_string(header.size() - 1) + " names but " +
+                         std::to_string(values.size() - 1) + " values");
+    const std::string group(header[0].substr(0, header[0].size() - 1));
+    for (size_t k = 1; k < header.size(); ++k) {
+      uint64_t v = 0;
+      if (parse_u64(values[k], v)) {
+        out.push_back({group, std::string(header[k]), v});
+      } else if (values[k].empty() || values[k][0] != '-' || !parse_u64(values[k].substr(1), v)) {
+        return at_line(origin, i + 1,
+                       group + ":" + std::string(header[k]) + ": '" + std::string(values[k]) + "' is not a number");
+      }
+    }
+    i += 2;
+  }
+  return out;
+}
+
+Result<std::vector<MibCounter>> parse_mib_snmp6(std::string_view text, const std::string& origin) {
+  // Longest prefix first: UdpLite6 before Udp6 would not matter ("UdpLite6" does not start with
+  // "Udp6"), but Icmp6 and Ip6 must not be read as each other.
+  static const char* kGroups[] = {"UdpLite6", "Icmp6", "Udp6", "Ip6"};
+  auto lines = lines_of(text);
+  std::vector<MibCounter> out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto w = words(lines[i]);
+    if (w.empty()) continue;
+    if (w.size() != 2) return at_line(origin, i, "expected 'Name value'");
+    uint64_t v = 0;
+    if (!parse_u64(w[1], v)) return at_line(origin, i, std::string(w[0]) + ": '" + std::string(w[1]) + "' is not a number");
+    for (const char* g : kGroups) {
+      const std::string_view group(g);
+      if (w[0].size() > group.size() && w[0].substr(0, group.size()) == group) {
+        out.push_back({std::string(group), std::string(w[0].substr(group.size())), v});
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+Result<std::vector<MibCounter>> parse_sockstat(std::string_view text, const std::string& origin) {
+  auto lines = lines_of(text);
+  std::vector<MibCounter> out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto w = words(lines[i]);
+    if (w.empty()) continue;
+    if (w[0].size() < 2 || w[0].back() != ':' || w.size() % 2 != 1)
+      return at_line(origin, i, "expected 'GROUP: name value ...'");
+    const std::string group(w[0].substr(0, w[0].size() - 1));
+    for (size_t k = 1; k + 1 < w.size(); k += 2) {
+      uint64_t v = 0;
+      if (!parse_u64(w[k + 1], v))
+        return at_line(origin, i, group + " " + std::string(w[k]) + ": '" + std::string(w[k + 1]) + "' is not a number");
+      out.push_back({group, std::string(w[k]), v});
+    }
+  }
+  return out;
+}
+
+const char* tcp_state_name(int state) {
+  static const char* kNames[kTcpStates] = {nullptr,      "ESTABLISHED", "SYN_SENT",   "SYN_RECV", "FIN_WAIT1",
+                                           "FIN_WAIT2",  "TIME_WAIT",   "CLOSE",      "CLOSE_WAIT", "LAST_ACK",
+                                           "LISTEN",     "CLOSING",     "NEW_SYN_RECV", "BOUND_INACTIVE"};
+  return state >= 0 && state < kTcpStates ? kNames[state] : nullptr;
+}
+
+namespace {
+
+// The whole of a /proc file of the calling thread's namespace. ENOENT (snmp6 with IPv6 off)
+// is an empty text, not an error.
+Result<std::string> read_proc_net(const char* file, bool optional) {
+  const std::string path = std::string("/proc/thread-self/net/") + file;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (optional && errno == ENOENT) return std::string();
+    return make_error("open " + path + ": " + errno_text(errno));
+  }
+  std::string text;
+  char buf[8192];
+  for (int rounds = 0; rounds < 1024; ++rounds) {  // 8 MiB at most: these files are a few KiB
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      return make_error("read " + path + ": " + errno_text(e));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return text;
+}
+
+// Counts the TCP sockets (IPv4 and IPv6) by state over sock_diag, as `ss` shows them: a closed
+// socket that waits out its FIN_WAIT2 or TIME_WAIT (a timewait socket) by the state it is in.
+// One dump of the older request (TCPDIAG_GETSOCK) covers both families: the kernel walks its
+// whole TCP hash table (all namespaces share it) for each dump, whatever this namespace holds,
+// and that walk is most of the cost (docs/benchmarks.md, "Netstat").
+Result<void> count_tcp_states(std::array<uint64_t, kTcpStates>& states) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return make_error("socket(NETLINK_SOCK_DIAG): " + errno_text(errno));
+  struct {
+    nlmsghdr nh;
+    inet_diag_req r;
+  } req{};
+  req.nh.nlmsg_len = sizeof(req);
+  req.nh.nlmsg_type = TCPDIAG_GETSOCK;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.r.idiag_family = AF_UNSPEC;  // ignored by the kernel for this request: both families
+  req.r.idiag_states = ((1u << kTcpStates) - 1) & ~1u;  // every state
+  if (send(fd, &req, sizeof(req), 0) < 0) {
+    int e = errno;
+    close(fd);
+    return make_error("sock_diag send: " + errno_text(e));
+  }
+  std::vector<char> buf(1 << 16);
+  for (int rounds = 0; rounds < 1 << 20; ++rounds) {  // a dump ends with NLMSG_DONE
+    ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+    if (n < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      close(fd);
+      return make_error("sock_diag recv: " + errno_text(e));
+    }
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
+      if (nh->nlmsg_type == NLMSG_DONE) {
+        close(fd);
+        return {};
+      }
+      if (nh->nlmsg_type == NLMSG_ERROR) {
+        auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(nh));
+        close(fd);
+        return make_error("sock_diag dump: " + errno_text(-err->error));
+      }
+      if (nh->nlmsg_type != TCPDIAG_GETSOCK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;
+      auto* msg = static_cast<inet_diag_msg*>(NLMSG_DATA(nh));
+      if (msg->idiag_state < kTcpStates) ++states[msg->idiag_state];
+    }
+  }
+  close(fd);
+  return make_error("sock_diag dump did not end");
+}
+
+uint64_t find(const std::vector<MibCounter>& v, std::string_view group, std::string_view name) {
+  for (const auto& c : v)
+    if (c.group == group && c.name == name) return c.value;
+  return 0;
+}
+
+// Everything of the calling thread's current namespace; TCP sockets by state only if asked.
+Result<NetnsSample> sample_here(bool tcp_states) {
+  NetnsSample out;
+  struct File {
+    const char* name;
+    bool optional;
+    Result<std::vector<MibCounter>> (*parse)(std::string_view, const std::string&);
+  };
+  static const File kMibFiles[] = {{"snmp", false, parse_mib_pairs},
+                                   {"netstat", false, parse_mib_pairs},
+                                   {"snmp6", true, parse_mib_snmp6}};
+  for (const auto& f : kMibFiles) {
+    auto text = read_proc_net(f.name, f.optional);
+    if (!text) return text.error();
+    auto parsed = f.parse(*text, std::string("/proc/net/") + f.name);
+    if (!parsed) return parsed.error();
+    out.mibs.insert(out.mibs.end(), parsed->begin(), parsed->end());
+  }
+  std::vector<MibCounter> sock;
+  for (const char* name : {"sockstat", "sockstat6"}) {
+    auto text = read_proc_net(name, true);
+    if (!text) return text.error();
+    auto parsed = parse_sockstat(*text, std::string("/proc/net/") + name);
+    if (!parsed) return parsed.error();
+    sock.insert(sock.end(), parsed->begin(), parsed->end());
+  }
+  out.has_tcp_states = tcp_states;
+  if (tcp_states)
+    if (auto r = count_tcp_states(out.tcp_states); !r) return r.error();
+  out.udp_sockets = find(sock, "UDP", "inuse") + find(sock, "UDP6", "inuse");
+  return out;
+}
+
+}  // namespace
+
+std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarget>& targets) {
+  std::vector<Result<NetnsSample>> out(targets.size(), Result<NetnsSample>(make_error("not read")));
+  std::thread t([&] {
+    // The agent's own namespace first (targets with no path), before this thread leaves it.
+    for (size_t i = 0; i < targets.size(); ++i)
+      if (targets[i].path.empty()) out[i] = sample_here(targets[i].tcp_states);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const auto& target = targets[i];
+      if (target.path.empty()) continue;
+      int fd = open(target.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        out[i] = make_error("open " + target.path + ": " + errno_text(errno));
+        continue;
+      }
+      struct stat st {};
+      if (fstat(fd, &st) != 0 || (target.inode != 0 && st.st_ino != target.inode)) {
+        close(fd);
+        out[i] = make_error(target.path + " is no longer the pod's network namespace");
+        continue;
+      }
+      if (setns(fd, CLONE_NEWNET) != 0) {
+        int e = errno;
+        close(fd);
+        out[i] = make_error("setns " + target.path + ": " + errno_text(e));
+        continue;
+      }
+      close(fd);
+      out[i] = sample_here(target.tcp_states);
+    }
+  });
+  t.join();
+  return out;
+}
+
+Result<std::vector<std::string>> known_statistics() {
+  auto samples = read_netns_samples({NetnsTarget{}});
+  if (!samples[0]) return samples[0].error();
+  std::vector<std::string> out;
+  for (const auto& c : samples[0]->mibs) out.push_back(c.group + ":" + c.name);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace vigil

@@ -1,0 +1,68 @@
+// The kernel's own network statistics of a network namespace, as `nstat` and `ss` see them:
+// its SNMP counters (/proc/net/snmp, snmp6, netstat: ListenDrops, UDP NoPorts, ...) and its
+// sockets by TCP state (sock_diag). Read per pod (each pod is a namespace) and for the node.
+//
+// No descriptor into a pod's namespace is kept between reads: an open /proc/net file or netlink
+// socket holds a reference on its namespace, which would keep a deleted pod's namespace (and
+// its veth) alive. Each read joins the namespaces one after the other on one short-lived thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rules/core/result.h"
+
+namespace vigil {
+
+struct MibCounter {
+  std::string group;  // "Tcp", "TcpExt", "Udp6", ...
+  std::string name;   // "OutRsts", "ListenDrops", "NoPorts", ...
+  uint64_t value = 0;
+  bool operator==(const MibCounter&) const = default;
+};
+
+// /proc/net/snmp and /proc/net/netstat: pairs of lines, "Group: Name1 Name2 ..." then
+// "Group: v1 v2 ...". `origin` names the file in errors, with the line: a value line whose
+// group or count differs from its header's, or a value that is not a number. Signed values
+// (Tcp MaxConn is -1) are kept out: they are settings, not counters.
+Result<std::vector<MibCounter>> parse_mib_pairs(std::string_view text, const std::string& origin);
+// /proc/net/snmp6: one "Ip6InReceives   123" per line; the group is the known prefix (Ip6,
+// Icmp6, Udp6, UdpLite6). Lines of other prefixes are skipped.
+Result<std::vector<MibCounter>> parse_mib_snmp6(std::string_view text, const std::string& origin);
+// /proc/net/sockstat and sockstat6: "TCP: inuse 5 orphan 0 tw 2 alloc 7 mem 1", as group "TCP",
+// names "inuse", "tw", ... (UDP6 and the like as they are written).
+Result<std::vector<MibCounter>> parse_sockstat(std::string_view text, const std::string& origin);
+
+// TCP states as the kernel numbers them (include/net/tcp_states.h); index 0 is unused.
+constexpr int kTcpStates = 14;
+const char* tcp_state_name(int state);  // "ESTABLISHED", ...; nullptr for an unknown number
+
+struct NetnsSample {
+  std::vector<MibCounter> mibs;                // snmp, netstat and snmp6 (when IPv6 is on)
+  bool has_tcp_states = false;                 // tcp_states was read (NetnsTarget::tcp_states)
+  std::array<uint64_t, kTcpStates> tcp_states{};  // sockets (IPv4 and IPv6) in each state
+  uint64_t udp_sockets = 0;                    // UDP sockets (IPv4 and IPv6) with a local port
+};
+
+struct NetnsTarget {
+  std::string path;     // e.g. /run/netns/pod-a or /proc/PID/ns/net; "" = the agent's own
+  uint64_t inode = 0;   // when set, the namespace at `path` must still be this one
+  // Count TCP sockets by state: a sock_diag dump, in which the kernel walks the node's whole TCP
+  // hash table (shared by all namespaces; ~3 ms for 262,144 buckets here), however few sockets
+  // the namespace has. The rest of a sample is a few small /proc files.
+  bool tcp_states = true;
+};
+
+// Reads every target on one thread that joins each namespace in turn; result i is target i's.
+// A target that cannot be read (gone, replaced: inode differs) gets an error, the others a
+// sample. Never leaves a thread of the agent in another namespace.
+std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarget>& targets);
+
+// The statistic names ("Group:Name") the agent's own namespace has, sorted: what
+// metrics.netstat.statistics may name.
+Result<std::vector<std::string>> known_statistics();
+
+}  // namespace vigil

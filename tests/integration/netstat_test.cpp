@@ -1,0 +1,189 @@
+// The netstat family on lab pods against the kernel's own figures: SNMP counters that the test
+// moves by exact amounts (datagrams to a closed port, connections refused) compared with nstat
+// in each pod's namespace, the node's against nstat before and after, and sockets by state
+// compared with ss while connections open, half-close and close. And reading a pod's namespace
+// never keeps it alive after the pod is deleted.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "support.h"
+
+namespace vigil::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class NetstatTelemetry : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VIGIL_REQUIRE_ROOT();
+    lab_ = std::make_unique<Lab>(3);
+    dir_ = std::make_unique<ScopedTempDir>();
+    port_ = free_port();
+    std::string config = write_temp_file(dir_->path(), "vigil.yaml",
+                                         "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
+                                         "state_dir: " + dir_->path() + "/state\n"
+                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n"
+                                         "metrics: {netstat: {interval: 200ms, sockets: all}}\n");
+    agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
+                                       dir_->path() + "/agent.log");
+    ASSERT_TRUE(wait_for_attached(port_, 3)) << "agent did not attach:\n" << agent_->log();
+  }
+  void TearDown() override {
+    helpers_.clear();
+    if (agent_) {
+      EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
+    }
+    agent_.reset();
+    lab_.reset();
+    dir_.reset();
+  }
+  std::string ns(int pod) const { return lab_->prefix() + "-pod-" + std::to_string(pod); }
+  std::string pod(int i) const { return "pod-" + std::to_string(i); }
+  // One counter as nstat reads it in pod `i`'s namespace (i = 0: the node's).
+  uint64_t nstat(int i, const std::string& counter) {
+    auto r = run((i ? "ip netns exec " + ns(i) + " " : std::string()) + "nstat -az " + counter);
+    std::smatch m;
+    std::regex re(counter + R"(\s+(\d+))");
+    return std::regex_search(r.output, m, re) ? std::stoull(m[1]) : ~0ull;
+  }
+  // TCP sockets in `state` (as ss names it: ESTAB, LISTEN, FIN-WAIT-2, ...) in pod `i`.
+  int ss_count(int i, const std::string& state) {
+    auto r = run("ip netns exec " + ns(i) + " ss -Htan");
+    std::istringstream in(r.output);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) n += line.rfind(state + " ", 0) == 0;
+    return n;
+  }
+  // Waits (bounded) until ss in pod `i` shows `count` sockets in `state`.
+  bool wait_for_ss(int i, const std::string& state, int count) {
+    for (int k = 0; k < 100; ++k) {
+      if (ss_count(i, state) == count) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+  double mib(const std::string& text, int i, const std::string& group, const std::string& statistic) {
+    return metric_value(text, "vigil_netstat_total", {{"pod", pod(i)}, {"group", group}, {"statistic", statistic}})
+        .value_or(-1);
+  }
+  double sockets(const std::string& text, int i, const std::string& state) {
+    return metric_value(text, "vigil_tcp_sockets", {{"pod", pod(i)}, {"state", state}}).value_or(-1);
+  }
+  // Metrics after at least one netstat read that began after this call.
+  std::string settled() { return metrics_after_ticks(port_, 3); }
+
+  std::unique_ptr<Lab> lab_;
+  std::unique_ptr<ScopedTempDir> dir_;
+  std::unique_ptr<Process> agent_;
+  std::vector<std::unique_ptr<Process>> helpers_;
+  int port_ = 0;
+};
+
+TEST_F(NetstatTelemetry, PodCountersAreTheKernelsOwnExactly) {
+  // 13 datagrams from pod 1 to a port nobody listens on in pod 2: pod 2's Udp NoPorts.
+  const int kDatagrams = 13;
+  lab_->cmd("udp 1 2 " + std::to_string(kDatagrams));
+  // 7 connections from pod 1 to a closed port of pod 2: pod 1's AttemptFails, pod 2's OutRsts.
+  const int kRefused = 7;
+  auto r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq 1 " + std::to_string(kRefused) +
+               "); do (exec 3<>/dev/tcp/" + lab_->ip(2) + "/81) 2>/dev/null; done; true'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // Three refused connections on the node's loopback, so that the node's OutRsts moves too.
+  const uint64_t node_before = nstat(0, "TcpOutRsts");
+  const int closed = free_port();
+  run("bash -c 'for i in 1 2 3; do (exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(closed) + ") 2>/dev/null; done; true'");
+
+  const std::string text = settled();
+  const uint64_t node_after = nstat(0, "TcpOutRsts");
+  EXPECT_EQ(mib(text, 2, "Udp", "NoPorts"), kDatagrams) << text;
+  EXPECT_EQ(nstat(2, "UdpNoPorts"), static_cast<uint64_t>(kDatagrams));
+  EXPECT_EQ(mib(text, 2, "Tcp", "OutRsts"), kRefused);
+  EXPECT_EQ(nstat(2, "TcpOutRsts"), static_cast<uint64_t>(kRefused));
+  EXPECT_EQ(mib(text, 1, "Tcp", "AttemptFails"), kRefused);
+  EXPECT_EQ(nstat(1, "TcpAttemptFails"), static_cast<uint64_t>(kRefused));
+  EXPECT_EQ(mib(text, 1, "Tcp", "ActiveOpens"), kRefused);
+  // Nothing of it lands on another pod: counters that stayed zero have no series.
+  EXPECT_EQ(mib(text, 1, "Udp", "NoPorts"), -1);
+  EXPECT_EQ(mib(text, 3, "Udp", "NoPorts"), -1);
+  EXPECT_EQ(mib(text, 3, "Tcp", "OutRsts"), -1);
+  EXPECT_EQ(mib(text, 2, "Tcp", "AttemptFails"), -1);
+  // The node's own namespace: read between the two nstat readings, which the host's other
+  // traffic may move too.
+  auto node = metric_value(text, "vigil_node_netstat_total", {{"group", "Tcp"}, {"statistic", "OutRsts"}});
+  ASSERT_TRUE(node.has_value()) << text;
+  EXPECT_GE(*node, static_cast<double>(node_before + 3));
+  EXPECT_LE(*node, static_cast<double>(node_after));
+  EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0);
+}
+
+TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
+  // Pod 2 accepts connections on 7000 and never answers; pod 1 opens 4 and holds them.
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), binary_path("tests/tools/vigil-lab-traffic"), "tcp-silent",
+                               "7000", "60"},
+      dir_->path() + "/server.log"));
+  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
+  const std::string ip2 = lab_->ip(2);
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(1), "/bin/bash", "-c",
+                               "exec 3<>/dev/tcp/" + ip2 + "/7000 4<>/dev/tcp/" + ip2 + "/7000 5<>/dev/tcp/" + ip2 +
+                                   "/7000 6<>/dev/tcp/" + ip2 + "/7000; exec sleep 60"},
+      dir_->path() + "/client.log"));
+  ASSERT_TRUE(wait_for_ss(1, "ESTAB", 4)) << run("ip netns exec " + ns(1) + " ss -tan").output;
+  ASSERT_TRUE(wait_for_ss(2, "ESTAB", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+
+  std::string text = settled();
+  EXPECT_EQ(sockets(text, 1, "ESTABLISHED"), 4) << text;
+  EXPECT_EQ(sockets(text, 2, "ESTABLISHED"), 4);
+  EXPECT_EQ(sockets(text, 2, "LISTEN"), 1);
+  EXPECT_EQ(sockets(text, 1, "LISTEN"), -1);  // no pod-1 listener: no series
+  EXPECT_EQ(sockets(text, 3, "ESTABLISHED"), -1);
+
+  // The client goes away: its sockets wait in FIN_WAIT2 for the server's FIN, the server's in
+  // CLOSE_WAIT. ESTABLISHED falls back to 0 rather than keeping its last value.
+  helpers_[1]->terminate();
+  ASSERT_TRUE(wait_for_ss(1, "FIN-WAIT-2", 4)) << run("ip netns exec " + ns(1) + " ss -tan").output;
+  ASSERT_TRUE(wait_for_ss(2, "CLOSE-WAIT", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+  text = settled();
+  EXPECT_EQ(sockets(text, 1, "FIN_WAIT2"), 4) << text;
+  EXPECT_EQ(sockets(text, 2, "CLOSE_WAIT"), 4);
+  EXPECT_EQ(sockets(text, 1, "ESTABLISHED"), 0);
+  EXPECT_EQ(sockets(text, 2, "ESTABLISHED"), 0);
+
+  // The server goes too: its FINs move the client's sockets to TIME_WAIT, and its listener closes.
+  helpers_[0]->terminate();
+  ASSERT_TRUE(wait_for_ss(1, "TIME-WAIT", 4)) << run("ip netns exec " + ns(1) + " ss -tan").output;
+  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 0));
+  text = settled();
+  EXPECT_EQ(sockets(text, 1, "TIME_WAIT"), 4) << text;
+  EXPECT_EQ(sockets(text, 1, "FIN_WAIT2"), 0);
+  EXPECT_EQ(sockets(text, 2, "LISTEN"), 0);
+  EXPECT_EQ(sockets(text, 2, "CLOSE_WAIT"), ss_count(2, "CLOSE-WAIT"));
+}
+
+TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
+  // Two reads of pod 3 at least, then its namespace is deleted as a CNI would: the kernel must
+  // be able to free it, and with it the veth pair (a descriptor kept open in the namespace would
+  // hold it, and the host-side veth would stay).
+  settled();
+  const std::string veth = lab_->veth(3);
+  ASSERT_EQ(run("ip link show dev " + veth).status, 0);
+  ASSERT_EQ(run("ip netns del " + ns(3)).status, 0);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = run("ip link show dev " + veth + " 2>/dev/null").status != 0;
+    if (!gone) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(gone) << veth << " still exists 10 s after its namespace was deleted";
+  // The agent notices the pod's interface is gone and stops reading it; the others go on.
+  const std::string text = settled();
+  EXPECT_TRUE(metric_value(text, "vigil_udp_sockets", {{"pod", "pod-1"}}).has_value()) << text;
+}
+
+}  // namespace
+}  // namespace vigil::test
