@@ -19,6 +19,8 @@
 #include <set>
 #include <thread>
 
+#include "engine/netlink_dump.h"
+
 namespace vigil {
 namespace {
 
@@ -33,48 +35,20 @@ struct Link {
   std::vector<std::string> ips;
 };
 
-// A minimal rtnetlink dump: sends one request and calls `each` for every message.
+// A minimal rtnetlink dump: one request, `each` for every message.
 template <typename F>
 Result<void> rtnl_dump(int type, unsigned char family, F&& each) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return make_error("socket(NETLINK_ROUTE): " + errno_text(errno));
   struct {
     nlmsghdr nh;
     rtgenmsg g;
   } req{};
   req.nh.nlmsg_len = sizeof(req);
-  req.nh.nlmsg_type = type;
+  req.nh.nlmsg_type = static_cast<__u16>(type);
   req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.nh.nlmsg_seq = 1;
   req.g.rtgen_family = family;
-  if (send(fd, &req, sizeof(req), 0) < 0) {
-    int e = errno;
-    close(fd);
-    return make_error("rtnetlink send: " + errno_text(e));
-  }
-  std::vector<char> buf(1 << 16);
-  for (int rounds = 0; rounds < 10000; ++rounds) {
-    ssize_t n = recv(fd, buf.data(), buf.size(), 0);
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return make_error("rtnetlink recv: " + errno_text(e));
-    }
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
-      if (nh->nlmsg_type == NLMSG_DONE) {
-        close(fd);
-        return {};
-      }
-      if (nh->nlmsg_type == NLMSG_ERROR) {
-        auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(nh));
-        close(fd);
-        return make_error("rtnetlink dump: " + errno_text(-err->error));
-      }
-      each(nh);
-    }
-  }
-  close(fd);
-  return make_error("rtnetlink dump did not end");
+  return netlink_dump(NETLINK_ROUTE, &req, sizeof(req), "rtnetlink",
+                      [&](const nlmsghdr* nh) { each(const_cast<nlmsghdr*>(nh)); });
 }
 
 Result<std::map<int, Link>> list_links() {

@@ -2,7 +2,10 @@
 
 #include <fcntl.h>
 #include <linux/inet_diag.h>
+#include <linux/if_link.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -15,6 +18,8 @@
 #include <charconv>
 #include <cstring>
 #include <thread>
+
+#include "engine/netlink_dump.h"
 
 namespace vigil {
 namespace {
@@ -174,8 +179,6 @@ Result<std::string> read_proc_net(const char* file, bool optional) {
 // whole TCP hash table (all namespaces share it) for each dump, whatever this namespace holds,
 // and that walk is most of the cost (docs/benchmarks.md, "Netstat").
 Result<void> count_tcp_states(std::array<uint64_t, kTcpStates>& states) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) return make_error("socket(NETLINK_SOCK_DIAG): " + errno_text(errno));
   struct {
     nlmsghdr nh;
     inet_diag_req r;
@@ -186,37 +189,69 @@ Result<void> count_tcp_states(std::array<uint64_t, kTcpStates>& states) {
   req.nh.nlmsg_seq = 1;
   req.r.idiag_family = AF_UNSPEC;  // ignored by the kernel for this request: both families
   req.r.idiag_states = ((1u << kTcpStates) - 1) & ~1u;  // every state
-  if (send(fd, &req, sizeof(req), 0) < 0) {
-    int e = errno;
-    close(fd);
-    return make_error("sock_diag send: " + errno_text(e));
-  }
-  std::vector<char> buf(1 << 16);
-  for (int rounds = 0; rounds < 1 << 20; ++rounds) {  // a dump ends with NLMSG_DONE
-    ssize_t n = recv(fd, buf.data(), buf.size(), 0);
-    if (n < 0) {
-      int e = errno;
-      if (e == EINTR) continue;
-      close(fd);
-      return make_error("sock_diag recv: " + errno_text(e));
-    }
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
-      if (nh->nlmsg_type == NLMSG_DONE) {
-        close(fd);
-        return {};
+  return netlink_dump(NETLINK_SOCK_DIAG, &req, sizeof(req), "sock_diag", [&](const nlmsghdr* nh) {
+    if (nh->nlmsg_type != TCPDIAG_GETSOCK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return;
+    auto* msg = static_cast<const inet_diag_msg*>(NLMSG_DATA(nh));
+    if (msg->idiag_state < kTcpStates) ++states[msg->idiag_state];
+  });
+}
+
+// The error and drop counters of every interface but loopback (rtnetlink's 64-bit link
+// statistics, what `ip -s -s link` shows), as group = the interface's name.
+Result<void> read_link_errors(std::vector<MibCounter>& out) {
+  struct Field {
+    const char* name;
+    __u64 rtnl_link_stats64::*member;
+  };
+  static const Field kFields[] = {
+      {"rx_errors", &rtnl_link_stats64::rx_errors},
+      {"tx_errors", &rtnl_link_stats64::tx_errors},
+      {"rx_dropped", &rtnl_link_stats64::rx_dropped},
+      {"tx_dropped", &rtnl_link_stats64::tx_dropped},
+      {"collisions", &rtnl_link_stats64::collisions},
+      {"rx_length_errors", &rtnl_link_stats64::rx_length_errors},
+      {"rx_over_errors", &rtnl_link_stats64::rx_over_errors},
+      {"rx_crc_errors", &rtnl_link_stats64::rx_crc_errors},
+      {"rx_frame_errors", &rtnl_link_stats64::rx_frame_errors},
+      {"rx_fifo_errors", &rtnl_link_stats64::rx_fifo_errors},
+      {"rx_missed_errors", &rtnl_link_stats64::rx_missed_errors},
+      {"tx_aborted_errors", &rtnl_link_stats64::tx_aborted_errors},
+      {"tx_carrier_errors", &rtnl_link_stats64::tx_carrier_errors},
+      {"tx_fifo_errors", &rtnl_link_stats64::tx_fifo_errors},
+      {"tx_heartbeat_errors", &rtnl_link_stats64::tx_heartbeat_errors},
+      {"tx_window_errors", &rtnl_link_stats64::tx_window_errors},
+      {"rx_nohandler", &rtnl_link_stats64::rx_nohandler},
+      {"rx_otherhost_dropped", &rtnl_link_stats64::rx_otherhost_dropped},
+  };
+  struct {
+    nlmsghdr nh;
+    ifinfomsg ifi;
+  } req{};
+  req.nh.nlmsg_len = sizeof(req);
+  req.nh.nlmsg_type = RTM_GETLINK;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.ifi.ifi_family = AF_UNSPEC;
+  return netlink_dump(NETLINK_ROUTE, &req, sizeof(req), "rtnetlink", [&](const nlmsghdr* nh) {
+    if (nh->nlmsg_type != RTM_NEWLINK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+    auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(nh));
+    if (ifi->ifi_flags & IFF_LOOPBACK) return;
+    std::string name;
+    rtnl_link_stats64 stats{};
+    bool have_stats = false;
+    int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(ifinfomsg)));
+    for (auto* at = IFLA_RTA(ifi); RTA_OK(at, len); at = RTA_NEXT(at, len)) {
+      if (at->rta_type == IFLA_IFNAME) {
+        name.assign(static_cast<const char*>(RTA_DATA(at)), strnlen(static_cast<const char*>(RTA_DATA(at)), RTA_PAYLOAD(at)));
+      } else if (at->rta_type == IFLA_STATS64) {
+        // An older kernel sends a shorter struct: the fields it lacks stay 0.
+        std::memcpy(&stats, RTA_DATA(at), std::min<size_t>(RTA_PAYLOAD(at), sizeof(stats)));
+        have_stats = true;
       }
-      if (nh->nlmsg_type == NLMSG_ERROR) {
-        auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(nh));
-        close(fd);
-        return make_error("sock_diag dump: " + errno_text(-err->error));
-      }
-      if (nh->nlmsg_type != TCPDIAG_GETSOCK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;
-      auto* msg = static_cast<inet_diag_msg*>(NLMSG_DATA(nh));
-      if (msg->idiag_state < kTcpStates) ++states[msg->idiag_state];
     }
-  }
-  close(fd);
-  return make_error("sock_diag dump did not end");
+    if (name.empty() || !have_stats) return;
+    for (const auto& f : kFields) out.push_back({name, f.name, stats.*(f.member)});
+  });
 }
 
 uint64_t find(const std::vector<MibCounter>& v, std::string_view group, std::string_view name) {
@@ -251,6 +286,7 @@ Result<NetnsSample> sample_here(bool tcp_states) {
     if (!parsed) return parsed.error();
     sock.insert(sock.end(), parsed->begin(), parsed->end());
   }
+  if (auto r = read_link_errors(out.links); !r) return r.error();
   out.has_tcp_states = tcp_states;
   if (tcp_states)
     if (auto r = count_tcp_states(out.tcp_states); !r) return r.error();

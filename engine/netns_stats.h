@@ -1,6 +1,7 @@
-// The kernel's own network statistics of a network namespace, as `nstat` and `ss` see them:
-// its SNMP counters (/proc/net/snmp, snmp6, netstat: ListenDrops, UDP NoPorts, ...) and its
-// sockets by TCP state (sock_diag). Read per pod (each pod is a namespace) and for the node.
+// The kernel's own network statistics of a network namespace, as `nstat`, `ss` and `ip -s link`
+// see them: its SNMP counters (/proc/net/snmp, snmp6, netstat: ListenDrops, UDP NoPorts, ...),
+// its sockets by TCP state (sock_diag) and its interfaces' error and drop counters (rtnetlink).
+// Read per pod (each pod is a namespace) and for the node.
 //
 // No descriptor into a pod's namespace is kept between reads: an open /proc/net file or netlink
 // socket holds a reference on its namespace, which would keep a deleted pod's namespace (and
@@ -42,6 +43,9 @@ const char* tcp_state_name(int state);  // "ESTABLISHED", ...; nullptr for an un
 
 struct NetnsSample {
   std::vector<MibCounter> mibs;                // snmp, netstat and snmp6 (when IPv6 is on)
+  // Each interface's error and drop counters (rx_dropped, tx_carrier_errors, ...: what
+  // `ip -s -s link` shows), loopback left out; `group` is the interface's name.
+  std::vector<MibCounter> links;
   bool has_tcp_states = false;                 // tcp_states was read (NetnsTarget::tcp_states)
   std::array<uint64_t, kTcpStates> tcp_states{};  // sockets (IPv4 and IPv6) in each state
   uint64_t udp_sockets = 0;                    // UDP sockets (IPv4 and IPv6) with a local port

@@ -1,7 +1,7 @@
 // The kernel's own network statistics, per pod (each pod's network namespace) and for the node
 // (the agent's namespace): the SNMP counters `nstat` shows (metrics.netstat.statistics), the
-// sockets by TCP state that `ss` lists (metrics.netstat.sockets: the node's by default) and the
-// UDP sockets. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
+// sockets by TCP state that `ss` lists (metrics.netstat.sockets: the node's by default), the
+// UDP sockets and the interfaces' error and drop counters. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -38,6 +38,13 @@ class NetstatFamily : public Family {
                SeriesKind::Gauge);
     s.describe("vigil_udp_sockets", "UDP sockets (IPv4 and IPv6) in a pod's network namespace.", SeriesKind::Gauge);
     s.describe("vigil_node_udp_sockets", "UDP sockets (IPv4 and IPv6) in the node's network namespace.", SeriesKind::Gauge);
+    s.describe("vigil_interface_stats_total",
+               "Error and drop counters of the interfaces in a pod's network namespace, as `ip -s -s link` shows them "
+               "(a series appears once its value is not zero).",
+               SeriesKind::Counter);
+    s.describe("vigil_node_interface_stats_total",
+               "Error and drop counters of the node's interfaces (loopback left out), as `ip -s -s link` shows them.",
+               SeriesKind::Counter);
     s.describe("vigil_netstat_read_errors_total",
                "Reads of a pod's (or the node's) network statistics that failed; the pod's last values stay.",
                SeriesKind::Counter);
@@ -99,6 +106,9 @@ class NetstatFamily : public Family {
       if (!wanted_.count(key)) continue;
       s.set(mib_name, labels(pod, {{"group", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
     }
+    const char* link_name = pod ? "vigil_interface_stats_total" : "vigil_node_interface_stats_total";
+    for (const auto& c : sample.links)
+      if (c.value != 0) s.set(link_name, labels(pod, {{"interface", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
     const char* tcp_name = pod ? "vigil_tcp_sockets" : "vigil_node_tcp_sockets";
     for (int st = 1; st < kTcpStates && sample.has_tcp_states; ++st) {
       const uint32_t bit = 1u << st;

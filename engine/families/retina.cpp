@@ -134,6 +134,11 @@ std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::
           b.add(std::string(kPrefix) + "ip_connection_stats", "IP statistics of the node (netstat)", {{"statistic_name", stat}}, v);
       } else if (n == "vigil_node_tcp_sockets")
         b.add(std::string(kPrefix) + "tcp_state", "TCP sockets of the node by state", {{"state", in.count("state") ? in.at("state") : ""}}, v);
+      else if (n == "vigil_node_interface_stats_total")
+        b.add(std::string(kPrefix) + "interface_stats", "Interface error and drop counters of the node",
+              {{"interface_name", in.count("interface") ? in.at("interface") : ""},
+               {"statistic_name", in.count("statistic") ? in.at("statistic") : ""}},
+              v);
       else if (n == "vigil_node_udp_sockets")
         b.add(std::string(kPrefix) + "udp_connection_stats", "UDP sockets of the node", {{"statistic_name", "ACTIVE"}}, v);
       else if (n == "vigil_dns_requests_total" || n == "vigil_dns_responses_total") {

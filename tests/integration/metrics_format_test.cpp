@@ -104,6 +104,8 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
       EXPECT_EQ(metric_sum(text, "networkobservability_tcp_connection_stats", {}),
                 metric_sum(text, "vigil_node_netstat_total", {{"group", "TcpExt"}}) +
                     metric_sum(text, "vigil_node_netstat_total", {{"group", "MPTcpExt"}}));
+      EXPECT_EQ(metric_sum(text, "networkobservability_interface_stats", {}),
+                metric_sum(text, "vigil_node_interface_stats_total", {}));
       EXPECT_EQ(metric_sum(text, "networkobservability_ip_connection_stats", {}),
                 metric_sum(text, "vigil_node_netstat_total", {{"group", "IpExt"}}));
     }

@@ -74,6 +74,11 @@ class NetstatTelemetry : public ::testing::Test {
   double sockets(const std::string& text, int i, const std::string& state) {
     return metric_value(text, "vigil_tcp_sockets", {{"pod", pod(i)}, {"state", state}}).value_or(-1);
   }
+  // A number from a file as pod `i` sees it (its own /sys).
+  uint64_t read_u64_in(int i, const std::string& path) {
+    auto r = run("ip netns exec " + ns(i) + " cat " + path);
+    return r.status == 0 ? std::stoull(r.output) : ~0ull;
+  }
   // Metrics after at least one netstat read that began after this call.
   std::string settled() { return metrics_after_ticks(port_, 3); }
 
@@ -164,6 +169,29 @@ TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
   EXPECT_EQ(sockets(text, 1, "FIN_WAIT2"), 0);
   EXPECT_EQ(sockets(text, 2, "LISTEN"), 0);
   EXPECT_EQ(sockets(text, 2, "CLOSE_WAIT"), ss_count(2, "CLOSE-WAIT"));
+}
+
+TEST_F(NetstatTelemetry, InterfaceDropsAreTheKernelsOwnPerPod) {
+  // Pod 1's host-side veth goes down; pod 1 then sends 9 datagrams to pod 2 (its neighbour entry
+  // fixed, so no ARP is tried): its eth0 drops each one on transmit (the peer is down).
+  const std::string ip2 = lab_->ip(2);
+  const std::string mac2 = run("ip netns exec " + ns(2) + " cat /sys/class/net/eth0/address").output;
+  ASSERT_EQ(run("ip netns exec " + ns(1) + " ip neigh replace " + ip2 + " lladdr " + mac2.substr(0, 17) +
+                " dev eth0 nud permanent").status, 0);
+  ASSERT_EQ(run("ip link set " + lab_->veth(1) + " down").status, 0);
+  const int kDatagrams = 9;
+  lab_->cmd("udp 1 2 " + std::to_string(kDatagrams));
+  const std::string text = settled();
+  run("ip link set " + lab_->veth(1) + " up");
+  const uint64_t kernel = read_u64_in(1, "/sys/class/net/eth0/statistics/tx_dropped");
+  auto vigil = metric_value(text, "vigil_interface_stats_total",
+                            {{"pod", "pod-1"}, {"interface", "eth0"}, {"statistic", "tx_dropped"}});
+  ASSERT_TRUE(vigil.has_value()) << text;
+  EXPECT_EQ(*vigil, static_cast<double>(kernel));
+  EXPECT_GE(kernel, static_cast<uint64_t>(kDatagrams));
+  // Pod 2 saw none of it: no drop series for its interface.
+  EXPECT_FALSE(metric_value(text, "vigil_interface_stats_total", {{"pod", "pod-2"}, {"statistic", "tx_dropped"}}));
+  EXPECT_FALSE(metric_value(text, "vigil_interface_stats_total", {{"pod", "pod-1"}, {"interface", "lo"}}));
 }
 
 TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
