@@ -112,10 +112,13 @@ bench_free_port() {
 # Retina view and API server latency (its sock_ops program then sees every socket's connection
 # events; the address, 10.96.0.1:443, is a Kubernetes default that the lab never talks to). DNS and TCP
 # counting have no switch; they are always on. REMOTE=0, RETINA=0 and APISERVER=0 leave those
-# off (to see what they cost).
+# off (to see what they cost); NETSTAT=0 turns the netstat family off, NETSTAT=all counts every
+# pod's TCP sockets by state too (metrics.netstat.sockets: all).
 bench_agent_config() {
-  local file=$1 port=$2 tick=${3:-1s} remote=${4:-${REMOTE:-1}} retina=true
+  local file=$1 port=$2 tick=${3:-1s} remote=${4:-${REMOTE:-1}} retina=true netstat="{sockets: node}"
   [[ ${RETINA:-1} == 0 ]] && retina=false
+  [[ ${NETSTAT:-1} == 0 ]] && netstat="{enabled: false}"
+  [[ ${NETSTAT:-1} == all ]] && netstat="{sockets: all}"
   mkdir -p "$bench_tmp/state"
   cat >"$file" <<YAML
 tick: $tick
@@ -125,7 +128,7 @@ pods: {source: file, file: $(lab pods-file)}
 rules: ["$bench_repo/rules/pack/*.lua"]
 notifiers:
   - {name: default, type: log}
-metrics: {retina_compat: $retina}
+metrics: {retina_compat: $retina, netstat: $netstat}
 YAML
   if [[ ${APISERVER:-1} == 1 ]]; then echo "apiserver: {addresses: [10.96.0.1:443]}" >>"$file"; fi
   if [[ $remote == 1 ]]; then echo "remote_context: {namespaces: [lab], max_peers: 64}" >>"$file"; fi
