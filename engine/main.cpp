@@ -1,5 +1,8 @@
 // vigil: the command line. `vigil agent` runs the node agent; `vigil rules check` validates
 // rule files without running it.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -315,14 +318,34 @@ int cmd_record(const Args& args) {
     if (!secs || *secs <= 0) return usage_error("--duration must be a duration > 0, e.g. 10m");
     samples = static_cast<long>(*secs / interval) + 1;
   }
-  std::FILE* out = stdout;
-  if (auto o = args.flags.find("output"); o != args.flags.end()) {
-    out = std::fopen(o->second.c_str(), "wb");
-    if (!out) {
-      std::fprintf(stderr, "vigil: %s: cannot write: %s\n", o->second.c_str(), std::strerror(errno));
+  // The output is opened (and an --output file replaced) only once there is a first row: an
+  // agent that does not answer, or a series that never appears, leaves an earlier recording as
+  // it was instead of a file with a header and nothing else. Whether it can be written is
+  // checked now, so that a bad path fails before the first scrape.
+  std::FILE* out = nullptr;
+  const auto output = args.flags.find("output");
+  if (output != args.flags.end()) {
+    const std::string& path = output->second;
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    struct stat st {};
+    const bool exists = stat(path.c_str(), &st) == 0;
+    if (exists ? (S_ISDIR(st.st_mode) || access(path.c_str(), W_OK) != 0) : access(dir.c_str(), W_OK) != 0) {
+      std::fprintf(stderr, "vigil: %s: cannot write: %s\n", path.c_str(),
+                   exists && S_ISDIR(st.st_mode) ? "is a directory" : std::strerror(errno));
       return 1;
     }
   }
+  auto open_output = [&]() -> bool {
+    if (out) return true;
+    out = output == args.flags.end() ? stdout : std::fopen(output->second.c_str(), "wb");
+    if (!out) {
+      std::fprintf(stderr, "vigil: %s: cannot write: %s\n", output->second.c_str(), std::strerror(errno));
+      return false;
+    }
+    std::fputs("timestamp,value\n", out);
+    return true;
+  };
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
@@ -330,7 +353,6 @@ int cmd_record(const Args& args) {
   httplib::Client& client = *c;
   client.set_connection_timeout(std::chrono::seconds(2));
   client.set_read_timeout(std::chrono::seconds(5));
-  std::fputs("timestamp,value\n", out);
   vigil::RecordSeries series;
   int status = 0;
   long rows = 0;
@@ -358,6 +380,7 @@ int cmd_record(const Args& args) {
     }
     std::string row = series.add(now, *v);
     if (!row.empty()) {
+      if (!open_output()) return 1;
       std::fputs(row.c_str(), out);
       std::fflush(out);
       if (++rows >= samples) break;
@@ -365,7 +388,7 @@ int cmd_record(const Args& args) {
     next += std::chrono::microseconds(static_cast<long long>(interval * 1e6));
     std::this_thread::sleep_until(next);
   }
-  if (out != stdout && std::fclose(out) != 0) {
+  if (out && out != stdout && std::fclose(out) != 0) {
     std::fprintf(stderr, "vigil: record: cannot write the output: %s\n", std::strerror(errno));
     return 1;
   }

@@ -128,6 +128,17 @@ TEST_F(Cli, CommandsThatNeedAnAgentSayWhenItIsNotThere) {
     EXPECT_NE(r.output.find("cannot connect (refused or unreachable); is `vigil agent` running"), std::string::npos)
         << cmd << ": " << r.output;
   }
+  // A recording that failed leaves an earlier one as it was (no header-only file in its place),
+  // and a path that cannot be written fails before the first scrape.
+  ScopedTempDir dir;
+  const std::string earlier = write_temp_file(dir.path(), "earlier.csv", "timestamp,value\n1,2\n");
+  auto r = vigil("record --metric vigil_up --samples 1 --agent 127.0.0.1:1 --output " + earlier);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(run("cat " + earlier).output, "timestamp,value\n1,2\n");
+  r = vigil("record --metric vigil_up --samples 1 --agent 127.0.0.1:1 --output " + dir.path() + "/no/such/dir/x.csv");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("/no/such/dir/x.csv: cannot write: No such file or directory"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("cannot connect"), std::string::npos) << "scraped before checking the output: " << r.output;
 }
 
 }  // namespace
