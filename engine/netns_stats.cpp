@@ -330,6 +330,12 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
   return out;
 }
 
+bool netns_gone(const NetnsTarget& target) {
+  if (target.path.empty()) return false;
+  struct stat st {};
+  return stat(target.path.c_str(), &st) != 0 || (target.inode != 0 && st.st_ino != target.inode);
+}
+
 Result<std::vector<std::string>> known_statistics() {
   auto samples = read_netns_samples({NetnsTarget{}});
   if (!samples[0]) return samples[0].error();

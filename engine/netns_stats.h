@@ -65,6 +65,10 @@ struct NetnsTarget {
 // sample. Never leaves a thread of the agent in another namespace.
 std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarget>& targets);
 
+// Whether a target's namespace is gone (its path no longer exists, or names another namespace):
+// a pod deleted since the tick resolved it, which is no read error.
+bool netns_gone(const NetnsTarget& target);
+
 // The statistic names ("Group:Name") the agent's own namespace has, sorted: what
 // metrics.netstat.statistics may name.
 Result<std::vector<std::string>> known_statistics();

@@ -71,6 +71,11 @@ class NetstatFamily : public Family {
       State& state = kept[id];
       if (auto it = states_.find(id); it != states_.end()) state = std::move(it->second);
       const std::string who = pod ? "pod " + pod->spec.key() : "the node";
+      if (!samples[i] && netns_gone(targets[i])) {
+        // Deleted since the tick resolved the pod: the pod manager lets it go on its next look.
+        spdlog::debug("netstat: {} is gone: {}", who, samples[i].error().message);
+        continue;
+      }
       if (!samples[i]) {
         ++read_errors_;
         if (state.last_error != samples[i].error().message)

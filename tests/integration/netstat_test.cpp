@@ -211,6 +211,8 @@ TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
   // The agent notices the pod's interface is gone and stops reading it; the others go on.
   const std::string text = settled();
   EXPECT_TRUE(metric_value(text, "vigil_udp_sockets", {{"pod", "pod-1"}}).has_value()) << text;
+  // A pod deleted between two looks is not a failed read.
+  EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent_->log();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // against this kernel. The per-pod figures against the kernel's own are in
 // tests/integration/netstat_test.cpp.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -94,6 +95,13 @@ TEST(ProcNet, TheAgentsOwnNamespaceReadsWhole) {
   EXPECT_EQ(samples[0].error().message, "open /nonexistent/netns: No such file or directory");
   ASSERT_TRUE(samples[1].ok());
   EXPECT_FALSE(samples[1]->has_tcp_states);
+  // Gone, and so no read error: a path that is not there, or that names another namespace.
+  EXPECT_TRUE(netns_gone({"/nonexistent/netns"}));
+  struct stat st {};
+  ASSERT_EQ(stat("/proc/self/ns/net", &st), 0);
+  EXPECT_FALSE(netns_gone({"/proc/self/ns/net", st.st_ino}));
+  EXPECT_TRUE(netns_gone({"/proc/self/ns/net", st.st_ino + 1}));
+  EXPECT_FALSE(netns_gone({}));
 }
 
 TEST(NetstatConfig, DefaultsAndEveryErrorWithItsLine) {
