@@ -180,6 +180,29 @@ Result<PodInterface> find_pod_interface_by_ip(const std::string& ip) {
   return make_error("no network namespace on this host has an interface with address " + ip);
 }
 
+std::string find_netns_path(uint64_t inode) {
+  auto same = [&](const std::string& path) {
+    struct stat st {};
+    return stat(path.c_str(), &st) == 0 && st.st_ino == inode;
+  };
+  std::string found;
+  if (DIR* d = opendir("/run/netns")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.' && found.empty() && same(std::string("/run/netns/") + e->d_name))
+        found = std::string("/run/netns/") + e->d_name;
+    closedir(d);
+  }
+  if (!found.empty()) return found;
+  if (DIR* d = opendir("/proc")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && found.empty() &&
+          same(std::string("/proc/") + e->d_name + "/ns/net"))
+        found = std::string("/proc/") + e->d_name + "/ns/net";
+    closedir(d);
+  }
+  return found;
+}
+
 bool ip_to_key(const std::string& ip, uint8_t out[16]) {
   in_addr v4{};
   if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {

@@ -27,6 +27,11 @@ Result<PodInterface> find_pod_interface(const std::string& netns_path);
 // running processes (/proc/*/ns/net), then does what find_pod_interface does.
 Result<PodInterface> find_pod_interface_by_ip(const std::string& ip);
 
+// A path that names the network namespace with this inode now (/run/netns/NAME, or
+// /proc/PID/ns/net of a process in it), or "" when none does: for a namespace first found through
+// a process that has since exited, while another process (or a name) still holds it.
+std::string find_netns_path(uint64_t inode);
+
 // Converts "10.0.0.1" or "fd00::1" into 16 bytes (IPv4 as ::ffff:a.b.c.d). False if invalid.
 bool ip_to_key(const std::string& ip, uint8_t out[16]);
 // The reverse: "10.0.0.1" for ::ffff:10.0.0.1, "fd00::1" otherwise.

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "engine/families/family.h"
+#include "engine/netns.h"
 #include "engine/netns_stats.h"
 
 namespace vigil {
@@ -59,7 +60,10 @@ class NetstatFamily : public Family {
     std::vector<const WatchedPod*> pods{nullptr};
     for (const auto& [key, pod] : ctx.pods.pods()) {
       if (!pod.attached || pod.iface.netns_path.empty()) continue;
-      targets.push_back({pod.iface.netns_path, pod.iface.netns_inode, pod_sockets_});
+      auto moved = states_.find(pod.id);
+      const bool use_moved = moved != states_.end() && !moved->second.path.empty() && moved->second.path_inode == pod.iface.netns_inode;
+      const std::string& path = use_moved ? moved->second.path : pod.iface.netns_path;
+      targets.push_back({path, pod.iface.netns_inode, pod_sockets_});
       pods.push_back(&pod);
     }
     auto samples = read_netns_samples(targets);
@@ -72,6 +76,15 @@ class NetstatFamily : public Family {
       if (auto it = states_.find(id); it != states_.end()) state = std::move(it->second);
       const std::string who = pod ? "pod " + pod->spec.key() : "the node";
       if (!samples[i] && netns_gone(targets[i])) {
+        // Found through a process that has exited while the namespace lives on (a container
+        // restarted beside the pod's pause process): read it where it is now, from the next read.
+        if (std::string now_at = find_netns_path(targets[i].inode); pod && !now_at.empty() && now_at != targets[i].path) {
+          spdlog::info("netstat: {}: its network namespace is now read through {}", who, now_at);
+          state.path = now_at;
+          state.path_inode = targets[i].inode;
+          next_read_ = now;  // at the next tick, not an interval later
+          continue;
+        }
         // Deleted since the tick resolved the pod: the pod manager lets it go on its next look.
         spdlog::debug("netstat: {} is gone: {}", who, samples[i].error().message);
         continue;
@@ -95,6 +108,8 @@ class NetstatFamily : public Family {
   struct State {
     uint32_t states_shown = 0;  // TCP states with a series already (a gauge must fall back to 0)
     std::string last_error;
+    std::string path;  // where the pod's namespace is read when its resolved path went away
+    uint64_t path_inode = 0;  // the namespace `path` was found for
   };
 
   Labels labels(const WatchedPod* pod, std::initializer_list<std::pair<std::string, std::string>> extra) const {

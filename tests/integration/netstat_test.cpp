@@ -215,5 +215,48 @@ TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
   EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent_->log();
 }
 
+// A pod found through a process in its namespace (/proc/PID/ns/net, as with the Kubernetes
+// source) whose process exits while the namespace lives on, held by another (a container
+// restarted beside the pod's pause process): its counters keep coming from the same namespace.
+TEST(NetstatPodPath, APodWhoseProcessExitedIsReadWhereItsNamespaceIsNow) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  auto holder = std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns1, "/bin/sleep", "60"}, dir.path() + "/holder.log");
+  // Wait (bounded) until the holder runs inside the namespace.
+  std::string path = "/proc/" + std::to_string(holder->pid()) + "/ns/net";
+  bool inside = false;
+  for (int i = 0; i < 100 && !inside; ++i) {
+    inside = run("test \"$(stat -L -c %i " + path + ")\" = \"$(stat -L -c %i /run/netns/" + ns1 + ")\"").status == 0;
+    if (!inside) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(inside) << "the holder did not enter " << ns1;
+  const std::string pods = write_temp_file(dir.path(), "pods.yaml",
+                                           "- {namespace: lab, name: pod-1, netns: " + path + "}\n");
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                             "state_dir: " + dir.path() + "/state\n"
+                                             "pods: {source: file, file: " + pods + "}\nrules: []\nnotifiers: []\n"
+                                             "metrics: {netstat: {interval: 200ms}}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  auto no_ports = [&](const std::string& text) {
+    return metric_value(text, "vigil_netstat_total", {{"pod", "pod-1"}, {"group", "Udp"}, {"statistic", "NoPorts"}}).value_or(-1);
+  };
+  lab.cmd("udp 2 1 5");
+  EXPECT_EQ(no_ports(metrics_after_ticks(port, 3)), 5) << agent.log();
+  // The process the pod was found through exits; the namespace stays (named by the lab).
+  holder->terminate();
+  holder.reset();
+  lab.cmd("udp 2 1 7");
+  std::string text = metrics_after_ticks(port, 6);
+  EXPECT_EQ(no_ports(text), 12) << agent.log();
+  EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent.log();
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 }  // namespace
 }  // namespace vigil::test
