@@ -7,6 +7,7 @@
 #include <linux/netlink.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -18,5 +19,22 @@ namespace vigil {
 // protocol in errors ("rtnetlink", "sock_diag").
 Result<void> netlink_dump(int protocol, const void* request, size_t size, const std::string& what,
                           const std::function<void(const nlmsghdr*)>& each);
+
+// The same for a request of message `type` whose body is `body` (an rtgenmsg, ifinfomsg,
+// inet_diag_req, ...): the header is filled in here.
+template <typename Body>
+Result<void> netlink_dump(int protocol, uint16_t type, const Body& body, const std::string& what,
+                          const std::function<void(const nlmsghdr*)>& each) {
+  struct {
+    nlmsghdr nh;
+    Body body;
+  } req{};
+  req.nh.nlmsg_len = sizeof(req);
+  req.nh.nlmsg_type = type;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.body = body;
+  return netlink_dump(protocol, &req, sizeof(req), what, each);
+}
 
 }  // namespace vigil

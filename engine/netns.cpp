@@ -38,16 +38,9 @@ struct Link {
 // A minimal rtnetlink dump: one request, `each` for every message.
 template <typename F>
 Result<void> rtnl_dump(int type, unsigned char family, F&& each) {
-  struct {
-    nlmsghdr nh;
-    rtgenmsg g;
-  } req{};
-  req.nh.nlmsg_len = sizeof(req);
-  req.nh.nlmsg_type = static_cast<__u16>(type);
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.nh.nlmsg_seq = 1;
-  req.g.rtgen_family = family;
-  return netlink_dump(NETLINK_ROUTE, &req, sizeof(req), "rtnetlink",
+  rtgenmsg g{};
+  g.rtgen_family = family;
+  return netlink_dump(NETLINK_ROUTE, static_cast<uint16_t>(type), g, "rtnetlink",
                       [&](const nlmsghdr* nh) { each(const_cast<nlmsghdr*>(nh)); });
 }
 

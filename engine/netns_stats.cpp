@@ -179,17 +179,10 @@ Result<std::string> read_proc_net(const char* file, bool optional) {
 // whole TCP hash table (all namespaces share it) for each dump, whatever this namespace holds,
 // and that walk is most of the cost (docs/benchmarks.md, "Netstat").
 Result<void> count_tcp_states(std::array<uint64_t, kTcpStates>& states) {
-  struct {
-    nlmsghdr nh;
-    inet_diag_req r;
-  } req{};
-  req.nh.nlmsg_len = sizeof(req);
-  req.nh.nlmsg_type = TCPDIAG_GETSOCK;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.nh.nlmsg_seq = 1;
-  req.r.idiag_family = AF_UNSPEC;  // ignored by the kernel for this request: both families
-  req.r.idiag_states = ((1u << kTcpStates) - 1) & ~1u;  // every state
-  return netlink_dump(NETLINK_SOCK_DIAG, &req, sizeof(req), "sock_diag", [&](const nlmsghdr* nh) {
+  inet_diag_req r{};
+  r.idiag_family = AF_UNSPEC;  // ignored by the kernel for this request: both families
+  r.idiag_states = ((1u << kTcpStates) - 1) & ~1u;  // every state
+  return netlink_dump(NETLINK_SOCK_DIAG, TCPDIAG_GETSOCK, r, "sock_diag", [&](const nlmsghdr* nh) {
     if (nh->nlmsg_type != TCPDIAG_GETSOCK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return;
     auto* msg = static_cast<const inet_diag_msg*>(NLMSG_DATA(nh));
     if (msg->idiag_state < kTcpStates) ++states[msg->idiag_state];
@@ -223,16 +216,9 @@ Result<void> read_link_errors(std::vector<MibCounter>& out) {
       {"rx_nohandler", &rtnl_link_stats64::rx_nohandler},
       {"rx_otherhost_dropped", &rtnl_link_stats64::rx_otherhost_dropped},
   };
-  struct {
-    nlmsghdr nh;
-    ifinfomsg ifi;
-  } req{};
-  req.nh.nlmsg_len = sizeof(req);
-  req.nh.nlmsg_type = RTM_GETLINK;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.nh.nlmsg_seq = 1;
-  req.ifi.ifi_family = AF_UNSPEC;
-  return netlink_dump(NETLINK_ROUTE, &req, sizeof(req), "rtnetlink", [&](const nlmsghdr* nh) {
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  return netlink_dump(NETLINK_ROUTE, RTM_GETLINK, ifi, "rtnetlink", [&](const nlmsghdr* nh) {
     if (nh->nlmsg_type != RTM_NEWLINK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
     auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(nh));
     if (ifi->ifi_flags & IFF_LOOPBACK) return;
