@@ -273,9 +273,10 @@ Result<NetnsSample> sample_here(bool tcp_states) {
     sock.insert(sock.end(), parsed->begin(), parsed->end());
   }
   if (auto r = read_link_errors(out.links); !r) return r.error();
-  out.has_tcp_states = tcp_states;
-  if (tcp_states)
-    if (auto r = count_tcp_states(out.tcp_states); !r) return r.error();
+  if (tcp_states) {
+    if (auto r = count_tcp_states(out.tcp_states); r) out.has_tcp_states = true;
+    else out.tcp_states_error = r.error().message;
+  }
   out.udp_sockets = find(sock, "UDP", "inuse") + find(sock, "UDP6", "inuse");
   return out;
 }

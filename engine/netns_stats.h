@@ -47,6 +47,8 @@ struct NetnsSample {
   // `ip -s -s link` shows), loopback left out; `group` is the interface's name.
   std::vector<MibCounter> links;
   bool has_tcp_states = false;                 // tcp_states was read (NetnsTarget::tcp_states)
+  std::string tcp_states_error;                // why they were asked for and not read (no
+                                               // sock_diag in the kernel, say); the rest stands
   std::array<uint64_t, kTcpStates> tcp_states{};  // sockets (IPv4 and IPv6) in each state
   uint64_t udp_sockets = 0;                    // UDP sockets (IPv4 and IPv6) with a local port
 };

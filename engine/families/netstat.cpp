@@ -98,6 +98,13 @@ class NetstatFamily : public Family {
       }
       if (!state.last_error.empty()) spdlog::info("netstat: reading the network statistics of {} again", who);
       state.last_error.clear();
+      if (!samples[i]->tcp_states_error.empty()) {
+        // The counters stand; only the sockets by state are missing (a kernel without sock_diag).
+        ++read_errors_;
+        if (state.last_sockets_error != samples[i]->tcp_states_error)
+          spdlog::warn("netstat: cannot count the TCP sockets of {}: {}", who, samples[i]->tcp_states_error);
+      }
+      state.last_sockets_error = samples[i]->tcp_states_error;
       emit(ctx.store, pod, *samples[i], state);
     }
     states_ = std::move(kept);
@@ -108,6 +115,7 @@ class NetstatFamily : public Family {
   struct State {
     uint32_t states_shown = 0;  // TCP states with a series already (a gauge must fall back to 0)
     std::string last_error;
+    std::string last_sockets_error;
     std::string path;  // where the pod's namespace is read when its resolved path went away
     uint64_t path_inode = 0;  // the namespace `path` was found for
   };
