@@ -324,7 +324,7 @@ bool netns_gone(const NetnsTarget& target) {
 }
 
 Result<std::vector<std::string>> known_statistics() {
-  auto samples = read_netns_samples({NetnsTarget{}});
+  auto samples = read_netns_samples({NetnsTarget{"", 0, false}});  // names only: no socket dump
   if (!samples[0]) return samples[0].error();
   std::vector<std::string> out;
   for (const auto& c : samples[0]->mibs) out.push_back(c.group + ":" + c.name);
