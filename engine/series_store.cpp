@@ -31,6 +31,16 @@ void SeriesStore::set_histogram(const std::string& name, const Labels& labels, c
   it->second.histograms[labels] = HistogramValue{bucket_counts, sum};
 }
 
+void SeriesStore::set_read_time(const std::string& name, double unix_time) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
+  Family& f = it->second;
+  if (unix_time == f.read_time) return;
+  f.previous_read_time = f.read_time;
+  f.read_time = unix_time;
+}
+
 void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   std::lock_guard lock(mu_);
   for (auto& [name, family] : families_)
@@ -44,12 +54,13 @@ std::vector<Sample> SeriesStore::snapshot() const {
   std::lock_guard lock(mu_);
   std::vector<Sample> out;
   for (const auto& [name, family] : families_) {
-    for (const auto& [labels, value] : family.series) out.push_back(Sample{name, labels, value, family.kind});
+    const double t = family.read_time, t0 = family.previous_read_time;
+    for (const auto& [labels, value] : family.series) out.push_back(Sample{name, labels, value, family.kind, t, t0});
     for (const auto& [labels, h] : family.histograms) {
       uint64_t count = 0;
       for (auto c : h.counts) count += c;
-      out.push_back(Sample{name + "_sum", labels, h.sum, SeriesKind::Counter});
-      out.push_back(Sample{name + "_count", labels, static_cast<double>(count), SeriesKind::Counter});
+      out.push_back(Sample{name + "_sum", labels, h.sum, SeriesKind::Counter, t, t0});
+      out.push_back(Sample{name + "_count", labels, static_cast<double>(count), SeriesKind::Counter, t, t0});
     }
   }
   return out;

@@ -24,6 +24,11 @@ class SeriesStore : public prometheus::Collectable {
   // bound may be +Inf). Bounds are fixed per family by the first call.
   void set_histogram(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
                      const std::vector<uint64_t>& bucket_counts, double sum);
+  // For a family read on its own schedule rather than every tick (metrics.netstat): its values
+  // are the kernel's at `unix_time`. Snapshots carry the time of the family's last read and the
+  // one before, so that rules take a counter's rate over the time between two reads and hold
+  // it until the next, instead of 0 between reads and the whole increase on a read's tick.
+  void set_read_time(const std::string& name, double unix_time);
   // Removes every series of every family whose labels satisfy `match`.
   void remove_if(const std::function<bool(const Labels&)>& match);
 
@@ -45,6 +50,7 @@ class SeriesStore : public prometheus::Collectable {
     std::map<Labels, double> series;
     std::vector<double> bounds;  // histograms only
     std::map<Labels, HistogramValue> histograms;
+    double read_time = 0, previous_read_time = 0;  // set_read_time's; 0: read every tick
   };
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;

@@ -66,7 +66,12 @@ class NetstatFamily : public Family {
       targets.push_back({path, pod.iface.netns_inode, pod_sockets_});
       pods.push_back(&pod);
     }
+    const double read_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     auto samples = read_netns_samples(targets);
+    // Rules take these counters' rates between reads and hold them in between (Sample::read_time).
+    for (const char* name : {"vigil_netstat_total", "vigil_node_netstat_total", "vigil_interface_stats_total",
+                             "vigil_node_interface_stats_total"})
+      ctx.store.set_read_time(name, read_time);
 
     std::map<uint32_t, State> kept;
     for (size_t i = 0; i < samples.size(); ++i) {

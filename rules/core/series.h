@@ -28,6 +28,12 @@ struct Sample {
   Labels labels;
   double value = 0;
   SeriesKind kind = SeriesKind::Counter;
+  // For a series read on its own schedule, not every tick (the netstat family): when its
+  // value was read (seconds since the Unix epoch) and when the read before that was (0 if
+  // none yet). 0: read at the tick. A counter's rate is then taken between reads and held in
+  // between.
+  double read_time = 0;
+  double previous_read_time = 0;
 };
 
 struct PodMeta {

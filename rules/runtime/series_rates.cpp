@@ -81,24 +81,46 @@ std::vector<SeriesValue> SeriesRates::update(const TickInput& input, const std::
     bool inserted = false;
     const uint32_t id = id_of(series_hash(s), position++, inserted);
     Previous& prev = by_id_[id];
+    // A series read on its own schedule: its value is the kernel's at read_time, unchanged
+    // until the next read.
+    const bool scheduled = s.read_time > 0 && s.kind != SeriesKind::Gauge;
+    if (prev.scheduled && !scheduled) held_.erase(id);
+    prev.scheduled = scheduled;
     if (s.kind == SeriesKind::Gauge) {
       prev.value = s.value;
       prev.time = now;
       out.push_back({&s, s.value, id, prev.gen});
       continue;
     }
+    Held* held = nullptr;
+    if (scheduled) {
+      held = &held_[id];
+      held->seen = now;
+    }
+    const double t = scheduled ? s.read_time : now;
     std::optional<double> rate;
     if (inserted) {
       // The agent creates a series when its first event happens, so a series that appears
-      // after the first tick was 0 at the previous tick. On the first tick nothing is known.
-      if (last_tick_ && now > *last_tick_) rate = s.value / (now - *last_tick_);
-      prev.value = s.value;
-      prev.time = now;
-    } else if (now > prev.time) {
+      // after the first tick was 0 at the previous tick (or, read on a schedule, at the
+      // previous read). On the first tick nothing is known.
+      if (last_tick_) {
+        if (!scheduled && now > *last_tick_) rate = s.value / (now - *last_tick_);
+        if (scheduled && s.previous_read_time > 0 && t > s.previous_read_time)
+          rate = s.value / (t - s.previous_read_time);
+      }
+    } else if (t > prev.time) {
       double delta = s.value >= prev.value ? s.value - prev.value : s.value;  // reset
-      rate = delta / (now - prev.time);
+      rate = delta / (t - prev.time);
+    } else if (held && held->has_rate) {
+      rate = held->rate;  // not read again since: the rate of the last two reads holds
+    }
+    if (inserted || t > prev.time) {
       prev.value = s.value;
-      prev.time = now;
+      prev.time = t;
+      if (held) {
+        held->has_rate = rate.has_value();
+        held->rate = rate.value_or(0);
+      }
     }
     out.push_back({&s, rate, id, prev.gen});
   }
@@ -110,9 +132,13 @@ std::vector<SeriesValue> SeriesRates::update(const TickInput& input, const std::
     last_sweep_ = now;
     for (uint32_t id = 0; id < by_id_.size(); ++id) {
       Previous& p = by_id_[id];
-      if (!p.live || now - p.time <= kForgetAfter) continue;
+      if (!p.live) continue;
+      auto h = p.scheduled ? held_.find(id) : held_.end();
+      if (now - (h != held_.end() ? h->second.seen : p.time) <= kForgetAfter) continue;
+      if (h != held_.end()) held_.erase(h);
       index_.erase(p.hash);
       p.live = false;
+      p.scheduled = false;
       free_ids_.push_back(id);
     }
   }
@@ -124,7 +150,8 @@ size_t SeriesRates::memory_bytes() const {
   // integer keys); plus one bucket pointer per bucket.
   return index_.size() * (sizeof(std::pair<const uint64_t, uint32_t>) + sizeof(void*)) +
          index_.bucket_count() * sizeof(void*) + by_id_.capacity() * sizeof(Previous) +
-         free_ids_.capacity() * sizeof(uint32_t) + positions_.capacity() * sizeof(positions_[0]);
+         free_ids_.capacity() * sizeof(uint32_t) + positions_.capacity() * sizeof(positions_[0]) +
+         held_.size() * (sizeof(std::pair<const uint32_t, Held>) + sizeof(void*)) + held_.bucket_count() * sizeof(void*);
 }
 
 }  // namespace vigil::rules

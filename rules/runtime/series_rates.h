@@ -1,5 +1,6 @@
 // Turns each tick's samples into the values rules compare: counters become per-second
-// rates, gauges pass through.
+// rates, gauges pass through. A series read on its own schedule (Sample::read_time) has its
+// rate taken between two reads and held until the next one.
 #pragma once
 
 #include <cstdint>
@@ -40,10 +41,19 @@ class SeriesRates {
  private:
   struct Previous {
     double value = 0;
-    double time = 0;
+    double time = 0;  // when `value` was read: the tick, or the series' read time if scheduled
     uint64_t hash = 0;
     uint32_t gen = 0;
     bool live = false;
+    bool scheduled = false;  // read on its own schedule (Sample::read_time): see held_
+  };
+  // What only scheduled series need, kept apart so that the others (nearly all) pay nothing:
+  // the rate of the last two reads, held until the next, and the last tick that had the series
+  // (its read time may be an hour old).
+  struct Held {
+    double rate = 0;
+    double seen = 0;
+    bool has_rate = false;
   };
   // Series are keyed by a 64-bit hash of the metric and its sorted labels: building the text
   // key of every series every tick cost more than the rest of the tick (two series colliding,
@@ -53,6 +63,7 @@ class SeriesRates {
   uint32_t id_of(uint64_t hash, size_t position, bool& inserted);
   std::unordered_map<uint64_t, uint32_t> index_;  // hash -> id
   std::vector<Previous> by_id_;
+  std::unordered_map<uint32_t, Held> held_;  // by id, scheduled series only
   std::vector<uint32_t> free_ids_;
   std::vector<uint32_t> positions_;  // the id by position among wanted samples (checked by its hash)
   std::optional<double> last_tick_;

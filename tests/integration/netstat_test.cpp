@@ -4,6 +4,7 @@
 // compared with ss while connections open, half-close and close. And reading a pod's namespace
 // never keeps it alive after the pod is deleted.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <regex>
 #include <sstream>
@@ -260,6 +261,64 @@ TEST(NetstatPodPath, APodWhoseProcessExitedIsReadWhereItsNamespaceIsNow) {
   std::string text = metrics_after_ticks(port, 6);
   EXPECT_EQ(no_ports(text), 12) << agent.log();
   EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent.log();
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
+// A rule on a netstat counter sees its rate between two reads, held until the next read: with
+// reads every 2 s and ticks every 200 ms, a pod that meets ~100 datagrams a second on a closed
+// port is at ~100/s on every tick. (Taken tick by tick, as before, the rate was 0 on nine ticks
+// of ten and ~1,000/s on the tenth, so a rule with `pending` of 1 s never fired.)
+TEST(NetstatRules, ARuleSeesTheRateBetweenReadsOnEveryTick) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  write_temp_file(dir.path(), "noports.lua",
+                  "rule {\n"
+                  "  name = 'udp-no-ports',\n"
+                  "  metric = 'vigil_netstat_total',\n"
+                  "  where = { group = 'Udp', statistic = 'NoPorts' },\n"
+                  "  detect = threshold { above = 20 },\n"
+                  "  pending = '1s',\n"
+                  "  resolve_after = '30s',\n"
+                  "}\n");
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                             "state_dir: " + dir.path() + "/state\n"
+                                             "pods: {source: file, file: " + lab.pods_file() + "}\n"
+                                             "rules: [" + dir.path() + "/*.lua]\nnotifiers: []\n"
+                                             "metrics: {netstat: {interval: 2s}}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  // 10 datagrams every 100 ms from pod 1 to a port of pod 2 where nobody listens, for ~8 s.
+  Process sender({"/usr/sbin/ip", "netns", "exec", lab.prefix() + "-pod-1", "/bin/bash", "-c",
+                  "for i in $(seq 80); do for j in 1 2 3 4 5 6 7 8 9 10; do echo x > /dev/udp/" + lab.ip(2) +
+                      "/9000; done; sleep 0.1; done"},
+                 dir.path() + "/sender.log");
+  // Poll (bounded, 10 s) what fires; note the values it shows while the datagrams flow.
+  std::vector<double> values;
+  nlohmann::json firing;
+  for (int i = 0; i < 50 && sender.running(); ++i) {
+    std::this_thread::sleep_for(200ms);
+    const auto listed = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/anomalies"), nullptr, false);
+    ASSERT_TRUE(listed.is_array()) << listed.dump();
+    for (const auto& a : listed) {
+      if (a.value("rule", "") != "udp-no-ports") continue;
+      firing = a;
+      values.push_back(a["metric"]["value"].get<double>());
+    }
+  }
+  EXPECT_EQ(sender.terminate(), 0) << sender.log();
+  ASSERT_FALSE(values.empty()) << "the rule never fired:\n" << agent.log();
+  EXPECT_EQ(firing["metric"]["labels"]["pod"], "pod-2") << firing.dump(2);
+  std::string shown;
+  for (double v : values) shown += std::to_string(static_cast<int>(v)) + " ";
+  std::printf("udp-no-ports values while firing: %s\n", shown.c_str());
+  // At ~100/s, never the ~1,000/s of a whole interval's increase seen on one tick.
+  for (double v : values) {
+    EXPECT_GT(v, 20) << firing.dump(2);
+    EXPECT_LT(v, 200) << firing.dump(2);
+  }
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 

@@ -44,6 +44,34 @@ TEST(SeriesStore, SnapshotAndRemoval) {
 TEST(SeriesStore, UndescribedFamilyIsAProgrammingError) {
   SeriesStore s;
   EXPECT_THROW(s.set("nope_total", {}, 1), std::logic_error);
+  EXPECT_THROW(s.set_read_time("nope_total", 1), std::logic_error);
+}
+
+TEST(SeriesStore, SnapshotsCarryTheReadTimesOfFamiliesReadOnTheirOwnSchedule) {
+  SeriesStore s;
+  s.describe("tick_total", "Read every tick.", SeriesKind::Counter);
+  s.describe("slow_total", "Read every 10 s.", SeriesKind::Counter);
+  s.describe("slow_seconds", "A histogram read every 10 s.", SeriesKind::Histogram);
+  s.set("tick_total", {}, 1);
+  s.set("slow_total", {}, 2);
+  s.set_histogram("slow_seconds", {}, {1, 2}, {3, 4}, 5.5);
+  s.set_read_time("slow_total", 100);
+  s.set_read_time("slow_seconds", 100);
+  s.set_read_time("slow_total", 100);  // the same read again: the one before stays unknown
+  auto times = [&](const std::string& metric) {
+    for (const auto& x : s.snapshot())
+      if (x.metric == metric) return std::pair{x.read_time, x.previous_read_time};
+    ADD_FAILURE() << "no sample " << metric;
+    return std::pair{-1.0, -1.0};
+  };
+  EXPECT_EQ(times("tick_total"), std::pair(0.0, 0.0));  // read at the tick
+  EXPECT_EQ(times("slow_total"), std::pair(100.0, 0.0));
+  EXPECT_EQ(times("slow_seconds_sum"), std::pair(100.0, 0.0));
+  s.set_read_time("slow_total", 110);
+  s.set_read_time("slow_seconds", 110);
+  EXPECT_EQ(times("slow_total"), std::pair(110.0, 100.0));
+  EXPECT_EQ(times("slow_seconds_count"), std::pair(110.0, 100.0));
+  EXPECT_EQ(times("tick_total"), std::pair(0.0, 0.0));
 }
 
 }  // namespace

@@ -57,3 +57,69 @@ TEST(RulesRates, GapsAndForgetting) {
   TickInput back{401, {counter("a", 50)}, {}};
   EXPECT_DOUBLE_EQ(*rates.update(back, metrics)[0].value, 50);  // counted from zero again
 }
+
+// A family read every 10 s while the rules tick every second (the netstat family): each read's
+// increase is spread over the time since the read before and held until the next read, not
+// 0 for nine ticks and ten times the rate on the tenth.
+TEST(RulesRates, SeriesReadOnTheirOwnScheduleHoldTheirRateBetweenReads) {
+  SeriesRates rates;
+  std::set<std::string> metrics{"drops"};
+  auto slow = [](const std::string& pod, double v, double read, double before) {
+    Sample s = counter(pod, v);
+    s.read_time = read;
+    s.previous_read_time = before;
+    return s;
+  };
+  std::vector<std::optional<double>> a, b;
+  for (int tick = 0; tick < 35; ++tick) {
+    const double now = 1000 + tick;
+    const double read = 1000 + 10 * (tick / 10) - 0.01;  // read just before the tick that read it
+    const double before = tick < 10 ? 0 : read - 10;
+    const double a_value = 30 * (tick / 10 + 1);         // 3/s, read every 10 s
+    TickInput in{now, {slow("a", a_value, read, before)}, {}};
+    if (tick >= 20) in.samples.push_back(slow("b", 50 * (tick / 10 - 1), read, before));  // appears at the third read
+    auto v = rates.update(in, metrics);
+    a.push_back(value_of(v, "a"));
+    b.push_back(tick >= 20 ? value_of(v, "b") : std::nullopt);
+  }
+  for (int tick = 0; tick < 10; ++tick) EXPECT_FALSE(a[tick]) << tick;  // nothing known before the second read
+  for (int tick = 10; tick < 35; ++tick) {
+    ASSERT_TRUE(a[tick]) << tick;
+    EXPECT_NEAR(*a[tick], 3, 1e-9) << tick;
+  }
+  // b was not there at the second read, so it was 0 then: 50 in 10 s, then 50 more in 10 s.
+  for (int tick = 20; tick < 35; ++tick) {
+    ASSERT_TRUE(b[tick]) << tick;
+    EXPECT_NEAR(*b[tick], 5, 1e-9) << tick;
+  }
+}
+
+// Started between two reads: the values were not seen at the read before, so no rate until the
+// next read, then the rate over that interval; held series are not forgotten between reads an
+// hour apart.
+TEST(RulesRates, ScheduledSeriesFirstSeenBetweenReadsAndReadRarely) {
+  SeriesRates rates;
+  std::set<std::string> metrics{"drops"};
+  auto slow = [](double v, double read, double before) {
+    Sample s = counter("a", v);
+    s.read_time = read;
+    s.previous_read_time = before;
+    return s;
+  };
+  TickInput t1{105, {slow(500, 100, 90)}, {}};
+  EXPECT_FALSE(rates.update(t1, metrics)[0].value);  // the first tick: no rate
+  TickInput t2{106, {slow(500, 100, 90)}, {}};
+  EXPECT_FALSE(rates.update(t2, metrics)[0].value);
+  TickInput t3{110, {slow(540, 110, 100)}, {}};
+  EXPECT_DOUBLE_EQ(*rates.update(t3, metrics)[0].value, 4);
+  // Reads an hour apart, ticks every 10 s: still tracked, the rate held.
+  for (int k = 1; k <= 360; ++k) {
+    TickInput t{110.0 + 10 * k, {slow(540, 110, 100)}, {}};
+    auto v = rates.update(t, metrics);
+    ASSERT_TRUE(v[0].value) << k;
+    EXPECT_DOUBLE_EQ(*v[0].value, 4) << k;
+  }
+  TickInput t4{3720, {slow(900, 3710, 110)}, {}};
+  EXPECT_DOUBLE_EQ(*rates.update(t4, metrics)[0].value, 0.1);
+  EXPECT_EQ(rates.tracked(), 1u);
+}
