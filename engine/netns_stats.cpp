@@ -191,7 +191,7 @@ Result<void> count_tcp_states(std::array<uint64_t, kTcpStates>& states) {
 
 // The error and drop counters of every interface but loopback (rtnetlink's 64-bit link
 // statistics, what `ip -s -s link` shows), as group = the interface's name.
-Result<void> read_link_errors(std::vector<MibCounter>& out) {
+Result<void> read_links(std::vector<MibCounter>& out, std::vector<MibCounter>& traffic) {
   struct Field {
     const char* name;
     __u64 rtnl_link_stats64::*member;
@@ -223,12 +223,19 @@ Result<void> read_link_errors(std::vector<MibCounter>& out) {
     auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(nh));
     if (ifi->ifi_flags & IFF_LOOPBACK) return;
     std::string name;
+    std::string_view kind;
     rtnl_link_stats64 stats{};
     bool have_stats = false;
     int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(ifinfomsg)));
     for (auto* at = IFLA_RTA(ifi); RTA_OK(at, len); at = RTA_NEXT(at, len)) {
       if (at->rta_type == IFLA_IFNAME) {
         name.assign(static_cast<const char*>(RTA_DATA(at)), strnlen(static_cast<const char*>(RTA_DATA(at)), RTA_PAYLOAD(at)));
+      } else if (at->rta_type == IFLA_LINKINFO) {
+        int info_len = static_cast<int>(RTA_PAYLOAD(at));
+        for (auto* in = static_cast<const rtattr*>(RTA_DATA(at)); RTA_OK(in, info_len); in = RTA_NEXT(in, info_len))
+          if (in->rta_type == IFLA_INFO_KIND)
+            kind = std::string_view(static_cast<const char*>(RTA_DATA(in)),
+                                    strnlen(static_cast<const char*>(RTA_DATA(in)), RTA_PAYLOAD(in)));
       } else if (at->rta_type == IFLA_STATS64) {
         // An older kernel sends a shorter struct: the fields it lacks stay 0.
         std::memcpy(&stats, RTA_DATA(at), std::min<size_t>(RTA_PAYLOAD(at), sizeof(stats)));
@@ -237,6 +244,11 @@ Result<void> read_link_errors(std::vector<MibCounter>& out) {
     }
     if (name.empty() || !have_stats) return;
     for (const auto& f : kFields) out.push_back({name, f.name, stats.*(f.member)});
+    if (kind == "veth") return;
+    traffic.push_back({name, "rx_packets", stats.rx_packets});
+    traffic.push_back({name, "tx_packets", stats.tx_packets});
+    traffic.push_back({name, "rx_bytes", stats.rx_bytes});
+    traffic.push_back({name, "tx_bytes", stats.tx_bytes});
   });
 }
 
@@ -272,7 +284,7 @@ Result<NetnsSample> sample_here(bool tcp_states) {
     if (!parsed) return parsed.error();
     sock.insert(sock.end(), parsed->begin(), parsed->end());
   }
-  if (auto r = read_link_errors(out.links); !r) return r.error();
+  if (auto r = read_links(out.links, out.link_traffic); !r) return r.error();
   if (tcp_states) {
     if (auto r = count_tcp_states(out.tcp_states); r) out.has_tcp_states = true;
     else out.tcp_states_error = r.error().message;

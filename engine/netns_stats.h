@@ -46,6 +46,10 @@ struct NetnsSample {
   // Each interface's error and drop counters (rx_dropped, tx_carrier_errors, ...: what
   // `ip -s -s link` shows), loopback left out; `group` is the interface's name.
   std::vector<MibCounter> links;
+  // Each interface's traffic (rx_packets, tx_packets, rx_bytes, tx_bytes), loopback and veths
+  // left out (a pod's traffic is counted on its veth by the datapath): the node's NICs, bridges
+  // and tunnels, host traffic included. `group` is the interface's name.
+  std::vector<MibCounter> link_traffic;
   bool has_tcp_states = false;                 // tcp_states was read (NetnsTarget::tcp_states)
   std::string tcp_states_error;                // why they were asked for and not read (no
                                                // sock_diag in the kernel, say); the rest stands

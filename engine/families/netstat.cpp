@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <unordered_set>
 
 #include "engine/families/family.h"
@@ -46,6 +47,14 @@ class NetstatFamily : public Family {
     s.describe("vigil_node_interface_stats_total",
                "Error and drop counters of the node's interfaces (loopback left out), as `ip -s -s link` shows them.",
                SeriesKind::Counter);
+    s.describe("vigil_node_interface_packets_total",
+               "Packets received (ingress) and sent (egress) by the node's interfaces as the kernel counts them, host "
+               "traffic included; loopback and veths (each pod's, counted per pod) left out.",
+               SeriesKind::Counter);
+    s.describe("vigil_node_interface_bytes_total",
+               "Bytes received (ingress) and sent (egress) by the node's interfaces as the kernel counts them, host "
+               "traffic included; loopback and veths (each pod's, counted per pod) left out.",
+               SeriesKind::Counter);
     s.describe("vigil_netstat_read_errors_total",
                "Reads of a pod's (or the node's) network statistics that failed; the pod's last values stay.",
                SeriesKind::Counter);
@@ -70,7 +79,8 @@ class NetstatFamily : public Family {
     auto samples = read_netns_samples(targets);
     // Rules take these counters' rates between reads and hold them in between (Sample::read_time).
     for (const char* name : {"vigil_netstat_total", "vigil_node_netstat_total", "vigil_interface_stats_total",
-                             "vigil_node_interface_stats_total"})
+                             "vigil_node_interface_stats_total", "vigil_node_interface_packets_total",
+                             "vigil_node_interface_bytes_total"})
       ctx.store.set_read_time(name, read_time);
 
     std::map<uint32_t, State> kept;
@@ -123,6 +133,7 @@ class NetstatFamily : public Family {
     std::string last_sockets_error;
     std::string path;  // where the pod's namespace is read when its resolved path went away
     uint64_t path_inode = 0;  // the namespace `path` was found for
+    std::set<std::string> interfaces;  // the node's, at the last read
   };
 
   Labels labels(const WatchedPod* pod, std::initializer_list<std::pair<std::string, std::string>> extra) const {
@@ -142,6 +153,13 @@ class NetstatFamily : public Family {
     const char* link_name = pod ? "vigil_interface_stats_total" : "vigil_node_interface_stats_total";
     for (const auto& c : sample.links)
       if (c.value != 0) s.set(link_name, labels(pod, {{"interface", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
+    for (const auto& c : sample.link_traffic) {
+      if (pod) break;  // a pod's traffic is the datapath's forward counters
+      const bool packets = c.name.ends_with("_packets");
+      s.set(packets ? "vigil_node_interface_packets_total" : "vigil_node_interface_bytes_total",
+            labels(pod, {{"direction", c.name.starts_with("rx_") ? "ingress" : "egress"}, {"interface", c.group}}),
+            static_cast<double>(c.value));
+    }
     const char* tcp_name = pod ? "vigil_tcp_sockets" : "vigil_node_tcp_sockets";
     for (int st = 1; st < kTcpStates && sample.has_tcp_states; ++st) {
       const uint32_t bit = 1u << st;
@@ -150,6 +168,22 @@ class NetstatFamily : public Family {
       s.set(tcp_name, labels(pod, {{"state", tcp_state_name(st)}}), static_cast<double>(sample.tcp_states[st]));
     }
     s.set(pod ? "vigil_udp_sockets" : "vigil_node_udp_sockets", labels(pod, {}), static_cast<double>(sample.udp_sockets));
+    if (!pod) forget_node_interfaces_gone(s, sample, state);
+  }
+
+  // An interface of the node that is gone (a tunnel or bridge removed) takes its series along,
+  // as a deleted pod's go. (A pod's interfaces go with the pod.)
+  void forget_node_interfaces_gone(SeriesStore& s, const NetnsSample& sample, State& state) {
+    std::set<std::string> now;
+    for (const auto& c : sample.links) now.insert(c.group);
+    bool gone = false;
+    for (const auto& name : state.interfaces) gone = gone || !now.count(name);
+    if (gone)
+      s.remove_if([&](const Labels& l) {
+        const std::string* i = find_label(l, "interface");
+        return i && !find_label(l, "pod") && !now.count(*i);
+      });
+    state.interfaces = std::move(now);
   }
 
   std::chrono::steady_clock::duration interval_;

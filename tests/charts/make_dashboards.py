@@ -108,6 +108,8 @@ def node_overview():
         panel("Node interface drops and errors/s", [(f'sum by (instance, interface, statistic) (rate(vigil_node_interface_stats_total{{{SEL}}}[{RATE}]))', "{{instance}} {{interface}} {{statistic}}")], "ops", w=8,
               desc="rx_missed_errors and rx_fifo_errors are frames the NIC lost before the kernel saw them: no drop reason names those."),
         panel("Node SNMP drop and error counters/s", [(f'topk(10, sum by (group, statistic) (rate(vigil_node_netstat_total{{{SEL}, statistic!~"ActiveOpens|PassiveOpens"}}[{RATE}])))', "{{group}}:{{statistic}}")], "ops", w=8),
+        panel("Node interfaces: bytes/s", [(f'sum by (instance, interface, direction) (rate(vigil_node_interface_bytes_total{{{SEL}}}[{RATE}]))', "{{instance}} {{interface}} {{direction}}")], "Bps", w=24,
+              desc="The kernel's own counts of the node's NICs, bridges and tunnels, host traffic included (the pods' veths are the per-pod panels)."),
         row("Anomalies"),
         panel("Anomalies started by rule", [(f'sum by (rule) (increase(vigil_anomalies_total{{{SEL}}}[{RATE}]))', "{{rule}}")], "short", w=24, stack=True),
     ])

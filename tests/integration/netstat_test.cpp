@@ -200,6 +200,65 @@ TEST_F(NetstatTelemetry, InterfaceDropsAreTheKernelsOwnPerPod) {
   EXPECT_FALSE(metric_value(text, "vigil_interface_stats_total", {{"pod", "pod-1"}, {"interface", "lo"}}));
 }
 
+// The node's own interfaces' traffic, host traffic included, as the kernel counts it; the pods'
+// veths are left out (each pod's traffic is its forward counters), and an interface that goes
+// takes its series along.
+TEST_F(NetstatTelemetry, NodeInterfacesTrafficAsTheKernelCountsIt) {
+  const std::string bridge = lab_->prefix() + "-br0";
+  auto sys = [&](const std::string& stat) {
+    auto r = run("cat /sys/class/net/" + bridge + "/statistics/" + stat);
+    return r.status == 0 ? std::stod(r.output) : -1.0;
+  };
+  auto vigil = [&](const std::string& text, const std::string& metric, const std::string& dev, const std::string& dir) {
+    return metric_value(text, metric, {{"interface", dev}, {"direction", dir}}).value_or(-1);
+  };
+  // The host gets an address on the lab's bridge, so that what it sends to pod 2 leaves through
+  // the bridge (never the default route: checked before anything is sent).
+  const std::string pod2 = lab_->ip(2);
+  const std::string host_ip = pod2.substr(0, pod2.rfind('.')) + ".254";
+  ASSERT_EQ(run("ip addr add " + host_ip + "/24 dev " + bridge).status, 0);
+  auto route = run("ip -o route get " + pod2);
+  ASSERT_NE(route.output.find("dev " + bridge + " "), std::string::npos) << route.output;
+  // 20 datagrams of 200 bytes from the host to pod 2 go out through the bridge (the pod answers
+  // with port unreachable, which comes in through it).
+  settled();
+  const double tx_before = sys("tx_packets"), txb_before = sys("tx_bytes"), rx_before = sys("rx_packets");
+  auto r = run("bash -c 'for i in $(seq 20); do printf %0200d 0 > /dev/udp/" + pod2 + "/9000; done'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string text = settled();
+  const double tx_after = sys("tx_packets"), txb_after = sys("tx_bytes"), rx_after = sys("rx_packets");
+  const double tx = vigil(text, "vigil_node_interface_packets_total", bridge, "egress");
+  const double txb = vigil(text, "vigil_node_interface_bytes_total", bridge, "egress");
+  const double rx = vigil(text, "vigil_node_interface_packets_total", bridge, "ingress");
+  // Read between the kernel's two readings; the bridge's other traffic (neighbour discovery)
+  // may move it too.
+  EXPECT_GE(tx, tx_before + 20) << text;
+  EXPECT_LE(tx, tx_after);
+  EXPECT_GE(txb, txb_before + 20 * 200) << text;
+  EXPECT_LE(txb, txb_after);
+  EXPECT_GE(rx, rx_before + 1) << text;  // at least one port unreachable (ICMP is rate limited)
+  EXPECT_LE(rx, rx_after);
+  // Loopback and the pods' host-side veths have no series.
+  EXPECT_EQ(vigil(text, "vigil_node_interface_packets_total", "lo", "egress"), -1);
+  EXPECT_EQ(vigil(text, "vigil_node_interface_packets_total", lab_->veth(2), "egress"), -1) << text;
+  // An interface that goes takes its series along: a bridge with no port, no address and no
+  // IPv6 (so no traffic at all) appears, then is deleted.
+  const std::string spare = lab_->prefix() + "-sp";
+  struct Deleted {  // also when an assertion below fails
+    std::string name;
+    ~Deleted() { run("ip link del " + name + " 2>/dev/null"); }
+  } deleted{spare};
+  ASSERT_EQ(run("ip link add " + spare + " type bridge && sysctl -qw net.ipv6.conf." + spare +
+                ".disable_ipv6=1 && ip link set " + spare + " up").status, 0);
+  text = settled();
+  const bool appeared = vigil(text, "vigil_node_interface_packets_total", spare, "ingress") == 0;
+  run("ip link del " + spare);
+  EXPECT_TRUE(appeared) << text;
+  text = settled();
+  EXPECT_EQ(vigil(text, "vigil_node_interface_packets_total", spare, "ingress"), -1) << text;
+  EXPECT_GE(vigil(text, "vigil_node_interface_packets_total", bridge, "egress"), tx);
+}
+
 TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
   // Two reads of pod 3 at least, then its namespace is deleted as a CNI would: the kernel must
   // be able to free it, and with it the veth pair (a descriptor kept open in the namespace would
