@@ -290,6 +290,8 @@ Result<NetnsSample> sample_here(bool tcp_states) {
     else out.tcp_states_error = r.error().message;
   }
   out.udp_sockets = find(sock, "UDP", "inuse") + find(sock, "UDP6", "inuse");
+  out.tcp_in_use = find(sock, "TCP", "inuse") + find(sock, "TCP6", "inuse");
+  out.tcp_time_wait = find(sock, "TCP", "tw");  // one count for IPv4 and IPv6
   return out;
 }
 

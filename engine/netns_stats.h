@@ -55,6 +55,11 @@ struct NetnsSample {
                                                // sock_diag in the kernel, say); the rest stands
   std::array<uint64_t, kTcpStates> tcp_states{};  // sockets (IPv4 and IPv6) in each state
   uint64_t udp_sockets = 0;                    // UDP sockets (IPv4 and IPv6) with a local port
+  // From /proc/net/sockstat{,6}, no socket dump: TCP sockets (IPv4 and IPv6) the namespace has
+  // hashed, in any state but TIME_WAIT (listeners included), and its timewait sockets (TIME_WAIT,
+  // and FIN_WAIT2 once closed: the kernel keeps both as timewait sockets).
+  uint64_t tcp_in_use = 0;
+  uint64_t tcp_time_wait = 0;
 };
 
 struct NetnsTarget {

@@ -40,6 +40,16 @@ class NetstatFamily : public Family {
                SeriesKind::Gauge);
     s.describe("vigil_udp_sockets", "UDP sockets (IPv4 and IPv6) in a pod's network namespace.", SeriesKind::Gauge);
     s.describe("vigil_node_udp_sockets", "UDP sockets (IPv4 and IPv6) in the node's network namespace.", SeriesKind::Gauge);
+    s.describe("vigil_tcp_sockets_in_use",
+               "TCP sockets (IPv4 and IPv6) of a pod's network namespace in any state but TIME_WAIT, listeners included, "
+               "as /proc/net/sockstat counts them (no socket dump: always on).",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_tcp_sockets_in_use", "The same for the node's own network namespace.", SeriesKind::Gauge);
+    s.describe("vigil_tcp_sockets_time_wait",
+               "TCP sockets (IPv4 and IPv6) of a pod's network namespace in TIME_WAIT, and closed in FIN_WAIT2 (kept the same "
+               "way), as /proc/net/sockstat counts them.",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_tcp_sockets_time_wait", "The same for the node's own network namespace.", SeriesKind::Gauge);
     s.describe("vigil_interface_stats_total",
                "Error and drop counters of the interfaces in a pod's network namespace, as `ip -s -s link` shows them "
                "(a series appears once its value is not zero).",
@@ -168,6 +178,10 @@ class NetstatFamily : public Family {
       s.set(tcp_name, labels(pod, {{"state", tcp_state_name(st)}}), static_cast<double>(sample.tcp_states[st]));
     }
     s.set(pod ? "vigil_udp_sockets" : "vigil_node_udp_sockets", labels(pod, {}), static_cast<double>(sample.udp_sockets));
+    s.set(pod ? "vigil_tcp_sockets_in_use" : "vigil_node_tcp_sockets_in_use", labels(pod, {}),
+          static_cast<double>(sample.tcp_in_use));
+    s.set(pod ? "vigil_tcp_sockets_time_wait" : "vigil_node_tcp_sockets_time_wait", labels(pod, {}),
+          static_cast<double>(sample.tcp_time_wait));
     if (!pod) forget_node_interfaces_gone(s, sample, state);
   }
 

@@ -171,6 +171,9 @@ def tcp():
         panel("TCP sockets by state", [(f'sum by (state) (vigil_tcp_sockets{{{POD}}})', "{{state}}")], "short", stack=True,
               desc="Per pod with metrics.netstat.sockets: all (each count walks the node's TCP hash table)."),
         panel("Interface drops and errors/s (the pod's view)", [(f'sum by (namespace, pod, interface, statistic) (rate(vigil_interface_stats_total{{{POD}}}[{RATE}]))', "{{namespace}}/{{pod}} {{interface}} {{statistic}}")], "ops"),
+        panel("TCP sockets in use and in TIME_WAIT", [(f'sum by (namespace, pod) (vigil_tcp_sockets_in_use{{{POD}}})', "{{namespace}}/{{pod}} in use"),
+                                                    (f'sum by (namespace, pod) (vigil_tcp_sockets_time_wait{{{POD}}})', "{{namespace}}/{{pod}} TIME_WAIT")], "short", w=24,
+              desc="Every pod, no socket dump (/proc/net/sockstat): sockets that only grow in use are a leak (CLOSE_WAIT: the application never closes them)."),
         row("API server connections (apiserver.addresses)"),
         panel("Handshake and first response p99", [
             (f'histogram_quantile(0.99, sum by (instance, le) (rate(vigil_apiserver_handshake_seconds_bucket{{{SEL}}}[{RATE}])))', "handshake {{instance}}"),

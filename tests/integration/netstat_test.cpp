@@ -75,6 +75,22 @@ class NetstatTelemetry : public ::testing::Test {
   double sockets(const std::string& text, int i, const std::string& state) {
     return metric_value(text, "vigil_tcp_sockets", {{"pod", pod(i)}, {"state", state}}).value_or(-1);
   }
+  // The sockstat-based gauges: sockets in use (all but TIME_WAIT) and in TIME_WAIT.
+  double in_use(const std::string& text, int i) {
+    return metric_value(text, "vigil_tcp_sockets_in_use", {{"pod", pod(i)}}).value_or(-1);
+  }
+  double time_wait(const std::string& text, int i) {
+    return metric_value(text, "vigil_tcp_sockets_time_wait", {{"pod", pod(i)}}).value_or(-1);
+  }
+  // Every TCP socket ss lists in pod `i`, TIME_WAIT left out.
+  int ss_not_time_wait(int i) {
+    auto r = run("ip netns exec " + ns(i) + " ss -Htan");
+    std::istringstream in(r.output);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) n += !line.empty() && line.rfind("TIME-WAIT ", 0) != 0;
+    return n;
+  }
   // A number from a file as pod `i` sees it (its own /sys).
   uint64_t read_u64_in(int i, const std::string& path) {
     auto r = run("ip netns exec " + ns(i) + " cat " + path);
@@ -149,6 +165,11 @@ TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
   EXPECT_EQ(sockets(text, 2, "LISTEN"), 1);
   EXPECT_EQ(sockets(text, 1, "LISTEN"), -1);  // no pod-1 listener: no series
   EXPECT_EQ(sockets(text, 3, "ESTABLISHED"), -1);
+  // Without a socket dump, from sockstat: 4 on pod 1, 4 and the listener on pod 2, none on pod 3.
+  EXPECT_EQ(in_use(text, 1), 4) << text;
+  EXPECT_EQ(in_use(text, 2), 5);
+  EXPECT_EQ(in_use(text, 3), 0);
+  EXPECT_EQ(time_wait(text, 1), 0);
 
   // The client goes away: its sockets wait in FIN_WAIT2 for the server's FIN, the server's in
   // CLOSE_WAIT. ESTABLISHED falls back to 0 rather than keeping its last value.
@@ -160,6 +181,12 @@ TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
   EXPECT_EQ(sockets(text, 2, "CLOSE_WAIT"), 4);
   EXPECT_EQ(sockets(text, 1, "ESTABLISHED"), 0);
   EXPECT_EQ(sockets(text, 2, "ESTABLISHED"), 0);
+  // Without a dump: the server's unclosed sockets are still in use (a CLOSE_WAIT leak shows),
+  // the client's closed ones in FIN_WAIT2 are kept as the kernel keeps TIME_WAIT sockets (a
+  // timewait socket in its FIN_WAIT2 substate), so sockstat counts them with those.
+  EXPECT_EQ(in_use(text, 2), 5);
+  EXPECT_EQ(in_use(text, 1), 0);
+  EXPECT_EQ(time_wait(text, 1), 4);
 
   // The server goes too: its FINs move the client's sockets to TIME_WAIT, and its listener closes.
   helpers_[0]->terminate();
@@ -170,6 +197,9 @@ TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
   EXPECT_EQ(sockets(text, 1, "FIN_WAIT2"), 0);
   EXPECT_EQ(sockets(text, 2, "LISTEN"), 0);
   EXPECT_EQ(sockets(text, 2, "CLOSE_WAIT"), ss_count(2, "CLOSE-WAIT"));
+  EXPECT_EQ(time_wait(text, 1), 4);
+  EXPECT_EQ(in_use(text, 1), 0);
+  EXPECT_EQ(in_use(text, 2), ss_not_time_wait(2));
 }
 
 TEST_F(NetstatTelemetry, InterfaceDropsAreTheKernelsOwnPerPod) {
