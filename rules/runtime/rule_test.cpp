@@ -197,6 +197,9 @@ struct SeriesInput {
   Labels labels;
   SeriesKind kind = SeriesKind::Counter;
   bool rates = false;  // values are per-second rates, integrated into a counter
+  // > 0: the agent reads the series on its own schedule, every this many seconds (as the netstat
+  // family does): the rule sees the value of the last read, with its read time.
+  double read_every = 0;
   ValueSeries values;
 };
 
@@ -267,6 +270,7 @@ class Parser {
       f.tick = duration(root["tick"], "tick");
       if (f.tick <= 0 || f.tick > 3600) fail(root["tick"], "tick", "must be > 0 and at most 1h");
     }
+    tick_ = f.tick;
     if (root["start"]) f.start = timestamp(root["start"], "start");
     if (root["node"]) f.node = string(root["node"], "node");
     if (root["channels"]) {
@@ -389,7 +393,7 @@ class Parser {
   }
 
   SeriesInput series(const YAML::Node& n, const std::string& field) const {
-    keys(n, field, {"series", "metric", "labels", "type", "values", "rates"});
+    keys(n, field, {"series", "metric", "labels", "type", "values", "rates", "read_every"});
     SeriesInput s;
     s.line = n.Mark().line + 1;
     if (n["series"] && n["metric"]) fail(n, field, "give either series or metric (+ labels), not both");
@@ -416,6 +420,11 @@ class Parser {
     s.rates = static_cast<bool>(n["rates"]);
     if (s.rates && s.kind != SeriesKind::Counter)
       fail(n["rates"], child(field, "rates"), "rates are for counters; a gauge takes values");
+    if (n["read_every"]) {
+      s.read_every = duration(n["read_every"], child(field, "read_every"));
+      if (s.read_every < tick_ || s.read_every > 3600)
+        fail(n["read_every"], child(field, "read_every"), "must be at least the tick and at most 1h");
+    }
     const char* key = s.rates ? "rates" : "values";
     const YAML::Node v = n[key];
     auto parsed = parse_values(string(v, child(field, key)));
@@ -545,6 +554,7 @@ class Parser {
   }
 
   std::string path_;
+  double tick_ = 1;  // the file's, for the checks of input series
 };
 
 // ---- running and comparing ----
@@ -686,6 +696,11 @@ std::vector<std::string> run_case(const TestFile& f, const TestCase& tc, std::ve
   for (size_t k = 0; k < tc.series.size(); ++k) seeds[k] = splitmix64(tc.seed * 0x100000001B3ULL + k);
   std::vector<char> present(tc.series.size(), 0), was_present;
   std::vector<double> values(tc.series.size(), 0);
+  // Series read on a schedule (read_every): the value and time of the last read, the read before.
+  struct Read {
+    double value = 0, time = 0, previous = 0;
+  };
+  std::vector<Read> reads(tc.series.size());
   for (uint64_t i = 0; i < tc.ticks; ++i) {
     offset = static_cast<double>(i) * f.tick;
     const double now = f.start + offset;
@@ -696,6 +711,16 @@ std::vector<std::string> run_case(const TestFile& f, const TestCase& tc, std::ve
       if (!v) continue;
       if (s.rates) values[k] = cumulative[k] += std::max(0.0, *v) * f.tick;
       else values[k] = *v;
+      if (s.read_every > 0) {
+        Read& r = reads[k];
+        // The first tick reads, then every read_every (ticks land on the grid: half a tick of slack).
+        if (r.time == 0 || now - r.time >= s.read_every - f.tick / 2) {
+          r.previous = r.time;
+          r.time = now;
+          r.value = values[k];
+        }
+        values[k] = r.value;
+      }
     }
     if (present != was_present) {  // rebuild the samples only when a series comes or goes
       input.samples.clear();
@@ -703,8 +728,15 @@ std::vector<std::string> run_case(const TestFile& f, const TestCase& tc, std::ve
         if (present[k]) input.samples.push_back(Sample{tc.series[k].metric, tc.series[k].labels, 0, tc.series[k].kind});
       was_present = present;
     }
-    for (size_t k = 0, j = 0; k < tc.series.size(); ++k)
-      if (present[k]) input.samples[j++].value = values[k];
+    for (size_t k = 0, j = 0; k < tc.series.size(); ++k) {
+      if (!present[k]) continue;
+      Sample& sample = input.samples[j++];
+      sample.value = values[k];
+      if (tc.series[k].read_every > 0) {
+        sample.read_time = reads[k].time;
+        sample.previous_read_time = reads[k].previous;
+      }
+    }
     input.time = now;
     (*engine)->tick(input);
   }

@@ -209,6 +209,33 @@ TEST_F(RuleTestFiles, CountersGivenAsRates) {
   EXPECT_NE(run.out.find(f + ":4: tests[0]"), std::string::npos) << run.out;  // unnamed: the field names it
 }
 
+// A series the agent reads every 10 s (read_every, as the netstat family is): the rule sees each
+// read's rate, held until the next read, one read late, and never the whole increase on one tick.
+TEST_F(RuleTestFiles, SeriesReadOnASchedule) {
+  write("read.lua",
+        "rule { name = \"fast\", metric = \"c_total\", by = {}, detect = threshold { above = 50 } }\n");
+  std::string f = write("read.test.yaml",
+                        "rule_files: [read.lua]\n"
+                        "tick: 1s\n"
+                        "tests:\n"
+                        "  - input_series:\n"
+                        "      - {metric: c_total, rates: '10x29 100x19 10x29', read_every: 10s}\n"
+                        "    expected_anomalies:\n"
+                        // Read at 30 s: 9 ticks of 10/s and one of 100/s; at 40 s: 100/s.
+                        "      - {at: 40s, rule: fast, value: {min: 100, max: 100}}\n"
+                        "      - {at: 1m10s, rule: fast, status: resolved}\n");
+  auto run = run_rule_tests({f});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::string bad = write("bad.test.yaml",
+                          "rule_files: [read.lua]\n"
+                          "tests:\n"
+                          "  - input_series: [{metric: c_total, rates: '1', read_every: 500ms}]\n");
+  auto refused = run_rule_tests({bad});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find(bad + ":3: tests[0].input_series[0].read_every: must be at least the tick"), std::string::npos)
+      << refused.err;
+}
+
 // A rule with a capture option runs under test (every capture is granted, nothing captured),
 // and `captures: N` expects how many captures an anomaly or notification carries.
 TEST_F(RuleTestFiles, CapturesAreGrantedAndCounted) {

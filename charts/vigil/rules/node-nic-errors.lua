@@ -8,7 +8,9 @@
 --
 -- A healthy link has none at all, so a fixed floor rather than a learned baseline: a link that
 -- always loses frames is still broken, and a baseline would learn it as normal. At least one
--- frame a second (10 in a 10 s read) for 30 s, per interface and kind of error. Left out:
+-- frame a second (10 in a 10 s read) for a minute, per interface and kind of error (the
+-- counters are read every 10 s, so a burst of 30 s can span four reads: shorter bursts when
+-- a host is busy for a moment stay quiet). Left out:
 -- rx_dropped and tx_dropped (many drivers count frames of protocols or VLANs nobody asked for as
 -- rx_dropped, and pod-drop-surge sees the stack's own drops), rx_errors and tx_errors (sums of
 -- the others), rx_nohandler and rx_otherhost_dropped (frames for nobody here).
@@ -23,7 +25,7 @@ rule {
   by = { "interface", "statistic" },
   detect = threshold { above = 1 },
   severity = "warning",
-  pending = "30s",
+  pending = "1m",
   resolve_after = "2m",
   cooldown = "10m",
   summary = "{interface} on node {node}: {value} {statistic}/s, frames lost in the NIC or its driver",
