@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <vector>
 
@@ -116,6 +117,15 @@ Result<ScrapedValue> scrape_value(std::string_view text, const std::string& metr
   };
   const std::string type = type_of(metric);
   out.counter = type == "counter" || type == "histogram" || type == "summary";
+  if (out.value && metric != kSeriesReadTimestamp) {
+    // A histogram's series are read with their family: its name without the suffix.
+    std::string family = metric;
+    if (!types.count(metric))
+      for (const char* suffix : {"_count", "_sum", "_bucket"})
+        if (metric.ends_with(suffix)) family.resize(metric.size() - std::strlen(suffix));
+    auto read = scrape_value(text, kSeriesReadTimestamp, {{"metric", family}});
+    if (read && read->value) out.read_time = read->value;
+  }
   return out;
 }
 
@@ -124,6 +134,20 @@ std::string RecordSeries::add(double unix_time, const ScrapedValue& v) {
   std::optional<double> row;
   if (!v.counter) {
     row = *v.value;
+  } else if (v.read_time) {
+    // Read by the agent on its own schedule: the value moves only at a read.
+    if (!prev_read_ || *v.read_time > *prev_read_) {
+      if (prev_read_ && prev_value_) {
+        double delta = *v.value - *prev_value_;
+        if (delta < 0) delta = *v.value;  // reset
+        held_ = delta / (*v.read_time - *prev_read_);
+      }
+      prev_read_ = v.read_time;
+      prev_value_ = *v.value;
+    }
+    prev_time_ = unix_time;
+    if (!held_) return "";
+    row = held_;
   } else if (prev_value_ && prev_time_ && unix_time > *prev_time_) {
     double delta = *v.value - *prev_value_;
     if (delta < 0) delta = *v.value;  // reset

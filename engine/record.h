@@ -19,7 +19,13 @@ namespace vigil {
 struct ScrapedValue {
   std::optional<double> value;
   bool counter = false;
+  // For a metric the agent reads on its own schedule (the netstat family): when it last read it,
+  // from vigil_series_read_timestamp_seconds{metric=...}. A counter's rate is then taken between
+  // reads and held between them, as rules see it.
+  std::optional<double> read_time = std::nullopt;
 };
+// The gauge that says when the agent last read a metric it reads on its own schedule.
+inline constexpr const char* kSeriesReadTimestamp = "vigil_series_read_timestamp_seconds";
 Result<ScrapedValue> scrape_value(std::string_view metrics_text, const std::string& metric,
                                   const std::map<std::string, std::string>& where);
 
@@ -28,7 +34,8 @@ Result<std::map<std::string, std::string>> parse_where(const std::string& text);
 
 // Turns successive scrapes into rows: a gauge gives its value at every scrape, a counter its
 // rate since the previous scrape (nothing for the first; a counter that went back was reset,
-// so its rate is its value over the interval, as Prometheus' rate() does).
+// so its rate is its value over the interval, as Prometheus' rate() does). A counter with a
+// read time: its rate between the agent's last two reads, at every scrape until the next read.
 class RecordSeries {
  public:
   // Returns the CSV row ("timestamp,value\n") for a scrape at `unix_time`, or "" when there
@@ -38,6 +45,8 @@ class RecordSeries {
  private:
   std::optional<double> prev_time_;
   std::optional<double> prev_value_;
+  std::optional<double> prev_read_;  // read_time of prev_value_, for a metric read on a schedule
+  std::optional<double> held_;       // its rate between the last two reads
 };
 
 }  // namespace vigil

@@ -65,6 +65,10 @@ class NetstatFamily : public Family {
                "Bytes received (ingress) and sent (egress) by the node's interfaces as the kernel counts them, host "
                "traffic included; loopback and veths (each pod's, counted per pod) left out.",
                SeriesKind::Counter);
+    s.describe("vigil_series_read_timestamp_seconds",
+               "When the agent last read the kernel figures behind a metric it reads on its own schedule "
+               "(metrics.netstat.interval), in seconds since the Unix epoch: their values hold between reads.",
+               SeriesKind::Gauge);
     s.describe("vigil_netstat_read_errors_total",
                "Reads of a pod's (or the node's) network statistics that failed; the pod's last values stay.",
                SeriesKind::Counter);
@@ -91,7 +95,10 @@ class NetstatFamily : public Family {
     for (const char* name : {"vigil_netstat_total", "vigil_node_netstat_total", "vigil_interface_stats_total",
                              "vigil_node_interface_stats_total", "vigil_node_interface_packets_total",
                              "vigil_node_interface_bytes_total"})
+    {
       ctx.store.set_read_time(name, read_time);
+      ctx.store.set("vigil_series_read_timestamp_seconds", {{"metric", name}}, read_time);
+    }
 
     std::map<uint32_t, State> kept;
     for (size_t i = 0; i < samples.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -90,6 +91,53 @@ TEST(Record, RecordsAnAgentsSeriesThatReplayReads) {
   }
   EXPECT_EQ(lines, 4) << r.output;
   EXPECT_EQ(firing, 4) << r.output;
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
+// A counter the agent reads on its own schedule (netstat, every 2 s here), recorded every
+// 500 ms: each row is the rate between the agent's last two reads, held until the next, never
+// the 0 of a scrape between reads.
+TEST(Record, ACounterReadOnAScheduleIsRecordedAsTheRateBetweenReads) {
+  VIGIL_REQUIRE_ROOT();
+  const ScopedTempDir temp;
+  const std::string& dir = temp.path();
+  const int port = free_port();
+  const std::string config = write_temp_file(dir, "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                             "state_dir: " + dir + "/state\npods: {source: none}\nrules: []\nnotifiers: []\n"
+                                             "metrics: {netstat: {interval: 2s}}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    http_get("127.0.0.1", port, "/metrics", &status);
+    if (status != 200) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(status, 200) << agent.log();
+  // About 10 refused connections a second on loopback for ~12 s: the node's Tcp:ActiveOpens.
+  const int closed = free_port();
+  Process opener({"/bin/bash", "-c",
+                  "for i in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(closed) +
+                      ") 2>/dev/null; sleep 0.1; done"},
+                 dir + "/opener.log");
+  auto r = run(binary_path("vigil") + " record --metric vigil_node_netstat_total --where group=Tcp,statistic=ActiveOpens"
+               " --interval 500ms --samples 16 --output " + dir + "/opens.csv --agent 127.0.0.1:" + std::to_string(port));
+  opener.terminate();
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto rows = csv_rows(dir + "/opens.csv");
+  ASSERT_GE(rows.size(), 9u) << r.output;  // the header, and rows from the agent's second read on
+  std::set<std::string> distinct;
+  std::string shown;
+  for (size_t i = 1; i < rows.size(); ++i) shown += rows[i].size() == 2 ? rows[i][1] + " " : "? ";
+  std::printf("recorded ActiveOpens/s: %s\n", shown.c_str());
+  for (size_t i = 1; i < rows.size(); ++i) {
+    ASSERT_EQ(rows[i].size(), 2u);
+    const double rate = std::stod(rows[i][1]);
+    EXPECT_GE(rate, 3.0) << "row " << i << ": never 0 between reads";
+    EXPECT_LE(rate, 100.0) << "row " << i << ": never a read's whole increase over one scrape";
+    distinct.insert(rows[i][1]);
+  }
+  // One value a read: 4 scrapes a read.
+  EXPECT_LE(distinct.size(), (rows.size() - 1) / 3 + 1) << r.output;
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 

@@ -52,6 +52,31 @@ TEST(Record, RatesForCountersValuesForGauges) {
   EXPECT_EQ(gauge.add(100.25, {7.5, false}), "100.250,7.5\n");
 }
 
+// A counter the agent reads every 10 s, scraped every 2 s: its rate between the agent's reads,
+// at every scrape, not 0 four times and five times the rate once.
+TEST(Record, CountersReadOnAScheduleGiveTheRateBetweenReads) {
+  const std::string text =
+      "# TYPE vigil_netstat_total counter\n"
+      "vigil_netstat_total{pod=\"a\",statistic=\"NoPorts\"} 130\n"
+      "# TYPE vigil_series_read_timestamp_seconds gauge\n"
+      "vigil_series_read_timestamp_seconds{metric=\"vigil_netstat_total\"} 1000.5\n"
+      "vigil_series_read_timestamp_seconds{metric=\"vigil_node_netstat_total\"} 990\n";
+  auto v = scrape_value(text, "vigil_netstat_total", {{"pod", "a"}});
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(v->value, 130);
+  EXPECT_EQ(v->read_time, 1000.5);
+  auto plain = scrape_value("# TYPE vigil_x_total counter\nvigil_x_total 3\n", "vigil_x_total", {});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->read_time);
+
+  RecordSeries r;
+  EXPECT_EQ(r.add(1001, {100.0, true, 1000.0}), "") << "one read: no rate yet";
+  EXPECT_EQ(r.add(1003, {100.0, true, 1000.0}), "");
+  EXPECT_EQ(r.add(1011, {150.0, true, 1010.0}), "1011.000,5\n");
+  EXPECT_EQ(r.add(1013, {150.0, true, 1010.0}), "1013.000,5\n") << "held until the next read";
+  EXPECT_EQ(r.add(1021, {170.0, true, 1020.0}), "1021.000,2\n");
+}
+
 TEST(Record, WhereListsLabelEqualsValue) {
   auto w = parse_where("pod=web-1,direction=ingress");
   ASSERT_TRUE(w.ok());
