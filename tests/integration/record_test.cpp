@@ -27,21 +27,32 @@ std::vector<std::vector<std::string>> csv_rows(const std::string& path) {
   return rows;
 }
 
-TEST(Record, RecordsAnAgentsSeriesThatReplayReads) {
-  VIGIL_REQUIRE_ROOT();  // the agent loads its eBPF programs
-  const ScopedTempDir temp;
-  const std::string& dir = temp.path();
-  const int port = free_port();
+// An agent with no pods and a 200 ms tick, listening on `port`; `extra` is more configuration.
+Process start_agent(const std::string& dir, int port, const std::string& extra) {
   const std::string config = write_temp_file(dir, "vigil.yaml",
                                              "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
-                                             "state_dir: " + dir + "/state\npods: {source: none}\nrules: []\nnotifiers: []\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+                                             "state_dir: " + dir + "/state\npods: {source: none}\nrules: []\nnotifiers: []\n" +
+                                                 extra);
+  return Process({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+}
+
+// Waits (bounded, 10 s) until the agent serves /metrics.
+bool answers(int port) {
   int status = 0;
   for (int i = 0; i < 100 && status != 200; ++i) {
     http_get("127.0.0.1", port, "/metrics", &status);
     if (status != 200) std::this_thread::sleep_for(100ms);
   }
-  ASSERT_EQ(status, 200) << agent.log();
+  return status == 200;
+}
+
+TEST(Record, RecordsAnAgentsSeriesThatReplayReads) {
+  VIGIL_REQUIRE_ROOT();  // the agent loads its eBPF programs
+  const ScopedTempDir temp;
+  const std::string& dir = temp.path();
+  const int port = free_port();
+  Process agent = start_agent(dir, port, "");
+  ASSERT_TRUE(answers(port)) << agent.log();
   const std::string vigil = binary_path("vigil");
   const std::string at = " --agent 127.0.0.1:" + std::to_string(port);
 
@@ -102,17 +113,8 @@ TEST(Record, ACounterReadOnAScheduleIsRecordedAsTheRateBetweenReads) {
   const ScopedTempDir temp;
   const std::string& dir = temp.path();
   const int port = free_port();
-  const std::string config = write_temp_file(dir, "vigil.yaml",
-                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
-                                             "state_dir: " + dir + "/state\npods: {source: none}\nrules: []\nnotifiers: []\n"
-                                             "metrics: {netstat: {interval: 2s}}\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
-  int status = 0;
-  for (int i = 0; i < 100 && status != 200; ++i) {
-    http_get("127.0.0.1", port, "/metrics", &status);
-    if (status != 200) std::this_thread::sleep_for(100ms);
-  }
-  ASSERT_EQ(status, 200) << agent.log();
+  Process agent = start_agent(dir, port, "metrics: {netstat: {interval: 2s}}\n");
+  ASSERT_TRUE(answers(port)) << agent.log();
   // About 10 refused connections a second on loopback for ~12 s: the node's Tcp:ActiveOpens.
   const int closed = free_port();
   Process opener({"/bin/bash", "-c",
