@@ -39,6 +39,15 @@ void SeriesStore::set_read_time(const std::string& name, double unix_time) {
   if (unix_time == f.read_time) return;
   f.previous_read_time = f.read_time;
   f.read_time = unix_time;
+  f.first_read.clear();
+}
+
+void SeriesStore::set_first_read(const std::string& name, const Labels& labels, double value) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
+  it->second.series[labels] = value;
+  it->second.first_read.insert(labels);
 }
 
 void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
@@ -46,6 +55,7 @@ void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   for (auto& [name, family] : families_)
   {
     std::erase_if(family.series, [&](const auto& kv) { return match(kv.first); });
+    std::erase_if(family.first_read, [&](const Labels& l) { return match(l); });
     std::erase_if(family.histograms, [&](const auto& kv) { return match(kv.first); });
   }
 }
@@ -55,7 +65,10 @@ std::vector<Sample> SeriesStore::snapshot() const {
   std::vector<Sample> out;
   for (const auto& [name, family] : families_) {
     const double t = family.read_time, t0 = family.previous_read_time;
-    for (const auto& [labels, value] : family.series) out.push_back(Sample{name, labels, value, family.kind, t, t0});
+    for (const auto& [labels, value] : family.series) {
+      const bool first = !family.first_read.empty() && family.first_read.count(labels);
+      out.push_back(Sample{name, labels, value, family.kind, t, first ? 0 : t0});
+    }
     for (const auto& [labels, h] : family.histograms) {
       uint64_t count = 0;
       for (auto c : h.counts) count += c;

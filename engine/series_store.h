@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ class SeriesStore : public prometheus::Collectable {
   // one before, so that rules take a counter's rate over the time between two reads and hold
   // it until the next, instead of 0 between reads and the whole increase on a read's tick.
   void set_read_time(const std::string& name, double unix_time);
+  // set() for a series of such a family whose owner (a pod) is read for the first time: its value
+  // is all that built up before, not what came since the family's previous read, so snapshots
+  // give it no previous read time (no rate) until the family's next read.
+  void set_first_read(const std::string& name, const Labels& labels, double value);
   // Removes every series of every family whose labels satisfy `match`.
   void remove_if(const std::function<bool(const Labels&)>& match);
 
@@ -51,6 +56,7 @@ class SeriesStore : public prometheus::Collectable {
     std::vector<double> bounds;  // histograms only
     std::map<Labels, HistogramValue> histograms;
     double read_time = 0, previous_read_time = 0;  // set_read_time's; 0: read every tick
+    std::set<Labels> first_read;  // set_first_read's, until the next read
   };
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;

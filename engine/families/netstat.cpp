@@ -151,6 +151,7 @@ class NetstatFamily : public Family {
     std::string path;  // where the pod's namespace is read when its resolved path went away
     uint64_t path_inode = 0;  // the namespace `path` was found for
     std::set<std::string> interfaces;  // the node's, at the last read
+    bool read_before = false;  // a read of it has succeeded before
   };
 
   Labels labels(const WatchedPod* pod, std::initializer_list<std::pair<std::string, std::string>> extra) const {
@@ -159,21 +160,29 @@ class NetstatFamily : public Family {
   }
 
   void emit(SeriesStore& s, const WatchedPod* pod, const NetnsSample& sample, State& state) {
+    // A pod read for the first time (attached while its namespace already had counts): what its
+    // counters hold built up before, so rules get no rate from this read (SeriesStore::set_first_read).
+    const bool first = !state.read_before;
+    state.read_before = true;
+    auto set_counter = [&](const char* name, const Labels& labels, double value) {
+      if (first) s.set_first_read(name, labels, value);
+      else s.set(name, labels, value);
+    };
     const char* mib_name = pod ? "vigil_netstat_total" : "vigil_node_netstat_total";
     std::string key;
     for (const auto& c : sample.mibs) {
       if (c.value == 0) continue;  // counters only grow: a zero one has never had a series
       key.assign(c.group).append(1, ':').append(c.name);
       if (!wanted_.count(key)) continue;
-      s.set(mib_name, labels(pod, {{"group", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
+      set_counter(mib_name, labels(pod, {{"group", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
     }
     const char* link_name = pod ? "vigil_interface_stats_total" : "vigil_node_interface_stats_total";
     for (const auto& c : sample.links)
-      if (c.value != 0) s.set(link_name, labels(pod, {{"interface", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
+      if (c.value != 0) set_counter(link_name, labels(pod, {{"interface", c.group}, {"statistic", c.name}}), static_cast<double>(c.value));
     for (const auto& c : sample.link_traffic) {
       if (pod) break;  // a pod's traffic is the datapath's forward counters
       const bool packets = c.name.ends_with("_packets");
-      s.set(packets ? "vigil_node_interface_packets_total" : "vigil_node_interface_bytes_total",
+      set_counter(packets ? "vigil_node_interface_packets_total" : "vigil_node_interface_bytes_total",
             labels(pod, {{"direction", c.name.starts_with("rx_") ? "ingress" : "egress"}, {"interface", c.group}}),
             static_cast<double>(c.value));
     }

@@ -411,5 +411,62 @@ TEST(NetstatRules, ARuleSeesTheRateBetweenReadsOnEveryTick) {
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
+// A pod attached while its namespace already counts 400 datagrams to a closed port (the agent
+// started before it, or a pods file that listed it late): its first read is what built up
+// before, not a burst, so a rule with no pending stays quiet; traffic afterwards still fires.
+TEST(NetstatRules, APodsCountsFromBeforeItWasWatchedAreNoBurst) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  write_temp_file(dir.path(), "noports.lua",
+                  "rule {\n"
+                  "  name = 'udp-no-ports',\n"
+                  "  metric = 'vigil_netstat_total',\n"
+                  "  where = { group = 'Udp', statistic = 'NoPorts' },\n"
+                  "  detect = threshold { above = 20 },\n"
+                  "  resolve_after = '30s',\n"
+                  "}\n");
+  auto pod_entry = [&](int i) {
+    return "- {namespace: lab, name: pod-" + std::to_string(i) + ", netns: " + lab.prefix() + "-pod-" + std::to_string(i) + "}\n";
+  };
+  const std::string pods = write_temp_file(dir.path(), "pods.yaml", pod_entry(1));
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                             "state_dir: " + dir.path() + "/state\n"
+                                             "pods: {source: file, file: " + pods + "}\n"
+                                             "rules: [" + dir.path() + "/*.lua]\nnotifiers: []\n"
+                                             "metrics: {netstat: {interval: 1s}}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  lab.cmd("udp 1 2 400");  // pod 2 is not watched yet
+  metrics_after_ticks(port, 6);
+  write_temp_file(dir.path(), "pods.yaml", pod_entry(1) + pod_entry(2));
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  auto firing = [&] {
+    const auto listed = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/anomalies"), nullptr, false);
+    int n = 0;
+    for (const auto& a : listed) n += a.value("rule", "") == "udp-no-ports";
+    return n;
+  };
+  // Three reads of pod 2 (each 1 s): its 400 are there, and nothing fires.
+  std::string text = metrics_after_ticks(port, 16);
+  EXPECT_EQ(metric_value(text, "vigil_netstat_total", {{"pod", "pod-2"}, {"statistic", "NoPorts"}}).value_or(-1), 400) << text;
+  EXPECT_EQ(firing(), 0) << http_get("127.0.0.1", port, "/api/v1/anomalies");
+  // Datagrams now, ~100 a second for ~4 s: that fires (bounded wait, 8 s).
+  Process sender({"/usr/sbin/ip", "netns", "exec", lab.prefix() + "-pod-1", "/bin/bash", "-c",
+                  "for i in $(seq 40); do for j in 1 2 3 4 5 6 7 8 9 10; do echo x > /dev/udp/" + lab.ip(2) +
+                      "/9000; done; sleep 0.1; done"},
+                 dir.path() + "/sender.log");
+  bool fired = false;
+  for (int i = 0; i < 40 && !fired; ++i) {
+    std::this_thread::sleep_for(200ms);
+    fired = firing() > 0;
+  }
+  sender.terminate();
+  EXPECT_TRUE(fired) << agent.log();
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 }  // namespace
 }  // namespace vigil::test

@@ -72,6 +72,17 @@ TEST(SeriesStore, SnapshotsCarryTheReadTimesOfFamiliesReadOnTheirOwnSchedule) {
   EXPECT_EQ(times("slow_total"), std::pair(110.0, 100.0));
   EXPECT_EQ(times("slow_seconds_count"), std::pair(110.0, 100.0));
   EXPECT_EQ(times("tick_total"), std::pair(0.0, 0.0));
+  // A series whose owner is read for the first time has no read before, until the next read.
+  s.set_first_read("slow_total", make_labels({{"pod", "new"}}), 400);
+  auto of_new = [&] {
+    for (const auto& x : s.snapshot())
+      if (x.metric == "slow_total" && find_label(x.labels, "pod")) return std::pair{x.read_time, x.previous_read_time};
+    return std::pair{-1.0, -1.0};
+  };
+  EXPECT_EQ(of_new(), std::pair(110.0, 0.0));
+  EXPECT_EQ(times("slow_total"), std::pair(110.0, 100.0));  // the family's other series
+  s.set_read_time("slow_total", 120);
+  EXPECT_EQ(of_new(), std::pair(120.0, 110.0));
 }
 
 }  // namespace
