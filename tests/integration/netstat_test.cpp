@@ -353,6 +353,56 @@ TEST(NetstatPodPath, APodWhoseProcessExitedIsReadWhereItsNamespaceIsNow) {
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
+// A rule on pods' Udp:NoPorts (datagrams to a port nobody listens on): above 20/s.
+void write_no_ports_rule(const std::string& dir, const std::string& pending) {
+  write_temp_file(dir, "noports.lua",
+                  "rule {\n"
+                  "  name = 'udp-no-ports',\n"
+                  "  metric = 'vigil_netstat_total',\n"
+                  "  where = { group = 'Udp', statistic = 'NoPorts' },\n"
+                  "  detect = threshold { above = 20 },\n"
+                  "  pending = '" + pending + "',\n"
+                  "  resolve_after = '30s',\n"
+                  "}\n");
+}
+
+// An agent with the rules of `dir`, the pods of `pods_file`, a 200 ms tick and netstat read
+// every `interval`.
+std::unique_ptr<Process> start_rules_agent(const std::string& dir, int port, const std::string& pods_file,
+                                           const std::string& interval) {
+  const std::string config = write_temp_file(dir, "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                             "state_dir: " + dir + "/state\n"
+                                             "pods: {source: file, file: " + pods_file + "}\n"
+                                             "rules: [" + dir + "/*.lua]\nnotifiers: []\n"
+                                             "metrics: {netstat: {interval: " + interval + "}}\n");
+  return std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
+                                   dir + "/agent.log");
+}
+
+// 10 datagrams every 100 ms from pod 1 to a port of pod 2 where nobody listens, `rounds` times.
+std::unique_ptr<Process> send_to_closed_port(const Lab& lab, const std::string& dir, int rounds) {
+  return std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", lab.prefix() + "-pod-1", "/bin/bash", "-c",
+                               "for i in $(seq " + std::to_string(rounds) +
+                                   "); do for j in 1 2 3 4 5 6 7 8 9 10; do echo x > /dev/udp/" + lab.ip(2) +
+                                   "/9000; done; sleep 0.1; done"},
+      dir + "/sender.log");
+}
+
+// The agent's open anomalies of udp-no-ports.
+std::vector<nlohmann::json> no_ports_anomalies(int port) {
+  const auto listed = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/anomalies"), nullptr, false);
+  std::vector<nlohmann::json> out;
+  if (!listed.is_array()) {
+    ADD_FAILURE() << "/api/v1/anomalies: " << listed.dump();
+    return out;
+  }
+  for (const auto& a : listed)
+    if (a.value("rule", "") == "udp-no-ports") out.push_back(a);
+  return out;
+}
+
 // A rule on a netstat counter sees its rate between two reads, held until the next read: with
 // reads every 2 s and ticks every 200 ms, a pod that meets ~100 datagrams a second on a closed
 // port is at ~100/s on every tick. (Taken tick by tick, as before, the rate was 0 on nine ticks
@@ -361,44 +411,23 @@ TEST(NetstatRules, ARuleSeesTheRateBetweenReadsOnEveryTick) {
   VIGIL_REQUIRE_ROOT();
   Lab lab(2);
   ScopedTempDir dir;
-  write_temp_file(dir.path(), "noports.lua",
-                  "rule {\n"
-                  "  name = 'udp-no-ports',\n"
-                  "  metric = 'vigil_netstat_total',\n"
-                  "  where = { group = 'Udp', statistic = 'NoPorts' },\n"
-                  "  detect = threshold { above = 20 },\n"
-                  "  pending = '1s',\n"
-                  "  resolve_after = '30s',\n"
-                  "}\n");
+  write_no_ports_rule(dir.path(), "1s");
   const int port = free_port();
-  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
-                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
-                                             "state_dir: " + dir.path() + "/state\n"
-                                             "pods: {source: file, file: " + lab.pods_file() + "}\n"
-                                             "rules: [" + dir.path() + "/*.lua]\nnotifiers: []\n"
-                                             "metrics: {netstat: {interval: 2s}}\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
-  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
-  // 10 datagrams every 100 ms from pod 1 to a port of pod 2 where nobody listens, for ~8 s.
-  Process sender({"/usr/sbin/ip", "netns", "exec", lab.prefix() + "-pod-1", "/bin/bash", "-c",
-                  "for i in $(seq 80); do for j in 1 2 3 4 5 6 7 8 9 10; do echo x > /dev/udp/" + lab.ip(2) +
-                      "/9000; done; sleep 0.1; done"},
-                 dir.path() + "/sender.log");
+  auto agent = start_rules_agent(dir.path(), port, lab.pods_file(), "2s");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  auto sender = send_to_closed_port(lab, dir.path(), 80);  // ~8 s
   // Poll (bounded, 10 s) what fires; note the values it shows while the datagrams flow.
   std::vector<double> values;
   nlohmann::json firing;
-  for (int i = 0; i < 50 && sender.running(); ++i) {
+  for (int i = 0; i < 50 && sender->running(); ++i) {
     std::this_thread::sleep_for(200ms);
-    const auto listed = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/anomalies"), nullptr, false);
-    ASSERT_TRUE(listed.is_array()) << listed.dump();
-    for (const auto& a : listed) {
-      if (a.value("rule", "") != "udp-no-ports") continue;
+    for (const auto& a : no_ports_anomalies(port)) {
       firing = a;
       values.push_back(a["metric"]["value"].get<double>());
     }
   }
-  EXPECT_EQ(sender.terminate(), 0) << sender.log();
-  ASSERT_FALSE(values.empty()) << "the rule never fired:\n" << agent.log();
+  EXPECT_EQ(sender->terminate(), 0) << sender->log();
+  ASSERT_FALSE(values.empty()) << "the rule never fired:\n" << agent->log();
   EXPECT_EQ(firing["metric"]["labels"]["pod"], "pod-2") << firing.dump(2);
   std::string shown;
   for (double v : values) shown += std::to_string(static_cast<int>(v)) + " ";
@@ -408,7 +437,7 @@ TEST(NetstatRules, ARuleSeesTheRateBetweenReadsOnEveryTick) {
     EXPECT_GT(v, 20) << firing.dump(2);
     EXPECT_LT(v, 200) << firing.dump(2);
   }
-  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
 // A pod attached while its namespace already counts 400 datagrams to a closed port (the agent
@@ -418,55 +447,32 @@ TEST(NetstatRules, APodsCountsFromBeforeItWasWatchedAreNoBurst) {
   VIGIL_REQUIRE_ROOT();
   Lab lab(2);
   ScopedTempDir dir;
-  write_temp_file(dir.path(), "noports.lua",
-                  "rule {\n"
-                  "  name = 'udp-no-ports',\n"
-                  "  metric = 'vigil_netstat_total',\n"
-                  "  where = { group = 'Udp', statistic = 'NoPorts' },\n"
-                  "  detect = threshold { above = 20 },\n"
-                  "  resolve_after = '30s',\n"
-                  "}\n");
+  write_no_ports_rule(dir.path(), "0s");
   auto pod_entry = [&](int i) {
     return "- {namespace: lab, name: pod-" + std::to_string(i) + ", netns: " + lab.prefix() + "-pod-" + std::to_string(i) + "}\n";
   };
   const std::string pods = write_temp_file(dir.path(), "pods.yaml", pod_entry(1));
   const int port = free_port();
-  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
-                                             "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
-                                             "state_dir: " + dir.path() + "/state\n"
-                                             "pods: {source: file, file: " + pods + "}\n"
-                                             "rules: [" + dir.path() + "/*.lua]\nnotifiers: []\n"
-                                             "metrics: {netstat: {interval: 1s}}\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
-  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  auto agent = start_rules_agent(dir.path(), port, pods, "1s");
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent->log();
   lab.cmd("udp 1 2 400");  // pod 2 is not watched yet
   metrics_after_ticks(port, 6);
   write_temp_file(dir.path(), "pods.yaml", pod_entry(1) + pod_entry(2));
-  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
-  auto firing = [&] {
-    const auto listed = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/anomalies"), nullptr, false);
-    int n = 0;
-    for (const auto& a : listed) n += a.value("rule", "") == "udp-no-ports";
-    return n;
-  };
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
   // Three reads of pod 2 (each 1 s): its 400 are there, and nothing fires.
   std::string text = metrics_after_ticks(port, 16);
   EXPECT_EQ(metric_value(text, "vigil_netstat_total", {{"pod", "pod-2"}, {"statistic", "NoPorts"}}).value_or(-1), 400) << text;
-  EXPECT_EQ(firing(), 0) << http_get("127.0.0.1", port, "/api/v1/anomalies");
+  EXPECT_TRUE(no_ports_anomalies(port).empty()) << http_get("127.0.0.1", port, "/api/v1/anomalies");
   // Datagrams now, ~100 a second for ~4 s: that fires (bounded wait, 8 s).
-  Process sender({"/usr/sbin/ip", "netns", "exec", lab.prefix() + "-pod-1", "/bin/bash", "-c",
-                  "for i in $(seq 40); do for j in 1 2 3 4 5 6 7 8 9 10; do echo x > /dev/udp/" + lab.ip(2) +
-                      "/9000; done; sleep 0.1; done"},
-                 dir.path() + "/sender.log");
+  auto sender = send_to_closed_port(lab, dir.path(), 40);
   bool fired = false;
   for (int i = 0; i < 40 && !fired; ++i) {
     std::this_thread::sleep_for(200ms);
-    fired = firing() > 0;
+    fired = !no_ports_anomalies(port).empty();
   }
-  sender.terminate();
-  EXPECT_TRUE(fired) << agent.log();
-  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  sender->terminate();
+  EXPECT_TRUE(fired) << agent->log();
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
-
 }  // namespace
 }  // namespace vigil::test
