@@ -139,6 +139,49 @@ Result<std::vector<MibCounter>> parse_sockstat(std::string_view text, const std:
   return out;
 }
 
+Result<ConntrackStats> parse_conntrack_stat(std::string_view text, const std::string& origin) {
+  auto lines = lines_of(text);
+  ConntrackStats out;
+  size_t first = 0;
+  while (first < lines.size() && words(lines[first]).empty()) ++first;
+  if (first == lines.size()) return out;
+  const auto header = words(lines[first]);
+  std::vector<uint64_t> sums(header.size(), 0);
+  bool have_values = false;
+  for (size_t i = first + 1; i < lines.size(); ++i) {
+    auto w = words(lines[i]);
+    if (w.empty()) continue;
+    if (w.size() != header.size())
+      return at_line(origin, i, std::to_string(header.size()) + " columns in the header but " + std::to_string(w.size()) +
+                                    " values");
+    for (size_t k = 0; k < w.size(); ++k) {
+      uint64_t v = 0;
+      auto [end, ec] = std::from_chars(w[k].data(), w[k].data() + w[k].size(), v, 16);
+      if (ec != std::errc() || end != w[k].data() + w[k].size() || w[k][0] == '-' || w[k][0] == '+')
+        return at_line(origin, i, std::string(header[k]) + ": '" + std::string(w[k]) + "' is not a hexadecimal number");
+      if (header[k] == "entries") {
+        if (!have_values) sums[k] = v;  // the table's size, printed on every CPU's line
+      } else {
+        sums[k] += v;
+      }
+    }
+    have_values = true;
+  }
+  if (!have_values) return at_line(origin, first, "a header without a line of values");
+  for (size_t k = 0; k < header.size(); ++k) {
+    if (header[k] == "entries") {
+      out.entries = sums[k];
+      continue;
+    }
+    std::string name(header[k]);
+    if (name == "clashres") name = "clash_resolve";
+    else if (name == "chainlength") name = "chaintoolong";
+    else if (name == "icmp_error") name = "error";
+    out.counters.push_back({"conntrack", std::move(name), sums[k]});
+  }
+  return out;
+}
+
 const char* tcp_state_name(int state) {
   static const char* kNames[kTcpStates] = {nullptr,      "ESTABLISHED", "SYN_SENT",   "SYN_RECV", "FIN_WAIT1",
                                            "FIN_WAIT2",  "TIME_WAIT",   "CLOSE",      "CLOSE_WAIT", "LAST_ACK",
@@ -258,8 +301,26 @@ uint64_t find(const std::vector<MibCounter>& v, std::string_view group, std::str
   return 0;
 }
 
-// Everything of the calling thread's current namespace; TCP sockets by state only if asked.
-Result<NetnsSample> sample_here(bool tcp_states) {
+// A number alone in a file of /proc/sys/net, as the calling thread's namespace sees it.
+Result<uint64_t> read_proc_sys_net(const char* file) {
+  const std::string path = std::string("/proc/sys/net/") + file;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error("open " + path + ": " + errno_text(errno));
+  char buf[64];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  int e = errno;
+  close(fd);
+  if (n < 0) return make_error("read " + path + ": " + errno_text(e));
+  std::string_view text(buf, static_cast<size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  uint64_t v = 0;
+  if (!parse_u64(text, v)) return make_error(path + ": '" + std::string(text) + "' is not a number");
+  return v;
+}
+
+// Everything of the calling thread's current namespace; TCP sockets by state only if asked, the
+// conntrack limit (one for all namespaces) only for the node.
+Result<NetnsSample> sample_here(bool tcp_states, bool node) {
   NetnsSample out;
   struct File {
     const char* name;
@@ -285,6 +346,21 @@ Result<NetnsSample> sample_here(bool tcp_states) {
     sock.insert(sock.end(), parsed->begin(), parsed->end());
   }
   if (auto r = read_links(out.links, out.link_traffic); !r) return r.error();
+  {
+    auto text = read_proc_net("stat/nf_conntrack", true);
+    if (!text) return text.error();
+    if (!text->empty()) {
+      auto parsed = parse_conntrack_stat(*text, "/proc/net/stat/nf_conntrack");
+      if (!parsed) return parsed.error();
+      out.has_conntrack = true;
+      out.conntrack = std::move(*parsed);
+      if (node) {
+        auto limit = read_proc_sys_net("netfilter/nf_conntrack_max");
+        if (!limit) return limit.error();
+        out.conntrack_limit = *limit;
+      }
+    }
+  }
   if (tcp_states) {
     if (auto r = count_tcp_states(out.tcp_states); r) out.has_tcp_states = true;
     else out.tcp_states_error = r.error().message;
@@ -302,7 +378,7 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
   std::thread t([&] {
     // The agent's own namespace first (targets with no path), before this thread leaves it.
     for (size_t i = 0; i < targets.size(); ++i)
-      if (targets[i].path.empty()) out[i] = sample_here(targets[i].tcp_states);
+      if (targets[i].path.empty()) out[i] = sample_here(targets[i].tcp_states, true);
     for (size_t i = 0; i < targets.size(); ++i) {
       const auto& target = targets[i];
       if (target.path.empty()) continue;
@@ -324,7 +400,7 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
         continue;
       }
       close(fd);
-      out[i] = sample_here(target.tcp_states);
+      out[i] = sample_here(target.tcp_states, false);
     }
   });
   t.join();

@@ -37,6 +37,17 @@ Result<std::vector<MibCounter>> parse_mib_snmp6(std::string_view text, const std
 // names "inuse", "tw", ... (UDP6 and the like as they are written).
 Result<std::vector<MibCounter>> parse_sockstat(std::string_view text, const std::string& origin);
 
+// /proc/net/stat/nf_conntrack: a header of column names, then one line of hexadecimal values per
+// CPU. `entries` is the namespace's table size (the same on every line); the other columns are
+// per-CPU counts, summed, named as `conntrack -S` prints them (clashres is clash_resolve,
+// chainlength chaintoolong, icmp_error error), group "conntrack". Columns of other kernels come
+// through by their own names.
+struct ConntrackStats {
+  uint64_t entries = 0;
+  std::vector<MibCounter> counters;
+};
+Result<ConntrackStats> parse_conntrack_stat(std::string_view text, const std::string& origin);
+
 // TCP states as the kernel numbers them (include/net/tcp_states.h); index 0 is unused.
 constexpr int kTcpStates = 14;
 const char* tcp_state_name(int state);  // "ESTABLISHED", ...; nullptr for an unknown number
@@ -60,6 +71,13 @@ struct NetnsSample {
   // and FIN_WAIT2 once closed: the kernel keeps both as timewait sockets).
   uint64_t tcp_in_use = 0;
   uint64_t tcp_time_wait = 0;
+  // The namespace's connection tracking table (netfilter's, as `conntrack -S` and
+  // nf_conntrack_count show it); absent from a kernel without conntrack. Every namespace has its
+  // own table, in use once a rule of the namespace needs it (kube-proxy's on the node, a service
+  // mesh's redirect in a pod); their sizes count against one limit, nf_conntrack_max.
+  bool has_conntrack = false;
+  ConntrackStats conntrack;
+  uint64_t conntrack_limit = 0;  // nf_conntrack_max; read for the node only (0 for a pod)
 };
 
 struct NetnsTarget {

@@ -1,7 +1,7 @@
 // The kernel's own network statistics, per pod (each pod's network namespace) and for the node
 // (the agent's namespace): the SNMP counters `nstat` shows (metrics.netstat.statistics), the
 // sockets by TCP state that `ss` lists (metrics.netstat.sockets: the node's by default), the
-// UDP sockets and the interfaces' error and drop counters. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
+// UDP sockets, the interfaces' error and drop counters and the conntrack table. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -65,6 +65,27 @@ class NetstatFamily : public Family {
                "Bytes received (ingress) and sent (egress) by the node's interfaces as the kernel counts them, host "
                "traffic included; loopback and veths (each pod's, counted per pod) left out.",
                SeriesKind::Counter);
+    s.describe("vigil_conntrack_entries",
+               "Connections in the conntrack table of a pod's own network namespace (a series appears once the pod's "
+               "netfilter rules use conntrack, a service mesh's redirect say; the node's table is apart).",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_conntrack_entries",
+               "Connections in the conntrack table of the node's network namespace (kube-proxy's NAT), as "
+               "nf_conntrack_count shows it.",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_conntrack_entries_limit",
+               "nf_conntrack_max: how many connections a network namespace's conntrack table may hold before new ones "
+               "are dropped.",
+               SeriesKind::Gauge);
+    s.describe("vigil_conntrack_stats_total",
+               "Conntrack events of a pod's own network namespace, as `conntrack -S` names them (drop, early_drop, "
+               "insert_failed, invalid, ...; a series appears once its value is not zero).",
+               SeriesKind::Counter);
+    s.describe("vigil_node_conntrack_stats_total",
+               "Conntrack events of the node's network namespace, as `conntrack -S` names them: drop and early_drop "
+               "(the table was full), insert_failed (a clash of two packets of a new connection: the lost DNS "
+               "query of many 5 s lookups), invalid, ... (a series appears once its value is not zero).",
+               SeriesKind::Counter);
     s.describe("vigil_series_read_timestamp_seconds",
                "When the agent last read the kernel figures behind a metric it reads on its own schedule "
                "(metrics.netstat.interval), in seconds since the Unix epoch: their values hold between reads.",
@@ -94,7 +115,8 @@ class NetstatFamily : public Family {
     // Rules take these counters' rates between reads and hold them in between (Sample::read_time).
     for (const char* name : {"vigil_netstat_total", "vigil_node_netstat_total", "vigil_interface_stats_total",
                              "vigil_node_interface_stats_total", "vigil_node_interface_packets_total",
-                             "vigil_node_interface_bytes_total"})
+                             "vigil_node_interface_bytes_total", "vigil_conntrack_stats_total",
+                             "vigil_node_conntrack_stats_total"})
     {
       ctx.store.set_read_time(name, read_time);
       ctx.store.set("vigil_series_read_timestamp_seconds", {{"metric", name}}, read_time);
@@ -152,6 +174,7 @@ class NetstatFamily : public Family {
     uint64_t path_inode = 0;  // the namespace `path` was found for
     std::set<std::string> interfaces;  // the node's, at the last read
     bool read_before = false;  // a read of it has succeeded before
+    bool conntrack_shown = false;  // its conntrack table has been in use: it has an entries series
   };
 
   Labels labels(const WatchedPod* pod, std::initializer_list<std::pair<std::string, std::string>> extra) const {
@@ -198,7 +221,29 @@ class NetstatFamily : public Family {
           static_cast<double>(sample.tcp_in_use));
     s.set(pod ? "vigil_tcp_sockets_time_wait" : "vigil_node_tcp_sockets_time_wait", labels(pod, {}),
           static_cast<double>(sample.tcp_time_wait));
+    if (sample.has_conntrack) emit_conntrack(s, pod, sample, state, set_counter);
     if (!pod) forget_node_interfaces_gone(s, sample, state);
+  }
+
+  // A pod's table has series once it has been in use (most pods never track a connection in
+  // their own namespace); the node's always.
+  template <typename SetCounter>
+  void emit_conntrack(SeriesStore& s, const WatchedPod* pod, const NetnsSample& sample, State& state,
+                      const SetCounter& set_counter) {
+    const auto& ct = sample.conntrack;
+    bool used = ct.entries != 0;
+    for (const auto& c : ct.counters) {
+      if (c.value == 0) continue;
+      used = true;
+      set_counter(pod ? "vigil_conntrack_stats_total" : "vigil_node_conntrack_stats_total",
+                  labels(pod, {{"statistic", c.name}}), static_cast<double>(c.value));
+    }
+    state.conntrack_shown = state.conntrack_shown || used || !pod;
+    if (state.conntrack_shown)
+      s.set(pod ? "vigil_conntrack_entries" : "vigil_node_conntrack_entries", labels(pod, {}),
+            static_cast<double>(ct.entries));
+    if (!pod && sample.conntrack_limit)
+      s.set("vigil_node_conntrack_entries_limit", {}, static_cast<double>(sample.conntrack_limit));
   }
 
   // An interface of the node that is gone (a tunnel or bridge removed) takes its series along,

@@ -289,6 +289,73 @@ TEST_F(NetstatTelemetry, NodeInterfacesTrafficAsTheKernelCountsIt) {
   EXPECT_GE(vigil(text, "vigil_node_interface_packets_total", bridge, "egress"), tx);
 }
 
+// Conntrack tables, per namespace: pod 2's netfilter tracks connections (a rule on new ones, as a
+// service mesh's redirect would); pods 1 and 3 track nothing and have no conntrack series. What
+// pod 2's table holds, and what it found invalid, are what the test made; the node's table and
+// limit are the kernel's figures around Vigil's read.
+TEST_F(NetstatTelemetry, ConntrackTablesAsTheKernelCountsThem) {
+  if (run("test -e /proc/net/stat/nf_conntrack").status != 0) GTEST_SKIP() << "this kernel has no conntrack";
+  ASSERT_EQ(run("ip netns exec " + ns(2) + " nft 'add table inet vigil_ct; add chain inet vigil_ct in "
+                "{ type filter hook input priority 0; }; add rule inet vigil_ct in ct state new counter'").status, 0);
+  const char* kCount = "/proc/sys/net/netfilter/nf_conntrack_count";
+  auto count_in = [&](int i) -> uint64_t {
+    if (i) return read_u64_in(i, kCount);
+    auto r = run(std::string("cat ") + kCount);
+    return r.status == 0 ? std::stoull(r.output) : ~0ull;
+  };
+  ASSERT_EQ(count_in(2), 0u);
+  // Pod 2 forgets an unanswered UDP flow after 5 s (30 by default), so that its table empties
+  // within the test.
+  ASSERT_EQ(run("ip netns exec " + ns(2) + " sysctl -qw net.netfilter.nf_conntrack_udp_timeout=5").status, 0);
+  // 40 datagrams from pod 1 to pod 2, each from a socket (and a source port) of its own: 40 new
+  // connections in pod 2's table (its port unreachable answers are related, not new).
+  const int kFlows = 40;
+  auto r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq " + std::to_string(kFlows) + "); do printf x > /dev/udp/" +
+               lab_->ip(2) + "/9000; done'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // 7 TCP segments with every flag set, to pod 2's own address and MAC: conntrack takes each
+  // for invalid (and tracks none).
+  const int kInvalid = 7;
+  const std::string mac2 = run("ip netns exec " + ns(2) + " cat /sys/class/net/eth0/address").output.substr(0, 17);
+  const std::string ip6_1 = lab_->cmd("ip6 1"), ip6_2 = lab_->cmd("ip6 2");
+  r = run("ip netns exec " + ns(1) + " " + binary_path("tests/tools/vigil-packet-craft") + " send eth0 " + mac2 + " " +
+          lab_->ip(1) + " " + lab_->ip(2) + " " + ip6_1.substr(0, ip6_1.find('\n')) + " " +
+          ip6_2.substr(0, ip6_2.find('\n')) + " tcp-flags-all=" + std::to_string(kInvalid));
+  ASSERT_EQ(r.status, 0) << r.output;
+
+  const uint64_t pod_before = count_in(2), node_before = count_in(0);
+  const std::string text = settled();
+  const uint64_t pod_after = count_in(2), node_after = count_in(0);
+  auto entries = metric_value(text, "vigil_conntrack_entries", {{"pod", "pod-2"}});
+  ASSERT_TRUE(entries.has_value()) << text;
+  EXPECT_EQ(pod_before, static_cast<uint64_t>(kFlows));  // the 40 UDP flows and nothing else
+  EXPECT_GE(*entries, static_cast<double>(pod_before));
+  EXPECT_LE(*entries, static_cast<double>(pod_after));
+  EXPECT_EQ(metric_value(text, "vigil_conntrack_stats_total", {{"pod", "pod-2"}, {"statistic", "invalid"}}).value_or(-1),
+            kInvalid) << text;
+  // Nothing was dropped for a full table.
+  EXPECT_FALSE(metric_value(text, "vigil_conntrack_stats_total", {{"pod", "pod-2"}, {"statistic", "drop"}}).has_value());
+  // Pods whose netfilter tracks nothing have no conntrack series at all.
+  for (const char* other : {"pod-1", "pod-3"}) {
+    EXPECT_FALSE(metric_value(text, "vigil_conntrack_entries", {{"pod", other}}).has_value()) << text;
+    EXPECT_FALSE(metric_value(text, "vigil_conntrack_stats_total", {{"pod", other}}).has_value()) << text;
+  }
+  // The node's own table (the host's traffic may move it while the test runs) and the limit.
+  auto node = metric_value(text, "vigil_node_conntrack_entries", {});
+  ASSERT_TRUE(node.has_value()) << text;
+  EXPECT_GE(*node, static_cast<double>(std::min(node_before, node_after)));
+  EXPECT_LE(*node, static_cast<double>(std::max(node_before, node_after)));
+  EXPECT_EQ(metric_value(text, "vigil_node_conntrack_entries_limit", {}).value_or(-1),
+            static_cast<double>(std::stoull(run("cat /proc/sys/net/netfilter/nf_conntrack_max").output)));
+  // Pod 2's table empties as its flows expire: the gauge follows down to 0 (a series, once
+  // shown, stays).
+  bool emptied = false;
+  for (int i = 0; i < 60 && !emptied; ++i) {  // <= about 60 s: the kernel's collector runs every few seconds
+    emptied = metric_value(settled(), "vigil_conntrack_entries", {{"pod", "pod-2"}}).value_or(-1) == 0;
+  }
+  EXPECT_TRUE(emptied) << "pod 2's conntrack gauge did not fall to 0; the kernel counts " << count_in(2);
+}
+
 TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
   // Two reads of pod 3 at least, then its namespace is deleted as a CNI would: the kernel must
   // be able to free it, and with it the veth pair (a descriptor kept open in the namespace would

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "engine/agent.h"
 #include "engine/config.h"
@@ -78,6 +79,47 @@ TEST(ProcNet, SockstatGroupsOfNameValuePairs) {
   EXPECT_EQ(bad.error().message, "/proc/net/sockstat:1: expected 'GROUP: name value ...'");
 }
 
+TEST(ProcNet, ConntrackStatsSummedOverCpusByConntrackSNames) {
+  // As Linux 6.18 prints it: the table's size on every CPU's line, the counts per CPU in hex.
+  const std::string text =
+      "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  "
+      "expect_new expect_create expect_delete search_restart\n"
+      "0000012c  00000001 00000000 00000000 0000000a 00000000 00000000 00000000 00000000 00000003 00000000 00000010 "
+      "00000000  00000000 00000000 00000000 00000002\n"
+      "0000012c  00000002 00000000 00000000 ffffffff 00000000 00000000 00000000 00000000 00000004 00000001 00000001 "
+      "00000005  00000000 00000000 00000000 00000000\n";
+  auto r = parse_conntrack_stat(text, "/proc/net/stat/nf_conntrack");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->entries, 300u);  // not 600: one table, printed twice
+  EXPECT_EQ(value_of(r->counters, "conntrack", "clash_resolve"), 3u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "invalid"), 10u + 0xffffffffull);  // no 32-bit wrap in the sum
+  EXPECT_EQ(value_of(r->counters, "conntrack", "insert_failed"), 7u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "drop"), 1u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "early_drop"), 17u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "error"), 5u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "search_restart"), 2u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "chaintoolong"), 0u);
+  EXPECT_EQ(value_of(r->counters, "conntrack", "entries"), ~0ull);  // a gauge, not a counter
+  EXPECT_EQ(r->counters.size(), 16u);
+  // An older kernel's columns come through by their own names.
+  auto old = parse_conntrack_stat("entries  searched found\n00000002  00000009 0000000a\n", "f");
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old->entries, 2u);
+  EXPECT_EQ(value_of(old->counters, "conntrack", "searched"), 9u);
+  // Broken text names the file, the line and the column.
+  auto err = [](const std::string& t) {
+    auto b = parse_conntrack_stat(t, "/proc/net/stat/nf_conntrack");
+    return b.ok() ? std::string("(no error)") : b.error().message;
+  };
+  EXPECT_EQ(err("entries drop\n00000001 00000002\n00000001\n"),
+            "/proc/net/stat/nf_conntrack:3: 2 columns in the header but 1 values");
+  EXPECT_EQ(err("entries drop\n00000001 0000000g\n"),
+            "/proc/net/stat/nf_conntrack:2: drop: '0000000g' is not a hexadecimal number");
+  EXPECT_EQ(err("entries drop\n00000001 -1\n"), "/proc/net/stat/nf_conntrack:2: drop: '-1' is not a hexadecimal number");
+  EXPECT_EQ(err("entries drop\n"), "/proc/net/stat/nf_conntrack:1: a header without a line of values");
+  EXPECT_EQ(err(""), "(no error)");
+}
+
 TEST(ProcNet, TheAgentsOwnNamespaceReadsWhole) {
   auto samples = read_netns_samples({NetnsTarget{}});
   ASSERT_EQ(samples.size(), 1u);
@@ -102,6 +144,21 @@ TEST(ProcNet, TheAgentsOwnNamespaceReadsWhole) {
   EXPECT_FALSE(netns_gone({"/proc/self/ns/net", st.st_ino}));
   EXPECT_TRUE(netns_gone({"/proc/self/ns/net", st.st_ino + 1}));
   EXPECT_FALSE(netns_gone({}));
+}
+
+TEST(ProcNet, TheNodesConntrackTableAndItsLimit) {
+  auto samples = read_netns_samples({NetnsTarget{"", 0, false}});
+  ASSERT_TRUE(samples[0].ok()) << samples[0].error().message;
+  struct stat ct {};
+  const bool kernel_has_conntrack = stat("/proc/net/stat/nf_conntrack", &ct) == 0;
+  ASSERT_EQ(samples[0]->has_conntrack, kernel_has_conntrack);
+  if (!kernel_has_conntrack) GTEST_SKIP() << "this kernel has no conntrack";
+  std::ifstream max_file("/proc/sys/net/netfilter/nf_conntrack_max");
+  uint64_t max = 0;
+  ASSERT_TRUE(max_file >> max);
+  EXPECT_EQ(samples[0]->conntrack_limit, max);
+  EXPECT_NE(value_of(samples[0]->conntrack.counters, "conntrack", "insert_failed"), ~0ull);
+  EXPECT_NE(value_of(samples[0]->conntrack.counters, "conntrack", "drop"), ~0ull);
 }
 
 TEST(NetstatConfig, DefaultsAndEveryErrorWithItsLine) {
