@@ -1,0 +1,52 @@
+-- The node's conntrack table, where kube-proxy keeps every connection it translates (Services,
+-- NodePorts, SNAT). Two ways it costs connections, neither of which an eBPF drop reason names
+-- (both are NETFILTER_DROP, like any firewall rule):
+--
+-- node-conntrack-full: the table is filling. At nf_conntrack_max the kernel first evicts an
+-- unanswered connection for each new one, then drops the first packet of every new connection
+-- ("nf_conntrack: table full, dropping packet"): clients see timeouts everywhere at once. Warned
+-- at 90 % for 2 minutes, while there is time to raise the limit or find the pod that opens
+-- connections by the thousand (a fixed level: how full is too full does not depend on the
+-- node's history).
+--
+-- node-conntrack-drops: it happens. `drop` (a new connection dropped, the table full of
+-- answered ones), `early_drop` (an unanswered connection evicted to make room) and
+-- `insert_failed` (two packets of a new connection raced on two CPUs and the loser was dropped:
+-- the classic 5 s DNS lookups when a resolver sends its A and AAAA queries from one socket).
+-- Each one is a lost packet or connection, so any rate above zero, told once per statistic and
+-- held back for 30 minutes after.
+--
+-- Both from the netstat family (vigil_node_conntrack_*, read every metrics.netstat.interval; the
+-- rules see the rate between two reads).
+rule {
+  name = "node-conntrack-full",
+  ratio = {
+    numerator = { metric = "vigil_node_conntrack_entries" },
+    denominator = { metric = "vigil_node_conntrack_entries_limit" },
+  },
+  by = {},
+  detect = threshold { above = 0.9 },
+  severity = "warning",
+  pending = "2m",
+  resolve_after = "5m",
+  cooldown = "30m",
+  summary = "conntrack table of node {node} at {value} of nf_conntrack_max: new connections are dropped when it is full",
+  on_anomaly = function(a)
+    notify("default", a)
+  end,
+}
+
+rule {
+  name = "node-conntrack-drops",
+  metric = "vigil_node_conntrack_stats_total",
+  where = { statistic = { "drop", "early_drop", "insert_failed" } },
+  by = { "statistic" },
+  detect = threshold { above = 0 },
+  severity = "warning",
+  resolve_after = "5m",
+  cooldown = "30m",
+  summary = "node {node}: conntrack {statistic} at {value}/s, connections or their first packets lost",
+  on_anomaly = function(a)
+    notify("default", a)
+  end,
+}
