@@ -110,6 +110,10 @@ def node_overview():
         panel("Node SNMP drop and error counters/s", [(f'topk(10, sum by (group, statistic) (rate(vigil_node_netstat_total{{{SEL}, statistic!~"ActiveOpens|PassiveOpens"}}[{RATE}])))', "{{group}}:{{statistic}}")], "ops", w=8),
         panel("Node interfaces: bytes/s", [(f'sum by (instance, interface, direction) (rate(vigil_node_interface_bytes_total{{{SEL}}}[{RATE}]))', "{{instance}} {{interface}} {{direction}}")], "Bps", w=24,
               desc="The kernel's own counts of the node's NICs, bridges and tunnels, host traffic included (the pods' veths are the per-pod panels)."),
+        panel("Conntrack table: share of nf_conntrack_max", [(f'max by (instance) (vigil_node_conntrack_entries{{{SEL}}} / vigil_node_conntrack_entries_limit{{{SEL}}})', "{{instance}}")], "percentunit", w=12,
+              desc="The node's conntrack table (kube-proxy's). At 100 % the kernel evicts unanswered connections, then drops new ones (rule node-conntrack-full warns at 90 %)."),
+        panel("Conntrack drops, evictions and insert failures/s", [(f'sum by (instance, statistic) (rate(vigil_node_conntrack_stats_total{{{SEL}, statistic=~"drop|early_drop|insert_failed"}}[{RATE}]))', "{{instance}} {{statistic}}")], "ops", w=12,
+              desc="drop and early_drop: the table was full; insert_failed: a new connection's packet lost in a clash (slow DNS lookups). The drop reasons show these as NETFILTER_DROP."),
         row("Anomalies"),
         panel("Anomalies started by rule", [(f'sum by (rule) (increase(vigil_anomalies_total{{{SEL}}}[{RATE}]))', "{{rule}}")], "short", w=24, stack=True),
     ])
