@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <span>
 #include <thread>
 
 #include "engine/netlink_dump.h"
@@ -139,9 +140,9 @@ Result<std::vector<MibCounter>> parse_sockstat(std::string_view text, const std:
   return out;
 }
 
-Result<ConntrackStats> parse_conntrack_stat(std::string_view text, const std::string& origin) {
+Result<TableStats> parse_stat_table(std::string_view text, const std::string& origin, const std::string& group) {
   auto lines = lines_of(text);
-  ConntrackStats out;
+  TableStats out;
   size_t first = 0;
   while (first < lines.size() && words(lines[first]).empty()) ++first;
   if (first == lines.size()) return out;
@@ -173,11 +174,18 @@ Result<ConntrackStats> parse_conntrack_stat(std::string_view text, const std::st
       out.entries = sums[k];
       continue;
     }
-    std::string name(header[k]);
-    if (name == "clashres") name = "clash_resolve";
-    else if (name == "chainlength") name = "chaintoolong";
-    else if (name == "icmp_error") name = "error";
-    out.counters.push_back({"conntrack", std::move(name), sums[k]});
+    out.counters.push_back({group, std::string(header[k]), sums[k]});
+  }
+  return out;
+}
+
+Result<TableStats> parse_conntrack_stat(std::string_view text, const std::string& origin) {
+  auto out = parse_stat_table(text, origin, "conntrack");
+  if (!out) return out;
+  for (auto& c : out->counters) {
+    if (c.name == "clashres") c.name = "clash_resolve";
+    else if (c.name == "chainlength") c.name = "chaintoolong";
+    else if (c.name == "icmp_error") c.name = "error";
   }
   return out;
 }
@@ -360,6 +368,26 @@ Result<NetnsSample> sample_here(bool tcp_states, bool node) {
         out.conntrack_limit = *limit;
       }
     }
+  }
+  // The neighbour tables are the kernel's, not a namespace's: only the node's namespace shows
+  // them.
+  struct Neigh {
+    const char* family;
+    const char* stat;
+    const char* limit;
+  };
+  static const Neigh kNeighbors[] = {{"ipv4", "stat/arp_cache", "ipv4/neigh/default/gc_thresh3"},
+                                     {"ipv6", "stat/ndisc_cache", "ipv6/neigh/default/gc_thresh3"}};
+  const std::span<const Neigh> neighbor_tables = node ? std::span<const Neigh>(kNeighbors) : std::span<const Neigh>();
+  for (const auto& n : neighbor_tables) {
+    auto text = read_proc_net(n.stat, true);
+    if (!text) return text.error();
+    if (text->empty()) continue;  // no IPv6
+    auto parsed = parse_stat_table(*text, std::string("/proc/net/") + n.stat, "neighbor");
+    if (!parsed) return parsed.error();
+    auto limit = read_proc_sys_net(n.limit);
+    if (!limit) return limit.error();
+    out.neighbors.push_back({n.family, std::move(*parsed), *limit});
   }
   if (tcp_states) {
     if (auto r = count_tcp_states(out.tcp_states); r) out.has_tcp_states = true;

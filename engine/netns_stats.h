@@ -37,16 +37,26 @@ Result<std::vector<MibCounter>> parse_mib_snmp6(std::string_view text, const std
 // names "inuse", "tw", ... (UDP6 and the like as they are written).
 Result<std::vector<MibCounter>> parse_sockstat(std::string_view text, const std::string& origin);
 
-// /proc/net/stat/nf_conntrack: a header of column names, then one line of hexadecimal values per
-// CPU. `entries` is the namespace's table size (the same on every line); the other columns are
-// per-CPU counts, summed, named as `conntrack -S` prints them (clashres is clash_resolve,
-// chainlength chaintoolong, icmp_error error), group "conntrack". Columns of other kernels come
-// through by their own names.
-struct ConntrackStats {
+// A table's statistics in /proc/net/stat (nf_conntrack, arp_cache, ndisc_cache): a header of
+// column names, then one line of hexadecimal values per CPU. `entries` is the table's size (the
+// same on every line); the other columns are per-CPU counts, summed, in group `group` by the
+// header's names. Columns of other kernels come through by their own names.
+struct TableStats {
   uint64_t entries = 0;
   std::vector<MibCounter> counters;
 };
-Result<ConntrackStats> parse_conntrack_stat(std::string_view text, const std::string& origin);
+Result<TableStats> parse_stat_table(std::string_view text, const std::string& origin, const std::string& group);
+// /proc/net/stat/nf_conntrack, group "conntrack", the counters named as `conntrack -S` prints
+// them (clashres is clash_resolve, chainlength chaintoolong, icmp_error error).
+Result<TableStats> parse_conntrack_stat(std::string_view text, const std::string& origin);
+using ConntrackStats = TableStats;
+
+// One of the node's neighbour tables (ARP for IPv4, NDISC for IPv6), shared by every namespace.
+struct NeighborTable {
+  std::string family;  // "ipv4", "ipv6"
+  TableStats stats;    // group "neighbor": allocs, res_failed, forced_gc_runs, table_fulls, ...
+  uint64_t limit = 0;  // gc_thresh3: the entries (permanent ones aside) the table may hold
+};
 
 // TCP states as the kernel numbers them (include/net/tcp_states.h); index 0 is unused.
 constexpr int kTcpStates = 14;
@@ -78,6 +88,7 @@ struct NetnsSample {
   bool has_conntrack = false;
   ConntrackStats conntrack;
   uint64_t conntrack_limit = 0;  // nf_conntrack_max; read for the node only (0 for a pod)
+  std::vector<NeighborTable> neighbors;  // the node's only (the tables are not per namespace)
 };
 
 struct NetnsTarget {

@@ -1,7 +1,8 @@
 // The kernel's own network statistics, per pod (each pod's network namespace) and for the node
 // (the agent's namespace): the SNMP counters `nstat` shows (metrics.netstat.statistics), the
 // sockets by TCP state that `ss` lists (metrics.netstat.sockets: the node's by default), the
-// UDP sockets, the interfaces' error and drop counters and the conntrack table. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
+// UDP sockets, the interfaces' error and drop counters, the conntrack table and (the node's) the
+// neighbour tables. Read every metrics.netstat.interval, not every tick (docs/benchmarks.md, "Netstat").
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -86,6 +87,19 @@ class NetstatFamily : public Family {
                "(the table was full), insert_failed (a clash of two packets of a new connection: the lost DNS "
                "query of many 5 s lookups), invalid, ... (a series appears once its value is not zero).",
                SeriesKind::Counter);
+    s.describe("vigil_node_neighbor_entries",
+               "Entries in the node's neighbour table (ARP for ipv4, NDISC for ipv6; one table for all network "
+               "namespaces), permanent ones included.",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_neighbor_entries_limit",
+               "gc_thresh3: the entries (permanent ones aside) a neighbour table may hold; past it, new neighbours "
+               "fail (\"neighbour table overflow\") and packets to them are dropped.",
+               SeriesKind::Gauge);
+    s.describe("vigil_node_neighbor_stats_total",
+               "Neighbour table events of the node, by family and statistic as /proc/net/stat/arp_cache names them: "
+               "table_fulls, forced_gc_runs, res_failed (resolutions that got no answer), unresolved_discards, ... "
+               "(a series appears once its value is not zero).",
+               SeriesKind::Counter);
     s.describe("vigil_series_read_timestamp_seconds",
                "When the agent last read the kernel figures behind a metric it reads on its own schedule "
                "(metrics.netstat.interval), in seconds since the Unix epoch: their values hold between reads.",
@@ -116,7 +130,7 @@ class NetstatFamily : public Family {
     for (const char* name : {"vigil_netstat_total", "vigil_node_netstat_total", "vigil_interface_stats_total",
                              "vigil_node_interface_stats_total", "vigil_node_interface_packets_total",
                              "vigil_node_interface_bytes_total", "vigil_conntrack_stats_total",
-                             "vigil_node_conntrack_stats_total"})
+                             "vigil_node_conntrack_stats_total", "vigil_node_neighbor_stats_total"})
     {
       ctx.store.set_read_time(name, read_time);
       ctx.store.set("vigil_series_read_timestamp_seconds", {{"metric", name}}, read_time);
@@ -222,6 +236,14 @@ class NetstatFamily : public Family {
     s.set(pod ? "vigil_tcp_sockets_time_wait" : "vigil_node_tcp_sockets_time_wait", labels(pod, {}),
           static_cast<double>(sample.tcp_time_wait));
     if (sample.has_conntrack) emit_conntrack(s, pod, sample, state, set_counter);
+    for (const auto& table : sample.neighbors) {
+      s.set("vigil_node_neighbor_entries", {{"family", table.family}}, static_cast<double>(table.stats.entries));
+      s.set("vigil_node_neighbor_entries_limit", {{"family", table.family}}, static_cast<double>(table.limit));
+      for (const auto& c : table.stats.counters)
+        if (c.value != 0)
+          set_counter("vigil_node_neighbor_stats_total", {{"family", table.family}, {"statistic", c.name}},
+                      static_cast<double>(c.value));
+    }
     if (!pod) forget_node_interfaces_gone(s, sample, state);
   }
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -354,6 +355,64 @@ TEST_F(NetstatTelemetry, ConntrackTablesAsTheKernelCountsThem) {
     emptied = metric_value(settled(), "vigil_conntrack_entries", {{"pod", "pod-2"}}).value_or(-1) == 0;
   }
   EXPECT_TRUE(emptied) << "pod 2's conntrack gauge did not fall to 0; the kernel counts " << count_in(2);
+}
+
+// The node's neighbour tables (one per family for every namespace): a neighbour that never
+// answers, looked for from pod 1, is a failed resolution; the tables' sizes and counts are the
+// kernel's around Vigil's read (anything on the node moves them), their limits its gc_thresh3.
+TEST_F(NetstatTelemetry, NeighbourTablesAsTheKernelCountsThem) {
+  // A column of /proc/net/stat/arp_cache, summed over the CPUs' lines (entries: the first line's).
+  auto arp = [](const std::string& column) -> uint64_t {
+    std::ifstream in("/proc/net/stat/arp_cache");
+    std::string header;
+    std::getline(in, header);
+    std::istringstream names(header);
+    size_t index = 0;
+    for (std::string name; names >> name && name != column;) ++index;
+    uint64_t sum = 0;
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream values(line);
+      std::string v;
+      for (size_t k = 0; k <= index; ++k) values >> v;
+      sum += std::stoull(v, nullptr, 16);
+      if (column == "entries") break;
+    }
+    return sum;
+  };
+  // Pod 1 asks once for an address of the lab's subnet that nobody has, and gives up after one
+  // probe of 100 ms: one failed resolution (the request stays on the lab's bridge).
+  const std::string ip1 = lab_->ip(1);
+  const std::string nobody = ip1.substr(0, ip1.rfind('.')) + ".200";
+  ASSERT_EQ(run("ip netns exec " + ns(1) + " sysctl -qw net.ipv4.neigh.eth0.mcast_solicit=1 "
+                "net.ipv4.neigh.eth0.retrans_time_ms=100").status, 0);
+  settled();
+  const uint64_t failed_before = arp("res_failed");
+  run("ip netns exec " + ns(1) + " bash -c 'printf x > /dev/udp/" + nobody + "/9000'");
+  bool failed = false;
+  for (int i = 0; i < 50 && !failed; ++i) {  // <= 5 s
+    failed = run("ip netns exec " + ns(1) + " ip neigh show " + nobody).output.find("FAILED") != std::string::npos;
+    if (!failed) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(failed) << run("ip netns exec " + ns(1) + " ip neigh show").output;
+  const uint64_t failed_mid = arp("res_failed"), entries_before = arp("entries");
+  const std::string text = settled();
+  const uint64_t failed_after = arp("res_failed"), entries_after = arp("entries");
+  EXPECT_GE(failed_mid, failed_before + 1);
+  auto v4 = [&](const std::string& metric) { return metric_value(text, metric, {{"family", "ipv4"}}).value_or(-1); };
+  const double res_failed =
+      metric_value(text, "vigil_node_neighbor_stats_total", {{"family", "ipv4"}, {"statistic", "res_failed"}}).value_or(-1);
+  EXPECT_GE(res_failed, static_cast<double>(failed_mid)) << text;
+  EXPECT_LE(res_failed, static_cast<double>(failed_after));
+  EXPECT_GE(v4("vigil_node_neighbor_entries"), static_cast<double>(std::min(entries_before, entries_after)));
+  EXPECT_LE(v4("vigil_node_neighbor_entries"), static_cast<double>(std::max(entries_before, entries_after)));
+  EXPECT_GE(v4("vigil_node_neighbor_entries"), 1);  // pod 1's failed entry at least
+  EXPECT_EQ(v4("vigil_node_neighbor_entries_limit"),
+            static_cast<double>(std::stoull(run("cat /proc/sys/net/ipv4/neigh/default/gc_thresh3").output)));
+  EXPECT_EQ(metric_value(text, "vigil_node_neighbor_entries_limit", {{"family", "ipv6"}}).value_or(-1),
+            static_cast<double>(std::stoull(run("cat /proc/sys/net/ipv6/neigh/default/gc_thresh3").output)));
+  // No pod has series of its own: the tables are the kernel's.
+  EXPECT_EQ(text.find("vigil_neighbor"), std::string::npos);
+  EXPECT_FALSE(metric_value(text, "vigil_node_neighbor_entries", {{"pod", "pod-1"}}).has_value());
 }
 
 TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {

@@ -161,6 +161,35 @@ TEST(ProcNet, TheNodesConntrackTableAndItsLimit) {
   EXPECT_NE(value_of(samples[0]->conntrack.counters, "conntrack", "drop"), ~0ull);
 }
 
+TEST(ProcNet, NeighbourTablesStatsByTheirOwnNames) {
+  // /proc/net/stat/arp_cache as Linux 6.18 prints it.
+  const std::string text =
+      "entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast rcv_probes_ucast "
+      "periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n"
+      "00000002 00000014 00000009 00000000   00000044 0000000a 00000000   00000000         00000000         "
+      "00000000         00000000       00000000            00000003\n"
+      "00000002 00000006 0000000f 00000000   0000004e 00000008 00000001   00000000         00000000         "
+      "0000005f         00000000       00000000            00000000\n";
+  auto r = parse_stat_table(text, "/proc/net/stat/arp_cache", "neighbor");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->entries, 2u);
+  EXPECT_EQ(value_of(r->counters, "neighbor", "allocs"), 26u);
+  EXPECT_EQ(value_of(r->counters, "neighbor", "res_failed"), 1u);
+  EXPECT_EQ(value_of(r->counters, "neighbor", "periodic_gc_runs"), 95u);
+  EXPECT_EQ(value_of(r->counters, "neighbor", "table_fulls"), 3u);
+  EXPECT_EQ(r->counters.size(), 12u);
+  // The node's own tables, with their limits (gc_thresh3), as the kernel shows them.
+  auto samples = read_netns_samples({NetnsTarget{"", 0, false}});
+  ASSERT_TRUE(samples[0].ok()) << samples[0].error().message;
+  ASSERT_FALSE(samples[0]->neighbors.empty());
+  EXPECT_EQ(samples[0]->neighbors[0].family, "ipv4");
+  std::ifstream thresh("/proc/sys/net/ipv4/neigh/default/gc_thresh3");
+  uint64_t limit = 0;
+  ASSERT_TRUE(thresh >> limit);
+  EXPECT_EQ(samples[0]->neighbors[0].limit, limit);
+  EXPECT_NE(value_of(samples[0]->neighbors[0].stats.counters, "neighbor", "table_fulls"), ~0ull);
+}
+
 TEST(NetstatConfig, DefaultsAndEveryErrorWithItsLine) {
   auto c = parse_config("", "vigil.yaml", "");
   ASSERT_TRUE(c.ok());
