@@ -44,7 +44,7 @@ const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
 const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "netstat"};
-const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics"};
+const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
 const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
                                             "namespaces", "observe", "label_allowlist", "watch_timeout", "resync",
@@ -556,6 +556,23 @@ class Parser {
         if (auto m = string_value(value, path)) {
           if (*m != "node" && *m != "all" && *m != "none") error(value.mark, path, "expected node, all or none");
           else netstat.sockets = *m;
+        }
+      } else if (name == "conntrack_by_pod") {
+        if (auto m = string_value(value, path)) {
+          double share = -1;
+          if (*m == "always") share = 0;
+          else if (*m == "never") share = 2;
+          else if (m->size() > 1 && m->back() == '%') {
+            try {
+              size_t used = 0;
+              const double pct = std::stod(m->substr(0, m->size() - 1), &used);
+              if (used == m->size() - 1 && pct >= 0 && pct <= 100) share = pct / 100;
+            } catch (const std::exception&) {
+            }
+          }
+          if (share < 0)
+            error(value.mark, path, "expected a share of nf_conntrack_max such as 50%, or always or never; got '" + *m + "'");
+          else netstat.conntrack_by_pod_above = share;
         }
       } else if (name == "statistics") {
         if (!value.node.IsSequence()) {

@@ -40,6 +40,10 @@ struct NetstatConfig {
   // "Group:Name" as nstat spells them split ("TcpExt:ListenDrops"); exported when non-zero.
   std::vector<std::string> statistics = default_netstat_statistics();
   std::vector<int> statistic_lines;     // the line each was written on; empty for the defaults
+  // The node's conntrack entries counted by pod (one ctnetlink dump of the whole table) while the
+  // table holds at least this share of nf_conntrack_max: "50%" by default, "always" (0), "never"
+  // (above 1).
+  double conntrack_by_pod_above = 0.5;
 };
 
 struct MetricsConfig {

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/if_link.h>
+#include <arpa/inet.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -303,11 +306,95 @@ Result<void> read_links(std::vector<MibCounter>& out, std::vector<MibCounter>& t
   });
 }
 
+// The endpoints of one ctnetlink conntrack message: its original and reply tuples' addresses.
+// Returns how many it found (at most 4).
+int conntrack_endpoints(const nlmsghdr* nh, Address16 (&out)[4]) {
+  const size_t header = NLMSG_LENGTH(sizeof(nfgenmsg));
+  if (nh->nlmsg_len < header) return 0;
+  int found = 0;
+  // Attributes in [at, end), 4-byte aligned; nested ones carry NLA_F_NESTED in their type.
+  auto each = [](const char* at, const char* end, auto&& fn) {
+    while (at + sizeof(nlattr) <= end) {
+      auto* a = reinterpret_cast<const nlattr*>(at);
+      if (a->nla_len < sizeof(nlattr) || at + a->nla_len > end) return;
+      fn(a->nla_type & NLA_TYPE_MASK, at + NLA_HDRLEN, at + a->nla_len);
+      at += NLA_ALIGN(a->nla_len);
+    }
+  };
+  const char* base = reinterpret_cast<const char*>(nh);
+  each(base + header, base + nh->nlmsg_len, [&](int type, const char* b, const char* e) {
+    if (type != CTA_TUPLE_ORIG && type != CTA_TUPLE_REPLY) return;
+    each(b, e, [&](int t, const char* ib, const char* ie) {
+      if (t != CTA_TUPLE_IP) return;
+      each(ib, ie, [&](int ip, const char* vb, const char* ve) {
+        if (found == 4) return;
+        Address16 a{};
+        if ((ip == CTA_IP_V4_SRC || ip == CTA_IP_V4_DST) && ve - vb == 4) {
+          a[10] = a[11] = 0xff;
+          std::memcpy(a.data() + 12, vb, 4);
+        } else if ((ip == CTA_IP_V6_SRC || ip == CTA_IP_V6_DST) && ve - vb == 16) {
+          std::memcpy(a.data(), vb, 16);
+        } else {
+          return;
+        }
+        out[found++] = a;
+      });
+    });
+  });
+  return found;
+}
+
 uint64_t find(const std::vector<MibCounter>& v, std::string_view group, std::string_view name) {
   for (const auto& c : v)
     if (c.group == group && c.name == name) return c.value;
   return 0;
 }
+
+}  // namespace
+
+std::optional<Address16> parse_address16(const std::string& text) {
+  Address16 a{};
+  if (inet_pton(AF_INET, text.c_str(), a.data() + 12) == 1) {
+    a[10] = a[11] = 0xff;
+    return a;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), a.data()) == 1) return a;
+  return std::nullopt;
+}
+
+Result<std::vector<uint64_t>> count_conntrack_by_address(const std::vector<Address16>& addresses, uint64_t& total) {
+  std::vector<std::pair<Address16, size_t>> sorted;
+  for (size_t i = 0; i < addresses.size(); ++i) sorted.emplace_back(addresses[i], i);
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<uint64_t> counts(addresses.size(), 0);
+  total = 0;
+  nfgenmsg req{};
+  req.nfgen_family = AF_UNSPEC;  // IPv4 and IPv6
+  req.version = NFNETLINK_V0;
+  const uint16_t type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+  const uint16_t entry = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;  // what a dump answers with
+  auto r = netlink_dump(NETLINK_NETFILTER, type, req, "ctnetlink", [&](const nlmsghdr* nh) {
+    if (nh->nlmsg_type != entry) return;
+    ++total;
+    Address16 ends[4];
+    const int n = conntrack_endpoints(nh, ends);
+    size_t seen[4];
+    int seen_count = 0;
+    for (int k = 0; k < n; ++k) {
+      auto it = std::lower_bound(sorted.begin(), sorted.end(), ends[k],
+                                 [](const auto& entry, const Address16& key) { return entry.first < key; });
+      for (; it != sorted.end() && it->first == ends[k]; ++it) {
+        if (std::find(seen, seen + seen_count, it->second) != seen + seen_count) continue;
+        if (seen_count < 4) seen[seen_count++] = it->second;
+        ++counts[it->second];
+      }
+    }
+  });
+  if (!r) return r.error();
+  return counts;
+}
+
+namespace {
 
 // A number alone in a file of /proc/sys/net, as the calling thread's namespace sees it.
 Result<uint64_t> read_proc_sys_net(const char* file) {
@@ -328,7 +415,8 @@ Result<uint64_t> read_proc_sys_net(const char* file) {
 
 // Everything of the calling thread's current namespace; TCP sockets by state only if asked, the
 // conntrack limit (one for all namespaces) only for the node.
-Result<NetnsSample> sample_here(bool tcp_states, bool node) {
+Result<NetnsSample> sample_here(const NetnsTarget& target, bool node) {
+  const bool tcp_states = target.tcp_states;
   NetnsSample out;
   struct File {
     const char* name;
@@ -366,6 +454,17 @@ Result<NetnsSample> sample_here(bool tcp_states, bool node) {
         auto limit = read_proc_sys_net("netfilter/nf_conntrack_max");
         if (!limit) return limit.error();
         out.conntrack_limit = *limit;
+      }
+      const double limit = static_cast<double>(out.conntrack_limit);
+      if (node && !target.conntrack_addresses.empty() && target.conntrack_by_address_above <= 1 &&
+          static_cast<double>(out.conntrack.entries) >= target.conntrack_by_address_above * limit) {
+        uint64_t total = 0;
+        if (auto counts = count_conntrack_by_address(target.conntrack_addresses, total)) {
+          out.has_conntrack_by_address = true;
+          out.conntrack_by_address = std::move(*counts);
+        } else {
+          out.conntrack_by_address_error = counts.error().message;
+        }
       }
     }
   }
@@ -406,7 +505,7 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
   std::thread t([&] {
     // The agent's own namespace first (targets with no path), before this thread leaves it.
     for (size_t i = 0; i < targets.size(); ++i)
-      if (targets[i].path.empty()) out[i] = sample_here(targets[i].tcp_states, true);
+      if (targets[i].path.empty()) out[i] = sample_here(targets[i], true);
     for (size_t i = 0; i < targets.size(); ++i) {
       const auto& target = targets[i];
       if (target.path.empty()) continue;
@@ -428,7 +527,7 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
         continue;
       }
       close(fd);
-      out[i] = sample_here(target.tcp_states, false);
+      out[i] = sample_here(target, false);
     }
   });
   t.join();
@@ -442,7 +541,7 @@ bool netns_gone(const NetnsTarget& target) {
 }
 
 Result<std::vector<std::string>> known_statistics() {
-  auto samples = read_netns_samples({NetnsTarget{"", 0, false}});  // names only: no socket dump
+  auto samples = read_netns_samples({NetnsTarget{.path = "", .inode = 0, .tcp_states = false}});  // names only: no socket dump
   if (!samples[0]) return samples[0].error();
   std::vector<std::string> out;
   for (const auto& c : samples[0]->mibs) out.push_back(c.group + ":" + c.name);

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,18 @@ struct NeighborTable {
 constexpr int kTcpStates = 14;
 const char* tcp_state_name(int state);  // "ESTABLISHED", ...; nullptr for an unknown number
 
+// An address as conntrack and the pods file give it, in 16 bytes: IPv4 as ::ffff:a.b.c.d.
+using Address16 = std::array<uint8_t, 16>;
+// "10.1.2.3" or "fd00::3"; nullopt for anything else.
+std::optional<Address16> parse_address16(const std::string& text);
+
+// For each of `addresses`, how many entries of the calling thread's namespace's conntrack table
+// have it for an endpoint, in either direction and before or after NAT (a pod's connection to a
+// Service counts for the pod, and for the backend pod, the Service's address aside); an entry
+// between two of them counts for both. One ctnetlink dump of the whole table, which the kernel
+// builds entry by entry (docs/benchmarks.md, "Netstat"). `total` gets the entries seen.
+Result<std::vector<uint64_t>> count_conntrack_by_address(const std::vector<Address16>& addresses, uint64_t& total);
+
 struct NetnsSample {
   std::vector<MibCounter> mibs;                // snmp, netstat and snmp6 (when IPv6 is on)
   // Each interface's error and drop counters (rx_dropped, tx_carrier_errors, ...: what
@@ -89,6 +102,10 @@ struct NetnsSample {
   ConntrackStats conntrack;
   uint64_t conntrack_limit = 0;  // nf_conntrack_max; read for the node only (0 for a pod)
   std::vector<NeighborTable> neighbors;  // the node's only (the tables are not per namespace)
+  // NetnsTarget::conntrack_addresses' entries, when the table was full enough to count them.
+  bool has_conntrack_by_address = false;
+  std::vector<uint64_t> conntrack_by_address;
+  std::string conntrack_by_address_error;  // why they were to be counted and were not; the rest stands
 };
 
 struct NetnsTarget {
@@ -98,6 +115,10 @@ struct NetnsTarget {
   // hash table (shared by all namespaces; ~3 ms for 262,144 buckets here), however few sockets
   // the namespace has. The rest of a sample is a few small /proc files.
   bool tcp_states = true;
+  // Count the table's entries by these addresses (count_conntrack_by_address) when it holds at
+  // least this share of nf_conntrack_max: 0 always, above 1 never.
+  double conntrack_by_address_above = 2;
+  std::vector<Address16> conntrack_addresses{};
 };
 
 // Reads every target on one thread that joins each namespace in turn; result i is target i's.

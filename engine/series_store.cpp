@@ -50,6 +50,15 @@ void SeriesStore::set_first_read(const std::string& name, const Labels& labels, 
   it->second.first_read.insert(labels);
 }
 
+void SeriesStore::clear(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
+  it->second.series.clear();
+  it->second.first_read.clear();
+  it->second.histograms.clear();
+}
+
 void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   std::lock_guard lock(mu_);
   for (auto& [name, family] : families_)

@@ -34,6 +34,8 @@ class SeriesStore : public prometheus::Collectable {
   // is all that built up before, not what came since the family's previous read, so snapshots
   // give it no previous read time (no rate) until the family's next read.
   void set_first_read(const std::string& name, const Labels& labels, double value);
+  // Removes every series of family `name`.
+  void clear(const std::string& name);
   // Removes every series of every family whose labels satisfy `match`.
   void remove_if(const std::function<bool(const Labels&)>& match);
 

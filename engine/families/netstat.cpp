@@ -24,7 +24,8 @@ class NetstatFamily : public Family {
             std::chrono::duration<double>(config.interval_seconds))),
         wanted_(config.statistics.begin(), config.statistics.end()),
         node_sockets_(config.sockets != "none"),
-        pod_sockets_(config.sockets == "all") {}
+        pod_sockets_(config.sockets == "all"),
+        conntrack_by_pod_above_(config.conntrack_by_pod_above) {}
 
   const char* name() const override { return "netstat"; }
 
@@ -87,6 +88,11 @@ class NetstatFamily : public Family {
                "(the table was full), insert_failed (a clash of two packets of a new connection: the lost DNS "
                "query of many 5 s lookups), invalid, ... (a series appears once its value is not zero).",
                SeriesKind::Counter);
+    s.describe("vigil_node_conntrack_pod_entries",
+               "Entries of the node's conntrack table to or from a pod (its connections, and those to it through a "
+               "Service), counted while the table holds at least metrics.netstat.conntrack_by_pod of "
+               "nf_conntrack_max (half by default): who fills it.",
+               SeriesKind::Gauge);
     s.describe("vigil_node_neighbor_entries",
                "Entries in the node's neighbour table (ARP for ipv4, NDISC for ipv6; one table for all network "
                "namespaces), permanent ones included.",
@@ -114,15 +120,24 @@ class NetstatFamily : public Family {
     if (now < next_read_) return;
     next_read_ = now + interval_;
 
-    std::vector<NetnsTarget> targets{NetnsTarget{"", 0, node_sockets_}};  // the node first
+    std::vector<NetnsTarget> targets{NetnsTarget{.path = "", .inode = 0, .tcp_states = node_sockets_}};  // the node first
     std::vector<const WatchedPod*> pods{nullptr};
+    // The node's conntrack entries by pod address: address i is pod owner[i]'s.
+    std::vector<const WatchedPod*> owner;
+    targets[0].conntrack_by_address_above = conntrack_by_pod_above_;
     for (const auto& [key, pod] : ctx.pods.pods()) {
       if (!pod.attached || pod.iface.netns_path.empty()) continue;
       auto moved = states_.find(pod.id);
       const bool use_moved = moved != states_.end() && !moved->second.path.empty() && moved->second.path_inode == pod.iface.netns_inode;
       const std::string& path = use_moved ? moved->second.path : pod.iface.netns_path;
-      targets.push_back({path, pod.iface.netns_inode, pod_sockets_});
+      targets.push_back({.path = path, .inode = pod.iface.netns_inode, .tcp_states = pod_sockets_});
       pods.push_back(&pod);
+      if (conntrack_by_pod_above_ > 1 || now < next_conntrack_count_) continue;
+      for (const auto& ip : pod.iface.ips)
+        if (auto a = parse_address16(ip)) {
+          targets[0].conntrack_addresses.push_back(*a);
+          owner.push_back(&pod);
+        }
     }
     const double read_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     auto samples = read_netns_samples(targets);
@@ -174,6 +189,7 @@ class NetstatFamily : public Family {
       }
       state.last_sockets_error = samples[i]->tcp_states_error;
       emit(ctx.store, pod, *samples[i], state);
+      if (!pod) emit_conntrack_by_pod(ctx.store, *samples[i], owner, state);
     }
     states_ = std::move(kept);
     ctx.store.set("vigil_netstat_read_errors_total", {}, static_cast<double>(read_errors_));
@@ -189,6 +205,8 @@ class NetstatFamily : public Family {
     std::set<std::string> interfaces;  // the node's, at the last read
     bool read_before = false;  // a read of it has succeeded before
     bool conntrack_shown = false;  // its conntrack table has been in use: it has an entries series
+    bool conntrack_by_pod_shown = false;  // the node's: entries by pod were counted at the last read
+    std::string last_conntrack_error;
   };
 
   Labels labels(const WatchedPod* pod, std::initializer_list<std::pair<std::string, std::string>> extra) const {
@@ -247,6 +265,42 @@ class NetstatFamily : public Family {
     if (!pod) forget_node_interfaces_gone(s, sample, state);
   }
 
+  // The node's conntrack entries of each pod, while the table holds the share that turns the
+  // count on; gone when it does not (rather than left at old values). A count walks the whole
+  // table (about 2 us an entry): once every kConntrackCountEvery at most, the series holding
+  // their values in between.
+  void emit_conntrack_by_pod(SeriesStore& s, const NetnsSample& sample, const std::vector<const WatchedPod*>& owner,
+                             State& state) {
+    if (!sample.conntrack_by_address_error.empty()) {
+      ++read_errors_;
+      if (state.last_conntrack_error != sample.conntrack_by_address_error)
+        spdlog::warn("netstat: cannot count the node's conntrack entries by pod: {}", sample.conntrack_by_address_error);
+    }
+    state.last_conntrack_error = sample.conntrack_by_address_error;
+    const bool full_enough = conntrack_by_pod_above_ <= 1 && sample.has_conntrack &&
+                             static_cast<double>(sample.conntrack.entries) >=
+                                 conntrack_by_pod_above_ * static_cast<double>(sample.conntrack_limit);
+    if (!full_enough) {
+      if (state.conntrack_by_pod_shown) {
+        s.clear("vigil_node_conntrack_pod_entries");
+        spdlog::info("netstat: the node's conntrack table holds {} entries: no longer counted by pod", sample.conntrack.entries);
+      }
+      state.conntrack_by_pod_shown = false;
+      next_conntrack_count_ = {};
+      return;
+    }
+    if (!sample.has_conntrack_by_address) return;  // not due: the last count holds
+    next_conntrack_count_ = std::chrono::steady_clock::now() + kConntrackCountEvery;
+    if (!state.conntrack_by_pod_shown)
+      spdlog::info("netstat: the node's conntrack table holds {} entries: counting them by pod", sample.conntrack.entries);
+    std::map<const WatchedPod*, uint64_t> per_pod;
+    for (size_t i = 0; i < owner.size() && i < sample.conntrack_by_address.size(); ++i)
+      per_pod[owner[i]] += sample.conntrack_by_address[i];
+    s.clear("vigil_node_conntrack_pod_entries");  // pods gone since the last count go too
+    for (const auto& [pod, n] : per_pod) s.set("vigil_node_conntrack_pod_entries", pod_labels(*pod, {}), static_cast<double>(n));
+    state.conntrack_by_pod_shown = true;
+  }
+
   // A pod's table has series once it has been in use (most pods never track a connection in
   // their own namespace); the node's always.
   template <typename SetCounter>
@@ -286,6 +340,9 @@ class NetstatFamily : public Family {
   std::chrono::steady_clock::duration interval_;
   std::unordered_set<std::string> wanted_;
   bool node_sockets_, pod_sockets_;
+  double conntrack_by_pod_above_;  // NetnsTarget::conntrack_by_address_above for the node
+  static constexpr std::chrono::seconds kConntrackCountEvery{30};
+  std::chrono::steady_clock::time_point next_conntrack_count_{};
   std::chrono::steady_clock::time_point next_read_{};
   std::map<uint32_t, State> states_;  // by pod id; 0 is the node
   uint64_t read_errors_ = 0;

@@ -114,6 +114,8 @@ def node_overview():
               desc="The node's conntrack table (kube-proxy's). At 100 % the kernel evicts unanswered connections, then drops new ones (rule node-conntrack-full warns at 90 %)."),
         panel("Conntrack drops, evictions and insert failures/s", [(f'sum by (instance, statistic) (rate(vigil_node_conntrack_stats_total{{{SEL}, statistic=~"drop|early_drop|insert_failed"}}[{RATE}]))', "{{instance}} {{statistic}}")], "ops", w=12,
               desc="drop and early_drop: the table was full; insert_failed: a new connection's packet lost in a clash (slow DNS lookups). The drop reasons show these as NETFILTER_DROP."),
+        panel("Conntrack table: top pods (while it is half full)", [(f'topk(10, max by (instance, namespace, pod) (vigil_node_conntrack_pod_entries{{{SEL}}}))', "{{instance}} {{namespace}}/{{pod}}")], "short", w=24,
+              desc="Entries of the node's conntrack table to or from each pod, counted while the table holds metrics.netstat.conntrack_by_pod of nf_conntrack_max (50 % by default): who fills it."),
         panel("Neighbour tables: share of gc_thresh3", [(f'max by (instance, family) (vigil_node_neighbor_entries{{{SEL}}} / vigil_node_neighbor_entries_limit{{{SEL}}})', "{{instance}} {{family}}")], "percentunit", w=12,
               desc="The kernel's ARP (ipv4) and NDISC (ipv6) tables, one for all of a node's namespaces. Past gc_thresh3 new neighbours fail (rule node-neighbor-table-full warns at 90 %)."),
         panel("Neighbour table overflows and failed resolutions/s", [(f'sum by (instance, family, statistic) (rate(vigil_node_neighbor_stats_total{{{SEL}, statistic=~"table_fulls|res_failed|unresolved_discards"}}[{RATE}]))', "{{instance}} {{family}} {{statistic}}")], "ops", w=12,

@@ -29,7 +29,7 @@ class NetstatTelemetry : public ::testing::Test {
                                          "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
                                          "state_dir: " + dir_->path() + "/state\n"
                                          "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n"
-                                         "metrics: {netstat: {interval: 200ms, sockets: all}}\n");
+                                         "metrics: {netstat: {interval: 200ms, sockets: all, conntrack_by_pod: '0.2%'}}\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                        dir_->path() + "/agent.log");
     ASSERT_TRUE(wait_for_attached(port_, 3)) << "agent did not attach:\n" << agent_->log();
@@ -308,11 +308,11 @@ TEST_F(NetstatTelemetry, ConntrackTablesAsTheKernelCountsThem) {
   // Pod 2 forgets an unanswered UDP flow after 5 s (30 by default), so that its table empties
   // within the test.
   ASSERT_EQ(run("ip netns exec " + ns(2) + " sysctl -qw net.netfilter.nf_conntrack_udp_timeout=5").status, 0);
-  // 40 datagrams from pod 1 to pod 2, each from a socket (and a source port) of its own: 40 new
-  // connections in pod 2's table (its port unreachable answers are related, not new).
+  // 40 datagrams from pod 1 to pod 2, each to a port of its own: 40 new connections in pod 2's
+  // table (its port unreachable answers are related, not new).
   const int kFlows = 40;
   auto r = run("ip netns exec " + ns(1) + " bash -c 'for i in $(seq " + std::to_string(kFlows) + "); do printf x > /dev/udp/" +
-               lab_->ip(2) + "/9000; done'");
+               lab_->ip(2) + "/$((9000 + i)); done'");
   ASSERT_EQ(r.status, 0) << r.output;
   // 7 TCP segments with every flag set, to pod 2's own address and MAC: conntrack takes each
   // for invalid (and tracks none).
@@ -351,10 +351,76 @@ TEST_F(NetstatTelemetry, ConntrackTablesAsTheKernelCountsThem) {
   // Pod 2's table empties as its flows expire: the gauge follows down to 0 (a series, once
   // shown, stays).
   bool emptied = false;
-  for (int i = 0; i < 60 && !emptied; ++i) {  // <= about 60 s: the kernel's collector runs every few seconds
+  for (int i = 0; i < 60 && !emptied; ++i) {  // <= about 60 s
+    // Expired entries count until the kernel's collector (up to a minute apart) or a listing,
+    // as `conntrack -L` makes, reaps them: list them.
+    run("ip netns exec " + ns(2) + " cat /proc/net/nf_conntrack > /dev/null");
     emptied = metric_value(settled(), "vigil_conntrack_entries", {{"pod", "pod-2"}}).value_or(-1) == 0;
   }
   EXPECT_TRUE(emptied) << "pod 2's conntrack gauge did not fall to 0; the kernel counts " << count_in(2);
+}
+
+// The node's conntrack entries by pod, counted while the table holds at least 0.2 % of
+// nf_conntrack_max (524 of 262,144; the fixture's setting): the node's netfilter tracks
+// connections while the test runs (a rule on new ones, as kube-proxy's would; the lab's bridge
+// passes its pods' traffic to it, as a bridge CNI's node does), and pod 1 opens 600 connections to
+// pod 2's server and resets each: every entry is both pods'. Reset connections end in CLOSE,
+// which the kernel forgets after 10 s: the count, and its series, go when the table empties.
+TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
+  if (run("test -e /proc/net/stat/nf_conntrack").status != 0) GTEST_SKIP() << "this kernel has no conntrack";
+  if (run("cat /proc/sys/net/bridge/bridge-nf-call-iptables").output.rfind("1", 0) != 0)
+    GTEST_SKIP() << "bridged traffic does not reach the node's netfilter (br_netfilter, bridge-nf-call-iptables=1)";
+  const std::string table = lab_->prefix() + "_ct";
+  struct Table {  // deleted also when an assertion fails
+    std::string name;
+    ~Table() { run("nft delete table inet " + name + " 2>/dev/null"); }
+  } node_table{table};
+  // The node's own traffic (this test's scrapes of the agent, above all) is left untracked, so
+  // that the table holds the lab's forwarded connections and little else.
+  ASSERT_EQ(run("nft 'add table inet " + table + "; add chain inet " + table + " watch { type filter hook forward "
+                "priority 0; }; add rule inet " + table + " watch ct state new counter; add chain inet " + table +
+                " own { type filter hook output priority raw; }; add rule inet " + table + " own notrack'").status, 0);
+  const std::string before = settled();
+  EXPECT_EQ(before.find("vigil_node_conntrack_pod_entries{"), std::string::npos) << before;
+
+  const int kConnections = 600;
+  // Pod 2 listens with room for every connection in its accept queue and accepts none (a server
+  // that accepts and answers would slow the opening of 600 connections down to seconds, while
+  // the first ones expire).
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), "python3", "-c",
+                               "import socket, time\ns = socket.socket()\ns.bind(('0.0.0.0', 8081))\ns.listen(1024)\n"
+                               "time.sleep(60)\n"},
+      dir_->path() + "/listener.log"));
+  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
+  // Each connection aborted by its client (a reset once established): the kernel forgets it
+  // 10 s later.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run("ip netns exec " + ns(1) + " python3 -c \"import socket, struct\nfor i in range(" +
+               std::to_string(kConnections) + "):\n  s = socket.create_connection(('" + lab_->ip(2) +
+               "', 8081), timeout=5)\n  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
+               "  s.close()\n\"");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const double opened_in = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string text = settled();
+  auto by_pod = [&](const std::string& t, const char* pod) {
+    return metric_value(t, "vigil_node_conntrack_pod_entries", {{"pod", pod}}).value_or(-1);
+  };
+  EXPECT_EQ(by_pod(text, "pod-1"), kConnections) << "opened in " << opened_in << " s\n" << text;
+  EXPECT_EQ(by_pod(text, "pod-2"), kConnections);
+  EXPECT_EQ(by_pod(text, "pod-3"), 0);  // every pod has a count while they are counted
+  EXPECT_GE(metric_value(text, "vigil_node_conntrack_entries", {}).value_or(-1), kConnections);
+  EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent_->log();
+  // Forgotten 10 s after their reset: the table falls below the share and the series go (not
+  // left at their last values).
+  bool gone = false;
+  for (int i = 0; i < 60 && !gone; ++i) {  // <= about 60 s
+    run("cat /proc/net/nf_conntrack > /dev/null");  // reaps the expired entries (see above)
+    text = settled();
+    gone = text.find("vigil_node_conntrack_pod_entries{") == std::string::npos;
+  }
+  EXPECT_TRUE(gone) << "still counted by pod with " << metric_value(text, "vigil_node_conntrack_entries", {}).value_or(-1)
+                    << " entries in the node's table";
 }
 
 // The node's neighbour tables (one per family for every namespace): a neighbour that never

@@ -131,7 +131,7 @@ TEST(ProcNet, TheAgentsOwnNamespaceReadsWhole) {
   ASSERT_TRUE(known.ok()) << known.error().message;
   EXPECT_TRUE(std::binary_search(known->begin(), known->end(), "Tcp:OutRsts"));
   // A namespace that is not there is an error for that target alone.
-  samples = read_netns_samples({NetnsTarget{"/nonexistent/netns"}, NetnsTarget{"", 0, false}});
+  samples = read_netns_samples({NetnsTarget{"/nonexistent/netns"}, NetnsTarget{.path = "", .inode = 0, .tcp_states = false}});
   ASSERT_EQ(samples.size(), 2u);
   ASSERT_FALSE(samples[0].ok());
   EXPECT_EQ(samples[0].error().message, "open /nonexistent/netns: No such file or directory");
@@ -147,7 +147,7 @@ TEST(ProcNet, TheAgentsOwnNamespaceReadsWhole) {
 }
 
 TEST(ProcNet, TheNodesConntrackTableAndItsLimit) {
-  auto samples = read_netns_samples({NetnsTarget{"", 0, false}});
+  auto samples = read_netns_samples({NetnsTarget{.path = "", .inode = 0, .tcp_states = false}});
   ASSERT_TRUE(samples[0].ok()) << samples[0].error().message;
   struct stat ct {};
   const bool kernel_has_conntrack = stat("/proc/net/stat/nf_conntrack", &ct) == 0;
@@ -179,7 +179,7 @@ TEST(ProcNet, NeighbourTablesStatsByTheirOwnNames) {
   EXPECT_EQ(value_of(r->counters, "neighbor", "table_fulls"), 3u);
   EXPECT_EQ(r->counters.size(), 12u);
   // The node's own tables, with their limits (gc_thresh3), as the kernel shows them.
-  auto samples = read_netns_samples({NetnsTarget{"", 0, false}});
+  auto samples = read_netns_samples({NetnsTarget{.path = "", .inode = 0, .tcp_states = false}});
   ASSERT_TRUE(samples[0].ok()) << samples[0].error().message;
   ASSERT_FALSE(samples[0]->neighbors.empty());
   EXPECT_EQ(samples[0]->neighbors[0].family, "ipv4");
@@ -190,6 +190,18 @@ TEST(ProcNet, NeighbourTablesStatsByTheirOwnNames) {
   EXPECT_NE(value_of(samples[0]->neighbors[0].stats.counters, "neighbor", "table_fulls"), ~0ull);
 }
 
+TEST(ProcNet, Addresses16AsConntrackGivesThem) {
+  auto v4 = parse_address16("10.1.2.3");
+  ASSERT_TRUE(v4.has_value());
+  EXPECT_EQ(*v4, (Address16{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3}));
+  auto v6 = parse_address16("fd00::3");
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_EQ((*v6)[0], 0xfd);
+  EXPECT_EQ((*v6)[15], 3);
+  EXPECT_FALSE(parse_address16("10.1.2").has_value());
+  EXPECT_FALSE(parse_address16("").has_value());
+}
+
 TEST(NetstatConfig, DefaultsAndEveryErrorWithItsLine) {
   auto c = parse_config("", "vigil.yaml", "");
   ASSERT_TRUE(c.ok());
@@ -198,6 +210,13 @@ TEST(NetstatConfig, DefaultsAndEveryErrorWithItsLine) {
   EXPECT_EQ(c->metrics.netstat.sockets, "node");
   EXPECT_EQ(c->metrics.netstat.statistics, default_netstat_statistics());
   EXPECT_TRUE(c->metrics.netstat.statistic_lines.empty());
+  EXPECT_EQ(c->metrics.netstat.conntrack_by_pod_above, 0.5);
+  for (const auto& [text, share] : std::vector<std::pair<std::string, double>>{
+           {"always", 0}, {"never", 2}, {"12.5%", 0.125}, {"0%", 0}, {"100%", 1}}) {
+    c = parse_config("metrics: {netstat: {conntrack_by_pod: '" + text + "'}}\n", "vigil.yaml", "");
+    ASSERT_TRUE(c.ok()) << text << ": " << c.error().message;
+    EXPECT_EQ(c->metrics.netstat.conntrack_by_pod_above, share) << text;
+  }
 
   c = parse_config("metrics:\n  netstat:\n    interval: 2s\n    sockets: all\n    statistics:\n      - Udp:NoPorts\n      - TcpExt:ListenDrops\n",
                    "vigil.yaml", "");
@@ -220,7 +239,12 @@ TEST(NetstatConfig, DefaultsAndEveryErrorWithItsLine) {
             "vigil.yaml:1: metrics.netstat.statistics[1]: 'Udp:NoPorts' is listed twice");
   EXPECT_EQ(err("metrics: {netstat: {interval: 0s}}\n"), "vigil.yaml:1: metrics.netstat.interval: must be more than 0 and at most 1h");
   EXPECT_EQ(err("metrics: {netstat: {every: 1s}}\n"),
-            "vigil.yaml:1: metrics.netstat: unknown key 'every' (known: enabled, interval, sockets, statistics)");
+            "vigil.yaml:1: metrics.netstat: unknown key 'every' (known: enabled, interval, sockets, statistics, "
+            "conntrack_by_pod)");
+  for (const std::string bad : {"auto", "50", "150%", "-1%", "x%", "%", "5%%"})
+    EXPECT_EQ(err("metrics:\n  netstat:\n    conntrack_by_pod: '" + bad + "'\n"),
+              "vigil.yaml:3: metrics.netstat.conntrack_by_pod: expected a share of nf_conntrack_max such as 50%, or always "
+              "or never; got '" + bad + "'");
   EXPECT_EQ(err("metrics: {netstat: {sockets: pods}}\n"), "vigil.yaml:1: metrics.netstat.sockets: expected node, all or none");
 }
 

@@ -39,6 +39,15 @@ TEST(SeriesStore, SnapshotAndRemoval) {
   ASSERT_EQ(snap.size(), 1u);
   EXPECT_EQ(snap[0].value, 2);
   EXPECT_EQ(snap[0].kind, SeriesKind::Counter);
+  // Clearing a family takes all of its series and nothing of another's.
+  s.describe("g", "G.", SeriesKind::Gauge);
+  s.set("g", make_labels({{"pod", "b"}}), 7);
+  s.set("g", make_labels({{"pod", "c"}}), 8);
+  s.clear("g");
+  snap = s.snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].metric, "m_total");
+  EXPECT_THROW(s.clear("nope"), std::logic_error);
 }
 
 TEST(SeriesStore, UndescribedFamilyIsAProgrammingError) {

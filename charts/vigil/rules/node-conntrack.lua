@@ -7,7 +7,8 @@
 -- ("nf_conntrack: table full, dropping packet"): clients see timeouts everywhere at once. Warned
 -- at 90 % for 2 minutes, while there is time to raise the limit or find the pod that opens
 -- connections by the thousand (a fixed level: how full is too full does not depend on the
--- node's history).
+-- node's history). From half full on, the agent counts the table's entries by pod
+-- (vigil_node_conntrack_pod_entries, metrics.netstat.conntrack_by_pod).
 --
 -- node-conntrack-drops: it happens. `drop` (a new connection dropped, the table full of
 -- answered ones), `early_drop` (an unanswered connection evicted to make room) and
@@ -30,7 +31,8 @@ rule {
   pending = "2m",
   resolve_after = "5m",
   cooldown = "30m",
-  summary = "conntrack table of node {node} at {value} of nf_conntrack_max: new connections are dropped when it is full",
+  summary = "conntrack table of node {node} at {value} of nf_conntrack_max: new connections are dropped when it is full "
+    .. "(vigil_node_conntrack_pod_entries: the pods that hold most)",
   on_anomaly = function(a)
     notify("default", a)
   end,
