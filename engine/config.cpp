@@ -43,7 +43,7 @@ const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "netstat"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "netstat"};
 const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
 const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
@@ -534,6 +534,11 @@ class Parser {
         }
       } else if (name == "retina_compat") {
         if (auto b = bool_value(value, path)) metrics.retina_compat = *b;
+      } else if (name == "dns_timeout") {
+        if (auto d = duration_value(value, path)) {
+          if (*d < 0.1 || *d > 60) error(value.mark, path, "must be from 100ms to 1m");
+          else metrics.dns_timeout_seconds = *d;
+        }
       } else if (name == "netstat") {
         parse_netstat(value, metrics.netstat);
       }

@@ -52,6 +52,8 @@ struct MetricsConfig {
   double series_grace_seconds = 60;
   // Also export the data under Microsoft Retina's metric names and labels (docs/retina.md).
   bool retina_compat = false;
+  // A DNS request with no response after this long counts as timed out (vigil_dns_timeouts_total).
+  double dns_timeout_seconds = 5;
   NetstatConfig netstat;
 };
 

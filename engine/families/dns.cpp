@@ -1,7 +1,9 @@
 // DNS per pod from the TC programs (bpf/lib/dns.h): requests and responses by question type
 // and rcode, the request->response latency measured in the kernel as client or server, and
-// responses that matched no request. Malformed DNS is exported by the traffic family.
+// responses that matched no request, and requests that got no response in time. Malformed DNS is exported by the traffic family.
 #include <linux/types.h>
+
+#include <time.h>
 
 #include <cmath>
 #include <limits>
@@ -47,15 +49,22 @@ class DnsFamily : public Family {
                "Time from a DNS request to its response, matched in the kernel by transaction id, as the pod's "
                "client or server side saw it.",
                SeriesKind::Histogram);
+    s.describe("vigil_dns_timeouts_total",
+               "DNS requests a pod sent (side client) or received (side server) that got no response within "
+               "metrics.dns_timeout (5 s, a resolver's usual wait): lost queries, overloaded or unreachable servers.",
+               SeriesKind::Counter);
     s.describe("vigil_dns_unmatched_responses_total",
                "DNS responses of a pod with no request seen for them (sent before the agent attached, evicted, "
                "duplicates).",
                SeriesKind::Counter);
   }
 
+  explicit DnsFamily(double timeout_seconds) : timeout_ns_(static_cast<uint64_t>(timeout_seconds * 1e9)) {}
+
   void read(const FamilyContext& ctx) override {
     read_counts(ctx);
     read_latency(ctx);
+    read_timeouts(ctx);
   }
 
  private:
@@ -120,6 +129,43 @@ class DnsFamily : public Family {
     forget(m.fd, orphans);
   }
 
+  // Requests still waiting in vigil_dns_pending past the timeout: each is taken out and counted for
+  // its pod and side, unless its response takes it first (then it was answered, however late). A
+  // scan once a second at most: two system calls an entry, and few entries wait (answered ones
+  // leave at once).
+  void read_timeouts(const FamilyContext& ctx) {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // bpf_ktime_get_ns()'s clock
+    const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    if (now < next_scan_ns_) return;
+    next_scan_ns_ = now + 1000000000ull;
+    auto m = ctx.datapath.map("vigil_dns_pending");
+    if (m.fd < 0) return;
+    std::vector<vigil_dns_pending_key> late;
+    for_each_entry<vigil_dns_pending_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_pending_key& key, const __u64& seen) {
+      if (seen < now && now - seen >= timeout_ns_) late.push_back(key);
+    });
+    for (const auto& key : late) {
+      if (bpf_map_delete_elem(m.fd, &key) != 0) continue;  // answered meanwhile
+      const int side = key.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
+      ++timeouts_[{key.ifindex, side}];
+    }
+    for (auto it = timeouts_.begin(); it != timeouts_.end();) {
+      const WatchedPod* pod = ctx.pods.by_ifindex(it->first.first);
+      if (!pod) {  // gone: a later pod on a reused ifindex starts from zero
+        it = timeouts_.erase(it);
+        continue;
+      }
+      ctx.store.set("vigil_dns_timeouts_total", pod_labels(*pod, {{"side", kSideNames[it->first.second]}}),
+                    static_cast<double>(it->second));
+      ++it;
+    }
+  }
+
+  uint64_t timeout_ns_;
+  uint64_t next_scan_ns_ = 0;
+  std::map<std::pair<uint32_t, int>, uint64_t> timeouts_;  // (ifindex, side) -> requests timed out
+
   // Entries of interfaces no watched pod owns any more: the pod is gone (its series expire
   // with the agent's grace), and a later pod on a reused ifindex must start from zero.
   template <typename K>
@@ -130,6 +176,6 @@ class DnsFamily : public Family {
 
 }  // namespace
 
-std::unique_ptr<Family> make_dns_family() { return std::make_unique<DnsFamily>(); }
+std::unique_ptr<Family> make_dns_family(double timeout_seconds) { return std::make_unique<DnsFamily>(timeout_seconds); }
 
 }  // namespace vigil

@@ -12,7 +12,7 @@ std::vector<std::unique_ptr<Family>> make_families(const Config& config) {
   out.push_back(make_traffic_family());
   out.push_back(make_drop_family());
   out.push_back(make_tcp_family());
-  out.push_back(make_dns_family());
+  out.push_back(make_dns_family(config.metrics.dns_timeout_seconds));
   out.push_back(make_remote_family());
   if (!config.apiserver.addresses.empty()) out.push_back(make_apiserver_family(config.apiserver.no_response_seconds));
   if (config.metrics.netstat.enabled) out.push_back(make_netstat_family(config.metrics.netstat));

@@ -41,7 +41,7 @@ const char* direction_name(int direction);
 std::unique_ptr<Family> make_traffic_family();
 std::unique_ptr<Family> make_drop_family();
 std::unique_ptr<Family> make_tcp_family();
-std::unique_ptr<Family> make_dns_family();
+std::unique_ptr<Family> make_dns_family(double timeout_seconds);
 std::unique_ptr<Family> make_health_family();
 std::unique_ptr<Family> make_remote_family();
 std::unique_ptr<Family> make_apiserver_family(double no_response_seconds);

@@ -48,7 +48,8 @@ class DnsTelemetry : public ::testing::Test {
     port_ = free_port();
     std::string config = write_temp_file(dir_, "vigil.yaml",
                                          "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
-                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n");
+                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n"
+                                         "metrics: {dns_timeout: 1s}\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                        dir_ + "/agent.log");
     ASSERT_TRUE(wait_for_attached(port_, 3)) << "agent did not attach:\n" << agent_->log();
@@ -187,6 +188,37 @@ TEST_F(DnsTelemetry, UdpOverIpv6CountedExactlyPerQtypeAndRcode) {
 
 TEST_F(DnsTelemetry, TcpOverIpv6CountedExactlyPerQtypeAndRcode) {
   check_transport(ip6(2), true, "tcp/ipv6");
+}
+
+// Requests that get no response within metrics.dns_timeout (1 s here): 4 queries from pod 1 to
+// pod 3, where nothing listens on port 53, time out for pod 1 as a client and for pod 3 as the
+// server that received them; 3 answered by pod 2's dnsmasq time out for nobody, and their
+// matched responses leave nothing waiting.
+TEST_F(DnsTelemetry, RequestsWithNoResponseTimeOutOnBothSides) {
+  for (int i = 0; i < 4; ++i) EXPECT_NE(lab_->cmd("dns 1 3 t" + std::to_string(i) + ".lab.test"), "NOERROR\n");
+  EXPECT_EQ(lab_->cmd("dns 1 2 ok.lab.test"), "NOERROR\n");
+  EXPECT_EQ(lab_->cmd("dns 1 2 missing.lab.test"), "NXDOMAIN\n");
+  EXPECT_EQ(lab_->cmd("dns 1 2 example.com"), "REFUSED\n");
+  auto timeouts = [&](const std::string& text, const char* pod, const char* side) {
+    return metric_value(text, "vigil_dns_timeouts_total", {{"pod", pod}, {"side", side}}).value_or(-1);
+  };
+  std::string text;
+  for (int i = 0; i < 50; ++i) {  // <= 5 s: the timeout, and a scan a second
+    text = http_get("127.0.0.1", port_, "/metrics");
+    if (timeouts(text, "pod-1", "client") == 4 && timeouts(text, "pod-3", "server") == 4) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(timeouts(text, "pod-1", "client"), 4) << text;
+  EXPECT_EQ(timeouts(text, "pod-3", "server"), 4);
+  // Two more scans: nothing counted twice, nothing answered counted.
+  text = metrics_after_ticks(port_, 12);
+  EXPECT_EQ(timeouts(text, "pod-1", "client"), 4) << text;
+  EXPECT_EQ(timeouts(text, "pod-3", "server"), 4);
+  EXPECT_EQ(timeouts(text, "pod-2", "server"), -1);
+  EXPECT_EQ(timeouts(text, "pod-1", "server"), -1);
+  EXPECT_EQ(timeouts(text, "pod-3", "client"), -1);
+  // The answered ones were matched.
+  EXPECT_EQ(metric_value(text, "vigil_dns_latency_seconds_count", {{"pod", "pod-1"}, {"side", "client"}}).value_or(-1), 3);
 }
 
 // All four one after the other on the same agent: the counters accumulate exactly.

@@ -353,18 +353,22 @@ TEST_F(ConfigTest, MissingConfigFile) {
 }
 
 TEST_F(ConfigTest, MetricsSection) {
-  auto c = parse("metrics:\n  series_grace: 2m\n  retina_compat: true\n");
+  auto c = parse("metrics:\n  series_grace: 2m\n  retina_compat: true\n  dns_timeout: 2500ms\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_DOUBLE_EQ(c->metrics.series_grace_seconds, 120);
   EXPECT_TRUE(c->metrics.retina_compat);
+  EXPECT_DOUBLE_EQ(c->metrics.dns_timeout_seconds, 2.5);
   auto d = parse("");
   ASSERT_TRUE(d.ok());
   EXPECT_DOUBLE_EQ(d->metrics.series_grace_seconds, 60);
   EXPECT_FALSE(d->metrics.retina_compat);
+  EXPECT_DOUBLE_EQ(d->metrics.dns_timeout_seconds, 5);
+  EXPECT_EQ(error_of("metrics:\n  dns_timeout: 50ms\n"), "config.yaml:2: metrics.dns_timeout: must be from 100ms to 1m");
+  EXPECT_EQ(error_of("metrics:\n  dns_timeout: 2m\n"), "config.yaml:2: metrics.dns_timeout: must be from 100ms to 1m");
   EXPECT_EQ(error_of("metrics:\n  retina_compat: yes\n"), "config.yaml:2: metrics.retina_compat: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
   EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
-            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, netstat)");
+            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, netstat)");
 }
 
 TEST_F(ConfigTest, RemoteContextSection) {

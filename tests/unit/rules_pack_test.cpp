@@ -51,14 +51,14 @@ Sample counter(const std::string& metric, const std::string& pod, const std::str
 
 TEST(RulesPack, LoadsWithTheDefaultNotifier) {
   auto files = pack_files();
-  ASSERT_EQ(files.size(), 13u);
+  ASSERT_EQ(files.size(), 14u);
   EngineOptions o;
   o.channels = std::set<std::string>{"default"};
   auto engine = RuleEngine::load(files, o, nullptr);
   ASSERT_TRUE(engine.ok()) << engine.error().message;
   std::vector<std::string> names;
   for (const auto& s : (*engine)->status()) names.push_back(s.rule);
-  EXPECT_EQ(names, (std::vector<std::string>{"apiserver-latency-regression", "dns-error-surge", "dns-latency-regression",
+  EXPECT_EQ(names, (std::vector<std::string>{"apiserver-latency-regression", "dns-error-surge", "dns-latency-regression", "dns-timeouts",
                                              "new-external-peer", "node-conntrack-full", "node-conntrack-drops",
                                              "node-neighbor-table-full", "node-neighbor-table-overflow",
                                              "node-nic-errors", "pod-drop-surge", "pod-ingress-flood",
