@@ -364,7 +364,7 @@ TEST_F(NetstatTelemetry, ConntrackTablesAsTheKernelCountsThem) {
 // nf_conntrack_max (524 of 262,144; the fixture's setting): the node's netfilter tracks
 // connections while the test runs (a rule on new ones, as kube-proxy's would; the lab's bridge
 // passes its pods' traffic to it, as a bridge CNI's node does), and pod 1 opens 600 connections to
-// pod 2's server and resets each: every entry is both pods'. Reset connections end in CLOSE,
+// pod 2's server (580 over IPv4, 20 over IPv6) and resets each: every entry is both pods'. Reset connections end in CLOSE,
 // which the kernel forgets after 10 s: the count, and its series, go when the table empties.
 TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
   if (run("test -e /proc/net/stat/nf_conntrack").status != 0) GTEST_SKIP() << "this kernel has no conntrack";
@@ -389,15 +389,18 @@ TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
   // the first ones expire).
   helpers_.push_back(std::make_unique<Process>(
       std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), "python3", "-c",
-                               "import socket, time\ns = socket.socket()\ns.bind(('0.0.0.0', 8081))\ns.listen(1024)\n"
+                               "import socket, time\ns = socket.socket(socket.AF_INET6)\ns.bind(('::', 8081))\ns.listen(1024)\n"
                                "time.sleep(60)\n"},
       dir_->path() + "/listener.log"));
   ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
   // Each connection aborted by its client (a reset once established): the kernel forgets it
   // 10 s later.
   const auto t0 = std::chrono::steady_clock::now();
+  // 580 over IPv4 and 20 over IPv6.
+  const std::string ip6_2 = lab_->cmd("ip6 2");
   auto r = run("ip netns exec " + ns(1) + " python3 -c \"import socket, struct\nfor i in range(" +
-               std::to_string(kConnections) + "):\n  s = socket.create_connection(('" + lab_->ip(2) +
+               std::to_string(kConnections) + "):\n  s = socket.create_connection(('" + lab_->ip(2) + "' if i >= 20 else '" +
+               ip6_2.substr(0, ip6_2.find('\n')) +
                "', 8081), timeout=5)\n  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
                "  s.close()\n\"");
   ASSERT_EQ(r.status, 0) << r.output;
