@@ -7,6 +7,8 @@
 #include <set>
 #include <vector>
 
+#include "rules/core/series.h"
+
 namespace vigil {
 namespace {
 
@@ -137,11 +139,7 @@ std::string RecordSeries::add(double unix_time, const ScrapedValue& v) {
   } else if (v.read_time) {
     // Read by the agent on its own schedule: the value moves only at a read.
     if (!prev_read_ || *v.read_time > *prev_read_) {
-      if (prev_read_ && prev_value_) {
-        double delta = *v.value - *prev_value_;
-        if (delta < 0) delta = *v.value;  // reset
-        held_ = delta / (*v.read_time - *prev_read_);
-      }
+      if (prev_read_ && prev_value_) held_ = counter_increase(*prev_value_, *v.value) / (*v.read_time - *prev_read_);
       prev_read_ = v.read_time;
       prev_value_ = *v.value;
     }
@@ -149,9 +147,7 @@ std::string RecordSeries::add(double unix_time, const ScrapedValue& v) {
     if (!held_) return "";
     row = held_;
   } else if (prev_value_ && prev_time_ && unix_time > *prev_time_) {
-    double delta = *v.value - *prev_value_;
-    if (delta < 0) delta = *v.value;  // reset
-    row = delta / (unix_time - *prev_time_);
+    row = counter_increase(*prev_value_, *v.value) / (unix_time - *prev_time_);
   }
   prev_time_ = unix_time;
   prev_value_ = *v.value;

@@ -36,6 +36,10 @@ struct Sample {
   double previous_read_time = 0;
 };
 
+// What a counter gained from `before` to `now`. A value below the one before means the counter
+// was reset (the agent or the kernel object behind it started again): all of `now` is new.
+inline double counter_increase(double before, double now) { return now >= before ? now - before : now; }
+
 struct PodMeta {
   std::string namespace_;
   std::string name;

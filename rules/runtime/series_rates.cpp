@@ -109,8 +109,7 @@ std::vector<SeriesValue> SeriesRates::update(const TickInput& input, const std::
           rate = s.value / (t - s.previous_read_time);
       }
     } else if (t > prev.time) {
-      double delta = s.value >= prev.value ? s.value - prev.value : s.value;  // reset
-      rate = delta / (t - prev.time);
+      rate = counter_increase(prev.value, s.value) / (t - prev.time);
     } else if (held && held->has_rate) {
       rate = held->rate;  // not read again since: the rate of the last two reads holds
     }
