@@ -62,6 +62,10 @@ BAD_VALUES = [
     ("chart-managed key in extraConfig", {"agent": {"extraConfig": {"listen": "127.0.0.1:1"}}}, "agent.extraConfig"),
     ("capability with CAP_ prefix", {"capabilities": ["CAP_BPF"]}, "capabilities.0"),
     ("bad snaplen", {"agent": {"captures": {"snaplen": 10}}}, "agent.captures.snaplen"),
+    ("conntrack_by_pod not a share", {"agent": {"metrics": {"netstat": {"conntrack_by_pod": "half"}}}},
+     "agent.metrics.netstat.conntrack_by_pod"),
+    ("unknown netstat sockets mode", {"agent": {"metrics": {"netstat": {"sockets": "pods"}}}}, "agent.metrics.netstat.sockets"),
+    ("bad dns_timeout duration", {"agent": {"metrics": {"dns_timeout": "5 seconds"}}}, "agent.metrics.dns_timeout"),
 ]
 
 
