@@ -7,8 +7,6 @@
 #include <set>
 #include <vector>
 
-#include "rules/core/series.h"
-
 namespace vigil {
 namespace {
 

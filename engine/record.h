@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "rules/core/result.h"
+#include "rules/core/series.h"  // kSeriesReadTimestamp
 
 namespace vigil {
 
@@ -24,8 +25,6 @@ struct ScrapedValue {
   // reads and held between them, as rules see it.
   std::optional<double> read_time = std::nullopt;
 };
-// The gauge that says when the agent last read a metric it reads on its own schedule.
-inline constexpr const char* kSeriesReadTimestamp = "vigil_series_read_timestamp_seconds";
 Result<ScrapedValue> scrape_value(std::string_view metrics_text, const std::string& metric,
                                   const std::map<std::string, std::string>& where);
 

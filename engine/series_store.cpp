@@ -13,11 +13,15 @@ void SeriesStore::describe(const std::string& name, const std::string& help, Ser
   f.kind = kind;
 }
 
-void SeriesStore::set(const std::string& name, const Labels& labels, double value) {
-  std::lock_guard lock(mu_);
+SeriesStore::Family& SeriesStore::described(const std::string& name) {
   auto it = families_.find(name);
   if (it == families_.end()) throw std::logic_error("series family not described: " + name);
-  it->second.series[labels] = value;
+  return it->second;
+}
+
+void SeriesStore::set(const std::string& name, const Labels& labels, double value) {
+  std::lock_guard lock(mu_);
+  described(name).series[labels] = value;
 }
 
 void SeriesStore::set_histogram(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
@@ -33,9 +37,7 @@ void SeriesStore::set_histogram(const std::string& name, const Labels& labels, c
 
 void SeriesStore::set_read_time(const std::string& name, double unix_time) {
   std::lock_guard lock(mu_);
-  auto it = families_.find(name);
-  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
-  Family& f = it->second;
+  Family& f = described(name);
   if (unix_time == f.read_time) return;
   f.previous_read_time = f.read_time;
   f.read_time = unix_time;
@@ -44,19 +46,17 @@ void SeriesStore::set_read_time(const std::string& name, double unix_time) {
 
 void SeriesStore::set_first_read(const std::string& name, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
-  auto it = families_.find(name);
-  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
-  it->second.series[labels] = value;
-  it->second.first_read.insert(labels);
+  Family& f = described(name);
+  f.series[labels] = value;
+  f.first_read.insert(labels);
 }
 
 void SeriesStore::clear(const std::string& name) {
   std::lock_guard lock(mu_);
-  auto it = families_.find(name);
-  if (it == families_.end()) throw std::logic_error("series family not described: " + name);
-  it->second.series.clear();
-  it->second.first_read.clear();
-  it->second.histograms.clear();
+  Family& f = described(name);
+  f.series.clear();
+  f.first_read.clear();
+  f.histograms.clear();
 }
 
 void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {

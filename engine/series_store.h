@@ -60,6 +60,8 @@ class SeriesStore : public prometheus::Collectable {
     double read_time = 0, previous_read_time = 0;  // set_read_time's; 0: read every tick
     std::set<Labels> first_read;  // set_first_read's, until the next read
   };
+  // The family `name`; throws std::logic_error if it was never described (the caller holds mu_).
+  Family& described(const std::string& name);
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
 };

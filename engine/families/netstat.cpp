@@ -106,7 +106,7 @@ class NetstatFamily : public Family {
                "table_fulls, forced_gc_runs, res_failed (resolutions that got no answer), unresolved_discards, ... "
                "(a series appears once its value is not zero).",
                SeriesKind::Counter);
-    s.describe("vigil_series_read_timestamp_seconds",
+    s.describe(kSeriesReadTimestamp,
                "When the agent last read the kernel figures behind a metric it reads on its own schedule "
                "(metrics.netstat.interval), in seconds since the Unix epoch: their values hold between reads.",
                SeriesKind::Gauge);
@@ -148,7 +148,7 @@ class NetstatFamily : public Family {
                              "vigil_node_conntrack_stats_total", "vigil_node_neighbor_stats_total"})
     {
       ctx.store.set_read_time(name, read_time);
-      ctx.store.set("vigil_series_read_timestamp_seconds", {{"metric", name}}, read_time);
+      ctx.store.set(kSeriesReadTimestamp, {{"metric", name}}, read_time);
     }
 
     std::map<uint32_t, State> kept;

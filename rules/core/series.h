@@ -36,6 +36,10 @@ struct Sample {
   double previous_read_time = 0;
 };
 
+// The gauge that tells, per metric read on its own schedule, when the agent last read it (its
+// `metric` label names the family): what `vigil record` takes a rate between reads from.
+inline constexpr const char* kSeriesReadTimestamp = "vigil_series_read_timestamp_seconds";
+
 // What a counter gained from `before` to `now`. A value below the one before means the counter
 // was reset (the agent or the kernel object behind it started again): all of `now` is new.
 inline double counter_increase(double before, double now) { return now >= before ? now - before : now; }
