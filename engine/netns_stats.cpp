@@ -20,7 +20,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <span>
 #include <thread>
 
 #include "engine/netlink_dump.h"
@@ -455,9 +454,8 @@ Result<NetnsSample> sample_here(const NetnsTarget& target, bool node) {
         if (!limit) return limit.error();
         out.conntrack_limit = *limit;
       }
-      const double limit = static_cast<double>(out.conntrack_limit);
-      if (node && !target.conntrack_addresses.empty() && target.conntrack_by_address_above <= 1 &&
-          static_cast<double>(out.conntrack.entries) >= target.conntrack_by_address_above * limit) {
+      if (node && !target.conntrack_addresses.empty() &&
+          conntrack_full_enough(out.conntrack.entries, out.conntrack_limit, target.conntrack_by_address_above)) {
         uint64_t total = 0;
         if (auto counts = count_conntrack_by_address(target.conntrack_addresses, total)) {
           out.has_conntrack_by_address = true;
@@ -477,8 +475,8 @@ Result<NetnsSample> sample_here(const NetnsTarget& target, bool node) {
   };
   static const Neigh kNeighbors[] = {{"ipv4", "stat/arp_cache", "ipv4/neigh/default/gc_thresh3"},
                                      {"ipv6", "stat/ndisc_cache", "ipv6/neigh/default/gc_thresh3"}};
-  const std::span<const Neigh> neighbor_tables = node ? std::span<const Neigh>(kNeighbors) : std::span<const Neigh>();
-  for (const auto& n : neighbor_tables) {
+  for (const auto& n : kNeighbors) {
+    if (!node) break;
     auto text = read_proc_net(n.stat, true);
     if (!text) return text.error();
     if (text->empty()) continue;  // no IPv6

@@ -75,6 +75,12 @@ std::optional<Address16> parse_address16(const std::string& text);
 // builds entry by entry (docs/benchmarks.md, "Netstat"). `total` gets the entries seen.
 Result<std::vector<uint64_t>> count_conntrack_by_address(const std::vector<Address16>& addresses, uint64_t& total);
 
+// Whether a conntrack table of `entries` holds at least `share` of `limit` (share above 1:
+// never), the point from which the node's entries are counted by pod.
+inline bool conntrack_full_enough(uint64_t entries, uint64_t limit, double share) {
+  return share <= 1 && static_cast<double>(entries) >= share * static_cast<double>(limit);
+}
+
 struct NetnsSample {
   std::vector<MibCounter> mibs;                // snmp, netstat and snmp6 (when IPv6 is on)
   // Each interface's error and drop counters (rx_dropped, tx_carrier_errors, ...: what

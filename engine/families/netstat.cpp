@@ -277,10 +277,8 @@ class NetstatFamily : public Family {
         spdlog::warn("netstat: cannot count the node's conntrack entries by pod: {}", sample.conntrack_by_address_error);
     }
     state.last_conntrack_error = sample.conntrack_by_address_error;
-    const bool full_enough = conntrack_by_pod_above_ <= 1 && sample.has_conntrack &&
-                             static_cast<double>(sample.conntrack.entries) >=
-                                 conntrack_by_pod_above_ * static_cast<double>(sample.conntrack_limit);
-    if (!full_enough) {
+    if (!sample.has_conntrack ||
+        !conntrack_full_enough(sample.conntrack.entries, sample.conntrack_limit, conntrack_by_pod_above_)) {
       if (state.conntrack_by_pod_shown) {
         s.clear("vigil_node_conntrack_pod_entries");
         spdlog::info("netstat: the node's conntrack table holds {} entries: no longer counted by pod", sample.conntrack.entries);
