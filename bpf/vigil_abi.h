@@ -269,8 +269,9 @@ struct vigil_dns_latency_value {
   __u64 unmatched_responses; /* responses with no pending request (evicted, seen before attach, duplicates) */
 };
 
-/* vigil_dns_pending: LRU hash of requests waiting for their response; value: bpf_ktime_get_ns()
- * when the request was seen. The response looks up the same key from its destination. */
+/* vigil_dns_pending: hash of requests waiting for their response; value: bpf_ktime_get_ns()
+ * when the request was seen. The response looks up the same key from its destination and takes
+ * the entry out; the agent takes out those that waited past metrics.dns_timeout. */
 /* vigil_dns_streams (LRU, bpf/lib/dns.h): DNS over TCP, one connection's direction on one pod
  * interface; the value, where its next length or message starts, is the programs' own. */
 struct vigil_dns_stream_key {
@@ -291,7 +292,8 @@ struct vigil_dns_pending_key {
 };
 
 #define VIGIL_DNS_MAX_KEYS 32768
-#define VIGIL_DNS_MAX_PENDING 16384
+#define VIGIL_DNS_MAX_PENDING 65536 /* default; metrics.dns_max_pending sets it (at most 1,048,576) */
+#define VIGIL_DNS_MAX_PENDING_LIMIT 1048576
 
 /* ---- API server latency (bpf/lib/apiserver.h): sock_ops on the root cgroup ---- */
 

@@ -43,7 +43,7 @@ const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "netstat"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat"};
 const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
 const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
@@ -539,6 +539,8 @@ class Parser {
           if (*d < 0.1 || *d > 60) error(value.mark, path, "must be from 100ms to 1m");
           else metrics.dns_timeout_seconds = *d;
         }
+      } else if (name == "dns_max_pending") {
+        bounded_integer(value, path, 16, VIGIL_DNS_MAX_PENDING_LIMIT, metrics.dns_max_pending);
       } else if (name == "netstat") {
         parse_netstat(value, metrics.netstat);
       }

@@ -54,6 +54,10 @@ struct MetricsConfig {
   bool retina_compat = false;
   // A DNS request with no response after this long counts as timed out (vigil_dns_timeouts_total).
   double dns_timeout_seconds = 5;
+  // DNS requests that can wait for their response at once, node-wide (the datapath's
+  // vigil_dns_pending). Beyond it a new request is not tracked and counted in
+  // vigil_bpf_errors_total{site="dns_pending_full"}; the waiting ones still time out.
+  uint32_t dns_max_pending = 65536;  // VIGIL_DNS_MAX_PENDING (DatapathOptions' default)
   NetstatConfig netstat;
 };
 

@@ -104,6 +104,8 @@ std::string DropReasons::name(uint16_t value) const {
   return it != names_.end() ? it->second : "UNKNOWN_" + std::to_string(value);
 }
 
+static_assert(DatapathOptions{}.dns_max_pending == VIGIL_DNS_MAX_PENDING);
+
 Result<void> check_capture_ring_bytes(uint32_t bytes) {
   const long page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
   if (bytes == 0 || (bytes & (bytes - 1)) != 0 || bytes % page != 0 || bytes > (1u << 30))
@@ -121,6 +123,9 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   if (options.remote_keys < 1 || options.remote_keys > VIGIL_MAX_REMOTE_KEYS)
     return make_error("remote_context.max_keys " + std::to_string(options.remote_keys) + ": must be from 1 to " +
                       std::to_string(VIGIL_MAX_REMOTE_KEYS));
+  if (options.dns_max_pending < 16 || options.dns_max_pending > VIGIL_DNS_MAX_PENDING_LIMIT)
+    return make_error("metrics.dns_max_pending " + std::to_string(options.dns_max_pending) + ": must be from 16 to " +
+                      std::to_string(VIGIL_DNS_MAX_PENDING_LIMIT));
   // The kernel's BTF, read once: the drop reasons' names and the kfuncs the programs may use.
   std::unique_ptr<btf, void (*)(btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
   if (!vmlinux) return make_error("load kernel BTF (/sys/kernel/btf/vmlinux): " + err_text(errno));
@@ -148,14 +153,16 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
       {dp->skel_->maps.vigil_tcp, options.max_pods},
       {dp->skel_->maps.vigil_dns_latency, options.max_pods},
       {dp->skel_->maps.vigil_capture_lost, options.max_pods},
+      {dp->skel_->maps.vigil_dns_pending, options.dns_max_pending},
   };
   for (const auto& [map, entries] : sizes)
     if (int err = bpf_map__set_max_entries(map, entries))
       return make_error(std::string("size map ") + bpf_map__name(map) + ": " + err_text(err));
   // The hashes whose keys come with what happens on the node (drop reasons, DNS answers by type
-  // and code) take memory for a key when it first appears, where the kernel allows it in tracing
-  // programs (6.1+): preallocated, each held its bound on every CPU from the start (16 MiB apiece
-  // on 64 CPUs, charged to the agent's memory cgroup), whatever the node's traffic.
+  // and code, DNS requests waiting) take memory for a key when it first appears, where the kernel
+  // allows it in tracing programs (6.1+): preallocated, each held its bound (on every CPU for the
+  // per-CPU ones: 16 MiB apiece on 64 CPUs, charged to the agent's memory cgroup) from the start,
+  // whatever the node's traffic.
   // One TC program for both hooks where the kernel lets it read which hook it runs at.
   const bool one = options.one_tc_program && kernel_has_func(vmlinux.get(), "bpf_cast_to_kern_ctx");
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc, one);
@@ -168,7 +175,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   if (dp->tc_out_ != dp->tc_in_)
     if (auto e = write_tc_immediates(dp->tc_out_, options.max_pods); !e.empty()) return make_error(e);
   if (kernel_at_least(6, 1))
-    for (bpf_map* map : {dp->skel_->maps.vigil_drops, dp->skel_->maps.vigil_dns_counts})
+    for (bpf_map* map : {dp->skel_->maps.vigil_drops, dp->skel_->maps.vigil_dns_counts, dp->skel_->maps.vigil_dns_pending})
       if (int err = bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC))
         return make_error(std::string("set flags of map ") + bpf_map__name(map) + ": " + err_text(err));
   if (int err = vigil_counters__load(dp->skel_))

@@ -52,6 +52,9 @@ struct DatapathOptions {
   // largest node's on every node (hundreds of MiB on 64 CPUs).
   uint32_t max_pods = 256;
   uint32_t remote_keys = 16384;
+  // DNS requests waiting for their response, node-wide (`metrics.dns_max_pending`, 16 to
+  // VIGIL_DNS_MAX_PENDING_LIMIT): memory taken as requests wait, not at load (6.1+).
+  uint32_t dns_max_pending = 65536;  // VIGIL_DNS_MAX_PENDING (checked in datapath.cpp)
   // One TC program on both hooks of a pod interface where the kernel can tell it the hook
   // (bpf_cast_to_kern_ctx, 6.3+); false: the ingress/egress pair older kernels get (for tests).
   bool one_tc_program = true;

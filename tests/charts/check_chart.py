@@ -66,6 +66,7 @@ BAD_VALUES = [
      "agent.metrics.netstat.conntrack_by_pod"),
     ("unknown netstat sockets mode", {"agent": {"metrics": {"netstat": {"sockets": "pods"}}}}, "agent.metrics.netstat.sockets"),
     ("bad dns_timeout duration", {"agent": {"metrics": {"dns_timeout": "5 seconds"}}}, "agent.metrics.dns_timeout"),
+    ("dns_max_pending too small", {"agent": {"metrics": {"dns_max_pending": 8}}}, "agent.metrics.dns_max_pending"),
 ]
 
 

@@ -49,11 +49,12 @@ class DnsTelemetry : public ::testing::Test {
     std::string config = write_temp_file(dir_, "vigil.yaml",
                                          "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
                                          "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n"
-                                         "metrics: {dns_timeout: 1s}\n");
+                                         "metrics: " + metrics_config() + "\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                        dir_ + "/agent.log");
     ASSERT_TRUE(wait_for_attached(port_, 3)) << "agent did not attach:\n" << agent_->log();
   }
+  virtual std::string metrics_config() const { return "{dns_timeout: 1s}"; }
   void TearDown() override {
     if (agent_) {
       EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
@@ -219,6 +220,62 @@ TEST_F(DnsTelemetry, RequestsWithNoResponseTimeOutOnBothSides) {
   EXPECT_EQ(timeouts(text, "pod-3", "client"), -1);
   // The answered ones were matched.
   EXPECT_EQ(metric_value(text, "vigil_dns_latency_seconds_count", {{"pod", "pod-1"}, {"side", "client"}}).value_or(-1), 3);
+}
+
+// The node's table of requests waiting for a response, full (metrics.dns_max_pending: 16 here):
+// a request that does not fit is counted as not tracked, and the ones waiting still time out,
+// which an LRU table would not do (it evicted the oldest: in an outage, the requests that should
+// have timed out). 12 queries from pod 1 to pod 3 (nothing listens there), sent one after the
+// other from one CPU: each is stored twice, for pod 1 (client) and pod 3 (server), so the first 8
+// fill the table and the last 4 are not tracked on either side. Once those time out, the table
+// has room again: 2 more are tracked.
+class DnsPendingTable : public DnsTelemetry {
+ protected:
+  std::string metrics_config() const override { return "{dns_timeout: 1s, dns_max_pending: 16}"; }
+  // `n` queries for distinct names with distinct ids from one socket, as fast as it sends.
+  void send_unanswered(int n, int first_id) {
+    const std::string script =
+        "import socket,struct,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "  q=struct.pack('>HHHHHH',int(sys.argv[3])+i,0x0100,1,0,0,0)\n"
+        "  for l in (b'p%d'%i,b'lab',b'test'): q+=bytes([len(l)])+l\n"
+        "  s.sendto(q+b'\\0'+struct.pack('>HH',1,1),(sys.argv[1],53))\n";
+    const std::string file = write_temp_file(dir_, "send.py", script);
+    auto r = run("ip netns exec " + ns(1) + " taskset -c 0 python3 " + file + " " + lab_->ip(3) + " " +
+                 std::to_string(n) + " " + std::to_string(first_id));
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  double timeouts(const std::string& text, const char* pod, const char* side) {
+    return metric_value(text, "vigil_dns_timeouts_total", {{"pod", pod}, {"side", side}}).value_or(-1);
+  }
+  // /metrics once pod 1 and pod 3 have `want` timeouts each (bounded: 5 s), then two more scans.
+  std::string after_timeouts(double want) {
+    for (int i = 0; i < 50; ++i) {
+      std::string text = metrics();
+      if (timeouts(text, "pod-1", "client") >= want && timeouts(text, "pod-3", "server") >= want) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    return metrics_after_ticks(port_, 12);
+  }
+};
+
+TEST_F(DnsPendingTable, FullTableCountsWhatItCannotTrackAndStillTimesOutTheRest) {
+  send_unanswered(12, 1000);
+  std::string text = after_timeouts(8);
+  EXPECT_EQ(metric_sum(text, "vigil_dns_requests_total", {{"pod", "pod-1"}, {"direction", "egress"}}), 12) << text;
+  EXPECT_EQ(metric_sum(text, "vigil_dns_requests_total", {{"pod", "pod-3"}, {"direction", "ingress"}}), 12);
+  EXPECT_EQ(timeouts(text, "pod-1", "client"), 8);
+  EXPECT_EQ(timeouts(text, "pod-3", "server"), 8);
+  EXPECT_EQ(metric_sum(text, "vigil_bpf_errors_total", {{"site", "dns_pending_full"}}), 8);
+  EXPECT_EQ(metric_value(text, "vigil_bpf_map_entries", {{"map", "vigil_dns_pending"}}).value_or(-1), 0);
+  EXPECT_EQ(metric_value(text, "vigil_bpf_map_max_entries", {{"map", "vigil_dns_pending"}}).value_or(-1), 16);
+  // Room again: the next ones are tracked and time out, and nothing more is refused.
+  send_unanswered(2, 2000);
+  text = after_timeouts(10);
+  EXPECT_EQ(timeouts(text, "pod-1", "client"), 10) << text;
+  EXPECT_EQ(timeouts(text, "pod-3", "server"), 10);
+  EXPECT_EQ(metric_sum(text, "vigil_bpf_errors_total", {{"site", "dns_pending_full"}}), 8);
 }
 
 // All four one after the other on the same agent: the counters accumulate exactly.
