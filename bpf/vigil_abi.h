@@ -176,7 +176,8 @@ enum vigil_error_site {
   VIGIL_ERR_DNS_TCP_UNTRACKED = 9, /* a DNS-over-TCP message not counted: its header or question lay
                                     * across segments, or bytes of its stream went missing before
                                     * this hook (docs: bpf/lib/dns.h) */
-  VIGIL_ERR_MAX = 10,
+  VIGIL_ERR_API_PENDING_FULL = 10, /* a connection to the API server could not be stored in vigil_api_pending */
+  VIGIL_ERR_MAX = 11,
 };
 
 /* Remote context: traffic of an opted-in pod by remote address and direction.

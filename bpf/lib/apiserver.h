@@ -45,9 +45,12 @@ struct {
   __type(value, __u8);
 } vigil_api_servers SEC(".maps");
 
-/* Shared, not per-CPU: the answer is often handled on another CPU than the request. */
+/* Shared, not per-CPU: the answer is often handled on another CPU than the request. A plain hash,
+ * not an LRU: the agent takes out and counts the connections that wait too long, and an LRU
+ * would evict the oldest, the very ones an outage leaves waiting. Full, a new connection is not
+ * timed and is counted (VIGIL_ERR_API_PENDING_FULL). */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, VIGIL_API_MAX_PENDING);
   __type(key, __u64);
   __type(value, struct vigil_api_pending);
@@ -95,7 +98,10 @@ static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
   if (!bpf_map_lookup_elem(&vigil_api_servers, &key)) return;
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending p = {.since_ns = bpf_ktime_get_ns(), .stage = VIGIL_API_SYN_SENT};
-  if (bpf_map_update_elem(&vigil_api_pending, &cookie, &p, BPF_ANY)) return;
+  if (bpf_map_update_elem(&vigil_api_pending, &cookie, &p, BPF_ANY)) {
+    count_error(VIGIL_ERR_API_PENDING_FULL);
+    return;
+  }
   bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_MARK);
 }
 

@@ -21,6 +21,7 @@ const char* error_site(size_t i) {
     case VIGIL_ERR_DNS_LOAD_BYTES: return "dns_load_bytes";
     case VIGIL_ERR_CAPTURE_RING_FULL: return "capture_ring_full";
     case VIGIL_ERR_DNS_TCP_UNTRACKED: return "dns_tcp_untracked";
+    case VIGIL_ERR_API_PENDING_FULL: return "apiserver_pending_full";
     default: return nullptr;
   }
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <regex>
 #include <thread>
 
@@ -285,6 +286,79 @@ TEST(ApiServerLatency, FirstResponseIsTimedAtTheAnswerNotAtTheClientsNextMove) {
   EXPECT_LT(sum, 0.200 * kConnections) << "timed to something after the answer";
   EXPECT_EQ(no_response(), kHungUp);
   EXPECT_EQ(value("vigil_apiserver_handshake_seconds_count"), kConnections + kHungUp);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// The table of connections waiting for the API server, full: an outage leaves every new
+// connection waiting, and the table must keep counting them as no response. A connection that
+// does not fit is counted (vigil_bpf_errors_total{site="apiserver_pending_full"}) and the ones
+// waiting still age out as no response, making room again (an LRU table evicted the oldest: the
+// ones about to be counted). Pod 2 drops every SYN to the "API server"; pod 1 opens as many
+// connections as the table holds, and 5 more, at once.
+TEST(ApiServerLatency, FullPendingTableCountsTheConnectionsItCannotTime) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  const std::string server = lab.ip(2);
+  auto nft = run("ip netns exec " + lab.prefix() + "-pod-2 nft 'add table inet t; add chain inet t i { type filter hook "
+                 "input priority 0; }; add rule inet t i tcp dport 8082 drop'");
+  ASSERT_EQ(nft.status, 0) << nft.output;
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_temp_file(dir, "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\napiserver:\n  no_response_after: 5s\n  addresses: [" + server + ":8082]\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  std::string text;
+  auto value = [&](const std::string& name, std::map<std::string, std::string> labels = {}) {
+    return metric_value(text, name, labels).value_or(-1);
+  };
+  auto scrape_until = [&](const std::function<bool()>& done, int tries) {
+    for (int i = 0; i < tries && !done(); ++i) {
+      std::this_thread::sleep_for(100ms);
+      text = http_get("127.0.0.1", port, "/metrics");
+    }
+  };
+  const std::map<std::string, std::string> table = {{"map", "vigil_api_pending"}};
+  scrape_until([&] { return value("vigil_bpf_map_max_entries", table) > 0; }, 100);
+  const double capacity = value("vigil_bpf_map_max_entries", table);
+  ASSERT_GT(capacity, 0) << agent.log();
+  // Connects without waiting for them, all open at once, then closed (in SYN_SENT, which leaves
+  // them to the agent to count as no response).
+  const std::string script = write_temp_file(dir, "connect.py",
+      "import errno,resource,socket,sys\n"
+      "n=int(sys.argv[3])\n"
+      "hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+      "resource.setrlimit(resource.RLIMIT_NOFILE,(hard,hard))\n"
+      "socks=[]\n"
+      "for i in range(n):\n"
+      "  s=socket.socket(); s.setblocking(False)\n"
+      "  e=s.connect_ex((sys.argv[1],int(sys.argv[2])))\n"
+      "  if e!=errno.EINPROGRESS: sys.exit('connect %d: %s'%(i,errno.errorcode.get(e,e)))\n"
+      "  socks.append(s)\n"
+      "print(len(socks))\n");
+  auto connect = [&](int n) {
+    auto r = run("ip netns exec " + lab.prefix() + "-pod-1 python3 " + script + " " + server + " 8082 " + std::to_string(n));
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(r.output, std::to_string(n) + "\n");
+  };
+  auto refused = [&] { return value("vigil_bpf_errors_total", {{"site", "apiserver_pending_full"}}); };
+  auto no_response = [&] { return value("vigil_apiserver_no_response_total", {{"stage", "handshake"}}); };
+  const int kOver = 5;
+  connect(static_cast<int>(capacity) + kOver);
+  scrape_until([&] { return refused() >= kOver && value("vigil_bpf_map_entries", table) >= capacity; }, 30);
+  EXPECT_EQ(refused(), kOver) << text;
+  EXPECT_EQ(value("vigil_bpf_map_entries", table), capacity);
+  EXPECT_EQ(no_response(), 0);
+  // no_response_after is 5 s: every connection the table held is counted, and the table empties.
+  scrape_until([&] { return no_response() >= capacity && value("vigil_bpf_map_entries", table) == 0; }, 100);
+  EXPECT_EQ(no_response(), capacity) << text;
+  EXPECT_EQ(value("vigil_bpf_map_entries", table), 0);
+  // Room again: the next ones are timed, and nothing more is refused.
+  connect(kOver);
+  scrape_until([&] { return no_response() >= capacity + kOver; }, 100);
+  EXPECT_EQ(no_response(), capacity + kOver) << text;
+  EXPECT_EQ(refused(), kOver);
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
 }
