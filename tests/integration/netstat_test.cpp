@@ -294,6 +294,53 @@ TEST_F(NetstatTelemetry, NodeInterfacesTrafficAsTheKernelCountsIt) {
 // service mesh's redirect would); pods 1 and 3 track nothing and have no conntrack series. What
 // pod 2's table holds, and what it found invalid, are what the test made; the node's table and
 // limit are the kernel's figures around Vigil's read.
+// What the shipped rules pod-listen-overflows and pod-udp-receive-drops watch: a pod's server
+// that does not keep up. Pod 2 listens with a backlog of 1 and accepts nothing, and has a UDP
+// socket with the smallest receive buffer that it never reads; pod 1 opens 12 connections and
+// sends 200 datagrams of 1,000 bytes. Pod 2's ListenOverflows (which grows as the clients and
+// the server retransmit) is read between two nstat readings; its RcvbufErrors, which nothing
+// moves afterwards, exactly; nobody else has either.
+TEST_F(NetstatTelemetry, SocketOverflowsInAPodAsTheKernelCountsThem) {
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), "python3", "-c",
+                               "import socket, time\n"
+                               "t = socket.socket()\nt.bind(('0.0.0.0', 9100))\nt.listen(1)\n"
+                               "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                               "u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)\nu.bind(('0.0.0.0', 9101))\n"
+                               "time.sleep(60)\n"},
+      dir_->path() + "/slow-server.log"));
+  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
+  for (int k = 0; k < 50 && run("ip netns exec " + ns(2) + " ss -Hlun 'sport = :9101' | grep -q 9101").status != 0; ++k)
+    std::this_thread::sleep_for(50ms);
+  const std::string ip2 = lab_->ip(2);
+  auto r = run("ip netns exec " + ns(1) + " python3 -c \"import socket, errno\n"
+               "keep = []\n"
+               "for i in range(12):\n"
+               "  c = socket.socket(); c.setblocking(False); c.connect_ex(('" + ip2 + "', 9100)); keep.append(c)\n"
+               "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "for i in range(200): u.sendto(b'x' * 1000, ('" + ip2 + "', 9101))\n"
+               "import time; time.sleep(0.5)\n\"");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const uint64_t overflows_before = nstat(2, "TcpExtListenOverflows");
+  ASSERT_GT(overflows_before, 0u) << "the accept queue did not overflow";
+  const std::string text = settled();
+  const uint64_t overflows_after = nstat(2, "TcpExtListenOverflows");
+  const double overflows = mib(text, 2, "TcpExt", "ListenOverflows");
+  EXPECT_GE(overflows, static_cast<double>(overflows_before)) << text;
+  EXPECT_LE(overflows, static_cast<double>(overflows_after));
+  const uint64_t rcvbuf = nstat(2, "UdpRcvbufErrors");
+  EXPECT_GT(rcvbuf, 150u) << "most of 200 datagrams should find the buffer full";
+  EXPECT_LE(rcvbuf, 200u);
+  EXPECT_EQ(mib(text, 2, "Udp", "RcvbufErrors"), static_cast<double>(rcvbuf));
+  for (int i : {1, 3}) {
+    EXPECT_EQ(mib(text, i, "TcpExt", "ListenOverflows"), -1) << i;
+    EXPECT_EQ(mib(text, i, "Udp", "RcvbufErrors"), -1) << i;
+  }
+  std::printf("pod 2: ListenOverflows %.0f (nstat %llu..%llu), RcvbufErrors %.0f of 200\n", overflows,
+              static_cast<unsigned long long>(overflows_before), static_cast<unsigned long long>(overflows_after),
+              mib(text, 2, "Udp", "RcvbufErrors"));
+}
+
 TEST_F(NetstatTelemetry, ConntrackTablesAsTheKernelCountsThem) {
   if (run("test -e /proc/net/stat/nf_conntrack").status != 0) GTEST_SKIP() << "this kernel has no conntrack";
   ASSERT_EQ(run("ip netns exec " + ns(2) + " nft 'add table inet vigil_ct; add chain inet vigil_ct in "

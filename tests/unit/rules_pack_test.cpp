@@ -51,7 +51,7 @@ Sample counter(const std::string& metric, const std::string& pod, const std::str
 
 TEST(RulesPack, LoadsWithTheDefaultNotifier) {
   auto files = pack_files();
-  ASSERT_EQ(files.size(), 14u);
+  ASSERT_EQ(files.size(), 15u);
   EngineOptions o;
   o.channels = std::set<std::string>{"default"};
   auto engine = RuleEngine::load(files, o, nullptr);
@@ -61,7 +61,8 @@ TEST(RulesPack, LoadsWithTheDefaultNotifier) {
   EXPECT_EQ(names, (std::vector<std::string>{"apiserver-latency-regression", "dns-error-surge", "dns-latency-regression", "dns-timeouts",
                                              "new-external-peer", "node-conntrack-full", "node-conntrack-drops",
                                              "node-neighbor-table-full", "node-neighbor-table-overflow",
-                                             "node-nic-errors", "pod-drop-surge", "pod-ingress-flood",
+                                             "node-nic-errors", "pod-drop-surge", "pod-listen-overflows",
+                                             "pod-udp-receive-drops", "pod-ingress-flood",
                                              "tcp-connect-failures", "tcp-rst-storm", "tcp-retransmit-ratio",
                                              "pod-traffic-volume"}));
 }
