@@ -6,6 +6,8 @@
 -- answers: a pod that resolves a name now and then says nothing about DNS latency (a 1 s tick
 -- needs 10 lookups/s). Cluster DNS answers in about a millisecond; the spread has floors (2 ms
 -- and 25% of the level) and a mean under 20 ms never warns, so a cache miss or two stays quiet.
+--
+-- Each firing captures the pod's DNS messages whole: which names and servers are slow.
 rule {
   name = "dns-latency-regression",
   ratio = {
@@ -21,6 +23,7 @@ rule {
   resolve_after = "1m",
   summary = "{namespace}/{pod} waits {value} s for a DNS answer on average, usually {baseline} s (z={score})",
   on_anomaly = function(a)
+    capture { filter = "port 53", snaplen = 512 }  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }

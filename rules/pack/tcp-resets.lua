@@ -5,6 +5,8 @@
 -- Resets are part of normal life (keep-alive connections cut by load balancers, clients that
 -- abort), so the rule learns each pod's rate and the minimum is high: 20 resets/s, clearly
 -- above the learned rate, for 10 s.
+--
+-- Each firing captures the pod's TCP headers: who resets which connections, and after what.
 rule {
   name = "tcp-rst-storm",
   metric = "vigil_tcp_resets_total",
@@ -16,6 +18,7 @@ rule {
   resolve_after = "30s",
   summary = "{namespace}/{pod} sends and receives {value} TCP resets/s, usually {baseline}/s (z={score})",
   on_anomaly = function(a)
+    capture { filter = "tcp" }  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }

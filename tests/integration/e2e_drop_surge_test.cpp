@@ -178,6 +178,19 @@ TEST_F(DropSurgeEndToEnd, FiresOnceForTheFaultyPodAndResolves) {
   EXPECT_GE(f["metric"]["value"].get<double>(), 1.0);
   EXPECT_GT(f["metric"]["score"].get<double>(), 4.0);
   std::printf("detected %.2f s after injection\n", std::chrono::duration<double>(detect).count());
+  // The shipped rule captured the faulty pod, and only it, before it notified: the firing links
+  // to the capture, whose manifest names the rule and the episode.
+  ASSERT_TRUE(f.contains("captures")) << f.dump(2);
+  ASSERT_EQ(f["captures"].size(), 1u) << f.dump(2);
+  const std::string capture_id = f["captures"][0]["id"].get<std::string>();
+  auto manifest = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/captures/" + capture_id), nullptr, false);
+  ASSERT_TRUE(manifest.is_object()) << manifest.dump();
+  EXPECT_EQ(manifest["trigger"], "rule");
+  EXPECT_EQ(manifest["rule"], "pod-drop-surge");
+  EXPECT_EQ(manifest["anomaly_id"], f["id"]);
+  ASSERT_EQ(manifest["pods"].size(), 1u) << manifest.dump(2);
+  EXPECT_EQ(manifest["pods"][0]["namespace"], "lab");
+  EXPECT_EQ(manifest["pods"][0]["name"], "pod-2");
 
   // /metrics while the fault is on: pod-2's drops carry the kernel's own reason.
   std::string text = metrics();
@@ -247,6 +260,46 @@ TEST_F(DropSurgeEndToEnd, FiresOnceForTheFaultyPodAndResolves) {
   const auto after_resolve = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/anomalies"), nullptr, false);
   ASSERT_TRUE(after_resolve.is_array()) << after_resolve.dump();
   EXPECT_TRUE(of_rule(after_resolve, "pod-drop-surge").empty()) << "a resolved anomaly is still listed\n" << after_resolve.dump(2);
+  ASSERT_EQ(resolved[0]["captures"].size(), 1u) << resolved[0].dump(2);
+  EXPECT_EQ(resolved[0]["captures"][0]["id"], capture_id);
+
+  // The capture ends 30 s after the firing (the agent's default); then Wireshark's reader opens
+  // it, and every packet in it is pod 2's, most of them the HTTP traffic the fault hit.
+  for (int i = 0; i < 400 && manifest.value("status", "") == "running"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    manifest = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/captures/" + capture_id), nullptr, false);
+  }
+  ASSERT_NE(manifest.value("status", ""), "running") << manifest.dump(2);
+  EXPECT_EQ(manifest["ended_by"], "after_elapsed") << manifest.dump(2);
+  const std::string pcap = dir_ + "/drop-surge.pcapng";
+  auto got = run(binary_path("vigil") + " capture get " + capture_id + " --agent 127.0.0.1:" + std::to_string(port_) +
+                 " --output " + pcap);
+  ASSERT_EQ(got.status, 0) << got.output;
+  const std::string ip2 = lab_->ip(2);
+  auto count = [&](const std::string& filter) {
+    auto r = run("tshark -r " + pcap + " -Y '" + filter + "' -T fields -e frame.number 2>/dev/null | grep -c .");
+    return std::atoi(r.output.c_str());
+  };
+  const int packets = count("frame"), ipv4 = count("ip");
+  EXPECT_EQ(manifest["packets"].get<int>(), packets);
+  EXPECT_GT(ipv4, 100);  // 100 requests/s to pod 2 for the 30 s it ran
+  EXPECT_EQ(count("ip.addr == " + ip2), ipv4) << "packets of other pods in pod 2's capture";
+  const int http = count("ip.dst == " + ip2 + " && tcp.dstport == 8080");
+  EXPECT_GT(http, ipv4 / 3);
+  // The channel then hears that the capture is ready: a follow-up of the same episode.
+  auto follow_ups = [](const std::vector<nlohmann::json>& bodies) {
+    std::vector<nlohmann::json> out;
+    for (const auto& b : bodies)
+      if (b.value("event", "") == "capture.completed") out.push_back(b);
+    return out;
+  };
+  ASSERT_TRUE(receiver_.wait_for([&](const auto& b) { return !follow_ups(b).empty(); }, 10s)) << agent_->log();
+  const auto done = follow_ups(receiver_.bodies());
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0]["id"], f["id"]);
+  EXPECT_EQ(done[0]["capture"]["id"], capture_id);
+  EXPECT_EQ(done[0]["capture"]["packets"].get<int>(), packets);
+  std::printf("capture %s: %d packets (%d IPv4, all pod 2's, %d to its port 8080)\n", capture_id.c_str(), packets, ipv4, http);
 
   // promtool, the real one, accepts what /metrics serves.
   std::string file = write_temp_file(dir_, "metrics.txt", metrics());

@@ -47,6 +47,16 @@ Sample counter(const std::string& metric, const std::string& pod, const std::str
   return Sample{metric, labels, value, SeriesKind::Counter};
 }
 
+// Grants every capture, as the agent does while it has room, and keeps what each asked for.
+class CapturingSink : public RecordingSink {
+ public:
+  Result<std::string> capture(const CaptureSpec& spec) override {
+    specs.push_back(spec);
+    return std::string("capture-") + std::to_string(specs.size());
+  }
+  std::vector<CaptureSpec> specs;
+};
+
 }  // namespace
 
 TEST(RulesPack, LoadsWithTheDefaultNotifier) {
@@ -85,7 +95,7 @@ TEST(RulesPack, DropSurgeFiresAndLabTrafficStaysQuiet) {
   EngineOptions o;
   o.node = "node-a";
   o.channels = std::set<std::string>{"default"};
-  RecordingSink sink;
+  CapturingSink sink;
   auto loaded = RuleEngine::load(pack_files(), o, &sink);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
   RuleEngine& engine = **loaded;
@@ -112,6 +122,13 @@ TEST(RulesPack, DropSurgeFiresAndLabTrafficStaysQuiet) {
   EXPECT_EQ(sink.sent[0].channel, "default");
   EXPECT_EQ(sink.sent[0].anomaly.rule, "pod-drop-surge");
   EXPECT_EQ(sink.sent[0].anomaly.summary, "default/web-1 drops 120 packets/s on ingress, usually 0/s (z=120)");
+  // It captured the pod, every packet with the agent's defaults, before it notified.
+  ASSERT_EQ(sink.specs.size(), 1u);
+  EXPECT_EQ(sink.specs[0].pods, std::vector<std::string>{"default/web-1"});
+  EXPECT_EQ(sink.specs[0].rule, "pod-drop-surge");
+  EXPECT_EQ(sink.specs[0].filter, "");
+  EXPECT_EQ(sink.specs[0].anomaly_id, sink.sent[0].anomaly.id);
+  EXPECT_EQ(sink.sent[0].anomaly.captures, std::vector<std::string>{"capture-1"});
   for (int t = 601; t < 620; ++t) engine.tick(TickInput{1000.0 + t, traffic(t), pods});
   ASSERT_EQ(sink.sent.size(), 2u);
   EXPECT_EQ(sink.sent[1].anomaly.status, AnomalyStatus::Resolved);
@@ -124,6 +141,9 @@ TEST(RulesPack, DropSurgeFiresAndLabTrafficStaysQuiet) {
   ASSERT_EQ(sink.sent.size(), 3u);
   EXPECT_EQ(sink.sent[2].anomaly.rule, "pod-ingress-flood");
   EXPECT_EQ(*find_label(sink.sent[2].anomaly.scope, "pod"), "web-2");
+  ASSERT_EQ(sink.specs.size(), 2u);
+  EXPECT_EQ(sink.specs[1].pods, std::vector<std::string>{"default/web-2"});
+  EXPECT_EQ(sink.sent[2].anomaly.captures, std::vector<std::string>{"capture-2"});
   for (const auto& s : engine.status()) EXPECT_TRUE(s.errors.empty()) << s.rule << ": " << s.last_error;
 }
 

@@ -7,6 +7,9 @@
 -- client (ingress) and sent by a DNS server pod such as CoreDNS (egress), so both ends show.
 -- The pod's group exists from the moment the pod is known, with a rate of 0 until its first
 -- error response, so a pod that never failed a lookup has a baseline of silence.
+--
+-- Each firing captures the pod's DNS messages whole (512 bytes, UDP's classic limit): the names
+-- that fail and the answers, for Wireshark. Linked from the notification.
 rule {
   name = "dns-error-surge",
   metric = "vigil_dns_responses_total",
@@ -19,6 +22,7 @@ rule {
   resolve_after = "30s",
   summary = "{namespace}/{pod} sees {value} NXDOMAIN/SERVFAIL DNS responses/s, usually {baseline}/s (z={score})",
   on_anomaly = function(a)
+    capture { filter = "port 53", snaplen = 512 }  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }

@@ -8,6 +8,9 @@
 -- resolver sends together from one socket (node-conntrack-drops shows its insert_failed). A
 -- healthy cluster has none, so a fixed floor rather than a learned baseline: 12 a minute for a
 -- minute. A lone timeout now and then stays quiet.
+--
+-- Each firing captures the pod's DNS messages whole: the queries that get no answer, their
+-- retries and the servers they went to. Linked from the notification.
 rule {
   name = "dns-timeouts",
   metric = "vigil_dns_timeouts_total",
@@ -19,6 +22,7 @@ rule {
   cooldown = "10m",
   summary = "{namespace}/{pod}: {value} DNS requests/s time out ({side} side): each a slow or failed lookup",
   on_anomaly = function(a)
+    capture { filter = "port 53", snaplen = 512 }  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }

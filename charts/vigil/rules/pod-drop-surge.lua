@@ -21,6 +21,10 @@
 -- of IPv6 neighbour discovery and MLD reports that every other pod drops (NOT_SPECIFIED, in
 -- ip6_mc_input). They are counted with cast="multicast" or "broadcast", and say nothing about
 -- the pod's own traffic.
+--
+-- Each firing captures the pod's packets (the agent's defaults: 30 s from the firing, 128 bytes of
+-- each, and the seconds before where the pod keeps a lookback ring): the flows that lose packets
+-- and their retransmissions, for Wireshark. Linked from the notification.
 rule {
   name = "pod-drop-surge",
   metric = "vigil_drop_packets_total",
@@ -39,6 +43,7 @@ rule {
   resolve_after = "10s",
   summary = "{namespace}/{pod} drops {value} packets/s on ingress, usually {baseline}/s (z={score})",
   on_anomaly = function(a)
+    capture {}  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }

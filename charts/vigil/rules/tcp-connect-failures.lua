@@ -4,6 +4,9 @@
 -- Some failures are normal (clients that probe, retries during a rollout), so the rule learns
 -- each pod's rate; a pod that never fails has a baseline of 0 from the moment it is known and a
 -- handful of failures per second, held for 10 s, warns.
+--
+-- Each firing captures the pod's TCP headers: the SYNs with no answer or a reset for one, and
+-- to which addresses and ports. Linked from the notification.
 rule {
   name = "tcp-connect-failures",
   metric = "vigil_tcp_connect_failures_total",
@@ -15,6 +18,7 @@ rule {
   resolve_after = "30s",
   summary = "{namespace}/{pod} fails {value} TCP connections/s (refused or timed out), usually {baseline}/s (z={score})",
   on_anomaly = function(a)
+    capture { filter = "tcp" }  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }

@@ -5,6 +5,9 @@
 -- connection after its first SYN), counted at the pod's interface, so 1 retransmit in 3 segments
 -- is not 33% loss: ticks with fewer than 200 segments are not judged (min_volume) nor learned.
 -- Each pod learns its usual ratio; 2% is the floor below which nothing is reported.
+--
+-- Each firing captures the pod's TCP headers: which connections retransmit, and how (Wireshark's
+-- tcp.analysis flags). Linked from the notification.
 rule {
   name = "tcp-retransmit-ratio",
   ratio = {
@@ -20,6 +23,7 @@ rule {
   cooldown = "10m",
   summary = "{namespace}/{pod} retransmits {value} of the TCP segments it sends, usually {baseline} (z={score})",
   on_anomaly = function(a)
+    capture { filter = "tcp" }  -- before notify, so the notification links to it
     notify("default", a)
   end,
 }
