@@ -147,6 +147,44 @@ TEST(RulesPack, DropSurgeFiresAndLabTrafficStaysQuiet) {
   for (const auto& s : engine.status()) EXPECT_TRUE(s.errors.empty()) << s.rule << ": " << s.last_error;
 }
 
+// new-external-peer captures the pod's traffic with the addresses it had not used, both when
+// two come in one tick (the anomaly's label joins them with '|'): one capture whose filter names
+// each (libpcap compiles "host A or host B" for IPv4 and IPv6 alike).
+TEST(RulesPack, NewExternalPeerCapturesTheNewAddressesOnly) {
+  EngineOptions o;
+  o.channels = std::set<std::string>{"default"};
+  CapturingSink sink;
+  auto loaded = RuleEngine::load({std::string(VIGIL_SOURCE_DIR) + "/rules/pack/new-external-peer.lua"}, o, &sink);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  RuleEngine& engine = **loaded;
+  std::vector<PodMeta> pods{pod("web-1")};
+  auto peer = [](const std::string& ip, double value) {
+    return Sample{"vigil_remote_forward_packets_total",
+                  make_labels({{"namespace", "default"}, {"pod", "web-1"}, {"direction", "egress"}, {"remote_ip", ip}}), value,
+                  SeriesKind::Counter};
+  };
+  double known = 0, fresh = 0;
+  for (int t = 0; t <= 400; ++t) {  // an hour of learning the one known peer, and some
+    known += 100;
+    std::vector<Sample> s{peer("203.0.113.10", known)};
+    if (t >= 380) {  // two new peers, 3,800 s in: their series appear with their first packets
+      fresh += 5;
+      s.push_back(peer("192.0.2.66", fresh));
+      s.push_back(peer("2001:db8::7", fresh));
+    }
+    engine.tick(TickInput{1000.0 + 10 * t, s, pods});
+  }
+  ASSERT_EQ(sink.specs.size(), 1u);
+  EXPECT_EQ(sink.specs[0].pods, std::vector<std::string>{"default/web-1"});
+  EXPECT_EQ(sink.specs[0].rule, "new-external-peer");
+  EXPECT_EQ(sink.specs[0].snaplen, 256u);
+  const std::string f = sink.specs[0].filter;
+  EXPECT_TRUE(f == "host 192.0.2.66 or host 2001:db8::7" || f == "host 2001:db8::7 or host 192.0.2.66") << f;
+  ASSERT_FALSE(sink.sent.empty());
+  EXPECT_EQ(sink.sent[0].anomaly.captures, std::vector<std::string>{"capture-1"});
+  for (const auto& st : engine.status()) EXPECT_TRUE(st.errors.empty()) << st.rule << ": " << st.last_error;
+}
+
 TEST(RulesPack, ApiExampleBehavesAsDocumented) {
   EngineOptions o;
   o.channels = std::set<std::string>{"default", "oncall"};

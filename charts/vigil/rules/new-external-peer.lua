@@ -9,6 +9,9 @@
 -- new address is told once, at severity info, and remembered from then on. Pods that answer
 -- clients from the internet see new addresses all the time: do not opt them in to remote
 -- context, or exclude them here with a `where` on namespace or pod.
+--
+-- Each new address starts a capture of the pod's traffic with it (from the firing on; the very
+-- first packets only where the pod keeps a lookback ring), linked from the notification.
 rule {
   name = "new-external-peer",
   metric = "vigil_remote_forward_packets_total",
@@ -18,6 +21,15 @@ rule {
   severity = "info",
   resolve_after = "1m",
   on_anomaly = function(a)
+    -- The pod's packets to and from the new addresses ("a|b" when several came in one tick),
+    -- 256 bytes of each: enough for a TLS ClientHello's server name or a plain request line.
+    local hosts = {}
+    for ip in string.gmatch(a.labels.remote_ip or "", "[^|]+") do
+      hosts[#hosts + 1] = "host " .. ip
+    end
+    if #hosts > 0 then
+      capture { filter = table.concat(hosts, " or "), snaplen = 256 }
+    end
     notify("default", a)
   end,
 }
