@@ -17,8 +17,13 @@
 -- Each one is a lost packet or connection, so any rate above zero, told once per statistic and
 -- held back for 30 minutes after.
 --
--- Both from the netstat family (vigil_node_conntrack_*, read every metrics.netstat.interval; the
--- rules see the rate between two reads).
+-- pod-conntrack-drops: the same in a pod's own conntrack table, which a pod has when its own
+-- netfilter tracks connections (a service mesh's redirect rules, a NetworkPolicy enforced inside
+-- the pod): its entries count against the same nf_conntrack_max, and its insert races lose the
+-- pod's own DNS queries. Per pod and statistic.
+--
+-- All from the netstat family (vigil_node_conntrack_*, vigil_conntrack_*, read every
+-- metrics.netstat.interval; the rules see the rate between two reads).
 rule {
   name = "node-conntrack-full",
   ratio = {
@@ -48,6 +53,22 @@ rule {
   resolve_after = "5m",
   cooldown = "30m",
   summary = "node {node}: conntrack {statistic} at {value}/s, connections or their first packets lost",
+  on_anomaly = function(a)
+    notify("default", a)
+  end,
+}
+
+rule {
+  name = "pod-conntrack-drops",
+  metric = "vigil_conntrack_stats_total",
+  where = { statistic = { "drop", "early_drop", "insert_failed" } },
+  by = { "namespace", "pod", "statistic" },
+  detect = threshold { above = 0 },
+  severity = "warning",
+  resolve_after = "5m",
+  cooldown = "30m",
+  summary = "{namespace}/{pod}: conntrack {statistic} at {value}/s in the pod's own table, connections or their first "
+    .. "packets lost",
   on_anomaly = function(a)
     notify("default", a)
   end,

@@ -70,7 +70,7 @@ TEST(RulesPack, LoadsWithTheDefaultNotifier) {
   for (const auto& s : (*engine)->status()) names.push_back(s.rule);
   EXPECT_EQ(names, (std::vector<std::string>{"apiserver-latency-regression", "dns-error-surge", "dns-latency-regression", "dns-timeouts",
                                              "new-external-peer", "node-conntrack-full", "node-conntrack-drops",
-                                             "node-neighbor-table-full", "node-neighbor-table-overflow",
+                                             "pod-conntrack-drops", "node-neighbor-table-full", "node-neighbor-table-overflow",
                                              "node-nic-errors", "pod-drop-surge", "pod-listen-overflows",
                                              "pod-udp-receive-drops", "pod-ingress-flood",
                                              "tcp-connect-failures", "tcp-rst-storm", "tcp-retransmit-ratio",
