@@ -48,13 +48,14 @@ class DnsTelemetry : public ::testing::Test {
     port_ = free_port();
     std::string config = write_temp_file(dir_, "vigil.yaml",
                                          "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
-                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n"
+                                         "pods: {source: file, file: " + lab_->pods_file() + "}\n" + rules_config() +
                                          "metrics: " + metrics_config() + "\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                        dir_ + "/agent.log");
     ASSERT_TRUE(wait_for_attached(port_, 3)) << "agent did not attach:\n" << agent_->log();
   }
   virtual std::string metrics_config() const { return "{dns_timeout: 1s}"; }
+  virtual std::string rules_config() const { return "rules: []\nnotifiers: []\n"; }
   void TearDown() override {
     if (agent_) {
       EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
@@ -232,6 +233,11 @@ TEST_F(DnsTelemetry, RequestsWithNoResponseTimeOutOnBothSides) {
 class DnsPendingTable : public DnsTelemetry {
  protected:
   std::string metrics_config() const override { return "{dns_timeout: 1s, dns_max_pending: 16}"; }
+  // The shipped rule that tells of the agent's own losses, as users run it.
+  std::string rules_config() const override {
+    return "rules: [" + source_path("rules/pack/vigil-datapath-losses.lua") +
+           "]\nnotifiers: [{name: default, type: log}]\n";
+  }
   // `n` queries for distinct names with distinct ids from one socket, as fast as it sends.
   void send_unanswered(int n, int first_id) {
     const std::string script =
@@ -270,6 +276,14 @@ TEST_F(DnsPendingTable, FullTableCountsWhatItCannotTrackAndStillTimesOutTheRest)
   EXPECT_EQ(metric_sum(text, "vigil_bpf_errors_total", {{"site", "dns_pending_full"}}), 8);
   EXPECT_EQ(metric_value(text, "vigil_bpf_map_entries", {{"map", "vigil_dns_pending"}}).value_or(-1), 0);
   EXPECT_EQ(metric_value(text, "vigil_bpf_map_max_entries", {{"map", "vigil_dns_pending"}}).value_or(-1), 16);
+  // The loss is told through the agent's channels: the shipped vigil-datapath-losses fired for
+  // this site, and for no other.
+  auto losses = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/anomalies"), nullptr, false);
+  ASSERT_TRUE(losses.is_array()) << losses.dump();
+  std::vector<std::string> sites;
+  for (const auto& a : losses)
+    if (a.value("rule", "") == "vigil-datapath-losses") sites.push_back(a["scope"]["group"].value("site", "?"));
+  EXPECT_EQ(sites, std::vector<std::string>{"dns_pending_full"}) << losses.dump(2);
   // Room again: the next ones are tracked and time out, and nothing more is refused.
   send_unanswered(2, 2000);
   text = after_timeouts(10);

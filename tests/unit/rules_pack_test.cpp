@@ -61,7 +61,7 @@ class CapturingSink : public RecordingSink {
 
 TEST(RulesPack, LoadsWithTheDefaultNotifier) {
   auto files = pack_files();
-  ASSERT_EQ(files.size(), 15u);
+  ASSERT_EQ(files.size(), 16u);
   EngineOptions o;
   o.channels = std::set<std::string>{"default"};
   auto engine = RuleEngine::load(files, o, nullptr);
@@ -74,7 +74,7 @@ TEST(RulesPack, LoadsWithTheDefaultNotifier) {
                                              "node-nic-errors", "pod-drop-surge", "pod-listen-overflows",
                                              "pod-udp-receive-drops", "pod-ingress-flood",
                                              "tcp-connect-failures", "tcp-rst-storm", "tcp-retransmit-ratio",
-                                             "pod-traffic-volume"}));
+                                             "pod-traffic-volume", "vigil-datapath-losses"}));
 }
 
 // Each rule file has its test (rules/pack/tests/<file>.test.yaml), and every test passes.
