@@ -41,7 +41,7 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
   std::string dir = make_temp_dir();
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\nremote_context: {namespaces: [lab], max_peers: 8}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();

@@ -74,7 +74,7 @@ void every_connection_is_timed(Family family) {
   std::string dir = make_temp_dir();
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\n"
       "apiserver:\n  no_response_after: 1s\n  addresses: [" + listed(8080) + ", " + listed(8081) + ", " +
       listed(8082) + ", " + listed(8083) + "]\n");
@@ -171,7 +171,7 @@ TEST(ApiServerLatency, PerSegmentCallbacksEndWithTheFirstAnswer) {
   std::string dir = make_temp_dir();
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\napiserver:\n  addresses: [" + server + ":8080]\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
   std::string text;
@@ -247,7 +247,7 @@ TEST(ApiServerLatency, FirstResponseIsTimedAtTheAnswerNotAtTheClientsNextMove) {
   std::string dir = make_temp_dir();
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\napiserver:\n  no_response_after: 1s\n  addresses: [" + server + ":8080, " +
       server + ":8081]\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
@@ -306,7 +306,7 @@ TEST(ApiServerLatency, FullPendingTableCountsTheConnectionsItCannotTime) {
   std::string dir = make_temp_dir();
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\napiserver:\n  no_response_after: 5s\n  addresses: [" + server + ":8082]\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
   std::string text;

@@ -47,7 +47,7 @@ class DnsTelemetry : public ::testing::Test {
     dir_ = make_temp_dir();
     port_ = free_port();
     std::string config = write_temp_file(dir_, "vigil.yaml",
-                                         "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
+                                         "listen: 127.0.0.1:" + std::to_string(port_) + "\nstate_dir: state\ntick: 200ms\n"
                                          "pods: {source: file, file: " + lab_->pods_file() + "}\n" + rules_config() +
                                          "metrics: " + metrics_config() + "\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},

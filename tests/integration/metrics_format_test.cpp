@@ -20,7 +20,7 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
   *dir_out = dir;
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-                                       "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\n"
                                        "pods: {source: file, file: " + lab.pods_file() + "}\nrules: []\nnotifiers: []\n"
                                        "metrics: {retina_compat: " + (retina ? "true" : "false") + ", netstat: {interval: 200ms}}\n"
                                        "remote_context: {namespaces: [lab], max_peers: 8}\n"

@@ -105,7 +105,7 @@ TEST(PodsFile, AttachesAndDetachesAsTheFileChanges) {
   std::string pods = write_temp_file(dir, "pods.yaml", pods_yaml(lab, {1, 2}));
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-                                       "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
+                                       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\n"
                                        "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n"
                                        "metrics: {series_grace: 2s}\n");
   {
@@ -162,7 +162,7 @@ TEST(PodsFile, MaxPodsBoundsWhatIsAttachedAndSizesThePerCpuMaps) {
   write_temp_file(dir, "pods.yaml", pods_yaml(lab, {1, 2, 3}));
   int port = free_port();
   std::string config = write_temp_file(dir, "vigil.yaml",
-                                       "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\nmax_pods: 2\n"
+                                       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\nmax_pods: 2\n"
                                        "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n");
   const auto before = bpf_maps();
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");

@@ -41,7 +41,7 @@ std::string write_config(const Lab& lab, int pods, const std::string& dir, int p
             ", netns: " + lab.prefix() + "-pod-" + std::to_string(p) + "}\n";
   write_temp_file(dir, "pods.yaml", yaml);
   return write_temp_file(dir, "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
       "remote_context: {pod_labels: {remote: \"yes\"}, " + remote + "}\n");
 }
 

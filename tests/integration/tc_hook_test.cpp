@@ -77,7 +77,7 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
 
   int port = free_port();
   std::string config = write_temp_file(dir.path(), "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
