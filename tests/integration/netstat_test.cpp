@@ -9,6 +9,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <set>
 #include <thread>
 
 #include "support.h"
@@ -25,10 +26,18 @@ class NetstatTelemetry : public ::testing::Test {
     lab_ = std::make_unique<Lab>(3);
     dir_ = std::make_unique<ScopedTempDir>();
     port_ = free_port();
+    // The shipped rules that read a pod's socket overflows, as users run them but firing at the
+    // first read that sees one (the reads here are 200 ms apart, not 10 s).
+    const std::string pending = "pending = \"30s\"";
+    const std::string overflows = shipped_rule("pod-socket-overflows.lua", {{pending, "pending = \"0s\""},
+                                                                            {pending, "pending = \"0s\""}});
+    ASSERT_FALSE(overflows.empty()) << "rules/pack/pod-socket-overflows.lua no longer has the setting this test shortens";
+    const std::string rules = write_temp_file(dir_->path(), "overflows.lua", overflows);
     std::string config = write_temp_file(dir_->path(), "vigil.yaml",
                                          "listen: 127.0.0.1:" + std::to_string(port_) + "\ntick: 200ms\n"
                                          "state_dir: " + dir_->path() + "/state\n"
-                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: []\nnotifiers: []\n"
+                                         "pods: {source: file, file: " + lab_->pods_file() + "}\nrules: [" + rules +
+                                         "]\nnotifiers: [{name: default, type: log}]\n"
                                          "metrics: {netstat: {interval: 200ms, sockets: all, conntrack_by_pod: '0.2%'}}\n");
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                        dir_->path() + "/agent.log");
@@ -336,6 +345,15 @@ TEST_F(NetstatTelemetry, SocketOverflowsInAPodAsTheKernelCountsThem) {
     EXPECT_EQ(mib(text, i, "TcpExt", "ListenOverflows"), -1) << i;
     EXPECT_EQ(mib(text, i, "Udp", "RcvbufErrors"), -1) << i;
   }
+  // The shipped rules saw it, for pod 2 only.
+  std::multiset<std::string> fired;
+  for (int i = 0; i < 50 && fired.size() < 2; ++i) {
+    fired.clear();
+    auto list = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/anomalies"), nullptr, false);
+    for (const auto& a : list) fired.insert(a.value("rule", "") + " " + a["scope"].value("pod", ""));
+    if (fired.size() < 2) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(fired, (std::multiset<std::string>{"pod-listen-overflows pod-2", "pod-udp-receive-drops pod-2"}));
   std::printf("pod 2: ListenOverflows %.0f (nstat %llu..%llu), RcvbufErrors %.0f of 200\n", overflows,
               static_cast<unsigned long long>(overflows_before), static_cast<unsigned long long>(overflows_after),
               mib(text, 2, "Udp", "RcvbufErrors"));
@@ -437,25 +455,38 @@ TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
   helpers_.push_back(std::make_unique<Process>(
       std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), "python3", "-c",
                                "import socket, time\ns = socket.socket(socket.AF_INET6)\ns.bind(('::', 8081))\ns.listen(1024)\n"
-                               "time.sleep(60)\n"},
+                               "time.sleep(120)\n"},
       dir_->path() + "/listener.log"));
   ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
-  // Each connection aborted by its client (a reset once established): the kernel forgets it
-  // 10 s later.
-  const auto t0 = std::chrono::steady_clock::now();
-  // 580 over IPv4 and 20 over IPv6.
+  // Pod 1 opens them all and holds them open until the test has seen them counted, then aborts
+  // each (a reset once established): the kernel forgets them 10 s later. Held open, they are
+  // still there if the first count ran while the last ones were opening (it runs once the table
+  // holds the share, then at most every 30 s): the next count sees them all.
   const std::string ip6_2 = lab_->cmd("ip6 2");
-  auto r = run("ip netns exec " + ns(1) + " python3 -c \"import socket, struct\nfor i in range(" +
-               std::to_string(kConnections) + "):\n  s = socket.create_connection(('" + lab_->ip(2) + "' if i >= 20 else '" +
-               ip6_2.substr(0, ip6_2.find('\n')) +
-               "', 8081), timeout=5)\n  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
-               "  s.close()\n\"");
-  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string flag = dir_->path() + "/reset-now";
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(1), "python3", "-c",
+                               "import os, socket, struct, sys, time\nsocks = []\nfor i in range(" +
+                                   std::to_string(kConnections) + "):\n  socks.append(socket.create_connection(('" +
+                                   lab_->ip(2) + "' if i >= 20 else '" + ip6_2.substr(0, ip6_2.find('\n')) +
+                                   "', 8081), timeout=5))\nprint('open', flush=True)\nfor _ in range(900):\n"
+                                   "  if os.path.exists('" + flag + "'): break\n  time.sleep(0.1)\nfor s in socks:\n"
+                                   "  s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
+                                   "  s.close()\nprint('reset', flush=True)\n"},
+      dir_->path() + "/client.log"));
+  Process& client = *helpers_.back();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 300 && client.log().find("open") == std::string::npos; ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_NE(client.log().find("open"), std::string::npos) << client.log();
   const double opened_in = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::string text = settled();
   auto by_pod = [&](const std::string& t, const char* pod) {
     return metric_value(t, "vigil_node_conntrack_pod_entries", {{"pod", pod}}).value_or(-1);
   };
+  std::string text = settled();
+  for (int i = 0; i < 40 && by_pod(text, "pod-1") != kConnections; ++i) {  // <= the next count, 30 s on
+    std::this_thread::sleep_for(1s);
+    text = settled();
+  }
   EXPECT_EQ(by_pod(text, "pod-1"), kConnections) << "opened in " << opened_in << " s\n" << text;
   EXPECT_EQ(by_pod(text, "pod-2"), kConnections);
   EXPECT_EQ(by_pod(text, "pod-3"), 0);  // every pod has a count while they are counted
@@ -463,6 +494,9 @@ TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
   EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent_->log();
   // Forgotten 10 s after their reset: the table falls below the share and the series go (not
   // left at their last values).
+  std::ofstream(flag) << "now\n";
+  for (int i = 0; i < 100 && client.log().find("reset") == std::string::npos; ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_NE(client.log().find("reset"), std::string::npos) << client.log();
   bool gone = false;
   for (int i = 0; i < 60 && !gone; ++i) {  // <= about 60 s
     run("cat /proc/net/nf_conntrack > /dev/null");  // reaps the expired entries (see above)
