@@ -71,14 +71,7 @@ class PodChurn : public ::testing::Test {
     std::ofstream(tmp) << yaml;
     std::filesystem::rename(tmp, pods_file_);
   }
-  std::set<std::string> attached() {
-    std::set<std::string> out;
-    auto j = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/pods"), nullptr, false);
-    if (!j.is_array()) return out;
-    for (const auto& p : j)
-      if (p.value("attached", false)) out.insert(p.value("name", ""));
-    return out;
-  }
+  std::set<std::string> attached() { return attached_pods(port_); }
   bool wait_attached(const std::set<std::string>& want) {
     for (int i = 0; i < 150; ++i) {  // <= 15 s
       if (attached() == want) return true;

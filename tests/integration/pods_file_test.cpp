@@ -80,15 +80,6 @@ std::map<__u32, KernelMap> bpf_maps() {
   return out;
 }
 
-std::set<std::string> attached_pods(int port) {
-  std::set<std::string> out;
-  auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-  if (!j.is_array()) return out;
-  for (const auto& p : j)
-    if (p.value("attached", false)) out.insert(p.value("name", ""));
-  return out;
-}
-
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -241,13 +242,16 @@ std::string metrics_after_ticks(int port, int ticks) {
   return text;
 }
 
-int attached_pod_count(int port) {
+std::set<std::string> attached_pods(int port) {
+  std::set<std::string> out;
   auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
-  int attached = 0;
-  if (j.is_array())
-    for (const auto& p : j) attached += p.value("attached", false) ? 1 : 0;
-  return attached;
+  if (!j.is_array()) return out;
+  for (const auto& p : j)
+    if (p.value("attached", false)) out.insert(p.value("name", ""));
+  return out;
 }
+
+int attached_pod_count(int port) { return static_cast<int>(attached_pods(port).size()); }
 
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;

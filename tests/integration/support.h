@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,6 +113,7 @@ std::string metrics_after_ticks(int port, int ticks = 2);
 
 // How many pods the agent listening on 127.0.0.1:`port` has attached (its /api/v1/pods); 0
 // while it does not answer.
+std::set<std::string> attached_pods(int port);  // names of the pods the agent on `port` has attached
 int attached_pod_count(int port);
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
