@@ -267,7 +267,8 @@ enum vigil_dns_side {
 struct vigil_dns_latency_value {
   __u64 buckets[VIGIL_DNS_SIDE_MAX][VIGIL_DNS_LATENCY_BUCKETS];
   __u64 sum_ns[VIGIL_DNS_SIDE_MAX];
-  __u64 unmatched_responses; /* responses with no pending request (evicted, seen before attach, duplicates) */
+  __u64 unmatched_responses; /* responses with no pending request (seen before attach, not stored for a full
+                              * table, taken out as timed out, duplicates) */
 };
 
 /* vigil_dns_pending: hash of requests waiting for their response; value: bpf_ktime_get_ns()

@@ -54,8 +54,8 @@ class DnsFamily : public Family {
                "metrics.dns_timeout (5 s, a resolver's usual wait): lost queries, overloaded or unreachable servers.",
                SeriesKind::Counter);
     s.describe("vigil_dns_unmatched_responses_total",
-               "DNS responses of a pod with no request seen for them (sent before the agent attached, evicted, "
-               "duplicates).",
+               "DNS responses of a pod with no request waiting for them (sent before the agent attached, not tracked "
+               "because the node's table of waiting requests was full, answered after metrics.dns_timeout, duplicates).",
                SeriesKind::Counter);
   }
 
