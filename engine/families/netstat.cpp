@@ -108,7 +108,8 @@ class NetstatFamily : public Family {
                SeriesKind::Counter);
     s.describe(kSeriesReadTimestamp,
                "When the agent last read the kernel figures behind a metric it reads on its own schedule "
-               "(metrics.netstat.interval), in seconds since the Unix epoch: their values hold between reads.",
+               "(metrics.netstat.interval; the node's conntrack entries by pod at most every 30 s), in seconds since "
+               "the Unix epoch: their values hold between reads.",
                SeriesKind::Gauge);
     s.describe("vigil_netstat_read_errors_total",
                "Reads of a pod's (or the node's) network statistics that failed; the pod's last values stay.",
@@ -189,7 +190,7 @@ class NetstatFamily : public Family {
       }
       state.last_sockets_error = samples[i]->tcp_states_error;
       emit(ctx.store, pod, *samples[i], state);
-      if (!pod) emit_conntrack_by_pod(ctx.store, *samples[i], owner, state);
+      if (!pod) emit_conntrack_by_pod(ctx.store, *samples[i], owner, state, read_time);
     }
     states_ = std::move(kept);
     ctx.store.set("vigil_netstat_read_errors_total", {}, static_cast<double>(read_errors_));
@@ -270,7 +271,7 @@ class NetstatFamily : public Family {
   // table (about 2 us an entry): once every kConntrackCountEvery at most, the series holding
   // their values in between.
   void emit_conntrack_by_pod(SeriesStore& s, const NetnsSample& sample, const std::vector<const WatchedPod*>& owner,
-                             State& state) {
+                             State& state, double read_time) {
     if (!sample.conntrack_by_address_error.empty()) {
       ++read_errors_;
       if (state.last_conntrack_error != sample.conntrack_by_address_error)
@@ -296,6 +297,9 @@ class NetstatFamily : public Family {
       per_pod[owner[i]] += sample.conntrack_by_address[i];
     s.clear("vigil_node_conntrack_pod_entries");  // pods gone since the last count go too
     for (const auto& [pod, n] : per_pod) s.set("vigil_node_conntrack_pod_entries", pod_labels(*pod, {}), static_cast<double>(n));
+    // When this count was taken: the series hold it until the next (up to kConntrackCountEvery),
+    // while the table may move.
+    s.set(kSeriesReadTimestamp, {{"metric", "vigil_node_conntrack_pod_entries"}}, read_time);
     state.conntrack_by_pod_shown = true;
   }
 

@@ -476,6 +476,7 @@ TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
       dir_->path() + "/client.log"));
   Process& client = *helpers_.back();
   const auto t0 = std::chrono::steady_clock::now();
+  const double opening_started = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   for (int i = 0; i < 300 && client.log().find("open") == std::string::npos; ++i) std::this_thread::sleep_for(100ms);
   ASSERT_NE(client.log().find("open"), std::string::npos) << client.log();
   const double opened_in = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -489,6 +490,13 @@ TEST_F(NetstatTelemetry, NodeConntrackEntriesByPodWhileTheTableFills) {
   }
   EXPECT_EQ(by_pod(text, "pod-1"), kConnections) << "opened in " << opened_in << " s\n" << text;
   EXPECT_EQ(by_pod(text, "pod-2"), kConnections);
+  // When that count was taken: after the connections opened, at one of the family's reads.
+  const double counted_at = metric_value(text, "vigil_series_read_timestamp_seconds",
+                                         {{"metric", "vigil_node_conntrack_pod_entries"}}).value_or(-1);
+  const double read_at = metric_value(text, "vigil_series_read_timestamp_seconds",
+                                      {{"metric", "vigil_node_conntrack_stats_total"}}).value_or(-1);
+  EXPECT_GE(counted_at, opening_started - 1) << text;
+  EXPECT_LE(counted_at, read_at);
   EXPECT_EQ(by_pod(text, "pod-3"), 0);  // every pod has a count while they are counted
   EXPECT_GE(metric_value(text, "vigil_node_conntrack_entries", {}).value_or(-1), kConnections);
   EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent_->log();
