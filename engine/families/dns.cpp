@@ -1,6 +1,7 @@
 // DNS per pod from the TC programs (bpf/lib/dns.h): requests and responses by question type
 // and rcode, the request->response latency measured in the kernel as client or server, and
-// responses that matched no request, and requests that got no response in time. Malformed DNS is exported by the traffic family.
+// responses that matched no request, and requests that got no response in time. Malformed DNS is
+// exported by the traffic family.
 #include <linux/types.h>
 
 #include <time.h>
