@@ -34,22 +34,8 @@ bool is_vigil_tc(const std::string& name) { return name == "vigil_tc" || name.rf
 bool has_vigil_filter(const std::string& dev) {
   auto r = run("tc filter show dev " + dev + " ingress; tc filter show dev " + dev + " egress");
   if (r.output.find("vigil_tc") != std::string::npos) return true;
-  const unsigned ifindex = if_nametoindex(dev.c_str());
-  if (!ifindex) return false;
-  for (int type : {46, 47}) {  // BPF_TCX_INGRESS, BPF_TCX_EGRESS
-    __u32 ids[16], count = 16, flags = 0;
-    if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) != 0)
-      continue;
-    for (__u32 i = 0; i < count; ++i) {
-      int fd = bpf_prog_get_fd_by_id(ids[i]);
-      if (fd < 0) continue;
-      bpf_prog_info info{};
-      __u32 len = sizeof(info);
-      const bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && is_vigil_tc(info.name);
-      close(fd);
-      if (ours) return true;
-    }
-  }
+  for (const auto& name : tcx_programs(dev))
+    if (is_vigil_tc(name)) return true;
   return false;
 }
 

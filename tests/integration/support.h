@@ -114,6 +114,9 @@ std::string metrics_after_ticks(int port, int ticks = 2);
 // How many pods the agent listening on 127.0.0.1:`port` has attached (its /api/v1/pods); 0
 // while it does not answer.
 std::set<std::string> attached_pods(int port);  // names of the pods the agent on `port` has attached
+// Names of the programs the kernel has on `dev` through TCX, ingress then egress (what is on
+// its packets' path, whatever an agent says); empty when none or no such device.
+std::vector<std::string> tcx_programs(const std::string& dev);
 int attached_pod_count(int port);
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -26,26 +26,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Names of the programs attached to `dev` through TCX (ingress and egress).
-std::vector<std::string> tcx_programs(const std::string& dev) {
-  std::vector<std::string> names;
-  const unsigned ifindex = if_nametoindex(dev.c_str());
-  for (int type : {46, 47}) {  // BPF_TCX_INGRESS, BPF_TCX_EGRESS (newer than Debian 12's headers)
-    __u32 ids[16], count = 16, flags = 0;
-    if (!ifindex || bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count))
-      continue;
-    for (__u32 i = 0; i < count; ++i) {
-      int fd = bpf_prog_get_fd_by_id(ids[i]);
-      if (fd < 0) continue;
-      bpf_prog_info info{};
-      __u32 len = sizeof(info);
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) names.emplace_back(info.name);
-      close(fd);
-    }
-  }
-  return names;
-}
-
 std::string drop_lines(const std::string& text) {
   std::string out, line;
   std::istringstream in(text);
