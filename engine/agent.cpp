@@ -244,15 +244,15 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);
   const RemoteContextConfig remote = config.remote_context;
-  a->pods_ = std::make_unique<PodManager>(*a->datapath_, [remote](const PodSpec& pod) -> uint32_t {
-    bool in_namespace = std::find(remote.namespaces.begin(), remote.namespaces.end(), pod.namespace_) != remote.namespaces.end();
-    bool labelled = !remote.pod_labels.empty();
-    for (const auto& [k, v] : remote.pod_labels) {
-      auto it = pod.labels.find(k);
-      labelled = labelled && it != pod.labels.end() && it->second == v;
-    }
-    return in_namespace || labelled ? remote.max_peers : 0;
-  });
+  const MetricsConfig::PacketLevel packet_level = config.metrics.packet_level;
+  a->pods_ = std::make_unique<PodManager>(
+      *a->datapath_,
+      [remote](const PodSpec& pod) -> uint32_t {
+        return pod_selected(remote.namespaces, remote.pod_labels, pod.namespace_, pod.labels) ? remote.max_peers : 0;
+      },
+      [packet_level](const PodSpec& pod) {
+        return packet_level.all || pod_selected(packet_level.namespaces, packet_level.pod_labels, pod.namespace_, pod.labels);
+      });
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
   if (!config.apiserver.addresses.empty()) {
     std::string cgroup = config.apiserver.cgroup;
@@ -611,6 +611,8 @@ void Agent::publish_state() {
       p["interface"] = pod.iface.host_ifname;
       p["ifindex"] = pod.iface.host_ifindex;
       p["ips"] = pod.iface.ips;
+      p["packet_level"] = pod.packet_level;  // metrics.packet_level chose it
+      p["programs"] = pod.programs;          // the TC programs are on its interface now
     } else {
       p["error"] = pod.last_error;
     }

@@ -115,10 +115,11 @@ Captures::~Captures() {
   manager_.reset();  // finishes running captures
 }
 
-void Captures::sync(const PodManager& pods, const std::set<std::string>& rule_pods) {
+void Captures::sync(PodManager& pods, const std::set<std::string>& rule_pods) {
   // Running captures keep their pods' packets coming, at the largest snaplen they asked for.
   const std::map<uint32_t, uint32_t> capturing = manager_->capturing();
   std::map<uint32_t, uint32_t> want;
+  std::set<std::string> want_keys;
   std::map<std::string, KnownPod> known;
   for (const auto& [key, pod] : pods.pods()) {
     if (!pod.attached) continue;
@@ -133,10 +134,16 @@ void Captures::sync(const PodManager& pods, const std::set<std::string>& rule_po
     k.netns_inode = pod.iface.netns_inode;
     const bool lookback = config_.lookback_pods == "all" || (config_.lookback_pods == "rules" && rule_pods.count(key));
     auto running = capturing.find(pod.iface.host_ifindex);
-    if (lookback || running != capturing.end())
+    if (lookback || running != capturing.end()) {
       want[k.pod.ifindex] = std::max(config_.limits.default_snaplen, running == capturing.end() ? 0u : running->second);
+      want_keys.insert(key);
+    }
     known.emplace(key, std::move(k));
   }
+  // A pod counted without the TC programs (metrics.packet_level) gets them while it is captured.
+  pods.hold_programs(want_keys);
+  for (const auto& [key, pod] : pods.pods())
+    if (want_keys.count(key) && !pod.programs) want.erase(pod.iface.host_ifindex);
   for (auto it = enabled_.begin(); it != enabled_.end();) {
     if (want.count(it->first)) {
       ++it;

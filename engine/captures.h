@@ -41,8 +41,9 @@ class Captures {
   ~Captures();
 
   // Tick thread, after the pods and the rules have run: `rule_pods` ("namespace/name") are the
-  // pods rules with a `capture` option watch.
-  void sync(const PodManager& pods, const std::set<std::string>& rule_pods);
+  // pods rules with a `capture` option watch. Pods without packet-level programs get them
+  // while they are captured (PodManager::hold_programs).
+  void sync(PodManager& pods, const std::set<std::string>& rule_pods);
 
   // Tick thread (rules) or HTTP threads (API): starts a capture of pods by name.
   Result<std::string> start(const CaptureSpec& spec, const std::string& trigger);

@@ -43,7 +43,8 @@ const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level"};
+const std::vector<std::string> kPacketLevelKeys = {"pods", "namespaces", "pod_labels"};
 const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
 const std::vector<std::string> kKubeKeys = {"kubeconfig", "api_server", "ca_file", "token_file", "allow_insecure",
@@ -445,35 +446,68 @@ class Parser {
     return std::nullopt;
   }
 
+  // A pod selector's `namespaces` (a list of names) or `pod_labels` (a map of label: value);
+  // false when `name` is neither.
+  bool parse_selector_key(const std::string& name, const std::string& path, const Value& value,
+                          std::vector<std::string>& namespaces, std::map<std::string, std::string>& labels) {
+    if (name == "namespaces") {
+      if (!value.node.IsSequence()) {
+        error(value.mark, path, "expected a list of namespace names");
+        return true;
+      }
+      for (size_t i = 0; i < value.node.size(); ++i) {
+        Value item = value_of(value.node[i]);
+        if (auto s = nonempty_string(item, path + "[" + std::to_string(i) + "]")) namespaces.push_back(*s);
+      }
+      return true;
+    }
+    if (name == "pod_labels") {
+      if (!value.node.IsMap()) {
+        error(value.mark, path, "expected a map of label: value");
+        return true;
+      }
+      for (const auto& kv : value.node) {
+        Value lv = value_of(kv.first, kv.second);
+        if (auto s = string_value(lv, path + "." + kv.first.Scalar())) labels[kv.first.Scalar()] = *s;
+      }
+      return true;
+    }
+    return false;
+  }
+
   void parse_remote(const Value& v, RemoteContextConfig& remote) {
     auto entries = map_entries(v, "remote_context", kRemoteKeys);
     if (!entries) return;
     for (const auto& [name, key, value] : entries->items) {
       const std::string path = "remote_context." + name;
-      if (name == "namespaces") {
-        if (!value.node.IsSequence()) {
-          error(value.mark, path, "expected a list of namespace names");
-          continue;
-        }
-        for (size_t i = 0; i < value.node.size(); ++i) {
-          Value item = value_of(value.node[i]);
-          if (auto s = nonempty_string(item, path + "[" + std::to_string(i) + "]")) remote.namespaces.push_back(*s);
-        }
-      } else if (name == "pod_labels") {
-        if (!value.node.IsMap()) {
-          error(value.mark, path, "expected a map of label: value");
-          continue;
-        }
-        for (const auto& kv : value.node) {
-          Value lv = value_of(kv.first, kv.second);
-          if (auto s = string_value(lv, path + "." + kv.first.Scalar())) remote.pod_labels[kv.first.Scalar()] = *s;
-        }
+      if (parse_selector_key(name, path, value, remote.namespaces, remote.pod_labels)) {
       } else if (name == "max_peers") {
         bounded_integer(value, path, 1, 10000, remote.max_peers);
       } else if (name == "max_keys") {
         bounded_integer(value, path, 1, VIGIL_MAX_REMOTE_KEYS, remote.max_keys);
       }
     }
+  }
+
+  void parse_packet_level(const Value& v, MetricsConfig::PacketLevel& pl) {
+    auto entries = map_entries(v, "metrics.packet_level", kPacketLevelKeys);
+    if (!entries) return;
+    std::optional<Value> pods_value;
+    for (const auto& [name, key, value] : entries->items) {
+      const std::string path = "metrics.packet_level." + name;
+      if (parse_selector_key(name, path, value, pl.namespaces, pl.pod_labels)) {
+      } else if (name == "pods") {
+        pods_value = value;
+        if (auto m = string_value(value, path)) {
+          if (*m != "all" && *m != "selected") error(value.mark, path, "expected all or selected, got '" + *m + "'");
+          else pl.all = *m == "all";
+        }
+      }
+    }
+    // A selector under `pods: all` would choose nothing: say so rather than ignore it.
+    if (pl.all && (!pl.namespaces.empty() || !pl.pod_labels.empty()))
+      error(pods_value ? pods_value->mark : v.mark, "metrics.packet_level.pods",
+            "namespaces and pod_labels choose pods only with pods: selected (every pod has the programs with all)");
   }
 
   void parse_apiserver(const Value& v, ApiServerConfig& api) {
@@ -543,6 +577,8 @@ class Parser {
         bounded_integer(value, path, 16, VIGIL_DNS_MAX_PENDING_LIMIT, metrics.dns_max_pending);
       } else if (name == "netstat") {
         parse_netstat(value, metrics.netstat);
+      } else if (name == "packet_level") {
+        parse_packet_level(value, metrics.packet_level);
       }
     }
   }

@@ -59,7 +59,31 @@ struct MetricsConfig {
   // vigil_bpf_errors_total{site="dns_pending_full"}; the waiting ones still time out.
   uint32_t dns_max_pending = 65536;  // VIGIL_DNS_MAX_PENDING (DatapathOptions' default)
   NetstatConfig netstat;
+  // Which pods get the TC programs that see each packet (forward counts, TCP flags, DNS,
+  // malformed packets, remote context, captures). The others are counted with nothing on
+  // their packets' path: forward counts from their interface's statistics, drops, TCP and
+  // netstat from the kernel's events and tables as for every pod. A pod that opts in to
+  // remote context gets the programs too; a capture of a pod attaches them while it runs.
+  struct PacketLevel {
+    bool all = true;  // pods: all; false: pods: selected
+    std::vector<std::string> namespaces;
+    std::map<std::string, std::string> pod_labels;
+  } packet_level;
 };
+
+// Whether a pod of namespace `ns` with labels `labels` is chosen by a selector of namespaces
+// (any of them) or labels (all of them); nothing listed chooses nobody.
+inline bool pod_selected(const std::vector<std::string>& namespaces, const std::map<std::string, std::string>& want_labels,
+                         const std::string& ns, const std::map<std::string, std::string>& labels) {
+  for (const auto& n : namespaces)
+    if (n == ns) return true;
+  if (want_labels.empty()) return false;
+  for (const auto& [k, v] : want_labels) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
 
 // Traffic by remote peer, for the pods that opt in (a namespace listed, or all the labels
 // given). Off unless something opts in: its cardinality is bounded by max_peers per pod.

@@ -108,6 +108,10 @@ class Datapath {
   // first (kept until forget_counters), so its first packet is counted. `pod_id` (set_pod's)
   // lets drops on this interface be charged to its pod.
   Result<void> attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id = 0);
+  // A pod interface the TC programs are not on (metrics.packet_level): a traffic slot all the
+  // same, so that drops on it are charged to `pod_id` and a capture can attach the programs
+  // later (attach_tc) without a new slot. Undone by forget_counters.
+  Result<void> track_interface(uint32_t ifindex, uint32_t pod_id) { return claim_slot(ifindex, pod_id); }
   // The traffic slots in use: host-side ifindex -> index into the vigil_traffic array.
   const std::map<uint32_t, uint32_t>& traffic_slots() const { return slot_of_; }
   uint32_t max_pods() const { return max_pods_; }

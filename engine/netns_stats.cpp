@@ -538,6 +538,27 @@ bool netns_gone(const NetnsTarget& target) {
   return stat(target.path.c_str(), &st) != 0 || (target.inode != 0 && st.st_ino != target.inode);
 }
 
+Result<std::map<uint32_t, LinkTraffic>> read_link_traffic() {
+  std::map<uint32_t, LinkTraffic> out;
+  if_stats_msg req{};
+  req.family = AF_UNSPEC;
+  req.filter_mask = IFLA_STATS_FILTER_BIT(IFLA_STATS_LINK_64);
+  auto r = netlink_dump(NETLINK_ROUTE, RTM_GETSTATS, req, "rtnetlink", [&](const nlmsghdr* nh) {
+    if (nh->nlmsg_type != RTM_NEWSTATS || nh->nlmsg_len < NLMSG_LENGTH(sizeof(if_stats_msg))) return;
+    auto* ifsm = static_cast<const if_stats_msg*>(NLMSG_DATA(nh));
+    int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(if_stats_msg)));
+    auto* at = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(ifsm) + NLMSG_ALIGN(sizeof(if_stats_msg)));
+    for (; RTA_OK(at, len); at = RTA_NEXT(at, len)) {
+      if (at->rta_type != IFLA_STATS_LINK_64) continue;
+      rtnl_link_stats64 stats{};  // an older kernel's shorter struct leaves the rest 0
+      std::memcpy(&stats, RTA_DATA(at), std::min<size_t>(RTA_PAYLOAD(at), sizeof(stats)));
+      out[ifsm->ifindex] = {stats.rx_packets, stats.tx_packets, stats.rx_bytes, stats.tx_bytes};
+    }
+  });
+  if (!r) return r.error();
+  return out;
+}
+
 Result<std::vector<std::string>> known_statistics() {
   auto samples = read_netns_samples({NetnsTarget{.path = "", .inode = 0, .tcp_states = false}});  // names only: no socket dump
   if (!samples[0]) return samples[0].error();

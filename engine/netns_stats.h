@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -135,6 +136,14 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
 // Whether a target's namespace is gone (its path no longer exists, or names another namespace):
 // a pod deleted since the tick resolved it, which is no read error.
 bool netns_gone(const NetnsTarget& target);
+
+// Every interface's traffic counters in the calling thread's namespace, by ifindex, as
+// `ip -s link` shows them (the driver's, Ethernet headers included): one RTM_GETSTATS dump
+// that asks for IFLA_STATS_LINK_64 only (~200 bytes an interface).
+struct LinkTraffic {
+  uint64_t rx_packets = 0, tx_packets = 0, rx_bytes = 0, tx_bytes = 0;
+};
+Result<std::map<uint32_t, LinkTraffic>> read_link_traffic();
 
 // The statistic names ("Group:Name") the agent's own namespace has, sorted: what
 // metrics.netstat.statistics may name.

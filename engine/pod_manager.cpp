@@ -114,25 +114,53 @@ void PodManager::try_attach(WatchedPod& pod) {
     failed(r.error().message);
     return;
   }
-  if (auto r = dp_.attach_tc(iface->host_ifindex, iface->host_ifname, pod.id); !r) {
+  const uint32_t peers = remote_ ? remote_(pod.spec) : 0;
+  // Remote context counts what the programs see, so a pod that opts in gets them.
+  pod.packet_level = !packet_ || packet_(pod.spec) || peers > 0;
+  auto linked = pod.packet_level ? dp_.attach_tc(iface->host_ifindex, iface->host_ifname, pod.id)
+                                 : dp_.track_interface(iface->host_ifindex, pod.id);
+  if (!linked) {
     dp_.forget_pod(iface->netns_inode, iface->ips);
-    failed(r.error().message);
+    failed(linked.error().message);
     return;
   }
-  if (uint32_t peers = remote_ ? remote_(pod.spec) : 0) {
+  if (peers) {
     if (auto r = dp_.set_remote_context(iface->host_ifindex, pod.id, peers); !r)
       spdlog::error("pod {}: remote context: {}", pod.spec.key(), r.error().message);
   }
   pod.iface = *iface;
   pod.attached = true;
+  pod.programs = pod.packet_level;
   pod.last_error.clear();
-  spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]", pod.spec.key(), pod.iface.host_ifname,
-               pod.iface.host_ifindex, fmt::join(pod.iface.ips, ", "));
+  spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]{}", pod.spec.key(), pod.iface.host_ifname,
+               pod.iface.host_ifindex, fmt::join(pod.iface.ips, ", "),
+               pod.packet_level ? "" : "; counted from the interface's statistics (no packet-level programs)");
+}
+
+void PodManager::hold_programs(const std::set<std::string>& keys) {
+  for (auto& [key, pod] : pods_) {
+    if (!pod.attached || pod.packet_level) continue;
+    const bool want = keys.count(key) > 0;
+    if (want == pod.programs) continue;
+    if (!want) {
+      dp_.detach_tc(pod.iface.host_ifindex);
+      pod.programs = false;
+      spdlog::info("pod {}: packet-level programs off {} again (no capture needs them)", key, pod.iface.host_ifname);
+      continue;
+    }
+    if (auto r = dp_.attach_tc(pod.iface.host_ifindex, pod.iface.host_ifname, pod.id); !r) {
+      spdlog::error("pod {}: attaching the programs for a capture: {}", key, r.error().message);
+      continue;
+    }
+    pod.programs = true;
+    spdlog::info("pod {}: packet-level programs on {} while a capture needs them", key, pod.iface.host_ifname);
+  }
 }
 
 void PodManager::detach(WatchedPod& pod) {
   if (!pod.attached) return;
-  dp_.detach_tc(pod.iface.host_ifindex);
+  if (pod.programs) dp_.detach_tc(pod.iface.host_ifindex);
+  pod.programs = false;
   dp_.forget_pod(pod.iface.netns_inode, pod.iface.ips);
   dp_.forget_counters(pod.iface.host_ifindex, pod.id);
   pod.attached = false;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -26,7 +27,11 @@ struct WatchedPod {
   PodSpec spec;
   Labels metric_labels;  // metric_labels_of(spec), made once (spec never changes in place)
   uint32_t id = 0;  // > 0, stable for as long as the pod is watched
-  bool attached = false;
+  bool attached = false;  // its interface resolved and known to the datapath
+  // The pod's packets are counted by the TC programs (metrics.packet_level); false: its
+  // forward counts come from its interface's statistics, and no program sees its packets.
+  bool packet_level = true;
+  bool programs = false;  // the TC programs are on its interface (packet_level, or a capture)
   PodInterface iface;
   std::string last_error;  // why the pod is not attached
   std::chrono::steady_clock::time_point retry_at{};  // not before: resolving costs a thread and netlink dumps
@@ -36,7 +41,10 @@ class PodManager {
  public:
   // How many remote peers to track for a pod (0: no remote context for it).
   using RemotePolicy = std::function<uint32_t(const PodSpec&)>;
-  explicit PodManager(Datapath& datapath, RemotePolicy remote = {}) : dp_(datapath), remote_(std::move(remote)) {}
+  // Whether a pod gets the TC programs for its counts (metrics.packet_level; none: every pod).
+  using PacketPolicy = std::function<bool(const PodSpec&)>;
+  explicit PodManager(Datapath& datapath, RemotePolicy remote = {}, PacketPolicy packet = {})
+      : dp_(datapath), remote_(std::move(remote)), packet_(std::move(packet)) {}
   ~PodManager();
 
   // Makes the watched set equal `desired`. Returns the pods that were removed, so their
@@ -44,6 +52,10 @@ class PodManager {
   std::vector<WatchedPod> reconcile(const std::vector<PodSpec>& desired);
   // Retries pods that are not attached and notices interfaces that vanished.
   void refresh();
+  // The pods ("namespace/name") whose packets captures need: those without packet-level
+  // counting get the TC programs while they are listed and lose them when they no longer
+  // are. Pods with packet-level counting have them anyway.
+  void hold_programs(const std::set<std::string>& keys);
 
   const std::map<std::string, WatchedPod>& pods() const { return pods_; }
   const WatchedPod* by_ifindex(uint32_t ifindex) const;
@@ -58,6 +70,7 @@ class PodManager {
 
   Datapath& dp_;
   RemotePolicy remote_;
+  PacketPolicy packet_;
   std::map<std::string, WatchedPod> pods_;  // by namespace/name
   uint32_t next_id_ = 1;
   // Lookups the tick does for every map entry; rebuilt whenever pods_ changes.

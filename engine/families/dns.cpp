@@ -79,6 +79,7 @@ class DnsFamily : public Family {
         orphans.push_back(key);
         return;
       }
+      if (!pod->packet_level) return;  // counted only while a capture had the programs on
       if (key.direction >= VIGIL_DIR_MAX || key.qtype >= VIGIL_DNS_QTYPE_MAX || key.rcode >= VIGIL_DNS_RCODE_MAX) return;
       __u64 n = 0;
       for (auto c : cpus) n += c;
@@ -107,6 +108,7 @@ class DnsFamily : public Family {
             orphans.push_back(ifindex);
             return;
           }
+          if (!pod->packet_level) return;
           vigil_dns_latency_value t{};
           for (const auto& v : cpus) {
             for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
@@ -155,6 +157,10 @@ class DnsFamily : public Family {
       const WatchedPod* pod = ctx.pods.by_ifindex(it->first.first);
       if (!pod) {  // gone: a later pod on a reused ifindex starts from zero
         it = timeouts_.erase(it);
+        continue;
+      }
+      if (!pod->packet_level) {
+        ++it;
         continue;
       }
       ctx.store.set("vigil_dns_timeouts_total", pod_labels(*pod, {{"side", kSideNames[it->first.second]}}),

@@ -1,11 +1,17 @@
 // Forwarded packets and bytes, TCP flags and malformed packets, per pod and direction, from the
 // TC programs' vigil_traffic array, at the slot the datapath gave the pod's host-side interface.
+// Pods without the programs (metrics.packet_level) get their forward counts from that
+// interface's own statistics instead, and no flag or malformed counts.
 #include <linux/types.h>
 
 #include <cstdint>
+#include <string>
+
+#include <spdlog/spdlog.h>
 
 #include "engine/bpf_maps.h"
 #include "engine/families/family.h"
+#include "engine/netns_stats.h"
 #include "vigil_abi.h"
 
 namespace vigil {
@@ -34,7 +40,9 @@ class TrafficFamily : public Family {
     std::vector<vigil_traffic_value> cpus;
     for (const auto& [ifindex, slot] : ctx.datapath.traffic_slots()) {
           const WatchedPod* pod = ctx.pods.by_ifindex(ifindex);
-          if (!pod || !ctx.datapath.read_traffic(slot, cpus)) continue;
+          // A pod without packet-level counting may have the programs for a capture: what
+          // they count then is not its series' (they come from the interface below).
+          if (!pod || !pod->packet_level || !ctx.datapath.read_traffic(slot, cpus)) continue;
           vigil_traffic_value t{};
           for (const auto& v : cpus) {
             for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
@@ -68,7 +76,40 @@ class TrafficFamily : public Family {
             }
           }
     }
+    read_interfaces(ctx);
   }
+
+ private:
+  // The host-side interface's statistics of each pod without packet-level counting: what it
+  // received the pod sent (egress), what it sent the pod received (ingress). The kernel's
+  // counts, exact like the programs' and likewise with Ethernet headers; they start at the
+  // interface's creation (a pod already running when the agent starts has its history).
+  void read_interfaces(const FamilyContext& ctx) {
+    bool any = false;
+    for (const auto& [key, pod] : ctx.pods.pods()) any = any || (pod.attached && !pod.packet_level);
+    if (!any) return;
+    auto links = read_link_traffic();
+    if (!links) {
+      if (links.error().message != last_error_) spdlog::warn("traffic: interface statistics: {}", links.error().message);
+      last_error_ = links.error().message;
+      return;
+    }
+    last_error_.clear();
+    for (const auto& [key, pod] : ctx.pods.pods()) {
+      if (!pod.attached || pod.packet_level) continue;
+      auto it = links->find(pod.iface.host_ifindex);
+      if (it == links->end()) continue;  // gone since the pods were refreshed
+      const LinkTraffic& t = it->second;
+      Labels in = pod_labels(pod, {{"direction", direction_name(VIGIL_DIR_INGRESS)}});
+      Labels out = pod_labels(pod, {{"direction", direction_name(VIGIL_DIR_EGRESS)}});
+      ctx.store.set("vigil_forward_packets_total", in, static_cast<double>(t.tx_packets));
+      ctx.store.set("vigil_forward_bytes_total", in, static_cast<double>(t.tx_bytes));
+      ctx.store.set("vigil_forward_packets_total", out, static_cast<double>(t.rx_packets));
+      ctx.store.set("vigil_forward_bytes_total", out, static_cast<double>(t.rx_bytes));
+    }
+  }
+
+  std::string last_error_;
 };
 
 }  // namespace

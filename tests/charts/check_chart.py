@@ -67,6 +67,7 @@ BAD_VALUES = [
     ("unknown netstat sockets mode", {"agent": {"metrics": {"netstat": {"sockets": "pods"}}}}, "agent.metrics.netstat.sockets"),
     ("bad dns_timeout duration", {"agent": {"metrics": {"dns_timeout": "5 seconds"}}}, "agent.metrics.dns_timeout"),
     ("dns_max_pending too small", {"agent": {"metrics": {"dns_max_pending": 8}}}, "agent.metrics.dns_max_pending"),
+    ("unknown packet_level mode", {"agent": {"metrics": {"packet_level": {"pods": "some"}}}}, "agent.metrics.packet_level.pods"),
 ]
 
 

@@ -372,7 +372,36 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_EQ(error_of("metrics:\n  retina_compat: yes\n"), "config.yaml:2: metrics.retina_compat: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
   EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
-            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, dns_max_pending, netstat)");
+            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, dns_max_pending, netstat, packet_level)");
+}
+
+TEST_F(ConfigTest, PacketLevel) {
+  auto d = parse("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->metrics.packet_level.all);  // every pod has the programs unless told otherwise
+  auto c = parse("metrics:\n  packet_level:\n    pods: selected\n    namespaces: [shop]\n    pod_labels: {tier: web}\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& pl = c->metrics.packet_level;
+  EXPECT_FALSE(pl.all);
+  EXPECT_EQ(pl.namespaces, (std::vector<std::string>{"shop"}));
+  EXPECT_EQ(pl.pod_labels.at("tier"), "web");
+  // Chosen: in a namespace listed, or carrying every label; nothing listed chooses nobody.
+  EXPECT_TRUE(pod_selected(pl.namespaces, pl.pod_labels, "shop", {}));
+  EXPECT_TRUE(pod_selected(pl.namespaces, pl.pod_labels, "db", {{"tier", "web"}, {"app", "x"}}));
+  EXPECT_FALSE(pod_selected(pl.namespaces, pl.pod_labels, "db", {{"tier", "db"}}));
+  EXPECT_FALSE(pod_selected({}, {}, "shop", {{"tier", "web"}}));
+  auto none = parse("metrics:\n  packet_level: {pods: selected}\n");
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_FALSE(none->metrics.packet_level.all);
+  EXPECT_EQ(error_of("metrics:\n  packet_level: {pods: some}\n"),
+            "config.yaml:2: metrics.packet_level.pods: expected all or selected, got 'some'");
+  EXPECT_EQ(error_of("metrics:\n  packet_level:\n    namespaces: [shop]\n"),
+            "config.yaml:3: metrics.packet_level.pods: namespaces and pod_labels choose pods only with pods: selected "
+            "(every pod has the programs with all)");
+  EXPECT_EQ(error_of("metrics:\n  packet_level:\n    pods: selected\n    namespaces: shop\n"),
+            "config.yaml:4: metrics.packet_level.namespaces: expected a list of namespace names");
+  EXPECT_EQ(error_of("metrics:\n  packet_level: {pods: selected, labels: {a: b}}\n"),
+            "config.yaml:2: metrics.packet_level: unknown key 'labels' (known: pods, namespaces, pod_labels)");
 }
 
 TEST_F(ConfigTest, RemoteContextSection) {
