@@ -113,9 +113,17 @@ bench_free_port() {
 # events; the address, 10.96.0.1:443, is a Kubernetes default that the lab never talks to). DNS and TCP
 # counting have no switch; they are always on. REMOTE=0, RETINA=0 and APISERVER=0 leave those
 # off (to see what they cost); NETSTAT=0 turns the netstat family off, NETSTAT=all counts every
-# pod's TCP sockets by state too (metrics.netstat.sockets: all).
+# pod's TCP sockets by state too (metrics.netstat.sockets: all). PACKET_LEVEL=selected gives no
+# pod the per-packet TC programs (metrics.packet_level: {pods: selected}, nothing selected): the
+# pods are then counted from their interfaces' statistics and the kernel's events, and remote
+# context, which needs the programs, is left off.
 bench_agent_config() {
-  local file=$1 port=$2 tick=${3:-1s} remote=${4:-${REMOTE:-1}} retina=true netstat="{sockets: node}"
+  local file=$1 port=$2 tick=${3:-1s} remote=${4:-${REMOTE:-1}} retina=true netstat="{sockets: node}" packet_level=""
+  case ${PACKET_LEVEL:-all} in
+    all) ;;
+    selected) packet_level=", packet_level: {pods: selected}" remote=0 ;;
+    *) bench_die "PACKET_LEVEL must be all or selected" ;;
+  esac
   [[ ${RETINA:-1} == 0 ]] && retina=false
   [[ ${NETSTAT:-1} == 0 ]] && netstat="{enabled: false}"
   [[ ${NETSTAT:-1} == all ]] && netstat="{sockets: all}"
@@ -128,7 +136,7 @@ pods: {source: file, file: $(lab pods-file)}
 rules: ["$bench_repo/rules/pack/*.lua"]
 notifiers:
   - {name: default, type: log}
-metrics: {retina_compat: $retina, netstat: $netstat}
+metrics: {retina_compat: $retina, netstat: $netstat$packet_level}
 YAML
   if [[ ${APISERVER:-1} == 1 ]]; then echo "apiserver: {addresses: [10.96.0.1:443]}" >>"$file"; fi
   if [[ $remote == 1 ]]; then echo "remote_context: {namespaces: [lab], max_peers: 64}" >>"$file"; fi

@@ -40,6 +40,10 @@
 # empty) come from the same minutes, not from runs an hour apart (ATTACH and BASE not set). PAIRS
 # is then the number of rounds; the JSON line's "ratios" are agent/nothing, "ratios_empty_none"
 # and "ratios_agent_empty" the other two.
+# PACKET_LEVEL=selected runs the agent with no pod chosen for the per-packet programs
+# (metrics.packet_level; lib.sh's bench_agent_config): forward counts from the interfaces'
+# statistics, drops, TCP and netstat from the kernel's events and tables, no TC program on the
+# pods' path, no remote context.
 # Exit status: 0 measured (target met or not, see the summary), 1 could not measure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -74,6 +78,8 @@ trio=${TRIO:-0}
 [[ $trio == 0 || $trio == 1 ]] || bench_die "TRIO must be 0 or 1"
 [[ $trio == 0 || ($attach == agent && $base == none && $stay == 0 && $nopods == 0) ]] ||
   bench_die "TRIO=1 measures nothing, the empty program and the agent: no ATTACH, BASE, STAY or NOPODS"
+# Remote context needs the programs: off with PACKET_LEVEL=selected (and said so in the JSON).
+[[ ${PACKET_LEVEL:-all} == selected ]] && REMOTE=0
 bench_init wrk curl
 bench_lab_up 2 bw
 lab serve-http 2 >/dev/null || bench_die "vigil-lab serve-http 2 failed"
@@ -196,7 +202,7 @@ if [[ $trio == 1 ]]; then
     "$pairs" "$(printf '%s\n' "${q_an[@]}" | ratio_summary)" "$(pct $target)" "$verdict" \
     "$(printf '%s\n' "${q_en[@]}" | ratio_summary)" "$(printf '%s\n' "${q_ae[@]}" | ratio_summary)" \
     "$(printf '%s\n' "${r_none[@]}" | bench_median)" "$(printf '%s\n' "${r_empty[@]}" | bench_median)" "$(printf '%s\n' "${r_agent[@]}" | bench_median)"
-  printf '{"benchmark":"wrk_ratio","mode":"trio","attached":"agent","base":"none","nopods":false,"stay":false,"families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+  printf '{"benchmark":"wrk_ratio","mode":"trio","attached":"agent","base":"none","nopods":false,"stay":false,"packet_level":"'"${PACKET_LEVEL:-all}"'","families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
     "${APISERVER:-1}" "${REMOTE:-1}" "${RETINA:-1}" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
   printf '"none_rps":[%s],"empty_rps":[%s],"agent_rps":[%s],"ratios":[%s],"ratios_empty_none":[%s],"ratios_agent_empty":[%s],"median_ratio":%s,"median_ci95":[%s,%s],"settle_s":%s,"target_ratio":%s}\n' \
     "$(bench_join "${r_none[@]}")" "$(bench_join "${r_empty[@]}")" "$(bench_join "${r_agent[@]}")" \
@@ -247,7 +253,7 @@ sides="attached/not attached"
 [[ $stay == 1 ]] && sides="pods attached/detached by the running agent"
 printf 'wrk_ratio: %s = %s%% (median of %d pair ratios, 95%% interval %s%%..%s%%, quartiles %s%%..%s%%; not attached %.0f req/s, attached %.0f req/s, medians; target >= %s%%: %s)\n' \
   "$sides" "$(pct "$ratio_med")" "$pairs" "$(pct "$ci_low")" "$(pct "$ci_high")" "$(pct "$ratio_p25")" "$(pct "$ratio_p75")" "$off_med" "$on_med" "$(pct $target)" "$verdict"
-printf '{"benchmark":"wrk_ratio","attached":"%s","hooks":"'"$hooks"'","empty_on":"'"$empty_on"'","base":"%s","nopods":%s,"stay":%s,"families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
+printf '{"benchmark":"wrk_ratio","attached":"%s","hooks":"'"$hooks"'","empty_on":"'"$empty_on"'","base":"%s","nopods":%s,"stay":%s,"packet_level":"'"${PACKET_LEVEL:-all}"'","families":"apiserver=%s remote=%s retina=%s","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pairs":%d,"wrk":"-t1 -c8 -d%ds","url_path":"/bytes/64",' \
   "$attach" "$base" "$([[ $nopods == 1 ]] && echo true || echo false)" "$([[ $stay == 1 ]] && echo true || echo false)" \
   "${APISERVER:-1}" "${REMOTE:-1}" "${RETINA:-1}" "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pairs" "$run_seconds"
 printf '"not_attached_rps":[%s],"attached_rps":[%s],"ratios":[%s],"median_not_attached_rps":%s,"median_attached_rps":%s,' \
