@@ -250,9 +250,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
       [remote](const PodSpec& pod) -> uint32_t {
         return pod_selected(remote.namespaces, remote.pod_labels, pod.namespace_, pod.labels) ? remote.max_peers : 0;
       },
-      [packet_level](const PodSpec& pod) {
-        return packet_level.all || pod_selected(packet_level.namespaces, packet_level.pod_labels, pod.namespace_, pod.labels);
-      });
+      [packet_level](const PodSpec& pod) { return wants_packet_level(packet_level, pod); });
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
   if (!config.apiserver.addresses.empty()) {
     std::string cgroup = config.apiserver.cgroup;

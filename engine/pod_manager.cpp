@@ -36,6 +36,11 @@ Labels metric_labels_of(const PodSpec& spec) {
   return l;
 }
 
+bool wants_packet_level(const MetricsConfig::PacketLevel& config, const PodSpec& pod) {
+  if (pod.packet_level) return *pod.packet_level;
+  return config.all || pod_selected(config.namespaces, config.pod_labels, pod.namespace_, pod.labels);
+}
+
 std::vector<WatchedPod> PodManager::reconcile(const std::vector<PodSpec>& desired) {
   std::map<std::string, const PodSpec*> want;
   for (const auto& spec : desired) want[spec.key()] = &spec;

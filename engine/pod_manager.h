@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/config.h"
 #include "engine/datapath.h"
 #include "engine/netns.h"
 #include "engine/pods.h"
@@ -36,6 +37,10 @@ struct WatchedPod {
   std::string last_error;  // why the pod is not attached
   std::chrono::steady_clock::time_point retry_at{};  // not before: resolving costs a thread and netlink dumps
 };
+
+// metrics.packet_level as a PodManager::PacketPolicy: the pod's own say (PodSpec::packet_level)
+// first, then `pods: all`, or the namespaces and labels it selects.
+bool wants_packet_level(const MetricsConfig::PacketLevel& config, const PodSpec& pod);
 
 class PodManager {
  public:

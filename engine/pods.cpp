@@ -66,8 +66,13 @@ Result<std::vector<PodSpec>> parse_pods_checked(const std::string& text, const s
             return make_error(where(origin, l.first) + ": " + item + ".labels." + l.first.as<std::string>() + ": expected a string");
           pod.labels[l.first.as<std::string>()] = l.second.as<std::string>();
         }
+      } else if (key == "packet_level") {
+        const std::string b = v.IsScalar() ? v.as<std::string>() : "";
+        if (b != "true" && b != "false") return make_error(vat + ": " + item + ".packet_level: expected true or false");
+        pod.packet_level = b == "true";
       } else {
-        return make_error(vat + ": " + item + ": unknown key '" + key + "' (known: namespace, name, labels, netns, ip)");
+        return make_error(vat + ": " + item + ": unknown key '" + key +
+                          "' (known: namespace, name, labels, netns, ip, packet_level)");
       }
       if (!r) return r.error();
     }

@@ -7,9 +7,11 @@
 //   - namespace: default
 //     name: db-1
 //     ip: 10.0.0.2          # found by scanning the host's network namespaces
+//     packet_level: false   # optional: overrides metrics.packet_level for this pod
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ struct PodSpec {
   // The owning workload when the source knows it (the Kubernetes API): "Deployment"/"web".
   // Empty for a bare pod or another source.
   std::string workload_kind, workload_name;
+  // Whether the pod's packets get the TC programs, when the pod says so itself (the pods file's
+  // packet_level, the vigil.dev/packet-level annotation of the pod or else its namespace);
+  // unset: metrics.packet_level decides.
+  std::optional<bool> packet_level;
 
   std::string key() const { return namespace_ + "/" + name; }
   bool operator==(const PodSpec&) const = default;

@@ -17,6 +17,7 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kObserveAnnotation = "vigil.dev/observe";
+constexpr const char* kPacketLevelAnnotation = "vigil.dev/packet-level";
 constexpr double kOwnerTtlSeconds = 600;
 
 // Field readers that say which field is wrong. A missing optional field is fine.
@@ -289,6 +290,15 @@ Selection select_pods(const std::map<std::string, PodObject>& pods,
     k.spec.ip = pod.ips.front();
     for (const auto& l : o.label_allowlist)
       if (auto it = pod.labels.find(l); it != pod.labels.end()) k.spec.labels[l] = it->second;
+    // The pod's own say on its packets' programs, else its namespace's; anything but "true" or
+    // "false" says nothing (metrics.packet_level decides).
+    for (const auto* annotations : {&pod.annotations, ns ? &ns->annotations : nullptr}) {
+      if (!annotations) continue;
+      auto a = annotations->find(kPacketLevelAnnotation);
+      if (a == annotations->end() || (a->second != "true" && a->second != "false")) continue;
+      k.spec.packet_level = a->second == "true";
+      break;
+    }
     k.uid = pod.uid;
     k.node = pod.node;
     k.phase = pod.phase;

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/kube/kube_pods.h"
+#include "engine/pod_manager.h"
 #include "engine/kube/line_splitter.h"
 #include "../common/kube_fake_api.h"
 
@@ -173,6 +174,45 @@ TEST(KubeObjects, ScopeByNamespacesAndObserveAnnotation) {
   EXPECT_EQ(names(), (std::vector<std::string>{"batch/report-28461230-q2w9z", "default/db-0"}));
   pods["batch/report-28461230-q2w9z"].annotations["vigil.dev/observe"] = "false";
   EXPECT_EQ(names(), (std::vector<std::string>{"default/db-0"}));
+}
+
+TEST(KubeObjects, PacketLevelAnnotationOfThePodElseItsNamespace) {
+  KubeOptions o;
+  o.node = "worker-1";
+  auto pods = listed_pods();
+  auto nss = listed_namespaces();
+  auto said = [&](const std::string& key) -> std::optional<bool> {
+    for (const auto& p : select_pods(pods, nss, o).pods)
+      if (p.spec.key() == key) return p.spec.packet_level;
+    ADD_FAILURE() << key << " not selected";
+    return std::nullopt;
+  };
+  EXPECT_FALSE(said("default/db-0").has_value());  // unsaid: metrics.packet_level decides
+  nss["default"].annotations["vigil.dev/packet-level"] = "true";
+  EXPECT_EQ(said("default/db-0"), std::optional<bool>(true));
+  EXPECT_EQ(said("default/web-7d9f8b6c5-abcde"), std::optional<bool>(true));
+  pods["default/db-0"].annotations["vigil.dev/packet-level"] = "false";  // the pod wins
+  EXPECT_EQ(said("default/db-0"), std::optional<bool>(false));
+  EXPECT_EQ(said("default/web-7d9f8b6c5-abcde"), std::optional<bool>(true));
+  pods["default/db-0"].annotations["vigil.dev/packet-level"] = "yes";  // not a word it knows: the namespace's
+  EXPECT_EQ(said("default/db-0"), std::optional<bool>(true));
+  EXPECT_FALSE(said("batch/report-28461230-q2w9z").has_value());
+
+  // And what the agent then does with it (PodManager's policy).
+  MetricsConfig::PacketLevel selected;
+  selected.all = false;
+  selected.namespaces = {"batch"};
+  PodSpec spec;
+  spec.namespace_ = "batch";
+  EXPECT_TRUE(wants_packet_level(selected, spec));
+  spec.packet_level = false;
+  EXPECT_FALSE(wants_packet_level(selected, spec));
+  spec.namespace_ = "default";
+  spec.packet_level = true;
+  EXPECT_TRUE(wants_packet_level(selected, spec));
+  spec.packet_level.reset();
+  EXPECT_FALSE(wants_packet_level(selected, spec));
+  EXPECT_TRUE(wants_packet_level(MetricsConfig::PacketLevel{}, spec));  // pods: all
 }
 
 // --- kubeconfig ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ TEST(PodsFile, ParsesNetnsAndIpPods) {
 - name: v6
   ip: fd00::7
   netns:
+  packet_level: false
 )", "pods.yaml");
   // The last entry has both (netns empty): still exactly one given, so it is valid.
   ASSERT_TRUE(pods) << pods.error().message;
@@ -26,6 +27,9 @@ TEST(PodsFile, ParsesNetnsAndIpPods) {
   EXPECT_EQ((*pods)[1].namespace_, "default");
   EXPECT_EQ((*pods)[1].ip, "10.0.0.7");
   EXPECT_EQ((*pods)[2].ip, "fd00::7");
+  // A pod's own say on its packets' programs; unsaid for the others.
+  EXPECT_EQ((*pods)[2].packet_level, std::optional<bool>(false));
+  EXPECT_FALSE((*pods)[0].packet_level.has_value());
 }
 
 TEST(PodsFile, EmptyFileMeansNoPods) {
@@ -50,7 +54,8 @@ TEST_P(PodsFileErrors, NameFileLineAndField) {
 INSTANTIATE_TEST_SUITE_P(
     All, PodsFileErrors,
     ::testing::Values(
-        BadCase{"- name: a\n  netns: a\n  nets: b\n", "pods.yaml:3: pods[0]: unknown key 'nets' (known: namespace, name, labels, netns, ip)"},
+        BadCase{"- name: a\n  netns: a\n  nets: b\n", "pods.yaml:3: pods[0]: unknown key 'nets' (known: namespace, name, labels, netns, ip, packet_level)"},
+        BadCase{"- name: a\n  netns: a\n  packet_level: maybe\n", "pods.yaml:3: pods[0].packet_level: expected true or false"},
         BadCase{"- name: a\n", "pods.yaml:1: pods[0]: give exactly one of netns or ip"},
         BadCase{"- name: a\n  netns: a\n  ip: 10.0.0.1\n", "pods.yaml:1: pods[0]: give exactly one of netns or ip"},
         BadCase{"- name: a\n  ip: 10.0.0.300\n", "pods.yaml:1: pods[0].ip: '10.0.0.300' is not an IP address"},
