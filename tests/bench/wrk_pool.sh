@@ -6,7 +6,7 @@
 #                                         is one run)
 #
 # Runs of different settings are never pooled: the script refuses runs whose "mode" (pairs or
-# TRIO=1 rounds), "attached", "hooks", "base", "nopods", "stay", "families", "wrk" (run length) or
+# TRIO=1 rounds), "attached", "hooks", "base", "nopods", "stay", "packet_level", "families", "wrk" (run length) or
 # "settle_s" differ. Of TRIO=1 runs it pools the agent/nothing ratios, or with
 # RATIOS=ratios_empty_none or RATIOS=ratios_agent_empty the hooks' floor or Vigil's own share. Runs of different commits
 # only with MIXED=1 (say, when only rules or docs changed between them). Needs no root and no build.
@@ -40,9 +40,9 @@ for f in files:
         if field not in run:
             sys.exit(f"wrk_pool: {f}:{number}: no {field} in this run (only TRIO=1 runs have the other ratios)")
         kind = (run.get("mode", "pairs"), run["attached"], run.get("hooks", "both"), run.get("empty_on", "pods"), run["base"], run.get("nopods", False), run.get("stay", False),
-                run.get("families", "apiserver=1 remote=1 retina=1"), run.get("wrk", "-t1 -c8 -d3s"), run.get("settle_s", 2))
+                run.get("packet_level", "all"), run.get("families", "apiserver=1 remote=1 retina=1"), run.get("wrk", "-t1 -c8 -d3s"), run.get("settle_s", 2))
         if seen is not None and kind != seen[1]:
-            sys.exit(f"wrk_pool: {f}:{number}: mode/attached/hooks/empty_on/base/nopods/stay/families/wrk/settle {kind} differ from {seen[1]}")
+            sys.exit(f"wrk_pool: {f}:{number}: mode/attached/hooks/empty_on/base/nopods/stay/packet_level/families/wrk/settle {kind} differ from {seen[1]}")
         if seen is not None and run["commit"] != seen[0] and not mixed:
             sys.exit(f"wrk_pool: {f}:{number}: commit {run['commit']} differs from {seen[0]} (MIXED=1 pools anyway)")
         seen = seen or (run["commit"], kind)
