@@ -143,6 +143,9 @@ void describe_agent_series(SeriesStore& s, const std::vector<std::unique_ptr<Fam
   s.describe("vigil_notifications_tls_errors_total", "Attempts refused because the receiver's certificate did not verify, by channel.", SeriesKind::Counter);
   s.describe("vigil_notification_delivery_seconds", "Time from notify() to the receiver's 2xx, by channel.", SeriesKind::Histogram);
   s.describe("vigil_pods", "Pods the agent watches, by state (attached, pending).", SeriesKind::Gauge);
+  s.describe("vigil_pods_with_programs",
+             "Attached pods whose interface carries the packet-level TC programs now (metrics.packet_level, or a capture).",
+             SeriesKind::Gauge);
   s.describe("vigil_build_info", "Build information; always 1.", SeriesKind::Gauge);
   if (kube) {
     s.describe("vigil_kube_sync_age_seconds", "Seconds since the view of this node's pods was last confirmed by the API server (list, event or bookmark); -1 before the first.", SeriesKind::Gauge);
@@ -576,8 +579,12 @@ void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
       store_.set_histogram("vigil_notification_delivery_seconds", l, actions::latency_bounds(), st.latency_buckets,
                            st.delivery_seconds_sum);
   }
-  double attached = 0, pending = 0;
-  for (const auto& [key, pod] : pods_->pods()) (pod.attached ? attached : pending) += 1;
+  double attached = 0, pending = 0, programs = 0;
+  for (const auto& [key, pod] : pods_->pods()) {
+    (pod.attached ? attached : pending) += 1;
+    programs += pod.attached && pod.programs ? 1 : 0;
+  }
+  store_.set("vigil_pods_with_programs", {}, programs);
   store_.set("vigil_pods", make_labels({{"state", "attached"}}), attached);
   store_.set("vigil_pods", make_labels({{"state", "pending"}}), pending);
   if (captures_) captures_->export_metrics(store_);

@@ -95,6 +95,7 @@ TEST(PacketLevel, PodsLeftOutAreCountedExactlyWithNoProgramAndCapturedOnDemand) 
   const std::map<std::string, std::string> in2 = {{"pod", "pod-2"}, {"direction", "ingress"}};
   const std::map<std::string, std::string> in1 = {{"pod", "pod-1"}, {"direction", "ingress"}};
   const std::string before = metrics_after_ticks(port);
+  EXPECT_EQ(value(before, "vigil_pods_with_programs", {}), 1) << before;
   // The series of pod 2 exist from the start, from its interface.
   ASSERT_TRUE(metric_value(before, "vigil_forward_packets_total", out2)) << before;
 
@@ -159,6 +160,7 @@ TEST(PacketLevel, PodsLeftOutAreCountedExactlyWithNoProgramAndCapturedOnDemand) 
     if (!on) std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(on) << tcx_names(lab.veth(2)) << agent.log();
+  EXPECT_EQ(value(metrics_after_ticks(port, 1), "vigil_pods_with_programs", {}), 2);
   metrics_after_ticks(port, 2);  // the kernel copies a pod's packets from the end of the tick that marks it
   const std::string during_before = metrics_after_ticks(port);
   const int kCaptured = 200;
