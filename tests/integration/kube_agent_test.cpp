@@ -143,6 +143,64 @@ TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
+// metrics.packet_level with the Kubernetes source: a pod's vigil.dev/packet-level annotation
+// decides whether its packets meet the TC programs, and the agent follows when it changes.
+TEST(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
+  VIGIL_REQUIRE_ROOT();
+  kube::fake::Pki pki;
+  ASSERT_TRUE(pki.ok()) << pki.log();
+  kube::fake::FakeApiServer api(pki);
+  ASSERT_GT(api.port(), 0);
+  Lab lab(2);
+  ScopedTempDir dir;
+  auto annotated = [&](int n, const std::string& rv, const std::string& says) {
+    json pod = lab_pod("pod-" + std::to_string(n), lab.ip(n), rv, {{"app", "web"}});
+    if (!says.empty()) pod["metadata"]["annotations"] = {{"vigil.dev/packet-level", says}};
+    return pod;
+  };
+  api.set_list("pods", {{"kind", "PodList"},
+                        {"apiVersion", "v1"},
+                        {"metadata", {{"resourceVersion", "100"}}},
+                        {"items", json::array({annotated(1, "90", "true"), annotated(2, "91", "")})}});
+  api.set_list("namespaces", lab_namespace_list());
+  write_temp_file(dir.path(), "token", "token-1\n");
+  const int port = free_port();
+  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki.path("ca.pem"), "300ms",
+                                               "metrics: {packet_level: {pods: selected}}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  auto programs = [&](int n) {
+    std::string out;
+    for (const auto& name : tcx_programs(lab.veth(n))) out += (out.empty() ? "" : " ") + name;
+    return out;
+  };
+  // As listed: pod 1 says true, pod 2 says nothing (selected: nobody else).
+  ASSERT_TRUE(within(20s, [&] {
+    auto p = agent_pods(port);
+    return p.size() == 2 && p["lab/pod-1"].value("attached", false) && p["lab/pod-2"].value("attached", false);
+  })) << http_get("127.0.0.1", port, "/api/v1/pods") << agent.log();
+  auto p = agent_pods(port);
+  EXPECT_TRUE(p["lab/pod-1"].value("packet_level", false));
+  EXPECT_FALSE(p["lab/pod-2"].value("packet_level", true));
+  EXPECT_EQ(programs(1), "vigil_tc vigil_tc");
+  EXPECT_EQ(programs(2), "");
+
+  // Watched: pod 2 now says true, pod 1 false: the programs move with the annotations.
+  ASSERT_TRUE(within(10s, [&] { return api.open_watches() >= 1; }));
+  api.line("pods", json{{"type", "MODIFIED"}, {"object", annotated(2, "101", "true")}}.dump());
+  api.line("pods", json{{"type", "MODIFIED"}, {"object", annotated(1, "102", "false")}}.dump());
+  EXPECT_TRUE(within(10s, [&] {
+    auto q = agent_pods(port);
+    return q["lab/pod-2"].value("programs", false) && !q["lab/pod-1"].value("programs", true) &&
+           programs(2) == "vigil_tc vigil_tc" && programs(1).empty();
+  })) << http_get("127.0.0.1", port, "/api/v1/pods") << programs(1) << " / " << programs(2) << agent.log();
+  // Both keep their forward series, whichever way they are counted.
+  auto text = metrics_after_ticks(port);
+  EXPECT_TRUE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}})) << text.substr(0, 2000);
+  EXPECT_TRUE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "egress"}}));
+  EXPECT_EQ(metric_value(text, "vigil_pods_with_programs", {}).value_or(-1), 1) << text;
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 // Remote context with the Kubernetes source: pod-3 runs on "another node" (the API server says
 // so; here it is a lab namespace the agent does not watch) behind the Service "backend". The
 // agent learns that from the EndpointSlices and names the peer of pod-1's traffic to it.
