@@ -1,6 +1,7 @@
 // Exact counts against ground truth the test creates: a fixed number of UDP datagrams, and drops
-// with three different kernel reasons caused on purpose. The link is made quiet first (static
-// neighbour entries, IPv6 off), so that every packet on it is one the test sent.
+// with three different kernel reasons caused on purpose. The link is made quiet first
+// (quiet_pod_pair: static neighbour entries, IPv6 off), so that every packet on it is one the
+// test sent.
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -17,17 +18,7 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
   Lab lab(2);
   const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
   const std::string ip1 = lab.ip(1), ip2 = lab.ip(2);
-  auto mac = [&](const std::string& ns) {
-    auto r = run("ip netns exec " + ns + " cat /sys/class/net/eth0/address");
-    EXPECT_EQ(r.status, 0) << r.output;
-    return r.output.substr(0, r.output.find('\n'));
-  };
-  const std::string mac1 = mac(ns1), mac2 = mac(ns2);
-  for (const auto& [ns, peer_ip, peer_mac] : {std::tuple{ns1, ip2, mac2}, std::tuple{ns2, ip1, mac1}}) {
-    ASSERT_EQ(run("ip netns exec " + ns + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1").status, 0);
-    auto r = run("ip netns exec " + ns + " ip neigh replace " + peer_ip + " lladdr " + peer_mac + " dev eth0 nud permanent");
-    ASSERT_EQ(r.status, 0) << r.output;
-  }
+  ASSERT_TRUE(quiet_pod_pair(lab));
   // Pod 2 drops UDP to port 9001 (NETFILTER_DROP); nothing listens on 9002 (NO_SOCKET); it has
   // no handler for IP protocol 253 (IP_NOPROTO). Its answers (ICMP unreachable) go out, not in.
   auto nft = run("ip netns exec " + ns2 + " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include "../common/kube_fake_api.h"
@@ -65,14 +66,28 @@ bool within(std::chrono::seconds limit, F f) {
   return f();
 }
 
-TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
-  VIGIL_REQUIRE_ROOT();
-  kube::fake::Pki pki;
-  ASSERT_TRUE(pki.ok()) << pki.log();
-  kube::fake::FakeApiServer api(pki);
-  ASSERT_GT(api.port(), 0);
+// A fake API server with its PKI and the "lab" namespace listed, and a directory holding the
+// agent's token; each test adds the pods (and whatever else) it lists.
+class KubernetesAgent : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VIGIL_REQUIRE_ROOT();
+    ASSERT_TRUE(pki_.ok()) << pki_.log();
+    api_ = std::make_unique<kube::fake::FakeApiServer>(pki_);
+    ASSERT_GT(api_->port(), 0);
+    api_->set_list("namespaces", lab_namespace_list());
+    write_temp_file(dir_.path(), "token", "token-1\n");
+  }
+
+  kube::fake::Pki pki_;
+  std::unique_ptr<kube::fake::FakeApiServer> api_;
+  ScopedTempDir dir_;
+};
+
+TEST_F(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
+  auto& api = *api_;
+  auto& dir = dir_;
   Lab lab(2);
-  ScopedTempDir dir;
   const json pods = {{"kind", "PodList"},
                      {"apiVersion", "v1"},
                      {"metadata", {{"resourceVersion", "100"}}},
@@ -83,10 +98,8 @@ TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
   json all = pods;
   all["items"].push_back(elsewhere);
   api.set_list("pods", all);
-  api.set_list("namespaces", lab_namespace_list());
-  write_temp_file(dir.path(), "token", "token-1\n");
   const int port = free_port();
-  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki.path("ca.pem"), "500ms", "");
+  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki_.path("ca.pem"), "500ms", "");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
 
   // Listed: both lab pods of this node are attached by their addresses; the other node's is not there.
@@ -145,14 +158,10 @@ TEST(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
 
 // metrics.packet_level with the Kubernetes source: a pod's vigil.dev/packet-level annotation
 // decides whether its packets meet the TC programs, and the agent follows when it changes.
-TEST(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
-  VIGIL_REQUIRE_ROOT();
-  kube::fake::Pki pki;
-  ASSERT_TRUE(pki.ok()) << pki.log();
-  kube::fake::FakeApiServer api(pki);
-  ASSERT_GT(api.port(), 0);
+TEST_F(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
+  auto& api = *api_;
+  auto& dir = dir_;
   Lab lab(2);
-  ScopedTempDir dir;
   auto annotated = [&](int n, const std::string& rv, const std::string& says) {
     json pod = lab_pod("pod-" + std::to_string(n), lab.ip(n), rv, {{"app", "web"}});
     if (!says.empty()) pod["metadata"]["annotations"] = {{"vigil.dev/packet-level", says}};
@@ -162,10 +171,8 @@ TEST(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
                         {"apiVersion", "v1"},
                         {"metadata", {{"resourceVersion", "100"}}},
                         {"items", json::array({annotated(1, "90", "true"), annotated(2, "91", "")})}});
-  api.set_list("namespaces", lab_namespace_list());
-  write_temp_file(dir.path(), "token", "token-1\n");
   const int port = free_port();
-  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki.path("ca.pem"), "300ms",
+  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki_.path("ca.pem"), "300ms",
                                                "metrics: {packet_level: {pods: selected}}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
   auto programs = [&](int n) {
@@ -204,14 +211,10 @@ TEST(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
 // Remote context with the Kubernetes source: pod-3 runs on "another node" (the API server says
 // so; here it is a lab namespace the agent does not watch) behind the Service "backend". The
 // agent learns that from the EndpointSlices and names the peer of pod-1's traffic to it.
-TEST(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
-  VIGIL_REQUIRE_ROOT();
-  kube::fake::Pki pki;
-  ASSERT_TRUE(pki.ok()) << pki.log();
-  kube::fake::FakeApiServer api(pki);
-  ASSERT_GT(api.port(), 0);
+TEST_F(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
+  auto& api = *api_;
+  auto& dir = dir_;
   Lab lab(3);
-  ScopedTempDir dir;
   json remote = lab_pod("pod-3", lab.ip(3), "92", {{"app", "backend"}});
   remote["spec"]["nodeName"] = "other-node";
   api.set_list("pods", {{"kind", "PodList"},
@@ -219,7 +222,6 @@ TEST(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
                         {"metadata", {{"resourceVersion", "100"}}},
                         {"items", json::array({lab_pod("pod-1", lab.ip(1), "90", {{"app", "web"}}),
                                                lab_pod("pod-2", lab.ip(2), "91", {{"app", "db"}}), remote})}});
-  api.set_list("namespaces", lab_namespace_list());
   api.set_list("endpointslices",
                {{"kind", "EndpointSliceList"},
                 {"apiVersion", "discovery.k8s.io/v1"},
@@ -235,9 +237,8 @@ TEST(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
                             {"metadata", {{"resourceVersion", "100"}}},
                             {"items", json::array({{{"metadata", {{"name", "backend"}, {"namespace", "lab"}, {"resourceVersion", "6"}}},
                                                     {"spec", {{"clusterIP", "10.96.77.7"}, {"clusterIPs", {"10.96.77.7"}}}}}})}});
-  write_temp_file(dir.path(), "token", "token-1\n");
   const int port = free_port();
-  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki.path("ca.pem"), "300ms",
+  const std::string config = kube_agent_config(dir.path(), port, api.url(), pki_.path("ca.pem"), "300ms",
                                                "remote_context: {namespaces: [lab], max_peers: 16}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
   ASSERT_TRUE(within(20s, [&] {

@@ -37,22 +37,7 @@ TEST(PacketLevel, PodsLeftOutAreCountedExactlyWithNoProgramAndCapturedOnDemand) 
   ScopedTempDir dir;
   const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
   const std::string ip1 = lab.ip(1), ip2 = lab.ip(2);
-  // Quiet link (as in Accuracy): static neighbours, no IPv6, so every packet is the test's.
-  auto mac = [&](const std::string& ns) {
-    auto r = run("ip netns exec " + ns + " cat /sys/class/net/eth0/address");
-    EXPECT_EQ(r.status, 0) << r.output;
-    return r.output.substr(0, r.output.find('\n'));
-  };
-  const std::string mac1 = mac(ns1), mac2 = mac(ns2);
-  for (const auto& [ns, peer_ip, peer_mac] : {std::tuple{ns1, ip2, mac2}, std::tuple{ns2, ip1, mac1}}) {
-    ASSERT_EQ(run("ip netns exec " + ns + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1").status, 0);
-    auto r = run("ip netns exec " + ns + " ip neigh replace " + peer_ip + " lladdr " + peer_mac + " dev eth0 nud permanent");
-    ASSERT_EQ(r.status, 0) << r.output;
-  }
-  // And no IPv6 on the host's side of the link either (the bridge's own multicast listener
-  // reports and neighbour solicitations would reach the pods' ingress).
-  for (const std::string& dev : {lab.prefix() + "-br0", lab.veth(1), lab.veth(2)})
-    ASSERT_EQ(run("sysctl -qw net.ipv6.conf." + dev + ".disable_ipv6=1").status, 0) << dev;
+  ASSERT_TRUE(quiet_pod_pair(lab));  // every packet on the link is the test's
   // Pod 2 drops UDP to port 9001 (NETFILTER_DROP, no answer goes back).
   auto nft = run("ip netns exec " + ns2 + " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "
                  "add rule inet t i udp dport 9001 drop'");

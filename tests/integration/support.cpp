@@ -19,6 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include <httplib.h>
 
@@ -251,6 +252,29 @@ std::set<std::string> attached_pods(int port) {
   for (const auto& p : j)
     if (p.value("attached", false)) out.insert(p.value("name", ""));
   return out;
+}
+
+bool quiet_pod_pair(const Lab& lab) {
+  const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
+  bool ok = true;
+  auto step = [&](const std::string& command) {
+    auto r = run(command);
+    EXPECT_EQ(r.status, 0) << command << ": " << r.output;
+    ok = ok && r.status == 0;
+    return r.output;
+  };
+  auto mac = [&](const std::string& ns) {
+    const std::string out = step("ip netns exec " + ns + " cat /sys/class/net/eth0/address");
+    return out.substr(0, out.find('\n'));
+  };
+  const std::string mac1 = mac(ns1), mac2 = mac(ns2);
+  for (const auto& [ns, peer_ip, peer_mac] : {std::tuple{ns1, lab.ip(2), mac2}, std::tuple{ns2, lab.ip(1), mac1}}) {
+    step("ip netns exec " + ns + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+    step("ip netns exec " + ns + " ip neigh replace " + peer_ip + " lladdr " + peer_mac + " dev eth0 nud permanent");
+  }
+  for (const std::string& dev : {lab.prefix() + "-br0", lab.veth(1), lab.veth(2)})
+    step("sysctl -qw net.ipv6.conf." + dev + ".disable_ipv6=1");
+  return ok;
 }
 
 std::vector<std::string> tcx_programs(const std::string& dev) {

@@ -113,6 +113,11 @@ std::string metrics_after_ticks(int port, int ticks = 2);
 
 // How many pods the agent listening on 127.0.0.1:`port` has attached (its /api/v1/pods); 0
 // while it does not answer.
+// Makes the link between lab pods 1 and 2 quiet, so that every packet on it is one a test sent:
+// static neighbour entries both ways and no IPv6 in either pod, on their host-side veths or on
+// the lab's bridge (whose listener reports and solicitations would reach the pods). Failures
+// are recorded as test failures; false if any.
+bool quiet_pod_pair(const Lab& lab);
 std::set<std::string> attached_pods(int port);  // names of the pods the agent on `port` has attached
 // Names of the programs the kernel has on `dev` through TCX, ingress then egress (what is on
 // its packets' path, whatever an agent says); empty when none or no such device.
