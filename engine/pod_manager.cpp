@@ -154,9 +154,13 @@ void PodManager::hold_programs(const std::set<std::string>& keys) {
       continue;
     }
     if (auto r = dp_.attach_tc(pod.iface.host_ifindex, pod.iface.host_ifname, pod.id); !r) {
-      spdlog::error("pod {}: attaching the programs for a capture: {}", key, r.error().message);
+      // Tried again at every tick while the capture wants it; logged when it first fails or changes.
+      if (pod.programs_error != r.error().message)
+        spdlog::error("pod {}: attaching the programs for a capture: {}", key, r.error().message);
+      pod.programs_error = r.error().message;
       continue;
     }
+    pod.programs_error.clear();
     pod.programs = true;
     spdlog::info("pod {}: packet-level programs on {} while a capture needs them", key, pod.iface.host_ifname);
   }

@@ -33,6 +33,7 @@ struct WatchedPod {
   // forward counts come from its interface's statistics, and no program sees its packets.
   bool packet_level = true;
   bool programs = false;  // the TC programs are on its interface (packet_level, or a capture)
+  std::string programs_error;  // why a capture could not put them on (logged once)
   PodInterface iface;
   std::string last_error;  // why the pod is not attached
   std::chrono::steady_clock::time_point retry_at{};  // not before: resolving costs a thread and netlink dumps
