@@ -247,7 +247,10 @@ def self_health():
         panel("Tick duration p50 / p99", [
             (f'histogram_quantile(0.5, sum by (instance, le) (rate(vigil_tick_duration_seconds_bucket{{{SEL}}}[{RATE}])))', "p50 {{instance}}"),
             (f'histogram_quantile(0.99, sum by (instance, le) (rate(vigil_tick_duration_seconds_bucket{{{SEL}}}[{RATE}])))', "p99 {{instance}}")], "s"),
-        panel("Pods by state", [(f'sum by (instance, state) (vigil_pods{{{SEL}}})', "{{state}} {{instance}}")], "short"),
+        panel("Pods by state, and those with packet-level programs", [
+            (f'sum by (instance, state) (vigil_pods{{{SEL}}})', "{{state}} {{instance}}"),
+            (f'sum by (instance) (vigil_pods_with_programs{{{SEL}}})', "with programs {{instance}}")], "short",
+              desc="metrics.packet_level: pods whose packets Vigil's TC programs see (a capture adds its pod while it runs)."),
         row("eBPF"),
         panel("eBPF errors/s by site (counts lost)", [(f'sum by (instance, site) (rate(vigil_bpf_errors_total{{{SEL}}}[{RATE}]))', "{{site}} {{instance}}")], "ops"),
         panel("Map use (entries / max entries)", [(f'max by (map) (vigil_bpf_map_entries{{{SEL}}} / vigil_bpf_map_max_entries{{{SEL}}})', "{{map}}")], "percentunit"),
