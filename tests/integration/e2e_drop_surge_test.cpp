@@ -71,7 +71,8 @@ class DropSurgeEndToEnd : public ::testing::Test {
                          "rules:\n  - " + dir_ + "/*.lua\n"
                          "notifiers:\n"
                          "  - name: hook\n    type: webhook\n    url: " + receiver_.url() + "\n"
-                         "    headers: {X-Test: e2e}\n";
+                         "    headers: {X-Test: e2e}\n" +
+                         extra_config();
     config_ = write_temp_file(dir_, "vigil.yaml", config);
     agent_ = std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config_},
                                        dir_ + "/agent.log");
@@ -90,6 +91,9 @@ class DropSurgeEndToEnd : public ::testing::Test {
     }
     FAIL() << "agent did not attach to the lab pods:\n" << agent_->log();
   }
+
+  // Config lines a derived fixture adds.
+  virtual std::string extra_config() const { return ""; }
 
   void TearDown() override {
     traffic_.clear();
@@ -356,6 +360,84 @@ TEST_F(DropSurgeEndToEnd, ForwardCountsMatchInterfaceStatistics) {
   EXPECT_GE(p3, kDatagrams);
   auto sink_log = sink->log();
   EXPECT_NE(sink_log.find("received=2000"), std::string::npos) << sink_log;
+}
+
+// The same shipped rule on a node where no pod's packets meet a program until something fires
+// (metrics.packet_level: selected, nobody selected): the drops come from the kernel's drop
+// events, the rule fires for pod 2, and its capture puts the programs on pod 2 alone, for as
+// long as the capture runs (captures.after shortened to 5 s).
+class DropSurgeWithoutPrograms : public DropSurgeEndToEnd {
+ protected:
+  std::string extra_config() const override {
+    return "metrics: {packet_level: {pods: selected}}\ncaptures: {after: 5s}\n";
+  }
+  std::string programs(int pod) const {
+    std::string out;
+    for (const auto& name : tcx_programs(lab_->veth(pod))) out += (out.empty() ? "" : " ") + name;
+    return out;
+  }
+};
+
+TEST_F(DropSurgeWithoutPrograms, FiresAndCapturesThePodWithProgramsOnlyMeanwhile) {
+  for (int pod = 1; pod <= 3; ++pod) EXPECT_EQ(programs(pod), "") << "pod " << pod;
+  traffic_.push_back(traffic(1, 2, 100, 40));
+  traffic_.push_back(traffic(1, 3, 100, 40));
+  std::this_thread::sleep_for(12s);  // warm-up: 8 s of baseline plus margin
+  ASSERT_TRUE(receiver_.bodies().empty()) << receiver_.bodies().front().dump();
+
+  lab_->cmd("drop 2 30 ingress");
+  ASSERT_TRUE(receiver_.wait_for([](const auto& b) { return !with_status(b, "firing").empty(); }, 10s))
+      << "no firing notification within 10 s of the fault\n" << agent_->log();
+  auto firing = with_status(receiver_.bodies(), "firing");
+  ASSERT_EQ(firing.size(), 1u) << nlohmann::json(firing).dump(2);
+  EXPECT_EQ(pod_of(firing[0]), "pod-2");
+  ASSERT_EQ(firing[0]["captures"].size(), 1u) << firing[0].dump(2);
+  const std::string capture_id = firing[0]["captures"][0]["id"].get<std::string>();
+  // While the capture runs, pod 2 (only) carries the programs.
+  bool on = false;
+  for (int i = 0; i < 40 && !on; ++i) {
+    on = programs(2) == "vigil_tc vigil_tc";
+    if (!on) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(on) << programs(2) << agent_->log();
+  EXPECT_EQ(programs(1), "");
+  EXPECT_EQ(programs(3), "");
+
+  nlohmann::json manifest;
+  for (int i = 0; i < 200; ++i) {
+    manifest = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/captures/" + capture_id), nullptr, false);
+    if (manifest.is_object() && manifest.value("status", "") != "running") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  // "incomplete": no lookback held the 10 s before (none does without programs), as for the
+  // default lookback in the test above.
+  ASSERT_NE(manifest.value("status", ""), "running") << manifest.dump(2);
+  EXPECT_EQ(manifest["ended_by"], "after_elapsed") << manifest.dump(2);
+  EXPECT_EQ(manifest.value("packets_lost", 1), 0) << manifest.dump(2);
+  const std::string pcap = dir_ + "/without-programs.pcapng";
+  auto got = run(binary_path("vigil") + " capture get " + capture_id + " --agent 127.0.0.1:" + std::to_string(port_) +
+                 " --output " + pcap);
+  ASSERT_EQ(got.status, 0) << got.output;
+  const std::string ip2 = lab_->ip(2);
+  auto count = [&](const std::string& filter) {
+    auto r = run("tshark -r " + pcap + " -Y '" + filter + "' -T fields -e frame.number 2>/dev/null | grep -c .");
+    return std::atoi(r.output.c_str());
+  };
+  const int packets = count("frame"), ipv4 = count("ip");
+  EXPECT_EQ(manifest["packets"].get<int>(), packets);
+  EXPECT_GT(ipv4, 100);  // 100 requests/s to pod 2 for the 5 s it ran
+  EXPECT_EQ(count("ip.addr == " + ip2), ipv4) << "packets of other pods in pod 2's capture";
+  EXPECT_GT(count("ip.dst == " + ip2 + " && tcp.dstport == 8080"), ipv4 / 3);
+  std::printf("capture %s: %d packets (%d IPv4, all pod 2's)\n", capture_id.c_str(), packets, ipv4);
+
+  // Once it ended, nothing is on the pods' path again.
+  bool off = false;
+  for (int i = 0; i < 40 && !off; ++i) {
+    off = programs(2).empty();
+    if (!off) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(off) << programs(2) << agent_->log();
+  lab_->cmd("clear 2");
 }
 
 }  // namespace
