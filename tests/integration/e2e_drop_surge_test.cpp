@@ -92,6 +92,34 @@ class DropSurgeEndToEnd : public ::testing::Test {
     FAIL() << "agent did not attach to the lab pods:\n" << agent_->log();
   }
 
+  // The ended capture `id` of pod 2, as Wireshark's reader opens it: its count as the manifest
+  // says, more than 100 IPv4 packets (the HTTP load runs at 100 requests/s), every one pod 2's,
+  // and at least a third of them requests to its port 8080, the traffic the fault hit.
+  struct CaptureRead {
+    int packets = 0, ipv4 = 0, http = 0;
+  };
+  CaptureRead read_pod2_capture(const std::string& id, const nlohmann::json& manifest) {
+    CaptureRead out;
+    const std::string pcap = dir_ + "/" + id + ".pcapng";
+    auto got = run(binary_path("vigil") + " capture get " + id + " --agent 127.0.0.1:" + std::to_string(port_) +
+                   " --output " + pcap);
+    EXPECT_EQ(got.status, 0) << got.output;
+    if (got.status != 0) return out;
+    const std::string ip2 = lab_->ip(2);
+    auto count = [&](const std::string& filter) {
+      auto r = run("tshark -r " + pcap + " -Y '" + filter + "' -T fields -e frame.number 2>/dev/null | grep -c .");
+      return std::atoi(r.output.c_str());
+    };
+    out.packets = count("frame");
+    out.ipv4 = count("ip");
+    out.http = count("ip.dst == " + ip2 + " && tcp.dstport == 8080");
+    EXPECT_EQ(manifest["packets"].get<int>(), out.packets);
+    EXPECT_GT(out.ipv4, 100);
+    EXPECT_EQ(count("ip.addr == " + ip2), out.ipv4) << "packets of other pods in pod 2's capture";
+    EXPECT_GT(out.http, out.ipv4 / 3);
+    return out;
+  }
+
   // Config lines a derived fixture adds.
   virtual std::string extra_config() const { return ""; }
 
@@ -275,21 +303,8 @@ TEST_F(DropSurgeEndToEnd, FiresOnceForTheFaultyPodAndResolves) {
   }
   ASSERT_NE(manifest.value("status", ""), "running") << manifest.dump(2);
   EXPECT_EQ(manifest["ended_by"], "after_elapsed") << manifest.dump(2);
-  const std::string pcap = dir_ + "/drop-surge.pcapng";
-  auto got = run(binary_path("vigil") + " capture get " + capture_id + " --agent 127.0.0.1:" + std::to_string(port_) +
-                 " --output " + pcap);
-  ASSERT_EQ(got.status, 0) << got.output;
-  const std::string ip2 = lab_->ip(2);
-  auto count = [&](const std::string& filter) {
-    auto r = run("tshark -r " + pcap + " -Y '" + filter + "' -T fields -e frame.number 2>/dev/null | grep -c .");
-    return std::atoi(r.output.c_str());
-  };
-  const int packets = count("frame"), ipv4 = count("ip");
-  EXPECT_EQ(manifest["packets"].get<int>(), packets);
-  EXPECT_GT(ipv4, 100);  // 100 requests/s to pod 2 for the 30 s it ran
-  EXPECT_EQ(count("ip.addr == " + ip2), ipv4) << "packets of other pods in pod 2's capture";
-  const int http = count("ip.dst == " + ip2 + " && tcp.dstport == 8080");
-  EXPECT_GT(http, ipv4 / 3);
+  const auto read = read_pod2_capture(capture_id, manifest);  // 100 requests/s for the 30 s it ran
+  const int packets = read.packets, ipv4 = read.ipv4, http = read.http;
   // The channel then hears that the capture is ready: a follow-up of the same episode.
   auto follow_ups = [](const std::vector<nlohmann::json>& bodies) {
     std::vector<nlohmann::json> out;
@@ -414,21 +429,8 @@ TEST_F(DropSurgeWithoutPrograms, FiresAndCapturesThePodWithProgramsOnlyMeanwhile
   ASSERT_NE(manifest.value("status", ""), "running") << manifest.dump(2);
   EXPECT_EQ(manifest["ended_by"], "after_elapsed") << manifest.dump(2);
   EXPECT_EQ(manifest.value("packets_lost", 1), 0) << manifest.dump(2);
-  const std::string pcap = dir_ + "/without-programs.pcapng";
-  auto got = run(binary_path("vigil") + " capture get " + capture_id + " --agent 127.0.0.1:" + std::to_string(port_) +
-                 " --output " + pcap);
-  ASSERT_EQ(got.status, 0) << got.output;
-  const std::string ip2 = lab_->ip(2);
-  auto count = [&](const std::string& filter) {
-    auto r = run("tshark -r " + pcap + " -Y '" + filter + "' -T fields -e frame.number 2>/dev/null | grep -c .");
-    return std::atoi(r.output.c_str());
-  };
-  const int packets = count("frame"), ipv4 = count("ip");
-  EXPECT_EQ(manifest["packets"].get<int>(), packets);
-  EXPECT_GT(ipv4, 100);  // 100 requests/s to pod 2 for the 5 s it ran
-  EXPECT_EQ(count("ip.addr == " + ip2), ipv4) << "packets of other pods in pod 2's capture";
-  EXPECT_GT(count("ip.dst == " + ip2 + " && tcp.dstport == 8080"), ipv4 / 3);
-  std::printf("capture %s: %d packets (%d IPv4, all pod 2's)\n", capture_id.c_str(), packets, ipv4);
+  const auto read = read_pod2_capture(capture_id, manifest);  // 100 requests/s for the 5 s it ran
+  std::printf("capture %s: %d packets (%d IPv4, all pod 2's)\n", capture_id.c_str(), read.packets, read.ipv4);
 
   // Once it ended, nothing is on the pods' path again.
   bool off = false;
