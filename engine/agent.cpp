@@ -616,7 +616,7 @@ void Agent::publish_state() {
       p["interface"] = pod.iface.host_ifname;
       p["ifindex"] = pod.iface.host_ifindex;
       p["ips"] = pod.iface.ips;
-      p["packet_level"] = pod.packet_level;  // metrics.packet_level chose it
+      p["packet_level"] = pod.packet_level;  // chosen for the programs (metrics.packet_level, its annotation)
       p["programs"] = pod.programs;          // the TC programs are on its interface now
     } else {
       p["error"] = pod.last_error;

@@ -29,8 +29,9 @@ struct WatchedPod {
   Labels metric_labels;  // metric_labels_of(spec), made once (spec never changes in place)
   uint32_t id = 0;  // > 0, stable for as long as the pod is watched
   bool attached = false;  // its interface resolved and known to the datapath
-  // The pod's packets are counted by the TC programs (metrics.packet_level); false: its
-  // forward counts come from its interface's statistics, and no program sees its packets.
+  // The pod's packets are counted by the TC programs (wants_packet_level, or remote context);
+  // false: its forward counts come from its interface's statistics, and no program sees its
+  // packets.
   bool packet_level = true;
   bool programs = false;  // the TC programs are on its interface (packet_level, or a capture)
   std::string programs_error;  // why a capture could not put them on (logged once)
