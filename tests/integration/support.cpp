@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -294,6 +295,71 @@ std::vector<std::string> tcx_programs(const std::string& dev) {
     }
   }
   return names;
+}
+
+TracepointDelivery::TracepointDelivery(const std::string& event, const std::string& program) : event_(event) {
+  // The newest program of that name: the one the test's agent loaded last.
+  __u32 id = 0, newest = 0;
+  while (bpf_prog_get_next_id(id, &id) == 0) {
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && program.compare(0, sizeof(info.name) - 1, info.name) == 0)
+      newest = id;
+    close(fd);
+  }
+  if (!newest || (prog_fd_ = bpf_prog_get_fd_by_id(newest)) < 0) {
+    error_ = "no BPF program named " + program;
+    return;
+  }
+  stats_fd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (stats_fd_ < 0) {
+    error_ = "BPF_ENABLE_STATS: " + std::string(strerror(errno));
+    return;
+  }
+  static int serial = 0;
+  instance_ = "/sys/kernel/tracing/instances/vigil-test-" + std::to_string(getpid()) + "-" + std::to_string(++serial);
+  std::error_code ec;
+  if (!std::filesystem::create_directory(instance_, ec)) {
+    error_ = "create tracefs instance " + instance_ + ": " + (ec ? ec.message() : "exists");
+    instance_.clear();
+    return;
+  }
+  std::ofstream(instance_ + "/buffer_size_kb") << 4096;
+  runs_at_start_ = run_count();
+  std::ofstream enable(instance_ + "/events/" + event + "/enable");
+  if (!(enable << 1 << std::flush)) error_ = "enable tracefs event " + event;
+}
+
+uint64_t TracepointDelivery::run_count() const {
+  bpf_prog_info info{};
+  __u32 len = sizeof(info);
+  return bpf_obj_get_info_by_fd(prog_fd_, &info, &len) == 0 ? info.run_cnt : 0;
+}
+
+void TracepointDelivery::stop() {
+  if (stopped_ || !ok()) return;
+  stopped_ = true;
+  std::ofstream(instance_ + "/tracing_on") << 0;
+  runs_ = run_count() - runs_at_start_;
+  // "# entries-in-buffer/entries-written: 360/360": written counts what the ring overwrote too.
+  std::ifstream trace(instance_ + "/trace");
+  std::string line;
+  std::smatch m;
+  static const std::regex written(R"(entries-in-buffer/entries-written: \d+/(\d+))");
+  while (std::getline(trace, line) && line.rfind('#', 0) == 0)
+    if (std::regex_search(line, m, written)) hits_ = std::stoull(m[1]);
+}
+
+TracepointDelivery::~TracepointDelivery() {
+  stop();
+  if (!instance_.empty()) {
+    std::ofstream(instance_ + "/events/" + event_ + "/enable") << 0;
+    rmdir(instance_.c_str());
+  }
+  if (stats_fd_ >= 0) close(stats_fd_);
+  if (prog_fd_ >= 0) close(prog_fd_);
 }
 
 int attached_pod_count(int port) { return static_cast<int>(attached_pods(port).size()); }

@@ -123,6 +123,36 @@ std::set<std::string> attached_pods(int port);  // names of the pods the agent o
 // its packets' path, whatever an agent says); empty when none or no such device.
 std::vector<std::string> tcx_programs(const std::string& dev);
 int attached_pod_count(int port);
+// How often the kernel hit a tracepoint and how often it ran a BPF program attached to it, over
+// the object's life (until stop()). The hits come from a tracefs instance of the test's own with
+// only that event enabled, the runs from the program's run count (BPF stats are on while the
+// object lives). On this machine's kernel the two can differ without any recursion miss: now and
+// then a softirq batch of tracepoint hits reaches the tracefs probe but no BPF program on the
+// tracepoint (any program, also one of a second agent or a plain 15-line probe). A count from a
+// tracing program may fall short by undelivered() at most, which is 0 when the kernel ran the
+// program for every hit. Hits and runs are read in the order that can only under-state it.
+class TracepointDelivery {
+ public:
+  // `event` as tracefs names it ("sock/inet_sock_set_state"), `program` as bpf_prog_info names
+  // it (the first 15 characters; the newest such program is taken).
+  TracepointDelivery(const std::string& event, const std::string& program);
+  ~TracepointDelivery();
+  TracepointDelivery(const TracepointDelivery&) = delete;
+  TracepointDelivery& operator=(const TracepointDelivery&) = delete;
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+  void stop();
+  uint64_t hits() const { return hits_; }
+  uint64_t runs() const { return runs_; }
+  uint64_t undelivered() const { return hits_ > runs_ ? hits_ - runs_ : 0; }
+
+ private:
+  uint64_t run_count() const;
+  std::string instance_, event_, error_;
+  int stats_fd_ = -1, prog_fd_ = -1;
+  uint64_t runs_at_start_ = 0, hits_ = 0, runs_ = 0;
+  bool stopped_ = false;
+};
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

@@ -59,6 +59,10 @@ class TcpTelemetry : public ::testing::Test {
 TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
   const std::string p1 = "pod-1";
   uint64_t retrans_before = nstat(1, "TcpRetransSegs");
+  TracepointDelivery states("sock/inet_sock_set_state", "vigil_sock_state");
+  TracepointDelivery retransmits("tcp/tcp_retransmit_skb", "vigil_tcp_retransmit");
+  ASSERT_TRUE(states.ok()) << states.error();
+  ASSERT_TRUE(retransmits.ok()) << retransmits.error();
   auto before = metrics();
   // 7 connects to a closed port: the kernel answers each SYN with a RST.
   const int kRefused = 7;
@@ -91,37 +95,46 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
   auto delta = [&](const std::string& name, std::map<std::string, std::string> l) {
     return value(after, name, l) - value(before, name, l);
   };
-  // Counts from the tracing programs are exact, except for a run the kernel skipped because the
-  // same program was already running on that CPU (a softirq's event, such as a SYN timer's or a
-  // RST's, over the program's run for another socket in process context): the kernel counts each
-  // such run as a recursion miss and the agent exports it. Seen in CI twice (1 of 2 timeouts, 3 of
-  // 4 SYN retransmits), never locally: a count may fall short by no more than the misses of its
-  // program, and never exceed.
-  auto exact_or_skipped = [&](const char* name, std::map<std::string, std::string> l, double want, const char* program) {
+  states.stop();
+  retransmits.stop();
+  std::printf("inet_sock_set_state: %llu hits, vigil_sock_state ran %llu times; tcp_retransmit_skb: %llu hits, "
+              "vigil_tcp_retransmit ran %llu times\n",
+              static_cast<unsigned long long>(states.hits()), static_cast<unsigned long long>(states.runs()),
+              static_cast<unsigned long long>(retransmits.hits()), static_cast<unsigned long long>(retransmits.runs()));
+  // Counts from the tracing programs are exact for every tracepoint hit the kernel ran them for.
+  // This kernel now and then skips all BPF programs for a softirq batch of hits (a SYN timer's,
+  // here) without counting a recursion miss, while its tracefs event sees them: seen in CI (1 of
+  // 2 timeouts, 3 of 4 SYN retransmits) and reproduced with a plain probe of a few lines. So a
+  // count may fall short by no more than the hits the kernel did not run the program for, and
+  // never exceed.
+  auto exact_or_undelivered = [&](const char* name, std::map<std::string, std::string> l, double want,
+                                  const TracepointDelivery& witness) {
     const double counted = delta(name, l);
-    const double misses = delta("vigil_bpf_program_recursion_misses_total", {{"program", program}});
+    const double undelivered = static_cast<double>(witness.undelivered());
     EXPECT_LE(counted, want) << name;
-    EXPECT_GE(counted + misses, want) << name << ": " << program << " recursion misses " << misses
-                                      << "; entries into CLOSE "
-                                      << delta("vigil_tcp_state_transitions_total", {{"pod", p1}, {"state", "CLOSE"}});
-    if (misses > 0) std::fprintf(stderr, "%s: %s recursion misses %.0f, counted %.0f of %.0f\n", name, program, misses, counted, want);
+    EXPECT_GE(counted + undelivered, want) << name << ": the kernel hit the tracepoint " << witness.hits()
+                                           << " times and ran the program " << witness.runs() << " times; entries into CLOSE "
+                                           << delta("vigil_tcp_state_transitions_total", {{"pod", p1}, {"state", "CLOSE"}});
+    if (undelivered > 0)
+      std::fprintf(stderr, "%s: the kernel did not run the program for %.0f of %llu hits; counted %.0f of %.0f\n", name,
+                   undelivered, static_cast<unsigned long long>(witness.hits()), counted, want);
   };
-  exact_or_skipped("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "refused"}}, kRefused, "vigil_sock_state");
-  exact_or_skipped("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}, kTimeouts, "vigil_sock_state");
+  exact_or_undelivered("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "refused"}}, kRefused, states);
+  exact_or_undelivered("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "timeout"}}, kTimeouts, states);
   EXPECT_EQ(delta("vigil_tcp_connect_failures_total", {{"pod", p1}, {"reason", "other"}}), 0);
-  EXPECT_EQ(delta("vigil_tcp_connect_attempts_total", {{"pod", p1}}), kRefused + kTimeouts + kOk);
-  EXPECT_EQ(delta("vigil_tcp_connections_established_total", {{"pod", p1}, {"role", "client"}}), kOk);
-  EXPECT_EQ(delta("vigil_tcp_connections_established_total", {{"pod", "pod-2"}, {"role", "server"}}), kOk);
+  exact_or_undelivered("vigil_tcp_connect_attempts_total", {{"pod", p1}}, kRefused + kTimeouts + kOk, states);
+  exact_or_undelivered("vigil_tcp_connections_established_total", {{"pod", p1}, {"role", "client"}}, kOk, states);
+  exact_or_undelivered("vigil_tcp_connections_established_total", {{"pod", "pod-2"}, {"role", "server"}}, kOk, states);
   // Every SYN pod 1 sent: one per attempt, plus the retransmitted SYNs of the black-holed
   // connects, which the kernel counts in pod 1's TcpRetransSegs.
   EXPECT_GE(syn_retransmits, kTimeouts);
-  exact_or_skipped("vigil_tcp_retransmits_total", {{"pod", p1}}, syn_retransmits, "vigil_tcp_retransmit");
+  exact_or_undelivered("vigil_tcp_retransmits_total", {{"pod", p1}}, syn_retransmits, retransmits);
   EXPECT_EQ(delta("vigil_tcp_flags_total", {{"pod", p1}, {"direction", "egress"}, {"flag", "SYN"}}),
             kRefused + kOk + kTimeouts + syn_retransmits);
   EXPECT_EQ(delta("vigil_tcp_resets_total", {{"pod", p1}, {"direction", "ingress"}}), kRefused);
   EXPECT_EQ(delta("vigil_tcp_resets_total", {{"pod", "pod-2"}, {"direction", "egress"}}), kRefused);
   // Each finished connection left ESTABLISHED once and gave one RTT sample, on both ends.
-  EXPECT_EQ(delta("vigil_tcp_rtt_seconds_count", {{"pod", p1}}), kOk);
+  exact_or_undelivered("vigil_tcp_rtt_seconds_count", {{"pod", p1}}, kOk, states);
   EXPECT_GT(delta("vigil_tcp_rtt_seconds_sum", {{"pod", p1}}), 0);
   EXPECT_EQ(value(after, "vigil_tcp_rtt_seconds_bucket", {{"pod", p1}, {"le", "+Inf"}}),
             value(after, "vigil_tcp_rtt_seconds_count", {{"pod", p1}}));
