@@ -352,6 +352,16 @@ void TracepointDelivery::stop() {
     if (std::regex_search(line, m, written)) hits_ = std::stoull(m[1]);
 }
 
+void expect_exact_or_undelivered(double counted, double want, const TracepointDelivery& witness, const std::string& what) {
+  const double undelivered = static_cast<double>(witness.undelivered());
+  EXPECT_LE(counted, want) << what;
+  EXPECT_GE(counted + undelivered, want) << what << ": the kernel hit the tracepoint " << witness.hits()
+                                         << " times and ran the program " << witness.runs() << " times";
+  if (undelivered > 0)
+    std::fprintf(stderr, "%s: the kernel did not run the program for %.0f of %llu hits; counted %.0f of %.0f\n", what.c_str(),
+                 undelivered, static_cast<unsigned long long>(witness.hits()), counted, want);
+}
+
 TracepointDelivery::~TracepointDelivery() {
   stop();
   if (!instance_.empty()) {

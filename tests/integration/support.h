@@ -153,6 +153,9 @@ class TracepointDelivery {
   uint64_t runs_at_start_ = 0, hits_ = 0, runs_ = 0;
   bool stopped_ = false;
 };
+// A count from a tracing program against what the test made happen: never more, and less only
+// by the hits `witness` saw the kernel not run the program for (reported on stderr when so).
+void expect_exact_or_undelivered(double counted, double want, const TracepointDelivery& witness, const std::string& what);
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
