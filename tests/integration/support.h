@@ -154,7 +154,7 @@ class TracepointDelivery {
   bool stopped_ = false;
 };
 // A count from a tracing program against what the test made happen: never more, and less only
-// by the hits `witness` saw the kernel not run the program for (reported on stderr when so).
+// by the hits `witness` saw the kernel not run the program for (a shortfall is reported on stderr).
 void expect_exact_or_undelivered(double counted, double want, const TracepointDelivery& witness, const std::string& what);
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
