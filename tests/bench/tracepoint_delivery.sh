@@ -54,13 +54,14 @@ echo 1 >"$instance/events/sock/inet_sock_set_state/enable"
 
 kernel_count() { ip netns exec "$ns1" nstat -az TcpExtTCPAbortOnTimeout | awk '$1 == "TcpExtTCPAbortOnTimeout" {print $2}'; }
 tracefs_count() { grep -vc '^#' "$instance/trace" || true; }
-vigil_metric() {  # NAME MATCH: the sum of that metric's series whose labels contain MATCH
-  curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v n="$1" -v m="$2" 'index($1, n "{") == 1 && index($1, m) {s += $2} END {print s + 0}'
+vigil_metric() {  # NAME MATCH...: the sum of that metric's series whose labels contain every MATCH
+  local name=$1
+  shift
+  curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v n="$name" -v m="$*" '
+    index($1, n "{") == 1 { k = split(m, w, " "); for (i = 1; i <= k; i++) if (!index($1, w[i])) next; s += $2 }
+    END { print s + 0 }'
 }
-vigil_timeouts() {
-  curl -s --max-time 5 "http://127.0.0.1:$port/metrics" |
-    awk 'index($1, "vigil_tcp_connect_failures_total{") == 1 && index($1, "pod=\"pod-1\"") && index($1, "reason=\"timeout\"") {s += $2} END {print s + 0}'
-}
+vigil_timeouts() { vigil_metric vigil_tcp_connect_failures_total 'pod="pod-1"' 'reason="timeout"'; }
 settle() { sleep 0.6; }  # three agent ticks: the last timeouts are in the agent's next read
 
 k0=$(kernel_count) t0=$(tracefs_count) v0=$(vigil_timeouts) m0=$(vigil_metric vigil_bpf_program_recursion_misses_total vigil_sock_state)

@@ -123,6 +123,9 @@ std::set<std::string> attached_pods(int port);  // names of the pods the agent o
 // its packets' path, whatever an agent says); empty when none or no such device.
 std::vector<std::string> tcx_programs(const std::string& dev);
 int attached_pod_count(int port);
+// Waits (bounded by `timeout`) until that agent has attached `count` pods.
+bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 // How often the kernel hit a tracepoint and how often it ran a BPF program attached to it, over
 // the object's life (until stop()). The hits come from a tracefs instance of the test's own with
 // only that event enabled, the runs from the program's run count (BPF stats are on while the
@@ -156,8 +159,6 @@ class TracepointDelivery {
 // A count from a tracing program against what the test made happen: never more, and less only
 // by the hits `witness` saw the kernel not run the program for (a shortfall is reported on stderr).
 void expect_exact_or_undelivered(double counted, double want, const TracepointDelivery& witness, const std::string& what);
-// Waits (bounded by `timeout`) until that agent has attached `count` pods.
-bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // A rule file of the shipped pack (`rules/pack/<file>`) with each `from` replaced once by its
 // `to`: what users run, with a test's shorter windows or its own channel. Empty when the file

@@ -101,12 +101,8 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
               "vigil_tcp_retransmit ran %llu times\n",
               static_cast<unsigned long long>(states.hits()), static_cast<unsigned long long>(states.runs()),
               static_cast<unsigned long long>(retransmits.hits()), static_cast<unsigned long long>(retransmits.runs()));
-  // Counts from the tracing programs are exact for every tracepoint hit the kernel ran them for.
-  // This kernel now and then skips all BPF programs for a softirq batch of hits (a SYN timer's,
-  // here) without counting a recursion miss, while its tracefs event sees them: seen in CI (1 of
-  // 2 timeouts, 3 of 4 SYN retransmits) and reproduced with a plain probe of a few lines. So a
-  // count may fall short by no more than the hits the kernel did not run the program for, and
-  // never exceed.
+  // Counts from the tracing programs: exact, or short by the hits the kernel did not run them for
+  // (TracepointDelivery; seen in CI as 1 of 2 timeouts, and 3 of 4 SYN retransmits, uncounted).
   auto exact_or_undelivered = [&](const char* name, std::map<std::string, std::string> l, double want,
                                   const TracepointDelivery& witness) {
     std::string what = name;
