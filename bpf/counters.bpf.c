@@ -41,6 +41,9 @@ struct {
  * the verifier sees the values. The defaults are the ABI's upper bounds. */
 const volatile __u32 vigil_pods_per_cpu = VIGIL_MAX_PODS;
 const volatile __u32 vigil_remote_keys_per_cpu = VIGIL_MAX_REMOTE_KEYS;
+/* metrics.dns_timeout: a DNS response later than this after its request's first send counts as
+ * a timeout (lib/dns.h). */
+const volatile __u64 vigil_dns_timeout_ns = 5000000000ULL;
 
 /* This CPU's entry `index` of an array laid out [cpu][index], `per_cpu` entries per CPU. */
 static __always_inline void *cpu_elem(void *map, __u32 per_cpu, __u32 index) {

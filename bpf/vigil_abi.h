@@ -269,11 +269,14 @@ struct vigil_dns_latency_value {
   __u64 sum_ns[VIGIL_DNS_SIDE_MAX];
   __u64 unmatched_responses; /* responses with no pending request (seen before attach, not stored for a full
                               * table, taken out as timed out, duplicates) */
+  __u64 retries[VIGIL_DNS_SIDE_MAX]; /* requests seen again while the first waited: timed from the first */
+  __u64 late[VIGIL_DNS_SIDE_MAX];    /* responses more than the DNS timeout after the first send: timeouts */
 };
 
 /* vigil_dns_pending: hash of requests waiting for their response; value: bpf_ktime_get_ns()
- * when the request was seen. The response looks up the same key from its destination and takes
- * the entry out; the agent takes out those that waited past metrics.dns_timeout. */
+ * when the request was first seen (a retry keeps it). The response looks up the same key from
+ * its destination and takes the entry out; the agent takes out those that waited twice
+ * metrics.dns_timeout, so that a retry's response after the timeout still finds its request. */
 /* vigil_dns_streams (LRU, bpf/lib/dns.h): DNS over TCP, one connection's direction on one pod
  * interface; the value, where its next length or message starts, is the programs' own. */
 struct vigil_dns_stream_key {
@@ -294,7 +297,7 @@ struct vigil_dns_pending_key {
 };
 
 #define VIGIL_DNS_MAX_KEYS 32768
-#define VIGIL_DNS_MAX_PENDING 65536 /* default; metrics.dns_max_pending sets it (at most 1,048,576) */
+#define VIGIL_DNS_MAX_PENDING 131072 /* default; metrics.dns_max_pending sets it (at most 1,048,576) */
 #define VIGIL_DNS_MAX_PENDING_LIMIT 1048576
 
 /* ---- API server latency (bpf/lib/apiserver.h): sock_ops on the root cgroup ---- */

@@ -243,6 +243,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   // No pod can opt in: one entry, the least the kernel takes.
   dp_options.remote_keys = config.remote_context.enabled() ? config.remote_context.max_keys : 1;
   dp_options.dns_max_pending = config.metrics.dns_max_pending;
+  dp_options.dns_timeout_ns = static_cast<uint64_t>(config.metrics.dns_timeout_seconds * 1e9);
   auto dp = Datapath::open_and_load(dp_options);
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);

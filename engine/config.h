@@ -52,12 +52,13 @@ struct MetricsConfig {
   double series_grace_seconds = 60;
   // Also export the data under Microsoft Retina's metric names and labels (docs/retina.md).
   bool retina_compat = false;
-  // A DNS request with no response after this long counts as timed out (vigil_dns_timeouts_total).
+  // A DNS request with no response this long after its first send counts as timed out
+  // (vigil_dns_timeouts_total), answered later or not at all.
   double dns_timeout_seconds = 5;
   // DNS requests that can wait for their response at once, node-wide (the datapath's
   // vigil_dns_pending). Beyond it a new request is not tracked and counted in
   // vigil_bpf_errors_total{site="dns_pending_full"}; the waiting ones still time out.
-  uint32_t dns_max_pending = 65536;  // VIGIL_DNS_MAX_PENDING (DatapathOptions' default)
+  uint32_t dns_max_pending = 131072;  // VIGIL_DNS_MAX_PENDING (DatapathOptions' default)
   NetstatConfig netstat;
   // Which pods get the TC programs that see each packet (forward counts, TCP flags, DNS,
   // malformed packets, remote context, captures). The others are counted with nothing on

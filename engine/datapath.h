@@ -54,7 +54,10 @@ struct DatapathOptions {
   uint32_t remote_keys = 16384;
   // DNS requests waiting for their response, node-wide (`metrics.dns_max_pending`, 16 to
   // VIGIL_DNS_MAX_PENDING_LIMIT): memory taken as requests wait, not at load (6.1+).
-  uint32_t dns_max_pending = 65536;  // VIGIL_DNS_MAX_PENDING (checked in datapath.cpp)
+  uint32_t dns_max_pending = 131072;  // VIGIL_DNS_MAX_PENDING (checked in datapath.cpp)
+  // `metrics.dns_timeout`: a DNS response later than this after its request's first send counts
+  // as a timeout in the kernel (the agent counts those with no response at all).
+  uint64_t dns_timeout_ns = 5000000000ull;
   // One TC program on both hooks of a pod interface where the kernel can tell it the hook
   // (bpf_cast_to_kern_ctx, 6.3+); false: the ingress/egress pair older kernels get (for tests).
   bool one_tc_program = true;

@@ -29,8 +29,13 @@
  * told any more. *
  * Latency: a request stores bpf_ktime_get_ns() under (ifindex, id, client port and address,
  * direction, protocol); the response in the opposite direction on the same pod takes it. A
- * retransmitted request restarts the clock. Responses with no stored request are counted as
- * unmatched.
+ * request sent again while the first waits (a resolver's retry: the same bytes from the same
+ * socket, glibc after its 5 s timeout) is counted as a retry and keeps the first one's time, so
+ * the latency is what the client waited, lost first tries included. A response that comes more
+ * than vigil_dns_timeout_ns after the first send counts as a timeout (late) besides its latency;
+ * the agent counts the requests that wait twice that long with no response, and takes them out
+ * (docs/config.md, metrics.dns_timeout). Responses with no stored request (or that lose the
+ * race to take it: a duplicate, or the agent's scan) are counted as unmatched.
  *
  * Include after vigil_abi.h, lib/packet.h and the vigil_errors map with count_error(). */
 #ifndef VIGIL_LIB_DNS_H
@@ -163,6 +168,13 @@ static __always_inline int vigil_dns_walk_name(struct __sk_buff *skb, __u32 off,
   return VIGIL_DNS_BAD;
 }
 
+#define VIGIL_EEXIST 17
+
+/* The side of the pod a request went out from (client) or came in to (server): 0 or 1. */
+static __always_inline __u32 vigil_dns_side(__u8 request_dir) {
+  return request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
+}
+
 static __always_inline struct vigil_dns_latency_value *vigil_dns_latency_of(__u32 ifindex) {
   struct vigil_dns_latency_value *l = bpf_map_lookup_elem(&vigil_dns_latency, &ifindex);
   if (l) return l;
@@ -197,7 +209,14 @@ static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct 
     pk.client_port = pkt->sport;
     __builtin_memcpy(pk.client_addr, pkt->saddr, 16);
     pk.request_dir = dir;
-    if (bpf_map_update_elem(&vigil_dns_pending, &pk, &now, BPF_ANY)) count_error(VIGIL_ERR_DNS_PENDING_FULL);
+    long err = bpf_map_update_elem(&vigil_dns_pending, &pk, &now, BPF_NOEXIST);
+    if (err == -VIGIL_EEXIST) {
+      /* The same request again while the first waits: a retry, timed from the first. */
+      struct vigil_dns_latency_value *l = vigil_dns_latency_of(pk.ifindex);
+      if (l) l->retries[vigil_dns_side(pk.request_dir)] += 1;
+    } else if (err) {
+      count_error(VIGIL_ERR_DNS_PENDING_FULL);
+    }
     return;
   }
   pk.client_port = pkt->dport;
@@ -205,19 +224,24 @@ static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct 
   pk.request_dir = dir ^ 1;
   struct vigil_dns_latency_value *l = vigil_dns_latency_of(pk.ifindex);
   if (!l) return;
-  __u64 *sent = bpf_map_lookup_elem(&vigil_dns_pending, &pk);
-  if (!sent) {
+  __u64 *found = bpf_map_lookup_elem(&vigil_dns_pending, &pk);
+  if (!found) {
     l->unmatched_responses += 1;
     return;
   }
-  __u64 ns = now > *sent ? now - *sent : 0;
-  /* A duplicate response racing on another CPU may also have found the entry; at worst one
-   * extra sample, never a negative one. */
-  bpf_map_delete_elem(&vigil_dns_pending, &pk);
-  __u32 side = pk.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
+  const __u64 sent = *found;
+  /* Only the one that takes the entry out counts it: a duplicate response on another CPU, or
+   * the agent's scan of requests that waited too long, may race for it. */
+  if (bpf_map_delete_elem(&vigil_dns_pending, &pk)) {
+    l->unmatched_responses += 1;
+    return;
+  }
+  __u64 ns = now > sent ? now - sent : 0;
+  __u32 side = vigil_dns_side(pk.request_dir);
+  if (ns > vigil_dns_timeout_ns) l->late[side] += 1;
   __u32 b = vigil_log2_bucket(ns / 1000, VIGIL_DNS_LATENCY_BUCKETS - 1);
-  if (b < VIGIL_DNS_LATENCY_BUCKETS) l->buckets[side & 1][b] += 1;
-  l->sum_ns[side & 1] += ns;
+  if (b < VIGIL_DNS_LATENCY_BUCKETS) l->buckets[side][b] += 1;
+  l->sum_ns[side] += ns;
 }
 
 /* What vigil_dns_message() did with a message. */

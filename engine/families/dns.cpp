@@ -52,11 +52,18 @@ class DnsFamily : public Family {
                SeriesKind::Histogram);
     s.describe("vigil_dns_timeouts_total",
                "DNS requests a pod sent (side client) or received (side server) that got no response within "
-               "metrics.dns_timeout (5 s, a resolver's usual wait): lost queries, overloaded or unreachable servers.",
+               "metrics.dns_timeout (5 s, a resolver's usual wait) of their first send: answered only after a retry "
+               "or late, or not at all. Lost queries, overloaded or unreachable servers.",
+               SeriesKind::Counter);
+    s.describe("vigil_dns_request_retries_total",
+               "DNS requests a pod sent (side client) or received (side server) again, same id from the same address "
+               "and port, while the first still waited for its response: a resolver's retry after a lost or slow "
+               "answer. Latency is timed from the first send.",
                SeriesKind::Counter);
     s.describe("vigil_dns_unmatched_responses_total",
                "DNS responses of a pod with no request waiting for them (sent before the agent attached, not tracked "
-               "because the node's table of waiting requests was full, answered after metrics.dns_timeout, duplicates).",
+               "because the node's table of waiting requests was full, answered after twice metrics.dns_timeout, "
+               "duplicates).",
                SeriesKind::Counter);
   }
 
@@ -114,8 +121,16 @@ class DnsFamily : public Family {
             for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
               for (int b = 0; b < VIGIL_DNS_LATENCY_BUCKETS; ++b) t.buckets[s][b] += v.buckets[s][b];
               t.sum_ns[s] += v.sum_ns[s];
+              t.retries[s] += v.retries[s];
+              t.late[s] += v.late[s];
             }
             t.unmatched_responses += v.unmatched_responses;
+          }
+          for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
+            late_[{ifindex, s}] = t.late[s];
+            if (t.retries[s])
+              ctx.store.set("vigil_dns_request_retries_total", pod_labels(*pod, {{"side", kSideNames[s]}}),
+                            static_cast<double>(t.retries[s]));
           }
           for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
             std::vector<uint64_t> counts(t.buckets[s], t.buckets[s] + VIGIL_DNS_LATENCY_BUCKETS);
@@ -132,46 +147,53 @@ class DnsFamily : public Family {
     forget(m.fd, orphans);
   }
 
-  // Requests still waiting in vigil_dns_pending past the timeout: each is taken out and counted for
-  // its pod and side, unless its response takes it first (then it was answered, however late). A
-  // scan once a second at most: two system calls an entry, and few entries wait (answered ones
-  // leave at once).
+  // Timeouts come from two places. A request answered later than the timeout after its first
+  // send (after a retry, say) is counted by the kernel as it is answered (late_, read with the
+  // latency). One still waiting at twice the timeout is taken out here and counted, unless its
+  // response takes it first; twice, so that the answer to a resolver's retry (sent when the
+  // first try timed out) still finds the first send's time. A scan once a second at most: two
+  // system calls an entry, and few entries wait (answered ones leave at once).
   void read_timeouts(const FamilyContext& ctx) {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);  // bpf_ktime_get_ns()'s clock
     const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-    if (now < next_scan_ns_) return;
-    next_scan_ns_ = now + 1000000000ull;
+    if (now >= next_scan_ns_) {
+      next_scan_ns_ = now + 1000000000ull;
+      scan_unanswered(ctx, now);
+    }
+    std::map<std::pair<uint32_t, int>, uint64_t> total = late_;
+    for (const auto& [key, n] : unanswered_) total[key] += n;
+    for (const auto& [key, n] : total) {
+      const WatchedPod* pod = ctx.pods.by_ifindex(key.first);
+      if (!pod || !pod->packet_level || n == 0) continue;
+      ctx.store.set("vigil_dns_timeouts_total", pod_labels(*pod, {{"side", kSideNames[key.second]}}),
+                    static_cast<double>(n));
+    }
+  }
+
+  void scan_unanswered(const FamilyContext& ctx, uint64_t now) {
     auto m = ctx.datapath.map("vigil_dns_pending");
     if (m.fd < 0) return;
-    std::vector<vigil_dns_pending_key> late;
+    std::vector<vigil_dns_pending_key> stale;
     for_each_entry<vigil_dns_pending_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_pending_key& key, const __u64& seen) {
-      if (seen < now && now - seen >= timeout_ns_) late.push_back(key);
+      if (seen < now && now - seen >= 2 * timeout_ns_) stale.push_back(key);
     });
-    for (const auto& key : late) {
+    for (const auto& key : stale) {
       if (bpf_map_delete_elem(m.fd, &key) != 0) continue;  // answered meanwhile
       const int side = key.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
-      ++timeouts_[{key.ifindex, side}];
+      ++unanswered_[{key.ifindex, side}];
     }
-    for (auto it = timeouts_.begin(); it != timeouts_.end();) {
-      const WatchedPod* pod = ctx.pods.by_ifindex(it->first.first);
-      if (!pod) {  // gone: a later pod on a reused ifindex starts from zero
-        it = timeouts_.erase(it);
-        continue;
-      }
-      if (!pod->packet_level) {
-        ++it;
-        continue;
-      }
-      ctx.store.set("vigil_dns_timeouts_total", pod_labels(*pod, {{"side", kSideNames[it->first.second]}}),
-                    static_cast<double>(it->second));
-      ++it;
-    }
+    // A pod that is gone: a later pod on a reused ifindex starts from zero.
+    for (auto* counts : {&unanswered_, &late_})
+      for (auto it = counts->begin(); it != counts->end();)
+        it = ctx.pods.by_ifindex(it->first.first) ? std::next(it) : counts->erase(it);
   }
 
   uint64_t timeout_ns_;
   uint64_t next_scan_ns_ = 0;
-  std::map<std::pair<uint32_t, int>, uint64_t> timeouts_;  // (ifindex, side) -> requests timed out
+  // (ifindex, side) -> requests timed out: taken out unanswered here, and answered late (the
+  // kernel's count, as last read).
+  std::map<std::pair<uint32_t, int>, uint64_t> unanswered_, late_;
 
   // Entries of interfaces no watched pod owns any more: the pod is gone (its series expire
   // with the agent's grace), and a later pod on a reused ifindex must start from zero.

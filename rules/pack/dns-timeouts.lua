@@ -1,7 +1,8 @@
 -- Warns when a pod's DNS requests go unanswered: requests it sent (side client) or, for a DNS
 -- server pod such as CoreDNS, requests it received (side server) with no response within
--- metrics.dns_timeout (5 s, what resolvers wait before they try again). The lookup then takes
--- 5 s or fails, so users see slow or broken requests well before anything errors.
+-- metrics.dns_timeout (5 s, what resolvers wait before they try again) of their first send,
+-- whether the resolver's retry was then answered or not. The lookup then takes 5 s or fails,
+-- so users see slow or broken requests well before anything errors.
 --
 -- Causes: a DNS server that is overloaded, unreachable or dropping (a NetworkPolicy, a full
 -- conntrack table), and the conntrack insert race that loses one of the A and AAAA queries a

@@ -155,8 +155,10 @@ def dns():
         panel("Unmatched responses/s and malformed DNS/s", [
             (f'sum by (namespace, pod) (rate(vigil_dns_unmatched_responses_total{{{POD}}}[{RATE}]))', "unmatched {{namespace}}/{{pod}}"),
             (f'sum by (namespace, pod) (rate(vigil_malformed_packets_total{{{POD}, layer="dns"}}[{RATE}]))', "malformed {{namespace}}/{{pod}}")], "ops"),
-        panel("Requests with no response/s (timeouts) by pod and side", [(f'sum by (namespace, pod, side) (rate(vigil_dns_timeouts_total{{{POD}}}[{RATE}]))', "{{namespace}}/{{pod}} {{side}}")], "ops", w=24,
-              desc="Requests unanswered after metrics.dns_timeout (5 s): each is a lookup that took 5 s more or failed. Client side: the pod sent it; server side: a DNS server pod received it."),
+        panel("Requests with no response/s (timeouts) by pod and side", [(f'sum by (namespace, pod, side) (rate(vigil_dns_timeouts_total{{{POD}}}[{RATE}]))', "{{namespace}}/{{pod}} {{side}}")], "ops",
+              desc="Requests unanswered metrics.dns_timeout (5 s) after their first send: each is a lookup that took 5 s more (answered after the resolver's retry) or failed. Client side: the pod sent it; server side: a DNS server pod received it."),
+        panel("Retries/s by pod and side", [(f'sum by (namespace, pod, side) (rate(vigil_dns_request_retries_total{{{POD}}}[{RATE}]))', "{{namespace}}/{{pod}} {{side}}")], "ops",
+              desc="Requests sent again (same id, same socket) while the first waited: the resolver's retries. Latency is timed from the first send."),
     ], pod_vars=True)
 
 

@@ -205,7 +205,7 @@ TEST_F(DnsTelemetry, RequestsWithNoResponseTimeOutOnBothSides) {
     return metric_value(text, "vigil_dns_timeouts_total", {{"pod", pod}, {"side", side}}).value_or(-1);
   };
   std::string text;
-  for (int i = 0; i < 50; ++i) {  // <= 5 s: the timeout, and a scan a second
+  for (int i = 0; i < 80; ++i) {  // <= 8 s: twice the timeout (a retry's answer may still come), a scan a second
     text = http_get("127.0.0.1", port_, "/metrics");
     if (timeouts(text, "pod-1", "client") == 4 && timeouts(text, "pod-3", "server") == 4) break;
     std::this_thread::sleep_for(100ms);
@@ -221,6 +221,119 @@ TEST_F(DnsTelemetry, RequestsWithNoResponseTimeOutOnBothSides) {
   EXPECT_EQ(timeouts(text, "pod-3", "client"), -1);
   // The answered ones were matched.
   EXPECT_EQ(metric_value(text, "vigil_dns_latency_seconds_count", {{"pod", "pod-1"}, {"side", "client"}}).value_or(-1), 3);
+}
+
+// A resolver's retry: the same request (same id, same socket) sent again when the first got no
+// answer. Pod 2 drops the first try of each exchange (nftables in its namespace, after Vigil's
+// hooks saw it on both sides); pod 1 waits `wait` and sends the same bytes again, which dnsmasq
+// answers. Both sides count one retry, time the one response from the FIRST send (what the
+// client waited: a build that restarted the clock at the retry measured ~1 ms), and count a
+// timeout when that wait exceeds metrics.dns_timeout (1 s here), which the response to the retry
+// must not turn into an unmatched one.
+class DnsRetries : public DnsTelemetry {
+ protected:
+  // Pod 1 asks pod 2 for ok.lab.test (A) with `id`; the first try is dropped in pod 2. Returns the
+  // seconds from the first send to the answer, as the client saw them.
+  double exchange_with_retry(int id, double wait) {
+    // numgen inc counts from 0 per rule: a new table drops exactly the next query and no other.
+    run("ip netns exec " + ns(2) + " nft delete table inet vigil_retry_test 2>/dev/null");
+    const std::string rules = write_temp_file(
+        dir_, "retry.nft",
+        "table inet vigil_retry_test {\n"
+        "  chain in { type filter hook input priority 0; udp dport 53 numgen inc mod 1000 == 0 drop; }\n"
+        "}\n");
+    auto nft = run("ip netns exec " + ns(2) + " nft -f " + rules);
+    EXPECT_EQ(nft.status, 0) << nft.output;
+    const std::string script =
+        "import socket,struct,sys,time\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "q=struct.pack('>HHHHHH',int(sys.argv[2]),0x0100,1,0,0,0)\n"
+        "for l in (b'ok',b'lab',b'test'): q+=bytes([len(l)])+l\n"
+        "q+=b'\\0'+struct.pack('>HH',1,1)\n"
+        "t0=time.monotonic()\n"
+        "s.settimeout(float(sys.argv[3]))\n"
+        "s.sendto(q,(sys.argv[1],53))\n"
+        "try:\n"
+        "  s.recv(512); print('first answered'); sys.exit(1)\n"
+        "except socket.timeout: pass\n"
+        "s.settimeout(3)\n"
+        "s.sendto(q,(sys.argv[1],53))\n"
+        "r=s.recv(512)\n"
+        "assert struct.unpack('>H',r[:2])[0]==int(sys.argv[2]) and r[3]&15==0, r\n"
+        "print('%.6f'%(time.monotonic()-t0))\n";
+    const std::string file = write_temp_file(dir_, "retry.py", script);
+    auto r = run("ip netns exec " + ns(1) + " timeout 10 python3 " + file + " " + lab_->ip(2) + " " +
+                 std::to_string(id) + " " + std::to_string(wait));
+    EXPECT_EQ(r.status, 0) << r.output;
+    run("ip netns exec " + ns(2) + " nft delete table inet vigil_retry_test");
+    return r.status == 0 ? std::stod(r.output) : -1;
+  }
+};
+
+TEST_F(DnsRetries, RetryIsTimedFromTheFirstSendAndALateAnswerIsATimeout) {
+  struct Side {
+    const char* pod;
+    const char* side;
+  };
+  const Side sides[] = {{"pod-1", "client"}, {"pod-2", "server"}};
+  auto value = [](const std::string& text, const char* name, const Side& s) {
+    return metric_value(text, name, {{"pod", s.pod}, {"side", s.side}}).value_or(0);
+  };
+  const std::string before = metrics();
+  for (const Side& s : sides) {
+    EXPECT_EQ(value(before, "vigil_dns_request_retries_total", s), 0) << s.pod;
+    EXPECT_EQ(value(before, "vigil_dns_timeouts_total", s), 0) << s.pod;
+  }
+
+  // 1. Retry after 0.4 s, within the timeout: one retry, a latency of at least 0.4 s, no timeout.
+  const double waited1 = exchange_with_retry(4242, 0.4);
+  ASSERT_GE(waited1, 0.4);
+  std::string text = settled_metrics([&](const std::string& t) {
+    return value(t, "vigil_dns_latency_seconds_count", sides[0]) >= 1 &&
+           value(t, "vigil_dns_latency_seconds_count", sides[1]) >= 1;
+  });
+  for (const Side& s : sides) {
+    SCOPED_TRACE(s.pod);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_requests_total", {{"pod", s.pod}}), 2) << text;
+    EXPECT_EQ(metric_sum(text, "vigil_dns_responses_total", {{"pod", s.pod}}), 1);
+    EXPECT_EQ(value(text, "vigil_dns_request_retries_total", s), 1);
+    EXPECT_EQ(value(text, "vigil_dns_latency_seconds_count", s), 1);
+    const double sum = value(text, "vigil_dns_latency_seconds_sum", s);
+    EXPECT_GE(sum, 0.4) << "timed from the retry, not from the first send";
+    EXPECT_LE(sum, waited1 + 0.05);
+    EXPECT_EQ(value(text, "vigil_dns_timeouts_total", s), 0);
+    std::printf("%s: retry after 0.4 s, client waited %.3f s, latency %.3f s\n", s.pod, waited1, sum);
+  }
+
+  // 2. Retry after 1.3 s, past the 1 s timeout: the answer to the retry still finds the first
+  // send (the agent keeps requests twice the timeout), and the exchange counts as one timeout.
+  const double waited2 = exchange_with_retry(4343, 1.3);
+  ASSERT_GE(waited2, 1.3);
+  text = settled_metrics([&](const std::string& t) {
+    return value(t, "vigil_dns_latency_seconds_count", sides[0]) >= 2 &&
+           value(t, "vigil_dns_latency_seconds_count", sides[1]) >= 2;
+  });
+  // Past the agent's scan of requests waiting twice the timeout (2 s, scanned once a second).
+  std::this_thread::sleep_for(3s);
+  text = metrics_after_ticks(port_, 3);
+  for (const Side& s : sides) {
+    SCOPED_TRACE(s.pod);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_requests_total", {{"pod", s.pod}}), 4) << text;
+    EXPECT_EQ(metric_sum(text, "vigil_dns_responses_total", {{"pod", s.pod}}), 2);
+    EXPECT_EQ(value(text, "vigil_dns_request_retries_total", s), 2);
+    EXPECT_EQ(value(text, "vigil_dns_latency_seconds_count", s), 2);
+    const double sum = value(text, "vigil_dns_latency_seconds_sum", s);
+    EXPECT_GE(sum, 0.4 + 1.3);
+    EXPECT_LE(sum, waited1 + waited2 + 0.1);
+    // The late answer: in the bucket of 1 s and more.
+    EXPECT_EQ(value(text, "vigil_dns_latency_seconds_count", s) -
+                  metric_value(text, "vigil_dns_latency_seconds_bucket", {{"pod", s.pod}, {"side", s.side}, {"le", "1.048576"}})
+                      .value_or(-1),
+              1);
+    EXPECT_EQ(value(text, "vigil_dns_timeouts_total", s), 1) << "one late answer, counted once";
+    EXPECT_EQ(metric_sum(text, "vigil_dns_unmatched_responses_total", {{"pod", s.pod}}), 0);
+  }
+  EXPECT_EQ(metric_value(text, "vigil_bpf_map_entries", {{"map", "vigil_dns_pending"}}).value_or(-1), 0);
 }
 
 // The node's table of requests waiting for a response, full (metrics.dns_max_pending: 16 here):
@@ -255,9 +368,10 @@ class DnsPendingTable : public DnsTelemetry {
   double timeouts(const std::string& text, const char* pod, const char* side) {
     return metric_value(text, "vigil_dns_timeouts_total", {{"pod", pod}, {"side", side}}).value_or(-1);
   }
-  // /metrics once pod 1 and pod 3 have `want` timeouts each (bounded: 5 s), then two more scans.
+  // /metrics once pod 1 and pod 3 have `want` timeouts each (bounded: 8 s; requests are taken
+  // out at twice the timeout, scanned once a second), then two more scans.
   std::string after_timeouts(double want) {
-    for (int i = 0; i < 50; ++i) {
+    for (int i = 0; i < 80; ++i) {
       std::string text = metrics();
       if (timeouts(text, "pod-1", "client") >= want && timeouts(text, "pod-3", "server") >= want) break;
       std::this_thread::sleep_for(100ms);

@@ -364,7 +364,7 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_DOUBLE_EQ(d->metrics.series_grace_seconds, 60);
   EXPECT_FALSE(d->metrics.retina_compat);
   EXPECT_DOUBLE_EQ(d->metrics.dns_timeout_seconds, 5);
-  EXPECT_EQ(d->metrics.dns_max_pending, 65536u);
+  EXPECT_EQ(d->metrics.dns_max_pending, 131072u);
   EXPECT_EQ(error_of("metrics:\n  dns_max_pending: 8\n"), "config.yaml:2: metrics.dns_max_pending: must be from 16 to 1048576");
   EXPECT_EQ(error_of("metrics:\n  dns_max_pending: lots\n"), "config.yaml:2: metrics.dns_max_pending: expected an integer");
   EXPECT_EQ(error_of("metrics:\n  dns_timeout: 50ms\n"), "config.yaml:2: metrics.dns_timeout: must be from 100ms to 1m");
