@@ -141,6 +141,25 @@ static __always_inline void count_error(__u32 site) {
   if (n) *n += 1;
 }
 
+/* Runs of each tracing program, counted first thing in each run, before anything may return:
+ * the same events as the tracepoint's hits, unless the kernel did not run the program for some
+ * (vigil_abi.h). Only while the agent audits that (vigil_tp_audit, read-only data: otherwise the
+ * verifier removes the count). */
+const volatile __u8 vigil_tp_audit = 0;
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, VIGIL_TP_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} vigil_tp_runs SEC(".maps");
+
+static __always_inline void count_tp_run(__u32 program) {
+  if (!vigil_tp_audit) return;
+  __u64 *n = bpf_map_lookup_elem(&vigil_tp_runs, &program);
+  if (n) *n += 1;
+}
+
 /* DNS and captures need count_error(), so they come after it. */
 #include "lib/dns.h"
 #include "lib/apiserver.h"
@@ -450,6 +469,7 @@ static __always_inline __u8 cast_of(struct sk_buff *skb, int have_addresses, con
 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason) {
+  count_tp_run(VIGIL_TP_KFREE_SKB);
   if (reason == SKB_CONSUMED) return 0;
 
   struct vigil_ip_key src, dst;
@@ -554,6 +574,7 @@ static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk
 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(vigil_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb) {
+  count_tp_run(VIGIL_TP_TCP_RETRANSMIT);
   struct vigil_tcp_value *v = tcp_of_sock(sk);
   if (!v) return 0;
   v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
@@ -582,6 +603,7 @@ static __always_inline __u32 log2_bucket(__u32 v) {
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(vigil_sock_state, const struct sock *sk, int oldstate, int newstate) {
+  count_tp_run(VIGIL_TP_SOCK_STATE);
   if (sk->sk_protocol != IPPROTO_TCP_) return 0;
   struct vigil_tcp_value *v = tcp_of_sock(sk);
   if (!v) return 0;

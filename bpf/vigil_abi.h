@@ -180,6 +180,17 @@ enum vigil_error_site {
   VIGIL_ERR_MAX = 11,
 };
 
+/* vigil_tp_runs: per-CPU array, a run count for each tracing program, indexed by
+ * enum vigil_tp_program; counted only when the agent audits tracepoint delivery
+ * (metrics.tracepoint_audit; engine/tracepoint_audit.h compares it with the tracepoint's own hits
+ * in a tracefs instance, to tell the hits the kernel did not run the program for). */
+enum vigil_tp_program {
+  VIGIL_TP_KFREE_SKB = 0,        /* vigil_kfree_skb on skb/kfree_skb */
+  VIGIL_TP_TCP_RETRANSMIT = 1,   /* vigil_tcp_retransmit on tcp/tcp_retransmit_skb */
+  VIGIL_TP_SOCK_STATE = 2,       /* vigil_sock_state on sock/inet_sock_set_state */
+  VIGIL_TP_MAX = 3,
+};
+
 /* Remote context: traffic of an opted-in pod by remote address and direction.
  *   vigil_remote (hash): vigil_remote_key -> __u32 index into vigil_remote_values;
  *   vigil_remote_values (VIGIL_MAX_REMOTE_KEYS per CPU, laid out like vigil_traffic): the

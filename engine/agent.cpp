@@ -16,6 +16,7 @@
 #include <optional>
 #include <sstream>
 
+#include "engine/bpf_maps.h"
 #include "engine/families/retina.h"
 #include "engine/netns_stats.h"
 #include "rules/runtime/field_names.h"
@@ -244,6 +245,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   dp_options.remote_keys = config.remote_context.enabled() ? config.remote_context.max_keys : 1;
   dp_options.dns_max_pending = config.metrics.dns_max_pending;
   dp_options.dns_timeout_ns = static_cast<uint64_t>(config.metrics.dns_timeout_seconds * 1e9);
+  dp_options.count_tracing_runs = config.metrics.tracepoint_audit;
   auto dp = Datapath::open_and_load(dp_options);
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);
@@ -256,6 +258,25 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
       },
       [packet_level](const PodSpec& pod) { return wants_packet_level(packet_level, pod); });
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
+  if (config.metrics.tracepoint_audit) {
+    // After the programs attached (open_and_load): see engine/tracepoint_audit.h.
+    const int runs_fd = a->datapath_->map("vigil_tp_runs").fd;
+    auto audit = TracepointAudit::start(
+        "/sys/kernel/tracing",
+        {{"vigil_kfree_skb", "skb/kfree_skb", VIGIL_TP_KFREE_SKB},
+         {"vigil_tcp_retransmit", "tcp/tcp_retransmit_skb", VIGIL_TP_TCP_RETRANSMIT},
+         {"vigil_sock_state", "sock/inet_sock_set_state", VIGIL_TP_SOCK_STATE}},
+        [runs_fd](uint32_t index) -> uint64_t {
+          std::vector<__u64> cpus(possible_cpus());
+          if (bpf_map_lookup_elem(runs_fd, &index, cpus.data()) != 0) return 0;
+          uint64_t n = 0;
+          for (auto c : cpus) n += c;
+          return n;
+        });
+    if (!audit) return audit.error();
+    a->tracepoint_audit_ = std::move(*audit);
+    spdlog::info("auditing tracepoint delivery: kfree_skb, tcp_retransmit_skb, inet_sock_set_state");
+  }
   if (!config.apiserver.addresses.empty()) {
     std::string cgroup = config.apiserver.cgroup;
     if (cgroup.empty()) {
@@ -551,7 +572,7 @@ void Agent::expire_series() {
 
 void Agent::read_datapath() {
   if (kube_) peers_ = kube_->peers();
-  FamilyContext ctx{*datapath_, *pods_, store_, peers_.get()};
+  FamilyContext ctx{*datapath_, *pods_, store_, peers_.get(), tracepoint_audit_.get()};
   for (const auto& f : families_) f->read(ctx);
 }
 

@@ -26,6 +26,7 @@
 #include "engine/kube/kube_pods.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
+#include "engine/tracepoint_audit.h"
 #include "rules/runtime/engine.h"
 
 namespace vigil {
@@ -109,6 +110,7 @@ class Agent {
   Config config_;
   std::unique_ptr<Datapath> datapath_;
   std::unique_ptr<PodManager> pods_;
+  std::unique_ptr<TracepointAudit> tracepoint_audit_;  // metrics.tracepoint_audit
   std::unique_ptr<kube::KubePods> kube_;  // pods.source: kubernetes
   std::shared_ptr<const kube::PeerDirectory> peers_;  // remote peers the API server names
   uint64_t kube_generation_ = 0;          // of the snapshot whose pods are applied

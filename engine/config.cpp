@@ -43,7 +43,7 @@ const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level", "tracepoint_audit"};
 const std::vector<std::string> kPacketLevelKeys = {"pods", "namespaces", "pod_labels"};
 const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
@@ -579,6 +579,8 @@ class Parser {
         parse_netstat(value, metrics.netstat);
       } else if (name == "packet_level") {
         parse_packet_level(value, metrics.packet_level);
+      } else if (name == "tracepoint_audit") {
+        if (auto b = bool_value(value, path)) metrics.tracepoint_audit = *b;
       }
     }
   }

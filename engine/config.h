@@ -60,6 +60,11 @@ struct MetricsConfig {
   // vigil_bpf_errors_total{site="dns_pending_full"}; the waiting ones still time out.
   uint32_t dns_max_pending = 131072;  // VIGIL_DNS_MAX_PENDING (DatapathOptions' default)
   NetstatConfig netstat;
+  // Count the hits of the tracepoints Vigil's tracing programs run on (kfree_skb,
+  // tcp_retransmit_skb, inet_sock_set_state) in tracefs instances of its own, and compare them
+  // with the programs' runs: vigil_tracepoint_undelivered_total (engine/tracepoint_audit.h). Costs
+  // a ring-buffer write per hit, so off by default.
+  bool tracepoint_audit = false;
   // Which pods get the TC programs that see each packet (forward counts, TCP flags, DNS,
   // malformed packets, remote context, captures). The others are counted with nothing on
   // their packets' path: forward counts from their interface's statistics, drops, TCP and

@@ -145,6 +145,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   dp->skel_->rodata->vigil_pods_per_cpu = options.max_pods;
   dp->skel_->rodata->vigil_remote_keys_per_cpu = options.remote_keys;
   dp->skel_->rodata->vigil_dns_timeout_ns = options.dns_timeout_ns;
+  dp->skel_->rodata->vigil_tp_audit = options.count_tracing_runs ? 1 : 0;
   const uint32_t cpus = static_cast<uint32_t>(possible_cpus());
   const std::pair<bpf_map*, uint32_t> sizes[] = {
       {dp->skel_->maps.vigil_traffic, options.max_pods * cpus},

@@ -58,6 +58,8 @@ struct DatapathOptions {
   // `metrics.dns_timeout`: a DNS response later than this after its request's first send counts
   // as a timeout in the kernel (the agent counts those with no response at all).
   uint64_t dns_timeout_ns = 5000000000ull;
+  // Count each tracing program's runs in vigil_tp_runs (`metrics.tracepoint_audit`).
+  bool count_tracing_runs = false;
   // One TC program on both hooks of a pod interface where the kernel can tell it the hook
   // (bpf_cast_to_kern_ctx, 6.3+); false: the ingress/egress pair older kernels get (for tests).
   bool one_tc_program = true;

@@ -11,6 +11,7 @@
 #include "engine/kube/kube_pods.h"
 #include "engine/pod_manager.h"
 #include "engine/series_store.h"
+#include "engine/tracepoint_audit.h"
 
 namespace vigil {
 
@@ -20,6 +21,8 @@ struct FamilyContext {
   SeriesStore& store;
   // Addresses of other nodes' pods and of Services, from the Kubernetes API (null without it).
   const kube::PeerDirectory* peers = nullptr;
+  // metrics.tracepoint_audit (null when off).
+  TracepointAudit* tracepoint_audit = nullptr;
 };
 
 class Family {

@@ -58,6 +58,14 @@ class HealthFamily : public Family {
                "Runs of each eBPF program the kernel skipped because it was already running on that CPU "
                "(an interrupt or preempting task hit the same hook); their events are not counted.",
                SeriesKind::Counter);
+    s.describe("vigil_tracepoint_hits_total",
+               "Hits of the tracepoint a tracing program runs on, counted by a tracefs instance of the agent's own "
+               "since it started (metrics.tracepoint_audit).",
+               SeriesKind::Counter);
+    s.describe("vigil_tracepoint_undelivered_total",
+               "Hits of the tracepoint the kernel did not run the tracing program for, with no recursion miss "
+               "counted: their events are missing from Vigil's counts. A lower bound (metrics.tracepoint_audit).",
+               SeriesKind::Counter);
   }
 
   void read(const FamilyContext& ctx) override {
@@ -86,6 +94,13 @@ class HealthFamily : public Family {
       ctx.store.set("vigil_bpf_program_runs_total", l, static_cast<double>(p.run_count));
       ctx.store.set("vigil_bpf_program_run_seconds_total", l, static_cast<double>(p.run_time_ns) * 1e-9);
       ctx.store.set("vigil_bpf_program_recursion_misses_total", l, static_cast<double>(p.recursion_misses));
+    }
+    if (ctx.tracepoint_audit) {
+      for (const auto& r : ctx.tracepoint_audit->read()) {
+        Labels l = make_labels({{"program", r.program}, {"tracepoint", r.event}});
+        ctx.store.set("vigil_tracepoint_hits_total", l, static_cast<double>(r.hits));
+        ctx.store.set("vigil_tracepoint_undelivered_total", l, static_cast<double>(r.undelivered));
+      }
     }
   }
 };

@@ -353,8 +353,10 @@ TEST_F(ConfigTest, MissingConfigFile) {
 }
 
 TEST_F(ConfigTest, MetricsSection) {
-  auto c = parse("metrics:\n  series_grace: 2m\n  retina_compat: true\n  dns_timeout: 2500ms\n  dns_max_pending: 1000\n");
+  auto c = parse("metrics:\n  series_grace: 2m\n  retina_compat: true\n  dns_timeout: 2500ms\n  dns_max_pending: 1000\n"
+                 "  tracepoint_audit: true\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->metrics.tracepoint_audit);
   EXPECT_DOUBLE_EQ(c->metrics.series_grace_seconds, 120);
   EXPECT_TRUE(c->metrics.retina_compat);
   EXPECT_DOUBLE_EQ(c->metrics.dns_timeout_seconds, 2.5);
@@ -365,6 +367,8 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_FALSE(d->metrics.retina_compat);
   EXPECT_DOUBLE_EQ(d->metrics.dns_timeout_seconds, 5);
   EXPECT_EQ(d->metrics.dns_max_pending, 131072u);
+  EXPECT_FALSE(d->metrics.tracepoint_audit);
+  EXPECT_EQ(error_of("metrics:\n  tracepoint_audit: 1\n"), "config.yaml:2: metrics.tracepoint_audit: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  dns_max_pending: 8\n"), "config.yaml:2: metrics.dns_max_pending: must be from 16 to 1048576");
   EXPECT_EQ(error_of("metrics:\n  dns_max_pending: lots\n"), "config.yaml:2: metrics.dns_max_pending: expected an integer");
   EXPECT_EQ(error_of("metrics:\n  dns_timeout: 50ms\n"), "config.yaml:2: metrics.dns_timeout: must be from 100ms to 1m");
@@ -372,7 +376,7 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_EQ(error_of("metrics:\n  retina_compat: yes\n"), "config.yaml:2: metrics.retina_compat: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
   EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
-            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, dns_max_pending, netstat, packet_level)");
+            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, dns_max_pending, netstat, packet_level, tracepoint_audit)");
 }
 
 TEST_F(ConfigTest, PacketLevel) {
