@@ -258,6 +258,10 @@ def self_health():
         panel("Map use (entries / max entries)", [(f'max by (map) (vigil_bpf_map_entries{{{SEL}}} / vigil_bpf_map_max_entries{{{SEL}}})', "{{map}}")], "percentunit"),
         panel("Program time per run (kernel.bpf_stats_enabled=1)", [(f'sum by (program) (rate(vigil_bpf_program_run_seconds_total{{{SEL}}}[{RATE}])) / sum by (program) (rate(vigil_bpf_program_runs_total{{{SEL}}}[{RATE}]))', "{{program}}")], "s"),
         panel("Program CPU (share of one core)", [(f'sum by (program) (rate(vigil_bpf_program_run_seconds_total{{{SEL}}}[{RATE}]))', "{{program}}")], "percentunit"),
+        panel("Tracepoint hits/s the kernel ran no program for, and recursion misses/s", [
+            (f'sum by (instance, program) (rate(vigil_tracepoint_undelivered_total{{{SEL}}}[{RATE}]))', "undelivered {{program}} {{instance}}"),
+            (f'sum by (instance, program) (rate(vigil_bpf_program_recursion_misses_total{{{SEL}}}[{RATE}]))', "recursion {{program}} {{instance}}")], "ops", w=24,
+              desc="Events of drops, TCP states and retransmits missing from Vigil's counts because the kernel did not run its tracing program. Undelivered needs metrics.tracepoint_audit: true (a lower bound)."),
         row("Kubernetes API"),
         panel("Pod view age (seconds since confirmed; -1 = never)", [(f'max by (instance) (vigil_kube_sync_age_seconds{{{SEL}}})', "{{instance}}")], "s", w=8),
         panel("API errors/s by kind", [(f'sum by (kind) (rate(vigil_kube_errors_total{{{SEL}}}[{RATE}]))', "{{kind}}")], "ops", w=8),
