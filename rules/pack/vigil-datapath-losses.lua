@@ -22,3 +22,23 @@ rule {
     notify("default", a)
   end,
 }
+
+-- And when the kernel itself did not run one of Vigil's tracing programs for some hits of its
+-- tracepoint, with no recursion miss counted (docs/architecture.md, "Kernel side"): drops, TCP
+-- states or retransmits missing from Vigil's counts. Counted only with metrics.tracepoint_audit.
+-- Any, per program, told once and held back an hour after it resolves; info, since it is not
+-- Vigil's to mend, but its counts are short by at least that much.
+rule {
+  name = "vigil-tracepoint-undelivered",
+  metric = "vigil_tracepoint_undelivered_total",
+  by = { "program", "tracepoint" },
+  detect = threshold { above = 0 },
+  severity = "info",
+  resolve_after = "10m",
+  cooldown = "1h",
+  summary = "The kernel on node {node} ran no {program} for some {tracepoint} hits ({value}/s): Vigil's counts "
+    .. "from it are short; compare with vigil_netstat_total",
+  on_anomaly = function(a)
+    notify("default", a)
+  end,
+}

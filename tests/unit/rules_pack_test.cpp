@@ -74,7 +74,7 @@ TEST(RulesPack, LoadsWithTheDefaultNotifier) {
                                              "node-nic-errors", "pod-drop-surge", "pod-listen-overflows",
                                              "pod-udp-receive-drops", "pod-ingress-flood",
                                              "tcp-connect-failures", "tcp-rst-storm", "tcp-retransmit-ratio",
-                                             "pod-traffic-volume", "vigil-datapath-losses"}));
+                                             "pod-traffic-volume", "vigil-datapath-losses", "vigil-tracepoint-undelivered"}));
 }
 
 // Each rule file has its test (rules/pack/tests/<file>.test.yaml), and every test passes.
