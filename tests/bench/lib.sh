@@ -127,6 +127,12 @@ bench_agent_config() {
   [[ ${RETINA:-1} == 0 ]] && retina=false
   [[ ${NETSTAT:-1} == 0 ]] && netstat="{enabled: false}"
   [[ ${NETSTAT:-1} == all ]] && netstat="{sockets: all}"
+  local audit=""
+  case ${AUDIT:-0} in
+    0) ;;
+    1) audit=", tracepoint_audit: true" ;;
+    *) bench_die "AUDIT must be 0 or 1" ;;
+  esac
   mkdir -p "$bench_tmp/state"
   cat >"$file" <<YAML
 tick: $tick
@@ -136,7 +142,7 @@ pods: {source: file, file: $(lab pods-file)}
 rules: ["$bench_repo/rules/pack/*.lua"]
 notifiers:
   - {name: default, type: log}
-metrics: {retina_compat: $retina, netstat: $netstat$packet_level}
+metrics: {retina_compat: $retina, netstat: $netstat$packet_level$audit}
 YAML
   if [[ ${APISERVER:-1} == 1 ]]; then echo "apiserver: {addresses: [10.96.0.1:443]}" >>"$file"; fi
   if [[ $remote == 1 ]]; then echo "remote_context: {namespaces: [lab], max_peers: 64}" >>"$file"; fi
