@@ -25,7 +25,7 @@ test: build
 # measurement fails the target.
 bench: build
 	@rc=0; \
-	for s in bpf_cost wrk_ratio drop_cost agent_footprint agent_start nab; do BUILD=$(BUILD) NAB_JSON=1 bash tests/bench/$$s.sh || rc=1; done; \
+	for s in bpf_cost wrk_ratio drop_cost audit_cost agent_footprint agent_start nab; do BUILD=$(BUILD) NAB_JSON=1 bash tests/bench/$$s.sh || rc=1; done; \
 	for b in vigil_rules_bench vigil_kube_lines_bench vigil_netstat_bench; do \
 	  if [ -x $(BUILD)/tests/bench/$$b ]; then $(BUILD)/tests/bench/$$b || rc=1; \
 	  else echo "bench: $(BUILD)/tests/bench/$$b not built (libbenchmark-dev missing?)"; rc=1; fi; \
