@@ -31,6 +31,15 @@ const std::vector<Query> kQueries = {
     {"example.com", "A"},      {"example.com", "TXT"},    {"vigil.invalid", "SRV"},
 };
 
+// Python that defines query(id, label): the bytes of a DNS query, recursion desired, for the A
+// record of <label>.lab.test, class IN.
+constexpr char kPyQuery[] =
+    "import socket,struct,sys\n"
+    "def query(id,label):\n"
+    "  q=struct.pack('>HHHHHH',id,0x0100,1,0,0,0)\n"
+    "  for l in (label,b'lab',b'test'): q+=bytes([len(l)])+l\n"
+    "  return q+b'\\0'+struct.pack('>HH',1,1)\n";
+
 // What dnsmasq answers an A query with, by name: checks the lab behaves as the test assumes.
 std::string expected_a_rcode(const std::string& name) {
   if (name == "ok.lab.test") return "NOERROR";
@@ -244,12 +253,10 @@ class DnsRetries : public DnsTelemetry {
         "}\n");
     auto nft = run("ip netns exec " + ns(2) + " nft -f " + rules);
     EXPECT_EQ(nft.status, 0) << nft.output;
-    const std::string script =
-        "import socket,struct,sys,time\n"
+    const std::string script = std::string(kPyQuery) +
+        "import time\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        "q=struct.pack('>HHHHHH',int(sys.argv[2]),0x0100,1,0,0,0)\n"
-        "for l in (b'ok',b'lab',b'test'): q+=bytes([len(l)])+l\n"
-        "q+=b'\\0'+struct.pack('>HH',1,1)\n"
+        "q=query(int(sys.argv[2]),b'ok')\n"
         "t0=time.monotonic()\n"
         "s.settimeout(float(sys.argv[3]))\n"
         "s.sendto(q,(sys.argv[1],53))\n"
@@ -353,13 +360,10 @@ class DnsPendingTable : public DnsTelemetry {
   }
   // `n` queries for distinct names with distinct ids from one socket, as fast as it sends.
   void send_unanswered(int n, int first_id) {
-    const std::string script =
-        "import socket,struct,sys\n"
+    const std::string script = std::string(kPyQuery) +
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
         "for i in range(int(sys.argv[2])):\n"
-        "  q=struct.pack('>HHHHHH',int(sys.argv[3])+i,0x0100,1,0,0,0)\n"
-        "  for l in (b'p%d'%i,b'lab',b'test'): q+=bytes([len(l)])+l\n"
-        "  s.sendto(q+b'\\0'+struct.pack('>HH',1,1),(sys.argv[1],53))\n";
+        "  s.sendto(query(int(sys.argv[3])+i,b'p%d'%i),(sys.argv[1],53))\n";
     const std::string file = write_temp_file(dir_, "send.py", script);
     auto r = run("ip netns exec " + ns(1) + " taskset -c 0 python3 " + file + " " + lab_->ip(3) + " " +
                  std::to_string(n) + " " + std::to_string(first_id));
