@@ -266,13 +266,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
         {{"vigil_kfree_skb", "skb/kfree_skb", VIGIL_TP_KFREE_SKB},
          {"vigil_tcp_retransmit", "tcp/tcp_retransmit_skb", VIGIL_TP_TCP_RETRANSMIT},
          {"vigil_sock_state", "sock/inet_sock_set_state", VIGIL_TP_SOCK_STATE}},
-        [runs_fd](uint32_t index) -> uint64_t {
-          std::vector<__u64> cpus(possible_cpus());
-          if (bpf_map_lookup_elem(runs_fd, &index, cpus.data()) != 0) return 0;
-          uint64_t n = 0;
-          for (auto c : cpus) n += c;
-          return n;
-        });
+        [runs_fd](uint32_t index) { return percpu_sum(runs_fd, index).value_or(0); });
     if (!audit) return audit.error();
     a->tracepoint_audit_ = std::move(*audit);
     spdlog::info("auditing tracepoint delivery: kfree_skb, tcp_retransmit_skb, inet_sock_set_state");

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,16 @@ void for_each_entry(int fd, uint32_t max_entries, F&& fn) {
     if (bpf_map_lookup_elem(fd, &key, &value) != 0) continue;
     fn(key, value);
   }
+}
+
+// Entry `index` of a per-CPU array of __u64 counters, summed over the CPUs; nullopt when it
+// cannot be read.
+inline std::optional<uint64_t> percpu_sum(int fd, uint32_t index) {
+  std::vector<__u64> values(possible_cpus());
+  if (bpf_map_lookup_elem(fd, &index, values.data()) != 0) return std::nullopt;
+  uint64_t sum = 0;
+  for (auto v : values) sum += v;
+  return sum;
 }
 
 // Number of entries in a hash map (for occupancy), bounded by max_entries.

@@ -70,13 +70,11 @@ class HealthFamily : public Family {
 
   void read(const FamilyContext& ctx) override {
     auto errors = ctx.datapath.map("vigil_errors");
-    std::vector<__u64> values(possible_cpus());
     for (__u32 i = 0; i < VIGIL_ERR_MAX; ++i) {
       const char* site = error_site(i);
-      if (!site || bpf_map_lookup_elem(errors.fd, &i, values.data()) != 0) continue;
-      uint64_t sum = 0;
-      for (auto v : values) sum += v;
-      ctx.store.set("vigil_bpf_errors_total", make_labels({{"site", site}}), static_cast<double>(sum));
+      if (!site) continue;
+      if (auto sum = percpu_sum(errors.fd, i))
+        ctx.store.set("vigil_bpf_errors_total", make_labels({{"site", site}}), static_cast<double>(*sum));
     }
     for (const auto& info : kHashMaps) {
       auto m = ctx.datapath.map(info.name);
