@@ -466,7 +466,11 @@ void Agent::tick() {
   input.pods = pods_->metadata(config_.node);
   reload_rules_if_changed();
   rules_->tick(input);
-  if (captures_) captures_->sync(*pods_, rules_->lookback_pods());
+  if (captures_) {
+    std::set<std::string> lookback = rules_->lookback_pods();
+    if (config_.captures.lookback_pending) lookback.merge(rules_->pending_pods());
+    captures_->sync(*pods_, lookback);
+  }
 
   export_self_metrics(std::chrono::steady_clock::now() - start);
   publish_state();

@@ -39,7 +39,7 @@ constexpr double kMaxTickSeconds = 3600;
 const std::vector<std::string> kTopKeys = {"node", "listen", "tick", "state_dir", "max_pods", "pods", "rules", "rule_limits", "notifiers", "metrics", "remote_context", "apiserver", "captures", "api"};
 const std::vector<std::string> kRuleLimitsKeys = {"memory", "instructions", "quarantine_after"};
 const std::vector<std::string> kCapturesKeys = {"enabled", "dir", "disk_quota", "max_concurrent", "max_duration", "max_bytes", "max_packets", "max_per_rule_per_hour", "before", "after", "snaplen", "lookback"};
-const std::vector<std::string> kLookbackKeys = {"pods", "duration", "per_pod", "total", "ring_buffer"};
+const std::vector<std::string> kLookbackKeys = {"pods", "pending", "duration", "per_pod", "total", "ring_buffer"};
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
@@ -382,6 +382,8 @@ class Parser {
             error(value.mark, path, "unknown value '" + *s + "' (known: rules, all, none)");
           else c.lookback_pods = *s;
         }
+      } else if (name == "pending") {
+        if (auto b = bool_value(value, path)) c.lookback_pending = *b;
       } else if (name == "duration") {
         bounded<double>(duration_value(value, path), 1, 600, value, path, "1s to 10m", l.lookback_seconds);
       } else if (name == "per_pod") {

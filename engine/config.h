@@ -122,6 +122,10 @@ struct CapturesConfig {
   // Which pods keep a lookback ring: "rules" (pods in the groups of rules with a `capture`
   // option), "all" (every watched pod) or "none" (captures start at the trigger).
   std::string lookback_pods = "rules";
+  // Also a ring, under "rules", for the pod of each group that is pending (anomalous, waiting
+  // out the rule's `pending`) in a rule that can capture (a `capture` option or an on_anomaly
+  // handler): its capture at the firing then holds the anomaly's onset.
+  bool lookback_pending = true;
   uint32_t ring_buffer_bytes = 8u << 20;  // the kernel's ring buffer (power of two, >= 64 KiB)
 };
 

@@ -133,6 +133,17 @@ class Engine final : public RuleEngine {
     return out;
   }
 
+  std::set<std::string> pending_pods() const override {
+    std::set<std::string> out;
+    for (const auto& rule : rules_) {
+      if (!(rule->spec.capture || rule->spec.on_anomaly) || rule->status.disabled) continue;
+      rule->eval->for_each_pending_key([&](const Labels& key) {
+        for (auto& pod : scope_pods(key)) out.insert(std::move(pod));
+      });
+    }
+    return out;
+  }
+
  private:
   uint64_t params_hash(const RuleSpec& spec) const;
   void run_tick(const TickInput& input);

@@ -104,6 +104,11 @@ class RuleEngine {
   // series) until forgotten, so the set follows the pods; call it between ticks (same thread),
   // e.g. after each tick() or when the pod list changes.
   virtual std::set<std::string> lookback_pods() const = 0;
+  // The pods of the groups that are pending now (anomalous, waiting out `pending` or a
+  // `cooldown`) in enabled rules that can start a capture when they fire: a `capture` option or
+  // an on_anomaly handler (which may call capture{}). A lookback ring started for them when
+  // they turn pending holds the anomaly's onset when they fire (captures.lookback.pending).
+  virtual std::set<std::string> pending_pods() const = 0;
 
   // Bytes the rule files' Lua states hold now (their allocators' count), custom detectors'
   // per-group state tables included.

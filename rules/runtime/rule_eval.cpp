@@ -348,12 +348,13 @@ std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, doub
     case GroupState::Normal:
       if (anomalous) {
         g.state = GroupState::Pending;
+        ++pending_groups_;
         if (!g.times) g.times = std::make_unique<GroupTimes>();
         g.times->anomalous_since = now;
       }
       break;
     case GroupState::Pending:
-      if (!anomalous) g.state = GroupState::Normal;
+      if (!anomalous) g.state = GroupState::Normal, --pending_groups_;
       break;
     case GroupState::Firing:
       if (anomalous) g.times->normal_since = kUnset;
@@ -364,6 +365,7 @@ std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, doub
   if (g.state == GroupState::Pending && !cooling(g, now) &&
       now - g.times->anomalous_since + kTimeSlack >= spec_.pending) {
     g.state = GroupState::Firing;
+    --pending_groups_;
     g.times->normal_since = kUnset;
     result = Transition::Kind::Fire;
   }
@@ -396,7 +398,10 @@ std::optional<Transition::Kind> RuleEvaluator::quiet(Group& g, double now) {
   std::optional<Transition::Kind> result;
   switch (g.state) {
     case GroupState::Normal: break;
-    case GroupState::Pending: g.state = GroupState::Normal; break;
+    case GroupState::Pending:
+      g.state = GroupState::Normal;
+      --pending_groups_;
+      break;
     case GroupState::Firing:
       if (back_to_normal(g, now)) result = Transition::Kind::Resolve;
       break;
@@ -423,6 +428,7 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
     if (it->second.workload) keys_->release(it->second.workload);
     it->second.workload = nullptr;
     if (it->second.episode) open.emplace_back(unpack_key(*it->first), std::move(it->second));
+    if (it->second.state == GroupState::Pending) --pending_groups_;
     const std::string* key = it->first;
     it = groups_.erase(it);
     keys_->release(key);

@@ -167,6 +167,16 @@ class RuleEvaluator {
   void for_each_key(F&& f) const {
     for (const auto& [key, group] : groups_) f(unpack_key(*key));
   }
+  // Calls f(labels) for every group that is anomalous and waiting out `pending` (or a
+  // `cooldown`): the groups about to fire. Costs one test while there is none (most ticks): the
+  // evaluator counts them at each change of state.
+  template <typename F>
+  void for_each_pending_key(F&& f) const {
+    if (pending_groups_ == 0) return;
+    for (const auto& [key, group] : groups_)
+      if (group.state == GroupState::Pending) f(unpack_key(*key));
+  }
+  uint32_t pending_groups() const { return pending_groups_; }
   const Group* find(const Labels& key) const;
   // The verdict of the last value judged (of whichever group: `vigil replay` has one).
   const Verdict& last_verdict() const { return last_verdict_; }
@@ -240,6 +250,7 @@ class RuleEvaluator {
   };
   Verdict last_verdict_;
   uint32_t groups_epoch_ = 1;  // bumped when a group is erased
+  uint32_t pending_groups_ = 0;  // groups in GroupState::Pending
   uint32_t tick_ = 0;
   std::optional<double> last_now_;
   std::vector<Slot> slots_;              // by position among the rule's series

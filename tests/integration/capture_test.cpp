@@ -411,6 +411,119 @@ TEST_F(Captures, ApiNeedsTheBearerTokenWhenOneIsSet) {
   EXPECT_EQ(cli.status, 0) << cli.output;
 }
 
+// A rule without a `capture` option, as the shipped pack's are: its handler asks for a capture
+// when it fires, after `pending`. No pod keeps a ring while all is well; the faulty pod gets one
+// when its group turns pending (captures.lookback.pending, the default), so the capture holds
+// the fault's onset. With lookback.pending off it starts at the firing, as before.
+const char* kPendingRule = R"lua(
+rule {
+  name = "drops-with-pending",
+  metric = "vigil_drop_packets_total",
+  where = { direction = "ingress", reason = "NETFILTER_DROP" },
+  by = { "namespace", "pod" },
+  detect = threshold { above = 5 },
+  pending = "4s",
+  resolve_after = "2s",
+  on_anomaly = function(a)
+    capture { before = "3s", after = "2s", snaplen = 200 }
+    notify("hook", a)
+  end,
+}
+)lua";
+
+// Runs kPendingRule's fault on pod 2 of three pods under steady traffic; the capture's
+// manifest and its packets' times, as tshark reads them.
+struct PendingRun {
+  nlohmann::json manifest;
+  std::vector<Packet> packets;
+  double lookback_pods_before_fault = -1;
+};
+
+class PendingCaptures : public Captures {
+ protected:
+  PendingRun fault_and_capture(const std::string& extra) {
+    PendingRun out;
+    start(3, extra, kPendingRule);
+    if (HasFatalFailure()) return out;
+    traffic_.push_back(http_traffic(1, 2, 50, 30));
+    traffic_.push_back(http_traffic(2, 3, 50, 30));
+    traffic_.push_back(http_traffic(3, 1, 50, 30));
+    std::this_thread::sleep_for(3s);
+    auto text = metrics_after_ticks(port_, 1);
+    out.lookback_pods_before_fault = metric_value(text, "vigil_lookback_pods", {}).value_or(-1);
+    lab_->cmd("drop 2 50 ingress");
+    const bool fired = receiver_.wait_for([](const auto& b) { return !b.empty(); }, 20s);
+    lab_->cmd("clear 2");
+    EXPECT_TRUE(fired) << agent_->log();
+    if (!fired) return out;
+    const auto firing = receiver_.bodies().front();
+    EXPECT_EQ(firing["scope"].value("pod", ""), "pod-2") << firing.dump(2);
+    if (!firing.contains("captures") || firing["captures"].size() != 1u) {
+      ADD_FAILURE() << "one capture expected: " << firing.dump(2);
+      return out;
+    }
+    out.manifest = wait_ended(firing["captures"][0]["id"]);
+    EXPECT_EQ(out.manifest.value("ended_by", ""), "after_elapsed") << out.manifest.dump(2);
+    EXPECT_EQ(out.manifest.value("packets_lost", 1), 0) << out.manifest.dump(2);
+    std::string warnings;
+    out.packets = read_with_tshark(download(firing["captures"][0]["id"]), warnings);
+    EXPECT_EQ(warnings, "");
+    const std::string b = lab_->ip(2);
+    for (const auto& p : out.packets) {
+      EXPECT_EQ(p.interface, "pod-2");
+      if (!p.src.empty()) EXPECT_TRUE(p.src == b || p.dst == b) << p.src << " -> " << p.dst;
+    }
+    return out;
+  }
+};
+
+TEST_F(PendingCaptures, APendingGroupArmsItsPodsLookbackSoTheCaptureHoldsTheOnset) {
+  PendingRun r = fault_and_capture("");
+  if (HasFatalFailure() || r.manifest.is_null()) return;
+  EXPECT_EQ(r.lookback_pods_before_fault, 0) << "no ring while every group is normal";
+  const auto& lookback = r.manifest["lookback"];
+  EXPECT_TRUE(lookback["watched"].value("lab/pod-2", false)) << r.manifest.dump(2);
+  // The 3 s asked for are wholly covered, which makes the capture complete.
+  EXPECT_EQ(r.manifest.value("status", ""), "complete") << r.manifest.dump(2);
+  const double trigger = r.manifest["window"].value("trigger", 0.0);
+  ASSERT_TRUE(lookback["covered_from"].is_number()) << r.manifest.dump(2);
+  // The ring started at the end of the first anomalous tick; the group fired 4 s later.
+  const double covered = lookback["covered_from"].get<double>();
+  EXPECT_LE(covered, trigger - 3.0) << r.manifest.dump(2);
+  EXPECT_GE(covered, trigger - 6.0) << r.manifest.dump(2);
+  ASSERT_FALSE(r.packets.empty());
+  double first = r.packets.front().time;
+  for (const auto& p : r.packets) first = std::min(first, p.time);
+  // Traffic every 20 ms: the capture holds the whole `before`, and nothing earlier.
+  EXPECT_LE(first, trigger - 2.9) << "first packet " << first << ", trigger " << trigger;
+  EXPECT_GE(first, trigger - 3.01) << "first packet " << first << ", trigger " << trigger;
+  std::printf("pending-armed capture: %zu packets from %.3f s before the trigger (ring from %.3f s before)\n",
+              r.packets.size(), trigger - first, trigger - covered);
+  // The ring goes once the capture has ended and the group is no longer pending.
+  bool dropped = false;
+  for (int i = 0; i < 40 && !dropped; ++i) {
+    auto text = metrics_after_ticks(port_, 1);
+    dropped = metric_value(text, "vigil_lookback_pods", {}).value_or(-1) == 0;
+  }
+  EXPECT_TRUE(dropped) << "the lookback ring of pod 2 stayed";
+}
+
+TEST_F(PendingCaptures, WithoutLookbackPendingTheCaptureStartsAtTheFiring) {
+  PendingRun r = fault_and_capture("captures:\n  lookback: {pending: false}\n");
+  if (HasFatalFailure() || r.manifest.is_null()) return;
+  EXPECT_EQ(r.lookback_pods_before_fault, 0);
+  const auto& lookback = r.manifest["lookback"];
+  EXPECT_FALSE(lookback["watched"].value("lab/pod-2", true)) << r.manifest.dump(2);
+  EXPECT_TRUE(lookback["covered_from"].is_null()) << r.manifest.dump(2);
+  EXPECT_EQ(r.manifest.value("status", ""), "incomplete") << r.manifest.dump(2);
+  const double trigger = r.manifest["window"].value("trigger", 0.0);
+  ASSERT_FALSE(r.packets.empty());
+  double first = r.packets.front().time;
+  for (const auto& p : r.packets) first = std::min(first, p.time);
+  // Copying starts at the end of the firing tick (500 ms).
+  EXPECT_GE(first, trigger - 0.1) << "first packet " << first << ", trigger " << trigger;
+}
+
 // More packets than the kernel's ring buffer can carry: the losses are reported in the
 // manifest and a metric, and the capture does not claim to be complete.
 TEST_F(Captures, FloodBeyondTheRingReportsItsLosses) {

@@ -492,7 +492,7 @@ TEST_F(ConfigTest, CapturesSection) {
   auto c = parse(
       "captures:\n  dir: caps\n  disk_quota: 2GiB\n  max_concurrent: 2\n  max_duration: 2m\n  max_bytes: 16MiB\n"
       "  max_packets: 5000\n  max_per_rule_per_hour: 3\n  before: 5s\n  after: 20s\n  snaplen: 256\n"
-      "  lookback:\n    pods: all\n    duration: 20s\n    per_pod: 1MiB\n    total: 8MiB\n    ring_buffer: 1MiB\n");
+      "  lookback:\n    pods: all\n    pending: false\n    duration: 20s\n    per_pod: 1MiB\n    total: 8MiB\n    ring_buffer: 1MiB\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
   const auto& l = c->captures.limits;
   EXPECT_TRUE(c->captures.enabled);
@@ -507,6 +507,7 @@ TEST_F(ConfigTest, CapturesSection) {
   EXPECT_DOUBLE_EQ(l.default_after_seconds, 20);
   EXPECT_EQ(l.default_snaplen, 256u);
   EXPECT_EQ(c->captures.lookback_pods, "all");
+  EXPECT_FALSE(c->captures.lookback_pending);
   EXPECT_DOUBLE_EQ(l.lookback_seconds, 20);
   EXPECT_EQ(l.lookback_bytes_per_pod, 1ull << 20);
   EXPECT_EQ(l.lookback_bytes_total, 8ull << 20);
@@ -516,9 +517,12 @@ TEST_F(ConfigTest, CapturesSection) {
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(d->captures.enabled);
   EXPECT_EQ(d->captures.lookback_pods, "rules");
+  EXPECT_TRUE(d->captures.lookback_pending);
   EXPECT_EQ(d->captures.limits.dir, "");  // the agent puts it under state_dir
   EXPECT_EQ(d->captures.ring_buffer_bytes, 8u << 20);
 
+  EXPECT_EQ(error_of("captures:\n  lookback:\n    pending: soon\n"),
+            "config.yaml:3: captures.lookback.pending: expected true or false");
   EXPECT_EQ(error_of("captures:\n  disk_quota: lots\n"),
             "config.yaml:2: captures.disk_quota: invalid size 'lots' (expected e.g. 64MiB, 1GiB, 512KiB or a number of bytes)");
   EXPECT_EQ(error_of("captures:\n  disk_quota: 10MB\n  max_bytes: 1GB\n  snaplen: 20\n"),

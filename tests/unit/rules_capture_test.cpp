@@ -362,6 +362,55 @@ rule {
   EXPECT_EQ(engine->lookback_pods(), (std::set<std::string>{"default/web-1", "default/web-2"}));
 }
 
+// A group that turns pending in a rule that can capture (a `capture` option or an on_anomaly
+// handler) names its pod until it fires or comes back; rules that cannot capture, and node-wide
+// groups, name none.
+TEST(RulesCapture, PendingPodsAreTheGroupsAboutToFireInRulesThatCanCapture) {
+  RuleDir dir;
+  CaptureSink sink;
+  const auto pending_rule = [](const std::string& name, const std::string& metric, const std::string& extra) {
+    return "rule {\n  name = \"" + name + "\",\n  metric = \"" + metric +
+           "\",\n  detect = threshold { above = 10 },\n  pending = \"3s\",\n  resolve_after = \"1s\",\n" + extra +
+           "}\n";
+  };
+  const std::string files = pending_rule("handler", "vigil_queue_depth", "  on_anomaly = function(a) end,\n") +
+                            pending_rule("option", "vigil_other_depth", "  capture = {},\n") +
+                            pending_rule("silent", "vigil_third_depth", "") +
+                            pending_rule("node", "vigil_queue_depth", "  by = {},\n  on_anomaly = function(a) end,\n");
+  auto engine = load({dir.write("p.lua", files)}, &sink);
+  ASSERT_TRUE(engine);
+  const std::vector<PodMeta> pods{pod("web-1"), pod("web-2"), pod("web-3")};
+  auto tick = [&](int t, double queue1, double other2, double third3) {
+    engine->tick({T0 + t,
+                  {gauge("vigil_queue_depth", "web-1", queue1), gauge("vigil_other_depth", "web-2", other2),
+                   gauge("vigil_third_depth", "web-3", third3)},
+                  pods});
+  };
+  tick(0, 0, 0, 0);
+  tick(1, 0, 0, 0);
+  EXPECT_TRUE(engine->pending_pods().empty());
+  tick(2, 50, 50, 50);  // anomalous: pending for 3 s
+  EXPECT_EQ(engine->pending_pods(), (std::set<std::string>{"default/web-1", "default/web-2"}));
+  tick(3, 50, 0, 50);  // web-2 back within bounds before firing
+  EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
+  tick(4, 50, 0, 50);
+  EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
+  tick(5, 50, 0, 50);  // 3 s: web-1 fires, and is no longer about to
+  EXPECT_TRUE(engine->pending_pods().empty());
+  const auto open = engine->open_anomalies();
+  EXPECT_EQ(std::count_if(open.begin(), open.end(), [](const Anomaly& a) { return a.rule == "handler"; }), 1);
+  // Pending again after the resolve; a group forgotten while pending leaves none behind.
+  for (int t = 6; t <= 9; ++t) tick(t, 0, 0, 0);
+  EXPECT_TRUE(engine->open_anomalies().empty());
+  tick(10, 50, 0, 0);
+  EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
+  for (int t = 11; t <= 400; t += 50) engine->tick({T0 + t, {}, {}});
+  EXPECT_TRUE(engine->pending_pods().empty());
+  tick(500, 0, 0, 0);
+  tick(501, 50, 50, 0);
+  EXPECT_EQ(engine->pending_pods(), (std::set<std::string>{"default/web-1", "default/web-2"}));
+}
+
 TEST(RulesCapture, QuarantinedRulesNeedNoLookback) {
   RuleDir dir;
   CaptureSink sink;
