@@ -135,6 +135,9 @@ void describe_agent_series(SeriesStore& s, const std::vector<std::unique_ptr<Fam
   s.describe("vigil_rule_lua_memory_bytes",
              "Memory the rule files' Lua states hold (custom detectors' per-group state included).", SeriesKind::Gauge);
   s.describe("vigil_anomalies_total", "Anomalies that started firing, by rule.", SeriesKind::Counter);
+  s.describe("vigil_rule_groups",
+             "Groups (pods, or series) a rule judges, by state: normal, pending (anomalous, waiting out the rule's `pending` or `cooldown`) and firing.",
+             SeriesKind::Gauge);
   s.describe("vigil_notifications_sent_total", "Notifications delivered, by channel.", SeriesKind::Counter);
   s.describe("vigil_notifications_failed_total", "Failed delivery attempts, by channel.", SeriesKind::Counter);
   s.describe("vigil_notifications_retried_total", "Delivery retries, by channel.", SeriesKind::Counter);
@@ -584,6 +587,11 @@ void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
     }
     store_.set("vigil_rule_quarantined", make_labels({{"rule", r.rule}}), r.disabled ? 1 : 0);
     store_.set("vigil_anomalies_total", make_labels({{"rule", r.rule}}), static_cast<double>(r.anomalies_fired));
+    const double pending = static_cast<double>(r.pending), firing = static_cast<double>(r.firing);
+    store_.set("vigil_rule_groups", make_labels({{"rule", r.rule}, {"state", "pending"}}), pending);
+    store_.set("vigil_rule_groups", make_labels({{"rule", r.rule}, {"state", "firing"}}), firing);
+    store_.set("vigil_rule_groups", make_labels({{"rule", r.rule}, {"state", "normal"}}),
+               std::max(0.0, static_cast<double>(r.groups) - pending - firing));
   }
   store_.set("vigil_rule_lua_memory_bytes", {}, static_cast<double>(rules_->lua_memory_bytes()));
   for (const auto& [channel, st] : dispatcher_.stats()) {
@@ -648,7 +656,7 @@ void Agent::publish_state() {
     rules.push_back({{"rule", r.rule}, {"file", r.file}, {"location", r.location}, {"metrics", r.metrics},
                      {"disabled", r.disabled}, {"last_error", r.last_error},
                      {"errors", r.errors}, {"anomalies_fired", r.anomalies_fired}, {"suppressed", r.suppressed},
-                     {"groups", r.groups}});
+                     {"groups", r.groups}, {"pending", r.pending}, {"firing", r.firing}});
   // What fires now, each as its webhook body (docs/webhook.md), with the latest value.
   nlohmann::ordered_json anomalies = nlohmann::ordered_json::array();
   for (const auto& a : rules_->open_anomalies()) anomalies.push_back(actions::encode_webhook_payload(a));

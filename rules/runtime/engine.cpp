@@ -310,6 +310,8 @@ void Engine::run_tick(const TickInput& input) {
     if (rule->eval->groups_epoch() != epoch && rule->file) collect.insert(rule->file);
     summarise_budget(*rule, now);
     rule->status.groups = rule->eval->size();
+    rule->status.pending = rule->eval->pending_groups();
+    rule->status.firing = rule->eval->firing_groups();
   }
   for (RuleFile* file : collect)
     if (file->sandbox) file->sandbox->collect_garbage();

@@ -53,6 +53,8 @@ struct RuleStatus {
   uint64_t anomalies_fired = 0;
   uint64_t suppressed = 0;  // firings of groups matched by `suppress`, not notified
   size_t groups = 0;  // series groups this rule tracks
+  size_t pending = 0;  // of them, anomalous and waiting out `pending` (or a `cooldown`)
+  size_t firing = 0;   // and firing
 };
 
 // What restore_state() did. Never fatal: a refused file means a fresh start.

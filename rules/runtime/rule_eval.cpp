@@ -366,6 +366,7 @@ std::optional<Transition::Kind> RuleEvaluator::step(Group& g, double value, doub
       now - g.times->anomalous_since + kTimeSlack >= spec_.pending) {
     g.state = GroupState::Firing;
     --pending_groups_;
+    ++firing_groups_;
     g.times->normal_since = kUnset;
     result = Transition::Kind::Fire;
   }
@@ -387,6 +388,7 @@ bool RuleEvaluator::back_to_normal(Group& g, double now) {
   if (std::isnan(t.normal_since)) t.normal_since = now;
   if (now - t.normal_since + kTimeSlack < spec_.resolve_after) return false;
   g.state = GroupState::Normal;
+  --firing_groups_;
   t.normal_since = kUnset;
   t.resolved_at = now;
   return true;
@@ -429,6 +431,7 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
     it->second.workload = nullptr;
     if (it->second.episode) open.emplace_back(unpack_key(*it->first), std::move(it->second));
     if (it->second.state == GroupState::Pending) --pending_groups_;
+    if (it->second.state == GroupState::Firing) --firing_groups_;
     const std::string* key = it->first;
     it = groups_.erase(it);
     keys_->release(key);

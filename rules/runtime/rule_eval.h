@@ -177,6 +177,7 @@ class RuleEvaluator {
       if (group.state == GroupState::Pending) f(unpack_key(*key));
   }
   uint32_t pending_groups() const { return pending_groups_; }
+  uint32_t firing_groups() const { return firing_groups_; }
   const Group* find(const Labels& key) const;
   // The verdict of the last value judged (of whichever group: `vigil replay` has one).
   const Verdict& last_verdict() const { return last_verdict_; }
@@ -251,6 +252,7 @@ class RuleEvaluator {
   Verdict last_verdict_;
   uint32_t groups_epoch_ = 1;  // bumped when a group is erased
   uint32_t pending_groups_ = 0;  // groups in GroupState::Pending
+  uint32_t firing_groups_ = 0;   // and in GroupState::Firing
   uint32_t tick_ = 0;
   std::optional<double> last_now_;
   std::vector<Slot> slots_;              // by position among the rule's series

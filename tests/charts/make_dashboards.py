@@ -204,6 +204,8 @@ def anomalies_captures():
         row("Rules"),
         panel("Anomalies started by rule", [(f'sum by (rule) (increase(vigil_anomalies_total{{{SEL}}}[{RATE}]))', "{{rule}}")], "short", stack=True),
         panel("Rule errors/s by rule and kind", [(f'sum by (rule, kind) (rate(vigil_rule_errors_total{{{SEL}}}[{RATE}]))', "{{rule}} {{kind}}")], "ops"),
+        panel("Groups pending and firing by rule", [(f'sum by (rule, state) (vigil_rule_groups{{{SEL}, state=~"pending|firing"}})', "{{rule}} {{state}}")], "short",
+              desc="Pending: anomalous, waiting out the rule's `pending` (their pods keep a lookback ring, captures.lookback.pending); firing: an open anomaly.", w=24),
         panel("Quarantined rules", [(f'sum by (instance, rule) (vigil_rule_quarantined{{{SEL}}}) > 0', "{{rule}} {{instance}}")], "short", kind="table", w=24, h=6),
         row("Notifications"),
         panel("Sent, failed, retried, dropped /s by channel", [

@@ -451,6 +451,8 @@ class PendingCaptures : public Captures {
     std::this_thread::sleep_for(3s);
     auto text = metrics_after_ticks(port_, 1);
     out.lookback_pods_before_fault = metric_value(text, "vigil_lookback_pods", {}).value_or(-1);
+    EXPECT_EQ(metric_value(text, "vigil_rule_groups", {{"rule", "drops-with-pending"}, {"state", "normal"}}), 3.0) << text;
+    EXPECT_EQ(metric_value(text, "vigil_rule_groups", {{"rule", "drops-with-pending"}, {"state", "pending"}}), 0.0) << text;
     lab_->cmd("drop 2 50 ingress");
     const bool fired = receiver_.wait_for([](const auto& b) { return !b.empty(); }, 20s);
     lab_->cmd("clear 2");

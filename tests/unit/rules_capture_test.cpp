@@ -391,21 +391,32 @@ TEST(RulesCapture, PendingPodsAreTheGroupsAboutToFireInRulesThatCanCapture) {
   EXPECT_TRUE(engine->pending_pods().empty());
   tick(2, 50, 50, 50);  // anomalous: pending for 3 s
   EXPECT_EQ(engine->pending_pods(), (std::set<std::string>{"default/web-1", "default/web-2"}));
+  // The rules' status counts them too (vigil_rule_groups), those that cannot capture included.
+  EXPECT_EQ(status_of(*engine, "silent").pending, 1u);
+  EXPECT_EQ(status_of(*engine, "handler").pending, 1u);
+  EXPECT_EQ(status_of(*engine, "handler").groups, 3u);
   tick(3, 50, 0, 50);  // web-2 back within bounds before firing
   EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
   tick(4, 50, 0, 50);
   EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
   tick(5, 50, 0, 50);  // 3 s: web-1 fires, and is no longer about to
   EXPECT_TRUE(engine->pending_pods().empty());
+  EXPECT_EQ(status_of(*engine, "handler").pending, 0u);
+  EXPECT_EQ(status_of(*engine, "handler").firing, 1u);
+  EXPECT_EQ(status_of(*engine, "option").pending, 0u);
+  EXPECT_EQ(status_of(*engine, "option").firing, 0u);
   const auto open = engine->open_anomalies();
   EXPECT_EQ(std::count_if(open.begin(), open.end(), [](const Anomaly& a) { return a.rule == "handler"; }), 1);
   // Pending again after the resolve; a group forgotten while pending leaves none behind.
   for (int t = 6; t <= 9; ++t) tick(t, 0, 0, 0);
   EXPECT_TRUE(engine->open_anomalies().empty());
+  EXPECT_EQ(status_of(*engine, "handler").firing, 0u);
   tick(10, 50, 0, 0);
   EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
   for (int t = 11; t <= 400; t += 50) engine->tick({T0 + t, {}, {}});
   EXPECT_TRUE(engine->pending_pods().empty());
+  EXPECT_EQ(status_of(*engine, "handler").groups, 0u);
+  EXPECT_EQ(status_of(*engine, "handler").pending, 0u) << "a group forgotten while pending is not counted";
   tick(500, 0, 0, 0);
   tick(501, 50, 50, 0);
   EXPECT_EQ(engine->pending_pods(), (std::set<std::string>{"default/web-1", "default/web-2"}));
