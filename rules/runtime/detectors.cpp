@@ -321,6 +321,8 @@ class ThresholdDetector : public Detector {
   const char* default_summary() const override {
     return "{metric} for {scope} is {value}{unit}, past the threshold {baseline}{unit}";
   }
+  // A threshold learns nothing; a 0 is anomalous only below a `below` or a negative `above`.
+  bool judges_quiet_pods() const override { return p_.below.has_value() || (p_.above && *p_.above < 0); }
   std::string describe() const override {
     std::string out;
     if (p_.above) out += "above=" + number_text(*p_.above);

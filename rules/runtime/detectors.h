@@ -76,6 +76,11 @@ class Detector {
   virtual const char* default_summary() const = 0;
   // The parameters in effect, defaults included, as "half_life=10m threshold=4".
   virtual std::string describe() const { return ""; }
+  // Whether a pod that has no series of the rule's yet, judged as a rate of 0, matters to this
+  // detector: it learns from the quiet (a baseline, first_seen's learning clock), or a 0 can be
+  // anomalous. When not, the rule's groups are made by its series only, not for every known pod
+  // (a group per pod per rule is most of the engine's memory).
+  virtual bool judges_quiet_pods() const { return true; }
 };
 
 // Detector parameters as read from Lua; durations stay strings until the factory parses them.

@@ -642,6 +642,8 @@ Result<RuleSpec> parse_fields(lua_State* L, int t, const DetectorContext& ctx) {
 }  // namespace
 
 bool RuleSpec::seeds_from_pods() const {
+  // A rule with a capture option keeps its pods' lookback rings from their groups.
+  if (!capture && detector && !detector->judges_quiet_pods()) return false;
   return std::all_of(by.begin(), by.end(), [](const auto& l) { return l == "namespace" || l == "pod"; });
 }
 

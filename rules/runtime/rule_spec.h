@@ -69,7 +69,9 @@ struct RuleSpec {
   std::string location;  // "file:line" of the rule{} call
 
   // Groups keyed by at most namespace and pod are seeded from the pod list, so that a pod's
-  // baseline warms up before its first series appears.
+  // baseline warms up before its first series appears; not for a detector that a quiet pod
+  // tells nothing (Detector::judges_quiet_pods), unless the rule has a capture option, whose
+  // lookback rings follow its groups.
   bool seeds_from_pods() const;
   // Every metric the rule reads (the ratio's terms, or `metric`).
   std::vector<std::string> metrics() const;

@@ -394,7 +394,8 @@ TEST(RulesCapture, PendingPodsAreTheGroupsAboutToFireInRulesThatCanCapture) {
   // The rules' status counts them too (vigil_rule_groups), those that cannot capture included.
   EXPECT_EQ(status_of(*engine, "silent").pending, 1u);
   EXPECT_EQ(status_of(*engine, "handler").pending, 1u);
-  EXPECT_EQ(status_of(*engine, "handler").groups, 3u);
+  EXPECT_EQ(status_of(*engine, "handler").groups, 1u) << "a threshold above 0 makes groups from its series only";
+  EXPECT_EQ(status_of(*engine, "option").groups, 3u) << "a capture option keeps a group for every pod";
   tick(3, 50, 0, 50);  // web-2 back within bounds before firing
   EXPECT_EQ(engine->pending_pods(), std::set<std::string>{"default/web-1"});
   tick(4, 50, 0, 50);

@@ -149,6 +149,35 @@ TEST(RulesEngine, GroupsWarmUpFromWhenTheyAreFirstSeen) {
   EXPECT_EQ(status_of(*engine, "by-reason").groups, 2u);
 }
 
+// A group for every known pod costs memory in every rule (most of the engine's); it is made only
+// where a quiet pod matters: a detector that learns from it, a threshold a 0 can cross, a rule
+// with a capture option (its groups are the pods that keep a lookback ring).
+TEST(RulesEngine, OnlyRulesThatAQuietPodConcernsHaveAGroupForEveryPod) {
+  RuleDir dir;
+  RecordingSink sink;
+  const auto rule = [](const std::string& name, const std::string& detect, const std::string& extra = "") {
+    return "rule { name = \"" + name + "\", metric = \"vigil_drop_packets_total\", detect = " + detect + ", " + extra +
+           " }\n";
+  };
+  const std::string text = rule("learns", "baseline.ewma { half_life = \"5m\" }") +
+                           rule("first-seen", "first_seen { label = \"reason\", learn = \"1h\" }") +
+                           rule("above", "threshold { above = 0 }") + rule("below", "threshold { below = 1 }") +
+                           rule("negative", "threshold { above = -1 }") +
+                           rule("captures", "threshold { above = 0 }", "capture = {},");
+  auto engine = load_rules({dir.write("r.lua", text)}, &sink);
+  ASSERT_TRUE(engine);
+  const std::vector<PodMeta> pods{pod("a"), pod("b"), pod("c")};
+  engine->tick({T0, {drops("a", 1)}, pods});
+  for (const char* seeded : {"learns", "first-seen", "below", "negative", "captures"})
+    EXPECT_EQ(status_of(*engine, seeded).groups, 3u) << seeded;
+  EXPECT_EQ(status_of(*engine, "above").groups, 1u) << "only pod a has a series";
+  // The threshold still judges every pod that has one.
+  engine->tick({T0 + 1, {drops("a", 1), drops("b", 5)}, pods});
+  engine->tick({T0 + 2, {drops("a", 1), drops("b", 20)}, pods});
+  EXPECT_EQ(status_of(*engine, "above").groups, 2u);
+  EXPECT_EQ(status_of(*engine, "above").anomalies_fired, 1u);
+}
+
 TEST(RulesEngine, PendingHoldsBeforeFiring) {
   RuleDir dir;
   RecordingSink sink;

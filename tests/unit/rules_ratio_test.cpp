@@ -129,7 +129,8 @@ TEST(RulesRatio, FeedsLearnedDetectorsAndLowVolumeTicksAreNotLearned) {
 TEST(RulesRatio, GroupsAreSummedPerByLabelsAndPodsWithoutTrafficAreQuiet) {
   RuleDir dir;
   RecordingSink sink;
-  auto engine = load({dir.write("ratio.lua", drop_ratio_rule("threshold { above = 0.1 }"))}, &sink);
+  // `below`: a group for every known pod (a 0 could cross it), so the idle pod is judged too.
+  auto engine = load({dir.write("ratio.lua", drop_ratio_rule("threshold { above = 0.1, below = -1 }"))}, &sink);
   ASSERT_TRUE(engine);
   std::vector<PodMeta> pods{pod("web-1"), pod("web-2"), pod("idle")};
   double f = 0, d = 0;

@@ -113,7 +113,8 @@ TEST(RulesKeyPool, KeysAndWorkloadsGoWithTheirGroups) {
   RuleSpec spec;
   spec.name = "r";
   spec.metric = "drops";
-  spec.detector = *find_detector_kind("threshold")->make({{"above", 1e9}}, DetectorContext{});
+  // `below`: a threshold that a quiet pod's 0 could cross gets a group for every known pod.
+  spec.detector = *find_detector_kind("threshold")->make({{"above", 1e9}, {"below", -1e9}}, DetectorContext{});
   auto keys = std::make_shared<KeyPool>();
   auto eval = std::make_unique<RuleEvaluator>(spec, keys);
   auto other = std::make_unique<RuleEvaluator>(spec, keys);  // a second rule: the same groups share their keys
