@@ -429,9 +429,9 @@ std::vector<std::pair<Labels, Group>> RuleEvaluator::forget_stale(double now) {
     }
     if (it->second.workload) keys_->release(it->second.workload);
     it->second.workload = nullptr;
-    if (it->second.episode) open.emplace_back(unpack_key(*it->first), std::move(it->second));
     if (it->second.state == GroupState::Pending) --pending_groups_;
     if (it->second.state == GroupState::Firing) --firing_groups_;
+    if (it->second.episode) open.emplace_back(unpack_key(*it->first), std::move(it->second));
     const std::string* key = it->first;
     it = groups_.erase(it);
     keys_->release(key);
