@@ -437,6 +437,7 @@ struct PendingRun {
   nlohmann::json manifest;
   std::vector<Packet> packets;
   double lookback_pods_before_fault = -1;
+  double programs_before_fault = -1;  // vigil_pods_with_programs
 };
 
 class PendingCaptures : public Captures {
@@ -451,6 +452,7 @@ class PendingCaptures : public Captures {
     std::this_thread::sleep_for(3s);
     auto text = metrics_after_ticks(port_, 1);
     out.lookback_pods_before_fault = metric_value(text, "vigil_lookback_pods", {}).value_or(-1);
+    out.programs_before_fault = metric_value(text, "vigil_pods_with_programs", {}).value_or(-1);
     // A threshold rule's groups come with their series: none before the first drop.
     EXPECT_EQ(metric_value(text, "vigil_rule_groups", {{"rule", "drops-with-pending"}, {"state", "normal"}}), 0.0) << text;
     EXPECT_EQ(metric_value(text, "vigil_rule_groups", {{"rule", "drops-with-pending"}, {"state", "pending"}}), 0.0) << text;
@@ -519,6 +521,25 @@ TEST_F(PendingCaptures, APendingGroupArmsItsPodsLookbackSoTheCaptureHoldsTheOnse
                metric_value(text, "vigil_rule_groups", {{"rule", "drops-with-pending"}, {"state", "pending"}}) == 0.0;
   }
   EXPECT_TRUE(resolved) << text;
+}
+
+// A pod without packet-level programs (metrics.packet_level) has none on its path while all is
+// well; its group turning pending puts them on and starts its ring a tick later.
+TEST_F(PendingCaptures, APodWithoutProgramsGetsThemAndARingWhilePending) {
+  PendingRun r = fault_and_capture("metrics:\n  packet_level: {pods: selected}\n");
+  if (HasFatalFailure() || r.manifest.is_null()) return;
+  EXPECT_EQ(r.lookback_pods_before_fault, 0);
+  EXPECT_EQ(r.programs_before_fault, 0) << "no pod had the packet-level programs before the fault";
+  const auto& lookback = r.manifest["lookback"];
+  EXPECT_TRUE(lookback["watched"].value("lab/pod-2", false)) << r.manifest.dump(2);
+  ASSERT_TRUE(lookback["covered_from"].is_number()) << r.manifest.dump(2);
+  const double trigger = r.manifest["window"].value("trigger", 0.0);
+  EXPECT_LE(lookback["covered_from"].get<double>(), trigger - 2.5) << r.manifest.dump(2);
+  ASSERT_FALSE(r.packets.empty());
+  double first = r.packets.front().time;
+  for (const auto& p : r.packets) first = std::min(first, p.time);
+  EXPECT_LE(first, trigger - 2.5) << "first packet " << first << ", trigger " << trigger;
+  std::printf("pending-armed capture without programs before: from %.3f s before the trigger\n", trigger - first);
 }
 
 TEST_F(PendingCaptures, WithoutLookbackPendingTheCaptureStartsAtTheFiring) {
