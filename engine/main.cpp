@@ -255,8 +255,25 @@ int cmd_anomalies(const Args& args) {
     std::printf("%s\n", list.dump(2).c_str());
     return 0;
   }
+  // Groups about to fire (anomalous, waiting out their rule's `pending`), from /api/v1/rules:
+  // a footnote of the table; the answer above stands without it.
+  auto print_pending = [&] {
+    auto rules = client.Get("/api/v1/rules");
+    if (!rules || rules->status != 200) return;
+    const auto all = nlohmann::json::parse(rules->body, nullptr, false);
+    if (!all.is_array()) return;
+    std::string line;
+    for (const auto& r : all) {
+      if (!r.is_object() || !r.contains("pending") || !r["pending"].is_number_unsigned()) continue;
+      const auto n = r["pending"].get<uint64_t>();
+      if (n == 0 || !r.contains("rule") || !r["rule"].is_string()) continue;
+      line += (line.empty() ? "" : ", ") + r["rule"].get<std::string>() + " " + std::to_string(n);
+    }
+    if (!line.empty()) std::printf("pending (anomalous, not firing yet), groups by rule: %s\n", line.c_str());
+  };
   if (list.empty()) {
     std::printf("nothing firing on %s\n", agent.c_str());
+    print_pending();
     return 0;
   }
   const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -282,6 +299,7 @@ int cmd_anomalies(const Args& args) {
                 captures.empty() ? "-" : captures.c_str());
     std::printf("           %s\n", text(a, "summary").c_str());
   }
+  print_pending();
   return 0;
 }
 

@@ -542,6 +542,38 @@ TEST_F(PendingCaptures, APodWithoutProgramsGetsThemAndARingWhilePending) {
   std::printf("pending-armed capture without programs before: from %.3f s before the trigger\n", trigger - first);
 }
 
+// A group that stays pending (`pending = "1h"`) keeps its pod's ring, and is shown as about to
+// fire: /api/v1/rules, vigil_rule_groups and `vigil anomalies`.
+TEST_F(PendingCaptures, AGroupPendingIsShownAndKeepsItsRing) {
+  std::string rule = kPendingRule;
+  const std::string four = "pending = \"4s\"";
+  rule.replace(rule.find(four), four.size(), "pending = \"1h\"");
+  start(3, "", rule);
+  if (HasFatalFailure()) return;
+  traffic_.push_back(http_traffic(1, 2, 50, 20));
+  lab_->cmd("drop 2 50 ingress");
+  nlohmann::json listed;
+  bool pending = false;
+  for (int i = 0; i < 40 && !pending; ++i) {
+    metrics_after_ticks(port_, 1);
+    listed = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/rules"), nullptr, false);
+    for (const auto& r : listed)
+      if (r.value("rule", "") == "drops-with-pending") pending = r.value("pending", 0) == 1 && r.value("firing", 1) == 0;
+  }
+  ASSERT_TRUE(pending) << listed.dump(2);
+  auto text = metrics_after_ticks(port_, 1);
+  EXPECT_EQ(metric_value(text, "vigil_rule_groups", {{"rule", "drops-with-pending"}, {"state", "pending"}}), 1.0) << text;
+  EXPECT_EQ(metric_value(text, "vigil_lookback_pods", {}), 1.0) << text;
+  auto table = run(binary_path("vigil") + " anomalies --agent 127.0.0.1:" + std::to_string(port_));
+  EXPECT_EQ(table.status, 0) << table.output;
+  EXPECT_NE(table.output.find("nothing firing"), std::string::npos) << table.output;
+  EXPECT_NE(table.output.find("pending (anomalous, not firing yet), groups by rule: drops-with-pending 1"),
+            std::string::npos)
+      << table.output;
+  lab_->cmd("clear 2");
+  EXPECT_TRUE(receiver_.bodies().empty()) << "nothing fired";
+}
+
 TEST_F(PendingCaptures, WithoutLookbackPendingTheCaptureStartsAtTheFiring) {
   PendingRun r = fault_and_capture("captures:\n  lookback: {pending: false}\n");
   if (HasFatalFailure() || r.manifest.is_null()) return;
