@@ -206,6 +206,18 @@ Result<void> check_netstat_statistics(const Config& config) {
   return {};
 }
 
+rules::EngineOptions rule_engine_options(const Config& config, const std::set<std::string>& channels) {
+  rules::EngineOptions opts;
+  opts.node = config.node;
+  opts.tick_seconds = config.tick_seconds;
+  opts.memory_limit_bytes = config.rule_limits.memory_bytes;
+  opts.instruction_limit = config.rule_limits.instructions;
+  opts.quarantine_after_errors = config.rule_limits.quarantine_after;
+  opts.channels = channels;
+  opts.check_capture_filter = [](const std::string& filter) { return actions::check_capture_filter(filter, 65535); };
+  return opts;
+}
+
 Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   // glibc gives each thread that allocates its own malloc arena and keeps it: every HTTP worker
   // that serializes /metrics once holds a copy's worth of memory for good (docs/benchmarks.md,
@@ -222,15 +234,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
 
   if (auto r = check_netstat_statistics(config); !r) return r.error();
 
-  rules::EngineOptions opts;
-  opts.node = config.node;
-  opts.tick_seconds = config.tick_seconds;
-  opts.memory_limit_bytes = config.rule_limits.memory_bytes;
-  opts.instruction_limit = config.rule_limits.instructions;
-  opts.quarantine_after_errors = config.rule_limits.quarantine_after;
   auto names = a->dispatcher_.channel_names();
-  opts.channels = std::set<std::string>(names.begin(), names.end());
-  opts.check_capture_filter = [](const std::string& filter) { return actions::check_capture_filter(filter, 65535); };
+  rules::EngineOptions opts = rule_engine_options(config, std::set<std::string>(names.begin(), names.end()));
   auto engine = rules::RuleEngine::load(config.rules, opts, &a->sink_);
   if (!engine) return engine.error();
   a->rules_ = std::move(*engine);

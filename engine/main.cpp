@@ -1,5 +1,5 @@
-// vigil: the command line. `vigil agent` runs the node agent; `vigil rules check` validates
-// rule files without running it.
+// vigil: the command line. `vigil agent` runs the node agent; `vigil config check` and
+// `vigil rules check` validate its config and rule files without running it.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +39,10 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   vigil agent [--config FILE] [--listen HOST:PORT] [--log-level LEVEL]
       Runs the node agent. Without --config it uses the defaults (docs/config.md).
+  vigil config check FILE...
+      Checks config files as the agent would at start, without starting it: every key, the
+      secrets its notifiers read, the rule files it names (or the shipped pack) under its
+      limits and notifiers. Reports every error with file and line; exit 1 when one fails.
   vigil rules check [--config FILE] RULEFILE...
       Loads rule files as the agent would and reports every error with file and line.
       With --config, notify() channels are checked against its notifiers.
@@ -160,7 +164,9 @@ int cmd_agent(const Args& args) {
 
 int cmd_rules_check(const Args& args) {
   if (args.positional.empty()) return usage_error("rules check needs at least one rule file");
-  vigil::rules::EngineOptions opts;
+  // Without --config: the default limits, any channel name, and capture filters still compiled.
+  vigil::rules::EngineOptions opts = vigil::rule_engine_options(vigil::default_config(), {});
+  opts.channels.reset();
   if (args.flags.count("config")) {
     auto config = vigil::load_config(args.flags.at("config"));
     if (!config) {
@@ -169,11 +175,7 @@ int cmd_rules_check(const Args& args) {
     }
     std::set<std::string> channels;
     for (const auto& n : config->notifiers) channels.insert(n.name);
-    opts.channels = channels;
-    opts.tick_seconds = config->tick_seconds;
-    opts.memory_limit_bytes = config->rule_limits.memory_bytes;
-    opts.instruction_limit = config->rule_limits.instructions;
-    opts.quarantine_after_errors = config->rule_limits.quarantine_after;
+    opts = vigil::rule_engine_options(*config, channels);
   }
   int failed = 0;
   // Each file is checked on its own so that one bad file does not hide another's errors.
@@ -226,6 +228,45 @@ double parse_rfc3339(const std::string& t) {
   double frac = 0;
   if (*rest == '.') frac = std::strtod(rest, nullptr);
   return static_cast<double>(timegm(&tm)) + frac;
+}
+
+// Everything the agent checks before it touches the kernel: the config's keys and the secrets
+// its notifiers read from files or the environment (load_config), the rule files its `rules:` names (or the
+// pack) loaded under its limits and against its notifiers, and the series those rules watch.
+// The netstat statistics are checked against this machine's kernel, which may not be the
+// node's: a warning, not an error.
+int cmd_config_check(const Args& args) {
+  if (args.positional.empty()) return usage_error("config check needs at least one config file");
+  int failed = 0;
+  for (const auto& file : args.positional) {
+    auto config = vigil::load_config(file);
+    if (!config) {
+      std::fprintf(stderr, "%s\n", config.error().message.c_str());
+      ++failed;
+      continue;
+    }
+    std::vector<std::string> errors;
+    std::set<std::string> channels;  // load_config has read each notifier's secrets
+    for (const auto& n : config->notifiers) channels.insert(n.name);
+    if (auto r = vigil::check_netstat_statistics(*config); !r)
+      std::fprintf(stderr, "warning (this machine's kernel): %s\n", r.error().message.c_str());
+    size_t rule_count = 0;
+    auto engine = vigil::rules::RuleEngine::load(config->rules, vigil::rule_engine_options(*config, channels), nullptr);
+    if (!engine) {
+      errors.push_back(engine.error().message);
+    } else {
+      for (auto& w : vigil::unknown_metric_warnings((*engine)->status())) errors.push_back(std::move(w));
+      rule_count = (*engine)->status().size();
+    }
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+    if (!errors.empty()) {
+      ++failed;
+      continue;
+    }
+    std::printf("%s: ok (%zu rule files, %zu rules, %zu notifiers)\n", file.c_str(), config->rules.size(), rule_count,
+                config->notifiers.size());
+  }
+  return failed ? 1 : 0;
 }
 
 int cmd_anomalies(const Args& args) {
@@ -521,6 +562,10 @@ int main(int argc, char** argv) {
   if (cmd == "rules" && argc >= 3 && std::string(argv[2]) == "check") {
     auto args = parse_args(argc, argv, 3, {"config"}, error);
     return args ? cmd_rules_check(*args) : usage_error(error);
+  }
+  if (cmd == "config" && argc >= 3 && std::string(argv[2]) == "check") {
+    auto args = parse_args(argc, argv, 3, {}, error);
+    return args ? cmd_config_check(*args) : usage_error(error);
   }
   if (cmd == "rules" && argc >= 3 && std::string(argv[2]) == "test") {
     auto args = parse_args(argc, argv, 3, {}, error);

@@ -1,5 +1,7 @@
 // The command line as a user meets it: bad rule files and bad configs are reported with file
 // and line, and the agent refuses to start half-configured. No privileges needed.
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "support.h"
@@ -59,6 +61,75 @@ TEST_F(Cli, RulesCheckWithConfigChecksNotifierChannels) {
   EXPECT_NE(r.output.find("r.lua:4: unknown notifier channel 'oncal'"), std::string::npos) << r.output;
 }
 
+// `vigil config check`: what the agent would refuse at start, found without starting it.
+TEST_F(Cli, ConfigCheckAcceptsAConfigWithTheShippedPack) {
+  size_t pack_files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(source_path("rules/pack")))
+    pack_files += e.path().extension() == ".lua";
+  ASSERT_GT(pack_files, 0u);
+  std::string config = write_temp_file(dir_, "vigil.yaml", "pods: {source: none}\nstate_dir: " + dir_ + "/state\n");
+  auto r = vigil("config check " + config);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("vigil.yaml: ok (" + std::to_string(pack_files) + " rule files, "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" rules, 1 notifiers)"), std::string::npos) << r.output;
+  // Nothing was started or written: no state directory.
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/state")) << r.output;
+}
+
+TEST_F(Cli, ConfigCheckReportsEachBrokenConfigWithFileAndLine) {
+  // A key misspelt.
+  std::string key = write_temp_file(dir_, "key.yaml", "pods: {source: none}\ntik: 1s\n");
+  // A notifier whose URL is in a file that is not there.
+  std::string secret = write_temp_file(dir_, "secret.yaml",
+                                       "pods: {source: none}\nrules: []\nnotifiers:\n  - name: slack\n    type: slack\n"
+                                       "    url_file: " + dir_ + "/missing-url\n");
+  // A rule that notifies a channel the config does not have.
+  write_temp_file(dir_, "channel.lua",
+                  "rule {\n  name = \"x\", metric = \"vigil_pods\", detect = threshold { above = 1 },\n"
+                  "  on_anomaly = function(a)\n    notify(\"oncal\", a)\n  end,\n}\n");
+  std::string channel = write_temp_file(dir_, "channel.yaml",
+                                        "pods: {source: none}\nrules: [channel.lua]\nnotifiers:\n  - {name: oncall, type: log}\n");
+  // A rule on a series the agent never exports, and one with a capture filter libpcap refuses.
+  write_temp_file(dir_, "typo.lua", "\nrule { name = \"t\", metric = \"vigil_drop_packet_total\", detect = threshold { above = 1 } }\n");
+  std::string typo = write_temp_file(dir_, "typo.yaml", "pods: {source: none}\nrules: [typo.lua]\n");
+  write_temp_file(dir_, "filter.lua",
+                  "rule { name = \"f\", metric = \"vigil_pods\", detect = threshold { above = 1 },\n"
+                  "  capture = { filter = \"tcp port nope\" } }\n");
+  std::string filter = write_temp_file(dir_, "filter.yaml", "pods: {source: none}\nrules: [filter.lua]\n");
+  // A pattern that matches no file.
+  std::string glob = write_temp_file(dir_, "glob.yaml", "pods: {source: none}\nrules: [\"custom/*.lua\"]\n");
+  std::string good = write_temp_file(dir_, "good.yaml", "pods: {source: none}\nrules: []\nnotifiers: []\n");
+  auto r = vigil("config check " + key + " " + secret + " " + channel + " " + typo + " " + filter + " " + glob + " " + good);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("key.yaml:2: unknown key 'tik'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("secret.yaml:6: notifiers[0].url_file: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("missing-url"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("channel.lua:4: unknown notifier channel 'oncal' (configured: oncall)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("typo.lua:2: rule 't': metric 'vigil_drop_packet_total' is not a series the agent exports"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("filter.lua:1: rule 'f': field 'capture.filter': 'tcp port nope'"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("glob.yaml:2: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("custom/*.lua"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("good.yaml: ok (0 rule files, 0 rules, 0 notifiers)"), std::string::npos) << r.output;
+  for (const char* name : {"key.yaml: ok", "secret.yaml: ok", "channel.yaml: ok", "typo.yaml: ok", "filter.yaml: ok", "glob.yaml: ok"})
+    EXPECT_EQ(r.output.find(name), std::string::npos) << name << "\n" << r.output;
+}
+
+// `rules check` compiles capture filters as the agent does, with or without --config.
+TEST_F(Cli, RulesCheckCompilesCaptureFilters) {
+  std::string rule = write_temp_file(dir_, "filter.lua",
+                                     "rule { name = \"f\", metric = \"vigil_pods\", detect = threshold { above = 1 },\n"
+                                     "  capture = { filter = \"tcp port nope\" } }\n");
+  auto r = vigil("rules check " + rule);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("filter.lua:1: rule 'f': field 'capture.filter': 'tcp port nope': unknown port 'nope'"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(Cli, AgentRefusesABadConfigNamingFileLineAndKey) {
   std::string config = write_temp_file(dir_, "vigil.yaml", "node: n1\ntik: 1s\n");
   auto r = vigil("agent --config " + config);
@@ -108,6 +179,7 @@ TEST_F(Cli, UsageErrors) {
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("unknown option --nope"), std::string::npos) << r.output;
   EXPECT_EQ(vigil("rules check").status, 2);
+  EXPECT_EQ(vigil("config check").status, 2);
   EXPECT_EQ(vigil("version").status, 0);
   EXPECT_EQ(vigil("anomalies --format yaml").status, 2);
   // An unknown log level would have been read as "off" and silenced the agent.
