@@ -311,15 +311,16 @@ def check_rendered_config(name, text, cfg, vals, vigil):
         for k, v in vals["notifierSecrets"]["data"].items():
             (t / "secrets" / "notifiers" / k).write_text(v)
         rule_files = sorted(str(p) for p in (t / "rules").glob("*/*.lua"))
-        if not rule_files:
-            # `rules check` needs one rule file; an empty one checks the config alone.
-            (t / "empty.lua").write_text("-- no rules\n")
-            rule_files = [str(t / "empty.lua")]
-        r = subprocess.run([vigil, "rules", "check", "--config", str(t / "vigil.yaml"), *rule_files],
+        # The config as the agent reads it at start: its keys, the secrets its notifiers name,
+        # the rule files its `rules:` globs find, under its limits and against its notifiers.
+        r = subprocess.run([vigil, "config", "check", str(t / "vigil.yaml")],
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
-            fail(f"config case {name!r}: `vigil rules check --config` refused the rendered config:\n"
+            fail(f"config case {name!r}: `vigil config check` refused the rendered config:\n"
                  f"{r.stdout}{r.stderr}\n--- config ---\n{text}")
+        elif f"ok ({len(rule_files)} rule files" not in r.stdout:
+            fail(f"config case {name!r}: the rendered config should load the {len(rule_files)} rule file(s) "
+                 f"mounted for it:\n{r.stdout}")
         else:
             ok(f"config case {name!r}: the agent accepts the rendered config and {len(rule_files)} rule file(s)")
 
