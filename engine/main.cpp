@@ -231,8 +231,9 @@ double parse_rfc3339(const std::string& t) {
 }
 
 // Everything the agent checks before it touches the kernel: the config's keys and the secrets
-// its notifiers read from files or the environment (load_config), the rule files its `rules:` names (or the
-// pack) loaded under its limits and against its notifiers, and the series those rules watch.
+// its notifiers read from files or the environment (load_config), then the rule files its
+// `rules:` finds (or the pack), loaded under its limits and against its notifiers, and the
+// series those rules watch.
 // The netstat statistics are checked against this machine's kernel, which may not be the
 // node's: a warning, not an error.
 int cmd_config_check(const Args& args) {
