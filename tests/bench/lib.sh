@@ -209,14 +209,17 @@ bench_interval_verdict() {
 bench_median_ci() {
   sort -g | awk '{v[NR] = $1} END {
     n = NR; if (n == 0) exit 1
-    # P(Bin(n, 1/2) <= j) for growing j; k - 1 is the largest j with 2 * P <= 0.05.
-    p = 0.5 ^ n; cdf = p; k = 0
+    # P(Bin(n, 1/2) <= j) for growing j; k - 1 is the largest j with 2 * P <= 0.05. The terms
+    # are summed from their logarithms: 0.5^n itself underflows to 0 beyond n = 1074, which
+    # made k = n and swapped the ends of the interval.
+    lp = n * log(0.5); cdf = exp(lp); k = 0
     for (j = 0; j < n; ++j) {
       if (2 * cdf > 0.05) break
       k = j + 1
-      p = p * (n - j) / (j + 1); cdf += p
+      lp += log((n - j) / (j + 1)); cdf += exp(lp)
     }
     if (k < 1) k = 1
+    if (k > n - k + 1) k = n - k + 1
     printf "%s %s\n", v[k], v[n - k + 1]
   }'
 }
