@@ -206,14 +206,15 @@ Result<void> check_netstat_statistics(const Config& config) {
   return {};
 }
 
-rules::EngineOptions rule_engine_options(const Config& config, const std::set<std::string>& channels) {
+rules::EngineOptions rule_engine_options(const Config& config) {
   rules::EngineOptions opts;
   opts.node = config.node;
   opts.tick_seconds = config.tick_seconds;
   opts.memory_limit_bytes = config.rule_limits.memory_bytes;
   opts.instruction_limit = config.rule_limits.instructions;
   opts.quarantine_after_errors = config.rule_limits.quarantine_after;
-  opts.channels = channels;
+  opts.channels.emplace();
+  for (const auto& n : config.notifiers) opts.channels->insert(n.name);
   opts.check_capture_filter = [](const std::string& filter) { return actions::check_capture_filter(filter, 65535); };
   return opts;
 }
@@ -234,8 +235,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
 
   if (auto r = check_netstat_statistics(config); !r) return r.error();
 
-  auto names = a->dispatcher_.channel_names();
-  rules::EngineOptions opts = rule_engine_options(config, std::set<std::string>(names.begin(), names.end()));
+  rules::EngineOptions opts = rule_engine_options(config);  // channels: the dispatcher's notifiers
   auto engine = rules::RuleEngine::load(config.rules, opts, &a->sink_);
   if (!engine) return engine.error();
   a->rules_ = std::move(*engine);

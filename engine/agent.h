@@ -43,11 +43,11 @@ Result<void> check_netstat_statistics(const Config& config);
 
 std::vector<std::string> unknown_metric_warnings(const std::vector<rules::RuleStatus>& rules);
 
-// The options the agent loads its rules with: the config's node, tick and rule_limits, the
-// notifier `channels` that notify() may name, and capture filters compiled with libpcap. The
-// agent, `vigil rules check --config` and `vigil config check` share them, so that a file
-// the checks accept is one the agent loads.
-rules::EngineOptions rule_engine_options(const Config& config, const std::set<std::string>& channels);
+// The options the agent loads its rules with: the config's node, tick and rule_limits, its
+// notifiers' names as the channels notify() may name, and capture filters compiled with
+// libpcap. The agent, `vigil rules check --config` and `vigil config check` share them, so that
+// a file the checks accept is one the agent loads.
+rules::EngineOptions rule_engine_options(const Config& config);
 
 // Where rules send anomalies and capture requests: notifications to the dispatcher, captures
 // to the agent's Captures (refused while captures are disabled). It remembers which channels

@@ -165,7 +165,7 @@ int cmd_agent(const Args& args) {
 int cmd_rules_check(const Args& args) {
   if (args.positional.empty()) return usage_error("rules check needs at least one rule file");
   // Without --config: the default limits, any channel name, and capture filters still compiled.
-  vigil::rules::EngineOptions opts = vigil::rule_engine_options(vigil::default_config(), {});
+  vigil::rules::EngineOptions opts = vigil::rule_engine_options(vigil::default_config());
   opts.channels.reset();
   if (args.flags.count("config")) {
     auto config = vigil::load_config(args.flags.at("config"));
@@ -173,9 +173,7 @@ int cmd_rules_check(const Args& args) {
       std::fprintf(stderr, "vigil: %s\n", config.error().message.c_str());
       return 1;
     }
-    std::set<std::string> channels;
-    for (const auto& n : config->notifiers) channels.insert(n.name);
-    opts = vigil::rule_engine_options(*config, channels);
+    opts = vigil::rule_engine_options(*config);
   }
   int failed = 0;
   // Each file is checked on its own so that one bad file does not hide another's errors.
@@ -247,12 +245,10 @@ int cmd_config_check(const Args& args) {
       continue;
     }
     std::vector<std::string> errors;
-    std::set<std::string> channels;  // load_config has read each notifier's secrets
-    for (const auto& n : config->notifiers) channels.insert(n.name);
     if (auto r = vigil::check_netstat_statistics(*config); !r)
       std::fprintf(stderr, "warning (this machine's kernel): %s\n", r.error().message.c_str());
     size_t rule_count = 0;
-    auto engine = vigil::rules::RuleEngine::load(config->rules, vigil::rule_engine_options(*config, channels), nullptr);
+    auto engine = vigil::rules::RuleEngine::load(config->rules, vigil::rule_engine_options(*config), nullptr);
     if (!engine) {
       errors.push_back(engine.error().message);
     } else {
