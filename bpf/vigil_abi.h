@@ -302,6 +302,9 @@ struct vigil_dns_pending_key {
   __u16 id;          /* DNS transaction id, as on the wire */
   __u16 client_port; /* host byte order */
   __u8 client_addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+  __u8 server_addr[16]; /* the request's destination, the response's source: a resolver that asks
+                         * several nameservers at once with one id and socket (musl) makes one
+                         * request for each, not retries */
   __u8 request_dir;  /* enum vigil_direction of the request */
   __u8 l4_proto;
   __u16 pad;

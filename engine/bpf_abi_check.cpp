@@ -40,9 +40,10 @@ static_assert(VIGIL_DNS_QTYPE_MAX == 13 && VIGIL_DNS_RCODE_MAX == 16 && VIGIL_DN
 static_assert(sizeof(vigil_dns_latency_value) == (VIGIL_DNS_SIDE_MAX * VIGIL_DNS_LATENCY_BUCKETS + 3 * VIGIL_DNS_SIDE_MAX + 1) * 8);
 static_assert(offsetof(vigil_dns_latency_value, late) == sizeof(vigil_dns_latency_value) - VIGIL_DNS_SIDE_MAX * 8);
 static_assert(offsetof(vigil_dns_latency_value, sum_ns) == VIGIL_DNS_SIDE_MAX * VIGIL_DNS_LATENCY_BUCKETS * 8);
-static_assert(sizeof(vigil_dns_pending_key) == 28);
+static_assert(sizeof(vigil_dns_pending_key) == 44);
 static_assert(offsetof(vigil_dns_pending_key, client_addr) == 8);
-static_assert(offsetof(vigil_dns_pending_key, request_dir) == 24);
+static_assert(offsetof(vigil_dns_pending_key, server_addr) == 24);
+static_assert(offsetof(vigil_dns_pending_key, request_dir) == 40);
 static_assert(sizeof(vigil_capture_hdr) == 40);
 static_assert(offsetof(vigil_capture_hdr, lost) == 8);
 static_assert(offsetof(vigil_capture_hdr, lost_ns) == 16);

@@ -208,6 +208,7 @@ static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct 
   if (!qr) {
     pk.client_port = pkt->sport;
     __builtin_memcpy(pk.client_addr, pkt->saddr, 16);
+    __builtin_memcpy(pk.server_addr, pkt->daddr, 16);
     pk.request_dir = dir;
     long err = bpf_map_update_elem(&vigil_dns_pending, &pk, &now, BPF_NOEXIST);
     if (err == -VIGIL_EEXIST) {
@@ -221,6 +222,7 @@ static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct 
   }
   pk.client_port = pkt->dport;
   __builtin_memcpy(pk.client_addr, pkt->daddr, 16);
+  __builtin_memcpy(pk.server_addr, pkt->saddr, 16);
   pk.request_dir = dir ^ 1;
   struct vigil_dns_latency_value *l = vigil_dns_latency_of(pk.ifindex);
   if (!l) return;

@@ -57,8 +57,8 @@ class DnsFamily : public Family {
                SeriesKind::Counter);
     s.describe("vigil_dns_request_retries_total",
                "DNS requests a pod sent (side client) or received (side server) again, same id from the same address "
-               "and port, while the first still waited for its response: a resolver's retry after a lost or slow "
-               "answer. Latency is timed from the first send.",
+               "and port to the same server, while the first still waited for its response: a resolver's retry "
+               "after a lost or slow answer. Latency is timed from the first send.",
                SeriesKind::Counter);
     s.describe("vigil_dns_unmatched_responses_total",
                "DNS responses of a pod with no request waiting for them (sent before the agent attached, not tracked "

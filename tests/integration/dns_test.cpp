@@ -238,6 +238,56 @@ TEST_F(DnsTelemetry, RequestsWithNoResponseTimeOutOnBothSides) {
   EXPECT_EQ(metric_value(text, "vigil_dns_latency_seconds_count", {{"pod", "pod-1"}, {"side", "client"}}).value_or(-1), 3);
 }
 
+// A resolver that asks every nameserver at once (musl: one socket, one id, the same query to each
+// server, the first answer wins): pod 1 sends each query to pod 2 and pod 3, both dnsmasq, and
+// reads both answers. That is a request and a response for each server, each matched to its own
+// request, and no retry: a build whose table of waiting requests left the server out of its key
+// counted the second send as a retry of the first and the second answer as unmatched.
+TEST_F(DnsTelemetry, OneQueryToTwoServersAtOnceIsARequestToEachNotARetry) {
+  lab_->cmd("serve-dns 3");
+  constexpr int kExchanges = 3;
+  const std::string script = std::string(kPyQuery) +
+      "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+      "s.settimeout(3)\n"
+      "for id in range(700,700+int(sys.argv[3])):\n"
+      "  q=query(id,b'ok')\n"
+      "  s.sendto(q,(sys.argv[1],53)); s.sendto(q,(sys.argv[2],53))\n"
+      "  froms=set()\n"
+      "  for _ in range(2):\n"
+      "    r,a=s.recvfrom(512)\n"
+      "    assert struct.unpack('>H',r[:2])[0]==id and r[3]&15==0, r\n"
+      "    froms.add(a[0])\n"
+      "  assert froms=={sys.argv[1],sys.argv[2]}, froms\n"
+      "print('ok')\n";
+  auto r = python_in(1, script, lab_->ip(2) + " " + lab_->ip(3) + " " + std::to_string(kExchanges), "timeout 20");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto count = [](const std::string& text, const char* pod, const char* side) {
+    return metric_value(text, "vigil_dns_latency_seconds_count", {{"pod", pod}, {"side", side}}).value_or(0);
+  };
+  const std::string text = settled_metrics([&](const std::string& t) {
+    return count(t, "pod-1", "client") >= 2 * kExchanges && count(t, "pod-2", "server") >= kExchanges &&
+           count(t, "pod-3", "server") >= kExchanges;
+  });
+  EXPECT_EQ(metric_sum(text, "vigil_dns_requests_total", {{"pod", "pod-1"}, {"direction", "egress"}}), 2 * kExchanges)
+      << text;
+  EXPECT_EQ(metric_sum(text, "vigil_dns_responses_total", {{"pod", "pod-1"}, {"direction", "ingress"}}), 2 * kExchanges);
+  EXPECT_EQ(count(text, "pod-1", "client"), 2 * kExchanges) << "every answer matched to the request sent to its server";
+  for (const char* pod : {"pod-2", "pod-3"}) {
+    SCOPED_TRACE(pod);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_requests_total", {{"pod", pod}, {"direction", "ingress"}}), kExchanges);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_responses_total", {{"pod", pod}, {"direction", "egress"}}), kExchanges);
+    EXPECT_EQ(count(text, pod, "server"), kExchanges);
+  }
+  for (const char* pod : {"pod-1", "pod-2", "pod-3"}) {
+    SCOPED_TRACE(pod);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_request_retries_total", {{"pod", pod}}), 0);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_unmatched_responses_total", {{"pod", pod}}), 0);
+    EXPECT_EQ(metric_sum(text, "vigil_dns_timeouts_total", {{"pod", pod}}), 0);
+  }
+  EXPECT_EQ(metric_value(text, "vigil_bpf_map_entries", {{"map", "vigil_dns_pending"}}).value_or(-1), 0)
+      << "nothing left waiting";
+}
+
 // A resolver's retry: the same request (same id, same socket) sent again when the first got no
 // answer. Pod 2 drops the first try of each exchange (nftables in its namespace, after Vigil's
 // hooks saw it on both sides); pod 1 waits `wait` and sends the same bytes again, which dnsmasq
