@@ -291,6 +291,10 @@ namespace {
 // attach types are spelled here because Debian 12's headers predate them.
 constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS
 constexpr int kTcxEgress = 47;   // BPF_TCX_EGRESS
+// BPF_F_BEFORE with no relative program: the front of the device's TCX chain. A TCX program
+// that returns a verdict (TC_ACT_OK, a redirect: what a CNI's programs do) ends the chain, so a
+// program appended behind one never sees the packets it passed.
+constexpr __u32 kTcxFront = 1U << 3;
 
 void remove_clsact_filters(uint32_t ifindex) {
   ExpectedFailure quiet;  // most devices have no clsact qdisc, and the kernel says so
@@ -308,12 +312,16 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
   // Attached before (the device may have been replaced since): start over on this device.
   if (attached_.count(ifindex)) detach_tc(ifindex);
   if (!tcx_unsupported_) {
+    // First on both hooks, so that no other program on the interface ends the chain before
+    // them: they see every packet the pod sends and every packet sent to it, before anything
+    // else there decides about it (a drop then shows as a drop, with its reason).
+    DECLARE_LIBBPF_OPTS(bpf_link_create_opts, front, .flags = kTcxFront);
     const int in = bpf_link_create(bpf_program__fd(tc_in_), static_cast<int>(ifindex),
-                                   static_cast<bpf_attach_type>(kTcxIngress), nullptr);
+                                   static_cast<bpf_attach_type>(kTcxIngress), &front);
     const int in_err = in < 0 ? errno : 0;
     const int out = in < 0 ? -1
                            : bpf_link_create(bpf_program__fd(tc_out_), static_cast<int>(ifindex),
-                                             static_cast<bpf_attach_type>(kTcxEgress), nullptr);
+                                             static_cast<bpf_attach_type>(kTcxEgress), &front);
     const int out_err = out < 0 ? errno : 0;
     if (in >= 0 && out >= 0) {
       // A filter an earlier agent (or an older Vigil) left on the device would count twice.

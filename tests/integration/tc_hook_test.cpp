@@ -10,7 +10,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <iterator>
 #include <sstream>
 #include <thread>
@@ -94,6 +96,91 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
   // Stopping the agent removes its programs and leaves the other tool's filter.
   EXPECT_TRUE(tcx_programs(veth).empty());
   EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos);
+}
+
+// Another tool's TCX programs on the same interfaces, attached before the agent starts, that end
+// the chain with verdicts of their own (TC_ACT_OK, TC_ACT_SHOT), as a CNI's do: on pod 1's
+// way out a program that drops UDP to port 9000 and passes the rest, on pod 2's way in one that
+// passes everything. TCX appends a new link behind them by default, where it would never run;
+// Vigil's links go to the front, so Vigil still sees every packet, and the other programs still
+// decide. (A build that appended saw none of the 25 datagrams on either pod.)
+class TcxLinks {
+ public:
+  ~TcxLinks() {
+    for (int fd : links_) close(fd);
+    for (bpf_object* obj : objects_) bpf_object__close(obj);
+  }
+  // Loads OBJECT's first program and attaches it to DEV's TCX hook `type`; "" or why not.
+  std::string attach(const std::string& object, const std::string& dev, int type) {
+    bpf_object* obj = bpf_object__open_file(object.c_str(), nullptr);
+    if (!obj) return "open " + object + ": " + std::strerror(errno);
+    objects_.push_back(obj);
+    if (bpf_object__load(obj)) return "load " + object + ": " + std::strerror(errno);
+    const int fd = bpf_link_create(bpf_program__fd(bpf_object__next_program(obj, nullptr)),
+                                   static_cast<int>(if_nametoindex(dev.c_str())), static_cast<bpf_attach_type>(type), nullptr);
+    if (fd < 0) return "attach " + object + " to " + dev + ": " + std::strerror(errno);
+    links_.push_back(fd);
+    return "";
+  }
+
+ private:
+  std::vector<bpf_object*> objects_;
+  std::vector<int> links_;
+};
+
+TEST(TcHook, AnotherToolsTcxProgramsAttachedFirstDoNotHidePacketsFromVigil) {
+  VIGIL_REQUIRE_ROOT();
+  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): Vigil uses clsact filters, as the test above shows";
+  Lab lab(2);
+  ScopedTempDir dir;
+  std::map<std::string, std::string> objects;
+  for (const char* name : {"drop_udp_9000", "pass_all"}) {
+    objects[name] = dir.path() + "/" + name + ".bpf.o";
+    auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
+                  source_path(std::string("tests/integration/bpf/") + name + ".bpf.c") + " -o " + objects[name]);
+    ASSERT_EQ(cc.status, 0) << cc.output;
+  }
+  const std::string veth1 = lab.veth(1), veth2 = lab.veth(2);
+  TcxLinks other;  // the other tool's links: closed (detached) when the test ends, however it ends
+  ASSERT_EQ(other.attach(objects["drop_udp_9000"], veth1, 46), "");  // BPF_TCX_INGRESS: what pod 1 sends
+  ASSERT_EQ(other.attach(objects["pass_all"], veth2, 47), "");       // BPF_TCX_EGRESS: what pod 2 receives
+
+  int port = free_port();
+  std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  // Each hook's chain in the order it runs, ingress then egress.
+  EXPECT_EQ(tcx_programs(veth1), (std::vector<std::string>{"vigil_tc", "drop_udp_9000", "vigil_tc"})) << agent.log();
+  EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "vigil_tc", "pass_all"}));
+
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
+  ASSERT_TRUE(drops.ok()) << drops.error();
+  const std::string before = metrics_after_ticks(port, 1);
+  auto forwarded = [](const std::string& text, const char* pod, const char* direction) {
+    return metric_value(text, "vigil_forward_packets_total", {{"pod", pod}, {"direction", direction}}).value_or(0);
+  };
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 20 200").status, 0);
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9001 5 200").status, 0);
+  std::string text = metrics_after_ticks(port);
+  drops.stop();
+  // Vigil saw all 25 leave pod 1 (each passed its program first) and the other program's 20
+  // drops with the kernel's reason; the 5 it passed reached pod 2, whose pass-all program
+  // comes after Vigil's, and found no socket there.
+  EXPECT_GE(forwarded(text, "pod-1", "egress") - forwarded(before, "pod-1", "egress"), 25) << text;
+  expect_exact_or_undelivered(
+      metric_value(text, "vigil_drop_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}, {"reason", "TC_INGRESS"}}).value_or(-1),
+      20, drops, "pod 1's TC_INGRESS drops: " + drop_lines(text));
+  EXPECT_GE(forwarded(text, "pod-2", "ingress") - forwarded(before, "pod-2", "ingress"), 5);
+  expect_exact_or_undelivered(metric_value(text, "vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NO_SOCKET"}}).value_or(-1),
+                              5, drops, "pod 2's NO_SOCKET drops");
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  // Stopping the agent takes its links away and leaves the other tool's.
+  EXPECT_EQ(tcx_programs(veth1), (std::vector<std::string>{"drop_udp_9000"}));
+  EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"pass_all"}));
 }
 
 // libbpf's messages reach the agent's log at a level, never raw stderr: attaching to a pod
