@@ -36,6 +36,25 @@ std::string drop_lines(const std::string& text) {
   return out;
 }
 
+// Compiles tests/integration/bpf/NAME.bpf.c (another tool's program) into DIR: the object's path,
+// or "" with the compiler's output in `error`.
+std::string compile_other_tool(const std::string& name, const std::string& dir, std::string& error) {
+  const std::string object = dir + "/" + name + ".bpf.o";
+  auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
+                source_path("tests/integration/bpf/" + name + ".bpf.c") + " -o " + object);
+  error = cc.output;
+  return cc.status == 0 ? object : "";
+}
+
+// The agent on the lab's pods, no rules, listening on `port`.
+std::unique_ptr<Process> start_agent(const Lab& lab, const std::string& dir, int port) {
+  const std::string config = write_temp_file(dir, "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\n");
+  return std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
+                                   dir + "/agent.log");
+}
+
 bool kernel_has_tcx() {
   utsname u{};
   int major = 0, minor = 0;
@@ -48,20 +67,17 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
   ScopedTempDir dir;
   // The other tool was there first: a clsact qdisc and its filter on pod 1's host-side veth,
   // on the traffic pod 1 sends.
-  const std::string object = dir.path() + "/drop_udp_9000.bpf.o";
-  auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
-                source_path("tests/integration/bpf/drop_udp_9000.bpf.c") + " -o " + object);
-  ASSERT_EQ(cc.status, 0) << cc.output;
+  std::string error;
+  const std::string object = compile_other_tool("drop_udp_9000", dir.path(), error);
+  ASSERT_NE(object, "") << error;
   const std::string veth = lab.veth(1);
   ASSERT_EQ(run("tc qdisc add dev " + veth + " clsact").status, 0);
   auto tc = run("tc filter add dev " + veth + " ingress pref 50 bpf da obj " + object + " sec tc");
   ASSERT_EQ(tc.status, 0) << tc.output;
 
-  int port = free_port();
-  std::string config = write_temp_file(dir.path(), "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
-      "}\nrules: []\nnotifiers: []\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  const int port = free_port();
+  auto agent_process = start_agent(lab, dir.path(), port);
+  Process& agent = *agent_process;
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   if (kernel_has_tcx()) {
     auto names = tcx_programs(veth);
@@ -135,21 +151,18 @@ TEST(TcHook, AnotherToolsTcxProgramsAttachedFirstDoNotHidePacketsFromVigil) {
   ScopedTempDir dir;
   std::map<std::string, std::string> objects;
   for (const char* name : {"drop_udp_9000", "pass_all"}) {
-    objects[name] = dir.path() + "/" + name + ".bpf.o";
-    auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
-                  source_path(std::string("tests/integration/bpf/") + name + ".bpf.c") + " -o " + objects[name]);
-    ASSERT_EQ(cc.status, 0) << cc.output;
+    std::string error;
+    objects[name] = compile_other_tool(name, dir.path(), error);
+    ASSERT_NE(objects[name], "") << error;
   }
   const std::string veth1 = lab.veth(1), veth2 = lab.veth(2);
   TcxLinks other;  // the other tool's links: closed (detached) when the test ends, however it ends
   ASSERT_EQ(other.attach(objects["drop_udp_9000"], veth1, 46), "");  // BPF_TCX_INGRESS: what pod 1 sends
   ASSERT_EQ(other.attach(objects["pass_all"], veth2, 47), "");       // BPF_TCX_EGRESS: what pod 2 receives
 
-  int port = free_port();
-  std::string config = write_temp_file(dir.path(), "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
-      "}\nrules: []\nnotifiers: []\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  const int port = free_port();
+  auto agent_process = start_agent(lab, dir.path(), port);
+  Process& agent = *agent_process;
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   // Each hook's chain in the order it runs, ingress then egress.
   EXPECT_EQ(tcx_programs(veth1), (std::vector<std::string>{"vigil_tc", "drop_udp_9000", "vigil_tc"})) << agent.log();
