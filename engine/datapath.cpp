@@ -371,6 +371,65 @@ void Datapath::detach_tc(uint32_t ifindex) {
   attached_.erase(ifindex);
 }
 
+namespace {
+
+// The name and id of a program, by id; "" when it is gone.
+std::string program_name(uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return "";
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "";
+  close(fd);
+  return name;
+}
+
+uint32_t program_id(const bpf_program* prog) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0 ? info.id : 0;
+}
+
+}  // namespace
+
+void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
+  const auto now = std::chrono::steady_clock::now();
+  if (tcx_links_.empty() || now < next_order_check_) return;
+  next_order_check_ = now + every;
+  for (auto& [ifindex, links] : tcx_links_) {
+    for (int hook = 0; hook < 2; ++hook) {
+      const bpf_program* ours = hook == 0 ? tc_in_ : tc_out_;
+      const int type = hook == 0 ? kTcxIngress : kTcxEgress;
+      __u32 ids[64] = {}, count = 64, flags = 0;
+      if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
+          errno != ENOSPC)
+        continue;  // the interface is going away: refresh() notices
+      if (count == 0 || ids[0] == program_id(ours)) continue;
+      const std::string first = program_name(ids[0]);
+      if (first.starts_with("vigil_tc")) continue;  // another Vigil's (an agent being replaced): it passes packets on
+      // A program is on a hook once at most: the old link goes first, then the new one is made.
+      int& link = hook == 0 ? links.first : links.second;
+      close(link);
+      DECLARE_LIBBPF_OPTS(bpf_link_create_opts, front, .flags = kTcxFront);
+      link = bpf_link_create(bpf_program__fd(ours), static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), &front);
+      const char* hook_name = hook == 0 ? "ingress" : "egress";
+      const std::string& ifname = attached_[ifindex];
+      if (link < 0) {
+        const int err = errno;
+        // Back where it was rather than nowhere.
+        link = bpf_link_create(bpf_program__fd(ours), static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), nullptr);
+        spdlog::error("interface {}: program {} (id {}) runs before Vigil's at TCX {} and may hide packets from it; "
+                      "moving Vigil's to the front failed: {}{}", ifname, first, ids[0], hook_name, err_text(err),
+                      link < 0 ? "; Vigil's program is off that hook until the pod is attached again" : "");
+        continue;
+      }
+      ++tc_relinked_[hook];
+      spdlog::warn("interface {}: program {} (id {}) was attached before Vigil's at TCX {}, where its verdict would "
+                   "hide packets from Vigil; Vigil's is at the front again", ifname, first, ids[0], hook_name);
+    }
+  }
+}
+
 Result<void> Datapath::set_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips) {
   if (netns_inode) {
     if (bpf_map__update_elem(skel_->maps.vigil_pod_netns, &netns_inode, sizeof(netns_inode), &pod_id, sizeof(pod_id), BPF_ANY))

@@ -123,6 +123,14 @@ class Datapath {
   uint32_t remote_keys() const { return remote_keys_; }
   // Removes only Vigil's programs (a clsact qdisc stays for others that may use it).
   void detach_tc(uint32_t ifindex);
+  // Puts Vigil's TCX links back at the front of a hook's chain where another tool's program got
+  // in front of them since they were attached (a CNI that re-attaches at the head when it
+  // restarts): that program's verdict would end the chain before them. Checks every interface
+  // at most every `every`; another Vigil's program in front is left there (it passes every
+  // packet on). Between the old link's close and the new one, a packet may pass unseen.
+  void keep_tc_first(std::chrono::steady_clock::duration every = std::chrono::seconds(2));
+  // Links put back at the front by keep_tc_first, by hook (0: ingress, 1: egress).
+  const std::array<uint64_t, 2>& tc_relinked() const { return tc_relinked_; }
 
   // Tells the drop program which namespace and addresses belong to pod `pod_id` (> 0).
   Result<void> set_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips);
@@ -188,6 +196,8 @@ class Datapath {
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
   std::map<uint32_t, std::pair<int, int>> tcx_links_;  // ifindex -> TCX link fds (ingress, egress)
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
+  std::array<uint64_t, 2> tc_relinked_{};  // keep_tc_first's moves, by hook
+  std::chrono::steady_clock::time_point next_order_check_{};
   struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface
   struct bpf_program* tc_out_ = nullptr;  // and at egress (the same program on 6.3+)
   std::vector<struct bpf_link*> api_links_;  // sock_ops on the cgroup root

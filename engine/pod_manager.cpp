@@ -83,6 +83,7 @@ void PodManager::refresh() {
     if (std::chrono::steady_clock::now() >= pod.retry_at) try_attach(pod);
   }
   reindex();
+  dp_.keep_tc_first();
 }
 
 void PodManager::reindex() {

@@ -58,6 +58,11 @@ class HealthFamily : public Family {
                "Runs of each eBPF program the kernel skipped because it was already running on that CPU "
                "(an interrupt or preempting task hit the same hook); their events are not counted.",
                SeriesKind::Counter);
+    s.describe("vigil_tc_relinked_total",
+               "Times the agent found another program attached in front of its own at a pod interface's TCX hook "
+               "(whose verdict would hide packets from it) and put its own back at the front, by hook of the "
+               "host-side interface.",
+               SeriesKind::Counter);
     s.describe("vigil_tracepoint_hits_total",
                "Hits of the tracepoint a tracing program runs on, counted by a tracefs instance of the agent's own "
                "since it started (metrics.tracepoint_audit).",
@@ -93,6 +98,10 @@ class HealthFamily : public Family {
       ctx.store.set("vigil_bpf_program_run_seconds_total", l, static_cast<double>(p.run_time_ns) * 1e-9);
       ctx.store.set("vigil_bpf_program_recursion_misses_total", l, static_cast<double>(p.recursion_misses));
     }
+    const auto& relinked = ctx.datapath.tc_relinked();
+    for (size_t hook = 0; hook < relinked.size(); ++hook)
+      ctx.store.set("vigil_tc_relinked_total", make_labels({{"hook", hook == 0 ? "ingress" : "egress"}}),
+                    static_cast<double>(relinked[hook]));
     if (ctx.tracepoint_audit) {
       for (const auto& r : ctx.tracepoint_audit->read()) {
         Labels l = make_labels({{"program", r.program}, {"tracepoint", r.event}});

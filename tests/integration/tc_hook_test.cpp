@@ -127,13 +127,15 @@ class TcxLinks {
     for (bpf_object* obj : objects_) bpf_object__close(obj);
   }
   // Loads OBJECT's first program and attaches it to DEV's TCX hook `type`; "" or why not.
-  std::string attach(const std::string& object, const std::string& dev, int type) {
+  // `flags` 8 (BPF_F_BEFORE): at the front of the chain.
+  std::string attach(const std::string& object, const std::string& dev, int type, __u32 flags = 0) {
     bpf_object* obj = bpf_object__open_file(object.c_str(), nullptr);
     if (!obj) return "open " + object + ": " + std::strerror(errno);
     objects_.push_back(obj);
     if (bpf_object__load(obj)) return "load " + object + ": " + std::strerror(errno);
+    DECLARE_LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
     const int fd = bpf_link_create(bpf_program__fd(bpf_object__next_program(obj, nullptr)),
-                                   static_cast<int>(if_nametoindex(dev.c_str())), static_cast<bpf_attach_type>(type), nullptr);
+                                   static_cast<int>(if_nametoindex(dev.c_str())), static_cast<bpf_attach_type>(type), &opts);
     if (fd < 0) return "attach " + object + " to " + dev + ": " + std::strerror(errno);
     links_.push_back(fd);
     return "";
@@ -190,10 +192,67 @@ TEST(TcHook, AnotherToolsTcxProgramsAttachedFirstDoNotHidePacketsFromVigil) {
   EXPECT_GE(forwarded(text, "pod-2", "ingress") - forwarded(before, "pod-2", "ingress"), 5);
   expect_exact_or_undelivered(metric_value(text, "vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NO_SOCKET"}}).value_or(-1),
                               5, drops, "pod 2's NO_SOCKET drops");
+  auto relinked = [](const std::string& text, const char* hook) {
+    return metric_value(text, "vigil_tc_relinked_total", {{"hook", hook}}).value_or(-1);
+  };
+  EXPECT_EQ(relinked(text, "ingress"), 0);
+  EXPECT_EQ(relinked(text, "egress"), 0);
+
+  // The other tool restarts and links its programs at the front, ahead of Vigil's (as a CNI's
+  // agent does). Within a few seconds Vigil's are first again, and count what passes.
+  ASSERT_EQ(other.attach(objects["pass_all"], veth1, 46, 8), "");
+  ASSERT_EQ(other.attach(objects["pass_all"], veth2, 47, 8), "");
+  ASSERT_EQ(tcx_programs(veth1).front(), "pass_all");
+  auto first_again = [&] {
+    return tcx_programs(veth1) == std::vector<std::string>{"vigil_tc", "pass_all", "drop_udp_9000", "vigil_tc"} &&
+           tcx_programs(veth2) == std::vector<std::string>{"vigil_tc", "vigil_tc", "pass_all", "pass_all"};
+  };
+  for (int i = 0; i < 60 && !first_again(); ++i) std::this_thread::sleep_for(100ms);  // <= 6 s: checked every 2 s
+  ASSERT_TRUE(first_again()) << agent.log();
+  text = metrics_after_ticks(port);
+  EXPECT_EQ(relinked(text, "ingress"), 1) << agent.log();
+  EXPECT_EQ(relinked(text, "egress"), 1);
+  EXPECT_NE(agent.log().find("program pass_all"), std::string::npos) << "the warning names the other program";
+  const std::string relinked_before = text;
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9001 7 200").status, 0);
+  text = metrics_after_ticks(port);
+  EXPECT_GE(forwarded(text, "pod-1", "egress") - forwarded(relinked_before, "pod-1", "egress"), 7);
+  EXPECT_GE(forwarded(text, "pod-2", "ingress") - forwarded(relinked_before, "pod-2", "ingress"), 7);
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   // Stopping the agent takes its links away and leaves the other tool's.
-  EXPECT_EQ(tcx_programs(veth1), (std::vector<std::string>{"drop_udp_9000"}));
-  EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"pass_all"}));
+  EXPECT_EQ(tcx_programs(veth1), (std::vector<std::string>{"pass_all", "drop_udp_9000"}));
+  EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"pass_all", "pass_all"}));
+}
+
+// Two agents on the same pods, as while a DaemonSet's pod is replaced: the second's programs go
+// in front of the first's, and the first leaves them there (they pass every packet on), so
+// neither moves its links back and forth every 2 s, and both count every packet.
+TEST(TcHook, TwoAgentsOnTheSamePodsLeaveEachOthersProgramsWhereTheyAre) {
+  VIGIL_REQUIRE_ROOT();
+  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+)";
+  Lab lab(2);
+  ScopedTempDir dir1, dir2;
+  const int port1 = free_port();
+  auto first = start_agent(lab, dir1.path(), port1);
+  ASSERT_TRUE(wait_for_attached(port1, 2)) << first->log();
+  const int port2 = free_port();
+  auto second = start_agent(lab, dir2.path(), port2);
+  ASSERT_TRUE(wait_for_attached(port2, 2)) << second->log();
+  EXPECT_EQ(tcx_programs(lab.veth(1)), (std::vector<std::string>{"vigil_tc", "vigil_tc", "vigil_tc", "vigil_tc"}));
+  std::this_thread::sleep_for(5s);  // two checks of each agent's
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + binary_path("tests/tools/vigil-lab-traffic") + " udp-send " + lab.ip(2) +
+                " 9001 9 200").status, 0);
+  for (auto [port, agent] : {std::pair{port1, first.get()}, std::pair{port2, second.get()}}) {
+    const std::string text = metrics_after_ticks(port);
+    EXPECT_EQ(metric_value(text, "vigil_tc_relinked_total", {{"hook", "ingress"}}).value_or(-1), 0) << agent->log();
+    EXPECT_EQ(metric_value(text, "vigil_tc_relinked_total", {{"hook", "egress"}}).value_or(-1), 0);
+    EXPECT_GE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}).value_or(-1), 9);
+    EXPECT_GE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "ingress"}}).value_or(-1), 9);
+  }
+  EXPECT_EQ(second->terminate(), 0) << second->log();
+  EXPECT_EQ(first->terminate(), 0) << first->log();
+  EXPECT_TRUE(tcx_programs(lab.veth(1)).empty());
 }
 
 // libbpf's messages reach the agent's log at a level, never raw stderr: attaching to a pod
