@@ -373,7 +373,7 @@ void Datapath::detach_tc(uint32_t ifindex) {
 
 namespace {
 
-// The name and id of a program, by id; "" when it is gone.
+// The name of a program, by id; "" when it is gone.
 std::string program_name(uint32_t id) {
   const int fd = bpf_prog_get_fd_by_id(id);
   if (fd < 0) return "";
@@ -420,7 +420,7 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
         link = bpf_link_create(bpf_program__fd(ours), static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), nullptr);
         spdlog::error("interface {}: program {} (id {}) runs before Vigil's at TCX {} and may hide packets from it; "
                       "moving Vigil's to the front failed: {}{}", ifname, first, ids[0], hook_name, err_text(err),
-                      link < 0 ? "; Vigil's program is off that hook until the pod is attached again" : "");
+                      link < 0 ? "; Vigil's program is off that hook until the next check tries again" : "");
         continue;
       }
       ++tc_relinked_[hook];
