@@ -1,7 +1,8 @@
 // Vigil's TC programs observe and never decide: another tool's TC filter on the same pod
 // interface (a CNI's policy, here a BPF filter that drops UDP to port 9000) still runs after
 // them and still drops, while Vigil counts the packets and the drop with the kernel's reason.
-// On kernels with TCX (6.6+) the programs are TCX links.
+// On kernels with TCX (6.6+) the programs are TCX links, at the front of each hook's chain,
+// and put back there when another tool's program gets in front of them.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
