@@ -14,6 +14,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -27,6 +28,23 @@ namespace vigil {
 namespace {
 
 std::string err_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// What the kernel says of the program behind `fd`; nothing when it cannot be read.
+std::optional<bpf_prog_info> prog_info(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return std::nullopt;
+  return info;
+}
+
+// The name of a program, by id; "" when it is gone.
+std::string program_name(uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return "";
+  auto info = prog_info(fd);
+  close(fd);
+  return info ? info->name : "";
+}
 
 // libbpf's messages go to the agent's log, not raw to stderr: its warnings as warnings, the
 // rest at debug. Inside an ExpectedFailure scope (a call made to clean up what may not be
@@ -182,6 +200,8 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
         return make_error(std::string("set flags of map ") + bpf_map__name(map) + ": " + err_text(err));
   if (int err = vigil_counters__load(dp->skel_))
     return make_error("load eBPF object vigil_counters (needs root or CAP_BPF+CAP_PERFMON): " + err_text(err));
+  for (int hook = 0; hook < 2; ++hook)
+    if (auto info = prog_info(bpf_program__fd(hook == 0 ? dp->tc_in_ : dp->tc_out_))) dp->tc_ids_[hook] = info->id;
   dp->traffic_ = std::make_unique<CpuArray<vigil_traffic_value>>();
   if (auto e = dp->traffic_->map(bpf_map__fd(dp->skel_->maps.vigil_traffic), dp->max_pods_, possible_cpus()); !e.empty())
     return make_error("map vigil_traffic: " + e);
@@ -371,27 +391,6 @@ void Datapath::detach_tc(uint32_t ifindex) {
   attached_.erase(ifindex);
 }
 
-namespace {
-
-// The name of a program, by id; "" when it is gone.
-std::string program_name(uint32_t id) {
-  const int fd = bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return "";
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "";
-  close(fd);
-  return name;
-}
-
-uint32_t program_id(const bpf_program* prog) {
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  return bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0 ? info.id : 0;
-}
-
-}  // namespace
-
 void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
   const auto now = std::chrono::steady_clock::now();
   if (tcx_links_.empty() || now < next_order_check_) return;
@@ -404,7 +403,7 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
       if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
           errno != ENOSPC)
         continue;  // the interface is going away: refresh() notices
-      if (count == 0 || ids[0] == program_id(ours)) continue;
+      if (count == 0 || ids[0] == tc_ids_[hook]) continue;
       const std::string first = program_name(ids[0]);
       if (first.starts_with("vigil_tc")) continue;  // another Vigil's (an agent being replaced): it passes packets on
       // A program is on a hook once at most: the old link goes first, then the new one is made.
@@ -587,10 +586,9 @@ std::vector<Datapath::ProgramStats> Datapath::program_stats() const {
   std::vector<ProgramStats> out;
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, skel_->obj) {
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) continue;
-    out.push_back(ProgramStats{bpf_program__name(prog), info.run_cnt, info.run_time_ns, info.recursion_misses});
+    auto info = prog_info(bpf_program__fd(prog));
+    if (!info) continue;
+    out.push_back(ProgramStats{bpf_program__name(prog), info->run_cnt, info->run_time_ns, info->recursion_misses});
   }
   return out;
 }

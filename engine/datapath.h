@@ -197,6 +197,7 @@ class Datapath {
   std::map<uint32_t, std::pair<int, int>> tcx_links_;  // ifindex -> TCX link fds (ingress, egress)
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   std::array<uint64_t, 2> tc_relinked_{};  // keep_tc_first's moves, by hook
+  std::array<uint32_t, 2> tc_ids_{};       // the kernel's ids of tc_in_ and tc_out_, once loaded
   std::chrono::steady_clock::time_point next_order_check_{};
   struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface
   struct bpf_program* tc_out_ = nullptr;  // and at egress (the same program on 6.3+)
