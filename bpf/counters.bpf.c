@@ -356,18 +356,20 @@ static __always_inline struct vigil_traffic_value *traffic_of_ifindex(__u32 ifin
   return traffic_of(s);
 }
 
-static __always_inline int observe(struct __sk_buff *skb, int dir) {
+/* Counts the packet for the pod behind the host-side veth `ifindex` (the interface the program
+ * runs on, or for vigil_tc_pod that interface's peer), in the pod's direction `dir`. */
+static __always_inline int observe(struct __sk_buff *skb, __u32 ifindex, int dir) {
   struct vigil_slot *s;
-  struct vigil_traffic_value *v = traffic_of_ifindex(skb->ifindex, &s);
+  struct vigil_traffic_value *v = traffic_of_ifindex(ifindex, &s);
   if (!v || !s) return TC_ACT_UNSPEC;
   dir &= 1;
   v->packets[dir] += 1;
   v->bytes[dir] += skb->len;
   /* Lookback: every packet of a marked pod, before parsing, so malformed ones are kept too. */
   const __u32 snaplen = s->capture_snaplen;
-  if (snaplen) vigil_capture(skb, snaplen, s->slot, dir);
+  if (snaplen) vigil_capture(skb, snaplen, s->slot, dir, ifindex);
 
-  struct vigil_pkt pkt = {};
+  struct vigil_pkt pkt = {.ifindex = ifindex};
   int r = vigil_parse(skb, &pkt);
   if (r < 0) {
     __u32 kind = pkt.malformed - 1;
@@ -392,19 +394,44 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 SEC("tc")
 int vigil_tc(struct __sk_buff *skb) {
   const struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-  return observe(skb, BPF_CORE_READ_BITFIELD(kskb, tc_at_ingress) ? VIGIL_DIR_EGRESS : VIGIL_DIR_INGRESS);
+  return observe(skb, skb->ifindex, BPF_CORE_READ_BITFIELD(kskb, tc_at_ingress) ? VIGIL_DIR_EGRESS : VIGIL_DIR_INGRESS);
+}
+
+/* The pod's own end of its veth, inside its namespace (vigil_abi.h, vigil_pod_side_key): the
+ * agent's way to what a pod receives when it may arrive past the host-side veth. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, VIGIL_MAX_PODS);
+  __type(key, struct vigil_pod_side_key);
+  __type(value, __u32);
+} vigil_pod_side SEC(".maps");
+
+/* Attached to TC ingress of the pod's end of its veth, in the pod's namespace, for the pods whose
+ * CNI may put packets straight into that namespace with bpf_redirect_peer (Cilium's delivery to
+ * pods: BPF host routing, and pod to pod on one node): those never leave the host-side veth, so
+ * its egress hook never sees them. Here every packet the pod receives passes, whichever way it
+ * came; the host-side egress hook is then left off, so each counts once. The counters are the
+ * host-side veth's, found through the namespace and the ifindex in it. Needs TCX (6.6+), and so
+ * bpf_cast_to_kern_ctx (6.3+). */
+SEC("tc")
+int vigil_tc_pod(struct __sk_buff *skb) {
+  const struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+  struct vigil_pod_side_key key = {.netns_inode = kskb->dev->nd_net.net->ns.inum, .ifindex = skb->ifindex};
+  __u32 *host = bpf_map_lookup_elem(&vigil_pod_side, &key);
+  if (!host) return TC_ACT_UNSPEC;
+  return observe(skb, *host, VIGIL_DIR_INGRESS);
 }
 
 /* Older kernels: attached to TC ingress of a pod's host-side veth: the pod is sending. */
 SEC("tc")
 int vigil_tc_ingress(struct __sk_buff *skb) {
-  return observe(skb, VIGIL_DIR_EGRESS);
+  return observe(skb, skb->ifindex, VIGIL_DIR_EGRESS);
 }
 
 /* Attached to TC egress of a pod's host-side veth: the pod is receiving. */
 SEC("tc")
 int vigil_tc_egress(struct __sk_buff *skb) {
-  return observe(skb, VIGIL_DIR_INGRESS);
+  return observe(skb, skb->ifindex, VIGIL_DIR_INGRESS);
 }
 
 static __always_inline __u32 pod_of_ip(const struct vigil_ip_key *key) {

@@ -161,6 +161,16 @@ struct vigil_ip_key {
   __u8 addr[16];
 };
 
+/* vigil_pod_side: the pod's own end of its veth, inside the pod's namespace, where vigil_tc_pod
+ * counts what the pod receives when a CNI may deliver past the host-side veth
+ * (bpf_redirect_peer): the namespace's inode and the interface's ifindex there (ifindexes repeat
+ * across namespaces: every pod's eth0 may be 2) -> the host-side veth's ifindex, whose slot holds
+ * the counters. Written by the agent. */
+struct vigil_pod_side_key {
+  __u32 netns_inode;
+  __u32 ifindex;
+};
+
 /* vigil_errors: per-CPU array of counters of things that went wrong in the kernel, so that
  * nothing is lost silently. The agent exports them as vigil_bpf_errors_total{site}. */
 enum vigil_error_site {

@@ -265,6 +265,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
         return pod_selected(remote.namespaces, remote.pod_labels, pod.namespace_, pod.labels) ? remote.max_peers : 0;
       },
       [packet_level](const PodSpec& pod) { return wants_packet_level(packet_level, pod); });
+  a->pods_->set_ingress_hook(config.metrics.ingress_hook);
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
   if (config.metrics.tracepoint_audit) {
     // After the programs attached (open_and_load): see engine/tracepoint_audit.h.
@@ -651,6 +652,8 @@ void Agent::publish_state() {
       p["ips"] = pod.iface.ips;
       p["packet_level"] = pod.packet_level;  // chosen for the programs (metrics.packet_level, its annotation)
       p["programs"] = pod.programs;          // the TC programs are on its interface now
+      // Where they count what it receives (metrics.ingress_hook): its own end, or the host's.
+      if (pod.programs) p["ingress_hook"] = pod.ingress_on_pod_side ? "pod" : "host";
     } else {
       p["error"] = pod.last_error;
     }

@@ -43,7 +43,7 @@ const std::vector<std::string> kLookbackKeys = {"pods", "pending", "duration", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level", "tracepoint_audit"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level", "tracepoint_audit", "ingress_hook"};
 const std::vector<std::string> kPacketLevelKeys = {"pods", "namespaces", "pod_labels"};
 const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
@@ -583,6 +583,12 @@ class Parser {
         parse_packet_level(value, metrics.packet_level);
       } else if (name == "tracepoint_audit") {
         if (auto b = bool_value(value, path)) metrics.tracepoint_audit = *b;
+      } else if (name == "ingress_hook") {
+        if (auto s = string_value(value, path)) {
+          if (*s != "auto" && *s != "host" && *s != "pod")
+            error(value.mark, path, "unknown value '" + *s + "' (known: auto, host, pod)");
+          else metrics.ingress_hook = *s;
+        }
       }
     }
   }

@@ -188,12 +188,18 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc, one);
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_ingress, !one);
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_egress, !one);
+  // The pod-side program finds its counters through the device's namespace: the kernel's own
+  // sk_buff, as vigil_tc reads its hook. Every kernel with TCX, where it is attached, has that.
+  bpf_program__set_autoload(dp->skel_->progs.vigil_tc_pod, one);
   dp->tc_in_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_ingress;
   dp->tc_out_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_egress;
+  dp->tc_pod_ = one ? dp->skel_->progs.vigil_tc_pod : nullptr;
   dp->slot_guess_mask_ = slot_guess_mask(options.max_pods);
   if (auto e = write_tc_immediates(dp->tc_in_, options.max_pods); !e.empty()) return make_error(e);
   if (dp->tc_out_ != dp->tc_in_)
     if (auto e = write_tc_immediates(dp->tc_out_, options.max_pods); !e.empty()) return make_error(e);
+  if (dp->tc_pod_)
+    if (auto e = write_tc_immediates(dp->tc_pod_, options.max_pods); !e.empty()) return make_error(e);
   if (kernel_at_least(6, 1))
     for (bpf_map* map : {dp->skel_->maps.vigil_drops, dp->skel_->maps.vigil_dns_counts, dp->skel_->maps.vigil_dns_pending})
       if (int err = bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC))
@@ -327,7 +333,56 @@ void remove_clsact_filters(uint32_t ifindex) {
 
 }  // namespace
 
-Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id) {
+int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error) {
+  const vigil_pod_side_key key{side.netns_inode, side.ifindex};
+  // The entry first, so that the link's first packet finds its counters.
+  if (bpf_map__update_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), &ifindex, sizeof(ifindex), BPF_ANY)) {
+    error = "update map vigil_pod_side: " + err_text(errno);
+    return -1;
+  }
+  const int prog = bpf_program__fd(tc_pod_);
+  // A TCX link goes on a device of the calling thread's namespace, and stays there.
+  auto link = run_in_netns(side.netns_path, [&]() -> Result<int> {
+    char name[IF_NAMESIZE] = {};
+    if (!if_indextoname(side.ifindex, name) || side.ifname != name)
+      return make_error(side.ifname + " (ifindex " + std::to_string(side.ifindex) + ") is gone from " + side.netns_path);
+    DECLARE_LIBBPF_OPTS(bpf_link_create_opts, front, .flags = kTcxFront);
+    const int fd = bpf_link_create(prog, static_cast<int>(side.ifindex), static_cast<bpf_attach_type>(kTcxIngress), &front);
+    if (fd < 0) return make_error("attach tcx ingress on " + side.ifname + " in " + side.netns_path + ": " + err_text(errno));
+    return fd;
+  });
+  if (!link) {
+    bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
+    error = link.error().message;
+    return -1;
+  }
+  pod_side_[ifindex] = {key.netns_inode, key.ifindex};
+  return *link;
+}
+
+void Datapath::unlink_pod_side(uint32_t ifindex) {
+  auto it = pod_side_.find(ifindex);
+  if (it == pod_side_.end()) return;
+  const vigil_pod_side_key key{it->second.first, it->second.second};
+  bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
+  pod_side_.erase(it);
+}
+
+std::string Datapath::other_tc_program(uint32_t ifindex) const {
+  for (int type : {kTcxIngress, kTcxEgress}) {
+    __u32 ids[64] = {}, count = 64, flags = 0;
+    if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
+        errno != ENOSPC)
+      continue;
+    for (__u32 i = 0; i < std::min<__u32>(count, 64); ++i) {
+      const std::string name = program_name(ids[i]);
+      if (!name.starts_with("vigil_tc")) return name.empty() ? "id " + std::to_string(ids[i]) : name;
+    }
+  }
+  return "";
+}
+
+Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id, const PodSide* pod_side) {
   if (auto r = claim_slot(ifindex, pod_id); !r) return r;
   // Attached before (the device may have been replaced since): start over on this device.
   if (attached_.count(ifindex)) detach_tc(ifindex);
@@ -339,14 +394,20 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     const int in = bpf_link_create(bpf_program__fd(tc_in_), static_cast<int>(ifindex),
                                    static_cast<bpf_attach_type>(kTcxIngress), &front);
     const int in_err = in < 0 ? errno : 0;
-    const int out = in < 0 ? -1
-                           : bpf_link_create(bpf_program__fd(tc_out_), static_cast<int>(ifindex),
-                                             static_cast<bpf_attach_type>(kTcxEgress), &front);
+    std::string pod_error = pod_side && !tc_pod_ ? "the pod-side program is not loaded (DatapathOptions::one_tc_program off)" : "";
+    const int pod = in >= 0 && pod_side && tc_pod_ ? link_pod_side(ifindex, *pod_side, pod_error) : -1;
+    const int out = in < 0 || pod >= 0 ? -1
+                                        : bpf_link_create(bpf_program__fd(tc_out_), static_cast<int>(ifindex),
+                                                          static_cast<bpf_attach_type>(kTcxEgress), &front);
     const int out_err = out < 0 ? errno : 0;
-    if (in >= 0 && out >= 0) {
+    if (in >= 0 && (out >= 0 || pod >= 0)) {
       // A filter an earlier agent (or an older Vigil) left on the device would count twice.
       remove_clsact_filters(ifindex);
-      tcx_links_[ifindex] = {in, out};
+      if (!pod_error.empty())
+        spdlog::warn("interface {}: counting what the pod receives on its own end ({}) failed: {}; counted at {}'s "
+                     "egress instead, where packets a CNI puts straight into the pod's namespace do not pass",
+                     ifname, pod_side->ifname, pod_error, ifname);
+      tcx_links_[ifindex] = {in, out, pod};
       attached_[ifindex] = ifname;
       return {};
     }
@@ -357,6 +418,9 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     tcx_unsupported_ = true;
     spdlog::info("this kernel has no TCX (Linux 6.6+): attaching to pod interfaces with clsact and cls_bpf");
   }
+  if (pod_side)
+    spdlog::warn("interface {}: what the pod receives is counted at {}'s egress: counting it on the pod's own end "
+                 "needs TCX (Linux 6.6+)", ifname, ifname);
   DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
                       .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
   int err = bpf_tc_hook_create(&hook);
@@ -381,10 +445,12 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
 
 void Datapath::detach_tc(uint32_t ifindex) {
   if (auto it = tcx_links_.find(ifindex); it != tcx_links_.end()) {
-    // Closing a TCX link detaches its program (the device may already be gone).
-    close(it->second.first);
-    close(it->second.second);
+    // Closing a TCX link detaches its program (the device may already be gone, with the pod's
+    // namespace and its end).
+    for (int fd : {it->second.in, it->second.out, it->second.pod})
+      if (fd >= 0) close(fd);
     tcx_links_.erase(it);
+    unlink_pod_side(ifindex);
   } else {
     remove_clsact_filters(ifindex);
   }
@@ -399,6 +465,8 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
     for (int hook = 0; hook < 2; ++hook) {
       const bpf_program* ours = hook == 0 ? tc_in_ : tc_out_;
       const int type = hook == 0 ? kTcxIngress : kTcxEgress;
+      int& link = hook == 0 ? links.in : links.out;
+      if (link < 0) continue;  // the egress hook, left off where the pod's own end counts
       __u32 ids[64] = {}, count = 64, flags = 0;
       if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
           errno != ENOSPC)
@@ -407,7 +475,6 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
       const std::string first = program_name(ids[0]);
       if (first.starts_with("vigil_tc")) continue;  // another Vigil's (an agent being replaced): it passes packets on
       // A program is on a hook once at most: the old link goes first, then the new one is made.
-      int& link = hook == 0 ? links.first : links.second;
       close(link);
       DECLARE_LIBBPF_OPTS(bpf_link_create_opts, front, .flags = kTcxFront);
       link = bpf_link_create(bpf_program__fd(ours), static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), &front);

@@ -112,7 +112,27 @@ class Datapath {
   // where the kernel has them (6.6+), else clsact filters. Gives the interface a traffic slot
   // first (kept until forget_counters), so its first packet is counted. `pod_id` (set_pod's)
   // lets drops on this interface be charged to its pod.
-  Result<void> attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id = 0);
+  //
+  // With `pod_side` (TCX kernels), what the pod receives is counted on the pod's own end of its
+  // veth, inside its namespace, and the host-side egress hook is left off: a CNI that puts
+  // packets straight into the pod's namespace (bpf_redirect_peer: Cilium) bypasses the host-side
+  // veth, and only there does every packet the pod receives pass. Falls back to the host-side
+  // egress hook, with a warning, when that attach fails.
+  struct PodSide {
+    std::string netns_path;  // where to join the pod's namespace (/run/netns/NAME, /proc/PID/ns/net)
+    uint32_t netns_inode = 0;
+    uint32_t ifindex = 0;    // in the pod's namespace
+    std::string ifname;      // e.g. eth0
+  };
+  Result<void> attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id = 0,
+                         const PodSide* pod_side = nullptr);
+  // Whether what the pod behind `ifindex` receives is counted on its own end (attach_tc's pod_side).
+  bool counts_on_pod_side(uint32_t ifindex) const { return pod_side_.count(ifindex) > 0; }
+  // Whether attach_tc can take a pod_side here (TCX, and the program for it loaded).
+  bool can_count_on_pod_side() const { return tc_pod_ != nullptr && !tcx_unsupported_; }
+  // The name of another tool's TCX program on either hook of `ifindex` (not Vigil's, nor another
+  // Vigil's), or "": a CNI with an eBPF datapath, which may deliver past the veth.
+  std::string other_tc_program(uint32_t ifindex) const;
   // A pod interface the TC programs are not on (metrics.packet_level): a traffic slot all the
   // same, so that drops on it are charged to `pod_id` and a capture can attach the programs
   // later (attach_tc) without a new slot. Undone by forget_counters.
@@ -194,13 +214,20 @@ class Datapath {
   vigil_counters* skel_ = nullptr;
   DropReasons reasons_;
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
-  std::map<uint32_t, std::pair<int, int>> tcx_links_;  // ifindex -> TCX link fds (ingress, egress)
+  struct TcxLinks {
+    int in = -1, out = -1;  // the host-side veth's hooks (out: -1 when pod-side counts)
+    int pod = -1;           // TC ingress of the pod's end, in its namespace (attach_tc's pod_side)
+  };
+  std::map<uint32_t, TcxLinks> tcx_links_;  // host-side ifindex -> TCX link fds
+  // host-side ifindex -> its vigil_pod_side key (the pod's namespace inode, its end's ifindex)
+  std::map<uint32_t, std::pair<uint32_t, uint32_t>> pod_side_;
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   std::array<uint64_t, 2> tc_relinked_{};  // keep_tc_first's moves, by hook
   std::array<uint32_t, 2> tc_ids_{};       // the kernel's ids of tc_in_ and tc_out_, once loaded
   std::chrono::steady_clock::time_point next_order_check_{};
   struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface
   struct bpf_program* tc_out_ = nullptr;  // and at egress (the same program on 6.3+)
+  struct bpf_program* tc_pod_ = nullptr;  // at ingress of a pod's own end (vigil_tc_pod; 6.3+)
   std::vector<struct bpf_link*> api_links_;  // sock_ops on the cgroup root
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
@@ -215,6 +242,10 @@ class Datapath {
   std::unique_ptr<CpuArray<vigil_traffic_value>> traffic_;
   std::unique_ptr<CpuArray<vigil_remote_value>> remote_values_;
 
+  // Puts vigil_tc_pod on TC ingress of the pod's end (and its vigil_pod_side entry): the link's
+  // fd, or -1 with `error` set.
+  int link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error);
+  void unlink_pod_side(uint32_t ifindex);
   // Puts every index of vigil_remote_values in the vigil_remote_free queue (at load).
   Result<void> fill_remote_free();
 

@@ -131,6 +131,7 @@ Result<PodInterface> pod_interface_in(const std::string& netns_path, const std::
   out.netns_inode = static_cast<uint32_t>(st.st_ino);
   out.netns_path = netns_path;
   out.pod_ifname = pod_link->name;
+  out.pod_ifindex = static_cast<uint32_t>(pod_link->ifindex);
   out.host_ifindex = static_cast<uint32_t>(pod_link->peer_ifindex);
   out.ips = pod_link->ips;
   char name[IF_NAMESIZE] = {};
@@ -142,6 +143,10 @@ Result<PodInterface> pod_interface_in(const std::string& netns_path, const std::
 }
 
 }  // namespace
+
+Result<int> run_in_netns(const std::string& path, const std::function<Result<int>()>& fn) {
+  return in_netns<int>(path, fn);
+}
 
 Result<PodInterface> find_pod_interface(const std::string& netns_path) { return pod_interface_in(netns_path, ""); }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct PodInterface {
   uint32_t netns_inode = 0;     // inode of the pod's network namespace
   std::string netns_path;       // where it was found: /run/netns/NAME or /proc/PID/ns/net
   std::string pod_ifname;       // e.g. eth0, inside the pod
+  uint32_t pod_ifindex = 0;     // its ifindex there (ifindexes repeat across namespaces)
   uint32_t host_ifindex = 0;    // host-side veth peer
   std::string host_ifname;      // e.g. veth1a2b3c
   std::vector<std::string> ips;  // the pod interface's addresses (no link-local)
@@ -31,6 +33,11 @@ Result<PodInterface> find_pod_interface_by_ip(const std::string& ip);
 // /proc/PID/ns/net of a process in it), or "" when none does: for a namespace first found through
 // a process that has since exited, while another process (or a name) still holds it.
 std::string find_netns_path(uint64_t inode);
+
+// Runs `fn` on a short-lived thread that has joined the namespace at `path`, so that no thread
+// of the agent stays in a pod's namespace: what it makes there (a socket, a TCX link) keeps to
+// that namespace after the thread is gone.
+Result<int> run_in_netns(const std::string& path, const std::function<Result<int>()>& fn);
 
 // Converts "10.0.0.1" or "fd00::1" into 16 bytes (IPv4 as ::ffff:a.b.c.d). False if invalid.
 bool ip_to_key(const std::string& ip, uint8_t out[16]);

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <net/if.h>
+
+#include <optional>
 #include <spdlog/spdlog.h>
 
 namespace vigil {
@@ -123,8 +125,7 @@ void PodManager::try_attach(WatchedPod& pod) {
   const uint32_t peers = remote_ ? remote_(pod.spec) : 0;
   // Remote context counts what the programs see, so a pod that opts in gets them.
   pod.packet_level = !packet_ || packet_(pod.spec) || peers > 0;
-  auto linked = pod.packet_level ? dp_.attach_tc(iface->host_ifindex, iface->host_ifname, pod.id)
-                                 : dp_.track_interface(iface->host_ifindex, pod.id);
+  auto linked = pod.packet_level ? attach_programs(pod, *iface) : dp_.track_interface(iface->host_ifindex, pod.id);
   if (!linked) {
     dp_.forget_pod(iface->netns_inode, iface->ips);
     failed(linked.error().message);
@@ -138,9 +139,30 @@ void PodManager::try_attach(WatchedPod& pod) {
   pod.attached = true;
   pod.programs = pod.packet_level;
   pod.last_error.clear();
-  spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]{}", pod.spec.key(), pod.iface.host_ifname,
+  spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]{}{}", pod.spec.key(), pod.iface.host_ifname,
                pod.iface.host_ifindex, fmt::join(pod.iface.ips, ", "),
-               pod.packet_level ? "" : "; counted from the interface's statistics (no packet-level programs)");
+               pod.packet_level ? "" : "; counted from the interface's statistics (no packet-level programs)",
+               pod.ingress_on_pod_side ? "; what it receives is counted on its own " + pod.iface.pod_ifname : "");
+}
+
+Result<void> PodManager::attach_programs(WatchedPod& pod, const PodInterface& iface) {
+  std::optional<Datapath::PodSide> side;
+  if (ingress_hook_ == "pod") {
+    side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
+  } else if (ingress_hook_ == "auto") {
+    // A CNI with an eBPF datapath has its programs on the pod's host-side veth; such a CNI may
+    // deliver to the pod past that veth (Cilium does, with bpf_redirect_peer).
+    const std::string other = dp_.other_tc_program(iface.host_ifindex);
+    if (!other.empty() && dp_.can_count_on_pod_side()) {
+      spdlog::info("pod {}: another tool's program ({}) is on {}: counting what the pod receives on its own {}, "
+                   "which also sees packets delivered past {} (metrics.ingress_hook: auto)",
+                   pod.spec.key(), other, iface.host_ifname, iface.pod_ifname, iface.host_ifname);
+      side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
+    }
+  }
+  auto r = dp_.attach_tc(iface.host_ifindex, iface.host_ifname, pod.id, side ? &*side : nullptr);
+  pod.ingress_on_pod_side = r && dp_.counts_on_pod_side(iface.host_ifindex);
+  return r;
 }
 
 void PodManager::hold_programs(const std::set<std::string>& keys) {
@@ -151,10 +173,11 @@ void PodManager::hold_programs(const std::set<std::string>& keys) {
     if (!want) {
       dp_.detach_tc(pod.iface.host_ifindex);
       pod.programs = false;
+      pod.ingress_on_pod_side = false;
       spdlog::info("pod {}: packet-level programs off {} again (no capture needs them)", key, pod.iface.host_ifname);
       continue;
     }
-    if (auto r = dp_.attach_tc(pod.iface.host_ifindex, pod.iface.host_ifname, pod.id); !r) {
+    if (auto r = attach_programs(pod, pod.iface); !r) {
       // Tried again at every tick while the capture wants it; logged when it first fails or changes.
       if (pod.programs_error != r.error().message)
         spdlog::error("pod {}: attaching the programs for a capture: {}", key, r.error().message);
@@ -171,6 +194,7 @@ void PodManager::detach(WatchedPod& pod) {
   if (!pod.attached) return;
   if (pod.programs) dp_.detach_tc(pod.iface.host_ifindex);
   pod.programs = false;
+  pod.ingress_on_pod_side = false;
   dp_.forget_pod(pod.iface.netns_inode, pod.iface.ips);
   dp_.forget_counters(pod.iface.host_ifindex, pod.id);
   pod.attached = false;

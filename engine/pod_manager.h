@@ -34,6 +34,9 @@ struct WatchedPod {
   // packets.
   bool packet_level = true;
   bool programs = false;  // the TC programs are on its interface (packet_level, or a capture)
+  // What it receives is counted on its own end of its veth (metrics.ingress_hook), while the
+  // programs are on.
+  bool ingress_on_pod_side = false;
   std::string programs_error;  // why a capture could not put them on (logged once)
   PodInterface iface;
   std::string last_error;  // why the pod is not attached
@@ -63,6 +66,8 @@ class PodManager {
   // counting get the TC programs while they are listed and lose them when they no longer
   // are. Pods with packet-level counting have them anyway.
   void hold_programs(const std::set<std::string>& keys);
+  // metrics.ingress_hook: "host" (the default here), "pod" or "auto".
+  void set_ingress_hook(const std::string& hook) { ingress_hook_ = hook; }
 
   const std::map<std::string, WatchedPod>& pods() const { return pods_; }
   const WatchedPod* by_ifindex(uint32_t ifindex) const;
@@ -74,10 +79,14 @@ class PodManager {
   void try_attach(WatchedPod& pod);
   void reindex();
   void detach(WatchedPod& pod);
+  // Puts the TC programs on the pod's interface, counting what it receives where
+  // metrics.ingress_hook says.
+  Result<void> attach_programs(WatchedPod& pod, const PodInterface& iface);
 
   Datapath& dp_;
   RemotePolicy remote_;
   PacketPolicy packet_;
+  std::string ingress_hook_ = "host";
   std::map<std::string, WatchedPod> pods_;  // by namespace/name
   uint32_t next_id_ = 1;
   // Lookups the tick does for every map entry; rebuilt whenever pods_ changes.

@@ -52,7 +52,7 @@ struct {
 
 /* Appends the packet to vigil_capture_rb, or counts it as lost. Not inlined: observe() stays
  * as small as it was for the pods that are not captured. */
-static __noinline int vigil_capture(struct __sk_buff *skb, __u32 snaplen, __u32 slot, __u32 dir) {
+static __noinline int vigil_capture(struct __sk_buff *skb, __u32 snaplen, __u32 slot, __u32 dir, __u32 ifindex) {
   __u32 zero = 0;
   struct vigil_capture_record *r = bpf_map_lookup_elem(&vigil_capture_scratch, &zero);
   struct vigil_capture_lost *l = bpf_map_lookup_elem(&vigil_capture_lost, &slot);
@@ -69,7 +69,7 @@ static __noinline int vigil_capture(struct __sk_buff *skb, __u32 snaplen, __u32 
   r->hdr.ts_ns = now;
   r->hdr.lost = l->lost;
   r->hdr.lost_ns = l->last_ns;
-  r->hdr.ifindex = skb->ifindex;
+  r->hdr.ifindex = ifindex;
   r->hdr.wire_len = wire;
   r->hdr.cap_len = (__u16)len;
   r->hdr.direction = (__u8)dir;
@@ -81,7 +81,7 @@ static __noinline int vigil_capture(struct __sk_buff *skb, __u32 snaplen, __u32 
   if (bpf_ringbuf_output(&vigil_capture_rb, r, sizeof(r->hdr) + len, BPF_RB_NO_WAKEUP) == 0) return 0;
   l->lost += 1;
   l->last_ns = now;
-  l->ifindex = skb->ifindex;
+  l->ifindex = ifindex;
   count_error(VIGIL_ERR_CAPTURE_RING_FULL);
   return 0;
 }

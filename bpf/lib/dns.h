@@ -201,7 +201,7 @@ static __always_inline void vigil_dns_count(const struct vigil_dns_key *key) {
 static __always_inline void vigil_dns_match(struct __sk_buff *skb, const struct vigil_pkt *pkt, __u16 id, int qr,
                                             int dir) {
   struct vigil_dns_pending_key pk = {};
-  pk.ifindex = skb->ifindex;
+  pk.ifindex = pkt->ifindex;
   pk.id = id;
   pk.l4_proto = pkt->l4_proto;
   __u64 now = bpf_ktime_get_ns();
@@ -273,7 +273,7 @@ __noinline int vigil_dns_message(struct __sk_buff *skb, const struct vigil_pkt *
   __u16 qdcount = bpf_ntohs(h.qdcount);
   int qr = flags >> 15;
   struct vigil_dns_key key = {
-      .ifindex = skb->ifindex,
+      .ifindex = pkt->ifindex,
       .direction = dir,
       .qr = qr,
       .qtype = VIGIL_DNS_QTYPE_OTHER,
@@ -373,7 +373,7 @@ static __always_inline void vigil_dns_tcp(struct __sk_buff *skb, const struct vi
   struct vigil_dns_stream_key key = {};
   __builtin_memcpy(key.saddr, pkt->saddr, 16);
   __builtin_memcpy(key.daddr, pkt->daddr, 16);
-  key.ifindex = skb->ifindex;
+  key.ifindex = pkt->ifindex;
   key.sport = pkt->sport;
   key.dport = pkt->dport;
   __u32 seq;

@@ -26,6 +26,7 @@ struct vigil_pkt {
   __u8 tcp_flags;    /* raw flags byte of the TCP header */
   __u8 ipv6;
   __u8 malformed;    /* enum vigil_malformed_kind + 1, or 0 */
+  __u32 ifindex;     /* the pod's host-side veth, whose slot the packet counts in (set by observe()) */
 };
 
 static __always_inline int vigil_malformed(struct vigil_pkt *p, int kind) {

@@ -4,6 +4,7 @@
 // On kernels with TCX (6.6+) the programs are TCX links, at the front of each hook's chain,
 // and put back there when another tool's program gets in front of them.
 #include <bpf/bpf.h>
+#include <arpa/inet.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/datapath.h"
+#include "engine/netns.h"
 #include "support.h"
 
 namespace vigil::test {
@@ -47,11 +49,11 @@ std::string compile_other_tool(const std::string& name, const std::string& dir, 
   return cc.status == 0 ? object : "";
 }
 
-// The agent on the lab's pods, no rules, listening on `port`.
-std::unique_ptr<Process> start_agent(const Lab& lab, const std::string& dir, int port) {
+// The agent on the lab's pods, no rules, listening on `port`; `extra`: more of its config.
+std::unique_ptr<Process> start_agent(const Lab& lab, const std::string& dir, int port, const std::string& extra = "") {
   const std::string config = write_temp_file(dir, "vigil.yaml",
       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
-      "}\nrules: []\nnotifiers: []\n");
+      "}\nrules: []\nnotifiers: []\n" + extra);
   return std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
                                    dir + "/agent.log");
 }
@@ -141,6 +143,12 @@ class TcxLinks {
     links_.push_back(fd);
     return "";
   }
+  // The fd of map `name` of the objects loaded so far, or -1.
+  int map_fd(const std::string& name) const {
+    for (bpf_object* obj : objects_)
+      if (bpf_map* map = bpf_object__find_map_by_name(obj, name.c_str())) return bpf_map__fd(map);
+    return -1;
+  }
 
  private:
   std::vector<bpf_object*> objects_;
@@ -164,7 +172,10 @@ TEST(TcHook, AnotherToolsTcxProgramsAttachedFirstDoNotHidePacketsFromVigil) {
   ASSERT_EQ(other.attach(objects["pass_all"], veth2, 47), "");       // BPF_TCX_EGRESS: what pod 2 receives
 
   const int port = free_port();
-  auto agent_process = start_agent(lab, dir.path(), port);
+  // Both hooks of the host-side veth, as on a node whose CNI delivers through it (by default the
+  // other tool's programs would have the agent count what the pods receive on their own ends:
+  // RedirectPeer below).
+  auto agent_process = start_agent(lab, dir.path(), port, "metrics: {ingress_hook: host}\n");
   Process& agent = *agent_process;
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   // Each hook's chain in the order it runs, ingress then egress.
@@ -254,6 +265,113 @@ TEST(TcHook, TwoAgentsOnTheSamePodsLeaveEachOthersProgramsWhereTheyAre) {
   EXPECT_EQ(second->terminate(), 0) << second->log();
   EXPECT_EQ(first->terminate(), 0) << first->log();
   EXPECT_TRUE(tcx_programs(lab.veth(1)).empty());
+}
+
+// A CNI that puts packets straight into a pod's namespace (bpf_redirect_peer: Cilium's delivery
+// with BPF host routing, and pod to pod on one node) bypasses the pod's host-side veth, whose
+// egress hook then never sees what the pod receives. Here a stand-in for such a CNI is on both
+// pods' host-side veths and sends what pod 1 sends to pod 2 straight into pod 2's namespace;
+// what pod 2 sends to pod 1 goes the usual way, through pod 1's host-side veth.
+//   - Default (metrics.ingress_hook: auto): another tool's programs are on the veths, so the agent
+//     counts what each pod receives on the pod's own end, inside its namespace, where every
+//     packet the pod receives passes whichever way it came, and leaves the host-side egress hook
+//     off, so each packet counts once: exact counts in both directions.
+//   - ingress_hook: host: none of the redirected datagrams is seen, which is what the default is for.
+TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd) {
+  VIGIL_REQUIRE_ROOT();
+  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));  // static neighbours, no IPv6: only the test's datagrams cross
+  ScopedTempDir dir;
+  std::string error;
+  const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
+  ASSERT_NE(object, "") << error;
+  const std::string veth1 = lab.veth(1), veth2 = lab.veth(2);
+  TcxLinks cni;  // closed (detached) when the test ends, however it ends
+  ASSERT_EQ(cni.attach(object, veth1, 46), "");  // BPF_TCX_INGRESS: what pod 1 sends
+  ASSERT_EQ(cni.attach(object, veth2, 46), "");  // and pod 2 (its own map stays empty: it passes all)
+  in_addr to_pod2{};
+  ASSERT_EQ(inet_pton(AF_INET, lab.ip(2).c_str(), &to_pod2), 1);
+  const __u32 veth2_index = if_nametoindex(veth2.c_str());
+  ASSERT_EQ(bpf_map_update_elem(cni.map_fd("redirect_to"), &to_pod2.s_addr, &veth2_index, BPF_ANY), 0);
+
+  const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  auto statistic = [&](const std::string& ns, const std::string& dev, const std::string& name) -> long {
+    auto r = run((ns.empty() ? "" : "ip netns exec " + ns + " ") + "cat /sys/class/net/" + dev + "/statistics/" + name);
+    return r.status == 0 ? std::stol(r.output) : -1;
+  };
+  const int kToPod2 = 40, kToPod1 = 25;
+  // 200-byte payloads: 14 Ethernet + 20 IP + 8 UDP + 200.
+  const double kBytes = 14 + 20 + 8 + 200;
+  const std::string extra = "remote_context: {namespaces: [lab], max_peers: 8}\n";
+  for (const std::string hook : {"auto", "host"}) {
+    SCOPED_TRACE("ingress_hook: " + hook);
+    ScopedTempDir run_dir;
+    std::vector<std::unique_ptr<Process>> sinks;  // no ICMP answers: a socket takes each datagram
+    for (const auto& ns : {ns1, ns2})
+      sinks.push_back(std::make_unique<Process>(
+          std::vector<std::string>{"/usr/bin/env", "ip", "netns", "exec", ns, traffic, "udp-sink", "9000", "10"},
+          run_dir.path() + "/sink-" + ns + ".log"));
+    for (const auto& ns : {ns1, ns2})
+      for (int i = 0; i < 50 && run("ip netns exec " + ns + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
+        std::this_thread::sleep_for(100ms);
+    const int port = free_port();
+    auto agent = start_agent(lab, run_dir.path(), port, extra + (hook == "auto" ? "" : "metrics: {ingress_hook: " + hook + "}\n"));
+    ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+    std::vector<std::string> inside;  // TCX programs on pod 2's own end
+    ASSERT_TRUE(run_in_netns("/run/netns/" + ns2, [&]() -> Result<int> {
+      inside = tcx_programs("eth0");
+      return 0;
+    }));
+    if (hook == "auto") {
+      // Ingress of the host side only, in front of the CNI's; what pod 2 receives on its eth0.
+      EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "redirect_peer"})) << agent->log();
+      EXPECT_EQ(inside, (std::vector<std::string>{"vigil_tc_pod"}));
+      EXPECT_NE(agent->log().find("counting what the pod receives on its own eth0"), std::string::npos) << agent->log();
+    } else {
+      EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "redirect_peer", "vigil_tc"})) << agent->log();
+      EXPECT_TRUE(inside.empty());
+    }
+    const std::string before = metrics_after_ticks(port, 1);
+    const long host_tx = statistic("", veth2, "tx_packets"), pod_rx = statistic(ns2, "eth0", "rx_packets");
+    ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 " + std::to_string(kToPod2) + " 200").status, 0);
+    ASSERT_EQ(run("ip netns exec " + ns2 + " " + traffic + " udp-send " + lab.ip(1) + " 9000 " + std::to_string(kToPod1) + " 200").status, 0);
+    const std::string after = metrics_after_ticks(port);
+    // The CNI's redirect: pod 2 received the 40 without its host-side veth carrying them.
+    EXPECT_EQ(statistic("", veth2, "tx_packets") - host_tx, 0);
+    EXPECT_EQ(statistic(ns2, "eth0", "rx_packets") - pod_rx, kToPod2);
+    auto delta = [&](const char* name, const std::map<std::string, std::string>& labels) {
+      return metric_value(after, name, labels).value_or(0) - metric_value(before, name, labels).value_or(0);
+    };
+    const std::map<std::string, std::string> in2 = {{"pod", "pod-2"}, {"direction", "ingress"}, {"remote_pod", "pod-1"}};
+    const std::map<std::string, std::string> in1 = {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-2"}};
+    const int seen = hook == "auto" ? kToPod2 : 0;
+    EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "ingress"}}), seen) << after;
+    EXPECT_EQ(delta("vigil_forward_bytes_total", {{"pod", "pod-2"}, {"direction", "ingress"}}), seen * kBytes);
+    EXPECT_EQ(delta("vigil_remote_forward_packets_total", in2), seen);
+    // What went the usual way counts once, whichever hook counts it.
+    EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}}), kToPod1);
+    EXPECT_EQ(delta("vigil_forward_bytes_total", {{"pod", "pod-1"}, {"direction", "ingress"}}), kToPod1 * kBytes);
+    EXPECT_EQ(delta("vigil_remote_forward_packets_total", in1), kToPod1);
+    EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}), kToPod2);
+    EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "egress"}}), kToPod1);
+    EXPECT_EQ(agent->terminate(), 0) << agent->log();
+    for (auto& sink : sinks) {
+      for (int i = 0; i < 120 && sink->running(); ++i) std::this_thread::sleep_for(100ms);  // its 10 s, then it reports
+      EXPECT_EQ(sink->terminate(), 0);
+    }
+    EXPECT_NE(sinks[1]->log().find("received=" + std::to_string(kToPod2)), std::string::npos) << sinks[1]->log();
+    EXPECT_NE(sinks[0]->log().find("received=" + std::to_string(kToPod1)), std::string::npos) << sinks[0]->log();
+    // Stopping the agent takes its links away, on the pod's end too.
+    inside = {"?"};
+    ASSERT_TRUE(run_in_netns("/run/netns/" + ns2, [&]() -> Result<int> {
+      inside = tcx_programs("eth0");
+      return 0;
+    }));
+    EXPECT_TRUE(inside.empty());
+    EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"redirect_peer"}));
+  }
 }
 
 // libbpf's messages reach the agent's log at a level, never raw stderr: attaching to a pod
