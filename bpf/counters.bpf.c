@@ -398,13 +398,21 @@ int vigil_tc(struct __sk_buff *skb) {
 }
 
 /* The pod's own end of its veth, inside its namespace (vigil_abi.h, vigil_pod_side_key): the
- * agent's way to what a pod receives when it may arrive past the host-side veth. */
+ * agent's way to what a pod receives when it may arrive past the host-side veth. The keys whose
+ * place in vigil_pod_sides another holds. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, VIGIL_MAX_PODS);
   __type(key, struct vigil_pod_side_key);
   __type(value, __u32);
 } vigil_pod_side SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, VIGIL_SLOT_TABLE);
+  __type(key, __u32);
+  __type(value, struct vigil_pod_side_entry);
+} vigil_pod_sides SEC(".maps");
 
 /* Attached to TC ingress of the pod's end of its veth, in the pod's namespace, for the pods whose
  * CNI may put packets straight into that namespace with bpf_redirect_peer (Cilium's delivery to
@@ -416,10 +424,20 @@ struct {
 SEC("tc")
 int vigil_tc_pod(struct __sk_buff *skb) {
   const struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-  struct vigil_pod_side_key key = {.netns_inode = kskb->dev->nd_net.net->ns.inum, .ifindex = skb->ifindex};
-  __u32 *host = bpf_map_lookup_elem(&vigil_pod_side, &key);
-  if (!host) return TC_ACT_UNSPEC;
-  return observe(skb, *host, VIGIL_DIR_INGRESS);
+  const __u32 inode = kskb->dev->nd_net.net->ns.inum, ifindex = skb->ifindex;
+  __u32 i = VIGIL_POD_SIDE_INDEX(inode, ifindex);
+  const struct vigil_pod_side_entry *e = bpf_map_lookup_elem(&vigil_pod_sides, &i);
+  __u32 host;
+  if (e && e->key.netns_inode == inode && e->key.ifindex == ifindex) {
+    host = e->host_ifindex;
+  } else {
+    struct vigil_pod_side_key key = {.netns_inode = inode, .ifindex = ifindex};
+    __u32 *spilled = bpf_map_lookup_elem(&vigil_pod_side, &key);
+    if (!spilled) return TC_ACT_UNSPEC;
+    host = *spilled;
+  }
+  /* One call: observe() is inlined, and a second copy of it would double the program's pages. */
+  return observe(skb, host, VIGIL_DIR_INGRESS);
 }
 
 /* Older kernels: attached to TC ingress of a pod's host-side veth: the pod is sending. */

@@ -171,6 +171,19 @@ struct vigil_pod_side_key {
   __u32 ifindex;
 };
 
+/* vigil_pod_sides: where vigil_tc_pod looks first, an array of VIGIL_SLOT_TABLE entries at
+ * VIGIL_POD_SIDE_INDEX (an array lookup is inlined by the verifier; a hash lookup is a helper
+ * call and a hash, ~20 ns a packet). A key whose place another holds goes to the hash
+ * vigil_pod_side. netns_inode 0: a free place. */
+struct vigil_pod_side_entry {
+  struct vigil_pod_side_key key;
+  __u32 host_ifindex;
+  __u32 pad;
+};
+/* Namespace inodes come in sequence and a pod's interface is often ifindex 2 in its namespace:
+ * the inode's low bits spread the places, the ifindex's product a pod's second interface. */
+#define VIGIL_POD_SIDE_INDEX(inode, ifindex) (((inode) ^ ((ifindex) * 0x9E3779B1u)) & (VIGIL_SLOT_TABLE - 1))
+
 /* vigil_errors: per-CPU array of counters of things that went wrong in the kernel, so that
  * nothing is lost silently. The agent exports them as vigil_bpf_errors_total{site}. */
 enum vigil_error_site {

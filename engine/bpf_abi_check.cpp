@@ -42,6 +42,7 @@ static_assert(offsetof(vigil_dns_latency_value, late) == sizeof(vigil_dns_latenc
 static_assert(offsetof(vigil_dns_latency_value, sum_ns) == VIGIL_DNS_SIDE_MAX * VIGIL_DNS_LATENCY_BUCKETS * 8);
 static_assert(sizeof(vigil_dns_pending_key) == 44);
 static_assert(sizeof(vigil_pod_side_key) == 8 && offsetof(vigil_pod_side_key, ifindex) == 4);
+static_assert(sizeof(vigil_pod_side_entry) == 16 && offsetof(vigil_pod_side_entry, host_ifindex) == 8);
 static_assert(offsetof(vigil_dns_pending_key, client_addr) == 8);
 static_assert(offsetof(vigil_dns_pending_key, server_addr) == 24);
 static_assert(offsetof(vigil_dns_pending_key, request_dir) == 40);

@@ -335,9 +335,20 @@ void remove_clsact_filters(uint32_t ifindex) {
 
 int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error) {
   const vigil_pod_side_key key{side.netns_inode, side.ifindex};
-  // The entry first, so that the link's first packet finds its counters.
-  if (bpf_map__update_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), &ifindex, sizeof(ifindex), BPF_ANY)) {
-    error = "update map vigil_pod_side: " + err_text(errno);
+  // The entry first, so that the link's first packet finds its counters: at its place in the
+  // array when free (or its own already), else in the hash.
+  const __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
+  vigil_pod_side_entry there{};
+  if (bpf_map__lookup_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &there, sizeof(there), 0)) {
+    error = "read map vigil_pod_sides: " + err_text(errno);
+    return -1;
+  }
+  const vigil_pod_side_entry entry{key, ifindex, 0};
+  const bool in_array = there.key.netns_inode == 0 ||
+                        (there.key.netns_inode == key.netns_inode && there.key.ifindex == key.ifindex);
+  if (in_array ? bpf_map__update_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &entry, sizeof(entry), BPF_ANY)
+               : bpf_map__update_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), &ifindex, sizeof(ifindex), BPF_ANY)) {
+    error = std::string("update map ") + (in_array ? "vigil_pod_sides: " : "vigil_pod_side: ") + err_text(errno);
     return -1;
   }
   const int prog = bpf_program__fd(tc_pod_);
@@ -351,12 +362,12 @@ int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& 
     if (fd < 0) return make_error("attach tcx ingress on " + side.ifname + " in " + side.netns_path + ": " + err_text(errno));
     return fd;
   });
+  pod_side_[ifindex] = {key.netns_inode, key.ifindex};
   if (!link) {
-    bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
+    unlink_pod_side(ifindex);
     error = link.error().message;
     return -1;
   }
-  pod_side_[ifindex] = {key.netns_inode, key.ifindex};
   return *link;
 }
 
@@ -364,8 +375,16 @@ void Datapath::unlink_pod_side(uint32_t ifindex) {
   auto it = pod_side_.find(ifindex);
   if (it == pod_side_.end()) return;
   const vigil_pod_side_key key{it->second.first, it->second.second};
-  bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
   pod_side_.erase(it);
+  const __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
+  vigil_pod_side_entry there{};
+  if (bpf_map__lookup_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &there, sizeof(there), 0) == 0 &&
+      there.key.netns_inode == key.netns_inode && there.key.ifindex == key.ifindex) {
+    const vigil_pod_side_entry free{};
+    bpf_map__update_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &free, sizeof(free), BPF_ANY);
+    return;
+  }
+  bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
 }
 
 std::string Datapath::other_tc_program(uint32_t ifindex) const {

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <linux/types.h>
 #include <net/if.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include <bpf/bpf.h>
@@ -19,6 +21,7 @@
 #include "engine/bpf_maps.h"
 #include "engine/capture_source.h"
 #include "engine/datapath.h"
+#include "engine/netns.h"
 #include "support.h"
 #include "vigil_abi.h"
 
@@ -194,6 +197,80 @@ TEST(TcPrograms, OneProgramOrThePairCountEachDirectionExactly) {
     EXPECT_EQ(packets(b, VIGIL_DIR_INGRESS), 30u);
     EXPECT_EQ(packets(b, VIGIL_DIR_EGRESS), 20u);
     EXPECT_EQ(packets(a, VIGIL_DIR_INGRESS), 20u);
+  }
+}
+
+// What a pod receives, counted on its own end (vigil_tc_pod, metrics.ingress_hook: pod): the
+// program finds the host-side veth's counters through the pod's namespace inode and ifindex, at
+// its place in the vigil_pod_sides array, or in the vigil_pod_side hash when another key holds
+// that place. Both paths count exactly; detaching frees what attaching took. Pod 1 sends pod 2
+// 30 datagrams, pod 2 sends pod 1 20, on a quiet link.
+TEST(TcPrograms, PodSideCountsThroughItsArrayPlaceOrTheSpillHash) {
+  VIGIL_REQUIRE_ROOT();
+  utsname u{};
+  int major = 0, minor = 0;
+  ASSERT_EQ(uname(&u), 0);
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2 || major < 6 || (major == 6 && minor < 6))
+    GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
+  Lab lab(2);
+  quiet_lab(lab, 2);
+  ScopedTempDir dir;
+  auto sink1 = udp_sink(lab, 1, dir.path());
+  auto sink2 = udp_sink(lab, 2, dir.path());
+  const std::string ns2 = "/run/netns/" + lab.prefix() + "-pod-2";
+  struct stat st {};
+  ASSERT_EQ(stat(ns2.c_str(), &st), 0);
+  auto pod2 = find_pod_interface(ns2);
+  ASSERT_TRUE(pod2) << pod2.error().message;
+  const Datapath::PodSide side{ns2, static_cast<uint32_t>(st.st_ino), pod2->pod_ifindex, pod2->pod_ifname};
+  const vigil_pod_side_key key{side.netns_inode, side.ifindex};
+  __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
+  for (bool taken : {false, true}) {
+    SCOPED_TRACE(taken ? "its place taken: the hash" : "its place in the array");
+    auto loaded = Datapath::open_and_load();
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    Datapath& dp = **loaded;
+    const int array = dp.map("vigil_pod_sides").fd, hash = dp.map("vigil_pod_side").fd;
+    // Another namespace's key with the same place (an inode 8192 on: the same low bits).
+    const vigil_pod_side_entry other{{key.netns_inode + VIGIL_SLOT_TABLE, key.ifindex}, 12345, 0};
+    if (taken) ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
+    const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
+    ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
+    auto r = dp.attach_tc(b, lab.veth(2), 0, &side);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(dp.counts_on_pod_side(b));
+    vigil_pod_side_entry there{};
+    ASSERT_EQ(bpf_map_lookup_elem(array, &index, &there), 0);
+    __u32 spilled = 0;
+    const bool in_hash = bpf_map_lookup_elem(hash, &key, &spilled) == 0;
+    if (taken) {
+      EXPECT_EQ(there.host_ifindex, 12345u) << "the other key keeps its place";
+      EXPECT_TRUE(in_hash);
+      EXPECT_EQ(spilled, b);
+    } else {
+      EXPECT_EQ(there.key.netns_inode, key.netns_inode);
+      EXPECT_EQ(there.key.ifindex, key.ifindex);
+      EXPECT_EQ(there.host_ifindex, b);
+      EXPECT_FALSE(in_hash);
+    }
+    send_udp(lab, 1, 2, 30, 100, 0);
+    send_udp(lab, 2, 1, 20, 100, 1);
+    auto packets = [&](uint32_t ifindex, int direction) {
+      std::vector<vigil_traffic_value> v;
+      EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
+      uint64_t n = 0;
+      for (const auto& c : v) n += c.packets[direction];
+      return n;
+    };
+    EXPECT_EQ(packets(a, VIGIL_DIR_EGRESS), 30u);
+    EXPECT_EQ(packets(b, VIGIL_DIR_INGRESS), 30u);  // on pod 2's eth0, once (no host-side egress hook)
+    EXPECT_EQ(packets(b, VIGIL_DIR_EGRESS), 20u);
+    EXPECT_EQ(packets(a, VIGIL_DIR_INGRESS), 20u);
+    dp.detach_tc(b);
+    EXPECT_FALSE(dp.counts_on_pod_side(b));
+    ASSERT_EQ(bpf_map_lookup_elem(array, &index, &there), 0);
+    EXPECT_EQ(there.host_ifindex, taken ? 12345u : 0u) << "freed, and only its own";
+    EXPECT_NE(bpf_map_lookup_elem(hash, &key, &spilled), 0);
   }
 }
 
