@@ -15,7 +15,10 @@
 #   vigil:  the agent's TC program (vigil_tc on both hooks; before 6.3 vigil_tc_ingress /
 #           vigil_tc_egress), attached by `vigil agent` with every
 #           family on (remote context for the lab pods, max 64 peers; DNS and TCP always on);
-#   vigil_noremote (only with BREAKDOWN=1): the same agent without remote context.
+#   vigil_noremote (only with BREAKDOWN=1): the same agent without remote context;
+#   vigil_pod (only with POD_SIDE=1): the same agent counting what pods receive on their own
+#           ends (metrics.ingress_hook: pod): vigil_tc at the host-side veths' ingress and
+#           vigil_tc_pod at ingress of each pod's eth0, in its namespace.
 # ns/run = delta run_time_ns / delta run_cnt over the traffic. A pod-to-pod packet is one run
 # on the sender's veth and one on the receiver's. With the agent, its API server program
 # (sock_ops on the cgroup v2 root) runs at connection events of every socket of the node, not
@@ -38,6 +41,7 @@ target_ns=100
 for t in "${traffics[@]}"; do [[ $t == udp || $t == tcp ]] || bench_die "TRAFFIC must be udp, tcp or \"udp tcp\""; done
 modes=(empty vigil)
 [[ ${BREAKDOWN:-0} == 1 ]] && modes+=(vigil_noremote)
+[[ ${POD_SIDE:-0} == 1 ]] && modes+=(vigil_pod)
 
 bench_init clang bpftool tc curl wrk
 
@@ -72,10 +76,11 @@ send_traffic() {  # KIND [PACKETS]
 }
 min_runs() { [[ $1 == udp ]] && echo "$packets" || echo 10000; }
 
-config_all=$bench_tmp/vigil.yaml config_noremote=$bench_tmp/vigil-noremote.yaml
+config_all=$bench_tmp/vigil.yaml config_noremote=$bench_tmp/vigil-noremote.yaml config_pod=$bench_tmp/vigil-pod.yaml
 port=$(bench_free_port)
 bench_agent_config "$config_all" "$port" 1s 1
 bench_agent_config "$config_noremote" "$port" 1s 0
+INGRESS_HOOK=pod bench_agent_config "$config_pod" "$port" 1s 1
 bench_on_exit bench_agent_stop
 
 # Our own clsact qdiscs and filters (preference 7; the agent uses 1), removed on exit.
@@ -102,12 +107,13 @@ detach_tc() {  # PREF
 bench_on_exit detach_tc $empty_pref
 
 # Program ids of the TC filters with preference PREF on the lab's veths; for the agent's
-# (PREF 1), those of its TCX links on them (Linux 6.6+, from /proc/PID/fdinfo), else its
-# clsact filters.
+# (PREF 1), those of its TCX links on them and on the pods' own eth0 (Linux 6.6+, from
+# /proc/PID/fdinfo; the agent watches the lab's pods only), else its clsact filters.
+pod_ifindexes=$(for p in 1 2; do ip netns exec "$bench_prefix-pod-$p" cat /sys/class/net/eth0/ifindex; done | tr '\n' ' ')
 prog_ids() {
   local pref=$1 dev dir f ifindexes
   if [[ $pref == 1 && -n ${bench_agent_pid:-} ]]; then
-    ifindexes=" $(for dev in "${veths[@]}"; do cat "/sys/class/net/$dev/ifindex"; done | tr '\n' ' ')"
+    ifindexes=" $(for dev in "${veths[@]}"; do cat "/sys/class/net/$dev/ifindex"; done | tr '\n' ' ')$pod_ifindexes"
     for f in /proc/"$bench_agent_pid"/fdinfo/*; do
       awk -v want="$ifindexes" '$1 == "link_type:" {tcx = ($2 == "tcx")} $1 == "prog_id:" {id = $2}
         $1 == "ifindex:" && tcx && index(want, " " $2 " ") {print id}' "$f" 2>/dev/null
@@ -175,6 +181,7 @@ run_mode() {
     empty) attach_tc empty_tc $empty_pref; pref=$empty_pref ;;
     vigil) bench_agent_start "$config_all" 2 ;;
     vigil_noremote) bench_agent_start "$config_noremote" 2 ;;
+    vigil_pod) bench_agent_start "$config_pod" 2 ;;
   esac
   local m tc_ns api_ns api_per_run
   for kind in "${traffics[@]}"; do
@@ -226,6 +233,12 @@ for kind in "${traffics[@]}"; do
     extra=$(awk -v a="$n" -v b="$e" 'BEGIN {printf "; without remote context %.1f ns/run (added %.1f)", a, a - b}')
     json_extra=$(printf ',"vigil_noremote_ns_per_run":[%s],"median_vigil_noremote_ns":%s' \
       "$(join_of "${results[vigil_noremote.$kind]}")" "$n")
+  fi
+  if [[ -n ${results[vigil_pod.$kind]:-} ]]; then
+    n=$(median_of "${results[vigil_pod.$kind]}")
+    extra+=$(awk -v a="$n" -v b="$e" 'BEGIN {printf "; counting what pods receive on their own ends %.1f ns/run (added %.1f)", a, a - b}')
+    json_extra+=$(printf ',"vigil_pod_ns_per_run":[%s],"median_vigil_pod_ns":%s' \
+      "$(join_of "${results[vigil_pod.$kind]}")" "$n")
   fi
   if [[ -n ${results[api_vigil.$kind]:-} ]]; then
     ap=$(median_of "${results[api_vigil.$kind]}")

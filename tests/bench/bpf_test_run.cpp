@@ -6,7 +6,8 @@
 // It loads the agent's real skeleton (counters.skel.h; nothing is attached), moves itself into a
 // network namespace of its own (unshare: nothing to clean up, it goes away with the process),
 // gives that namespace's loopback interface (ifindex 1) a traffic slot as the agent does at
-// attach, and runs vigil_tc_ingress / vigil_tc_egress REPEAT times per call on each packet:
+// attach, and runs vigil_tc_ingress / vigil_tc_egress, and vigil_tc_pod (what a pod receives, on
+// its own end: found through this namespace and its loopback), REPEAT times per call on each packet:
 // UDP 64 B payload, TCP ACK (66 B frame), a DNS A query, UDP over IPv6. Each is measured with
 // remote context off and on (max_peers 64), and an empty program (r0 = TC_ACT_OK) is measured
 // right before each. The kernel times test runs itself (no stats clock); preemption is not
@@ -25,6 +26,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 #include <sched.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -225,7 +227,8 @@ int main(int argc, char** argv) {
   }
   // The per-CPU block size the agent writes into the TC programs (engine/bpf_immediates.h): here
   // the read-only data's default, VIGIL_MAX_PODS.
-  for (bpf_program* prog : {skel->progs.vigil_tc, skel->progs.vigil_tc_ingress, skel->progs.vigil_tc_egress})
+  for (bpf_program* prog :
+       {skel->progs.vigil_tc, skel->progs.vigil_tc_ingress, skel->progs.vigil_tc_egress, skel->progs.vigil_tc_pod})
     if (auto e = vigil::write_tc_immediates(prog, VIGIL_MAX_PODS); !e.empty()) {
       std::fprintf(stderr, "%s\n", e.c_str());
       return 1;
@@ -271,13 +274,29 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // vigil_tc_pod (what a pod receives, on its own end) finds its counters through the device's
+  // namespace and ifindex: here this process's namespace and its loopback, which also stands in
+  // for the host-side veth whose slot holds the counters.
+  struct stat netns {};
+  if (stat("/proc/self/ns/net", &netns) != 0) {
+    std::fprintf(stderr, "stat /proc/self/ns/net: %s\n", std::strerror(errno));
+    return 1;
+  }
+  // At its place in the array, as the agent puts a key whose place is free (Datapath::link_pod_side).
+  const vigil_pod_side_entry pod_side{{static_cast<__u32>(netns.st_ino), 1}, 1, 0};
+  __u32 pod_side_index = VIGIL_POD_SIDE_INDEX(pod_side.key.netns_inode, pod_side.key.ifindex);
+  if (bpf_map_update_elem(bpf_map__fd(skel->maps.vigil_pod_sides), &pod_side_index, &pod_side, BPF_ANY)) {
+    std::fprintf(stderr, "update vigil_pod_sides: %s\n", std::strerror(errno));
+    return 1;
+  }
   const int empty = load_empty();
   struct Prog {
     const char* name;
     int fd;
   };
   const Prog progs[] = {{"vigil_tc_ingress", bpf_program__fd(skel->progs.vigil_tc_ingress)},
-                        {"vigil_tc_egress", bpf_program__fd(skel->progs.vigil_tc_egress)}};
+                        {"vigil_tc_egress", bpf_program__fd(skel->progs.vigil_tc_egress)},
+                        {"vigil_tc_pod", bpf_program__fd(skel->progs.vigil_tc_pod)}};
   for (const Prog& prog : progs) {
     bpf_prog_info info{};
     __u32 len = sizeof(info);

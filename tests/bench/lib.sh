@@ -133,6 +133,8 @@ bench_agent_config() {
     1) audit=", tracepoint_audit: true" ;;
     *) bench_die "AUDIT must be 0 or 1" ;;
   esac
+  local ingress=""  # metrics.ingress_hook (INGRESS_HOOK=auto|host|pod); the lab has no CNI programs: auto is host
+  [[ -n ${INGRESS_HOOK:-} ]] && ingress=", ingress_hook: $INGRESS_HOOK"
   mkdir -p "$bench_tmp/state"
   cat >"$file" <<YAML
 tick: $tick
@@ -142,7 +144,7 @@ pods: {source: file, file: $(lab pods-file)}
 rules: ["$bench_repo/rules/pack/*.lua"]
 notifiers:
   - {name: default, type: log}
-metrics: {retina_compat: $retina, netstat: $netstat$packet_level$audit}
+metrics: {retina_compat: $retina, netstat: $netstat$packet_level$audit$ingress}
 YAML
   if [[ ${APISERVER:-1} == 1 ]]; then echo "apiserver: {addresses: [10.96.0.1:443]}" >>"$file"; fi
   if [[ $remote == 1 ]]; then echo "remote_context: {namespaces: [lab], max_peers: 64}" >>"$file"; fi
