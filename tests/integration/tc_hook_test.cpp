@@ -277,6 +277,8 @@ TEST(TcHook, TwoAgentsOnTheSamePodsLeaveEachOthersProgramsWhereTheyAre) {
 //     packet the pod receives passes whichever way it came, and leaves the host-side egress hook
 //     off, so each packet counts once: exact counts in both directions.
 //   - ingress_hook: host: none of the redirected datagrams is seen, which is what the default is for.
+// Then pod 2 asks a dnsmasq in pod 1 six questions: the answers come back by the redirect, and only
+// on pod 2's own end are they seen and matched to their requests (which left the usual way).
 TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd) {
   VIGIL_REQUIRE_ROOT();
   if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
@@ -301,6 +303,17 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     auto r = run((ns.empty() ? "" : "ip netns exec " + ns + " ") + "cat /sys/class/net/" + dev + "/statistics/" + name);
     return r.status == 0 ? std::stol(r.output) : -1;
   };
+  // A DNS server in pod 1, on its IPv4 address only (the quiet pods have no IPv6).
+  Process dnsmasq({"/usr/bin/env", "ip", "netns", "exec", ns1, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+                   "--listen-address=" + lab.ip(1), "--bind-interfaces", "--address=/ok.lab.test/10.99.0.1", "--pid-file=",
+                   "--user=root", "--group=root"},
+                  dir.path() + "/dnsmasq.log");
+  for (int i = 0; i < 50 && run("ip netns exec " + ns1 + " ss -Hlun 'sport = :53' | grep -q 53").status != 0; ++i)
+    std::this_thread::sleep_for(100ms);
+  const int kQuestions = 6;
+  std::string batch;
+  for (int i = 0; i < kQuestions; ++i) batch += "@" + lab.ip(1) + " ok.lab.test A\n";
+  const std::string batch_file = write_temp_file(dir.path(), "batch.txt", batch);
   const int kToPod2 = 40, kToPod1 = 25;
   // 200-byte payloads: 14 Ethernet + 20 IP + 8 UDP + 200.
   const double kBytes = 14 + 20 + 8 + 200;
@@ -356,6 +369,26 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     EXPECT_EQ(delta("vigil_remote_forward_packets_total", in1), kToPod1);
     EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}), kToPod2);
     EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "egress"}}), kToPod1);
+
+    const std::string before_dns = metrics_after_ticks(port, 1);
+    // One try each: a retry would be a second request.
+    auto dig = run("ip netns exec " + ns2 + " timeout 30 dig +tries=1 +time=2 -f " + batch_file);
+    size_t answered = 0;
+    for (size_t at = 0; (at = dig.output.find("status: NOERROR", at)) != std::string::npos; ++at) ++answered;
+    ASSERT_EQ(answered, static_cast<size_t>(kQuestions)) << dig.output;
+    const std::string after_dns = metrics_after_ticks(port);
+    auto dns = [&](const char* name, const std::map<std::string, std::string>& labels) {
+      return metric_sum(after_dns, name, labels) - metric_sum(before_dns, name, labels);
+    };
+    const int answers_seen = hook == "auto" ? kQuestions : 0;
+    EXPECT_EQ(dns("vigil_dns_requests_total", {{"pod", "pod-2"}, {"direction", "egress"}}), kQuestions) << after_dns;
+    EXPECT_EQ(dns("vigil_dns_responses_total", {{"pod", "pod-2"}, {"direction", "ingress"}, {"rcode", "NOERROR"}}),
+              answers_seen);
+    EXPECT_EQ(dns("vigil_dns_latency_seconds_count", {{"pod", "pod-2"}, {"side", "client"}}), answers_seen);
+    EXPECT_EQ(dns("vigil_dns_unmatched_responses_total", {{"pod", "pod-2"}}), 0);
+    // The server's side went the usual way: requests in, answers out, each matched.
+    EXPECT_EQ(dns("vigil_dns_requests_total", {{"pod", "pod-1"}, {"direction", "ingress"}}), kQuestions);
+    EXPECT_EQ(dns("vigil_dns_latency_seconds_count", {{"pod", "pod-1"}, {"side", "server"}}), kQuestions);
     EXPECT_EQ(agent->terminate(), 0) << agent->log();
     for (auto& sink : sinks) {
       for (int i = 0; i < 120 && sink->running(); ++i) std::this_thread::sleep_for(100ms);  // its 10 s, then it reports
