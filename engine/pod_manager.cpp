@@ -86,6 +86,28 @@ void PodManager::refresh() {
   }
   reindex();
   dp_.keep_tc_first();
+  move_ingress_to_pod_side();
+}
+
+void PodManager::move_ingress_to_pod_side(std::chrono::steady_clock::duration every) {
+  if (ingress_hook_ != "auto" || !dp_.can_count_on_pod_side()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_hook_check_) return;
+  next_hook_check_ = now + every;
+  for (auto& [key, pod] : pods_) {
+    if (!pod.attached || !pod.programs || pod.ingress_on_pod_side) continue;
+    const std::string other = dp_.other_tc_program(pod.iface.host_ifindex);
+    if (other.empty()) continue;
+    // A CNI's programs that came after the pod was attached (a CNI installed or restarted
+    // since): from now on it may deliver to the pod past the host-side veth. The links are made
+    // again (attach_programs says why); the counters stay (the slot is the interface's), a packet
+    // may pass unseen meanwhile.
+    if (auto r = attach_programs(pod, pod.iface); !r) {
+      spdlog::error("pod {}: attaching the programs again: {}; will re-resolve", key, r.error().message);
+      detach(pod);
+      pod.retry_at = {};
+    }
+  }
 }
 
 void PodManager::reindex() {

@@ -82,11 +82,15 @@ class PodManager {
   // Puts the TC programs on the pod's interface, counting what it receives where
   // metrics.ingress_hook says.
   Result<void> attach_programs(WatchedPod& pod, const PodInterface& iface);
+  // metrics.ingress_hook: auto, at most every `every`: a pod counted on the host side whose
+  // host-side veth has since got another tool's TCX program is attached again, on its own end.
+  void move_ingress_to_pod_side(std::chrono::steady_clock::duration every = std::chrono::seconds(2));
 
   Datapath& dp_;
   RemotePolicy remote_;
   PacketPolicy packet_;
   std::string ingress_hook_ = "host";
+  std::chrono::steady_clock::time_point next_hook_check_{};
   std::map<std::string, WatchedPod> pods_;  // by namespace/name
   uint32_t next_id_ = 1;
   // Lookups the tick does for every map entry; rebuilt whenever pods_ changes.

@@ -289,13 +289,17 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
   ASSERT_NE(object, "") << error;
   const std::string veth1 = lab.veth(1), veth2 = lab.veth(2);
-  TcxLinks cni;  // closed (detached) when the test ends, however it ends
-  ASSERT_EQ(cni.attach(object, veth1, 46), "");  // BPF_TCX_INGRESS: what pod 1 sends
-  ASSERT_EQ(cni.attach(object, veth2, 46), "");  // and pod 2 (its own map stays empty: it passes all)
   in_addr to_pod2{};
   ASSERT_EQ(inet_pton(AF_INET, lab.ip(2).c_str(), &to_pod2), 1);
   const __u32 veth2_index = if_nametoindex(veth2.c_str());
-  ASSERT_EQ(bpf_map_update_elem(cni.map_fd("redirect_to"), &to_pod2.s_addr, &veth2_index, BPF_ANY), 0);
+  // The stand-in CNI's links: closed (detached) when `cni` goes, however the test ends.
+  auto link_cni = [&](TcxLinks& cni) {
+    std::string e = cni.attach(object, veth1, 46);  // BPF_TCX_INGRESS: what pod 1 sends
+    if (e.empty()) e = cni.attach(object, veth2, 46);  // and pod 2 (its own map stays empty: it passes all)
+    if (e.empty() && bpf_map_update_elem(cni.map_fd("redirect_to"), &to_pod2.s_addr, &veth2_index, BPF_ANY) != 0)
+      e = std::string("fill redirect_to: ") + std::strerror(errno);
+    return e;
+  };
 
   const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
@@ -318,9 +322,14 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   // 200-byte payloads: 14 Ethernet + 20 IP + 8 UDP + 200.
   const double kBytes = 14 + 20 + 8 + 200;
   const std::string extra = "remote_context: {namespaces: [lab], max_peers: 8}\n";
-  for (const std::string hook : {"auto", "host"}) {
+  // "late": ingress_hook auto, with the CNI's programs linked only after the agent attached the
+  // pods (a CNI installed or restarted since): within a few seconds the agent moves the pods'
+  // ingress counting to their own ends.
+  for (const std::string hook : {"auto", "host", "late"}) {
     SCOPED_TRACE("ingress_hook: " + hook);
     ScopedTempDir run_dir;
+    TcxLinks cni;
+    if (hook != "late") ASSERT_EQ(link_cni(cni), "");
     std::vector<std::unique_ptr<Process>> sinks;  // no ICMP answers: a socket takes each datagram
     for (const auto& ns : {ns1, ns2})
       sinks.push_back(std::make_unique<Process>(
@@ -330,14 +339,26 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
       for (int i = 0; i < 50 && run("ip netns exec " + ns + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
         std::this_thread::sleep_for(100ms);
     const int port = free_port();
-    auto agent = start_agent(lab, run_dir.path(), port, extra + (hook == "auto" ? "" : "metrics: {ingress_hook: " + hook + "}\n"));
+    auto agent = start_agent(lab, run_dir.path(), port, extra + (hook == "host" ? "metrics: {ingress_hook: host}\n" : ""));
     ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
     std::vector<std::string> inside;  // TCX programs on pod 2's own end
-    ASSERT_TRUE(run_in_netns("/run/netns/" + ns2, [&]() -> Result<int> {
-      inside = tcx_programs("eth0");
-      return 0;
-    }));
-    if (hook == "auto") {
+    auto read_inside = [&] {
+      inside = {"?"};
+      return static_cast<bool>(run_in_netns("/run/netns/" + ns2, [&]() -> Result<int> {
+        inside = tcx_programs("eth0");
+        return 0;
+      }));
+    };
+    ASSERT_TRUE(read_inside());
+    if (hook == "late") {
+      // Nothing else on the veths yet: both host-side hooks count.
+      EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "vigil_tc"})) << agent->log();
+      EXPECT_TRUE(inside.empty());
+      ASSERT_EQ(link_cni(cni), "");
+      for (int i = 0; i < 60 && !(read_inside() && inside == std::vector<std::string>{"vigil_tc_pod"}); ++i)
+        std::this_thread::sleep_for(100ms);  // <= 6 s: checked every 2 s
+    }
+    if (hook != "host") {
       // Ingress of the host side only, in front of the CNI's; what pod 2 receives on its eth0.
       EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "redirect_peer"})) << agent->log();
       EXPECT_EQ(inside, (std::vector<std::string>{"vigil_tc_pod"}));
@@ -359,7 +380,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     };
     const std::map<std::string, std::string> in2 = {{"pod", "pod-2"}, {"direction", "ingress"}, {"remote_pod", "pod-1"}};
     const std::map<std::string, std::string> in1 = {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-2"}};
-    const int seen = hook == "auto" ? kToPod2 : 0;
+    const int seen = hook == "host" ? 0 : kToPod2;
     EXPECT_EQ(delta("vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "ingress"}}), seen) << after;
     EXPECT_EQ(delta("vigil_forward_bytes_total", {{"pod", "pod-2"}, {"direction", "ingress"}}), seen * kBytes);
     EXPECT_EQ(delta("vigil_remote_forward_packets_total", in2), seen);
@@ -380,7 +401,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     auto dns = [&](const char* name, const std::map<std::string, std::string>& labels) {
       return metric_sum(after_dns, name, labels) - metric_sum(before_dns, name, labels);
     };
-    const int answers_seen = hook == "auto" ? kQuestions : 0;
+    const int answers_seen = hook == "host" ? 0 : kQuestions;
     EXPECT_EQ(dns("vigil_dns_requests_total", {{"pod", "pod-2"}, {"direction", "egress"}}), kQuestions) << after_dns;
     EXPECT_EQ(dns("vigil_dns_responses_total", {{"pod", "pod-2"}, {"direction", "ingress"}, {"rcode", "NOERROR"}}),
               answers_seen);
@@ -397,11 +418,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     EXPECT_NE(sinks[1]->log().find("received=" + std::to_string(kToPod2)), std::string::npos) << sinks[1]->log();
     EXPECT_NE(sinks[0]->log().find("received=" + std::to_string(kToPod1)), std::string::npos) << sinks[0]->log();
     // Stopping the agent takes its links away, on the pod's end too.
-    inside = {"?"};
-    ASSERT_TRUE(run_in_netns("/run/netns/" + ns2, [&]() -> Result<int> {
-      inside = tcx_programs("eth0");
-      return 0;
-    }));
+    ASSERT_TRUE(read_inside());
     EXPECT_TRUE(inside.empty());
     EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"redirect_peer"}));
   }
