@@ -368,6 +368,15 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
       EXPECT_TRUE(inside.empty());
     }
     const std::string before = metrics_after_ticks(port, 1);
+    for (const char* pod : {"pod-1", "pod-2"}) {
+      int status = 0;
+      const auto pods = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods", &status), nullptr, false);
+      ASSERT_EQ(status, 200);
+      std::string said = "missing";
+      for (const auto& p : pods)
+        if (p.value("name", "") == pod) said = p.value("ingress_hook", "none");
+      EXPECT_EQ(said, hook == "host" ? "host" : "pod") << pod << ": " << pods.dump();
+    }
     const long host_tx = statistic("", veth2, "tx_packets"), pod_rx = statistic(ns2, "eth0", "rx_packets");
     ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 " + std::to_string(kToPod2) + " 200").status, 0);
     ASSERT_EQ(run("ip netns exec " + ns2 + " " + traffic + " udp-send " + lab.ip(1) + " 9000 " + std::to_string(kToPod1) + " 200").status, 0);
