@@ -145,6 +145,24 @@ void send_udp(const Lab& lab, int from, int to, int count, int size, int cpu) {
   EXPECT_EQ(r.status, 0) << r.output;
 }
 
+// Pod 1 (host-side veth `a`) sends pod 2 (`b`) 30 datagrams, pod 2 sends pod 1 20, on a quiet
+// link: each pod's counts per direction, exactly.
+void exchange_30_and_20(const Datapath& dp, const Lab& lab, uint32_t a, uint32_t b) {
+  send_udp(lab, 1, 2, 30, 100, 0);
+  send_udp(lab, 2, 1, 20, 100, 1);
+  auto packets = [&](uint32_t ifindex, int direction) {
+    std::vector<vigil_traffic_value> v;
+    EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
+    uint64_t n = 0;
+    for (const auto& c : v) n += c.packets[direction];
+    return n;
+  };
+  EXPECT_EQ(packets(a, VIGIL_DIR_EGRESS), 30u);
+  EXPECT_EQ(packets(b, VIGIL_DIR_INGRESS), 30u);
+  EXPECT_EQ(packets(b, VIGIL_DIR_EGRESS), 20u);
+  EXPECT_EQ(packets(a, VIGIL_DIR_INGRESS), 20u);
+}
+
 std::unique_ptr<Process> udp_sink(const Lab& lab, int pod, const std::string& dir) {
   const std::string ns = lab.prefix() + "-pod-" + std::to_string(pod);
   auto p = std::make_unique<Process>(std::vector<std::string>{"/usr/bin/env", "ip", "netns", "exec", ns,
@@ -184,19 +202,7 @@ TEST(TcPrograms, OneProgramOrThePairCountEachDirectionExactly) {
     const std::set<std::string> want = one ? std::set<std::string>{"vigil_tc", "vigil_tc_pod"}
                                            : std::set<std::string>{"vigil_tc_egress", "vigil_tc_ingress"};
     EXPECT_EQ(names, want);
-    send_udp(lab, 1, 2, 30, 100, 0);
-    send_udp(lab, 2, 1, 20, 100, 1);
-    auto packets = [&](uint32_t ifindex, int direction) {
-      std::vector<vigil_traffic_value> v;
-      EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
-      uint64_t n = 0;
-      for (const auto& c : v) n += c.packets[direction];
-      return n;
-    };
-    EXPECT_EQ(packets(a, VIGIL_DIR_EGRESS), 30u);
-    EXPECT_EQ(packets(b, VIGIL_DIR_INGRESS), 30u);
-    EXPECT_EQ(packets(b, VIGIL_DIR_EGRESS), 20u);
-    EXPECT_EQ(packets(a, VIGIL_DIR_INGRESS), 20u);
+    exchange_30_and_20(dp, lab, a, b);
   }
 }
 
@@ -253,19 +259,7 @@ TEST(TcPrograms, PodSideCountsThroughItsArrayPlaceOrTheSpillHash) {
       EXPECT_EQ(there.host_ifindex, b);
       EXPECT_FALSE(in_hash);
     }
-    send_udp(lab, 1, 2, 30, 100, 0);
-    send_udp(lab, 2, 1, 20, 100, 1);
-    auto packets = [&](uint32_t ifindex, int direction) {
-      std::vector<vigil_traffic_value> v;
-      EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
-      uint64_t n = 0;
-      for (const auto& c : v) n += c.packets[direction];
-      return n;
-    };
-    EXPECT_EQ(packets(a, VIGIL_DIR_EGRESS), 30u);
-    EXPECT_EQ(packets(b, VIGIL_DIR_INGRESS), 30u);  // on pod 2's eth0, once (no host-side egress hook)
-    EXPECT_EQ(packets(b, VIGIL_DIR_EGRESS), 20u);
-    EXPECT_EQ(packets(a, VIGIL_DIR_INGRESS), 20u);
+    exchange_30_and_20(dp, lab, a, b);  // pod 2's ingress counted on its eth0, once (no host-side egress hook)
     dp.detach_tc(b);
     EXPECT_FALSE(dp.counts_on_pod_side(b));
     ASSERT_EQ(bpf_map_lookup_elem(array, &index, &there), 0);
