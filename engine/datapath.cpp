@@ -351,6 +351,9 @@ int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& 
     error = std::string("update map ") + (in_array ? "vigil_pod_sides: " : "vigil_pod_side: ") + err_text(errno);
     return -1;
   }
+  // Spilled before, while another key held the place: the array's entry is found first, and the
+  // hash's would outlive it.
+  if (in_array) bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
   const int prog = bpf_program__fd(tc_pod_);
   // A TCX link goes on a device of the calling thread's namespace, and stays there.
   auto link = run_in_netns(side.netns_path, [&]() -> Result<int> {

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <net/if.h>
+#include <sys/stat.h>
 
 #include <optional>
 #include <spdlog/spdlog.h>
@@ -95,7 +96,7 @@ void PodManager::move_ingress_to_pod_side(std::chrono::steady_clock::duration ev
   if (now < next_hook_check_) return;
   next_hook_check_ = now + every;
   for (auto& [key, pod] : pods_) {
-    if (!pod.attached || !pod.programs || pod.ingress_on_pod_side) continue;
+    if (!pod.attached || !pod.programs || pod.ingress_on_pod_side || pod.pod_side_refused) continue;
     const std::string other = dp_.other_tc_program(pod.iface.host_ifindex);
     if (other.empty()) continue;
     // A CNI's programs that came after the pod was attached (a CNI installed or restarted
@@ -182,8 +183,17 @@ Result<void> PodManager::attach_programs(WatchedPod& pod, const PodInterface& if
       side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
     }
   }
+  if (side) {
+    // The namespace was found through a process that may have exited since (/proc/PID/ns/net):
+    // another path that names it now.
+    struct stat st {};
+    if (stat(side->netns_path.c_str(), &st) != 0 || st.st_ino != side->netns_inode)
+      if (std::string now = find_netns_path(side->netns_inode); !now.empty()) side->netns_path = now;
+  }
   auto r = dp_.attach_tc(iface.host_ifindex, iface.host_ifname, pod.id, side ? &*side : nullptr);
   pod.ingress_on_pod_side = r && dp_.counts_on_pod_side(iface.host_ifindex);
+  // attach_tc said why (a warning) and counts at the host side: not tried again every 2 s.
+  pod.pod_side_refused = r && side && !pod.ingress_on_pod_side;
   return r;
 }
 

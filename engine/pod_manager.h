@@ -37,6 +37,7 @@ struct WatchedPod {
   // What it receives is counted on its own end of its veth (metrics.ingress_hook), while the
   // programs are on.
   bool ingress_on_pod_side = false;
+  bool pod_side_refused = false;  // its own end was wanted and could not be attached: host side
   std::string programs_error;  // why a capture could not put them on (logged once)
   PodInterface iface;
   std::string last_error;  // why the pod is not attached

@@ -206,30 +206,41 @@ TEST(TcPrograms, OneProgramOrThePairCountEachDirectionExactly) {
   }
 }
 
-// What a pod receives, counted on its own end (vigil_tc_pod, metrics.ingress_hook: pod): the
-// program finds the host-side veth's counters through the pod's namespace inode and ifindex, at
-// its place in the vigil_pod_sides array, or in the vigil_pod_side hash when another key holds
-// that place. Both paths count exactly; detaching frees what attaching took. Pod 1 sends pod 2
-// 30 datagrams, pod 2 sends pod 1 20, on a quiet link.
-TEST(TcPrograms, PodSideCountsThroughItsArrayPlaceOrTheSpillHash) {
-  VIGIL_REQUIRE_ROOT();
-  utsname u{};
-  int major = 0, minor = 0;
-  ASSERT_EQ(uname(&u), 0);
-  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2 || major < 6 || (major == 6 && minor < 6))
-    GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
-  Lab lab(2);
-  quiet_lab(lab, 2);
-  ScopedTempDir dir;
-  auto sink1 = udp_sink(lab, 1, dir.path());
-  auto sink2 = udp_sink(lab, 2, dir.path());
-  const std::string ns2 = "/run/netns/" + lab.prefix() + "-pod-2";
-  struct stat st {};
-  ASSERT_EQ(stat(ns2.c_str(), &st), 0);
-  auto pod2 = find_pod_interface(ns2);
-  ASSERT_TRUE(pod2) << pod2.error().message;
-  const Datapath::PodSide side{ns2, static_cast<uint32_t>(st.st_ino), pod2->pod_ifindex, pod2->pod_ifname};
-  const vigil_pod_side_key key{side.netns_inode, side.ifindex};
+// What a pod receives, counted on its own end (vigil_tc_pod, metrics.ingress_hook: pod), through
+// the Datapath: two quiet lab pods with UDP sinks, and pod 2's own end (eth0 in its namespace).
+class TcProgramsPodSide : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VIGIL_REQUIRE_ROOT();
+    utsname u{};
+    int major = 0, minor = 0;
+    ASSERT_EQ(uname(&u), 0);
+    if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2 || major < 6 || (major == 6 && minor < 6))
+      GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
+    lab_ = std::make_unique<Lab>(2);
+    quiet_lab(*lab_, 2);
+    sink1_ = udp_sink(*lab_, 1, dir_.path());
+    sink2_ = udp_sink(*lab_, 2, dir_.path());
+    const std::string ns2 = "/run/netns/" + lab_->prefix() + "-pod-2";
+    struct stat st {};
+    ASSERT_EQ(stat(ns2.c_str(), &st), 0);
+    auto pod2 = find_pod_interface(ns2);
+    ASSERT_TRUE(pod2) << pod2.error().message;
+    side_ = Datapath::PodSide{ns2, static_cast<uint32_t>(st.st_ino), pod2->pod_ifindex, pod2->pod_ifname};
+  }
+
+  ScopedTempDir dir_;
+  std::unique_ptr<Lab> lab_;
+  std::unique_ptr<Process> sink1_, sink2_;
+  Datapath::PodSide side_;
+};
+
+// The program finds the host-side veth's counters through the pod's namespace inode and ifindex,
+// at its place in the vigil_pod_sides array, or in the vigil_pod_side hash when another key holds
+// that place. Both paths count exactly; detaching frees what attaching took.
+TEST_F(TcProgramsPodSide, CountsThroughItsArrayPlaceOrTheSpillHash) {
+  const Lab& lab = *lab_;
+  const vigil_pod_side_key key{side_.netns_inode, side_.ifindex};
   __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
   for (bool taken : {false, true}) {
     SCOPED_TRACE(taken ? "its place taken: the hash" : "its place in the array");
@@ -242,7 +253,7 @@ TEST(TcPrograms, PodSideCountsThroughItsArrayPlaceOrTheSpillHash) {
     if (taken) ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
     const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
     ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
-    auto r = dp.attach_tc(b, lab.veth(2), 0, &side);
+    auto r = dp.attach_tc(b, lab.veth(2), 0, &side_);
     ASSERT_TRUE(r) << r.error().message;
     ASSERT_TRUE(dp.counts_on_pod_side(b));
     vigil_pod_side_entry there{};
@@ -266,6 +277,29 @@ TEST(TcPrograms, PodSideCountsThroughItsArrayPlaceOrTheSpillHash) {
     EXPECT_EQ(there.host_ifindex, taken ? 12345u : 0u) << "freed, and only its own";
     EXPECT_NE(bpf_map_lookup_elem(hash, &key, &spilled), 0);
   }
+}
+
+// A pod's own end that cannot be linked (here: a name its namespace does not have, as when the pod
+// went away in between) leaves what it receives counted at the host-side veth's egress, as
+// before, exactly; nothing of the pod side is left behind.
+TEST_F(TcProgramsPodSide, ThatCannotBeLinkedFallsBackToTheHostSide) {
+  const Lab& lab = *lab_;
+  Datapath::PodSide side = side_;
+  side.ifname = "gone0";
+  auto loaded = Datapath::open_and_load();
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Datapath& dp = **loaded;
+  const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
+  ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
+  auto r = dp.attach_tc(b, lab.veth(2), 0, &side);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(dp.counts_on_pod_side(b));
+  EXPECT_EQ(tcx_programs(lab.veth(2)), (std::vector<std::string>{"vigil_tc", "vigil_tc"}));
+  const __u32 index = VIGIL_POD_SIDE_INDEX(side.netns_inode, side.ifindex);
+  vigil_pod_side_entry there{};
+  ASSERT_EQ(bpf_map_lookup_elem(dp.map("vigil_pod_sides").fd, &index, &there), 0);
+  EXPECT_EQ(there.key.netns_inode, 0u) << "the entry made before the link is gone again";
+  exchange_30_and_20(dp, lab, a, b);
 }
 
 // The TC programs guess an interface's traffic slot from its ifindex (the low bits the agent gives
