@@ -250,7 +250,9 @@ TEST_F(TcProgramsPodSide, CountsThroughItsArrayPlaceOrTheSpillHash) {
     const int array = dp.map("vigil_pod_sides").fd, hash = dp.map("vigil_pod_side").fd;
     // Another namespace's key with the same place (an inode 8192 on: the same low bits).
     const vigil_pod_side_entry other{{key.netns_inode + VIGIL_SLOT_TABLE, key.ifindex}, 12345, 0};
-    if (taken) ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
+    if (taken) {
+      ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
+    }
     const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
     ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
     auto r = dp.attach_tc(b, lab.veth(2), 0, &side_);

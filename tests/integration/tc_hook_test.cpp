@@ -329,7 +329,9 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     SCOPED_TRACE("ingress_hook: " + hook);
     ScopedTempDir run_dir;
     TcxLinks cni;
-    if (hook != "late") ASSERT_EQ(link_cni(cni), "");
+    if (hook != "late") {
+      ASSERT_EQ(link_cni(cni), "");
+    }
     std::vector<std::unique_ptr<Process>> sinks;  // no ICMP answers: a socket takes each datagram
     for (const auto& ns : {ns1, ns2})
       sinks.push_back(std::make_unique<Process>(
