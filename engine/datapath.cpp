@@ -397,6 +397,7 @@ std::string Datapath::other_tc_program(uint32_t ifindex) const {
         errno != ENOSPC)
       continue;
     for (__u32 i = 0; i < std::min<__u32>(count, 64); ++i) {
+      if (ids[i] == tc_ids_[0] || ids[i] == tc_ids_[1]) continue;  // ours: no name to read (3 system calls)
       const std::string name = program_name(ids[i]);
       if (!name.starts_with("vigil_tc")) return name.empty() ? "id " + std::to_string(ids[i]) : name;
     }
