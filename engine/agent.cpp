@@ -652,8 +652,9 @@ void Agent::publish_state() {
       p["ips"] = pod.iface.ips;
       p["packet_level"] = pod.packet_level;  // chosen for the programs (metrics.packet_level, its annotation)
       p["programs"] = pod.programs;          // the TC programs are on its interface now
-      // Where they count what it receives (metrics.ingress_hook): its own end, or the host's.
-      if (pod.programs) p["ingress_hook"] = pod.ingress_on_pod_side ? "pod" : "host";
+      // Where what it receives is counted (metrics.ingress_hook): its own end, or the host's; by
+      // the programs, or from the interface's statistics.
+      p["ingress_hook"] = (pod.programs ? pod.ingress_on_pod_side : pod.stats_on_pod_side) ? "pod" : "host";
     } else {
       p["error"] = pod.last_error;
     }

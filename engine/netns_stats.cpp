@@ -496,6 +496,25 @@ Result<NetnsSample> sample_here(const NetnsTarget& target, bool node) {
   return out;
 }
 
+// Moves the calling thread into the namespace at `path` (which must still be `inode`, when set):
+// "" or why not.
+std::string join_netns(const std::string& path, uint64_t inode) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "open " + path + ": " + errno_text(errno);
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || (inode != 0 && st.st_ino != inode)) {
+    close(fd);
+    return path + " is no longer the pod's network namespace";
+  }
+  if (setns(fd, CLONE_NEWNET) != 0) {
+    int e = errno;
+    close(fd);
+    return "setns " + path + ": " + errno_text(e);
+  }
+  close(fd);
+  return "";
+}
+
 }  // namespace
 
 std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarget>& targets) {
@@ -507,24 +526,10 @@ std::vector<Result<NetnsSample>> read_netns_samples(const std::vector<NetnsTarge
     for (size_t i = 0; i < targets.size(); ++i) {
       const auto& target = targets[i];
       if (target.path.empty()) continue;
-      int fd = open(target.path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
-        out[i] = make_error("open " + target.path + ": " + errno_text(errno));
+      if (std::string e = join_netns(target.path, target.inode); !e.empty()) {
+        out[i] = make_error(e);
         continue;
       }
-      struct stat st {};
-      if (fstat(fd, &st) != 0 || (target.inode != 0 && st.st_ino != target.inode)) {
-        close(fd);
-        out[i] = make_error(target.path + " is no longer the pod's network namespace");
-        continue;
-      }
-      if (setns(fd, CLONE_NEWNET) != 0) {
-        int e = errno;
-        close(fd);
-        out[i] = make_error("setns " + target.path + ": " + errno_text(e));
-        continue;
-      }
-      close(fd);
       out[i] = sample_here(target, false);
     }
   });
@@ -556,6 +561,29 @@ Result<std::map<uint32_t, LinkTraffic>> read_link_traffic() {
     }
   });
   if (!r) return r.error();
+  return out;
+}
+
+std::vector<Result<LinkTraffic>> read_link_traffic_in(const std::vector<LinkInNetns>& links) {
+  std::vector<Result<LinkTraffic>> out(links.size(), Result<LinkTraffic>(make_error("not read")));
+  std::thread t([&] {
+    for (size_t i = 0; i < links.size(); ++i) {
+      if (std::string e = join_netns(links[i].path, links[i].inode); !e.empty()) {
+        out[i] = make_error(e);
+        continue;
+      }
+      auto all = read_link_traffic();
+      if (!all) {
+        out[i] = all.error();
+        continue;
+      }
+      auto it = all->find(links[i].ifindex);
+      out[i] = it == all->end() ? Result<LinkTraffic>(make_error("no interface " + std::to_string(links[i].ifindex) +
+                                                                  " in " + links[i].path))
+                                : Result<LinkTraffic>(it->second);
+    }
+  });
+  t.join();
   return out;
 }
 

@@ -145,6 +145,16 @@ struct LinkTraffic {
 };
 Result<std::map<uint32_t, LinkTraffic>> read_link_traffic();
 
+// The counters of one interface in each of these namespaces, on one thread that joins each in
+// turn (none of the agent's threads stays in a pod's namespace); an error for a namespace gone or
+// replaced (inode differs) or an interface gone.
+struct LinkInNetns {
+  std::string path;
+  uint64_t inode = 0;
+  uint32_t ifindex = 0;
+};
+std::vector<Result<LinkTraffic>> read_link_traffic_in(const std::vector<LinkInNetns>& links);
+
 // The statistic names ("Group:Name") the agent's own namespace has, sorted: what
 // metrics.netstat.statistics may name.
 Result<std::vector<std::string>> known_statistics();

@@ -96,7 +96,14 @@ void PodManager::move_ingress_to_pod_side(std::chrono::steady_clock::duration ev
   if (now < next_hook_check_) return;
   next_hook_check_ = now + every;
   for (auto& [key, pod] : pods_) {
-    if (!pod.attached || !pod.programs || pod.ingress_on_pod_side || pod.pod_side_refused) continue;
+    if (!pod.attached) continue;
+    if (!pod.packet_level && !pod.stats_on_pod_side && wants_pod_side(pod.iface, nullptr)) {
+      // Counted from statistics: from now on what it receives is read from its own end's.
+      spdlog::info("pod {}: another tool's program is on {} now: what the pod receives is read from its own {}'s "
+                   "statistics", key, pod.iface.host_ifname, pod.iface.pod_ifname);
+      pod.stats_on_pod_side = true;
+    }
+    if (!pod.programs || pod.ingress_on_pod_side || pod.pod_side_refused) continue;
     const std::string other = dp_.other_tc_program(pod.iface.host_ifindex);
     if (other.empty()) continue;
     // A CNI's programs that came after the pod was attached (a CNI installed or restarted
@@ -149,6 +156,7 @@ void PodManager::try_attach(WatchedPod& pod) {
   // Remote context counts what the programs see, so a pod that opts in gets them.
   pod.packet_level = !packet_ || packet_(pod.spec) || peers > 0;
   auto linked = pod.packet_level ? attach_programs(pod, *iface) : dp_.track_interface(iface->host_ifindex, pod.id);
+  pod.stats_on_pod_side = !pod.packet_level && wants_pod_side(*iface, nullptr);
   if (!linked) {
     dp_.forget_pod(iface->netns_inode, iface->ips);
     failed(linked.error().message);
@@ -164,24 +172,34 @@ void PodManager::try_attach(WatchedPod& pod) {
   pod.last_error.clear();
   spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]{}{}", pod.spec.key(), pod.iface.host_ifname,
                pod.iface.host_ifindex, fmt::join(pod.iface.ips, ", "),
-               pod.packet_level ? "" : "; counted from the interface's statistics (no packet-level programs)",
+               pod.packet_level ? ""
+               : pod.stats_on_pod_side
+                   ? "; counted from the interfaces' statistics (no packet-level programs), what it receives from its own " +
+                         pod.iface.pod_ifname + "'s"
+                   : std::string("; counted from the interface's statistics (no packet-level programs)"),
                pod.ingress_on_pod_side ? "; what it receives is counted on its own " + pod.iface.pod_ifname : "");
+}
+
+bool PodManager::wants_pod_side(const PodInterface& iface, std::string* why) const {
+  if (ingress_hook_ == "pod") return true;
+  if (ingress_hook_ != "auto") return false;
+  // A CNI with an eBPF datapath has its programs on the pod's host-side veth; such a CNI may
+  // deliver to the pod past that veth (Cilium does, with bpf_redirect_peer).
+  std::string other = dp_.other_tc_program(iface.host_ifindex);
+  if (other.empty()) return false;
+  if (why) *why = std::move(other);
+  return true;
 }
 
 Result<void> PodManager::attach_programs(WatchedPod& pod, const PodInterface& iface) {
   std::optional<Datapath::PodSide> side;
-  if (ingress_hook_ == "pod") {
-    side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
-  } else if (ingress_hook_ == "auto") {
-    // A CNI with an eBPF datapath has its programs on the pod's host-side veth; such a CNI may
-    // deliver to the pod past that veth (Cilium does, with bpf_redirect_peer).
-    const std::string other = dp_.other_tc_program(iface.host_ifindex);
-    if (!other.empty() && dp_.can_count_on_pod_side()) {
+  std::string other;
+  if (wants_pod_side(iface, &other) && (ingress_hook_ == "pod" || dp_.can_count_on_pod_side())) {
+    if (!other.empty())
       spdlog::info("pod {}: another tool's program ({}) is on {}: counting what the pod receives on its own {}, "
                    "which also sees packets delivered past {} (metrics.ingress_hook: auto)",
                    pod.spec.key(), other, iface.host_ifname, iface.pod_ifname, iface.host_ifname);
-      side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
-    }
+    side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
   }
   if (side) {
     // The namespace was found through a process that may have exited since (/proc/PID/ns/net):
@@ -227,6 +245,7 @@ void PodManager::detach(WatchedPod& pod) {
   if (pod.programs) dp_.detach_tc(pod.iface.host_ifindex);
   pod.programs = false;
   pod.ingress_on_pod_side = false;
+  pod.stats_on_pod_side = false;
   dp_.forget_pod(pod.iface.netns_inode, pod.iface.ips);
   dp_.forget_counters(pod.iface.host_ifindex, pod.id);
   pod.attached = false;

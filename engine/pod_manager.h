@@ -38,6 +38,10 @@ struct WatchedPod {
   // programs are on.
   bool ingress_on_pod_side = false;
   bool pod_side_refused = false;  // its own end was wanted and could not be attached: host side
+  // A pod without packet-level programs whose ingress_hook is its own end: what it receives is
+  // read from its own end's statistics (in its namespace), which count what a CNI delivers past
+  // the host-side veth; the host side's do not.
+  bool stats_on_pod_side = false;
   std::string programs_error;  // why a capture could not put them on (logged once)
   PodInterface iface;
   std::string last_error;  // why the pod is not attached
@@ -83,6 +87,9 @@ class PodManager {
   // Puts the TC programs on the pod's interface, counting what it receives where
   // metrics.ingress_hook says.
   Result<void> attach_programs(WatchedPod& pod, const PodInterface& iface);
+  // Whether metrics.ingress_hook puts what the pod behind `iface` receives on its own end; with
+  // "auto", the name of the other tool's program that decided it in *why.
+  bool wants_pod_side(const PodInterface& iface, std::string* why) const;
   // metrics.ingress_hook: auto, at most every `every`: a pod counted on the host side whose
   // host-side veth has since got another tool's TCX program is attached again, on its own end.
   void move_ingress_to_pod_side(std::chrono::steady_clock::duration every = std::chrono::seconds(2));

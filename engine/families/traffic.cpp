@@ -5,12 +5,15 @@
 #include <linux/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
 #include "engine/bpf_maps.h"
 #include "engine/families/family.h"
+#include "engine/netns.h"
 #include "engine/netns_stats.h"
 #include "vigil_abi.h"
 
@@ -81,7 +84,8 @@ class TrafficFamily : public Family {
 
  private:
   // The host-side interface's statistics of each pod without packet-level counting: what it
-  // received the pod sent (egress), what it sent the pod received (ingress). The kernel's
+  // received the pod sent (egress), what it sent the pod received (ingress; or, where
+  // metrics.ingress_hook puts it on the pod's own end, what that end received). The kernel's
   // counts, exact like the programs' and likewise with Ethernet headers; they start at the
   // interface's creation (a pod already running when the agent starts has its history).
   void read_interfaces(const FamilyContext& ctx) {
@@ -95,6 +99,33 @@ class TrafficFamily : public Family {
       return;
     }
     last_error_.clear();
+    // Pods whose ingress_hook is their own end (an eBPF CNI may deliver past the host-side veth,
+    // whose transmit counters then miss those packets): what they receive is their own end's
+    // receive counters, read in their namespaces on one thread.
+    std::vector<const WatchedPod*> own;
+    std::vector<LinkInNetns> own_links;
+    std::map<uint64_t, std::string> moved;  // this tick's namespaces, where they are read now
+    for (const auto& [key, pod] : ctx.pods.pods())
+      if (pod.attached && !pod.packet_level && pod.stats_on_pod_side) {
+        own.push_back(&pod);
+        auto m = moved_.find(pod.iface.netns_inode);
+        if (m != moved_.end()) moved.insert(*m);
+        own_links.push_back({m != moved_.end() ? m->second : pod.iface.netns_path, pod.iface.netns_inode, pod.iface.pod_ifindex});
+      }
+    moved_ = std::move(moved);
+    std::vector<Result<LinkTraffic>> own_traffic = own_links.empty() ? std::vector<Result<LinkTraffic>>{}
+                                                                     : read_link_traffic_in(own_links);
+    std::map<const WatchedPod*, LinkTraffic> received;
+    for (size_t i = 0; i < own.size(); ++i) {
+      if (own_traffic[i]) {
+        received[own[i]] = *own_traffic[i];
+        continue;
+      }
+      // Found through a process that has exited while the namespace lives on: read it where it is
+      // now from the next tick. Else gone since the pods were refreshed (the pod manager notices).
+      if (std::string now_at = find_netns_path(own_links[i].inode); !now_at.empty() && now_at != own_links[i].path)
+        moved_[own_links[i].inode] = now_at;
+    }
     for (const auto& [key, pod] : ctx.pods.pods()) {
       if (!pod.attached || pod.packet_level) continue;
       auto it = links->find(pod.iface.host_ifindex);
@@ -102,14 +133,22 @@ class TrafficFamily : public Family {
       const LinkTraffic& t = it->second;
       Labels in = pod_labels(pod, {{"direction", direction_name(VIGIL_DIR_INGRESS)}});
       Labels out = pod_labels(pod, {{"direction", direction_name(VIGIL_DIR_EGRESS)}});
-      ctx.store.set("vigil_forward_packets_total", in, static_cast<double>(t.tx_packets));
-      ctx.store.set("vigil_forward_bytes_total", in, static_cast<double>(t.tx_bytes));
+      if (!pod.stats_on_pod_side) {
+        ctx.store.set("vigil_forward_packets_total", in, static_cast<double>(t.tx_packets));
+        ctx.store.set("vigil_forward_bytes_total", in, static_cast<double>(t.tx_bytes));
+      } else if (auto r = received.find(&pod); r != received.end()) {
+        ctx.store.set("vigil_forward_packets_total", in, static_cast<double>(r->second.rx_packets));
+        ctx.store.set("vigil_forward_bytes_total", in, static_cast<double>(r->second.rx_bytes));
+      }
       ctx.store.set("vigil_forward_packets_total", out, static_cast<double>(t.rx_packets));
       ctx.store.set("vigil_forward_bytes_total", out, static_cast<double>(t.rx_bytes));
     }
   }
 
   std::string last_error_;
+  // Namespaces (by inode) of pods read on their own end, found through a process that has exited
+  // since: where they are read now.
+  std::map<uint64_t, std::string> moved_;
 };
 
 }  // namespace

@@ -267,6 +267,37 @@ TEST(TcHook, TwoAgentsOnTheSamePodsLeaveEachOthersProgramsWhereTheyAre) {
   EXPECT_TRUE(tcx_programs(lab.veth(1)).empty());
 }
 
+// Links the stand-in CNI (tests/integration/bpf/redirect_peer.bpf.c, compiled to `object`) to TC
+// ingress of both pods' host-side veths, and has it put what pod 1 sends to pod 2 straight into
+// pod 2's namespace (pod 2's copy has an empty map: it passes everything). "" or why not; the
+// links go with `cni`, however the test ends.
+std::string link_redirecting_cni(TcxLinks& cni, const std::string& object, const Lab& lab) {
+  in_addr to_pod2{};
+  if (inet_pton(AF_INET, lab.ip(2).c_str(), &to_pod2) != 1) return "bad address " + lab.ip(2);
+  const __u32 veth2_index = if_nametoindex(lab.veth(2).c_str());
+  std::string e = cni.attach(object, lab.veth(1), 46);  // BPF_TCX_INGRESS: what pod 1 sends
+  if (e.empty()) e = cni.attach(object, lab.veth(2), 46);
+  if (e.empty() && bpf_map_update_elem(cni.map_fd("redirect_to"), &to_pod2.s_addr, &veth2_index, BPF_ANY) != 0)
+    e = std::string("fill redirect_to: ") + std::strerror(errno);
+  return e;
+}
+
+// A UDP socket on port 9000 in each of the two pods for 10 s (then each prints how many datagrams
+// it got), listening when this returns.
+std::vector<std::unique_ptr<Process>> udp_sinks(const Lab& lab, const std::string& dir) {
+  std::vector<std::unique_ptr<Process>> sinks;
+  for (int pod : {1, 2}) {
+    const std::string ns = lab.prefix() + "-pod-" + std::to_string(pod);
+    sinks.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"/usr/bin/env", "ip", "netns", "exec", ns,
+                                 binary_path("tests/tools/vigil-lab-traffic"), "udp-sink", "9000", "10"},
+        dir + "/sink-" + ns + ".log"));
+    for (int i = 0; i < 50 && run("ip netns exec " + ns + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
+      std::this_thread::sleep_for(100ms);
+  }
+  return sinks;
+}
+
 // A CNI that puts packets straight into a pod's namespace (bpf_redirect_peer: Cilium's delivery
 // with BPF host routing, and pod to pod on one node) bypasses the pod's host-side veth, whose
 // egress hook then never sees what the pod receives. Here a stand-in for such a CNI is on both
@@ -289,17 +320,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
   ASSERT_NE(object, "") << error;
   const std::string veth1 = lab.veth(1), veth2 = lab.veth(2);
-  in_addr to_pod2{};
-  ASSERT_EQ(inet_pton(AF_INET, lab.ip(2).c_str(), &to_pod2), 1);
-  const __u32 veth2_index = if_nametoindex(veth2.c_str());
-  // The stand-in CNI's links: closed (detached) when `cni` goes, however the test ends.
-  auto link_cni = [&](TcxLinks& cni) {
-    std::string e = cni.attach(object, veth1, 46);  // BPF_TCX_INGRESS: what pod 1 sends
-    if (e.empty()) e = cni.attach(object, veth2, 46);  // and pod 2 (its own map stays empty: it passes all)
-    if (e.empty() && bpf_map_update_elem(cni.map_fd("redirect_to"), &to_pod2.s_addr, &veth2_index, BPF_ANY) != 0)
-      e = std::string("fill redirect_to: ") + std::strerror(errno);
-    return e;
-  };
+  auto link_cni = [&](TcxLinks& cni) { return link_redirecting_cni(cni, object, lab); };
 
   const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
@@ -332,14 +353,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     if (hook != "late") {
       ASSERT_EQ(link_cni(cni), "");
     }
-    std::vector<std::unique_ptr<Process>> sinks;  // no ICMP answers: a socket takes each datagram
-    for (const auto& ns : {ns1, ns2})
-      sinks.push_back(std::make_unique<Process>(
-          std::vector<std::string>{"/usr/bin/env", "ip", "netns", "exec", ns, traffic, "udp-sink", "9000", "10"},
-          run_dir.path() + "/sink-" + ns + ".log"));
-    for (const auto& ns : {ns1, ns2})
-      for (int i = 0; i < 50 && run("ip netns exec " + ns + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
-        std::this_thread::sleep_for(100ms);
+    auto sinks = udp_sinks(lab, run_dir.path());  // no ICMP answers: a socket takes each datagram
     const int port = free_port();
     auto agent = start_agent(lab, run_dir.path(), port, extra + (hook == "host" ? "metrics: {ingress_hook: host}\n" : ""));
     ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
@@ -433,6 +447,51 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     EXPECT_TRUE(inside.empty());
     EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"redirect_peer"}));
   }
+}
+
+// Pods without the packet-level programs (metrics.packet_level: {pods: selected}) are counted from
+// their interfaces' statistics. The host-side veth's transmit counters miss what a CNI delivers
+// past it; with another tool's programs on the veths (ingress_hook: auto), what a pod receives is
+// read from its own end's receive counters instead, in its namespace: exact, with no program of
+// Vigil's on any packet's path.
+TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatistics) {
+  VIGIL_REQUIRE_ROOT();
+  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): no CNI program to see on the veths";
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  ScopedTempDir dir;
+  std::string error;
+  const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
+  ASSERT_NE(object, "") << error;
+  TcxLinks cni;
+  ASSERT_EQ(link_redirecting_cni(cni, object, lab), "");
+  auto sinks = udp_sinks(lab, dir.path());
+  const int port = free_port();
+  auto agent = start_agent(lab, dir.path(), port, "metrics: {packet_level: {pods: selected}}\n");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  EXPECT_EQ(tcx_programs(lab.veth(2)), (std::vector<std::string>{"redirect_peer"})) << "no program of Vigil's";
+  EXPECT_NE(agent->log().find("what it receives from its own eth0's"), std::string::npos) << agent->log();
+  int status = 0;
+  const auto pods = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods", &status), nullptr, false);
+  ASSERT_EQ(status, 200);
+  for (const auto& p : pods) EXPECT_EQ(p.value("ingress_hook", ""), "pod") << pods.dump();
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  const std::string before = metrics_after_ticks(port, 1);
+  ASSERT_EQ(run("ip netns exec " + lab.prefix() + "-pod-1 " + traffic + " udp-send " + lab.ip(2) + " 9000 40 200").status, 0);
+  ASSERT_EQ(run("ip netns exec " + lab.prefix() + "-pod-2 " + traffic + " udp-send " + lab.ip(1) + " 9000 25 200").status, 0);
+  const std::string after = metrics_after_ticks(port);
+  auto delta = [&](const char* name, const char* pod, const char* direction) {
+    const std::map<std::string, std::string> l = {{"pod", pod}, {"direction", direction}};
+    return metric_value(after, name, l).value_or(0) - metric_value(before, name, l).value_or(0);
+  };
+  const double kBytes = 14 + 20 + 8 + 200;
+  EXPECT_EQ(delta("vigil_forward_packets_total", "pod-2", "ingress"), 40) << after;  // all by the redirect
+  EXPECT_EQ(delta("vigil_forward_bytes_total", "pod-2", "ingress"), 40 * kBytes);
+  EXPECT_EQ(delta("vigil_forward_packets_total", "pod-1", "ingress"), 25);  // the usual way
+  EXPECT_EQ(delta("vigil_forward_bytes_total", "pod-1", "ingress"), 25 * kBytes);
+  EXPECT_EQ(delta("vigil_forward_packets_total", "pod-1", "egress"), 40);
+  EXPECT_EQ(delta("vigil_forward_packets_total", "pod-2", "egress"), 25);
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
 // libbpf's messages reach the agent's log at a level, never raw stderr: attaching to a pod
