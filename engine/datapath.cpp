@@ -365,20 +365,16 @@ int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& 
     if (fd < 0) return make_error("attach tcx ingress on " + side.ifname + " in " + side.netns_path + ": " + err_text(errno));
     return fd;
   });
-  pod_side_[ifindex] = {key.netns_inode, key.ifindex};
   if (!link) {
-    unlink_pod_side(ifindex);
+    forget_pod_side(side.netns_inode, side.ifindex);
     error = link.error().message;
     return -1;
   }
   return *link;
 }
 
-void Datapath::unlink_pod_side(uint32_t ifindex) {
-  auto it = pod_side_.find(ifindex);
-  if (it == pod_side_.end()) return;
-  const vigil_pod_side_key key{it->second.first, it->second.second};
-  pod_side_.erase(it);
+void Datapath::forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex) {
+  const vigil_pod_side_key key{netns_inode, pod_ifindex};
   const __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
   vigil_pod_side_entry there{};
   if (bpf_map__lookup_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &there, sizeof(there), 0) == 0 &&
@@ -430,7 +426,7 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
         spdlog::warn("interface {}: counting what the pod receives on its own end ({}) failed: {}; counted at {}'s "
                      "egress instead, where packets a CNI puts straight into the pod's namespace do not pass",
                      ifname, pod_side->ifname, pod_error, ifname);
-      tcx_links_[ifindex] = {in, out, pod};
+      tcx_links_[ifindex] = pod >= 0 ? TcxLinks{in, out, pod, pod_side->netns_inode, pod_side->ifindex} : TcxLinks{in, out};
       attached_[ifindex] = ifname;
       return {};
     }
@@ -472,8 +468,8 @@ void Datapath::detach_tc(uint32_t ifindex) {
     // namespace and its end).
     for (int fd : {it->second.in, it->second.out, it->second.pod})
       if (fd >= 0) close(fd);
+    if (it->second.pod >= 0) forget_pod_side(it->second.pod_netns_inode, it->second.pod_ifindex);
     tcx_links_.erase(it);
-    unlink_pod_side(ifindex);
   } else {
     remove_clsact_filters(ifindex);
   }

@@ -127,7 +127,10 @@ class Datapath {
   Result<void> attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id = 0,
                          const PodSide* pod_side = nullptr);
   // Whether what the pod behind `ifindex` receives is counted on its own end (attach_tc's pod_side).
-  bool counts_on_pod_side(uint32_t ifindex) const { return pod_side_.count(ifindex) > 0; }
+  bool counts_on_pod_side(uint32_t ifindex) const {
+    auto it = tcx_links_.find(ifindex);
+    return it != tcx_links_.end() && it->second.pod >= 0;
+  }
   // Whether attach_tc can take a pod_side here (TCX, and the program for it loaded).
   bool can_count_on_pod_side() const { return tc_pod_ != nullptr && !tcx_unsupported_; }
   // The name of another tool's TCX program on either hook of `ifindex` (not Vigil's, nor another
@@ -217,10 +220,9 @@ class Datapath {
   struct TcxLinks {
     int in = -1, out = -1;  // the host-side veth's hooks (out: -1 when pod-side counts)
     int pod = -1;           // TC ingress of the pod's end, in its namespace (attach_tc's pod_side)
+    uint32_t pod_netns_inode = 0, pod_ifindex = 0;  // with `pod`: its vigil_pod_side key
   };
   std::map<uint32_t, TcxLinks> tcx_links_;  // host-side ifindex -> TCX link fds
-  // host-side ifindex -> its vigil_pod_side key (the pod's namespace inode, its end's ifindex)
-  std::map<uint32_t, std::pair<uint32_t, uint32_t>> pod_side_;
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   std::array<uint64_t, 2> tc_relinked_{};  // keep_tc_first's moves, by hook
   std::array<uint32_t, 2> tc_ids_{};       // the kernel's ids of tc_in_ and tc_out_, once loaded
@@ -245,7 +247,8 @@ class Datapath {
   // Puts vigil_tc_pod on TC ingress of the pod's end (and its vigil_pod_side entry): the link's
   // fd, or -1 with `error` set.
   int link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error);
-  void unlink_pod_side(uint32_t ifindex);
+  // Removes the vigil_pod_side entry of that key (from the array's place or the hash).
+  void forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex);
   // Puts every index of vigil_remote_values in the vigil_remote_free queue (at load).
   Result<void> fill_remote_free();
 
