@@ -103,9 +103,7 @@ void PodManager::move_ingress_to_pod_side(std::chrono::steady_clock::duration ev
                    "statistics", key, pod.iface.host_ifname, pod.iface.pod_ifname);
       pod.stats_on_pod_side = true;
     }
-    if (!pod.programs || pod.ingress_on_pod_side || pod.pod_side_refused) continue;
-    const std::string other = dp_.other_tc_program(pod.iface.host_ifindex);
-    if (other.empty()) continue;
+    if (!pod.programs || pod.ingress_on_pod_side || pod.pod_side_refused || !wants_pod_side(pod.iface, nullptr)) continue;
     // A CNI's programs that came after the pod was attached (a CNI installed or restarted
     // since): from now on it may deliver to the pod past the host-side veth. The links are made
     // again (attach_programs says why); the counters stay (the slot is the interface's), a packet
