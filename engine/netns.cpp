@@ -201,6 +201,15 @@ std::string find_netns_path(uint64_t inode) {
   return found;
 }
 
+bool renew_netns_path(PodInterface& iface) {
+  struct stat st {};
+  if (stat(iface.netns_path.c_str(), &st) == 0 && st.st_ino == iface.netns_inode) return true;
+  std::string now = find_netns_path(iface.netns_inode);
+  if (now.empty()) return false;
+  iface.netns_path = std::move(now);
+  return true;
+}
+
 bool ip_to_key(const std::string& ip, uint8_t out[16]) {
   in_addr v4{};
   if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {

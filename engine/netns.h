@@ -34,6 +34,12 @@ Result<PodInterface> find_pod_interface_by_ip(const std::string& ip);
 // a process that has since exited, while another process (or a name) still holds it.
 std::string find_netns_path(uint64_t inode);
 
+// Whether iface.netns_path still names the namespace the pod was found in (iface.netns_inode);
+// if it does not (found through /proc/PID/ns/net of a process that has exited since, while the
+// namespace lives on, held by another process or a name), a path that names it now in its place.
+// True when the path is current, or was renewed; false when no path names the namespace now.
+bool renew_netns_path(PodInterface& iface);
+
 // Runs `fn` on a short-lived thread that has joined the namespace at `path`, so that no thread
 // of the agent stays in a pod's namespace: what it makes there (a socket, a TCX link) keeps to
 // that namespace after the thread is gone.

@@ -2,7 +2,6 @@
 
 #include <cctype>
 #include <net/if.h>
-#include <sys/stat.h>
 
 #include <optional>
 #include <spdlog/spdlog.h>
@@ -78,7 +77,10 @@ void PodManager::refresh() {
     if (pod.attached) {
       // A deleted namespace takes its veth pair with it; a reused ifindex gets a new name.
       char name[IF_NAMESIZE] = {};
-      if (if_indextoname(pod.iface.host_ifindex, name) && pod.iface.host_ifname == name) continue;
+      if (if_indextoname(pod.iface.host_ifindex, name) && pod.iface.host_ifname == name) {
+        keep_netns_path(key, pod);
+        continue;
+      }
       spdlog::warn("pod {}: interface {} is gone; will re-resolve", key, pod.iface.host_ifname);
       detach(pod);
       pod.retry_at = {};
@@ -88,6 +90,20 @@ void PodManager::refresh() {
   reindex();
   dp_.keep_tc_first();
   move_ingress_to_pod_side();
+}
+
+void PodManager::keep_netns_path(const std::string& key, WatchedPod& pod) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < pod.netns_search_at) return;
+  const std::string was = pod.iface.netns_path;
+  if (!renew_netns_path(pod.iface)) {
+    // Nothing names it now: it is going away, and its veth with it, which the next look sees.
+    // Looked for again in 2 s, not at every tick (a search reads every process's namespace).
+    pod.netns_search_at = now + std::chrono::seconds(2);
+    return;
+  }
+  if (pod.iface.netns_path != was)
+    spdlog::info("pod {}: its network namespace is now reached through {} ({} is gone)", key, pod.iface.netns_path, was);
 }
 
 void PodManager::move_ingress_to_pod_side(std::chrono::steady_clock::duration every) {
@@ -197,14 +213,10 @@ Result<void> PodManager::attach_programs(WatchedPod& pod, const PodInterface& if
       spdlog::info("pod {}: another tool's program ({}) is on {}: counting what the pod receives on its own {}, "
                    "which also sees packets delivered past {} (metrics.ingress_hook: auto)",
                    pod.spec.key(), other, iface.host_ifname, iface.pod_ifname, iface.host_ifname);
-    side = Datapath::PodSide{iface.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
-  }
-  if (side) {
-    // The namespace was found through a process that may have exited since (/proc/PID/ns/net):
-    // another path that names it now.
-    struct stat st {};
-    if (stat(side->netns_path.c_str(), &st) != 0 || st.st_ino != side->netns_inode)
-      if (std::string now = find_netns_path(side->netns_inode); !now.empty()) side->netns_path = now;
+    // The path may have gone since the tick's look (keep_netns_path).
+    PodInterface current = iface;
+    renew_netns_path(current);
+    side = Datapath::PodSide{current.netns_path, iface.netns_inode, iface.pod_ifindex, iface.pod_ifname};
   }
   auto r = dp_.attach_tc(iface.host_ifindex, iface.host_ifname, pod.id, side ? &*side : nullptr);
   pod.ingress_on_pod_side = r && dp_.counts_on_pod_side(iface.host_ifindex);

@@ -46,6 +46,7 @@ struct WatchedPod {
   PodInterface iface;
   std::string last_error;  // why the pod is not attached
   std::chrono::steady_clock::time_point retry_at{};  // not before: resolving costs a thread and netlink dumps
+  std::chrono::steady_clock::time_point netns_search_at{};  // keep_netns_path: not before
 };
 
 // metrics.packet_level as a PodManager::PacketPolicy: the pod's own say (PodSpec::packet_level)
@@ -87,6 +88,10 @@ class PodManager {
   // Puts the TC programs on the pod's interface, counting what it receives where
   // metrics.ingress_hook says.
   Result<void> attach_programs(WatchedPod& pod, const PodInterface& iface);
+  // Keeps pod.iface.netns_path naming the pod's namespace, through which the families read it (its
+  // own end's statistics, netstat) and the programs are put on its own end: renew_netns_path, once
+  // a tick, for a pod found through a process that has exited since.
+  void keep_netns_path(const std::string& key, WatchedPod& pod);
   // Whether metrics.ingress_hook puts what the pod behind `iface` receives on its own end; with
   // "auto", the name of the other tool's program that decided it in *why.
   bool wants_pod_side(const PodInterface& iface, std::string* why) const;

@@ -118,8 +118,9 @@ class NetstatFamily : public Family {
 
   void read(const FamilyContext& ctx) override {
     const auto now = std::chrono::steady_clock::now();
-    if (now < next_read_) return;
+    if (now < next_read_ && !path_renewed(ctx)) return;
     next_read_ = now + interval_;
+    gone_paths_.clear();
 
     std::vector<NetnsTarget> targets{NetnsTarget{.path = "", .inode = 0, .tcp_states = node_sockets_}};  // the node first
     std::vector<const WatchedPod*> pods{nullptr};
@@ -128,10 +129,8 @@ class NetstatFamily : public Family {
     targets[0].conntrack_by_address_above = conntrack_by_pod_above_;
     for (const auto& [key, pod] : ctx.pods.pods()) {
       if (!pod.attached || pod.iface.netns_path.empty()) continue;
-      auto moved = states_.find(pod.id);
-      const bool use_moved = moved != states_.end() && !moved->second.path.empty() && moved->second.path_inode == pod.iface.netns_inode;
-      const std::string& path = use_moved ? moved->second.path : pod.iface.netns_path;
-      targets.push_back({.path = path, .inode = pod.iface.netns_inode, .tcp_states = pod_sockets_});
+      // The pod manager keeps the path naming the namespace (keep_netns_path).
+      targets.push_back({.path = pod.iface.netns_path, .inode = pod.iface.netns_inode, .tcp_states = pod_sockets_});
       pods.push_back(&pod);
       if (conntrack_by_pod_above_ > 1 || now < next_conntrack_count_) continue;
       for (const auto& ip : pod.iface.ips)
@@ -160,17 +159,11 @@ class NetstatFamily : public Family {
       if (auto it = states_.find(id); it != states_.end()) state = std::move(it->second);
       const std::string who = pod ? "pod " + pod->spec.key() : "the node";
       if (!samples[i] && netns_gone(targets[i])) {
-        // Found through a process that has exited while the namespace lives on (a container
-        // restarted beside the pod's pause process): read it where it is now, from the next read.
-        if (std::string now_at = find_netns_path(targets[i].inode); pod && !now_at.empty() && now_at != targets[i].path) {
-          spdlog::info("netstat: {}: its network namespace is now read through {}", who, now_at);
-          state.path = now_at;
-          state.path_inode = targets[i].inode;
-          next_read_ = now;  // at the next tick, not an interval later
-          continue;
-        }
-        // Deleted since the tick resolved the pod: the pod manager lets it go on its next look.
+        // Deleted since the tick resolved the pod (the pod manager lets it go on its next look),
+        // or found through a process that exited since then: read again as soon as the pod
+        // manager renews its path, not an interval later.
         spdlog::debug("netstat: {} is gone: {}", who, samples[i].error().message);
+        if (pod) gone_paths_[pod->id] = targets[i].path;
         continue;
       }
       if (!samples[i]) {
@@ -201,8 +194,6 @@ class NetstatFamily : public Family {
     uint32_t states_shown = 0;  // TCP states with a series already (a gauge must fall back to 0)
     std::string last_error;
     std::string last_sockets_error;
-    std::string path;  // where the pod's namespace is read when its resolved path went away
-    uint64_t path_inode = 0;  // the namespace `path` was found for
     std::set<std::string> interfaces;  // the node's, at the last read
     bool read_before = false;  // a read of it has succeeded before
     bool conntrack_shown = false;  // its conntrack table has been in use: it has an entries series
@@ -348,6 +339,15 @@ class NetstatFamily : public Family {
   std::chrono::steady_clock::time_point next_read_{};
   std::map<uint32_t, State> states_;  // by pod id; 0 is the node
   uint64_t read_errors_ = 0;
+  // Pods (by id) whose namespace was gone at the last read, and the path it was read through.
+  std::map<uint32_t, std::string> gone_paths_;
+
+  // One of gone_paths_ has another path since (PodManager::keep_netns_path): it is read now.
+  bool path_renewed(const FamilyContext& ctx) const {
+    for (const auto& [id, path] : gone_paths_)
+      if (const WatchedPod* p = ctx.pods.by_id(id); p && p->attached && p->iface.netns_path != path) return true;
+    return false;
+  }
 };
 
 }  // namespace

@@ -13,7 +13,6 @@
 
 #include "engine/bpf_maps.h"
 #include "engine/families/family.h"
-#include "engine/netns.h"
 #include "engine/netns_stats.h"
 #include "vigil_abi.h"
 
@@ -104,28 +103,18 @@ class TrafficFamily : public Family {
     // receive counters, read in their namespaces on one thread.
     std::vector<const WatchedPod*> own;
     std::vector<LinkInNetns> own_links;
-    std::map<uint64_t, std::string> moved;  // this tick's namespaces, where they are read now
     for (const auto& [key, pod] : ctx.pods.pods())
       if (pod.attached && !pod.packet_level && pod.stats_on_pod_side) {
         own.push_back(&pod);
-        auto m = moved_.find(pod.iface.netns_inode);
-        if (m != moved_.end()) moved.insert(*m);
-        own_links.push_back({m != moved_.end() ? m->second : pod.iface.netns_path, pod.iface.netns_inode, pod.iface.pod_ifindex});
+        own_links.push_back({pod.iface.netns_path, pod.iface.netns_inode, pod.iface.pod_ifindex});
       }
-    moved_ = std::move(moved);
     std::vector<Result<LinkTraffic>> own_traffic = own_links.empty() ? std::vector<Result<LinkTraffic>>{}
                                                                      : read_link_traffic_in(own_links);
+    // One that failed is gone, or its path went, since the pods were refreshed: the pod manager
+    // notices at the next tick; its series keep their values meanwhile.
     std::map<const WatchedPod*, LinkTraffic> received;
-    for (size_t i = 0; i < own.size(); ++i) {
-      if (own_traffic[i]) {
-        received[own[i]] = *own_traffic[i];
-        continue;
-      }
-      // Found through a process that has exited while the namespace lives on: read it where it is
-      // now from the next tick. Else gone since the pods were refreshed (the pod manager notices).
-      if (std::string now_at = find_netns_path(own_links[i].inode); !now_at.empty() && now_at != own_links[i].path)
-        moved_[own_links[i].inode] = now_at;
-    }
+    for (size_t i = 0; i < own.size(); ++i)
+      if (own_traffic[i]) received[own[i]] = *own_traffic[i];
     for (const auto& [key, pod] : ctx.pods.pods()) {
       if (!pod.attached || pod.packet_level) continue;
       auto it = links->find(pod.iface.host_ifindex);
@@ -146,9 +135,6 @@ class TrafficFamily : public Family {
   }
 
   std::string last_error_;
-  // Namespaces (by inode) of pods read on their own end, found through a process that has exited
-  // since: where they are read now.
-  std::map<uint64_t, std::string> moved_;
 };
 
 }  // namespace

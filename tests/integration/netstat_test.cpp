@@ -596,10 +596,13 @@ TEST_F(NetstatTelemetry, ReadingAPodNeverKeepsItsNamespaceAlive) {
 
 // A pod found through a process in its namespace (/proc/PID/ns/net, as with the Kubernetes
 // source) whose process exits while the namespace lives on, held by another (a container
-// restarted beside the pod's pause process): its counters keep coming from the same namespace.
+// restarted beside the pod's pause process): its counters keep coming from the same namespace,
+// netstat's and (with no packet-level programs and ingress_hook: pod) what it receives, read from
+// its own end's statistics there.
 TEST(NetstatPodPath, APodWhoseProcessExitedIsReadWhereItsNamespaceIsNow) {
   VIGIL_REQUIRE_ROOT();
   Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));  // every packet pod 1 receives is the test's
   ScopedTempDir dir;
   const std::string ns1 = lab.prefix() + "-pod-1";
   auto holder = std::make_unique<Process>(
@@ -619,21 +622,32 @@ TEST(NetstatPodPath, APodWhoseProcessExitedIsReadWhereItsNamespaceIsNow) {
                                              "listen: 127.0.0.1:" + std::to_string(port) + "\ntick: 200ms\n"
                                              "state_dir: " + dir.path() + "/state\n"
                                              "pods: {source: file, file: " + pods + "}\nrules: []\nnotifiers: []\n"
-                                             "metrics: {netstat: {interval: 200ms}}\n");
+                                             "metrics: {netstat: {interval: 200ms}, packet_level: {pods: selected}, "
+                                             "ingress_hook: pod}\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
   ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
   auto no_ports = [&](const std::string& text) {
     return metric_value(text, "vigil_netstat_total", {{"pod", "pod-1"}, {"group", "Udp"}, {"statistic", "NoPorts"}}).value_or(-1);
   };
+  auto received = [&](const std::string& text) {
+    return metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}}).value_or(-1);
+  };
+  const double received_before = received(metrics_after_ticks(port));
+  ASSERT_GE(received_before, 0) << agent.log();
   lab.cmd("udp 2 1 5");
-  EXPECT_EQ(no_ports(metrics_after_ticks(port, 3)), 5) << agent.log();
+  std::string text = metrics_after_ticks(port, 3);
+  EXPECT_EQ(no_ports(text), 5) << agent.log();
+  EXPECT_EQ(received(text) - received_before, 5) << agent.log();
   // The process the pod was found through exits; the namespace stays (named by the lab).
   holder->terminate();
   holder.reset();
   lab.cmd("udp 2 1 7");
-  std::string text = metrics_after_ticks(port, 6);
+  text = metrics_after_ticks(port, 6);
   EXPECT_EQ(no_ports(text), 12) << agent.log();
+  EXPECT_EQ(received(text) - received_before, 12) << agent.log();
   EXPECT_EQ(metric_value(text, "vigil_netstat_read_errors_total", {}).value_or(-1), 0) << agent.log();
+  EXPECT_NE(agent.log().find("its network namespace is now reached through /run/netns/" + ns1), std::string::npos)
+      << agent.log();
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
