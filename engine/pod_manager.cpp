@@ -182,6 +182,7 @@ void PodManager::try_attach(WatchedPod& pod) {
   }
   pod.iface = *iface;
   pod.attached = true;
+  pod.attach_serial = ++attaches_;
   pod.programs = pod.packet_level;
   pod.last_error.clear();
   spdlog::info("pod {}: attached to {} (ifindex {}), addresses [{}]{}{}", pod.spec.key(), pod.iface.host_ifname,

@@ -29,6 +29,8 @@ struct WatchedPod {
   Labels metric_labels;  // metric_labels_of(spec), made once (spec never changes in place)
   uint32_t id = 0;  // > 0, stable for as long as the pod is watched
   bool attached = false;  // its interface resolved and known to the datapath
+  // Which attach this is, unique among every pod's: the programs' counters start at 0 with each.
+  uint64_t attach_serial = 0;
   // The pod's packets are counted by the TC programs (wants_packet_level, or remote context);
   // false: its forward counts come from its interface's statistics, and no program sees its
   // packets.
@@ -106,6 +108,7 @@ class PodManager {
   std::chrono::steady_clock::time_point next_hook_check_{};
   std::map<std::string, WatchedPod> pods_;  // by namespace/name
   uint32_t next_id_ = 1;
+  uint64_t attaches_ = 0;
   // Lookups the tick does for every map entry; rebuilt whenever pods_ changes.
   std::unordered_map<uint32_t, const WatchedPod*> by_ifindex_;
   std::unordered_map<uint32_t, const WatchedPod*> by_id_;

@@ -51,6 +51,15 @@ void SeriesStore::set_first_read(const std::string& name, const Labels& labels, 
   f.first_read.insert(labels);
 }
 
+std::optional<double> SeriesStore::value(const std::string& name, const Labels& labels) const {
+  std::lock_guard lock(mu_);
+  auto f = families_.find(name);
+  if (f == families_.end()) return std::nullopt;
+  auto it = f->second.series.find(labels);
+  if (it == f->second.series.end()) return std::nullopt;
+  return it->second;
+}
+
 void SeriesStore::clear(const std::string& name) {
   std::lock_guard lock(mu_);
   Family& f = described(name);

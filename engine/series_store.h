@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,6 +35,8 @@ class SeriesStore : public prometheus::Collectable {
   // is all that built up before, not what came since the family's previous read, so snapshots
   // give it no previous read time (no rate) until the family's next read.
   void set_first_read(const std::string& name, const Labels& labels, double value);
+  // The value of series `labels` of family `name`, if it has one.
+  std::optional<double> value(const std::string& name, const Labels& labels) const;
   // Removes every series of family `name`.
   void clear(const std::string& name);
   // Removes every series of every family whose labels satisfy `match`.

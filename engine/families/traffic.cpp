@@ -1,7 +1,8 @@
 // Forwarded packets and bytes, TCP flags and malformed packets, per pod and direction, from the
 // TC programs' vigil_traffic array, at the slot the datapath gave the pod's host-side interface.
 // Pods without the programs (metrics.packet_level) get their forward counts from that
-// interface's own statistics instead, and no flag or malformed counts.
+// interface's own statistics instead, and no flag or malformed counts. A pod's forward series go
+// on from where they were when it changes from one to the other (continued_counters.h).
 #include <linux/types.h>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/bpf_maps.h"
+#include "engine/families/continued_counters.h"
 #include "engine/families/family.h"
 #include "engine/netns_stats.h"
 #include "vigil_abi.h"
@@ -58,11 +60,12 @@ class TrafficFamily : public Family {
               for (int k = 0; k < VIGIL_MALFORMED_MAX; ++k) t.malformed[d][k] += v.malformed[d][k];
             }
           }
+          // The programs count from their attach.
+          const ContinuedCounters::Source programs{kPrograms, pod->attach_serial, 0, true};
           for (int d = 0; d < VIGIL_DIR_MAX; ++d) {
             const char* dir = direction_name(d);
             Labels l = pod_labels(*pod, {{"direction", dir}});
-            ctx.store.set("vigil_forward_packets_total", l, static_cast<double>(t.packets[d]));
-            ctx.store.set("vigil_forward_bytes_total", l, static_cast<double>(t.bytes[d]));
+            set_forward(ctx, *pod, d, l, programs, t.packets[d], t.bytes[d]);
             ctx.store.set("vigil_tcp_resets_total", l, static_cast<double>(t.tcp_flags[d][VIGIL_TCP_RST]));
             for (int f = 0; f < VIGIL_TCP_FLAG_MAX; ++f) {
               // A flag series appears with its first segment, like Prometheus counters should.
@@ -79,9 +82,25 @@ class TrafficFamily : public Family {
           }
     }
     read_interfaces(ctx);
+    forward_.keep_only([&](const std::string& pod) { return ctx.pods.pods().count(pod) > 0; });
   }
 
  private:
+  enum SourceKind { kPrograms = 1, kHostSide, kOwnEnd };
+
+  // A pod's forward counts of direction `dir` (series `labels`) as `source` reads them: the
+  // series goes on from where it was when the pod's source changes (ContinuedCounters).
+  void set_forward(const FamilyContext& ctx, const WatchedPod& pod, int dir, const Labels& labels,
+                   const ContinuedCounters::Source& source, uint64_t packets, uint64_t bytes) {
+    auto go_on = [&](const char* name, int part, uint64_t raw) {
+      const double v = forward_.next({pod.spec.key(), 2 * dir + part}, source, static_cast<double>(raw),
+                                     [&] { return ctx.store.value(name, labels); });
+      ctx.store.set(name, labels, v);
+    };
+    go_on("vigil_forward_packets_total", 0, packets);
+    go_on("vigil_forward_bytes_total", 1, bytes);
+  }
+
   // The host-side interface's statistics of each pod without packet-level counting: what it
   // received the pod sent (egress), what it sent the pod received (ingress; or, where
   // metrics.ingress_hook puts it on the pod's own end, what that end received). The kernel's
@@ -122,19 +141,20 @@ class TrafficFamily : public Family {
       const LinkTraffic& t = it->second;
       Labels in = pod_labels(pod, {{"direction", direction_name(VIGIL_DIR_INGRESS)}});
       Labels out = pod_labels(pod, {{"direction", direction_name(VIGIL_DIR_EGRESS)}});
+      // The statistics count from the interface's creation.
+      const ContinuedCounters::Source host{kHostSide, pod.iface.host_ifindex, 0, false};
       if (!pod.stats_on_pod_side) {
-        ctx.store.set("vigil_forward_packets_total", in, static_cast<double>(t.tx_packets));
-        ctx.store.set("vigil_forward_bytes_total", in, static_cast<double>(t.tx_bytes));
+        set_forward(ctx, pod, VIGIL_DIR_INGRESS, in, host, t.tx_packets, t.tx_bytes);
       } else if (auto r = received.find(&pod); r != received.end()) {
-        ctx.store.set("vigil_forward_packets_total", in, static_cast<double>(r->second.rx_packets));
-        ctx.store.set("vigil_forward_bytes_total", in, static_cast<double>(r->second.rx_bytes));
+        const ContinuedCounters::Source own{kOwnEnd, pod.iface.netns_inode, pod.iface.pod_ifindex, false};
+        set_forward(ctx, pod, VIGIL_DIR_INGRESS, in, own, r->second.rx_packets, r->second.rx_bytes);
       }
-      ctx.store.set("vigil_forward_packets_total", out, static_cast<double>(t.rx_packets));
-      ctx.store.set("vigil_forward_bytes_total", out, static_cast<double>(t.rx_bytes));
+      set_forward(ctx, pod, VIGIL_DIR_EGRESS, out, host, t.rx_packets, t.rx_bytes);
     }
   }
 
   std::string last_error_;
+  ContinuedCounters forward_;  // vigil_forward_{packets,bytes}_total of every pod
 };
 
 }  // namespace

@@ -195,5 +195,104 @@ TEST(PacketLevel, PodsLeftOutAreCountedExactlyWithNoProgramAndCapturedOnDemand) 
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
+// A pod's forward series go on from where they were when what counts them changes: its own
+// packet_level setting turned off (the host-side veth's statistics, which hold the interface's
+// history from before the agent) and on again (the programs, attached again from 0). Neither a
+// step up by that history (a spike in rate(), and a surge to the rules) nor a fall to 0.
+TEST(PacketLevel, ForwardSeriesGoOnWhenWhatCountsAPodChanges) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
+  ASSERT_TRUE(quiet_pod_pair(lab));  // every packet on the link is the test's
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  Process sink({"/usr/bin/env", "ip", "netns", "exec", ns2, traffic, "udp-sink", "9000", "60"}, dir.path() + "/sink.log");
+  for (int i = 0; i < 50 && run("ip netns exec " + ns2 + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
+    std::this_thread::sleep_for(100ms);
+  auto send = [&](int count) {
+    auto r = run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 " + std::to_string(count) + " 100");
+    EXPECT_EQ(r.status, 0) << r.output;
+  };
+  // Before the agent: pod 2's interface counts these, its programs never will.
+  send(30);
+
+  std::ifstream in(lab.pods_file());
+  std::stringstream pods_text;
+  pods_text << in.rdbuf();
+  const std::string marker = "name: pod-2\n";
+  ASSERT_NE(pods_text.str().find(marker), std::string::npos) << pods_text.str();
+  const std::string pods_file = dir.path() + "/pods.yaml";
+  auto write_pods = [&](bool packet_level) {
+    std::string pods = pods_text.str();
+    pods.replace(pods.find(marker), marker.size(), marker + "  packet_level: " + (packet_level ? "true" : "false") + "\n");
+    write_temp_file(dir.path(), "pods.yaml.new", pods);
+    ASSERT_EQ(std::rename((pods_file + ".new").c_str(), pods_file.c_str()), 0);
+  };
+  write_pods(true);
+  const int port = free_port();
+  const std::string config = write_temp_file(
+      dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + pods_file +
+          "}\nrules: []\nnotifiers: []\nmetrics: {packet_level: {pods: selected}}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  // Until /api/v1/pods says pod 2's programs are `on` (or off), and it is attached.
+  auto wait_programs = [&](bool on) {
+    for (int i = 0; i < 50; ++i) {
+      const auto p = pod_status(port, "pod-2");
+      if (p.value("attached", false) && p.value("programs", !on) == on) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_programs(true)) << agent.log();
+
+  const std::map<std::string, std::string> in2 = {{"pod", "pod-2"}, {"direction", "ingress"}};
+  const std::map<std::string, std::string> out1 = {{"pod", "pod-1"}, {"direction", "egress"}};
+  auto value = [](const std::string& text, const char* name, const std::map<std::string, std::string>& l) {
+    return metric_value(text, name, l).value_or(-1);
+  };
+  const double frame = 14 + 20 + 8 + 100;
+  std::vector<std::string> reads = {metrics_after_ticks(port)};
+  auto read = [&] {
+    reads.push_back(metrics_after_ticks(port));
+    return reads.back();
+  };
+  auto since = [&](const std::string& earlier, const std::string& later, const char* name,
+                   const std::map<std::string, std::string>& l) { return value(later, name, l) - value(earlier, name, l); };
+  const std::string start = reads.front();
+  ASSERT_GE(value(start, "vigil_forward_packets_total", in2), 0) << start;
+
+  send(40);  // counted by the programs
+  const std::string programs = read();
+  EXPECT_EQ(since(start, programs, "vigil_forward_packets_total", in2), 40) << programs;
+
+  write_pods(false);
+  ASSERT_TRUE(wait_programs(false)) << agent.log();
+  const std::string switched = read();
+  // Its interface has counted 70 and more: the series stays where it was.
+  EXPECT_EQ(since(programs, switched, "vigil_forward_packets_total", in2), 0) << switched;
+  EXPECT_EQ(since(programs, switched, "vigil_forward_bytes_total", in2), 0);
+  send(25);  // counted by the interface
+  const std::string stats = read();
+  EXPECT_EQ(since(switched, stats, "vigil_forward_packets_total", in2), 25) << stats;
+
+  write_pods(true);
+  ASSERT_TRUE(wait_programs(true)) << agent.log();
+  const std::string back = read();
+  // The programs start again from 0: the series does not fall back.
+  EXPECT_EQ(since(stats, back, "vigil_forward_packets_total", in2), 0) << back;
+  send(15);
+  const std::string end = read();
+  EXPECT_EQ(since(start, end, "vigil_forward_packets_total", in2), 80) << end;
+  EXPECT_EQ(since(start, end, "vigil_forward_bytes_total", in2), 80 * frame);
+  // Pod 1, counted by its interface throughout and never attached again: everything it sent.
+  EXPECT_EQ(since(start, end, "vigil_forward_packets_total", out1), 80);
+  for (size_t i = 1; i < reads.size(); ++i)
+    EXPECT_GE(value(reads[i], "vigil_forward_packets_total", in2), value(reads[i - 1], "vigil_forward_packets_total", in2))
+        << "read " << i;
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 }  // namespace
 }  // namespace vigil::test
