@@ -494,6 +494,62 @@ TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatis
   EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
+// The same pods when the CNI's programs come after the agent attached them (a CNI installed or
+// restarted since): within a few seconds what a pod receives is read from its own end's
+// statistics instead of the host side's, and its series goes on from where it was. Its own end
+// has also counted what the CNI delivered past the host side before the agent started: read as
+// they are, its counters would be a step up at the move.
+TEST(RedirectPeer, PodsWithoutProgramsMovedToTheirOwnEndLaterGoOnFromWhereTheyWere) {
+  VIGIL_REQUIRE_ROOT();
+  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): no CNI program to see on the veths";
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  ScopedTempDir dir;
+  std::string error;
+  const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
+  ASSERT_NE(object, "") << error;
+  auto sinks = udp_sinks(lab, dir.path());
+  const std::string to_pod2 = "ip netns exec " + lab.prefix() + "-pod-1 " + binary_path("tests/tools/vigil-lab-traffic") +
+                              " udp-send " + lab.ip(2) + " 9000 ";
+  {
+    TcxLinks earlier;  // gone at the end of this block
+    ASSERT_EQ(link_redirecting_cni(earlier, object, lab), "");
+    ASSERT_EQ(run(to_pod2 + "20 200").status, 0);
+  }
+  const int port = free_port();
+  auto agent = start_agent(lab, dir.path(), port, "metrics: {packet_level: {pods: selected}}\n");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  auto pod2_hook = [&] {
+    const auto pods = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+    if (pods.is_array())
+      for (const auto& p : pods)
+        if (p.value("name", "") == "pod-2") return p.value("ingress_hook", "none");
+    return std::string("missing");
+  };
+  EXPECT_EQ(pod2_hook(), "host");
+  const std::map<std::string, std::string> in2 = {{"pod", "pod-2"}, {"direction", "ingress"}};
+  const std::string before = metrics_after_ticks(port, 1);
+  auto since_before = [&](const std::string& text, const char* name) {
+    return metric_value(text, name, in2).value_or(-1) - metric_value(before, name, in2).value_or(0);
+  };
+  ASSERT_EQ(run(to_pod2 + "10 200").status, 0);  // the usual way, through the host side
+  const std::string host = metrics_after_ticks(port);
+  EXPECT_EQ(since_before(host, "vigil_forward_packets_total"), 10) << host;
+
+  TcxLinks cni;
+  ASSERT_EQ(link_redirecting_cni(cni, object, lab), "");
+  for (int i = 0; i < 60 && pod2_hook() != "pod"; ++i) std::this_thread::sleep_for(100ms);  // checked every 2 s
+  ASSERT_EQ(pod2_hook(), "pod") << agent->log();
+  const std::string moved = metrics_after_ticks(port);
+  EXPECT_EQ(since_before(moved, "vigil_forward_packets_total"), 10) << "no step by the 20 the host side never carried";
+  ASSERT_EQ(run(to_pod2 + "40 200").status, 0);  // by the redirect
+  const std::string after = metrics_after_ticks(port);
+  const double kBytes = 14 + 20 + 8 + 200;
+  EXPECT_EQ(since_before(after, "vigil_forward_packets_total"), 50) << after;
+  EXPECT_EQ(since_before(after, "vigil_forward_bytes_total"), 50 * kBytes);
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
+}
+
 // libbpf's messages reach the agent's log at a level, never raw stderr: attaching to a pod
 // interface cleans up filters an older agent may have left, and the kernel's "no such qdisc"
 // answer to that is logged at debug, not shown as a warning; a real libbpf warning still is one.
