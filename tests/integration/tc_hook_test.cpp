@@ -449,6 +449,16 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   }
 }
 
+// Two quiet lab pods (static neighbours, no IPv6: only a test's packets cross), a temporary
+// directory, and the stand-in CNI compiled into it (object; "" and error when it could not be).
+struct RedirectLab {
+  Lab lab{2};
+  ScopedTempDir dir;
+  std::string error;
+  std::string object = quiet_pod_pair(lab) ? compile_other_tool("redirect_peer", dir.path(), error)
+                                            : (error = "the lab pods could not be quieted", "");
+};
+
 // Pods without the packet-level programs (metrics.packet_level: {pods: selected}) are counted from
 // their interfaces' statistics. The host-side veth's transmit counters miss what a CNI delivers
 // past it; with another tool's programs on the veths (ingress_hook: auto), what a pod receives is
@@ -457,19 +467,15 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
 TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatistics) {
   VIGIL_REQUIRE_ROOT();
   if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): no CNI program to see on the veths";
-  Lab lab(2);
-  ASSERT_TRUE(quiet_pod_pair(lab));
-  ScopedTempDir dir;
-  std::string error;
-  const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
-  ASSERT_NE(object, "") << error;
+  RedirectLab r;
+  ASSERT_NE(r.object, "") << r.error;
   TcxLinks cni;
-  ASSERT_EQ(link_redirecting_cni(cni, object, lab), "");
-  auto sinks = udp_sinks(lab, dir.path());
+  ASSERT_EQ(link_redirecting_cni(cni, r.object, r.lab), "");
+  auto sinks = udp_sinks(r.lab, r.dir.path());
   const int port = free_port();
-  auto agent = start_agent(lab, dir.path(), port, "metrics: {packet_level: {pods: selected}}\n");
+  auto agent = start_agent(r.lab, r.dir.path(), port, "metrics: {packet_level: {pods: selected}}\n");
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
-  EXPECT_EQ(tcx_programs(lab.veth(2)), (std::vector<std::string>{"redirect_peer"})) << "no program of Vigil's";
+  EXPECT_EQ(tcx_programs(r.lab.veth(2)), (std::vector<std::string>{"redirect_peer"})) << "no program of Vigil's";
   EXPECT_NE(agent->log().find("what it receives from its own eth0's"), std::string::npos) << agent->log();
   int status = 0;
   const auto pods = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods", &status), nullptr, false);
@@ -477,8 +483,8 @@ TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatis
   for (const auto& p : pods) EXPECT_EQ(p.value("ingress_hook", ""), "pod") << pods.dump();
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
   const std::string before = metrics_after_ticks(port, 1);
-  ASSERT_EQ(run("ip netns exec " + lab.prefix() + "-pod-1 " + traffic + " udp-send " + lab.ip(2) + " 9000 40 200").status, 0);
-  ASSERT_EQ(run("ip netns exec " + lab.prefix() + "-pod-2 " + traffic + " udp-send " + lab.ip(1) + " 9000 25 200").status, 0);
+  ASSERT_EQ(run("ip netns exec " + r.lab.prefix() + "-pod-1 " + traffic + " udp-send " + r.lab.ip(2) + " 9000 40 200").status, 0);
+  ASSERT_EQ(run("ip netns exec " + r.lab.prefix() + "-pod-2 " + traffic + " udp-send " + r.lab.ip(1) + " 9000 25 200").status, 0);
   const std::string after = metrics_after_ticks(port);
   auto delta = [&](const char* name, const char* pod, const char* direction) {
     const std::map<std::string, std::string> l = {{"pod", pod}, {"direction", direction}};
@@ -502,22 +508,18 @@ TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatis
 TEST(RedirectPeer, PodsWithoutProgramsMovedToTheirOwnEndLaterGoOnFromWhereTheyWere) {
   VIGIL_REQUIRE_ROOT();
   if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): no CNI program to see on the veths";
-  Lab lab(2);
-  ASSERT_TRUE(quiet_pod_pair(lab));
-  ScopedTempDir dir;
-  std::string error;
-  const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
-  ASSERT_NE(object, "") << error;
-  auto sinks = udp_sinks(lab, dir.path());
-  const std::string to_pod2 = "ip netns exec " + lab.prefix() + "-pod-1 " + binary_path("tests/tools/vigil-lab-traffic") +
-                              " udp-send " + lab.ip(2) + " 9000 ";
+  RedirectLab r;
+  ASSERT_NE(r.object, "") << r.error;
+  auto sinks = udp_sinks(r.lab, r.dir.path());
+  const std::string to_pod2 = "ip netns exec " + r.lab.prefix() + "-pod-1 " + binary_path("tests/tools/vigil-lab-traffic") +
+                              " udp-send " + r.lab.ip(2) + " 9000 ";
   {
     TcxLinks earlier;  // gone at the end of this block
-    ASSERT_EQ(link_redirecting_cni(earlier, object, lab), "");
+    ASSERT_EQ(link_redirecting_cni(earlier, r.object, r.lab), "");
     ASSERT_EQ(run(to_pod2 + "20 200").status, 0);
   }
   const int port = free_port();
-  auto agent = start_agent(lab, dir.path(), port, "metrics: {packet_level: {pods: selected}}\n");
+  auto agent = start_agent(r.lab, r.dir.path(), port, "metrics: {packet_level: {pods: selected}}\n");
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
   auto pod2_hook = [&] {
     const auto pods = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
@@ -537,7 +539,7 @@ TEST(RedirectPeer, PodsWithoutProgramsMovedToTheirOwnEndLaterGoOnFromWhereTheyWe
   EXPECT_EQ(since_before(host, "vigil_forward_packets_total"), 10) << host;
 
   TcxLinks cni;
-  ASSERT_EQ(link_redirecting_cni(cni, object, lab), "");
+  ASSERT_EQ(link_redirecting_cni(cni, r.object, r.lab), "");
   for (int i = 0; i < 60 && pod2_hook() != "pod"; ++i) std::this_thread::sleep_for(100ms);  // checked every 2 s
   ASSERT_EQ(pod2_hook(), "pod") << agent->log();
   const std::string moved = metrics_after_ticks(port);
