@@ -3,6 +3,9 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 #include <linux/types.h>
 #include <net/if.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 
 #include "engine/bpf_immediates.h"
 #include "engine/bpf_maps.h"
+#include "engine/netlink_dump.h"
 #include "engine/netns.h"
 #include "vigil_abi.h"
 #include "counters.skel.h"
@@ -194,6 +198,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   dp->tc_in_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_ingress;
   dp->tc_out_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_egress;
   dp->tc_pod_ = one ? dp->skel_->progs.vigil_tc_pod : nullptr;
+  dp->tcx_unsupported_ = !options.tcx;
   dp->slot_guess_mask_ = slot_guess_mask(options.max_pods);
   if (auto e = write_tc_immediates(dp->tc_in_, options.max_pods); !e.empty()) return make_error(e);
   if (dp->tc_out_ != dp->tc_in_)
@@ -322,13 +327,63 @@ constexpr int kTcxEgress = 47;   // BPF_TCX_EGRESS
 // program appended behind one never sees the packets it passed.
 constexpr __u32 kTcxFront = 1U << 3;
 
+// Vigil's clsact filters (kernels before TCX): this handle, at pref 1, the first pref there is.
+constexpr uint32_t kClsactHandle = 0x7669;
+constexpr uint16_t kClsactPref = 1;
+
 void remove_clsact_filters(uint32_t ifindex) {
   ExpectedFailure quiet;  // most devices have no clsact qdisc, and the kernel says so
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7669, .priority = 1);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kClsactHandle, .priority = kClsactPref);
     bpf_tc_detach(&hook, &opts);  // none there, or the interface already gone with its namespace
   }
+}
+
+// Attaches `prog` as Vigil's filter on a clsact hook of `ifindex` (replacing Vigil's filter
+// there, if any); 0 or a negative errno.
+int attach_clsact_filter(uint32_t ifindex, bpf_tc_attach_point point, bpf_program* prog) {
+  DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+  DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(prog), .handle = kClsactHandle,
+                      .priority = kClsactPref);
+  opts.flags = BPF_TC_F_REPLACE;
+  return bpf_tc_attach(&hook, &opts);
+}
+
+// A filter on a clsact hook.
+struct ClsactFilter {
+  uint32_t handle = 0;
+  uint16_t pref = 0;
+  std::string name;  // its program's (cls_bpf), or ""
+};
+
+// The filter that runs first on the clsact hook of `ifindex` (ingress or egress), if any: tc's
+// dump lists a hook's filters in the order they run (by pref, and within one pref as its
+// classifier runs them).
+Result<std::optional<ClsactFilter>> first_clsact_filter(uint32_t ifindex, bool ingress) {
+  tcmsg t{};
+  t.tcm_family = AF_UNSPEC;
+  t.tcm_ifindex = static_cast<int>(ifindex);
+  t.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+  std::optional<ClsactFilter> first;
+  auto r = netlink_dump(NETLINK_ROUTE, RTM_GETTFILTER, t, "rtnetlink", [&](const nlmsghdr* nh) {
+    if (first || nh->nlmsg_type != RTM_NEWTFILTER || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
+    const auto* m = static_cast<const tcmsg*>(NLMSG_DATA(nh));
+    if (m->tcm_handle == 0) return;  // a pref's classifier itself, before its filters
+    ClsactFilter f{m->tcm_handle, static_cast<uint16_t>(TC_H_MAJ(m->tcm_info) >> 16), ""};
+    int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
+    for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
+         RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      if (a->rta_type != TCA_OPTIONS) continue;
+      int inner = static_cast<int>(RTA_PAYLOAD(a));
+      for (auto* b = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(b, inner); b = RTA_NEXT(b, inner))
+        if (b->rta_type == TCA_BPF_NAME && RTA_PAYLOAD(b) > 0)
+          f.name.assign(static_cast<const char*>(RTA_DATA(b)), strnlen(static_cast<const char*>(RTA_DATA(b)), RTA_PAYLOAD(b)));
+    }
+    first = std::move(f);
+  });
+  if (!r) return r.error();
+  return first;
 }
 
 }  // namespace
@@ -450,10 +505,7 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     const char* name;
   };
   for (const Side& side : {Side{BPF_TC_INGRESS, tc_in_, "ingress"}, Side{BPF_TC_EGRESS, tc_out_, "egress"}}) {
-    hook.attach_point = side.point;
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(side.prog), .handle = 0x7669, .priority = 1);
-    opts.flags = BPF_TC_F_REPLACE;
-    if (int e = bpf_tc_attach(&hook, &opts)) {
+    if (int e = attach_clsact_filter(ifindex, side.point, side.prog)) {
       remove_clsact_filters(ifindex);
       return make_error(std::string("attach tc ") + side.name + " on " + ifname + ": " + err_text(e));
     }
@@ -478,8 +530,9 @@ void Datapath::detach_tc(uint32_t ifindex) {
 
 void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
   const auto now = std::chrono::steady_clock::now();
-  if (tcx_links_.empty() || now < next_order_check_) return;
+  if (attached_.empty() || now < next_order_check_) return;
   next_order_check_ = now + every;
+  if (tcx_unsupported_) keep_clsact_first();
   for (auto& [ifindex, links] : tcx_links_) {
     for (int hook = 0; hook < 2; ++hook) {
       const bpf_program* ours = hook == 0 ? tc_in_ : tc_out_;
@@ -511,6 +564,37 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
       ++tc_relinked_[hook];
       spdlog::warn("interface {}: program {} (id {}) was attached before Vigil's at TCX {}, where its verdict would "
                    "hide packets from Vigil; Vigil's is at the front again", ifname, first, ids[0], hook_name);
+    }
+  }
+}
+
+void Datapath::keep_clsact_first() {
+  for (const auto& [ifindex, ifname] : attached_) {
+    if (tcx_links_.count(ifindex)) continue;
+    for (int hook = 0; hook < 2; ++hook) {
+      auto first = first_clsact_filter(ifindex, hook == 0);
+      // None (the interface is going away: refresh() notices), or Vigil's first.
+      if (!first || !*first || ((*first)->handle == kClsactHandle && (*first)->pref == kClsactPref)) continue;
+      const ClsactFilter& f = **first;
+      const std::string who = (f.name.empty() ? "a filter" : "filter " + f.name) + " (pref " + std::to_string(f.pref) +
+                              ", handle " + fmt::format("{:#x}", f.handle) + ")";
+      const char* hook_name = hook == 0 ? "ingress" : "egress";
+      const auto point = hook == 0 ? BPF_TC_INGRESS : BPF_TC_EGRESS;
+      {
+        ExpectedFailure quiet;  // gone with the device in between
+        DECLARE_LIBBPF_OPTS(bpf_tc_hook, at, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+        DECLARE_LIBBPF_OPTS(bpf_tc_opts, ours, .handle = kClsactHandle, .priority = kClsactPref);
+        bpf_tc_detach(&at, &ours);
+      }
+      // Added again, it is the last added of pref 1: the first to run.
+      if (int e = attach_clsact_filter(ifindex, point, hook == 0 ? tc_in_ : tc_out_)) {
+        spdlog::error("interface {}: {} runs before Vigil's at clsact {} and may hide packets from it; adding Vigil's "
+                      "filter again failed: {}; tried again at the next check", ifname, who, hook_name, err_text(e));
+        continue;
+      }
+      ++tc_relinked_[hook];
+      spdlog::warn("interface {}: {} ran before Vigil's at clsact {} (added after it at the same pref), where its "
+                   "verdict would hide packets from Vigil; Vigil's runs first again", ifname, who, hook_name);
     }
   }
 }

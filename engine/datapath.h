@@ -63,6 +63,9 @@ struct DatapathOptions {
   // One TC program on both hooks of a pod interface where the kernel can tell it the hook
   // (bpf_cast_to_kern_ctx, 6.3+); false: the ingress/egress pair older kernels get (for tests).
   bool one_tc_program = true;
+  // TCX links where the kernel has them (6.6+); false: clsact filters, as older kernels get (for
+  // tests).
+  bool tcx = true;
 };
 
 // How many pods are marked for capture, shared by the datapath (which marks them) and the
@@ -151,6 +154,9 @@ class Datapath {
   // restarts): that program's verdict would end the chain before them. Checks every interface
   // at most every `every`; another Vigil's program in front is left there (it passes every
   // packet on). Between the old link's close and the new one, a packet may pass unseen.
+  // With clsact filters (kernels before TCX) the same for a filter that runs before Vigil's:
+  // cls_bpf runs the filters of one pref last added first, so a filter another tool adds (again)
+  // at Vigil's pref 1 runs first; Vigil's is added again, which puts it first.
   void keep_tc_first(std::chrono::steady_clock::duration every = std::chrono::seconds(2));
   // Links put back at the front by keep_tc_first, by hook (0: ingress, 1: egress).
   const std::array<uint64_t, 2>& tc_relinked() const { return tc_relinked_; }
@@ -225,6 +231,7 @@ class Datapath {
   std::map<uint32_t, TcxLinks> tcx_links_;  // host-side ifindex -> TCX link fds
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   std::array<uint64_t, 2> tc_relinked_{};  // keep_tc_first's moves, by hook
+  void keep_clsact_first();  // keep_tc_first's part for clsact filters
   std::array<uint32_t, 2> tc_ids_{};       // the kernel's ids of tc_in_ and tc_out_, once loaded
   std::chrono::steady_clock::time_point next_order_check_{};
   struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface

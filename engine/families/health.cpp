@@ -59,9 +59,9 @@ class HealthFamily : public Family {
                "(an interrupt or preempting task hit the same hook); their events are not counted.",
                SeriesKind::Counter);
     s.describe("vigil_tc_relinked_total",
-               "Times the agent found another program attached in front of its own at a pod interface's TCX hook "
-               "(whose verdict would hide packets from it) and put its own back at the front, by hook of the "
-               "host-side interface.",
+               "Times the agent found another program attached in front of its own at a pod interface's TCX hook, "
+               "or another filter running before its own on a clsact hook (kernels before TCX), whose verdict would "
+               "hide packets from it, and put its own back at the front, by hook of the host-side interface.",
                SeriesKind::Counter);
     s.describe("vigil_tracepoint_hits_total",
                "Hits of the tracepoint a tracing program runs on, counted by a tracefs instance of the agent's own "

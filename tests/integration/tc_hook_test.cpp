@@ -25,6 +25,7 @@
 #include "engine/datapath.h"
 #include "engine/netns.h"
 #include "support.h"
+#include "vigil_abi.h"
 
 namespace vigil::test {
 namespace {
@@ -115,6 +116,64 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
   // Stopping the agent removes its programs and leaves the other tool's filter.
   EXPECT_TRUE(tcx_programs(veth).empty());
   EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos);
+}
+
+// Kernels before TCX get clsact filters (DatapathOptions::tcx off forces them here). cls_bpf runs
+// the filters of one pref last added first, so a filter another tool adds (again) at Vigil's
+// pref 1 after Vigil's runs before it, and its verdict hides packets from Vigil: here one that
+// drops UDP to port 9000 on pod 1's way out. The order check finds it first and adds Vigil's
+// filter again, in front of it.
+TEST(TcHook, AFilterAddedInFrontOfVigilsClsactFilterIsPutBehindItAgain) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));  // only the test's datagrams leave pod 1
+  ScopedTempDir dir;
+  std::string error;
+  const std::string object = compile_other_tool("drop_udp_9000", dir.path(), error);
+  ASSERT_NE(object, "") << error;
+  auto loaded = Datapath::open_and_load(DatapathOptions{.tcx = false});
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Datapath& dp = **loaded;
+  const std::string veth = lab.veth(1);
+  const uint32_t ifindex = if_nametoindex(veth.c_str());
+  auto attached = dp.attach_tc(ifindex, veth);
+  ASSERT_TRUE(attached) << attached.error().message;
+  EXPECT_TRUE(tcx_programs(veth).empty()) << "clsact filters, not TCX links";
+  // The line of the filter that runs first at pod 1's way out (tc lists them in that order).
+  auto first_filter = [&] {
+    const std::string out = run("tc filter show dev " + veth + " ingress").output;
+    const size_t at = out.find(" handle ");
+    return at == std::string::npos ? std::string("none") : out.substr(at, out.find('\n', at) - at);
+  };
+  EXPECT_NE(first_filter().find("vigil_tc"), std::string::npos) << first_filter();
+  dp.keep_tc_first(0s);
+  EXPECT_EQ(dp.tc_relinked()[0], 0u) << "Vigil's first: nothing to move";
+  auto tc = run("tc filter add dev " + veth + " ingress pref 1 handle 2 bpf da obj " + object + " sec tc");
+  ASSERT_EQ(tc.status, 0) << tc.output;
+  EXPECT_NE(first_filter().find("drop_udp_9000"), std::string::npos) << first_filter();
+  auto sent = [&] {  // what Vigil counted pod 1 sending
+    std::vector<vigil_traffic_value> v;
+    EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
+    uint64_t n = 0;
+    for (const auto& c : v) n += c.packets[VIGIL_DIR_EGRESS];
+    return n;
+  };
+  const std::string send_10 = "ip netns exec " + lab.prefix() + "-pod-1 " + binary_path("tests/tools/vigil-lab-traffic") +
+                              " udp-send " + lab.ip(2) + " 9000 10 100";
+  const uint64_t before = sent();
+  ASSERT_EQ(run(send_10).status, 0);
+  EXPECT_EQ(sent() - before, 0u) << "dropped before Vigil's filter ran";
+
+  dp.keep_tc_first(0s);
+  EXPECT_EQ(dp.tc_relinked()[0], 1u);
+  EXPECT_EQ(dp.tc_relinked()[1], 0u);
+  EXPECT_NE(first_filter().find("vigil_tc"), std::string::npos) << first_filter();
+  EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos)
+      << "the other tool's filter stays, and still decides";
+  ASSERT_EQ(run(send_10).status, 0);
+  EXPECT_EQ(sent() - before, 10u);
+  dp.keep_tc_first(0s);
+  EXPECT_EQ(dp.tc_relinked()[0], 1u) << "Vigil's first again: nothing more to move";
 }
 
 // Another tool's TCX programs on the same interfaces, attached before the agent starts, that end
