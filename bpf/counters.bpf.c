@@ -440,6 +440,20 @@ int vigil_tc_pod(struct __sk_buff *skb) {
   return observe(skb, host, VIGIL_DIR_INGRESS);
 }
 
+/* The same as vigil_tc_pod on kernels before TCX, as a clsact filter (cls_bpf) on TC ingress of
+ * the pod's own end. The filter's classid is the place of the pod's entry in vigil_pod_sides plus
+ * one: cls_bpf puts a filter's classid in the skb (tc_classid, its low 16 bits) before running its
+ * program, so the program knows its pod without reading the device's namespace (which needs
+ * bpf_cast_to_kern_ctx, 6.3+). The entry's ifindex must be the device's: a filter left on another
+ * pod's interface (its place since given to another pod) counts nothing. Any kernel with clsact. */
+SEC("tc")
+int vigil_tc_podcls(struct __sk_buff *skb) {
+  __u32 i = (skb->tc_classid & 0xffff) - 1;
+  const struct vigil_pod_side_entry *e = bpf_map_lookup_elem(&vigil_pod_sides, &i);
+  if (!e || !e->host_ifindex || e->key.ifindex != skb->ifindex) return TC_ACT_UNSPEC;
+  return observe(skb, e->host_ifindex, VIGIL_DIR_INGRESS);
+}
+
 /* Older kernels: attached to TC ingress of a pod's host-side veth: the pod is sending. */
 SEC("tc")
 int vigil_tc_ingress(struct __sk_buff *skb) {

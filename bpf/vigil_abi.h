@@ -174,7 +174,8 @@ struct vigil_pod_side_key {
 /* vigil_pod_sides: where vigil_tc_pod looks first, an array of VIGIL_SLOT_TABLE entries at
  * VIGIL_POD_SIDE_INDEX (an array lookup is inlined by the verifier; a hash lookup is a helper
  * call and a hash, ~20 ns a packet). A key whose place another holds goes to the hash
- * vigil_pod_side. netns_inode 0: a free place. */
+ * vigil_pod_side. netns_inode 0: a free place. On kernels before TCX (clsact filters,
+ * vigil_tc_podcls) an entry may be at any free place: the filter's classid names it. */
 struct vigil_pod_side_entry {
   struct vigil_pod_side_key key;
   __u32 host_ifindex;

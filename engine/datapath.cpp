@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
@@ -18,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -195,16 +198,22 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   // The pod-side program finds its counters through the device's namespace: the kernel's own
   // sk_buff, as vigil_tc reads its hook. Every kernel with TCX, where it is attached, has that.
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_pod, one);
+  // Kernels before TCX (and the tests that force clsact filters): the pod-side program as a
+  // filter, which learns its pod from the filter's classid and needs no kfunc.
+  const bool clsact = !options.tcx || !kernel_has_func(vmlinux.get(), "tcx_prog_attach");
+  bpf_program__set_autoload(dp->skel_->progs.vigil_tc_podcls, clsact);
   dp->tc_in_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_ingress;
   dp->tc_out_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_egress;
   dp->tc_pod_ = one ? dp->skel_->progs.vigil_tc_pod : nullptr;
+  dp->tc_podcls_ = clsact ? dp->skel_->progs.vigil_tc_podcls : nullptr;
   dp->tcx_unsupported_ = !options.tcx;
   dp->slot_guess_mask_ = slot_guess_mask(options.max_pods);
   if (auto e = write_tc_immediates(dp->tc_in_, options.max_pods); !e.empty()) return make_error(e);
   if (dp->tc_out_ != dp->tc_in_)
     if (auto e = write_tc_immediates(dp->tc_out_, options.max_pods); !e.empty()) return make_error(e);
-  if (dp->tc_pod_)
-    if (auto e = write_tc_immediates(dp->tc_pod_, options.max_pods); !e.empty()) return make_error(e);
+  for (bpf_program* pod_side : {dp->tc_pod_, dp->tc_podcls_})
+    if (pod_side)
+      if (auto e = write_tc_immediates(pod_side, options.max_pods); !e.empty()) return make_error(e);
   if (kernel_at_least(6, 1))
     for (bpf_map* map : {dp->skel_->maps.vigil_drops, dp->skel_->maps.vigil_dns_counts, dp->skel_->maps.vigil_dns_pending})
       if (int err = bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC))
@@ -386,6 +395,86 @@ Result<std::optional<ClsactFilter>> first_clsact_filter(uint32_t ifindex, bool i
   return first;
 }
 
+// Attaches `prog` as Vigil's filter on clsact ingress of `ifindex` (in the calling thread's
+// namespace), with `classid`, which cls_bpf puts in the skb (tc_classid) before the program runs.
+// libbpf's bpf_tc_attach sets no classid: the request is made here, as tc(8) makes it.
+Result<void> attach_classid_filter(uint32_t ifindex, bpf_program* prog, uint32_t classid) {
+  tcmsg t{};
+  t.tcm_family = AF_UNSPEC;
+  t.tcm_ifindex = static_cast<int>(ifindex);
+  t.tcm_handle = kClsactHandle;
+  t.tcm_parent = TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS);
+  t.tcm_info = TC_H_MAKE(static_cast<uint32_t>(kClsactPref) << 16, htons(ETH_P_ALL));
+  NetlinkMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_REPLACE, &t, sizeof(t));
+  m.put_string(TCA_KIND, "bpf");
+  const size_t options = m.begin_nested(TCA_OPTIONS);
+  const int fd = bpf_program__fd(prog);
+  auto info = prog_info(fd);
+  m.put_u32(TCA_BPF_FD, static_cast<uint32_t>(fd));
+  // What tc and libbpf name a filter: the program's name and id.
+  m.put_string(TCA_BPF_NAME, std::string(bpf_program__name(prog)) + ":[" + std::to_string(info ? info->id : 0) + "]");
+  m.put_u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
+  m.put_u32(TCA_BPF_CLASSID, classid);
+  m.end_nested(options);
+  return netlink_request(NETLINK_ROUTE, m, "rtnetlink");
+}
+
+// The ifindexes of the calling thread's namespace whose devices have a clsact qdisc, sorted.
+Result<std::vector<uint32_t>> clsact_devices() {
+  tcmsg t{};
+  t.tcm_family = AF_UNSPEC;
+  std::vector<uint32_t> out;
+  auto r = netlink_dump(NETLINK_ROUTE, RTM_GETQDISC, t, "rtnetlink", [&](const nlmsghdr* nh) {
+    if (nh->nlmsg_type != RTM_NEWQDISC || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
+    const auto* m = static_cast<const tcmsg*>(NLMSG_DATA(nh));
+    int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
+    for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
+         RTA_OK(a, len); a = RTA_NEXT(a, len))
+      if (a->rta_type == TCA_KIND &&
+          std::string_view(static_cast<const char*>(RTA_DATA(a)), strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a))) == "clsact")
+        out.push_back(static_cast<uint32_t>(m->tcm_ifindex));
+  });
+  if (!r) return r.error();
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The first filter on either clsact hook of `ifindex` that is not Vigil's (nor another Vigil's),
+// described for the log; "" when there is none.
+std::string other_clsact_filter(uint32_t ifindex) {
+  for (bool ingress : {true, false}) {
+    tcmsg t{};
+    t.tcm_family = AF_UNSPEC;
+    t.tcm_ifindex = static_cast<int>(ifindex);
+    t.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+    std::string other;
+    auto r = netlink_dump(NETLINK_ROUTE, RTM_GETTFILTER, t, "rtnetlink", [&](const nlmsghdr* nh) {
+      if (!other.empty() || nh->nlmsg_type != RTM_NEWTFILTER || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
+      const auto* m = static_cast<const tcmsg*>(NLMSG_DATA(nh));
+      if (m->tcm_handle == 0) return;  // a pref's classifier itself, before its filters
+      const auto pref = static_cast<uint16_t>(TC_H_MAJ(m->tcm_info) >> 16);
+      std::string name, kind;
+      int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
+      for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
+           RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == TCA_KIND)
+          kind.assign(static_cast<const char*>(RTA_DATA(a)), strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
+        if (a->rta_type != TCA_OPTIONS) continue;
+        int inner = static_cast<int>(RTA_PAYLOAD(a));
+        for (auto* b = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(b, inner); b = RTA_NEXT(b, inner))
+          if (b->rta_type == TCA_BPF_NAME && RTA_PAYLOAD(b) > 0)
+            name.assign(static_cast<const char*>(RTA_DATA(b)), strnlen(static_cast<const char*>(RTA_DATA(b)), RTA_PAYLOAD(b)));
+      }
+      if ((m->tcm_handle == kClsactHandle && pref == kClsactPref) || name.starts_with("vigil_tc")) return;
+      // "cil_from_container:[42]" as tc names it: the program's name is enough here.
+      other = !name.empty() ? name.substr(0, name.find(':'))
+                            : (kind.empty() ? std::string("a") : kind) + " filter (pref " + std::to_string(pref) + ")";
+    });
+    if (r && !other.empty()) return other;
+  }
+  return "";
+}
+
 }  // namespace
 
 int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error) {
@@ -441,7 +530,92 @@ void Datapath::forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex) {
   bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
 }
 
+// The classid says a place of vigil_pod_sides in 16 bits (skb->tc_classid), plus one.
+static_assert(VIGIL_SLOT_TABLE < 0xffff, "a pod-side place must fit a filter's classid");
+
+bool Datapath::filter_pod_side(uint32_t ifindex, const PodSide& side, std::string& error) {
+  // A free place, looked for from after the last one given: a place freed is given again only
+  // after all others, so a filter that could not be removed (its namespace out of reach) is long
+  // gone before another pod's entry takes its place (and the program checks the entry's ifindex).
+  const vigil_pod_side_entry entry{{side.netns_inode, side.ifindex}, ifindex, 0};
+  uint32_t index = VIGIL_SLOT_TABLE;
+  for (uint32_t n = 0; n < VIGIL_SLOT_TABLE && index == VIGIL_SLOT_TABLE; ++n) {
+    const __u32 at = (pod_side_cursor_ + n) % VIGIL_SLOT_TABLE;
+    vigil_pod_side_entry there{};
+    if (bpf_map__lookup_elem(skel_->maps.vigil_pod_sides, &at, sizeof(at), &there, sizeof(there), 0) == 0 &&
+        there.key.netns_inode == 0)
+      index = at;
+  }
+  if (index == VIGIL_SLOT_TABLE) {
+    error = "map vigil_pod_sides is full";
+    return false;
+  }
+  pod_side_cursor_ = (index + 1) % VIGIL_SLOT_TABLE;
+  // The entry first, so that the filter's first packet finds its counters.
+  if (bpf_map__update_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &entry, sizeof(entry), BPF_ANY)) {
+    error = "update map vigil_pod_sides: " + err_text(errno);
+    return false;
+  }
+  auto filtered = run_in_netns(side.netns_path, [&]() -> Result<int> {
+    char name[IF_NAMESIZE] = {};
+    if (!if_indextoname(side.ifindex, name) || side.ifname != name)
+      return make_error(side.ifname + " (ifindex " + std::to_string(side.ifindex) + ") is gone from " + side.netns_path);
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(side.ifindex), .attach_point = BPF_TC_INGRESS);
+    int err = 0;
+    {
+      ExpectedFailure quiet;  // the qdisc there already (EEXIST): the kernel says so
+      err = bpf_tc_hook_create(&hook);
+    }
+    if (err && err != -EEXIST)
+      return make_error("create clsact qdisc on " + side.ifname + " in " + side.netns_path + ": " + err_text(err));
+    if (auto r = attach_classid_filter(side.ifindex, tc_podcls_, index + 1); !r)
+      return make_error("attach tc ingress on " + side.ifname + " in " + side.netns_path + ": " + r.error().message);
+    return 0;
+  });
+  if (!filtered) {
+    const vigil_pod_side_entry free{};
+    bpf_map__update_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &free, sizeof(free), BPF_ANY);
+    error = filtered.error().message;
+    return false;
+  }
+  clsact_pods_[ifindex] = ClsactPodSide{side, index};
+  return true;
+}
+
+void Datapath::unfilter_pod_side(uint32_t ifindex) {
+  auto it = clsact_pods_.find(ifindex);
+  if (it == clsact_pods_.end()) return;
+  const PodSide& side = it->second.side;
+  // Gone with the pod's namespace, usually; else taken off its end.
+  (void)run_in_netns(side.netns_path, [&]() -> Result<int> {
+    ExpectedFailure quiet;
+    char name[IF_NAMESIZE] = {};
+    if (!if_indextoname(side.ifindex, name) || side.ifname != name) return 0;
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(side.ifindex), .attach_point = BPF_TC_INGRESS);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kClsactHandle, .priority = kClsactPref);
+    bpf_tc_detach(&hook, &opts);
+    return 0;
+  });
+  const __u32 index = it->second.index;
+  const vigil_pod_side_entry free{};
+  bpf_map__update_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &free, sizeof(free), BPF_ANY);
+  clsact_pods_.erase(it);
+}
+
+void Datapath::renew_pod_side_path(uint32_t ifindex, const std::string& netns_path) {
+  if (auto it = clsact_pods_.find(ifindex); it != clsact_pods_.end()) it->second.side.netns_path = netns_path;
+}
+
 std::string Datapath::other_tc_program(uint32_t ifindex) const {
+  // clsact filters, where the device has a clsact qdisc (one dump for all devices a second).
+  const auto now = std::chrono::steady_clock::now();
+  if (now - clsact_devices_at_ > std::chrono::seconds(1)) {
+    auto devices = clsact_devices();
+    clsact_devices_ = devices ? std::move(*devices) : std::vector<uint32_t>{};
+    clsact_devices_at_ = now;
+  }
+  if (std::binary_search(clsact_devices_.begin(), clsact_devices_.end(), ifindex))
+    if (std::string other = other_clsact_filter(ifindex); !other.empty()) return other;
   for (int type : {kTcxIngress, kTcxEgress}) {
     __u32 ids[64] = {}, count = 64, flags = 0;
     if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
@@ -492,23 +666,33 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     tcx_unsupported_ = true;
     spdlog::info("this kernel has no TCX (Linux 6.6+): attaching to pod interfaces with clsact and cls_bpf");
   }
-  if (pod_side)
-    spdlog::warn("interface {}: what the pod receives is counted at {}'s egress: counting it on the pod's own end "
-                 "needs TCX (Linux 6.6+)", ifname, ifname);
   DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
                       .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
-  int err = bpf_tc_hook_create(&hook);
+  int err = 0;
+  {
+    ExpectedFailure quiet;  // the qdisc there already (EEXIST): the kernel says so; other errors are returned
+    err = bpf_tc_hook_create(&hook);
+  }
   if (err && err != -EEXIST) return make_error("create clsact qdisc on " + ifname + ": " + err_text(err));
-  struct Side {
-    bpf_tc_attach_point point;
-    bpf_program* prog;
-    const char* name;
-  };
-  for (const Side& side : {Side{BPF_TC_INGRESS, tc_in_, "ingress"}, Side{BPF_TC_EGRESS, tc_out_, "egress"}}) {
-    if (int e = attach_clsact_filter(ifindex, side.point, side.prog)) {
-      remove_clsact_filters(ifindex);
-      return make_error(std::string("attach tc ") + side.name + " on " + ifname + ": " + err_text(e));
+  if (int e = attach_clsact_filter(ifindex, BPF_TC_INGRESS, tc_in_)) {
+    remove_clsact_filters(ifindex);
+    return make_error("attach tc ingress on " + ifname + ": " + err_text(e));
+  }
+  // What the pod receives: on its own end where asked (the host-side egress filter then left
+  // off), else, or when that fails, at the host side's egress.
+  if (pod_side) {
+    std::string pod_error = tc_podcls_ ? "" : "the pod-side filter program is not loaded (this kernel has TCX, which refused)";
+    if (tc_podcls_ && filter_pod_side(ifindex, *pod_side, pod_error)) {
+      attached_[ifindex] = ifname;
+      return {};
     }
+    spdlog::warn("interface {}: counting what the pod receives on its own end ({}) failed: {}; counted at {}'s "
+                 "egress instead, where packets a CNI puts straight into the pod's namespace do not pass",
+                 ifname, pod_side->ifname, pod_error, ifname);
+  }
+  if (int e = attach_clsact_filter(ifindex, BPF_TC_EGRESS, tc_out_)) {
+    remove_clsact_filters(ifindex);
+    return make_error("attach tc egress on " + ifname + ": " + err_text(e));
   }
   attached_[ifindex] = ifname;
   return {};
@@ -523,6 +707,7 @@ void Datapath::detach_tc(uint32_t ifindex) {
     if (it->second.pod >= 0) forget_pod_side(it->second.pod_netns_inode, it->second.pod_ifindex);
     tcx_links_.erase(it);
   } else {
+    unfilter_pod_side(ifindex);
     remove_clsact_filters(ifindex);
   }
   attached_.erase(ifindex);
@@ -571,7 +756,8 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
 void Datapath::keep_clsact_first() {
   for (const auto& [ifindex, ifname] : attached_) {
     if (tcx_links_.count(ifindex)) continue;
-    for (int hook = 0; hook < 2; ++hook) {
+    // No egress filter of Vigil's where the pod's own end counts what it receives.
+    for (int hook = 0; hook < (clsact_pods_.count(ifindex) ? 1 : 2); ++hook) {
       auto first = first_clsact_filter(ifindex, hook == 0);
       // None (the interface is going away: refresh() notices), or Vigil's first.
       if (!first || !*first || ((*first)->handle == kClsactHandle && (*first)->pref == kClsactPref)) continue;

@@ -116,11 +116,12 @@ class Datapath {
   // first (kept until forget_counters), so its first packet is counted. `pod_id` (set_pod's)
   // lets drops on this interface be charged to its pod.
   //
-  // With `pod_side` (TCX kernels), what the pod receives is counted on the pod's own end of its
-  // veth, inside its namespace, and the host-side egress hook is left off: a CNI that puts
-  // packets straight into the pod's namespace (bpf_redirect_peer: Cilium) bypasses the host-side
-  // veth, and only there does every packet the pod receives pass. Falls back to the host-side
-  // egress hook, with a warning, when that attach fails.
+  // With `pod_side`, what the pod receives is counted on the pod's own end of its veth, inside
+  // its namespace, and the host-side egress hook is left off: a CNI that puts packets straight
+  // into the pod's namespace (bpf_redirect_peer: Cilium) bypasses the host-side veth, and only
+  // there does every packet the pod receives pass. A TCX link (vigil_tc_pod), or on kernels
+  // before TCX a clsact filter whose classid names the pod (vigil_tc_podcls). Falls back to the
+  // host-side egress hook, with a warning, when that attach fails.
   struct PodSide {
     std::string netns_path;  // where to join the pod's namespace (/run/netns/NAME, /proc/PID/ns/net)
     uint32_t netns_inode = 0;
@@ -132,12 +133,16 @@ class Datapath {
   // Whether what the pod behind `ifindex` receives is counted on its own end (attach_tc's pod_side).
   bool counts_on_pod_side(uint32_t ifindex) const {
     auto it = tcx_links_.find(ifindex);
-    return it != tcx_links_.end() && it->second.pod >= 0;
+    return (it != tcx_links_.end() && it->second.pod >= 0) || clsact_pods_.count(ifindex) > 0;
   }
-  // Whether attach_tc can take a pod_side here (TCX, and the program for it loaded).
-  bool can_count_on_pod_side() const { return tc_pod_ != nullptr && !tcx_unsupported_; }
-  // The name of another tool's TCX program on either hook of `ifindex` (not Vigil's, nor another
-  // Vigil's), or "": a CNI with an eBPF datapath, which may deliver past the veth.
+  // Whether attach_tc can take a pod_side here (the program for the kernel's way of attaching loaded).
+  bool can_count_on_pod_side() const { return tcx_unsupported_ ? tc_podcls_ != nullptr : tc_pod_ != nullptr; }
+  // The pod behind `ifindex` is reached through another path now (the process whose
+  // /proc/PID/ns/net it was has exited): where its own end's clsact filter is removed from.
+  void renew_pod_side_path(uint32_t ifindex, const std::string& netns_path);
+  // The name of another tool's program on either hook of `ifindex` (not Vigil's, nor another
+  // Vigil's), or "": a CNI with an eBPF datapath, which may deliver past the veth. TCX links, and
+  // clsact filters (CNIs that predate TCX or run on kernels without it: Cilium before 1.16).
   std::string other_tc_program(uint32_t ifindex) const;
   // A pod interface the TC programs are not on (metrics.packet_level): a traffic slot all the
   // same, so that drops on it are charged to `pod_id` and a capture can attach the programs
@@ -237,6 +242,19 @@ class Datapath {
   struct bpf_program* tc_in_ = nullptr;   // what runs at TC ingress of a pod interface
   struct bpf_program* tc_out_ = nullptr;  // and at egress (the same program on 6.3+)
   struct bpf_program* tc_pod_ = nullptr;  // at ingress of a pod's own end (vigil_tc_pod; 6.3+)
+  struct bpf_program* tc_podcls_ = nullptr;  // the same as a clsact filter (vigil_tc_podcls; before TCX)
+  // Pods whose own end counts through a clsact filter (kernels before TCX): host-side ifindex ->
+  // where the filter is and which place of vigil_pod_sides its classid names.
+  struct ClsactPodSide {
+    PodSide side;
+    uint32_t index = 0;
+  };
+  std::map<uint32_t, ClsactPodSide> clsact_pods_;
+  uint32_t pod_side_cursor_ = 0;  // where the next clsact pod side's place is looked for
+  // Devices with a clsact qdisc (one rtnetlink dump for all, renewed at most once a second), so
+  // that other_tc_program reads the filters only of those.
+  mutable std::vector<uint32_t> clsact_devices_;
+  mutable std::chrono::steady_clock::time_point clsact_devices_at_{};
   std::vector<struct bpf_link*> api_links_;  // sock_ops on the cgroup root
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on
@@ -256,6 +274,11 @@ class Datapath {
   int link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error);
   // Removes the vigil_pod_side entry of that key (from the array's place or the hash).
   void forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex);
+  // Kernels before TCX: vigil_tc_podcls as a clsact filter on TC ingress of the pod's end, its
+  // classid the place of the pod's entry in vigil_pod_sides (plus one); false with `error` set.
+  bool filter_pod_side(uint32_t ifindex, const PodSide& side, std::string& error);
+  // Removes that filter (where the pod's namespace still is) and frees its place.
+  void unfilter_pod_side(uint32_t ifindex);
   // Puts every index of vigil_remote_values in the vigil_remote_free queue (at load).
   Result<void> fill_remote_free();
 

@@ -102,8 +102,10 @@ void PodManager::keep_netns_path(const std::string& key, WatchedPod& pod) {
     pod.netns_search_at = now + std::chrono::seconds(2);
     return;
   }
-  if (pod.iface.netns_path != was)
-    spdlog::info("pod {}: its network namespace is now reached through {} ({} is gone)", key, pod.iface.netns_path, was);
+  if (pod.iface.netns_path == was) return;
+  spdlog::info("pod {}: its network namespace is now reached through {} ({} is gone)", key, pod.iface.netns_path, was);
+  // Where a clsact filter on its own end is taken off from (kernels before TCX).
+  if (pod.programs) dp_.renew_pod_side_path(pod.iface.host_ifindex, pod.iface.netns_path);
 }
 
 void PodManager::move_ingress_to_pod_side(std::chrono::steady_clock::duration every) {

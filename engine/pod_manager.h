@@ -98,7 +98,7 @@ class PodManager {
   // "auto", the name of the other tool's program that decided it in *why.
   bool wants_pod_side(const PodInterface& iface, std::string* why) const;
   // metrics.ingress_hook: auto, at most every `every`: a pod counted on the host side whose
-  // host-side veth has since got another tool's TCX program is attached again, on its own end.
+  // host-side veth has since got another tool's TC program (TCX or clsact) is attached again, on its own end.
   void move_ingress_to_pod_side(std::chrono::steady_clock::duration every = std::chrono::seconds(2));
 
   Datapath& dp_;

@@ -215,8 +215,7 @@ class TcProgramsPodSide : public ::testing::Test {
     utsname u{};
     int major = 0, minor = 0;
     ASSERT_EQ(uname(&u), 0);
-    if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2 || major < 6 || (major == 6 && minor < 6))
-      GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
+    tcx_ = std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 6 || (major == 6 && minor >= 6));
     lab_ = std::make_unique<Lab>(2);
     quiet_lab(*lab_, 2);
     sink1_ = udp_sink(*lab_, 1, dir_.path());
@@ -233,12 +232,14 @@ class TcProgramsPodSide : public ::testing::Test {
   std::unique_ptr<Lab> lab_;
   std::unique_ptr<Process> sink1_, sink2_;
   Datapath::PodSide side_;
+  bool tcx_ = false;  // the kernel has TCX (6.6+)
 };
 
 // The program finds the host-side veth's counters through the pod's namespace inode and ifindex,
 // at its place in the vigil_pod_sides array, or in the vigil_pod_side hash when another key holds
 // that place. Both paths count exactly; detaching frees what attaching took.
 TEST_F(TcProgramsPodSide, CountsThroughItsArrayPlaceOrTheSpillHash) {
+  if (!tcx_) GTEST_SKIP() << "this kernel has no TCX (6.6+): the pod's own end counts through a clsact filter";
   const Lab& lab = *lab_;
   const vigil_pod_side_key key{side_.netns_inode, side_.ifindex};
   __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
@@ -285,6 +286,7 @@ TEST_F(TcProgramsPodSide, CountsThroughItsArrayPlaceOrTheSpillHash) {
 // went away in between) leaves what it receives counted at the host-side veth's egress, as
 // before, exactly; nothing of the pod side is left behind.
 TEST_F(TcProgramsPodSide, ThatCannotBeLinkedFallsBackToTheHostSide) {
+  if (!tcx_) GTEST_SKIP() << "this kernel has no TCX (6.6+): the pod's own end counts through a clsact filter";
   const Lab& lab = *lab_;
   Datapath::PodSide side = side_;
   side.ifname = "gone0";
@@ -302,6 +304,66 @@ TEST_F(TcProgramsPodSide, ThatCannotBeLinkedFallsBackToTheHostSide) {
   ASSERT_EQ(bpf_map_lookup_elem(dp.map("vigil_pod_sides").fd, &index, &there), 0);
   EXPECT_EQ(there.key.netns_inode, 0u) << "the entry made before the link is gone again";
   exchange_30_and_20(dp, lab, a, b);
+}
+
+// Kernels before TCX (forced here: DatapathOptions::tcx off; also the only way on 5.x and 6.1):
+// the pod's own end counts through a clsact filter, vigil_tc_podcls, whose classid is its pod's
+// place in vigil_pod_sides plus one (the program cannot read the device's namespace there), with
+// the one program (6.3+) or the pair (older) on the host side. Each direction exact, the host-side
+// egress filter left off; the place given again only after every other; detaching takes the
+// filter off the pod's end and frees its place.
+TEST_F(TcProgramsPodSide, BeforeTcxCountsThroughAClsactFilterWhoseClassidNamesThePod) {
+  const Lab& lab = *lab_;
+  const std::string ns2 = lab.prefix() + "-pod-2";
+  auto pod_end_filters = [&] { return run("ip netns exec " + ns2 + " tc filter show dev " + side_.ifname + " ingress").output; };
+  // tc shows a filter's classid as its flowid, ":HEX" when its major is 0; -1 when none.
+  auto classid = [](const std::string& filters) -> long {
+    const size_t at = filters.find("flowid :");
+    return at == std::string::npos ? -1 : std::stol(filters.substr(at + 8), nullptr, 16);
+  };
+  uint32_t last_index = 0;
+  for (bool one : {true, false}) {
+    SCOPED_TRACE(one ? "the one program on the host side" : "the pair on the host side");
+    auto loaded = Datapath::open_and_load(DatapathOptions{.one_tc_program = one, .tcx = false});
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    Datapath& dp = **loaded;
+    ASSERT_TRUE(dp.can_count_on_pod_side());
+    const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
+    for (int round = 0; round < 2; ++round) {
+      ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
+      auto r = dp.attach_tc(b, lab.veth(2), 0, &side_);
+      ASSERT_TRUE(r) << r.error().message;
+      ASSERT_TRUE(dp.counts_on_pod_side(b));
+      EXPECT_TRUE(tcx_programs(lab.veth(2)).empty()) << "clsact filters, not TCX links";
+      EXPECT_EQ(run("tc filter show dev " + lab.veth(2) + " egress").output.find("vigil"), std::string::npos)
+          << "no host-side egress filter: each packet counts once";
+      const std::string filters = pod_end_filters();
+      EXPECT_NE(filters.find("vigil_tc_podcls"), std::string::npos) << filters;
+      const long id = classid(filters);
+      ASSERT_GE(id, 1) << filters;
+      const __u32 index = static_cast<__u32>(id - 1);
+      vigil_pod_side_entry there{};
+      ASSERT_EQ(bpf_map_lookup_elem(dp.map("vigil_pod_sides").fd, &index, &there), 0);
+      EXPECT_EQ(there.host_ifindex, b);
+      EXPECT_EQ(there.key.ifindex, side_.ifindex);
+      EXPECT_EQ(there.key.netns_inode, side_.netns_inode);
+      if (round == 1) {
+        EXPECT_EQ(index, last_index + 1) << "a place freed is not given again at once";
+      }
+      last_index = index;
+      exchange_30_and_20(dp, lab, a, b);
+      dp.detach_tc(b);
+      EXPECT_FALSE(dp.counts_on_pod_side(b));
+      EXPECT_EQ(pod_end_filters().find("vigil"), std::string::npos) << pod_end_filters();
+      ASSERT_EQ(bpf_map_lookup_elem(dp.map("vigil_pod_sides").fd, &index, &there), 0);
+      EXPECT_EQ(there.key.netns_inode, 0u) << "its place is free";
+      // Counted from 0 again in the next round.
+      for (uint32_t ifindex : {a, b}) {
+        dp.detach_tc(ifindex);
+        dp.forget_counters(ifindex, 0);
+      }
+    }
+  }
 }
 
 // The TC programs guess an interface's traffic slot from its ifindex (the low bits the agent gives

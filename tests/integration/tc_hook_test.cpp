@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -84,9 +85,12 @@ TEST(TcHook, AnotherToolsFilterStillDecidesAfterVigil) {
   Process& agent = *agent_process;
   ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
   if (kernel_has_tcx()) {
-    auto names = tcx_programs(veth);
-    // One program on both hooks (TCX came in 6.6, after bpf_cast_to_kern_ctx in 6.3).
-    EXPECT_EQ(names, (std::vector<std::string>{"vigil_tc", "vigil_tc"})) << agent.log();
+    // Ingress only: another tool's filter on the veth (an eBPF CNI's, as far as the agent can
+    // tell) puts what pod 1 receives on its own end (metrics.ingress_hook: auto), tc naming the
+    // filter after its object file.
+    EXPECT_EQ(tcx_programs(veth), (std::vector<std::string>{"vigil_tc"})) << agent.log();
+    EXPECT_NE(agent.log().find("another tool's program (drop_udp_9000.bpf.o) is on " + veth), std::string::npos)
+        << agent.log();
   }
   // The other tool's filter is still in place.
   EXPECT_NE(run("tc filter show dev " + veth + " ingress").output.find("drop_udp_9000"), std::string::npos);
@@ -186,7 +190,28 @@ class TcxLinks {
  public:
   ~TcxLinks() {
     for (int fd : links_) close(fd);
+    for (int ifindex : filters_) {
+      DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+      DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 1, .priority = 1);
+      bpf_tc_detach(&hook, &opts);  // gone with the lab's veth, if that went first
+    }
     for (bpf_object* obj : objects_) bpf_object__close(obj);
+  }
+  // The same as a clsact filter on DEV's TC ingress (pref 1, handle 1), as a CNI that predates
+  // TCX attaches its programs (Cilium before 1.16, and on kernels without TCX).
+  std::string filter(const std::string& object, const std::string& dev) {
+    bpf_object* obj = bpf_object__open_file(object.c_str(), nullptr);
+    if (!obj) return "open " + object + ": " + std::strerror(errno);
+    objects_.push_back(obj);
+    if (bpf_object__load(obj)) return "load " + object + ": " + std::strerror(errno);
+    const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+    if (int err = bpf_tc_hook_create(&hook); err && err != -EEXIST) return "clsact on " + dev + ": " + std::strerror(-err);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(bpf_object__next_program(obj, nullptr)),
+                        .handle = 1, .priority = 1);
+    if (int err = bpf_tc_attach(&hook, &opts)) return "filter " + object + " on " + dev + ": " + std::strerror(-err);
+    filters_.push_back(ifindex);
+    return "";
   }
   // Loads OBJECT's first program and attaches it to DEV's TCX hook `type`; "" or why not.
   // `flags` 8 (BPF_F_BEFORE): at the front of the chain.
@@ -212,6 +237,7 @@ class TcxLinks {
  private:
   std::vector<bpf_object*> objects_;
   std::vector<int> links_;
+  std::vector<int> filters_;  // ifindexes with a filter of ours (handle 1, pref 1)
 };
 
 TEST(TcHook, AnotherToolsTcxProgramsAttachedFirstDoNotHidePacketsFromVigil) {
@@ -329,13 +355,15 @@ TEST(TcHook, TwoAgentsOnTheSamePodsLeaveEachOthersProgramsWhereTheyAre) {
 // Links the stand-in CNI (tests/integration/bpf/redirect_peer.bpf.c, compiled to `object`) to TC
 // ingress of both pods' host-side veths, and has it put what pod 1 sends to pod 2 straight into
 // pod 2's namespace (pod 2's copy has an empty map: it passes everything). "" or why not; the
-// links go with `cni`, however the test ends.
-std::string link_redirecting_cni(TcxLinks& cni, const std::string& object, const Lab& lab) {
+// links go with `cni`, however the test ends. `clsact`: as clsact filters instead of TCX links.
+std::string link_redirecting_cni(TcxLinks& cni, const std::string& object, const Lab& lab, bool clsact = false) {
   in_addr to_pod2{};
   if (inet_pton(AF_INET, lab.ip(2).c_str(), &to_pod2) != 1) return "bad address " + lab.ip(2);
   const __u32 veth2_index = if_nametoindex(lab.veth(2).c_str());
-  std::string e = cni.attach(object, lab.veth(1), 46);  // BPF_TCX_INGRESS: what pod 1 sends
-  if (e.empty()) e = cni.attach(object, lab.veth(2), 46);
+  // TC ingress of the host-side veth (BPF_TCX_INGRESS, 46): what the pod sends.
+  auto on = [&](const std::string& dev) { return clsact ? cni.filter(object, dev) : cni.attach(object, dev, 46); };
+  std::string e = on(lab.veth(1));
+  if (e.empty()) e = on(lab.veth(2));
   if (e.empty() && bpf_map_update_elem(cni.map_fd("redirect_to"), &to_pod2.s_addr, &veth2_index, BPF_ANY) != 0)
     e = std::string("fill redirect_to: ") + std::strerror(errno);
   return e;
@@ -379,7 +407,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   const std::string object = compile_other_tool("redirect_peer", dir.path(), error);
   ASSERT_NE(object, "") << error;
   const std::string veth1 = lab.veth(1), veth2 = lab.veth(2);
-  auto link_cni = [&](TcxLinks& cni) { return link_redirecting_cni(cni, object, lab); };
+  auto link_cni = [&](TcxLinks& cni, bool clsact = false) { return link_redirecting_cni(cni, object, lab, clsact); };
 
   const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
@@ -404,13 +432,15 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   const std::string extra = "remote_context: {namespaces: [lab], max_peers: 8}\n";
   // "late": ingress_hook auto, with the CNI's programs linked only after the agent attached the
   // pods (a CNI installed or restarted since): within a few seconds the agent moves the pods'
-  // ingress counting to their own ends.
-  for (const std::string hook : {"auto", "host", "late"}) {
+  // ingress counting to their own ends. "clsact": auto, with the CNI's programs as clsact filters
+  // (a CNI that predates TCX: Cilium before 1.16), which the agent sees as well.
+  for (const std::string hook : {"auto", "host", "late", "clsact"}) {
     SCOPED_TRACE("ingress_hook: " + hook);
     ScopedTempDir run_dir;
     TcxLinks cni;
+    const bool clsact = hook == "clsact";
     if (hook != "late") {
-      ASSERT_EQ(link_cni(cni), "");
+      ASSERT_EQ(link_cni(cni, clsact), "");
     }
     auto sinks = udp_sinks(lab, run_dir.path());  // no ICMP answers: a socket takes each datagram
     const int port = free_port();
@@ -435,9 +465,11 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     }
     if (hook != "host") {
       // Ingress of the host side only, in front of the CNI's; what pod 2 receives on its eth0.
-      EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "redirect_peer"})) << agent->log();
+      EXPECT_EQ(tcx_programs(veth2), (clsact ? std::vector<std::string>{"vigil_tc"}
+                                             : std::vector<std::string>{"vigil_tc", "redirect_peer"})) << agent->log();
       EXPECT_EQ(inside, (std::vector<std::string>{"vigil_tc_pod"}));
-      EXPECT_NE(agent->log().find("counting what the pod receives on its own eth0"), std::string::npos) << agent->log();
+      EXPECT_NE(agent->log().find("another tool's program (redirect_peer) is on " + veth2 +
+                                  ": counting what the pod receives on its own eth0"), std::string::npos) << agent->log();
     } else {
       EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "redirect_peer", "vigil_tc"})) << agent->log();
       EXPECT_TRUE(inside.empty());
@@ -504,7 +536,7 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     // Stopping the agent takes its links away, on the pod's end too.
     ASSERT_TRUE(read_inside());
     EXPECT_TRUE(inside.empty());
-    EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"redirect_peer"}));
+    EXPECT_EQ(tcx_programs(veth2), (clsact ? std::vector<std::string>{} : std::vector<std::string>{"redirect_peer"}));
   }
 }
 
@@ -523,6 +555,75 @@ struct RedirectLab {
 // past it; with another tool's programs on the veths (ingress_hook: auto), what a pod receives is
 // read from its own end's receive counters instead, in its namespace: exact, with no program of
 // Vigil's on any packet's path.
+// Kernels before TCX (forced here: DatapathOptions::tcx off), with the stand-in CNI's programs as
+// clsact filters too, as a CNI attaches them there: what the CNI puts straight into pod 2's
+// namespace is counted by Vigil's filter on pod 2's own end (vigil_tc_podcls, its classid naming
+// the pod), each packet once, and the CNI's filters are seen as another tool's (what
+// ingress_hook: auto goes by). Counted at the host side's egress instead, none of it is seen.
+TEST(RedirectPeer, BeforeTcxAFilterOnThePodsOwnEndCountsWhatIsDeliveredPastTheHostSide) {
+  VIGIL_REQUIRE_ROOT();
+  RedirectLab r;
+  ASSERT_NE(r.object, "") << r.error;
+  const Lab& lab = r.lab;
+  TcxLinks cni;
+  ASSERT_EQ(link_redirecting_cni(cni, r.object, lab, true), "");
+  auto sinks = udp_sinks(lab, r.dir.path());  // no ICMP answers: a socket takes each datagram
+  auto loaded = Datapath::open_and_load(DatapathOptions{.tcx = false});
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Datapath& dp = **loaded;
+  const uint32_t a = if_nametoindex(lab.veth(1).c_str()), b = if_nametoindex(lab.veth(2).c_str());
+  EXPECT_EQ(dp.other_tc_program(a), "redirect_peer");
+  EXPECT_EQ(dp.other_tc_program(b), "redirect_peer");
+  Datapath::PodSide side[3];
+  for (int pod : {1, 2}) {
+    const std::string path = "/run/netns/" + lab.prefix() + "-pod-" + std::to_string(pod);
+    auto iface = find_pod_interface(path);
+    ASSERT_TRUE(iface) << iface.error().message;
+    side[pod] = Datapath::PodSide{path, iface->netns_inode, iface->pod_ifindex, iface->pod_ifname};
+  }
+  for (int pod : {1, 2}) {
+    auto attached = dp.attach_tc(pod == 1 ? a : b, lab.veth(pod), 0, &side[pod]);
+    ASSERT_TRUE(attached) << attached.error().message;
+  }
+  ASSERT_TRUE(dp.counts_on_pod_side(a) && dp.counts_on_pod_side(b));
+  EXPECT_TRUE(tcx_programs(lab.veth(2)).empty()) << "clsact filters, not TCX links";
+  // Vigil's filter, added after the CNI's at the same pref, runs first: nothing to move.
+  dp.keep_tc_first(0s);
+  EXPECT_EQ(dp.tc_relinked(), (std::array<uint64_t, 2>{0, 0}));
+  auto count = [&](uint32_t ifindex, int dir, bool bytes = false) {
+    std::vector<vigil_traffic_value> v;
+    EXPECT_TRUE(dp.read_traffic(dp.traffic_slots().at(ifindex), v));
+    uint64_t n = 0;
+    for (const auto& c : v) n += bytes ? c.bytes[dir] : c.packets[dir];
+    return n;
+  };
+  auto host_tx = [&] {
+    auto t = run("cat /sys/class/net/" + lab.veth(2) + "/statistics/tx_packets");
+    return t.status == 0 ? std::stol(t.output) : -1;
+  };
+  const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  const long tx = host_tx();
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 40 200").status, 0);
+  ASSERT_EQ(run("ip netns exec " + ns2 + " " + traffic + " udp-send " + lab.ip(1) + " 9000 25 200").status, 0);
+  EXPECT_EQ(host_tx() - tx, 0) << "the CNI's redirect: pod 2's host-side veth carried none of the 40";
+  EXPECT_EQ(count(b, VIGIL_DIR_INGRESS), 40u);
+  EXPECT_EQ(count(b, VIGIL_DIR_INGRESS, true), 40u * (14 + 20 + 8 + 200));
+  EXPECT_EQ(count(a, VIGIL_DIR_EGRESS), 40u);
+  EXPECT_EQ(count(b, VIGIL_DIR_EGRESS), 25u);
+  EXPECT_EQ(count(a, VIGIL_DIR_INGRESS), 25u) << "the usual way, counted on pod 1's own end, once";
+
+  // The host side's egress instead: the redirected datagrams pass unseen.
+  auto host_only = dp.attach_tc(b, lab.veth(2));
+  ASSERT_TRUE(host_only) << host_only.error().message;
+  EXPECT_FALSE(dp.counts_on_pod_side(b));
+  EXPECT_EQ(run("ip netns exec " + ns2 + " tc filter show dev " + side[2].ifname + " ingress").output.find("vigil"),
+            std::string::npos);
+  ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 10 200").status, 0);
+  EXPECT_EQ(count(a, VIGIL_DIR_EGRESS), 50u);
+  EXPECT_EQ(count(b, VIGIL_DIR_INGRESS), 40u);
+}
+
 TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatistics) {
   VIGIL_REQUIRE_ROOT();
   if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): no CNI program to see on the veths";

@@ -36,7 +36,8 @@ TEST(BpfImmediates, EveryTcProgramGetsItsValuesAndNoMarkerIsLeft) {
   std::unique_ptr<vigil_counters, void (*)(vigil_counters*)> skel(vigil_counters__open(), vigil_counters__destroy);
   ASSERT_TRUE(skel);
   for (bpf_program* prog :
-       {skel->progs.vigil_tc, skel->progs.vigil_tc_ingress, skel->progs.vigil_tc_egress, skel->progs.vigil_tc_pod}) {
+       {skel->progs.vigil_tc, skel->progs.vigil_tc_ingress, skel->progs.vigil_tc_egress, skel->progs.vigil_tc_pod,
+        skel->progs.vigil_tc_podcls}) {
     SCOPED_TRACE(bpf_program__name(prog));
     const int per_cpu = moves_of(prog, VIGIL_IMM_PODS_PER_CPU), mask = moves_of(prog, VIGIL_IMM_SLOT_GUESS_MASK);
     EXPECT_GE(per_cpu, 1);
