@@ -254,6 +254,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
   dp_options.dns_max_pending = config.metrics.dns_max_pending;
   dp_options.dns_timeout_ns = static_cast<uint64_t>(config.metrics.dns_timeout_seconds * 1e9);
   dp_options.count_tracing_runs = config.metrics.tracepoint_audit;
+  dp_options.tcx = config.metrics.tcx;
   auto dp = Datapath::open_and_load(dp_options);
   if (!dp) return dp.error();
   a->datapath_ = std::move(*dp);
@@ -267,6 +268,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
       [packet_level](const PodSpec& pod) { return wants_packet_level(packet_level, pod); });
   a->pods_->set_ingress_hook(config.metrics.ingress_hook);
   spdlog::info("eBPF programs loaded; kernel has {} drop reasons", a->datapath_->drop_reasons().size());
+  if (!config.metrics.tcx) spdlog::info("metrics.tcx is false: the TC programs go on the pods' interfaces as clsact filters");
   if (config.metrics.tracepoint_audit) {
     // After the programs attached (open_and_load): see engine/tracepoint_audit.h.
     const int runs_fd = a->datapath_->map("vigil_tp_runs").fd;

@@ -43,7 +43,7 @@ const std::vector<std::string> kLookbackKeys = {"pods", "pending", "duration", "
 const std::vector<std::string> kApiKeys = {"token_file", "token_env"};
 const std::vector<std::string> kApiServerKeys = {"addresses", "no_response_after", "cgroup"};
 const std::vector<std::string> kRemoteKeys = {"namespaces", "pod_labels", "max_peers", "max_keys"};
-const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level", "tracepoint_audit", "ingress_hook"};
+const std::vector<std::string> kMetricsKeys = {"series_grace", "retina_compat", "dns_timeout", "dns_max_pending", "netstat", "packet_level", "tracepoint_audit", "ingress_hook", "tcx"};
 const std::vector<std::string> kPacketLevelKeys = {"pods", "namespaces", "pod_labels"};
 const std::vector<std::string> kNetstatKeys = {"enabled", "interval", "sockets", "statistics", "conntrack_by_pod"};
 const std::vector<std::string> kPodsKeys = {"source", "file", "kubernetes"};
@@ -589,6 +589,8 @@ class Parser {
             error(value.mark, path, "unknown value '" + *s + "' (known: auto, host, pod)");
           else metrics.ingress_hook = *s;
         }
+      } else if (name == "tcx") {
+        if (auto b = bool_value(value, path)) metrics.tcx = *b;
       }
     }
   }

@@ -68,9 +68,12 @@ struct MetricsConfig {
   // Where the TC programs count what a pod receives: "host", TC egress of the pod's host-side
   // veth; "pod", TC ingress of the pod's own end of it, inside its namespace, which also sees
   // packets a CNI puts straight into the namespace (bpf_redirect_peer: Cilium), past the
-  // host-side veth; "auto", "pod" for the pods whose host-side veth carries another tool's TCX
-  // program (a CNI with an eBPF datapath), "host" for the others. "pod" needs TCX (6.6+).
+  // host-side veth; "auto", "pod" for the pods whose host-side veth carries another tool's TC
+  // program (a CNI with an eBPF datapath: a TCX link or a clsact filter), "host" for the others.
   std::string ingress_hook = "auto";
+  // TCX links where the kernel has them (6.6+); false: clsact filters on every kernel, as on the
+  // older ones (as Cilium's bpf.enableTCX chooses).
+  bool tcx = true;
   // Which pods get the TC programs that see each packet (forward counts, TCP flags, DNS,
   // malformed packets, remote context, captures). The others are counted with nothing on
   // their packets' path: forward counts from their interface's statistics, drops, TCP and

@@ -433,18 +433,21 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   // "late": ingress_hook auto, with the CNI's programs linked only after the agent attached the
   // pods (a CNI installed or restarted since): within a few seconds the agent moves the pods'
   // ingress counting to their own ends. "clsact": auto, with the CNI's programs as clsact filters
-  // (a CNI that predates TCX: Cilium before 1.16), which the agent sees as well.
-  for (const std::string hook : {"auto", "host", "late", "clsact"}) {
+  // (a CNI that predates TCX: Cilium before 1.16), which the agent sees as well. "filters": the
+  // same with the agent's own programs as clsact filters too (metrics.tcx: false, what kernels
+  // before 6.6 get): pod 2's own end counts through vigil_tc_podcls.
+  for (const std::string hook : {"auto", "host", "late", "clsact", "filters"}) {
     SCOPED_TRACE("ingress_hook: " + hook);
     ScopedTempDir run_dir;
     TcxLinks cni;
-    const bool clsact = hook == "clsact";
+    const bool filters = hook == "filters", clsact = hook == "clsact" || filters;
     if (hook != "late") {
       ASSERT_EQ(link_cni(cni, clsact), "");
     }
     auto sinks = udp_sinks(lab, run_dir.path());  // no ICMP answers: a socket takes each datagram
     const int port = free_port();
-    auto agent = start_agent(lab, run_dir.path(), port, extra + (hook == "host" ? "metrics: {ingress_hook: host}\n" : ""));
+    auto agent = start_agent(lab, run_dir.path(), port,
+                             extra + (hook == "host" ? "metrics: {ingress_hook: host}\n" : filters ? "metrics: {tcx: false}\n" : ""));
     ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
     std::vector<std::string> inside;  // TCX programs on pod 2's own end
     auto read_inside = [&] {
@@ -455,6 +458,9 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
       }));
     };
     ASSERT_TRUE(read_inside());
+    // Vigil's filters on pod 2's own end, and on its host-side veth (hook: ingress or egress).
+    auto pod_end_filters = [&] { return run("ip netns exec " + ns2 + " tc filter show dev eth0 ingress").output; };
+    auto host_filters = [&](const std::string& hook) { return run("tc filter show dev " + veth2 + " " + hook).output; };
     if (hook == "late") {
       // Nothing else on the veths yet: both host-side hooks count.
       EXPECT_EQ(tcx_programs(veth2), (std::vector<std::string>{"vigil_tc", "vigil_tc"})) << agent->log();
@@ -463,11 +469,24 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
       for (int i = 0; i < 60 && !(read_inside() && inside == std::vector<std::string>{"vigil_tc_pod"}); ++i)
         std::this_thread::sleep_for(100ms);  // <= 6 s: checked every 2 s
     }
-    if (hook != "host") {
+    if (filters) {
+      // Ingress of the host side only, as the filter that runs first; what pod 2 receives by the
+      // filter on its eth0.
+      EXPECT_TRUE(tcx_programs(veth2).empty()) << agent->log();
+      EXPECT_TRUE(inside.empty());
+      const std::string ingress = host_filters("ingress");
+      EXPECT_LT(ingress.find("vigil_tc"), ingress.find("redirect_peer")) << ingress;
+      EXPECT_EQ(host_filters("egress").find("vigil"), std::string::npos) << host_filters("egress");
+      EXPECT_NE(pod_end_filters().find("vigil_tc_podcls"), std::string::npos) << pod_end_filters() << agent->log();
+      EXPECT_NE(agent->log().find("metrics.tcx is false"), std::string::npos) << agent->log();
+    }
+    if (hook != "host" && !filters) {
       // Ingress of the host side only, in front of the CNI's; what pod 2 receives on its eth0.
       EXPECT_EQ(tcx_programs(veth2), (clsact ? std::vector<std::string>{"vigil_tc"}
                                              : std::vector<std::string>{"vigil_tc", "redirect_peer"})) << agent->log();
       EXPECT_EQ(inside, (std::vector<std::string>{"vigil_tc_pod"}));
+    }
+    if (hook != "host") {
       EXPECT_NE(agent->log().find("another tool's program (redirect_peer) is on " + veth2 +
                                   ": counting what the pod receives on its own eth0"), std::string::npos) << agent->log();
     } else {
@@ -533,10 +552,12 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
     }
     EXPECT_NE(sinks[1]->log().find("received=" + std::to_string(kToPod2)), std::string::npos) << sinks[1]->log();
     EXPECT_NE(sinks[0]->log().find("received=" + std::to_string(kToPod1)), std::string::npos) << sinks[0]->log();
-    // Stopping the agent takes its links away, on the pod's end too.
+    // Stopping the agent takes its links and filters away, on the pod's end too.
     ASSERT_TRUE(read_inside());
     EXPECT_TRUE(inside.empty());
     EXPECT_EQ(tcx_programs(veth2), (clsact ? std::vector<std::string>{} : std::vector<std::string>{"redirect_peer"}));
+    EXPECT_EQ(pod_end_filters().find("vigil"), std::string::npos) << pod_end_filters();
+    EXPECT_EQ(host_filters("ingress").find("vigil"), std::string::npos) << host_filters("ingress");
   }
 }
 

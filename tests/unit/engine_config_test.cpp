@@ -354,10 +354,11 @@ TEST_F(ConfigTest, MissingConfigFile) {
 
 TEST_F(ConfigTest, MetricsSection) {
   auto c = parse("metrics:\n  series_grace: 2m\n  retina_compat: true\n  dns_timeout: 2500ms\n  dns_max_pending: 1000\n"
-                 "  tracepoint_audit: true\n  ingress_hook: pod\n");
+                 "  tracepoint_audit: true\n  ingress_hook: pod\n  tcx: false\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_TRUE(c->metrics.tracepoint_audit);
   EXPECT_EQ(c->metrics.ingress_hook, "pod");
+  EXPECT_FALSE(c->metrics.tcx);
   EXPECT_DOUBLE_EQ(c->metrics.series_grace_seconds, 120);
   EXPECT_TRUE(c->metrics.retina_compat);
   EXPECT_DOUBLE_EQ(c->metrics.dns_timeout_seconds, 2.5);
@@ -370,6 +371,8 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_EQ(d->metrics.dns_max_pending, 131072u);
   EXPECT_FALSE(d->metrics.tracepoint_audit);
   EXPECT_EQ(d->metrics.ingress_hook, "auto");
+  EXPECT_TRUE(d->metrics.tcx);
+  EXPECT_EQ(error_of("metrics:\n  tcx: no\n"), "config.yaml:2: metrics.tcx: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  ingress_hook: veth\n"),
             "config.yaml:2: metrics.ingress_hook: unknown value 'veth' (known: auto, host, pod)");
   EXPECT_EQ(error_of("metrics:\n  tracepoint_audit: 1\n"), "config.yaml:2: metrics.tracepoint_audit: expected true or false");
@@ -380,7 +383,7 @@ TEST_F(ConfigTest, MetricsSection) {
   EXPECT_EQ(error_of("metrics:\n  retina_compat: yes\n"), "config.yaml:2: metrics.retina_compat: expected true or false");
   EXPECT_EQ(error_of("metrics:\n  series_grace: 48h\n"), "config.yaml:2: metrics.series_grace: must be from 0 to 24h");
   EXPECT_EQ(error_of("metrics:\n  grace: 1m\n"),
-            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, dns_max_pending, netstat, packet_level, tracepoint_audit, ingress_hook)");
+            "config.yaml:2: metrics: unknown key 'grace' (known: series_grace, retina_compat, dns_timeout, dns_max_pending, netstat, packet_level, tracepoint_audit, ingress_hook, tcx)");
 }
 
 TEST_F(ConfigTest, PacketLevel) {
