@@ -91,7 +91,7 @@ verdict() { [[ $1 == true ]] && echo "target met" || echo "TARGET MISSED"; }
 
 printf 'agent_footprint: %s pods, CPU %s%% of one core over %ss (target < %s%%: %s); RSS max %s MiB, peak (VmHWM) %s MiB (target < %s MiB: %s); mean tick %s ms\n' \
   "$pods" "$cpu_pct" "$sample_seconds" $target_cpu_pct "$(verdict "$cpu_met")" "$rss_mib" "$hwm_mib" $target_rss_mib "$(verdict "$rss_met")" "$tick_mean_ms"
-printf '{"benchmark":"agent_footprint","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pods":%d,"sample_seconds":%d,"scrape_every_seconds":%d,"tick":"1s","packet_level":"'"${PACKET_LEVEL:-all}"'","remote_context":%s,"retina_compat":%s,"netstat":"%s","malloc_arena_max":"%s",' \
+printf '{"benchmark":"agent_footprint","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","pods":%d,"sample_seconds":%d,"scrape_every_seconds":%d,"tick":"1s","packet_level":"'"${PACKET_LEVEL:-all}"'","tcx":'"$([[ ${TCX:-1} == 0 ]] && echo false || echo true)"',"ingress_hook":"'"${INGRESS_HOOK:-auto}"'","remote_context":%s,"retina_compat":%s,"netstat":"%s","malloc_arena_max":"%s",' \
   "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$pods" "$sample_seconds" "$scrape_every" "$([[ ${REMOTE:-1} == 0 || ${PACKET_LEVEL:-all} == selected ]] && echo false || echo true)" \
   "$([[ ${RETINA:-1} == 0 ]] && echo false || echo true)" "${NETSTAT:-1}" "${MALLOC_ARENA_MAX:-}"
 printf '"cpu_pct_one_core":%s,"cpu_ticks":%d,"clk_tck":%d,"rss_kib_samples":[%s],"max_rss_mib":%s,"vm_hwm_mib":%s,"threads":%s,' \

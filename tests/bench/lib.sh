@@ -135,6 +135,12 @@ bench_agent_config() {
   esac
   local ingress=""  # metrics.ingress_hook (INGRESS_HOOK=auto|host|pod); the lab has no CNI programs: auto is host
   [[ -n ${INGRESS_HOOK:-} ]] && ingress=", ingress_hook: $INGRESS_HOOK"
+  local tcx=""  # TCX=0: metrics.tcx: false, clsact filters as kernels before 6.6 get
+  case ${TCX:-1} in
+    1) ;;
+    0) tcx=", tcx: false" ;;
+    *) bench_die "TCX must be 0 or 1" ;;
+  esac
   mkdir -p "$bench_tmp/state"
   cat >"$file" <<YAML
 tick: $tick
@@ -144,7 +150,7 @@ pods: {source: file, file: $(lab pods-file)}
 rules: ["$bench_repo/rules/pack/*.lua"]
 notifiers:
   - {name: default, type: log}
-metrics: {retina_compat: $retina, netstat: $netstat$packet_level$audit$ingress}
+metrics: {retina_compat: $retina, netstat: $netstat$packet_level$audit$ingress$tcx}
 YAML
   if [[ ${APISERVER:-1} == 1 ]]; then echo "apiserver: {addresses: [10.96.0.1:443]}" >>"$file"; fi
   if [[ $remote == 1 ]]; then echo "remote_context: {namespaces: [lab], max_peers: 64}" >>"$file"; fi
