@@ -18,7 +18,8 @@
 #   vigil_noremote (only with BREAKDOWN=1): the same agent without remote context;
 #   vigil_pod (only with POD_SIDE=1): the same agent counting what pods receive on their own
 #           ends (metrics.ingress_hook: pod): vigil_tc at the host-side veths' ingress and
-#           vigil_tc_pod at ingress of each pod's eth0, in its namespace.
+#           vigil_tc_pod at ingress of each pod's eth0, in its namespace (with TCX=0, i.e.
+#           metrics.tcx: false as kernels before 6.6 run: clsact filters, vigil_tc_podcls there).
 # ns/run = delta run_time_ns / delta run_cnt over the traffic. A pod-to-pod packet is one run
 # on the sender's veth and one on the receiver's. With the agent, its API server program
 # (sock_ops on the cgroup v2 root) runs at connection events of every socket of the node, not
@@ -119,11 +120,19 @@ prog_ids() {
         $1 == "ifindex:" && tcx && index(want, " " $2 " ") {print id}' "$f" 2>/dev/null
     done | sort -un | grep . && return 0
   fi
-  for dev in "${veths[@]}"; do
-    for dir in ingress egress; do
-      tc filter show dev "$dev" "$dir" pref "$pref" | grep -o ' id [0-9]*' | awk '{print $2}'
+  {
+    for dev in "${veths[@]}"; do
+      for dir in ingress egress; do
+        tc filter show dev "$dev" "$dir" pref "$pref" | grep -o ' id [0-9]*' | awk '{print $2}'
+      done
     done
-  done | sort -un
+    # The agent's filters on the pods' own eth0 (POD_SIDE=1 with TCX=0: vigil_tc_podcls).
+    if [[ $pref == 1 ]]; then
+      for p in 1 2; do
+        ip netns exec "$bench_prefix-pod-$p" tc filter show dev eth0 ingress pref 1 | grep -o ' id [0-9]*' | awk '{print $2}'
+      done
+    fi
+  } | sort -un
 }
 
 # Ids of the API server (sock_ops) programs of the agent whose TC program is TC_ID: other
@@ -253,5 +262,6 @@ for kind in "${traffics[@]}"; do
     "$kind" "$(describe_traffic "$kind")" "$(join_of "${results[empty.$kind]}")" "$(join_of "${results[vigil.$kind]}")" \
     "$e" "$v" "$added" "$met" "$json_extra")")
 done
-printf '{"benchmark":"bpf_cost","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","rounds":%d,"target_ns":%d,%s}\n' \
-  "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$rounds" $target_ns "$(bench_join "${json_kinds[@]}")"
+printf '{"benchmark":"bpf_cost","date":"%s","kernel":"%s","cpu":"%s","commit":"%s","rounds":%d,"target_ns":%d,"tcx":%s,%s}\n' \
+  "$(date -u +%FT%TZ)" "$(uname -r)" "$(bench_cpu)" "$(bench_commit)" "$rounds" $target_ns \
+  "$([[ ${TCX:-1} == 0 ]] && echo false || echo true)" "$(bench_join "${json_kinds[@]}")"
