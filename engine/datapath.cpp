@@ -107,6 +107,18 @@ bool kernel_has_func(const btf* vmlinux, const char* name) {
   return btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
 }
 
+// The running kernel's BTF has the value `name` in enum `type` (BPF_TCX_INGRESS in
+// bpf_attach_type: the kernel has TCX, whatever its build inlined).
+bool kernel_has_enum_value(const btf* vmlinux, const char* type, const char* name) {
+  const int id = btf__find_by_name_kind(vmlinux, type, BTF_KIND_ENUM);
+  if (id < 0) return false;
+  const btf_type* t = btf__type_by_id(vmlinux, id);
+  const struct btf_enum* e = btf_enum(t);
+  for (int i = 0; i < btf_vlen(t); ++i, ++e)
+    if (const char* n = btf__name_by_offset(vmlinux, e->name_off); n && std::strcmp(n, name) == 0) return true;
+  return false;
+}
+
 }  // namespace
 
 Result<DropReasons> DropReasons::from_kernel_btf(const btf* vmlinux) {
@@ -200,13 +212,17 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_pod, one);
   // Kernels before TCX (and the tests that force clsact filters): the pod-side program as a
   // filter, which learns its pod from the filter's classid and needs no kfunc.
-  const bool clsact = !options.tcx || !kernel_has_func(vmlinux.get(), "tcx_prog_attach");
+  const bool kernel_tcx = kernel_has_enum_value(vmlinux.get(), "bpf_attach_type", "BPF_TCX_INGRESS");
+  const bool clsact = !options.tcx || !kernel_tcx;
   bpf_program__set_autoload(dp->skel_->progs.vigil_tc_podcls, clsact);
   dp->tc_in_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_ingress;
   dp->tc_out_ = one ? dp->skel_->progs.vigil_tc : dp->skel_->progs.vigil_tc_egress;
   dp->tc_pod_ = one ? dp->skel_->progs.vigil_tc_pod : nullptr;
   dp->tc_podcls_ = clsact ? dp->skel_->progs.vigil_tc_podcls : nullptr;
-  dp->tcx_unsupported_ = !options.tcx;
+  // Known before the first attach, so that the first pod can be counted on its own end too.
+  dp->tcx_unsupported_ = clsact;
+  if (!kernel_tcx)
+    spdlog::info("this kernel has no TCX (Linux 6.6+): attaching to pod interfaces with clsact and cls_bpf");
   dp->slot_guess_mask_ = slot_guess_mask(options.max_pods);
   if (auto e = write_tc_immediates(dp->tc_in_, options.max_pods); !e.empty()) return make_error(e);
   if (dp->tc_out_ != dp->tc_in_)
