@@ -395,11 +395,14 @@ std::vector<std::unique_ptr<Process>> udp_sinks(const Lab& lab, const std::strin
 //     packet the pod receives passes whichever way it came, and leaves the host-side egress hook
 //     off, so each packet counts once: exact counts in both directions.
 //   - ingress_hook: host: none of the redirected datagrams is seen, which is what the default is for.
+//   - A CNI whose programs are clsact filters (before TCX) is seen as well; and with the agent's
+//     own programs as clsact filters too (metrics.tcx: false), pod 2's own end counts through one.
 // Then pod 2 asks a dnsmasq in pod 1 six questions: the answers come back by the redirect, and only
 // on pod 2's own end are they seen and matched to their requests (which left the usual way).
 TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd) {
   VIGIL_REQUIRE_ROOT();
-  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): what pods receive is counted on the host side";
+  if (!kernel_has_tcx())
+    GTEST_SKIP() << "this kernel has no TCX (6.6+) for the stand-in CNI's links (RedirectPeer.BeforeTcx* covers filters)";
   Lab lab(2);
   ASSERT_TRUE(quiet_pod_pair(lab));  // static neighbours, no IPv6: only the test's datagrams cross
   ScopedTempDir dir;
