@@ -20,7 +20,6 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
-#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -379,36 +378,42 @@ int attach_clsact_filter(uint32_t ifindex, bpf_tc_attach_point point, bpf_progra
 struct ClsactFilter {
   uint32_t handle = 0;
   uint16_t pref = 0;
+  std::string kind;  // its classifier ("bpf", "u32", ...)
   std::string name;  // its program's (cls_bpf), or ""
 };
 
-// The filter that runs first on the clsact hook of `ifindex` (ingress or egress), if any: tc's
-// dump lists a hook's filters in the order they run (by pref, and within one pref as its
-// classifier runs them).
-Result<std::optional<ClsactFilter>> first_clsact_filter(uint32_t ifindex, bool ingress) {
+// A string attribute's value, without the NUL it was sent with.
+std::string attr_string(const rtattr* a) {
+  const auto* data = static_cast<const char*>(RTA_DATA(a));
+  return std::string(data, strnlen(data, RTA_PAYLOAD(a)));
+}
+
+// The filters on the clsact hook of `ifindex` (ingress or egress), in the order they run: tc's
+// dump lists them so (by pref, and within one pref as its classifier runs them).
+Result<std::vector<ClsactFilter>> clsact_filters(uint32_t ifindex, bool ingress) {
   tcmsg t{};
   t.tcm_family = AF_UNSPEC;
   t.tcm_ifindex = static_cast<int>(ifindex);
   t.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
-  std::optional<ClsactFilter> first;
+  std::vector<ClsactFilter> filters;
   auto r = netlink_dump(NETLINK_ROUTE, RTM_GETTFILTER, t, "rtnetlink", [&](const nlmsghdr* nh) {
-    if (first || nh->nlmsg_type != RTM_NEWTFILTER || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
+    if (nh->nlmsg_type != RTM_NEWTFILTER || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
     const auto* m = static_cast<const tcmsg*>(NLMSG_DATA(nh));
     if (m->tcm_handle == 0) return;  // a pref's classifier itself, before its filters
-    ClsactFilter f{m->tcm_handle, static_cast<uint16_t>(TC_H_MAJ(m->tcm_info) >> 16), ""};
+    ClsactFilter f{m->tcm_handle, static_cast<uint16_t>(TC_H_MAJ(m->tcm_info) >> 16), "", ""};
     int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
     for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
          RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      if (a->rta_type == TCA_KIND) f.kind = attr_string(a);
       if (a->rta_type != TCA_OPTIONS) continue;
       int inner = static_cast<int>(RTA_PAYLOAD(a));
       for (auto* b = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(b, inner); b = RTA_NEXT(b, inner))
-        if (b->rta_type == TCA_BPF_NAME && RTA_PAYLOAD(b) > 0)
-          f.name.assign(static_cast<const char*>(RTA_DATA(b)), strnlen(static_cast<const char*>(RTA_DATA(b)), RTA_PAYLOAD(b)));
+        if (b->rta_type == TCA_BPF_NAME && RTA_PAYLOAD(b) > 0) f.name = attr_string(b);
     }
-    first = std::move(f);
+    filters.push_back(std::move(f));
   });
   if (!r) return r.error();
-  return first;
+  return filters;
 }
 
 // Attaches `prog` as Vigil's filter on clsact ingress of `ifindex` (in the calling thread's
@@ -446,8 +451,7 @@ Result<std::vector<uint32_t>> clsact_devices() {
     int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
     for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
          RTA_OK(a, len); a = RTA_NEXT(a, len))
-      if (a->rta_type == TCA_KIND &&
-          std::string_view(static_cast<const char*>(RTA_DATA(a)), strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a))) == "clsact")
+      if (a->rta_type == TCA_KIND && attr_string(a) == "clsact")
         out.push_back(static_cast<uint32_t>(m->tcm_ifindex));
   });
   if (!r) return r.error();
@@ -459,34 +463,14 @@ Result<std::vector<uint32_t>> clsact_devices() {
 // described for the log; "" when there is none.
 std::string other_clsact_filter(uint32_t ifindex) {
   for (bool ingress : {true, false}) {
-    tcmsg t{};
-    t.tcm_family = AF_UNSPEC;
-    t.tcm_ifindex = static_cast<int>(ifindex);
-    t.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
-    std::string other;
-    auto r = netlink_dump(NETLINK_ROUTE, RTM_GETTFILTER, t, "rtnetlink", [&](const nlmsghdr* nh) {
-      if (!other.empty() || nh->nlmsg_type != RTM_NEWTFILTER || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
-      const auto* m = static_cast<const tcmsg*>(NLMSG_DATA(nh));
-      if (m->tcm_handle == 0) return;  // a pref's classifier itself, before its filters
-      const auto pref = static_cast<uint16_t>(TC_H_MAJ(m->tcm_info) >> 16);
-      std::string name, kind;
-      int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
-      for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
-           RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-        if (a->rta_type == TCA_KIND)
-          kind.assign(static_cast<const char*>(RTA_DATA(a)), strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
-        if (a->rta_type != TCA_OPTIONS) continue;
-        int inner = static_cast<int>(RTA_PAYLOAD(a));
-        for (auto* b = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(b, inner); b = RTA_NEXT(b, inner))
-          if (b->rta_type == TCA_BPF_NAME && RTA_PAYLOAD(b) > 0)
-            name.assign(static_cast<const char*>(RTA_DATA(b)), strnlen(static_cast<const char*>(RTA_DATA(b)), RTA_PAYLOAD(b)));
-      }
-      if ((m->tcm_handle == kClsactHandle && pref == kClsactPref) || name.starts_with("vigil_tc")) return;
+    auto filters = clsact_filters(ifindex, ingress);
+    if (!filters) continue;
+    for (const ClsactFilter& f : *filters) {
+      if ((f.handle == kClsactHandle && f.pref == kClsactPref) || f.name.starts_with("vigil_tc")) continue;
       // "cil_from_container:[42]" as tc names it: the program's name is enough here.
-      other = !name.empty() ? name.substr(0, name.find(':'))
-                            : (kind.empty() ? std::string("a") : kind) + " filter (pref " + std::to_string(pref) + ")";
-    });
-    if (r && !other.empty()) return other;
+      if (!f.name.empty()) return f.name.substr(0, f.name.find(':'));
+      return (f.kind.empty() ? std::string("a") : f.kind) + " filter (pref " + std::to_string(f.pref) + ")";
+    }
   }
   return "";
 }
@@ -774,10 +758,12 @@ void Datapath::keep_clsact_first() {
     if (tcx_links_.count(ifindex)) continue;
     // No egress filter of Vigil's where the pod's own end counts what it receives.
     for (int hook = 0; hook < (clsact_pods_.count(ifindex) ? 1 : 2); ++hook) {
-      auto first = first_clsact_filter(ifindex, hook == 0);
+      auto filters = clsact_filters(ifindex, hook == 0);
       // None (the interface is going away: refresh() notices), or Vigil's first.
-      if (!first || !*first || ((*first)->handle == kClsactHandle && (*first)->pref == kClsactPref)) continue;
-      const ClsactFilter& f = **first;
+      if (!filters || filters->empty() ||
+          (filters->front().handle == kClsactHandle && filters->front().pref == kClsactPref))
+        continue;
+      const ClsactFilter& f = filters->front();
       const std::string who = (f.name.empty() ? "a filter" : "filter " + f.name) + " (pref " + std::to_string(f.pref) +
                               ", handle " + fmt::format("{:#x}", f.handle) + ")";
       const char* hook_name = hook == 0 ? "ingress" : "egress";

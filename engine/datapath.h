@@ -63,8 +63,8 @@ struct DatapathOptions {
   // One TC program on both hooks of a pod interface where the kernel can tell it the hook
   // (bpf_cast_to_kern_ctx, 6.3+); false: the ingress/egress pair older kernels get (for tests).
   bool one_tc_program = true;
-  // TCX links where the kernel has them (6.6+); false: clsact filters, as older kernels get (for
-  // tests).
+  // TCX links where the kernel has them (6.6+); false: clsact filters, as older kernels get
+  // (metrics.tcx, and tests).
   bool tcx = true;
 };
 
