@@ -355,13 +355,17 @@ constexpr __u32 kTcxFront = 1U << 3;
 constexpr uint32_t kClsactHandle = 0x7669;
 constexpr uint16_t kClsactPref = 1;
 
-void remove_clsact_filters(uint32_t ifindex) {
+// Removes Vigil's filter (any agent's) from a clsact hook of `ifindex` in the calling thread's
+// namespace, if one is there.
+void remove_clsact_filter(uint32_t ifindex, bpf_tc_attach_point point) {
   ExpectedFailure quiet;  // most devices have no clsact qdisc, and the kernel says so
-  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
-    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kClsactHandle, .priority = kClsactPref);
-    bpf_tc_detach(&hook, &opts);  // none there, or the interface already gone with its namespace
-  }
+  DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+  DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kClsactHandle, .priority = kClsactPref);
+  bpf_tc_detach(&hook, &opts);  // none there, or the interface already gone with its namespace
+}
+
+void remove_clsact_filters(uint32_t ifindex) {
+  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) remove_clsact_filter(ifindex, point);
 }
 
 // Attaches `prog` as Vigil's filter on a clsact hook of `ifindex` (replacing Vigil's filter
@@ -507,6 +511,9 @@ int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& 
     DECLARE_LIBBPF_OPTS(bpf_link_create_opts, front, .flags = kTcxFront);
     const int fd = bpf_link_create(prog, static_cast<int>(side.ifindex), static_cast<bpf_attach_type>(kTcxIngress), &front);
     if (fd < 0) return make_error("attach tcx ingress on " + side.ifname + " in " + side.netns_path + ": " + err_text(errno));
+    // The filter of an agent that was killed before it could take it off (kernels before TCX,
+    // metrics.tcx: false) would run on, into that agent's maps.
+    remove_clsact_filter(side.ifindex, BPF_TC_INGRESS);
     return fd;
   });
   if (!link) {
@@ -602,6 +609,16 @@ void Datapath::unfilter_pod_side(uint32_t ifindex) {
   clsact_pods_.erase(it);
 }
 
+void Datapath::clear_pod_side(const PodSide& side) {
+  for (const auto& [ifindex, ours] : clsact_pods_)
+    if (ours.side.netns_inode == side.netns_inode && ours.side.ifindex == side.ifindex) return;
+  (void)run_in_netns(side.netns_path, [&]() -> Result<int> {
+    char name[IF_NAMESIZE] = {};
+    if (if_indextoname(side.ifindex, name) && side.ifname == name) remove_clsact_filter(side.ifindex, BPF_TC_INGRESS);
+    return 0;
+  });
+}
+
 void Datapath::renew_pod_side_path(uint32_t ifindex, const std::string& netns_path) {
   if (auto it = clsact_pods_.find(ifindex); it != clsact_pods_.end()) it->second.side.netns_path = netns_path;
 }
@@ -683,6 +700,8 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
   if (pod_side) {
     std::string pod_error = tc_podcls_ ? "" : "the pod-side filter program is not loaded (this kernel has TCX, which refused)";
     if (tc_podcls_ && filter_pod_side(ifindex, *pod_side, pod_error)) {
+      // An egress filter an agent killed before it could take it off left here would run on.
+      remove_clsact_filter(ifindex, BPF_TC_EGRESS);
       attached_[ifindex] = ifname;
       return {};
     }

@@ -137,6 +137,10 @@ class Datapath {
   }
   // Whether attach_tc can take a pod_side here (the program for the kernel's way of attaching loaded).
   bool can_count_on_pod_side() const { return tcx_unsupported_ ? tc_podcls_ != nullptr : tc_pod_ != nullptr; }
+  // Removes Vigil's clsact filter from the pod's own end, where an agent that was killed before
+  // it could take it off left it: for a pod counted at the host side (attach_tc without
+  // pod_side, or no programs). attach_tc with pod_side does the same, or replaces it.
+  void clear_pod_side(const PodSide& side);
   // The pod behind `ifindex` is reached through another path now (the process whose
   // /proc/PID/ns/net it was has exited): where its own end's clsact filter is removed from.
   void renew_pod_side_path(uint32_t ifindex, const std::string& netns_path);

@@ -182,6 +182,9 @@ void PodManager::try_attach(WatchedPod& pod) {
     if (auto r = dp_.set_remote_context(iface->host_ifindex, pod.id, peers); !r)
       spdlog::error("pod {}: remote context: {}", pod.spec.key(), r.error().message);
   }
+  // A filter on its own end that an agent killed before it could take it off left there.
+  if (!pod.ingress_on_pod_side)
+    dp_.clear_pod_side(Datapath::PodSide{iface->netns_path, iface->netns_inode, iface->pod_ifindex, iface->pod_ifname});
   pod.iface = *iface;
   pod.attached = true;
   pod.attach_serial = ++attaches_;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
+#include <signal.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -646,6 +647,82 @@ TEST(RedirectPeer, BeforeTcxAFilterOnThePodsOwnEndCountsWhatIsDeliveredPastTheHo
   ASSERT_EQ(run("ip netns exec " + ns1 + " " + traffic + " udp-send " + lab.ip(2) + " 9000 10 200").status, 0);
   EXPECT_EQ(count(a, VIGIL_DIR_EGRESS), 50u);
   EXPECT_EQ(count(b, VIGIL_DIR_INGRESS), 40u);
+}
+
+// A clsact filter outlives the agent that made it when that agent is killed (SIGKILL, the OOM
+// killer) before it can take it off; a TCX link goes with the agent's file descriptors. The next
+// agent replaces a filter of Vigil's where it puts its own, and takes one off wherever it counts
+// otherwise: else the dead agent's filter would run on every packet, into that agent's maps,
+// until the pod goes. Five agents in turn on the same two pods, each killed but the last, each
+// counting differently from the one before: clsact filters or TCX links (metrics.tcx), at the
+// host side or on the pod's own end (metrics.ingress_hook).
+TEST(TcHook, FiltersOfAKilledAgentAreTakenOffByTheNextWhereverItCounts) {
+  VIGIL_REQUIRE_ROOT();
+  if (!kernel_has_tcx()) GTEST_SKIP() << "this kernel has no TCX (6.6+): the agents here go from filters to links";
+  Lab lab(2);
+  struct Phase {
+    bool tcx;
+    std::string hook;
+    bool kill;
+  };
+  const std::vector<Phase> phases = {{false, "host", true}, {false, "pod", true}, {true, "pod", true},
+                                     {false, "pod", true},  {true, "host", false}};
+  auto vigil_filter = [&](int pod, const std::string& where) {
+    const std::string dev = where == "pod" ? "eth0 ingress" : lab.veth(pod) + " " + where;
+    const std::string in = where == "pod" ? "ip netns exec " + lab.prefix() + "-pod-" + std::to_string(pod) + " " : "";
+    return run(in + "tc filter show dev " + dev).output.find("vigil_tc") != std::string::npos;
+  };
+  auto pod_end_tcx = [&](int pod) {
+    std::vector<std::string> programs = {"?"};
+    (void)run_in_netns("/run/netns/" + lab.prefix() + "-pod-" + std::to_string(pod), [&]() -> Result<int> {
+      programs = tcx_programs("eth0");
+      return 0;
+    });
+    return programs;
+  };
+  for (size_t i = 0; i < phases.size(); ++i) {
+    const Phase& phase = phases[i];
+    SCOPED_TRACE("agent " + std::to_string(i + 1) + ": tcx " + (phase.tcx ? "true" : "false") + ", ingress_hook " + phase.hook);
+    ScopedTempDir dir;
+    const int port = free_port();
+    auto agent = start_agent(lab, dir.path(), port,
+                             std::string("metrics: {tcx: ") + (phase.tcx ? "true" : "false") + ", ingress_hook: " + phase.hook + "}\n");
+    ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+    const bool host = phase.hook == "host";
+    for (int pod : {1, 2}) {
+      SCOPED_TRACE("pod " + std::to_string(pod));
+      // Its own, and nothing of an earlier agent's.
+      EXPECT_EQ(vigil_filter(pod, "ingress"), !phase.tcx) << agent->log();
+      EXPECT_EQ(vigil_filter(pod, "egress"), !phase.tcx && host);
+      EXPECT_EQ(vigil_filter(pod, "pod"), !phase.tcx && !host);
+      EXPECT_EQ(tcx_programs(lab.veth(pod)),
+                (!phase.tcx ? std::vector<std::string>{}
+                 : host     ? std::vector<std::string>{"vigil_tc", "vigil_tc"}
+                            : std::vector<std::string>{"vigil_tc"}));
+      EXPECT_EQ(pod_end_tcx(pod), (phase.tcx && !host ? std::vector<std::string>{"vigil_tc_pod"} : std::vector<std::string>{}));
+    }
+    if (!phase.kill) {
+      EXPECT_EQ(agent->terminate(), 0) << agent->log();
+      break;
+    }
+    ASSERT_EQ(kill(agent->pid(), SIGKILL), 0);
+    for (int n = 0; n < 100 && agent->running(); ++n) std::this_thread::sleep_for(20ms);
+    ASSERT_FALSE(agent->running());
+    // What the killed agent leaves: its filters; its links go with it.
+    for (int pod : {1, 2}) {
+      EXPECT_EQ(vigil_filter(pod, "ingress"), !phase.tcx);
+      EXPECT_EQ(vigil_filter(pod, "egress"), !phase.tcx && host);
+      EXPECT_EQ(vigil_filter(pod, "pod"), !phase.tcx && !host);
+      EXPECT_TRUE(tcx_programs(lab.veth(pod)).empty());
+      EXPECT_TRUE(pod_end_tcx(pod).empty());
+    }
+  }
+  // The last agent stopped: nothing of Vigil's is left on either pod.
+  for (int pod : {1, 2}) {
+    for (const char* where : {"ingress", "egress", "pod"}) EXPECT_FALSE(vigil_filter(pod, where)) << pod << " " << where;
+    EXPECT_TRUE(tcx_programs(lab.veth(pod)).empty());
+    EXPECT_TRUE(pod_end_tcx(pod).empty());
+  }
 }
 
 TEST(RedirectPeer, PodsWithoutProgramsCountWhatTheyReceiveFromTheirOwnEndsStatistics) {
