@@ -463,18 +463,24 @@ Result<std::vector<uint32_t>> clsact_devices() {
   return out;
 }
 
-// The first filter on either clsact hook of `ifindex` that is not Vigil's (nor another Vigil's),
-// described for the log; "" when there is none.
+// The first of `filters` that is not Vigil's (nor another Vigil's), described for the log; ""
+// when there is none.
+std::string other_filter(const std::vector<ClsactFilter>& filters) {
+  for (const ClsactFilter& f : filters) {
+    if ((f.handle == kClsactHandle && f.pref == kClsactPref) || f.name.starts_with("vigil_tc")) continue;
+    // "cil_from_container:[42]" as tc names it: the program's name is enough here.
+    if (!f.name.empty()) return f.name.substr(0, f.name.find(':'));
+    return (f.kind.empty() ? std::string("a") : f.kind) + " filter (pref " + std::to_string(f.pref) + ")";
+  }
+  return "";
+}
+
+// The same on either clsact hook of `ifindex`.
 std::string other_clsact_filter(uint32_t ifindex) {
   for (bool ingress : {true, false}) {
     auto filters = clsact_filters(ifindex, ingress);
     if (!filters) continue;
-    for (const ClsactFilter& f : *filters) {
-      if ((f.handle == kClsactHandle && f.pref == kClsactPref) || f.name.starts_with("vigil_tc")) continue;
-      // "cil_from_container:[42]" as tc names it: the program's name is enough here.
-      if (!f.name.empty()) return f.name.substr(0, f.name.find(':'));
-      return (f.kind.empty() ? std::string("a") : f.kind) + " filter (pref " + std::to_string(f.pref) + ")";
-    }
+    if (std::string other = other_filter(*filters); !other.empty()) return other;
   }
   return "";
 }
@@ -631,8 +637,13 @@ std::string Datapath::other_tc_program(uint32_t ifindex) const {
     clsact_devices_ = devices ? std::move(*devices) : std::vector<uint32_t>{};
     clsact_devices_at_ = now;
   }
-  if (std::binary_search(clsact_devices_.begin(), clsact_devices_.end(), ifindex))
+  // Read by keep_clsact_first in its last check (every 2 s, in the tick of auto's): not read again.
+  if (auto seen = clsact_others_.find(ifindex);
+      seen != clsact_others_.end() && now - seen->second.first < std::chrono::seconds(2)) {
+    if (!seen->second.second.empty()) return seen->second.second;
+  } else if (std::binary_search(clsact_devices_.begin(), clsact_devices_.end(), ifindex)) {
     if (std::string other = other_clsact_filter(ifindex); !other.empty()) return other;
+  }
   for (int type : {kTcxIngress, kTcxEgress}) {
     __u32 ids[64] = {}, count = 64, flags = 0;
     if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
@@ -728,6 +739,7 @@ void Datapath::detach_tc(uint32_t ifindex) {
   } else {
     unfilter_pod_side(ifindex);
     remove_clsact_filters(ifindex);
+    clsact_others_.erase(ifindex);
   }
   attached_.erase(ifindex);
 }
@@ -773,11 +785,18 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
 }
 
 void Datapath::keep_clsact_first() {
+  const auto now = std::chrono::steady_clock::now();
+  clsact_others_.clear();
   for (const auto& [ifindex, ifname] : attached_) {
     if (tcx_links_.count(ifindex)) continue;
     // No egress filter of Vigil's where the pod's own end counts what it receives.
-    for (int hook = 0; hook < (clsact_pods_.count(ifindex) ? 1 : 2); ++hook) {
+    const int hooks = clsact_pods_.count(ifindex) ? 1 : 2;
+    std::string other;
+    bool both_read = hooks == 2;
+    for (int hook = 0; hook < hooks; ++hook) {
       auto filters = clsact_filters(ifindex, hook == 0);
+      if (!filters) both_read = false;
+      if (filters && other.empty()) other = other_filter(*filters);
       // None (the interface is going away: refresh() notices), or Vigil's first.
       if (!filters || filters->empty() ||
           (filters->front().handle == kClsactHandle && filters->front().pref == kClsactPref))
@@ -803,6 +822,8 @@ void Datapath::keep_clsact_first() {
       spdlog::warn("interface {}: {} ran before Vigil's at clsact {} (added after it at the same pref), where its "
                    "verdict would hide packets from Vigil; Vigil's runs first again", ifname, who, hook_name);
     }
+    // What other_tc_program (ingress_hook: auto) asks next, where both hooks were read.
+    if (both_read) clsact_others_[ifindex] = {now, std::move(other)};
   }
 }
 

@@ -259,6 +259,9 @@ class Datapath {
   // that other_tc_program reads the filters only of those.
   mutable std::vector<uint32_t> clsact_devices_;
   mutable std::chrono::steady_clock::time_point clsact_devices_at_{};
+  // What keep_clsact_first read of the host-side devices whose two hooks it checks: when, and
+  // another tool's filter there ("" for none), so that other_tc_program need not read them again.
+  std::map<uint32_t, std::pair<std::chrono::steady_clock::time_point, std::string>> clsact_others_;
   std::vector<struct bpf_link*> api_links_;  // sock_ops on the cgroup root
   std::map<uint32_t, uint32_t> slot_of_;  // ifindex -> slot
   std::map<uint32_t, uint32_t> remote_max_of_;  // ifindex -> max_peers, when on

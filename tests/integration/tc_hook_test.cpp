@@ -397,7 +397,8 @@ std::vector<std::unique_ptr<Process>> udp_sinks(const Lab& lab, const std::strin
 //     off, so each packet counts once: exact counts in both directions.
 //   - ingress_hook: host: none of the redirected datagrams is seen, which is what the default is for.
 //   - A CNI whose programs are clsact filters (before TCX) is seen as well; and with the agent's
-//     own programs as clsact filters too (metrics.tcx: false), pod 2's own end counts through one.
+//     own programs as clsact filters too (metrics.tcx: false), pod 2's own end counts through one,
+//     also when the CNI's filters come after the agent.
 // Then pod 2 asks a dnsmasq in pod 1 six questions: the answers come back by the redirect, and only
 // on pod 2's own end are they seen and matched to their requests (which left the usual way).
 TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd) {
@@ -439,13 +440,14 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
   // ingress counting to their own ends. "clsact": auto, with the CNI's programs as clsact filters
   // (a CNI that predates TCX: Cilium before 1.16), which the agent sees as well. "filters": the
   // same with the agent's own programs as clsact filters too (metrics.tcx: false, what kernels
-  // before 6.6 get): pod 2's own end counts through vigil_tc_podcls.
-  for (const std::string hook : {"auto", "host", "late", "clsact", "filters"}) {
+  // before 6.6 get): pod 2's own end counts through vigil_tc_podcls. "late filters": the same
+  // with the CNI's filters added after the agent attached the pods.
+  for (const std::string hook : {"auto", "host", "late", "clsact", "filters", "late filters"}) {
     SCOPED_TRACE("ingress_hook: " + hook);
     ScopedTempDir run_dir;
     TcxLinks cni;
-    const bool filters = hook == "filters", clsact = hook == "clsact" || filters;
-    if (hook != "late") {
+    const bool filters = hook == "filters" || hook == "late filters", clsact = hook == "clsact" || filters;
+    if (!hook.starts_with("late")) {
       ASSERT_EQ(link_cni(cni, clsact), "");
     }
     auto sinks = udp_sinks(lab, run_dir.path());  // no ICMP answers: a socket takes each datagram
@@ -471,6 +473,13 @@ TEST(RedirectPeer, PacketsDeliveredPastTheHostSideVethAreCountedOnThePodsOwnEnd)
       EXPECT_TRUE(inside.empty());
       ASSERT_EQ(link_cni(cni), "");
       for (int i = 0; i < 60 && !(read_inside() && inside == std::vector<std::string>{"vigil_tc_pod"}); ++i)
+        std::this_thread::sleep_for(100ms);  // <= 6 s: checked every 2 s
+    }
+    if (hook == "late filters") {
+      EXPECT_NE(host_filters("egress").find("vigil_tc"), std::string::npos) << agent->log();
+      EXPECT_EQ(pod_end_filters().find("vigil"), std::string::npos) << pod_end_filters();
+      ASSERT_EQ(link_cni(cni, true), "");
+      for (int i = 0; i < 60 && pod_end_filters().find("vigil_tc_podcls") == std::string::npos; ++i)
         std::this_thread::sleep_for(100ms);  // <= 6 s: checked every 2 s
     }
     if (filters) {
