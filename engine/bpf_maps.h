@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -24,32 +26,95 @@ inline int possible_cpus() {
   return n;
 }
 
-// Calls fn(key, per_cpu_values) for every entry of a per-CPU hash map. An entry deleted while
-// we walk is skipped; the walk is bounded by `max_entries`.
+namespace detail {
+
+// Visits the entries of a hash map (plain, per-CPU or LRU) with BPF_MAP_LOOKUP_BATCH: one system
+// call for a batch of entries instead of two for each (a key, then its value); on this kind of
+// guest every system call also flushes the TLB. each(key, value): `key_size` and `stride` bytes
+// (a per-CPU map's value: every possible CPU's, each rounded up to 8 bytes). The kernel walks
+// the map bucket by bucket, so an entry is visited once even when others come and go meanwhile.
+// Bounded by `max_entries`. Returns false, having visited nothing, where the kernel cannot
+// look up this map in batches (before 5.6): the caller then walks it key by key.
+template <typename F>
+bool visit_batches(int fd, size_t key_size, size_t stride, uint32_t max_entries, F&& each) {
+  if (max_entries == 0) return true;
+  // About 64 KiB of buffers a batch. A batch ends at a bucket's end: a bucket with more entries
+  // than the batch holds (ENOSPC) gets a larger one.
+  uint32_t chunk = static_cast<uint32_t>(std::clamp<size_t>((64 << 10) / (key_size + stride), 16, 1024));
+  chunk = std::min(chunk, std::max<uint32_t>(max_entries, 16));
+  std::vector<char> keys(chunk * key_size), values(chunk * stride);
+  __u64 in = 0, out = 0;  // where the next batch starts (a hash map's bucket index)
+  bool first = true;
+  uint32_t seen = 0;
+  DECLARE_LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  while (seen < max_entries) {
+    __u32 count = chunk;
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &out, keys.data(), values.data(), &count, &opts);
+    const int e = err ? errno : 0;
+    if (err && e == ENOSPC && chunk < (1U << 20)) {
+      chunk *= 2;
+      keys.resize(chunk * key_size);
+      values.resize(chunk * stride);
+      continue;
+    }
+    // ENOENT: the last batch (maybe empty). Any other error on the first call: no batches here.
+    if (err && e != ENOENT) return !first;
+    for (__u32 i = 0; i < count && seen < max_entries; ++i, ++seen)
+      each(keys.data() + i * key_size, values.data() + i * stride);
+    if (err) break;
+    in = out;
+    first = false;
+  }
+  return true;
+}
+
+inline size_t percpu_stride(size_t value_size) { return (value_size + 7) / 8 * 8; }
+
+}  // namespace detail
+
+// Calls fn(key, per_cpu_values) for every entry of a per-CPU hash map, bounded by `max_entries`
+// (in batches; key by key where the kernel has no batches, skipping an entry deleted meanwhile).
 template <typename K, typename V, typename F>
 void for_each_percpu(int fd, uint32_t max_entries, F&& fn) {
-  std::vector<V> values(possible_cpus());
-  K key{}, next{};
+  const int cpus = possible_cpus();
+  const size_t per_cpu = detail::percpu_stride(sizeof(V));
+  std::vector<V> values(cpus);
+  K key{};
+  if (detail::visit_batches(fd, sizeof(K), per_cpu * cpus, max_entries, [&](const char* k, const char* v) {
+        std::memcpy(&key, k, sizeof(K));
+        for (int c = 0; c < cpus; ++c) std::memcpy(&values[c], v + c * per_cpu, sizeof(V));
+        fn(static_cast<const K&>(key), static_cast<const std::vector<V>&>(values));
+      }))
+    return;
+  static_assert(sizeof(V) % 8 == 0, "a per-CPU value the kernel copies without padding");
+  K next{};
   const K* prev = nullptr;
   for (uint32_t i = 0; i < max_entries && bpf_map_get_next_key(fd, prev, &next) == 0; ++i) {
     key = next;
     prev = &key;
     if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) continue;
-    fn(key, values);
+    fn(static_cast<const K&>(key), static_cast<const std::vector<V>&>(values));
   }
 }
 
-// Calls fn(key, value) for every entry of a plain (not per-CPU) hash map; same bounds.
+// Calls fn(key, value) for every entry of a plain (not per-CPU) hash map; the same way.
 template <typename K, typename V, typename F>
 void for_each_entry(int fd, uint32_t max_entries, F&& fn) {
+  K key{};
   V value{};
-  K key{}, next{};
+  if (detail::visit_batches(fd, sizeof(K), sizeof(V), max_entries, [&](const char* k, const char* v) {
+        std::memcpy(&key, k, sizeof(K));
+        std::memcpy(&value, v, sizeof(V));
+        fn(static_cast<const K&>(key), static_cast<const V&>(value));
+      }))
+    return;
+  K next{};
   const K* prev = nullptr;
   for (uint32_t i = 0; i < max_entries && bpf_map_get_next_key(fd, prev, &next) == 0; ++i) {
     key = next;
     prev = &key;
     if (bpf_map_lookup_elem(fd, &key, &value) != 0) continue;
-    fn(key, value);
+    fn(static_cast<const K&>(key), static_cast<const V&>(value));
   }
 }
 
@@ -63,9 +128,18 @@ inline std::optional<uint64_t> percpu_sum(int fd, uint32_t index) {
   return sum;
 }
 
-// Number of entries in a hash map (for occupancy), bounded by max_entries.
+// Number of entries in a hash map (for occupancy), bounded by max_entries: in batches (the
+// map's sizes from the kernel), else key by key.
 template <typename K>
 uint32_t count_entries(int fd, uint32_t max_entries) {
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.key_size == sizeof(K)) {
+    const bool per_cpu = info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+    const size_t stride = per_cpu ? detail::percpu_stride(info.value_size) * possible_cpus() : info.value_size;
+    uint32_t n = 0;
+    if (detail::visit_batches(fd, sizeof(K), stride, max_entries, [&](const char*, const char*) { ++n; })) return n;
+  }
   K key{}, next{};
   const K* prev = nullptr;
   uint32_t n = 0;
