@@ -581,7 +581,8 @@ void Agent::expire_series() {
 
 void Agent::read_datapath() {
   if (kube_) peers_ = kube_->peers();
-  FamilyContext ctx{*datapath_, *pods_, store_, peers_.get(), tracepoint_audit_.get()};
+  MapCensus census;
+  FamilyContext ctx{*datapath_, *pods_, store_, peers_.get(), tracepoint_audit_.get(), &census};
   for (const auto& f : families_) f->read(ctx);
 }
 

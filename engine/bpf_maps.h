@@ -74,18 +74,21 @@ inline size_t percpu_stride(size_t value_size) { return (value_size + 7) / 8 * 8
 
 // Calls fn(key, per_cpu_values) for every entry of a per-CPU hash map, bounded by `max_entries`
 // (in batches; key by key where the kernel has no batches, skipping an entry deleted meanwhile).
+// Returns the number of entries visited: the map's occupancy as the walk found it.
 template <typename K, typename V, typename F>
-void for_each_percpu(int fd, uint32_t max_entries, F&& fn) {
+uint32_t for_each_percpu(int fd, uint32_t max_entries, F&& fn) {
   const int cpus = possible_cpus();
   const size_t per_cpu = detail::percpu_stride(sizeof(V));
   std::vector<V> values(cpus);
   K key{};
+  uint32_t visited = 0;
   if (detail::visit_batches(fd, sizeof(K), per_cpu * cpus, max_entries, [&](const char* k, const char* v) {
         std::memcpy(&key, k, sizeof(K));
         for (int c = 0; c < cpus; ++c) std::memcpy(&values[c], v + c * per_cpu, sizeof(V));
+        ++visited;
         fn(static_cast<const K&>(key), static_cast<const std::vector<V>&>(values));
       }))
-    return;
+    return visited;
   static_assert(sizeof(V) % 8 == 0, "a per-CPU value the kernel copies without padding");
   K next{};
   const K* prev = nullptr;
@@ -93,29 +96,36 @@ void for_each_percpu(int fd, uint32_t max_entries, F&& fn) {
     key = next;
     prev = &key;
     if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) continue;
+    ++visited;
     fn(static_cast<const K&>(key), static_cast<const std::vector<V>&>(values));
   }
+  return visited;
 }
 
-// Calls fn(key, value) for every entry of a plain (not per-CPU) hash map; the same way.
+// Calls fn(key, value) for every entry of a plain (not per-CPU) hash map; the same way, and
+// returns the number of entries visited.
 template <typename K, typename V, typename F>
-void for_each_entry(int fd, uint32_t max_entries, F&& fn) {
+uint32_t for_each_entry(int fd, uint32_t max_entries, F&& fn) {
   K key{};
   V value{};
+  uint32_t visited = 0;
   if (detail::visit_batches(fd, sizeof(K), sizeof(V), max_entries, [&](const char* k, const char* v) {
         std::memcpy(&key, k, sizeof(K));
         std::memcpy(&value, v, sizeof(V));
+        ++visited;
         fn(static_cast<const K&>(key), static_cast<const V&>(value));
       }))
-    return;
+    return visited;
   K next{};
   const K* prev = nullptr;
   for (uint32_t i = 0; i < max_entries && bpf_map_get_next_key(fd, prev, &next) == 0; ++i) {
     key = next;
     prev = &key;
     if (bpf_map_lookup_elem(fd, &key, &value) != 0) continue;
+    ++visited;
     fn(static_cast<const K&>(key), static_cast<const V&>(value));
   }
+  return visited;
 }
 
 // Entry `index` of a per-CPU array of __u64 counters, summed over the CPUs; nullopt when it

@@ -69,7 +69,7 @@ class ApiServerFamily : public Family {
     if (m.fd < 0) return;
     const uint64_t now = monotonic_ns();
     std::vector<std::pair<__u64, int>> expired;  // cookie, stage counted (-1: none)
-    for_each_entry<__u64, vigil_api_pending>(m.fd, m.max_entries, [&](const __u64& cookie, const vigil_api_pending& p) {
+    uint32_t entries = for_each_entry<__u64, vigil_api_pending>(m.fd, m.max_entries, [&](const __u64& cookie, const vigil_api_pending& p) {
       const uint64_t age = now > p.since_ns ? now - p.since_ns : 0;
       if (p.stage == VIGIL_API_IDLE) {
         if (age > static_cast<uint64_t>(kIdleForgetSeconds * 1e9)) expired.emplace_back(cookie, -1);
@@ -78,8 +78,12 @@ class ApiServerFamily : public Family {
       }
     });
     // Counted only when this delete wins: the answer may be landing right now.
-    for (const auto& [cookie, stage] : expired)
-      if (bpf_map_delete_elem(m.fd, &cookie) == 0 && stage >= 0) ++no_response_[stage];
+    for (const auto& [cookie, stage] : expired) {
+      if (bpf_map_delete_elem(m.fd, &cookie) != 0) continue;
+      --entries;
+      if (stage >= 0) ++no_response_[stage];
+    }
+    ctx.walked("vigil_api_pending", entries);
   }
 
   void read_latency(const FamilyContext& ctx) {

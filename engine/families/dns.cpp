@@ -80,7 +80,7 @@ class DnsFamily : public Family {
     auto m = ctx.datapath.map("vigil_dns_counts");
     if (m.fd < 0) return;
     std::vector<vigil_dns_key> orphans;
-    for_each_percpu<vigil_dns_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_key& key, const std::vector<__u64>& cpus) {
+    const uint32_t entries = for_each_percpu<vigil_dns_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_key& key, const std::vector<__u64>& cpus) {
       const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
       if (!pod) {
         orphans.push_back(key);
@@ -100,7 +100,7 @@ class DnsFamily : public Family {
                                         {"rcode", kRcodeNames[key.rcode]}}),
                       static_cast<double>(n));
     });
-    forget(m.fd, orphans);
+    ctx.walked("vigil_dns_counts", entries - forget(m.fd, orphans));
   }
 
   void read_latency(const FamilyContext& ctx) {
@@ -108,7 +108,7 @@ class DnsFamily : public Family {
     auto m = ctx.datapath.map("vigil_dns_latency");
     if (m.fd < 0) return;
     std::vector<__u32> orphans;
-    for_each_percpu<__u32, vigil_dns_latency_value>(
+    const uint32_t entries = for_each_percpu<__u32, vigil_dns_latency_value>(
         m.fd, m.max_entries, [&](const __u32& ifindex, const std::vector<vigil_dns_latency_value>& cpus) {
           const WatchedPod* pod = ctx.pods.by_ifindex(ifindex);
           if (!pod) {
@@ -144,7 +144,7 @@ class DnsFamily : public Family {
             ctx.store.set("vigil_dns_unmatched_responses_total", pod_labels(*pod),
                           static_cast<double>(t.unmatched_responses));
         });
-    forget(m.fd, orphans);
+    ctx.walked("vigil_dns_latency", entries - forget(m.fd, orphans));
   }
 
   // Timeouts come from two places. A request answered later than the timeout after its first
@@ -175,14 +175,16 @@ class DnsFamily : public Family {
     auto m = ctx.datapath.map("vigil_dns_pending");
     if (m.fd < 0) return;
     std::vector<vigil_dns_pending_key> stale;
-    for_each_entry<vigil_dns_pending_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_pending_key& key, const __u64& seen) {
+    uint32_t entries = for_each_entry<vigil_dns_pending_key, __u64>(m.fd, m.max_entries, [&](const vigil_dns_pending_key& key, const __u64& seen) {
       if (seen < now && now - seen >= 2 * timeout_ns_) stale.push_back(key);
     });
     for (const auto& key : stale) {
       if (bpf_map_delete_elem(m.fd, &key) != 0) continue;  // answered meanwhile
+      --entries;
       const int side = key.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
       ++unanswered_[{key.ifindex, side}];
     }
+    ctx.walked("vigil_dns_pending", entries);
     // A pod that is gone: a later pod on a reused ifindex starts from zero.
     for (auto* counts : {&unanswered_, &late_})
       for (auto it = counts->begin(); it != counts->end();)
@@ -197,9 +199,12 @@ class DnsFamily : public Family {
 
   // Entries of interfaces no watched pod owns any more: the pod is gone (its series expire
   // with the agent's grace), and a later pod on a reused ifindex must start from zero.
+  // Returns how many it deleted.
   template <typename K>
-  static void forget(int fd, const std::vector<K>& keys) {
-    for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
+  static uint32_t forget(int fd, const std::vector<K>& keys) {
+    uint32_t deleted = 0;
+    for (const auto& k : keys) deleted += bpf_map_delete_elem(fd, &k) == 0;
+    return deleted;
   }
 };
 

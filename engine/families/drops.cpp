@@ -33,7 +33,7 @@ class DropFamily : public Family {
   void read(const FamilyContext& ctx) override {
     auto m = ctx.datapath.map("vigil_drops");
     const DropReasons& reasons = ctx.datapath.drop_reasons();
-    for_each_percpu<vigil_drop_key, vigil_drop_value>(
+    const uint32_t entries = for_each_percpu<vigil_drop_key, vigil_drop_value>(
         m.fd, m.max_entries, [&](const vigil_drop_key& key, const std::vector<vigil_drop_value>& cpus) {
           const WatchedPod* pod = ctx.pods.by_id(key.pod_id);
           if (!pod) return;
@@ -48,6 +48,7 @@ class DropFamily : public Family {
           ctx.store.set("vigil_drop_packets_total", l, static_cast<double>(packets));
           ctx.store.set("vigil_drop_bytes_total", l, static_cast<double>(bytes));
         });
+    if (m.fd >= 0) ctx.walked("vigil_drops", entries);
   }
 };
 

@@ -16,7 +16,7 @@ std::vector<std::unique_ptr<Family>> make_families(const Config& config) {
   out.push_back(make_remote_family());
   if (!config.apiserver.addresses.empty()) out.push_back(make_apiserver_family(config.apiserver.no_response_seconds));
   if (config.metrics.netstat.enabled) out.push_back(make_netstat_family(config.metrics.netstat));
-  out.push_back(make_health_family());
+  out.push_back(make_health_family());  // last: its occupancy gauges reuse the walks above (MapCensus)
   return out;
 }
 

@@ -85,7 +85,9 @@ class HealthFamily : public Family {
       auto m = ctx.datapath.map(info.name);
       if (m.fd < 0) continue;
       Labels l = make_labels({{"map", info.name}});
-      ctx.store.set("vigil_bpf_map_entries", l, info.count(m.fd, m.max_entries));
+      // Walked by its family in this tick already, or walked here.
+      const auto walked = ctx.census ? ctx.census->entries(info.name) : std::nullopt;
+      ctx.store.set("vigil_bpf_map_entries", l, walked ? *walked : info.count(m.fd, m.max_entries));
       ctx.store.set("vigil_bpf_map_max_entries", l, m.max_entries);
     }
     // The traffic array's occupancy is the slots the agent has handed out.

@@ -52,7 +52,7 @@ class RemoteFamily : public Family {
       vigil_remote_value total;
     };
     std::vector<Peer> peers;
-    for_each_entry<vigil_remote_key, __u32>(m.fd, m.max_entries, [&](const vigil_remote_key& key, __u32 index) {
+    const uint32_t entries = for_each_entry<vigil_remote_key, __u32>(m.fd, m.max_entries, [&](const vigil_remote_key& key, __u32 index) {
       if (!ctx.pods.by_ifindex(key.ifindex) || !ctx.datapath.read_remote(index, cpus)) return;
       vigil_remote_value t{};
       for (const auto& v : cpus) {
@@ -65,6 +65,7 @@ class RemoteFamily : public Family {
       }
       peers.push_back({key, index, t});
     });
+    if (m.fd >= 0) ctx.walked("vigil_remote", entries);
     std::unordered_map<__u32, std::pair<uint64_t, uint64_t>> held;  // index -> packets, bytes
     std::vector<vigil_traffic_value> first, second;
     for (const auto& [ifindex, slot] : ctx.datapath.traffic_slots()) {

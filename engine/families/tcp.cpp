@@ -41,7 +41,7 @@ class TcpFamily : public Family {
   void read(const FamilyContext& ctx) override {
     static const std::vector<double> bounds = rtt_bounds();
     auto m = ctx.datapath.map("vigil_tcp");
-    for_each_percpu<__u32, vigil_tcp_value>(m.fd, m.max_entries, [&](const __u32& id, const std::vector<vigil_tcp_value>& cpus) {
+    const uint32_t entries = for_each_percpu<__u32, vigil_tcp_value>(m.fd, m.max_entries, [&](const __u32& id, const std::vector<vigil_tcp_value>& cpus) {
       const WatchedPod* pod = ctx.pods.by_id(id);
       if (!pod) return;
       vigil_tcp_value t{};
@@ -67,6 +67,7 @@ class TcpFamily : public Family {
       std::vector<uint64_t> counts(t.rtt_buckets, t.rtt_buckets + VIGIL_RTT_BUCKETS);
       s.set_histogram("vigil_tcp_rtt_seconds", pod_labels(*pod), bounds, counts, static_cast<double>(t.rtt_sum_us) * 1e-6);
     });
+    if (m.fd >= 0) ctx.walked("vigil_tcp", entries);
   }
 };
 

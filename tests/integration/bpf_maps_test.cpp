@@ -56,7 +56,7 @@ TEST(BpfMaps, PlainAndLruHashesAreReadWholeInBatchesEachEntryOnce) {
     }
     std::map<__u32, __u32> seen;  // peer -> value
     size_t visits = 0;
-    for_each_entry<Key, __u32>(m.fd, 8192, [&](const Key& k, __u32 v) {
+    const uint32_t walked = for_each_entry<Key, __u32>(m.fd, 8192, [&](const Key& k, __u32 v) {
       ++visits;
       EXPECT_EQ(k.pod, k.peer % 50);
       EXPECT_EQ(k.port, k.peer & 0xffff);
@@ -64,12 +64,13 @@ TEST(BpfMaps, PlainAndLruHashesAreReadWholeInBatchesEachEntryOnce) {
       seen[k.peer] = v;
     });
     EXPECT_EQ(visits, kEntries);
+    EXPECT_EQ(walked, kEntries);  // what the walk returns: the occupancy it found (MapCensus)
     ASSERT_EQ(seen.size(), kEntries);
     for (const auto& [peer, v] : seen) EXPECT_EQ(v, peer * 3 + 1) << peer;
     EXPECT_EQ(count_entries<Key>(m.fd, 8192), kEntries);
     // The caller's bound holds: no more visits than it allows.
     visits = 0;
-    for_each_entry<Key, __u32>(m.fd, 1500, [&](const Key&, __u32) { ++visits; });
+    EXPECT_EQ((for_each_entry<Key, __u32>(m.fd, 1500, [&](const Key&, __u32) { ++visits; })), 1500u);
     EXPECT_EQ(visits, 1500u);
     EXPECT_EQ(count_entries<Key>(m.fd, 1500), 1500u);
   }
@@ -91,7 +92,7 @@ TEST(BpfMaps, PerCpuHashesGiveEveryCpusValueOfEachEntry) {
     }
     std::set<__u32> seen;
     size_t visits = 0;
-    for_each_percpu<Key, Counts>(m.fd, 4096, [&](const Key& k, const std::vector<Counts>& values) {
+    const uint32_t walked = for_each_percpu<Key, Counts>(m.fd, 4096, [&](const Key& k, const std::vector<Counts>& values) {
       ++visits;
       seen.insert(k.pod);
       EXPECT_EQ(k.peer, k.pod * 7);
@@ -102,6 +103,7 @@ TEST(BpfMaps, PerCpuHashesGiveEveryCpusValueOfEachEntry) {
       }
     });
     EXPECT_EQ(visits, kEntries);
+    EXPECT_EQ(walked, kEntries);
     EXPECT_EQ(seen.size(), kEntries);
     EXPECT_EQ(count_entries<Key>(m.fd, 4096), kEntries);
   }
@@ -144,8 +146,8 @@ TEST(BpfMaps, AnEmptyMapIsReadAsEmpty) {
   ASSERT_GE(plain.fd, 0);
   ASSERT_GE(per_cpu.fd, 0);
   int visits = 0;
-  for_each_entry<__u32, __u64>(plain.fd, 64, [&](const __u32&, const __u64&) { ++visits; });
-  for_each_percpu<__u32, __u64>(per_cpu.fd, 64, [&](const __u32&, const std::vector<__u64>&) { ++visits; });
+  EXPECT_EQ((for_each_entry<__u32, __u64>(plain.fd, 64, [&](const __u32&, const __u64&) { ++visits; })), 0u);
+  EXPECT_EQ((for_each_percpu<__u32, __u64>(per_cpu.fd, 64, [&](const __u32&, const std::vector<__u64>&) { ++visits; })), 0u);
   EXPECT_EQ(visits, 0);
   EXPECT_EQ(count_entries<__u32>(plain.fd, 64), 0u);
   EXPECT_EQ(count_entries<__u32>(per_cpu.fd, 64), 0u);
