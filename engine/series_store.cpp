@@ -32,7 +32,9 @@ void SeriesStore::set_histogram(const std::string& name, const Labels& labels, c
     throw std::logic_error("histogram family not described: " + name);
   if (upper_bounds.size() != bucket_counts.size()) throw std::logic_error("histogram bounds and counts differ: " + name);
   if (it->second.bounds.empty()) it->second.bounds = upper_bounds;
-  it->second.histograms[labels] = HistogramValue{bucket_counts, sum};
+  HistogramValue& h = it->second.histograms[labels];
+  h.counts.assign(bucket_counts.begin(), bucket_counts.end());  // in place: no allocation a tick
+  h.sum = sum;
 }
 
 void SeriesStore::set_read_time(const std::string& name, double unix_time) {
@@ -55,9 +57,9 @@ std::optional<double> SeriesStore::value(const std::string& name, const Labels& 
   std::lock_guard lock(mu_);
   auto f = families_.find(name);
   if (f == families_.end()) return std::nullopt;
-  auto it = f->second.series.find(labels);
-  if (it == f->second.series.end()) return std::nullopt;
-  return it->second;
+  const double* v = f->second.series.find(labels);
+  if (!v) return std::nullopt;
+  return *v;
 }
 
 void SeriesStore::clear(const std::string& name) {
@@ -72,15 +74,18 @@ void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   std::lock_guard lock(mu_);
   for (auto& [name, family] : families_)
   {
-    std::erase_if(family.series, [&](const auto& kv) { return match(kv.first); });
+    family.series.erase_if(match);
     std::erase_if(family.first_read, [&](const Labels& l) { return match(l); });
-    std::erase_if(family.histograms, [&](const auto& kv) { return match(kv.first); });
+    family.histograms.erase_if(match);
   }
 }
 
 std::vector<Sample> SeriesStore::snapshot() const {
   std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [name, family] : families_) n += family.series.size() + 2 * family.histograms.size();
   std::vector<Sample> out;
+  out.reserve(n);  // one allocation, not a copy of every sample each time the vector grows
   for (const auto& [name, family] : families_) {
     const double t = family.read_time, t0 = family.previous_read_time;
     for (const auto& [labels, value] : family.series) {

@@ -11,11 +11,76 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "rules/core/series.h"
 
 namespace vigil {
+
+namespace detail {
+
+// Series of one family by label set: ordered, so that /metrics and the rules' snapshots list
+// them in the same order every time, and hashed, so that the tick's updates (thousands of
+// series with many pods and remote context) find theirs without comparing label vectors down
+// a tree (docs/benchmarks.md, "Series store"). The index points into the ordered map's nodes,
+// which never move; so the map is neither copied nor moved once filled.
+template <class V>
+class LabelledSeries {
+ public:
+  LabelledSeries() = default;
+  LabelledSeries(const LabelledSeries&) = delete;
+  LabelledSeries& operator=(const LabelledSeries&) = delete;
+
+  // The value of `labels`, made (value-initialized) if it has none.
+  V& operator[](const Labels& labels) {
+    if (auto it = index_.find(&labels); it != index_.end()) return *it->second;
+    auto [at, made] = ordered_.try_emplace(labels);
+    index_.emplace(&at->first, &at->second);
+    return at->second;
+  }
+  const V* find(const Labels& labels) const {
+    auto it = index_.find(&labels);
+    return it == index_.end() ? nullptr : it->second;
+  }
+  template <class Pred>
+  void erase_if(Pred match) {
+    for (auto it = ordered_.begin(); it != ordered_.end();) {
+      if (match(it->first)) {
+        index_.erase(&it->first);
+        it = ordered_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  void clear() {
+    index_.clear();
+    ordered_.clear();
+  }
+  size_t size() const { return ordered_.size(); }
+  auto begin() const { return ordered_.begin(); }
+  auto end() const { return ordered_.end(); }
+
+ private:
+  struct Hash {
+    size_t operator()(const Labels* labels) const {
+      size_t h = labels->size();
+      for (const auto& [name, value] : *labels) {
+        h = h * 31 + std::hash<std::string>{}(name);
+        h = h * 31 + std::hash<std::string>{}(value);
+      }
+      return h;
+    }
+  };
+  struct Equal {
+    bool operator()(const Labels* a, const Labels* b) const { return *a == *b; }
+  };
+  std::map<Labels, V> ordered_;
+  std::unordered_map<const Labels*, V*, Hash, Equal> index_;
+};
+
+}  // namespace detail
 
 class SeriesStore : public prometheus::Collectable {
  public:
@@ -57,9 +122,9 @@ class SeriesStore : public prometheus::Collectable {
   struct Family {
     std::string help;
     SeriesKind kind = SeriesKind::Counter;
-    std::map<Labels, double> series;
+    detail::LabelledSeries<double> series;
     std::vector<double> bounds;  // histograms only
-    std::map<Labels, HistogramValue> histograms;
+    detail::LabelledSeries<HistogramValue> histograms;
     double read_time = 0, previous_read_time = 0;  // set_read_time's; 0: read every tick
     std::set<Labels> first_read;  // set_first_read's, until the next read
   };

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <sstream>
+#include <tuple>
 
 #include "engine/series_store.h"
 
@@ -92,6 +94,68 @@ TEST(SeriesStore, SnapshotsCarryTheReadTimesOfFamiliesReadOnTheirOwnSchedule) {
   EXPECT_EQ(times("slow_total"), std::pair(110.0, 100.0));  // the family's other series
   s.set_read_time("slow_total", 120);
   EXPECT_EQ(of_new(), std::pair(120.0, 110.0));
+}
+
+// The store finds series through a hash index beside its ordered map: after removals and
+// re-insertions every series is found by its labels, none twice, and snapshots and /metrics
+// still list them in label order.
+TEST(SeriesStore, IndexStaysTrueThroughRemovalsAndKeepsLabelOrder) {
+  SeriesStore s;
+  s.describe("m_total", "M.", SeriesKind::Counter);
+  s.describe("h_seconds", "H.", SeriesKind::Histogram);
+  auto labels = [](int pod, const char* dir) {
+    return make_labels({{"namespace", "ns" + std::to_string(pod % 3)}, {"pod", "p" + std::to_string(pod)}, {"direction", dir}});
+  };
+  for (int pod = 99; pod >= 0; --pod)
+    for (const char* dir : {"ingress", "egress"}) {
+      s.set("m_total", labels(pod, dir), pod);
+      s.set_histogram("h_seconds", labels(pod, dir), {1, 2}, {static_cast<uint64_t>(pod), 1}, pod);
+    }
+  ASSERT_EQ(s.size(), 400u);
+  // Every other pod goes, then half of those come back with new values.
+  s.remove_if([](const Labels& l) { return std::stoi(find_label(l, "pod")->substr(1)) % 2 == 1; });
+  ASSERT_EQ(s.size(), 200u);
+  for (int pod = 1; pod < 100; pod += 4) s.set("m_total", labels(pod, "egress"), 1000 + pod);
+  for (int pod = 0; pod < 100; ++pod) {
+    const auto v = s.value("m_total", labels(pod, "egress"));
+    if (pod % 2 == 0) {
+      ASSERT_TRUE(v.has_value()) << pod;
+      EXPECT_EQ(*v, pod);
+    } else if (pod % 4 == 1) {
+      ASSERT_TRUE(v.has_value()) << pod;
+      EXPECT_EQ(*v, 1000 + pod);
+    } else {
+      EXPECT_FALSE(v.has_value()) << pod;
+    }
+    EXPECT_EQ(s.value("m_total", labels(pod, "ingress")).has_value(), pod % 2 == 0) << pod;
+  }
+  EXPECT_EQ(s.size(), 225u);
+  // Overwriting is not adding.
+  s.set("m_total", labels(0, "egress"), 7);
+  EXPECT_EQ(s.size(), 225u);
+  EXPECT_EQ(*s.value("m_total", labels(0, "egress")), 7);
+
+  std::vector<Labels> order;
+  for (const auto& x : s.snapshot())
+    if (x.metric == "m_total") order.push_back(x.labels);
+  ASSERT_EQ(order.size(), 125u);
+  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
+  EXPECT_EQ(std::adjacent_find(order.begin(), order.end()), order.end());
+  for (const auto& f : s.Collect()) {
+    std::vector<std::vector<prometheus::ClientMetric::Label>> seen;
+    for (const auto& m : f.metric) seen.push_back(m.label);
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end(), [](const auto& a, const auto& b) {
+      return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+        return std::tie(x.name, x.value) < std::tie(y.name, y.value);
+      });
+    })) << f.name;
+    EXPECT_EQ(f.metric.size(), f.name == "m_total" ? 125u : 100u) << f.name;
+  }
+  s.clear("m_total");
+  EXPECT_FALSE(s.value("m_total", labels(0, "egress")).has_value());
+  s.set("m_total", labels(0, "egress"), 3);
+  EXPECT_EQ(*s.value("m_total", labels(0, "egress")), 3);
+  EXPECT_EQ(s.size(), 101u);
 }
 
 }  // namespace
