@@ -8,6 +8,7 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -208,6 +209,24 @@ bool renew_netns_path(PodInterface& iface) {
   if (now.empty()) return false;
   iface.netns_path = std::move(now);
   return true;
+}
+
+InterfaceNames::InterfaceNames() : fd_(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {}
+
+InterfaceNames::~InterfaceNames() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool InterfaceNames::is(uint32_t ifindex, const std::string& name) const {
+  if (fd_ < 0) {
+    char found[IF_NAMESIZE] = {};
+    return if_indextoname(ifindex, found) && name == found;
+  }
+  ifreq ifr{};
+  ifr.ifr_ifindex = static_cast<int>(ifindex);
+  if (ioctl(fd_, SIOCGIFNAME, &ifr) != 0) return false;
+  ifr.ifr_name[IFNAMSIZ - 1] = '\0';
+  return name == ifr.ifr_name;
 }
 
 bool ip_to_key(const std::string& ip, uint8_t out[16]) {

@@ -40,6 +40,22 @@ std::string find_netns_path(uint64_t inode);
 // True when the path is current, or was renewed; false when no path names the namespace now.
 bool renew_netns_path(PodInterface& iface);
 
+// The names of the agent's namespace's interfaces by ifindex, through one socket kept open
+// (SIOCGIFNAME): the pod manager checks each attached pod's host-side veth every tick, and
+// if_indextoname opens and closes a socket for each check (three system calls, not one).
+class InterfaceNames {
+ public:
+  InterfaceNames();
+  ~InterfaceNames();
+  InterfaceNames(const InterfaceNames&) = delete;
+  InterfaceNames& operator=(const InterfaceNames&) = delete;
+  // Whether interface `ifindex` exists and is named `name` now.
+  bool is(uint32_t ifindex, const std::string& name) const;
+
+ private:
+  int fd_ = -1;  // -1: no socket could be made; each check then takes if_indextoname's way
+};
+
 // Runs `fn` on a short-lived thread that has joined the namespace at `path`, so that no thread
 // of the agent stays in a pod's namespace: what it makes there (a socket, a TCX link) keeps to
 // that namespace after the thread is gone.

@@ -1,7 +1,6 @@
 #include "engine/pod_manager.h"
 
 #include <cctype>
-#include <net/if.h>
 
 #include <optional>
 #include <spdlog/spdlog.h>
@@ -76,8 +75,7 @@ void PodManager::refresh() {
   for (auto& [key, pod] : pods_) {
     if (pod.attached) {
       // A deleted namespace takes its veth pair with it; a reused ifindex gets a new name.
-      char name[IF_NAMESIZE] = {};
-      if (if_indextoname(pod.iface.host_ifindex, name) && pod.iface.host_ifname == name) {
+      if (names_.is(pod.iface.host_ifindex, pod.iface.host_ifname)) {
         keep_netns_path(key, pod);
         continue;
       }

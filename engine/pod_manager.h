@@ -102,6 +102,7 @@ class PodManager {
   void move_ingress_to_pod_side(std::chrono::steady_clock::duration every = std::chrono::seconds(2));
 
   Datapath& dp_;
+  InterfaceNames names_;  // refresh()'s check that each attached pod's host-side veth is still there
   RemotePolicy remote_;
   PacketPolicy packet_;
   std::string ingress_hook_ = "host";

@@ -129,6 +129,57 @@ TEST(PodsFile, AttachesAndDetachesAsTheFileChanges) {
   run("rm -rf " + dir);
 }
 
+// The pod manager checks at every tick that each attached pod's host-side veth still has the
+// name it was attached under (a deleted namespace takes its veth; a reused ifindex gets another
+// name). A veth renamed under a running agent: the pod is resolved again through its namespace,
+// attached under the new name, and counted there; nothing is left on it when the agent stops.
+TEST(PodsFile, AHostSideVethRenamedIsAttachedAgainUnderItsNewName) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  const std::string was = lab.veth(1), now = lab.prefix() + "r1";
+  ASSERT_LE(now.size(), 15u);
+  std::string dir = make_temp_dir();
+  write_temp_file(dir, "pods.yaml", pods_yaml(lab, {1}));
+  int port = free_port();
+  std::string config = write_temp_file(dir, "vigil.yaml",
+                                       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\n"
+                                       "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n");
+  auto interface_of = [&]() -> std::string {
+    auto j = nlohmann::json::parse(http_get("127.0.0.1", port, "/api/v1/pods"), nullptr, false);
+    if (!j.is_array()) return "";
+    for (const auto& p : j)
+      if (p.value("name", "") == "pod-1" && p.value("attached", false)) return p.value("interface", "");
+    return "";
+  };
+  auto egress = [&] {
+    return metric_value(http_get("127.0.0.1", port, "/metrics"), "vigil_forward_packets_total",
+                        {{"pod", "pod-1"}, {"direction", "egress"}}).value_or(0);
+  };
+  {
+    Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+    ASSERT_TRUE(wait_until([&] { return interface_of() == was; }, 10s)) << agent.log();
+    ASSERT_TRUE(has_vigil_filter(was));
+    lab.cmd("udp 1 2 20");
+    ASSERT_TRUE(wait_until([&] { return egress() >= 20; }, 5s)) << agent.log();
+
+    const auto renamed = run("ip link set dev " + was + " down && ip link set dev " + was + " name " + now +
+                             " && ip link set dev " + now + " up");
+    ASSERT_EQ(renamed.status, 0) << renamed.output;
+    ASSERT_TRUE(wait_until([&] { return interface_of() == now; }, 10s)) << agent.log();
+    EXPECT_NE(agent.log().find("interface " + was + " is gone; will re-resolve"), std::string::npos) << agent.log();
+    EXPECT_TRUE(has_vigil_filter(now));
+    // Counted under the new name: what pod 1 sends now adds to what it sent before.
+    const double before = egress();
+    ASSERT_TRUE(wait_until([&] {
+      lab.cmd("udp 1 2 5");
+      return egress() >= before + 20;
+    }, 10s)) << "pod 1's packets are not counted after its veth was renamed\n" << agent.log();
+    EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  }
+  EXPECT_FALSE(has_vigil_filter(now));
+  run("rm -rf " + dir);
+}
+
 // max_pods bounds the pod interfaces attached at once and sizes the maps that keep an entry per
 // CPU (on a 64-CPU node the ABI's maxima would take hundreds of MiB): a pod beyond it waits,
 // pending, with an error naming the key, and counting in the smaller arrays stays exact.
