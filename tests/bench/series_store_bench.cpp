@@ -44,27 +44,20 @@ std::vector<Update> tick_updates(int pods) {
     const std::string pod = "checkout-7d9f8b6c5-" + std::to_string(10000 + p);
     for (const char* dir : {"egress", "ingress"}) {
       Labels base = make_labels({{"namespace", ns}, {"pod", pod}, {"direction", dir}});
+      // `base` with one more label, for each of `values`, in families `first`..`last`.
+      auto each = [&](const char* label, std::initializer_list<const char*> values, size_t first, size_t last) {
+        for (const char* value : values) {
+          Labels l = base;
+          l.emplace_back(label, value);
+          sort_labels(l);
+          for (size_t f = first; f <= last; ++f) out.push_back({names[f], l});
+        }
+      };
       out.push_back({names[0], base});
       out.push_back({names[1], base});
-      for (const char* reason : {"NETFILTER_DROP", "NO_SOCKET"}) {
-        Labels l = base;
-        l.emplace_back("reason", reason);
-        sort_labels(l);
-        out.push_back({names[2], l});
-        out.push_back({names[3], l});
-      }
-      for (const char* flag : {"SYN", "SYNACK", "ACK", "PSH", "FIN", "RST", "ECE", "CWR"}) {
-        Labels l = base;
-        l.emplace_back("flag", flag);
-        sort_labels(l);
-        out.push_back({names[4], l});
-      }
-      for (const char* qtype : {"A", "AAAA"}) {
-        Labels l = base;
-        l.emplace_back("qtype", qtype);
-        sort_labels(l);
-        out.push_back({names[5], l});
-      }
+      each("reason", {"NETFILTER_DROP", "NO_SOCKET"}, 2, 3);
+      each("flag", {"SYN", "SYNACK", "ACK", "PSH", "FIN", "RST", "ECE", "CWR"}, 4, 4);
+      each("qtype", {"A", "AAAA"}, 5, 5);
       for (int peer = 0; peer < 4; ++peer) {
         Labels l = base;
         l.emplace_back("remote_ip", "10.244.1." + std::to_string((p + peer * 13) % 250 + 2));
@@ -97,9 +90,10 @@ class OrderedStore {
   std::map<std::string, std::map<Labels, double>> families_;
 };
 
-void BM_UpdateOrdered(benchmark::State& state) {
+// One tick's updates again and again through `store`, which holds every series already.
+template <class Store>
+void update_every_series(benchmark::State& state, Store& store) {
   const auto updates = tick_updates(static_cast<int>(state.range(0)));
-  OrderedStore store;
   for (const auto& u : updates) store.set(u.family, u.labels, 0);
   double v = 0;
   for (auto _ : state) {
@@ -110,36 +104,34 @@ void BM_UpdateOrdered(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * updates.size()));
 }
 
+void BM_UpdateOrdered(benchmark::State& state) {
+  OrderedStore store;
+  update_every_series(state, store);
+}
+
 void BM_UpdateStore(benchmark::State& state) {
+  SeriesStore store;
+  described(store);
+  update_every_series(state, store);
+}
+
+// `read` of a store that holds one tick's series, again and again.
+template <class Read>
+void read_filled_store(benchmark::State& state, Read read) {
   const auto updates = tick_updates(static_cast<int>(state.range(0)));
   SeriesStore store;
   described(store);
-  for (const auto& u : updates) store.set(u.family, u.labels, 0);
-  double v = 0;
-  for (auto _ : state) {
-    v += 1;
-    for (const auto& u : updates) store.set(u.family, u.labels, v);
-  }
-  state.counters["series"] = static_cast<double>(store.size());
+  for (const auto& u : updates) store.set(u.family, u.labels, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(read(store));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * updates.size()));
 }
 
 void BM_Snapshot(benchmark::State& state) {
-  const auto updates = tick_updates(static_cast<int>(state.range(0)));
-  SeriesStore store;
-  described(store);
-  for (const auto& u : updates) store.set(u.family, u.labels, 1);
-  for (auto _ : state) benchmark::DoNotOptimize(store.snapshot());
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * updates.size()));
+  read_filled_store(state, [](const SeriesStore& s) { return s.snapshot(); });
 }
 
 void BM_Collect(benchmark::State& state) {
-  const auto updates = tick_updates(static_cast<int>(state.range(0)));
-  SeriesStore store;
-  described(store);
-  for (const auto& u : updates) store.set(u.family, u.labels, 1);
-  for (auto _ : state) benchmark::DoNotOptimize(store.Collect());
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * updates.size()));
+  read_filled_store(state, [](const SeriesStore& s) { return s.Collect(); });
 }
 
 // 50 pods (the footprint benchmark's lab) and 110 (Kubernetes' default pods per node).
