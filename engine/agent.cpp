@@ -471,11 +471,13 @@ void Agent::tick() {
   read_datapath();
   expire_series();
 
+  reload_rules_if_changed();
   TickInput input;
   input.time = unix_now();
-  input.samples = store_.snapshot();
+  // Only the series the rules watch: they would skip the rest, and copying every series' labels
+  // was most of a snapshot's cost (docs/benchmarks.md, "Series store").
+  input.samples = store_.snapshot(&rules_->metrics());
   input.pods = pods_->metadata(config_.node);
-  reload_rules_if_changed();
   rules_->tick(input);
   if (captures_) {
     std::set<std::string> lookback = rules_->lookback_pods();

@@ -80,24 +80,45 @@ void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   }
 }
 
-std::vector<Sample> SeriesStore::snapshot() const {
+std::vector<Sample> SeriesStore::snapshot(const std::set<std::string>* only) const {
   std::lock_guard lock(mu_);
+  // A series family is wanted by its name, a histogram's sum and count each by theirs.
+  auto wanted = [&](const std::string& name) { return !only || only->count(name) > 0; };
+  struct Chosen {
+    const std::string* name;
+    const Family* family;
+    bool series, sum, count;
+  };
+  std::vector<Chosen> chosen;
   size_t n = 0;
-  for (const auto& [name, family] : families_) n += family.series.size() + 2 * family.histograms.size();
+  for (const auto& [name, family] : families_) {
+    Chosen c{&name, &family, wanted(name), false, false};
+    if (!family.histograms.empty()) {
+      c.sum = wanted(name + "_sum");
+      c.count = wanted(name + "_count");
+    }
+    n += (c.series ? family.series.size() : 0) + (c.sum + c.count) * family.histograms.size();
+    if (c.series || c.sum || c.count) chosen.push_back(c);
+  }
   std::vector<Sample> out;
   out.reserve(n);  // one allocation, not a copy of every sample each time the vector grows
-  for (const auto& [name, family] : families_) {
+  for (const auto& [name_ptr, family_ptr, series, sum, count] : chosen) {
+    const std::string& name = *name_ptr;
+    const Family& family = *family_ptr;
     const double t = family.read_time, t0 = family.previous_read_time;
-    for (const auto& [labels, value] : family.series) {
-      const bool first = !family.first_read.empty() && family.first_read.count(labels);
-      out.push_back(Sample{name, labels, value, family.kind, t, first ? 0 : t0});
-    }
-    for (const auto& [labels, h] : family.histograms) {
-      uint64_t count = 0;
-      for (auto c : h.counts) count += c;
-      out.push_back(Sample{name + "_sum", labels, h.sum, SeriesKind::Counter, t, t0});
-      out.push_back(Sample{name + "_count", labels, static_cast<double>(count), SeriesKind::Counter, t, t0});
-    }
+    if (series)
+      for (const auto& [labels, value] : family.series) {
+        const bool first = !family.first_read.empty() && family.first_read.count(labels);
+        out.push_back(Sample{name, labels, value, family.kind, t, first ? 0 : t0});
+      }
+    if (sum || count)
+      for (const auto& [labels, h] : family.histograms) {
+        if (sum) out.push_back(Sample{name + "_sum", labels, h.sum, SeriesKind::Counter, t, t0});
+        if (!count) continue;
+        uint64_t total = 0;
+        for (auto c : h.counts) total += c;
+        out.push_back(Sample{name + "_count", labels, static_cast<double>(total), SeriesKind::Counter, t, t0});
+      }
   }
   return out;
 }

@@ -59,6 +59,7 @@ class LabelledSeries {
     ordered_.clear();
   }
   size_t size() const { return ordered_.size(); }
+  bool empty() const { return ordered_.empty(); }
   auto begin() const { return ordered_.begin(); }
   auto end() const { return ordered_.end(); }
 
@@ -107,7 +108,9 @@ class SeriesStore : public prometheus::Collectable {
   // Removes every series of every family whose labels satisfy `match`.
   void remove_if(const std::function<bool(const Labels&)>& match);
 
-  std::vector<Sample> snapshot() const;
+  // Every series as the rules see it; with `only`, just the series of those names (a histogram's
+  // NAME_sum and NAME_count by their own names), in the same order.
+  std::vector<Sample> snapshot(const std::set<std::string>* only = nullptr) const;
   // The names rules see in a snapshot: each family's, a histogram's as NAME_sum and NAME_count.
   std::vector<std::string> sample_names() const;
   size_t size() const;

@@ -116,6 +116,8 @@ class Engine final : public RuleEngine {
     });
     return out;
   }
+  const std::set<std::string>& metrics() const override { return metrics_; }
+
   size_t lua_memory_bytes() const override {
     size_t n = 0;
     for (const auto& file : files_) n += file->sandbox ? file->sandbox->memory_used() : 0;

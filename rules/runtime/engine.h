@@ -79,6 +79,10 @@ class RuleEngine {
   // through spdlog once with file:line and traceback, and the rule is quarantined after
   // `quarantine_after_errors` consecutive failures.
   virtual void tick(const TickInput& input) = 0;
+  // The series names the loaded rules watch (a histogram's as NAME_sum and NAME_count): all that
+  // tick() reads of its input's samples; it skips the others. Fixed for the engine's life (a
+  // reload loads another engine), so the agent can leave the rest out of the snapshot it hands over.
+  virtual const std::set<std::string>& metrics() const = 0;
 
   virtual std::vector<RuleStatus> status() const = 0;
 

@@ -2,6 +2,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -156,6 +157,41 @@ TEST(SeriesStore, IndexStaysTrueThroughRemovalsAndKeepsLabelOrder) {
   s.set("m_total", labels(0, "egress"), 3);
   EXPECT_EQ(*s.value("m_total", labels(0, "egress")), 3);
   EXPECT_EQ(s.size(), 101u);
+}
+
+// The agent hands the rules only the series they watch: a family by its name, a histogram's sum
+// and count each by its own, in the order of the whole snapshot.
+TEST(SeriesStore, SnapshotOfTheNamesAskedForOnly) {
+  SeriesStore s;
+  s.describe("a_total", "A.", SeriesKind::Counter);
+  s.describe("b", "B.", SeriesKind::Gauge);
+  s.describe("h_seconds", "H.", SeriesKind::Histogram);
+  for (const char* pod : {"p1", "p2"}) {
+    s.set("a_total", make_labels({{"pod", pod}}), 1);
+    s.set("b", make_labels({{"pod", pod}}), 2);
+    s.set_histogram("h_seconds", make_labels({{"pod", pod}}), {1, 2}, {3, 4}, 5.5);
+  }
+  auto names = [](const std::vector<Sample>& samples) {
+    std::vector<std::string> out;
+    for (const auto& x : samples) out.push_back(x.metric + *find_label(x.labels, "pod"));
+    return out;
+  };
+  const auto all = s.snapshot();
+  EXPECT_EQ(names(all), (std::vector<std::string>{"a_totalp1", "a_totalp2", "bp1", "bp2", "h_seconds_sump1",
+                                                  "h_seconds_countp1", "h_seconds_sump2", "h_seconds_countp2"}));
+  const std::set<std::string> some{"a_total", "h_seconds_count", "not_a_family"};
+  const auto picked = s.snapshot(&some);
+  EXPECT_EQ(names(picked), (std::vector<std::string>{"a_totalp1", "a_totalp2", "h_seconds_countp1", "h_seconds_countp2"}));
+  EXPECT_EQ(picked[2].value, 7);
+  const std::set<std::string> sum_only{"h_seconds_sum"};
+  const auto sums = s.snapshot(&sum_only);
+  ASSERT_EQ(sums.size(), 2u);
+  EXPECT_EQ(sums[0].value, 5.5);
+  // A histogram's own name is not a series the rules can watch.
+  const std::set<std::string> bare{"h_seconds"};
+  EXPECT_TRUE(s.snapshot(&bare).empty());
+  const std::set<std::string> none;
+  EXPECT_TRUE(s.snapshot(&none).empty());
 }
 
 }  // namespace
