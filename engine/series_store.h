@@ -65,14 +65,7 @@ class LabelledSeries {
 
  private:
   struct Hash {
-    size_t operator()(const Labels* labels) const {
-      size_t h = labels->size();
-      for (const auto& [name, value] : *labels) {
-        h = h * 31 + std::hash<std::string>{}(name);
-        h = h * 31 + std::hash<std::string>{}(value);
-      }
-      return h;
-    }
+    size_t operator()(const Labels* labels) const { return hash_labels(*labels); }
   };
   struct Equal {
     bool operator()(const Labels* a, const Labels* b) const { return *a == *b; }

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <map>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,13 @@ Labels make_labels(std::initializer_list<std::pair<std::string, std::string>> in
 void sort_labels(Labels& labels);
 const std::string* find_label(const Labels& labels, const std::string& name);
 std::string labels_to_string(const Labels& labels);  // {a="1",b="2"}
+
+// `h` with `text` mixed in: the standard library's (word-at-a-time) hash of the string, combined
+// with its length and its place in the sequence, so that {a="bc"} and {ab="c"} differ.
+uint64_t hash_mix(uint64_t h, std::string_view text);
+// The hash of a label set as it is ordered (make_labels and sort_labels leave it sorted by name),
+// each name and value mixed in turn after `seed`.
+uint64_t hash_labels(const Labels& labels, uint64_t seed = 14695981039346656037ull);
 
 // Histograms reach the rules as two counters, NAME_sum and NAME_count; their buckets are for
 // Prometheus only (a bucket per series would multiply the rules' work for little gain).

@@ -8,31 +8,16 @@
 namespace vigil::rules {
 namespace {
 
-// The metric and the labels sorted by name, each string hashed by the standard library's
-// (word-at-a-time) hash, combined with their order and lengths so that {a="bc"} and
-// {ab="c"} differ. Byte-at-a-time FNV over ~100 bytes a series cost 7 ms a tick at 50,000.
-inline uint64_t mix(uint64_t h, std::string_view text) {
-  const uint64_t t = std::hash<std::string_view>{}(text) ^ (text.size() * 0x9e3779b97f4a7c15ull);
-  h ^= t + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0xff51afd7ed558ccdull;
-}
-
+// The metric and the labels sorted by name (hash_mix, hash_labels: rules/core/series.h).
 uint64_t series_hash(const Sample& s) {
-  uint64_t h = mix(14695981039346656037ull, s.metric);
-  auto add = [&](const Labels& labels) {
-    for (const auto& [k, v] : labels) h = mix(mix(h, k), v);
-  };
+  const uint64_t h = hash_mix(14695981039346656037ull, s.metric);
   // Label sets are sorted by name (sort_labels); the agent's always are.
   bool sorted = true;
   for (size_t i = 1; i < s.labels.size() && sorted; ++i) sorted = !(s.labels[i].first < s.labels[i - 1].first);
-  if (sorted) {
-    add(s.labels);
-  } else {
-    Labels copy = s.labels;
-    sort_labels(copy);
-    add(copy);
-  }
-  return h;
+  if (sorted) return hash_labels(s.labels, h);
+  Labels copy = s.labels;
+  sort_labels(copy);
+  return hash_labels(copy, h);
 }
 
 }  // namespace
