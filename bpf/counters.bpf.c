@@ -539,12 +539,18 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
     dst_pod = pod_of_ip(&dst);
   }
 
-  /* A drop inside a pod's own namespace belongs to that pod, whatever the addresses. */
+  /* A drop inside a pod's own namespace belongs to that pod, whatever the addresses. The
+   * namespace is the device's; a packet a pod's socket made that has no device yet (dropped in
+   * its OUTPUT chain, say, before routing) is in its socket's: without that, a drop on its way
+   * out of one pod to another would be counted as the other's ingress. */
   __u32 pod = 0;
   __u8 dir = VIGIL_DIR_INGRESS;
   struct net_device *dev = skb->dev;
-  if (dev) {
-    __u32 inum = dev->nd_net.net->ns.inum;
+  struct sock *sk = skb->sk;
+  __u32 inum = 0;
+  if (dev) inum = dev->nd_net.net->ns.inum;
+  else if (sk) inum = sk->__sk_common.skc_net.net->ns.inum;
+  if (inum) {
     __u32 *netns_pod = bpf_map_lookup_elem(&vigil_pod_netns, &inum);
     if (netns_pod) {
       pod = *netns_pod;

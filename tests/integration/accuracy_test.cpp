@@ -99,5 +99,52 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
   run("rm -rf " + dir);
 }
 
+// A packet dropped on its way out of the pod that sent it, before it has a device (its own
+// OUTPUT chain), is that pod's egress drop: the kernel drops it in the sender's namespace, and the
+// pod it was meant for never sees it.
+TEST(Accuracy, DropInTheSendersOutputChainIsTheSendersEgress) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  auto nft = run("ip netns exec " + ns1 + " nft 'add table inet t; add chain inet t o { type filter hook output priority 0; }; "
+                 "add rule inet t o udp dport 9001 drop'");
+  ASSERT_EQ(nft.status, 0) << nft.output;
+  ScopedTempDir dir;
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\nremote_context: {namespaces: [lab], max_peers: 8}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
+  ASSERT_TRUE(drops.ok()) << drops.error();
+  const std::string before = http_get("127.0.0.1", port, "/metrics");
+  const int kFiltered = 40;
+  // The sender's socket gets EPERM for each: vigil-lab-traffic counts what it sent, not this.
+  run("ip netns exec " + ns1 + " " + binary_path("tests/tools/vigil-lab-traffic") + " udp-send " + lab.ip(2) + " 9001 " +
+      std::to_string(kFiltered) + " 100");
+  const std::map<std::string, std::string> out1 = {{"pod", "pod-1"}, {"direction", "egress"}, {"reason", "NETFILTER_DROP"}};
+  std::string after;
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(200ms);
+    after = http_get("127.0.0.1", port, "/metrics");
+    if (metric_sum(after, "vigil_drop_packets_total", out1) - metric_sum(before, "vigil_drop_packets_total", out1) >= kFiltered)
+      break;
+  }
+  after = metrics_after_ticks(port);
+  drops.stop();
+  auto delta = [&](const std::string& name, const std::map<std::string, std::string>& l) {
+    return metric_sum(after, name, l) - metric_sum(before, name, l);
+  };
+  expect_exact_or_undelivered(delta("vigil_drop_packets_total", out1), kFiltered, drops, "pod 1's egress drops");
+  expect_exact_or_undelivered(
+      delta("vigil_remote_drop_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_pod", "pod-2"}}), kFiltered,
+      drops, "pod 1's drops towards pod 2");
+  EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NETFILTER_DROP"}}), 0) << after;
+  EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}, {"reason", "NETFILTER_DROP"}}), 0);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 }  // namespace
 }  // namespace vigil::test
