@@ -106,24 +106,37 @@ std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::
         adv = node;
         add_context(adv, in, pods);
         if (!node_name.empty()) b.add(kPrefix + node_name, help + " (node)", node, v);
-        b.add(kPrefix + adv_name, help + " (pod)", adv, v);
+        if (!adv_name.empty()) b.add(kPrefix + adv_name, help + " (pod)", adv, v);
       };
       const std::string& n = family.name;
       if (n == "vigil_forward_packets_total") node_and_pod("forward_count", "adv_forward_count", "Forwarded packets", {"direction"});
       else if (n == "vigil_forward_bytes_total") node_and_pod("forward_bytes", "adv_forward_bytes", "Forwarded bytes", {"direction"});
       else if (n == "vigil_drop_packets_total") node_and_pod("drop_count", "adv_drop_count", "Dropped packets", {"direction", "reason"});
       else if (n == "vigil_drop_bytes_total") node_and_pod("drop_bytes", "adv_drop_bytes", "Dropped bytes", {"direction", "reason"});
-      else if (n == "vigil_tcp_flags_total") node_and_pod("tcp_flag_gauges", "adv_tcpflags_count", "TCP segments by flag", {"flag"});
-      else if (n == "vigil_tcp_retransmits_total") node_and_pod("", "adv_tcpretrans_count", "TCP retransmits", {});
-      else if (n == "vigil_apiserver_first_response_seconds")
+      // Retina's node gauge has direction and flag; its pod-level count has the flag only.
+      else if (n == "vigil_tcp_flags_total") {
+        node_and_pod("tcp_flag_gauges", "", "TCP segments by flag", {"direction", "flag"});
+        node_and_pod("", "adv_tcpflags_count", "TCP segments by flag", {"flag"});
+      }
+      // A pod's retransmits are segments it sends: Retina's local context counts them at egress.
+      else if (n == "vigil_tcp_retransmits_total") {
+        Labels adv{{"direction", "egress"}};
+        add_context(adv, in, pods);
+        b.add(std::string(kPrefix) + "adv_tcpretrans_count", "TCP retransmits (pod)", adv, v);
+      } else if (n == "vigil_apiserver_first_response_seconds")
         b.add_histogram(std::string(kPrefix) + "adv_node_apiserver_latency",
                         "API server first-response latency in milliseconds (node)", m, 1000);
-      else if (n == "vigil_apiserver_handshake_seconds")
+      else if (n == "vigil_apiserver_handshake_seconds") {
         b.add_histogram(std::string(kPrefix) + "adv_node_apiserver_tcp_handshake_latency",
                         "API server TCP handshake latency in milliseconds (node)", m, 1000);
-      else if (n == "vigil_apiserver_no_response_total")
+        // The name Retina declares for the same histogram in its basic mode, which its pod-level
+        // dashboard reads.
+        b.add_histogram(std::string(kPrefix) + "node_apiserver_handshake_latency_ms",
+                        "API server TCP handshake latency in milliseconds (node)", m, 1000);
+      } else if (n == "vigil_apiserver_no_response_total")
         b.add(std::string(kPrefix) + "adv_node_apiserver_no_response",
-              "Connections to the API server without a SYN-ACK or an answer in time (node)", {}, v);
+              "Connections to the API server without a SYN-ACK or an answer in time (node)",
+              {{"no_response", "no_response"}}, v);
       // Retina's linuxutil plugin: the node's own namespace.
       else if (n == "vigil_node_netstat_total") {
         const std::string group = in.count("group") ? in.at("group") : "";

@@ -60,13 +60,16 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
     if (!retina) {
       EXPECT_EQ(check.status, 0) << "vigil mode: " << check.output;
     } else {
-      // Retina's own names end in _count on gauges (networkobservability_forward_count), which
-      // promtool's linter flags (exit 3); dashboards need the names exactly. The text must
-      // parse (exit 1 would be a parse error) and that must be the only complaint.
+      // Retina's own names end in _count on gauges (networkobservability_forward_count), and one
+      // ends in _ms (node_apiserver_handshake_latency_ms), which promtool's linter flags (exit 3);
+      // dashboards need the names exactly. The text must parse (exit 1 would be a parse error)
+      // and those must be the only complaints.
       EXPECT_TRUE(check.status == 0 || check.status == 3) << check.output;
       std::istringstream lines(check.output);
       std::string line;
-      const std::regex inherent(R"(^networkobservability_\S+ non-histogram and non-summary metrics should not have "_count" suffix$)");
+      const std::regex inherent(
+          R"(^(networkobservability_\S+ non-histogram and non-summary metrics should not have "_count" suffix|)"
+          R"(networkobservability_node_apiserver_handshake_latency_ms metric names should not contain abbreviated units)$)");
       while (std::getline(lines, line))
         if (!line.empty()) {
           EXPECT_TRUE(std::regex_match(line, inherent)) << "promtool: " << line;
@@ -93,6 +96,16 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
       EXPECT_EQ(metric_value(text, "networkobservability_adv_node_apiserver_latency_count", {}),
                 metric_value(text, "vigil_apiserver_first_response_seconds_count", {}));
       EXPECT_GT(*metric_value(text, "networkobservability_adv_node_apiserver_tcp_handshake_latency_count", {}), 0);
+      EXPECT_EQ(metric_value(text, "networkobservability_node_apiserver_handshake_latency_ms_count", {}),
+                metric_value(text, "vigil_apiserver_handshake_seconds_count", {}));
+      EXPECT_EQ(metric_value(text, "networkobservability_adv_node_apiserver_no_response", {{"no_response", "no_response"}}),
+                metric_sum(text, "vigil_apiserver_no_response_total", {}));
+      // Retina's node-level flag gauge keeps the direction; a pod's retransmits are its egress.
+      EXPECT_EQ(metric_sum(text, "networkobservability_tcp_flag_gauges", {{"direction", "egress"}, {"flag", "SYN"}}),
+                metric_sum(text, "vigil_tcp_flags_total", {{"direction", "egress"}, {"flag", "SYN"}}));
+      EXPECT_GT(metric_sum(text, "networkobservability_tcp_flag_gauges", {{"direction", "egress"}, {"flag", "SYN"}}), 0);
+      EXPECT_EQ(metric_sum(text, "networkobservability_adv_tcpretrans_count", {{"direction", "egress"}}),
+                metric_sum(text, "vigil_tcp_retransmits_total", {}));
       EXPECT_NEAR(*metric_value(text, "networkobservability_adv_node_apiserver_tcp_handshake_latency_sum", {}),
                   *metric_value(text, "vigil_apiserver_handshake_seconds_sum", {}) * 1000, 1e-6);
       // Retina's linuxutil view of the node's own namespace (the agent's listener is one LISTEN).
