@@ -28,14 +28,15 @@ void add_context(Labels& out, const Labels& in, const RetinaPods& pods) {
   const std::string side = dir != in.end() && dir->second == "ingress" ? "destination_" : "source_";
   const std::string ns = in.count("namespace") ? in.at("namespace") : "unknown";
   const std::string pod = in.count("pod") ? in.at("pod") : "unknown";
-  RetinaPodInfo info;
-  info.ip = "unknown";
-  if (auto it = pods.find({ns, pod}); it != pods.end()) info = it->second;
-  out[side + "ip"] = info.ip;
+  auto ip = pods.find({ns, pod});
+  out[side + "ip"] = ip != pods.end() ? ip->second.ip : "unknown";
   out[side + "namespace"] = ns;
   out[side + "podname"] = pod;
-  out[side + "workload_kind"] = info.workload_kind;
-  out[side + "workload_name"] = info.workload_name;
+  // The pod's workload is on each of its series when the source knows it (the Kubernetes API:
+  // labels workload_kind and workload); a bare pod's, or a pods file's, is unknown, as in Retina.
+  auto kind = in.find("workload_kind"), name = in.find("workload");
+  out[side + "workload_kind"] = kind != in.end() ? kind->second : "unknown";
+  out[side + "workload_name"] = name != in.end() ? name->second : "unknown";
 }
 
 class Builder {

@@ -15,8 +15,6 @@ namespace vigil {
 
 struct RetinaPodInfo {
   std::string ip;  // first address, "unknown" when none
-  std::string workload_kind = "unknown";
-  std::string workload_name = "unknown";
 };
 
 using RetinaPods = std::map<std::pair<std::string, std::string>, RetinaPodInfo>;  // (namespace, pod)

@@ -158,6 +158,48 @@ TEST_F(KubernetesAgent, FollowsTheApiServersPodsOfThisNode) {
 
 // metrics.packet_level with the Kubernetes source: a pod's vigil.dev/packet-level annotation
 // decides whether its packets meet the TC programs, and the agent follows when it changes.
+// Retina's context labels name a pod's workload, as its owner references say (a StatefulSet
+// owns its pods directly, so no further lookup); a bare pod's is unknown, as in Retina.
+TEST_F(KubernetesAgent, RetinaNamesCarryThePodsWorkload) {
+  auto& api = *api_;
+  Lab lab(2);
+  json owned = lab_pod("pod-2", lab.ip(2), "91", {{"app", "db"}});
+  owned["metadata"]["ownerReferences"] =
+      json::array({{{"apiVersion", "apps/v1"}, {"kind", "StatefulSet"}, {"name", "db"}, {"uid", "uid-db"}, {"controller", true}}});
+  api.set_list("pods", {{"kind", "PodList"},
+                        {"apiVersion", "v1"},
+                        {"metadata", {{"resourceVersion", "100"}}},
+                        {"items", json::array({lab_pod("pod-1", lab.ip(1), "90", {{"app", "web"}}), owned})}});
+  const int port = free_port();
+  const std::string config = kube_agent_config(dir_.path(), port, api.url(), pki_.path("ca.pem"), "200ms",
+                                               "metrics: {retina_compat: true}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir_.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  lab.cmd("udp 2 1 5");
+  lab.cmd("udp 1 2 5");
+  const std::string text = metrics_after_ticks(port);
+  EXPECT_TRUE(metric_value(text, "vigil_forward_packets_total",
+                           {{"pod", "pod-2"}, {"direction", "egress"}, {"workload_kind", "StatefulSet"}, {"workload", "db"}}))
+      << text.substr(0, 3000);
+  EXPECT_GE(metric_value(text, "networkobservability_adv_forward_count",
+                         {{"source_podname", "pod-2"}, {"source_workload_kind", "StatefulSet"}, {"source_workload_name", "db"},
+                          {"direction", "egress"}})
+                .value_or(0),
+            5)
+      << text.substr(0, 3000);
+  EXPECT_GE(metric_value(text, "networkobservability_adv_forward_count",
+                         {{"destination_podname", "pod-2"}, {"destination_workload_kind", "StatefulSet"},
+                          {"destination_workload_name", "db"}, {"direction", "ingress"}})
+                .value_or(0),
+            5);
+  EXPECT_GE(metric_value(text, "networkobservability_adv_forward_count",
+                         {{"source_podname", "pod-1"}, {"source_workload_kind", "unknown"}, {"source_workload_name", "unknown"},
+                          {"direction", "egress"}})
+                .value_or(0),
+            5);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 TEST_F(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
   auto& api = *api_;
   auto& dir = dir_;
