@@ -109,9 +109,11 @@ class RemoteFamily : public Family {
       const bool local = std::memcmp(key.addr, kLocalScope, 16) == 0;
       const std::string ip = other ? "other" : local ? "local-scope" : key_to_ip(key.addr);
       const WatchedPod* peer = other || local ? nullptr : ctx.pods.by_ip(ip);
-      // Not a pod of this node: another node's pod or a Service, when the API server says.
+      // What the API server says of the address: another node's pod, a Service's cluster IP, or
+      // an endpoint of a Service, which may be a pod of this node too (then its name is ours,
+      // its Service the API server's).
       const kube::PeerInfo* known = nullptr;
-      if (!peer && !other && !local && ctx.peers)
+      if (!other && !local && ctx.peers)
         if (auto it = ctx.peers->find(ip); it != ctx.peers->end()) known = &it->second;
       Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
                                    {"remote_ip", ip},

@@ -251,8 +251,9 @@ TEST_F(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
 }
 
 // Remote context with the Kubernetes source: pod-3 runs on "another node" (the API server says
-// so; here it is a lab namespace the agent does not watch) behind the Service "backend". The
-// agent learns that from the EndpointSlices and names the peer of pod-1's traffic to it.
+// so; here it is a lab namespace the agent does not watch) behind the Service "backend", and
+// pod-2, on this node, backs the Service "db". The agent learns that from the EndpointSlices
+// and names the peers of pod-1's traffic to them.
 TEST_F(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
   auto& api = *api_;
   auto& dir = dir_;
@@ -273,7 +274,13 @@ TEST_F(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
                                         {"addressType", "IPv4"},
                                         {"endpoints", json::array({{{"addresses", {lab.ip(3)}},
                                                                     {"targetRef", {{"kind", "Pod"}, {"namespace", "lab"}, {"name", "pod-3"}}},
-                                                                    {"nodeName", "other-node"}}})}}})}});
+                                                                    {"nodeName", "other-node"}}})}},
+                                       {{"metadata", {{"name", "db-y2"}, {"namespace", "lab"}, {"resourceVersion", "8"},
+                                                      {"labels", {{"kubernetes.io/service-name", "db"}}}}},
+                                        {"addressType", "IPv4"},
+                                        {"endpoints", json::array({{{"addresses", {lab.ip(2)}},
+                                                                    {"targetRef", {{"kind", "Pod"}, {"namespace", "lab"}, {"name", "pod-2"}}},
+                                                                    {"nodeName", "test-node"}}})}}})}});
   api.set_list("services", {{"kind", "ServiceList"},
                             {"apiVersion", "v1"},
                             {"metadata", {{"resourceVersion", "100"}}},
@@ -299,11 +306,19 @@ TEST_F(KubernetesAgent, RemoteContextNamesPeersOfOtherNodesFromEndpointSlices) {
                 .value_or(-1),
             10)
       << text.substr(0, 4000) << agent.log();
+  // A pod of this node that backs a Service: its name from the agent's pods, its Service from
+  // the EndpointSlice.
   EXPECT_EQ(metric_value(text, "vigil_remote_forward_packets_total",
-                         {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_pod", "pod-2"}, {"remote_namespace", "lab"}})
+                         {{"pod", "pod-1"}, {"direction", "egress"}, {"remote_pod", "pod-2"}, {"remote_namespace", "lab"},
+                          {"remote_service", "db"}})
+                .value_or(-1),
+            5)
+      << text.substr(0, 4000);
+  EXPECT_EQ(metric_value(text, "vigil_remote_forward_packets_total",
+                         {{"pod", "pod-2"}, {"direction", "ingress"}, {"remote_pod", "pod-1"}, {"remote_namespace", "lab"}})
                 .value_or(-1),
             5);
-  EXPECT_EQ(text.find("remote_pod=\"pod-2\",remote_service"), std::string::npos) << "pod-2 backs no Service";
+  EXPECT_EQ(text.find("remote_pod=\"pod-1\",remote_service"), std::string::npos) << "pod-1 backs no Service";
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
