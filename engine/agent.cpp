@@ -468,6 +468,7 @@ void Agent::tick() {
   const auto start = std::chrono::steady_clock::now();
   load_pods_if_changed();
   pods_->refresh();
+  drop_packet_level_series();
   read_datapath();
   expire_series();
 
@@ -564,6 +565,26 @@ void Agent::apply_pods(const std::vector<PodSpec>& specs) {
   for (const auto& spec : specs) expiring_series_.erase({spec.namespace_, spec.name});
 }
 
+void Agent::drop_packet_level_series() {
+  for (const auto& [key, pod] : pods_->pods()) {
+    if (!pod.attached) continue;
+    std::pair<std::string, std::string> id{pod.spec.namespace_, pod.spec.name};
+    if (pod.packet_level) {
+      packet_level_pods_.insert(std::move(id));
+      continue;
+    }
+    if (!packet_level_pods_.erase(id)) continue;
+    spdlog::info("pod {}: no packet-level programs any more; its TCP flag, reset, malformed, DNS and remote-traffic series go",
+                 key);
+    for (const auto& name : packet_level_series())
+      store_.remove_if(name, [&](const Labels& l) {
+        const auto* lns = find_label(l, "namespace");
+        const auto* lname = find_label(l, "pod");
+        return lns && lname && *lns == id.first && *lname == id.second;
+      });
+  }
+}
+
 void Agent::expire_series() {
   const auto now = std::chrono::steady_clock::now();
   for (auto it = expiring_series_.begin(); it != expiring_series_.end();) {
@@ -572,6 +593,7 @@ void Agent::expire_series() {
       continue;
     }
     const auto& [ns, name] = it->first;
+    packet_level_pods_.erase(it->first);
     store_.remove_if([&](const Labels& l) {
       const auto* lns = find_label(l, "namespace");
       const auto* lname = find_label(l, "pod");

@@ -108,6 +108,7 @@ class Agent {
   void save_rule_state();
   void reload_rules_if_changed();
   void expire_series();
+  void drop_packet_level_series();
   void read_datapath();
   void export_self_metrics(std::chrono::steady_clock::duration tick_time);
   void publish_state();
@@ -143,6 +144,8 @@ class Agent {
   bool pods_file_missing_ = false;
   std::vector<PodSpec> netns_pods_;
   std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> expiring_series_;
+  // Pods (namespace, name) attached with the packet-level programs since their series last went.
+  std::set<std::pair<std::string, std::string>> packet_level_pods_;
   // Rule state persists in <state_dir>/baselines.bin (empty when state_dir is unusable).
   static constexpr std::chrono::seconds kStateSaveInterval{30};
   std::string state_file_;

@@ -70,14 +70,23 @@ void SeriesStore::clear(const std::string& name) {
   f.histograms.clear();
 }
 
+namespace {
+template <class Family, class Match>
+void erase_matching(Family& family, const Match& match) {
+  family.series.erase_if(match);
+  std::erase_if(family.first_read, [&](const Labels& l) { return match(l); });
+  family.histograms.erase_if(match);
+}
+}  // namespace
+
 void SeriesStore::remove_if(const std::function<bool(const Labels&)>& match) {
   std::lock_guard lock(mu_);
-  for (auto& [name, family] : families_)
-  {
-    family.series.erase_if(match);
-    std::erase_if(family.first_read, [&](const Labels& l) { return match(l); });
-    family.histograms.erase_if(match);
-  }
+  for (auto& [name, family] : families_) erase_matching(family, match);
+}
+
+void SeriesStore::remove_if(const std::string& name, const std::function<bool(const Labels&)>& match) {
+  std::lock_guard lock(mu_);
+  if (auto it = families_.find(name); it != families_.end()) erase_matching(it->second, match);
 }
 
 std::vector<Sample> SeriesStore::snapshot(const std::set<std::string>* only) const {

@@ -100,6 +100,8 @@ class SeriesStore : public prometheus::Collectable {
   void clear(const std::string& name);
   // Removes every series of every family whose labels satisfy `match`.
   void remove_if(const std::function<bool(const Labels&)>& match);
+  // The same within family `name` only (nothing when it was never described).
+  void remove_if(const std::string& name, const std::function<bool(const Labels&)>& match);
 
   // Every series as the rules see it; with `only`, just the series of those names (a histogram's
   // NAME_sum and NAME_count by their own names), in the same order.

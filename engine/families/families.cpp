@@ -20,6 +20,15 @@ std::vector<std::unique_ptr<Family>> make_families(const Config& config) {
   return out;
 }
 
+const std::vector<std::string>& packet_level_series() {
+  static const std::vector<std::string> names = {
+      "vigil_tcp_flags_total",          "vigil_tcp_resets_total",          "vigil_malformed_packets_total",
+      "vigil_dns_requests_total",       "vigil_dns_responses_total",       "vigil_dns_latency_seconds",
+      "vigil_dns_timeouts_total",       "vigil_dns_request_retries_total", "vigil_dns_unmatched_responses_total",
+      "vigil_remote_forward_packets_total", "vigil_remote_forward_bytes_total"};
+  return names;
+}
+
 Labels pod_labels(const WatchedPod& pod) { return pod.metric_labels; }
 
 Labels pod_labels(const WatchedPod& pod, std::initializer_list<std::pair<std::string, std::string>> extra) {

@@ -62,6 +62,11 @@ class Family {
 // Every family the agent exports, in a fixed order (some only when configured).
 std::vector<std::unique_ptr<Family>> make_families(const Config& config);
 
+// The series that only the packet-level programs give (metrics.packet_level): a pod that stops
+// having them (its annotation or pods-file entry says false now) loses these at once instead of
+// keeping their last values for as long as it lives.
+const std::vector<std::string>& packet_level_series();
+
 // Shared label helpers.
 Labels pod_labels(const WatchedPod& pod);
 Labels pod_labels(const WatchedPod& pod, std::initializer_list<std::pair<std::string, std::string>> extra);

@@ -232,6 +232,11 @@ TEST_F(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
   EXPECT_FALSE(p["lab/pod-2"].value("packet_level", true));
   EXPECT_EQ(programs(1), "vigil_tc vigil_tc");
   EXPECT_EQ(programs(2), "");
+  // Pod 1's programs see a refused connection: TCP flag and reset series.
+  run("ip netns exec " + lab.prefix() + "-pod-1 bash -c '(exec 3<>/dev/tcp/" + lab.ip(2) + "/81) 2>/dev/null; true'");
+  EXPECT_TRUE(within(10s, [&] {
+    return metric_value(metrics_after_ticks(port, 1), "vigil_tcp_flags_total", {{"pod", "pod-1"}, {"flag", "SYN"}}).has_value();
+  }));
 
   // Watched: pod 2 now says true, pod 1 false: the programs move with the annotations.
   ASSERT_TRUE(within(10s, [&] { return api.open_watches() >= 1; }));
@@ -247,6 +252,9 @@ TEST_F(KubernetesAgent, PacketLevelFollowsThePodsAnnotation) {
   EXPECT_TRUE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}})) << text.substr(0, 2000);
   EXPECT_TRUE(metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-2"}, {"direction", "egress"}}));
   EXPECT_EQ(metric_value(text, "vigil_pods_with_programs", {}).value_or(-1), 1) << text;
+  // Pod 1's series that only the programs give go with them, not frozen at their last values.
+  EXPECT_FALSE(metric_value(text, "vigil_tcp_flags_total", {{"pod", "pod-1"}})) << text.substr(0, 4000);
+  EXPECT_FALSE(metric_value(text, "vigil_tcp_resets_total", {{"pod", "pod-1"}}));
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 

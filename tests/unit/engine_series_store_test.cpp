@@ -53,6 +53,29 @@ TEST(SeriesStore, SnapshotAndRemoval) {
   EXPECT_THROW(s.clear("nope"), std::logic_error);
 }
 
+TEST(SeriesStore, RemovalWithinOneFamily) {
+  SeriesStore s;
+  s.describe("flags_total", "F.", SeriesKind::Counter);
+  s.describe("forward_total", "F.", SeriesKind::Counter);
+  s.describe("latency_seconds", "L.", SeriesKind::Histogram);
+  for (const char* pod : {"a", "b"}) {
+    s.set("flags_total", make_labels({{"pod", pod}}), 1);
+    s.set("forward_total", make_labels({{"pod", pod}}), 2);
+    s.set_histogram("latency_seconds", make_labels({{"pod", pod}}), {0.1, 1}, {1, 2}, 0.5);
+  }
+  const auto is_a = [](const Labels& l) { return *find_label(l, "pod") == "a"; };
+  s.remove_if("flags_total", is_a);
+  s.remove_if("latency_seconds", is_a);
+  s.remove_if("never_described", is_a);  // nothing, and no error
+  EXPECT_FALSE(s.value("flags_total", make_labels({{"pod", "a"}})));
+  EXPECT_TRUE(s.value("flags_total", make_labels({{"pod", "b"}})));
+  EXPECT_TRUE(s.value("forward_total", make_labels({{"pod", "a"}})));  // another family keeps pod a
+  std::set<std::string> histogram_pods;
+  for (const auto& sample : s.snapshot())
+    if (sample.metric == "latency_seconds_count") histogram_pods.insert(*find_label(sample.labels, "pod"));
+  EXPECT_EQ(histogram_pods, std::set<std::string>{"b"});
+}
+
 TEST(SeriesStore, UndescribedFamilyIsAProgrammingError) {
   SeriesStore s;
   EXPECT_THROW(s.set("nope_total", {}, 1), std::logic_error);
