@@ -610,19 +610,25 @@ static __always_inline __u32 pod_of_sock(const struct sock *sk) {
   return pod ? *pod : 0;
 }
 
-/* The socket's peer for remote context, as the maps write addresses. */
-static __always_inline struct vigil_remote_value *remote_of_sock(const struct sock *sk) {
+/* The peer of a connection for remote context, as the maps write addresses: `c` is the
+ * connection's own (a socket's, or a request socket's while it waits for its handshake), `sk` the
+ * socket whose namespace names the pod. */
+static __always_inline struct vigil_remote_value *remote_of_conn(const struct sock *sk, const struct sock_common *c) {
   __u32 pod = pod_of_sock(sk);
   if (!pod) return 0;
   __u8 addr[16] = {};
-  if (sk->__sk_common.skc_family == 10 /* AF_INET6 */) {
-    __builtin_memcpy(addr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+  if (c->skc_family == 10 /* AF_INET6 */) {
+    __builtin_memcpy(addr, c->skc_v6_daddr.in6_u.u6_addr8, 16);
   } else {
-    __u32 a = sk->__sk_common.skc_daddr;
+    __u32 a = c->skc_daddr;
     addr[10] = addr[11] = 0xff;
     __builtin_memcpy(&addr[12], &a, 4);
   }
   return remote_entry_of_pod(pod, VIGIL_DIR_EGRESS, addr);
+}
+
+static __always_inline struct vigil_remote_value *remote_of_sock(const struct sock *sk) {
+  return remote_of_conn(sk, &sk->__sk_common);
 }
 
 static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk) {
@@ -637,13 +643,37 @@ static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk
   return v;
 }
 
+/* Whether tcp_retransmit_skb passes the attempt's result as a third argument (Linux 6.17 and
+ * later, where it fires for failed attempts too); set by the agent from the kernel's BTF. With it
+ * 0, the branch that reads the argument is dead code the verifier never looks at, so older
+ * kernels, whose tracepoint has two arguments, load the same program. */
+const volatile __u8 vigil_rtx_has_err = 0;
+
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(vigil_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb) {
+int vigil_tcp_retransmit(__u64 *ctx) {
   count_tp_run(VIGIL_TP_TCP_RETRANSMIT);
+  /* A failed attempt (-EBUSY: the first copy is still in a qdisc; -EAGAIN, -ENOMEM, ...) sent
+   * nothing, and the kernel's own count (TcpRetransSegs) leaves it out too. */
+  if (vigil_rtx_has_err && (int)ctx[2] != 0) return 0;
+  const struct sock *sk = (const struct sock *)ctx[0];
   struct vigil_tcp_value *v = tcp_of_sock(sk);
   if (!v) return 0;
   v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
   struct vigil_remote_value *rv = remote_of_sock(sk);
+  if (rv) rv->tcp_retransmits += 1;
+  return 0;
+}
+
+/* A SYN-ACK sent again (its handshake's ACK did not come, or the SYN came again): a retransmit
+ * of the listening pod, as the kernel counts it (TcpRetransSegs, TcpExtTCPSynRetrans), which
+ * tcp_retransmit_skb does not see. `sk` is the listener; the request socket holds the peer. */
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(vigil_tcp_retransmit_synack, const struct sock *sk, const struct request_sock *req) {
+  count_tp_run(VIGIL_TP_TCP_RETRANSMIT_SYNACK);
+  struct vigil_tcp_value *v = tcp_of_sock(sk);
+  if (!v) return 0;
+  v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
+  struct vigil_remote_value *rv = remote_of_conn(sk, &req->__req_common);
   if (rv) rv->tcp_retransmits += 1;
   return 0;
 }

@@ -212,7 +212,8 @@ enum vigil_tp_program {
   VIGIL_TP_KFREE_SKB = 0,        /* vigil_kfree_skb on skb/kfree_skb */
   VIGIL_TP_TCP_RETRANSMIT = 1,   /* vigil_tcp_retransmit on tcp/tcp_retransmit_skb */
   VIGIL_TP_SOCK_STATE = 2,       /* vigil_sock_state on sock/inet_sock_set_state */
-  VIGIL_TP_MAX = 3,
+  VIGIL_TP_TCP_RETRANSMIT_SYNACK = 3, /* vigil_tcp_retransmit_synack on tcp/tcp_retransmit_synack */
+  VIGIL_TP_MAX = 4,
 };
 
 /* Remote context: traffic of an opted-in pod by remote address and direction.

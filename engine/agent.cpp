@@ -276,11 +276,12 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
         "/sys/kernel/tracing",
         {{"vigil_kfree_skb", "skb/kfree_skb", VIGIL_TP_KFREE_SKB},
          {"vigil_tcp_retransmit", "tcp/tcp_retransmit_skb", VIGIL_TP_TCP_RETRANSMIT},
-         {"vigil_sock_state", "sock/inet_sock_set_state", VIGIL_TP_SOCK_STATE}},
+         {"vigil_sock_state", "sock/inet_sock_set_state", VIGIL_TP_SOCK_STATE},
+         {"vigil_tcp_retransmit_synack", "tcp/tcp_retransmit_synack", VIGIL_TP_TCP_RETRANSMIT_SYNACK}},
         [runs_fd](uint32_t index) { return percpu_sum(runs_fd, index).value_or(0); });
     if (!audit) return audit.error();
     a->tracepoint_audit_ = std::move(*audit);
-    spdlog::info("auditing tracepoint delivery: kfree_skb, tcp_retransmit_skb, inet_sock_set_state");
+    spdlog::info("auditing tracepoint delivery: kfree_skb, tcp_retransmit_skb, inet_sock_set_state, tcp_retransmit_synack");
   }
   if (!config.apiserver.addresses.empty()) {
     std::string cgroup = config.apiserver.cgroup;

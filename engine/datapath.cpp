@@ -118,6 +118,18 @@ bool kernel_has_enum_value(const btf* vmlinux, const char* type, const char* nam
   return false;
 }
 
+// How many arguments the kernel passes to tracepoint `name`'s programs (its btf_trace_NAME
+// typedef: a pointer to a function whose first parameter is the tracepoint's own data), or -1.
+int tracepoint_args(const btf* vmlinux, const std::string& name) {
+  const int id = btf__find_by_name_kind(vmlinux, ("btf_trace_" + name).c_str(), BTF_KIND_TYPEDEF);
+  if (id < 0) return -1;
+  const btf_type* t = btf__type_by_id(vmlinux, btf__type_by_id(vmlinux, id)->type);
+  if (!t || !btf_is_ptr(t)) return -1;
+  t = btf__type_by_id(vmlinux, t->type);
+  if (!t || !btf_is_func_proto(t)) return -1;
+  return btf_vlen(t) - 1;
+}
+
 }  // namespace
 
 Result<DropReasons> DropReasons::from_kernel_btf(const btf* vmlinux) {
@@ -182,6 +194,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   dp->skel_->rodata->vigil_remote_keys_per_cpu = options.remote_keys;
   dp->skel_->rodata->vigil_dns_timeout_ns = options.dns_timeout_ns;
   dp->skel_->rodata->vigil_tp_audit = options.count_tracing_runs ? 1 : 0;
+  dp->skel_->rodata->vigil_rtx_has_err = tracepoint_args(vmlinux.get(), "tcp_retransmit_skb") >= 3 ? 1 : 0;
   const uint32_t cpus = static_cast<uint32_t>(possible_cpus());
   const std::pair<bpf_map*, uint32_t> sizes[] = {
       {dp->skel_->maps.vigil_traffic, options.max_pods * cpus},
@@ -249,7 +262,7 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   // The API server's sock_ops program is attached by watch_api_server, only when addresses are
   // listed (a sock_ops program is never attached by the skeleton).
   if (int err = vigil_counters__attach(dp->skel_))
-    return make_error("attach the tp_btf programs (kfree_skb, tcp_retransmit_skb, inet_sock_set_state): " + err_text(err));
+    return make_error("attach the tp_btf programs (kfree_skb, tcp_retransmit_skb, tcp_retransmit_synack, inet_sock_set_state): " + err_text(err));
   return dp;
 }
 

@@ -130,6 +130,35 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
             value(after, "vigil_tcp_rtt_seconds_count", {{"pod", p1}}));
 }
 
+// A server whose SYN-ACKs go unanswered sends them again: the kernel counts each in
+// TcpRetransSegs (and TcpExtTCPSynRetrans), and so does Vigil, from tcp_retransmit_synack.
+TEST_F(TcpTelemetry, SynAckRetransmitsAreTheServersRetransmits) {
+  // Pod 1 drops every SYN-ACK it gets, so pod 2's handshakes never complete.
+  auto nft = run("ip netns exec " + ns(1) + " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "
+                 "add rule inet t i tcp flags & (syn | ack) == syn | ack drop'");
+  ASSERT_EQ(nft.status, 0) << nft.output;
+  TracepointDelivery synacks("tcp/tcp_retransmit_synack", "vigil_tcp_retransmit_synack");
+  ASSERT_TRUE(synacks.ok()) << synacks.error();
+  const uint64_t rtx_before = nstat(2, "TcpRetransSegs"), syn_before = nstat(2, "TcpExtTCPSynRetrans");
+  auto before = metrics();
+  // Two connection attempts, each given up after 2.5 s: the client's SYN again at 1 s, the
+  // server's SYN-ACK again on its own timer and for each SYN that comes again.
+  for (int i = 0; i < 2; ++i)
+    run("ip netns exec " + ns(1) + " timeout 2.5 bash -c '(exec 3<>/dev/tcp/" + lab_->ip(2) + "/8080) 2>/dev/null; true'");
+  run("ip netns exec " + ns(1) + " nft delete table inet t");
+  std::this_thread::sleep_for(500ms);
+  auto after = settled_metrics();
+  synacks.stop();
+  const uint64_t rtx = nstat(2, "TcpRetransSegs") - rtx_before, syn = nstat(2, "TcpExtTCPSynRetrans") - syn_before;
+  const double vigil = value(after, "vigil_tcp_retransmits_total", {{"pod", "pod-2"}}) -
+                       value(before, "vigil_tcp_retransmits_total", {{"pod", "pod-2"}});
+  std::printf("pod 2: vigil %.0f retransmits; nstat TcpRetransSegs %llu, TcpExtTCPSynRetrans %llu\n", vigil,
+              static_cast<unsigned long long>(rtx), static_cast<unsigned long long>(syn));
+  EXPECT_GE(syn, 2u);          // each attempt's SYN-ACK went out again at least once
+  EXPECT_EQ(rtx, syn);         // and pod 2 retransmitted nothing else
+  expect_exact_or_undelivered(vigil, static_cast<double>(syn), synacks, "pod 2's SYN-ACK retransmits");
+}
+
 TEST_F(TcpTelemetry, RetransmitsAgreeWithNstat) {
   uint64_t nstat_before = nstat(2, "TcpRetransSegs");
   auto before = metrics();

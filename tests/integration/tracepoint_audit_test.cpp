@@ -53,7 +53,7 @@ class TracepointAuditTest : public ::testing::Test {
       const int pid = agent_->pid();
       EXPECT_EQ(agent_->terminate(), 0) << agent_->log();
       // The agent removes its instances when it stops.
-      for (const char* program : {"vigil_kfree_skb", "vigil_tcp_retransmit", "vigil_sock_state"})
+      for (const char* program : {"vigil_kfree_skb", "vigil_tcp_retransmit", "vigil_sock_state", "vigil_tcp_retransmit_synack"})
         EXPECT_FALSE(instance_exists(pid, program)) << program;
     }
     agent_.reset();
@@ -90,7 +90,7 @@ class TracepointAuditTest : public ::testing::Test {
 };
 
 TEST_F(TracepointAuditTest, CountsTheHitsAndNoSkippedRunTheKernelDidNotSkip) {
-  for (const char* program : {"vigil_kfree_skb", "vigil_tcp_retransmit", "vigil_sock_state"})
+  for (const char* program : {"vigil_kfree_skb", "vigil_tcp_retransmit", "vigil_sock_state", "vigil_tcp_retransmit_synack"})
     EXPECT_TRUE(instance_exists(agent_->pid(), program)) << program;
   TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
   TracepointDelivery states("sock/inet_sock_set_state", "vigil_sock_state");
@@ -151,14 +151,14 @@ TEST(TracepointAuditStale, NextAgentRemovesADeadAgentsInstancesOnly) {
     first.terminate();  // reaps it
   }
   const std::string dead = base + "vigil-audit-" + std::to_string(first_pid) + "-vigil_kfree_skb";
-  for (const char* program : {"vigil_kfree_skb", "vigil_tcp_retransmit", "vigil_sock_state"})  // if the next agent does not
+  for (const char* program : {"vigil_kfree_skb", "vigil_tcp_retransmit", "vigil_sock_state", "vigil_tcp_retransmit_synack"})  // if the next agent does not
     made.push_back(base + "vigil-audit-" + std::to_string(first_pid) + "-" + program);
   struct stat st {};
   ASSERT_EQ(stat(dead.c_str(), &st), 0) << "the killed agent's instance is not there to be removed";
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
   ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
   EXPECT_NE(stat(dead.c_str(), &st), 0) << "the dead agent's instance stayed";
-  for (const char* program : {"vigil_tcp_retransmit", "vigil_sock_state"})
+  for (const char* program : {"vigil_tcp_retransmit", "vigil_sock_state", "vigil_tcp_retransmit_synack"})
     EXPECT_FALSE(instance_exists(first_pid, program)) << program;
   EXPECT_EQ(stat(alive.c_str(), &st), 0) << "a running process's instance went";
   EXPECT_EQ(stat(other.c_str(), &st), 0) << "another tool's instance went";
