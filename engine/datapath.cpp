@@ -854,12 +854,33 @@ Result<void> Datapath::set_pod(uint32_t pod_id, uint32_t netns_inode, const std:
   return {};
 }
 
-void Datapath::forget_pod(uint32_t netns_inode, const std::vector<std::string>& ips) {
-  if (netns_inode) bpf_map__delete_elem(skel_->maps.vigil_pod_netns, &netns_inode, sizeof(netns_inode), 0);
+void Datapath::forget_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips) {
+  // Only what is still this pod's: a pod that came meanwhile may have its namespace's inode
+  // (the kernel reuses them) or one of its addresses (Kubernetes does) already, and keeps them.
+  auto forget = [&](bpf_map* map, const void* key, size_t size) {
+    __u32 owner = 0;
+    if (bpf_map__lookup_elem(map, key, size, &owner, sizeof(owner), 0) == 0 && owner == pod_id)
+      bpf_map__delete_elem(map, key, size, 0);
+  };
+  if (netns_inode) forget(skel_->maps.vigil_pod_netns, &netns_inode, sizeof(netns_inode));
   for (const auto& ip : ips) {
     vigil_ip_key key{};
-    if (ip_to_key(ip, key.addr)) bpf_map__delete_elem(skel_->maps.vigil_pod_ip, &key, sizeof(key), 0);
+    if (ip_to_key(ip, key.addr)) forget(skel_->maps.vigil_pod_ip, &key, sizeof(key));
   }
+}
+
+std::optional<uint32_t> Datapath::pod_of_netns(uint32_t netns_inode) const {
+  __u32 pod = 0;
+  if (bpf_map__lookup_elem(skel_->maps.vigil_pod_netns, &netns_inode, sizeof(netns_inode), &pod, sizeof(pod), 0)) return {};
+  return pod;
+}
+
+std::optional<uint32_t> Datapath::pod_of_ip(const std::string& ip) const {
+  vigil_ip_key key{};
+  __u32 pod = 0;
+  if (!ip_to_key(ip, key.addr) || bpf_map__lookup_elem(skel_->maps.vigil_pod_ip, &key, sizeof(key), &pod, sizeof(pod), 0))
+    return {};
+  return pod;
 }
 
 Result<void> Datapath::set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers) {

@@ -8,8 +8,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -172,7 +173,11 @@ class Datapath {
 
   // Tells the drop program which namespace and addresses belong to pod `pod_id` (> 0).
   Result<void> set_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips);
-  void forget_pod(uint32_t netns_inode, const std::vector<std::string>& ips);
+  // Takes pod `pod_id`'s namespace and addresses out, those that are still its own.
+  void forget_pod(uint32_t pod_id, uint32_t netns_inode, const std::vector<std::string>& ips);
+  // Which pod the drop program takes a namespace or an address for now, if any.
+  std::optional<uint32_t> pod_of_netns(uint32_t netns_inode) const;
+  std::optional<uint32_t> pod_of_ip(const std::string& ip) const;
   // Turns remote context on for pod `pod_id` behind `ifindex`, with at most `max_peers`
   // distinct peers (the rest count as "other"); max_peers 0 turns it off.
   Result<void> set_remote_context(uint32_t ifindex, uint32_t pod_id, uint32_t max_peers);

@@ -172,7 +172,7 @@ void PodManager::try_attach(WatchedPod& pod) {
   auto linked = pod.packet_level ? attach_programs(pod, *iface) : dp_.track_interface(iface->host_ifindex, pod.id);
   pod.stats_on_pod_side = !pod.packet_level && wants_pod_side(*iface, nullptr);
   if (!linked) {
-    dp_.forget_pod(iface->netns_inode, iface->ips);
+    dp_.forget_pod(pod.id, iface->netns_inode, iface->ips);
     failed(linked.error().message);
     return;
   }
@@ -260,7 +260,7 @@ void PodManager::detach(WatchedPod& pod) {
   pod.programs = false;
   pod.ingress_on_pod_side = false;
   pod.stats_on_pod_side = false;
-  dp_.forget_pod(pod.iface.netns_inode, pod.iface.ips);
+  dp_.forget_pod(pod.id, pod.iface.netns_inode, pod.iface.ips);
   dp_.forget_counters(pod.iface.host_ifindex, pod.id);
   pod.attached = false;
 }
