@@ -530,6 +530,10 @@ class Parser {
           if (auto a = parse_address(*text)) api.addresses.push_back(*a);
           else error(item.mark, ipath, "expected IP:PORT, e.g. 10.96.0.1:443 or [fd00::1]:443, got '" + *text + "'");
         }
+        // The programs' table holds VIGIL_API_MAX_SERVERS; said here, with the line, not at load.
+        if (value.node.size() > VIGIL_API_MAX_SERVERS)
+          error(value.mark, path,
+                "at most " + std::to_string(VIGIL_API_MAX_SERVERS) + " addresses, got " + std::to_string(value.node.size()));
       } else if (name == "no_response_after") {
         if (auto d = duration_value(value, path)) {
           if (*d < 0.1 || *d > 600) error(value.mark, path, "must be from 100ms to 10m");

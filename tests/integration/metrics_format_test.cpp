@@ -13,8 +13,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string scrape_with_traffic(bool retina, std::string* dir_out) {
+std::string scrape_with_traffic(bool retina, std::string* dir_out, std::string* ip1_out) {
   Lab lab(2);
+  *ip1_out = lab.ip(1);
   lab.cmd("serve-http 2");
   std::string dir = make_temp_dir();
   *dir_out = dir;
@@ -45,8 +46,8 @@ std::string scrape_with_traffic(bool retina, std::string* dir_out) {
 TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
   VIGIL_REQUIRE_ROOT();
   for (bool retina : {false, true}) {
-    std::string dir;
-    std::string text = scrape_with_traffic(retina, &dir);
+    std::string dir, ip1;
+    std::string text = scrape_with_traffic(retina, &dir, &ip1);
     for (const char* family : {"vigil_forward_packets_total", "vigil_drop_packets_total", "vigil_tcp_flags_total",
                                "vigil_tcp_connect_failures_total", "vigil_tcp_rtt_seconds_bucket",
                                "vigil_bpf_map_entries", "vigil_tick_duration_seconds_bucket",
@@ -83,6 +84,11 @@ TEST(MetricsFormat, PromtoolAcceptsEveryFamilyInBothNamingModes) {
                               {{"destination_podname", "pod-2"}, {"destination_namespace", "lab"}, {"direction", "ingress"}});
       ASSERT_TRUE(adv.has_value()) << text;
       EXPECT_EQ(*adv, vigil_in);
+      // The local pod's address: what pod 1 sends carries its own as source_ip.
+      EXPECT_EQ(metric_value(text, "networkobservability_adv_forward_count",
+                             {{"source_podname", "pod-1"}, {"source_ip", ip1}, {"direction", "egress"}}),
+                metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}));
+      EXPECT_GT(metric_sum(text, "networkobservability_adv_forward_count", {{"source_ip", ip1}}), 0);
       EXPECT_EQ(metric_sum(text, "networkobservability_forward_count", {{"direction", "ingress"}}),
                 metric_sum(text, "vigil_forward_packets_total", {{"direction", "ingress"}}));
       EXPECT_EQ(metric_sum(text, "networkobservability_drop_count", {{"reason", "IPTABLE_RULE_DROP"}}),

@@ -493,6 +493,11 @@ TEST_F(ConfigTest, ApiServerSection) {
         << bad;
   EXPECT_EQ(error_of("apiserver:\n  no_response_after: 0s\n"),
             "config.yaml:2: apiserver.no_response_after: must be from 100ms to 10m");
+  // The programs' table of API server addresses holds 64: the 65th is refused with the config.
+  std::string many = "apiserver:\n  addresses: [";
+  for (int i = 0; i < 65; ++i) many += (i ? ", " : "") + std::string("10.96.0.") + std::to_string(i + 1) + ":443";
+  EXPECT_EQ(error_of(many + "]\n"), "config.yaml:2: apiserver.addresses: at most 64 addresses, got 65");
+  EXPECT_TRUE(parse(many.substr(0, many.rfind(',')) + "]\n").ok());  // 64 are fine
 }
 
 TEST_F(ConfigTest, CapturesSection) {
