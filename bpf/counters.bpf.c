@@ -518,6 +518,10 @@ static __always_inline __u8 cast_of(struct sk_buff *skb, int have_addresses, con
                        a[11] == 0xff;
     if (mapped && (a[12] & 0xf0) == 0xe0) return VIGIL_CAST_MULTICAST;
     if (mapped && (a[12] & a[13] & a[14] & a[15]) == 0xff) return VIGIL_CAST_BROADCAST;
+    if (mapped && a[12] == 127) return VIGIL_CAST_LOOPBACK;
+    if (!(a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9] | a[10] | a[11] | a[12] | a[13] | a[14]) &&
+        a[15] == 1)
+      return VIGIL_CAST_LOOPBACK; /* ::1 */
   }
   const __u8 type = BPF_CORE_READ_BITFIELD(skb, pkt_type);
   if (type == VIGIL_PACKET_BROADCAST) return VIGIL_CAST_BROADCAST;

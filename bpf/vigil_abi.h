@@ -130,14 +130,17 @@ struct vigil_tcp_value {
   __u64 rtt_sum_us;
 };
 
-/* What a dropped packet was addressed to: one host, a group, or every host on the link.
- * Multicast and broadcast flood a bridge to every port, and each pod drops what it has not
- * joined (ip6_mc_input, NOT_SPECIFIED): such drops say nothing about the pod's own traffic. */
+/* What a dropped packet was addressed to: one host, a group, every host on the link, or the
+ * pod itself (127.0.0.0/8, ::1: it never left the pod, such as a datagram to a local port nobody
+ * listens on). Multicast and broadcast flood a bridge to every port, and each pod drops what it
+ * has not joined (ip6_mc_input, NOT_SPECIFIED): such drops, like loopback ones, say nothing about
+ * the pod's traffic on the network. */
 enum vigil_cast {
   VIGIL_CAST_UNICAST = 0,
   VIGIL_CAST_MULTICAST = 1,
   VIGIL_CAST_BROADCAST = 2,
-  VIGIL_CAST_MAX = 3,
+  VIGIL_CAST_LOOPBACK = 3,
+  VIGIL_CAST_MAX = 4,
 };
 
 /* vigil_drops: per-CPU, keyed by pod, direction, the kernel's own drop reason

@@ -15,7 +15,7 @@ static_assert(offsetof(vigil_traffic_value, packets) == 128 && offsetof(vigil_tr
 static_assert(sizeof(vigil_drop_key) == 8);
 static_assert(offsetof(vigil_drop_key, reason) == 4);
 static_assert(offsetof(vigil_drop_key, direction) == 6 && offsetof(vigil_drop_key, cast) == 7);
-static_assert(VIGIL_CAST_MAX == 3);
+static_assert(VIGIL_CAST_MAX == 4);
 static_assert(sizeof(vigil_drop_value) == 16);
 static_assert(sizeof(vigil_ip_key) == 16);
 static_assert(VIGIL_ERR_MAX == 11 && VIGIL_ERR_CAPTURE_RING_FULL == 8 && VIGIL_ERR_DNS_TCP_UNTRACKED == 9 &&

@@ -14,6 +14,7 @@ const char* cast_name(unsigned cast) {
     case VIGIL_CAST_UNICAST: return "unicast";
     case VIGIL_CAST_MULTICAST: return "multicast";
     case VIGIL_CAST_BROADCAST: return "broadcast";
+    case VIGIL_CAST_LOOPBACK: return "loopback";
   }
   return "unknown";
 }

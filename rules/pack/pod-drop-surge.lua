@@ -20,7 +20,8 @@
 -- and each pod drops the groups it has not joined: a node's interfaces coming up send bursts
 -- of IPv6 neighbour discovery and MLD reports that every other pod drops (NOT_SPECIFIED, in
 -- ip6_mc_input). They are counted with cast="multicast" or "broadcast", and say nothing about
--- the pod's own traffic.
+-- the pod's own traffic. Nor do cast="loopback" drops, which never left the pod (a metrics
+-- client sending to a local port whose agent is not up drops every datagram as NO_SOCKET).
 --
 -- Each firing captures the pod's packets (the agent's defaults: 30 s from the firing, 128 bytes of
 -- each, and the seconds before where the pod keeps a lookback ring): the flows that lose packets

@@ -146,5 +146,47 @@ TEST(Accuracy, DropInTheSendersOutputChainIsTheSendersEgress) {
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
+// A datagram a pod sends to itself, to a local port nobody listens on, is dropped inside the pod
+// (NO_SOCKET on its loopback device): the pod's drop, cast "loopback", which the shipped
+// pod-drop-surge rule (cast unicast) leaves out; it never crossed the pod's interface.
+TEST(Accuracy, DropsInsideAPodToItselfAreCastLoopback) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(1);
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  ScopedTempDir dir;
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
+  ASSERT_TRUE(drops.ok()) << drops.error();
+  const std::string before = http_get("127.0.0.1", port, "/metrics");
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  run("ip netns exec " + ns1 + " ip link set lo up");
+  const int kV4 = 30, kV6 = 20;
+  for (const auto& [to, n] : {std::pair<std::string, int>{"127.0.0.1", kV4}, {"::1", kV6}}) {
+    auto r = run("ip netns exec " + ns1 + " " + traffic + " udp-send " + to + " 9002 " + std::to_string(n) + " 100");
+    EXPECT_EQ(r.status, 0) << r.output;
+  }
+  const std::map<std::string, std::string> loop = {{"pod", "pod-1"}, {"reason", "NO_SOCKET"}, {"cast", "loopback"}};
+  std::string after;
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(200ms);
+    after = http_get("127.0.0.1", port, "/metrics");
+    if (metric_sum(after, "vigil_drop_packets_total", loop) - metric_sum(before, "vigil_drop_packets_total", loop) >= kV4 + kV6)
+      break;
+  }
+  after = metrics_after_ticks(port);
+  drops.stop();
+  auto delta = [&](const std::map<std::string, std::string>& l) {
+    return metric_sum(after, "vigil_drop_packets_total", l) - metric_sum(before, "vigil_drop_packets_total", l);
+  };
+  expect_exact_or_undelivered(delta(loop), kV4 + kV6, drops, "pod 1's loopback drops");
+  EXPECT_EQ(delta({{"pod", "pod-1"}, {"reason", "NO_SOCKET"}, {"cast", "unicast"}}), 0) << after;
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 }  // namespace
 }  // namespace vigil::test
