@@ -711,7 +711,9 @@ int BPF_PROG(vigil_sock_state, const struct sock *sk, int oldstate, int newstate
    * and index with the 64-bit original). */
   __u32 state = (__u32)newstate;
   asm volatile("" : "+r"(state));
-  if (state < VIGIL_TCP_STATE_MAX) v->transitions[state] += 1;
+  /* An entry into a state, not a call that leaves it where it was: a socket shut down for
+   * writing (FIN_WAIT1) and then closed is set to FIN_WAIT1 a second time. */
+  if (state < VIGIL_TCP_STATE_MAX && oldstate != newstate) v->transitions[state] += 1;
   if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
     v->events[VIGIL_TCP_EV_CONNECT] += 1;
   } else if (newstate == TCP_ESTABLISHED) {

@@ -130,6 +130,34 @@ TEST_F(TcpTelemetry, ConnectionsRefusedAndTimedOutAreCountedExactly) {
             value(after, "vigil_tcp_rtt_seconds_count", {{"pod", p1}}));
 }
 
+// Each state is counted once per entry. A client that shuts its side down and then closes is set
+// to its state twice by the kernel (close() sets FIN_WAIT1 or FIN_WAIT2 again, where shutdown()
+// or the peer's ACK put it); a closed connection goes on as a time-wait socket, which enters no
+// state the tracepoint sees: the socket counts CLOSE.
+TEST_F(TcpTelemetry, EachStateIsCountedOncePerEntry) {
+  TracepointDelivery states("sock/inet_sock_set_state", "vigil_sock_state");
+  ASSERT_TRUE(states.ok()) << states.error();
+  auto before = metrics();
+  const int kConnections = 6;
+  auto r = run("ip netns exec " + ns(1) + " python3 -c '\n"
+               "import socket, time\n"
+               "for _ in range(" + std::to_string(kConnections) + "):\n"
+               "    s = socket.create_connection((\"" + lab_->ip(2) + "\", 8080), timeout=5)\n"
+               "    s.shutdown(socket.SHUT_WR)\n"
+               "    s.close()\n"
+               "time.sleep(0.5)\n'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto after = settled_metrics();
+  states.stop();
+  auto entered = [&](const char* state) {
+    return value(after, "vigil_tcp_state_transitions_total", {{"pod", "pod-1"}, {"state", state}}) -
+           value(before, "vigil_tcp_state_transitions_total", {{"pod", "pod-1"}, {"state", state}});
+  };
+  for (const char* state : {"SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"})
+    expect_exact_or_undelivered(entered(state), kConnections, states, std::string("pod 1 entering ") + state);
+  EXPECT_EQ(entered("TIME_WAIT"), 0);
+}
+
 // A server whose SYN-ACKs go unanswered sends them again: the kernel counts each in
 // TcpRetransSegs (and TcpExtTCPSynRetrans), and so does Vigil, from tcp_retransmit_synack.
 TEST_F(TcpTelemetry, SynAckRetransmitsAreTheServersRetransmits) {
