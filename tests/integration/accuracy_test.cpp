@@ -99,6 +99,27 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
   run("rm -rf " + dir);
 }
 
+// An agent on the lab's pods (tick 200 ms, no rules), with `extra` config lines.
+std::unique_ptr<Process> lab_agent(const Lab& lab, const ScopedTempDir& dir, int port, const std::string& extra = "") {
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\n" + extra);
+  return std::make_unique<Process>(std::vector<std::string>{binary_path("vigil"), "agent", "--config", config},
+                                   dir.path() + "/agent.log");
+}
+
+// /metrics once the drops of `labels` grew by `want` since `before` (bounded: 10 s), two ticks on.
+std::string metrics_once_drops_grew(int port, const std::string& before, const std::map<std::string, std::string>& labels,
+                                    double want) {
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(200ms);
+    const std::string now = http_get("127.0.0.1", port, "/metrics");
+    if (metric_sum(now, "vigil_drop_packets_total", labels) - metric_sum(before, "vigil_drop_packets_total", labels) >= want)
+      break;
+  }
+  return metrics_after_ticks(port);
+}
+
 // A packet dropped on its way out of the pod that sent it, before it has a device (its own
 // OUTPUT chain), is that pod's egress drop: the kernel drops it in the sender's namespace, and the
 // pod it was meant for never sees it.
@@ -112,11 +133,8 @@ TEST(Accuracy, DropInTheSendersOutputChainIsTheSendersEgress) {
   ASSERT_EQ(nft.status, 0) << nft.output;
   ScopedTempDir dir;
   const int port = free_port();
-  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
-      "}\nrules: []\nnotifiers: []\nremote_context: {namespaces: [lab], max_peers: 8}\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
-  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  auto agent = lab_agent(lab, dir, port, "remote_context: {namespaces: [lab], max_peers: 8}\n");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
   TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
   ASSERT_TRUE(drops.ok()) << drops.error();
   const std::string before = http_get("127.0.0.1", port, "/metrics");
@@ -125,14 +143,7 @@ TEST(Accuracy, DropInTheSendersOutputChainIsTheSendersEgress) {
   run("ip netns exec " + ns1 + " " + binary_path("tests/tools/vigil-lab-traffic") + " udp-send " + lab.ip(2) + " 9001 " +
       std::to_string(kFiltered) + " 100");
   const std::map<std::string, std::string> out1 = {{"pod", "pod-1"}, {"direction", "egress"}, {"reason", "NETFILTER_DROP"}};
-  std::string after;
-  for (int i = 0; i < 50; ++i) {
-    std::this_thread::sleep_for(200ms);
-    after = http_get("127.0.0.1", port, "/metrics");
-    if (metric_sum(after, "vigil_drop_packets_total", out1) - metric_sum(before, "vigil_drop_packets_total", out1) >= kFiltered)
-      break;
-  }
-  after = metrics_after_ticks(port);
+  const std::string after = metrics_once_drops_grew(port, before, out1, kFiltered);
   drops.stop();
   auto delta = [&](const std::string& name, const std::map<std::string, std::string>& l) {
     return metric_sum(after, name, l) - metric_sum(before, name, l);
@@ -143,7 +154,7 @@ TEST(Accuracy, DropInTheSendersOutputChainIsTheSendersEgress) {
       drops, "pod 1's drops towards pod 2");
   EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NETFILTER_DROP"}}), 0) << after;
   EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}, {"reason", "NETFILTER_DROP"}}), 0);
-  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
 // A datagram a pod sends to itself, to a local port nobody listens on, is dropped inside the pod
@@ -155,11 +166,8 @@ TEST(Accuracy, DropsInsideAPodToItselfAreCastLoopback) {
   const std::string ns1 = lab.prefix() + "-pod-1";
   ScopedTempDir dir;
   const int port = free_port();
-  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
-      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
-      "}\nrules: []\nnotifiers: []\n");
-  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
-  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  auto agent = lab_agent(lab, dir, port);
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent->log();
   TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
   ASSERT_TRUE(drops.ok()) << drops.error();
   const std::string before = http_get("127.0.0.1", port, "/metrics");
@@ -171,21 +179,14 @@ TEST(Accuracy, DropsInsideAPodToItselfAreCastLoopback) {
     EXPECT_EQ(r.status, 0) << r.output;
   }
   const std::map<std::string, std::string> loop = {{"pod", "pod-1"}, {"reason", "NO_SOCKET"}, {"cast", "loopback"}};
-  std::string after;
-  for (int i = 0; i < 50; ++i) {
-    std::this_thread::sleep_for(200ms);
-    after = http_get("127.0.0.1", port, "/metrics");
-    if (metric_sum(after, "vigil_drop_packets_total", loop) - metric_sum(before, "vigil_drop_packets_total", loop) >= kV4 + kV6)
-      break;
-  }
-  after = metrics_after_ticks(port);
+  const std::string after = metrics_once_drops_grew(port, before, loop, kV4 + kV6);
   drops.stop();
   auto delta = [&](const std::map<std::string, std::string>& l) {
     return metric_sum(after, "vigil_drop_packets_total", l) - metric_sum(before, "vigil_drop_packets_total", l);
   };
   expect_exact_or_undelivered(delta(loop), kV4 + kV6, drops, "pod 1's loopback drops");
   EXPECT_EQ(delta({{"pod", "pod-1"}, {"reason", "NO_SOCKET"}, {"cast", "unicast"}}), 0) << after;
-  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
 }  // namespace
