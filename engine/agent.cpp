@@ -29,6 +29,15 @@
 namespace vigil {
 namespace {
 
+// Matches the series of pod `ns`/`name` (its namespace and pod labels).
+std::function<bool(const Labels&)> of_pod(const std::string& ns, const std::string& name) {
+  return [&ns, &name](const Labels& l) {
+    const auto* lns = find_label(l, "namespace");
+    const auto* lname = find_label(l, "pod");
+    return lns && lname && *lns == ns && *lname == name;
+  };
+}
+
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -550,11 +559,7 @@ void Agent::apply_pods(const std::vector<PodSpec>& specs) {
       relabelled.emplace_back(spec.namespace_, spec.name);
   }
   for (const auto& [ns, name] : relabelled) {
-    store_.remove_if([&](const Labels& l) {
-      const auto* lns = find_label(l, "namespace");
-      const auto* lname = find_label(l, "pod");
-      return lns && lname && *lns == ns && *lname == name;
-    });
+    store_.remove_if(of_pod(ns, name));
   }
   auto removed = pods_->reconcile(specs);
   // A gone pod's series stay for metrics.series_grace so that a last scrape sees their final
@@ -577,12 +582,7 @@ void Agent::drop_packet_level_series() {
     if (!packet_level_pods_.erase(id)) continue;
     spdlog::info("pod {}: no packet-level programs any more; its TCP flag, reset, malformed, DNS and remote-traffic series go",
                  key);
-    for (const auto& name : packet_level_series())
-      store_.remove_if(name, [&](const Labels& l) {
-        const auto* lns = find_label(l, "namespace");
-        const auto* lname = find_label(l, "pod");
-        return lns && lname && *lns == id.first && *lname == id.second;
-      });
+    for (const auto& name : packet_level_series()) store_.remove_if(name, of_pod(id.first, id.second));
   }
 }
 
@@ -595,11 +595,7 @@ void Agent::expire_series() {
     }
     const auto& [ns, name] = it->first;
     packet_level_pods_.erase(it->first);
-    store_.remove_if([&](const Labels& l) {
-      const auto* lns = find_label(l, "namespace");
-      const auto* lname = find_label(l, "pod");
-      return lns && lname && *lns == ns && *lname == name;
-    });
+    store_.remove_if(of_pod(ns, name));
     it = expiring_series_.erase(it);
   }
 }
