@@ -976,6 +976,16 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
         if (key.pod_id == pod_id) doomed.push_back(key);
       });
   for (const auto& key : doomed) bpf_map__delete_elem(skel_->maps.vigil_drops, &key, sizeof(key), 0);
+  // DNS counts are the interface's: a pod attached to it again (its veth renamed, say) counts
+  // from zero, as it does in every other map, and its series go on from there.
+  std::vector<vigil_dns_key> dns_doomed;
+  for_each_percpu<vigil_dns_key, __u64>(bpf_map__fd(skel_->maps.vigil_dns_counts),
+                                        bpf_map__max_entries(skel_->maps.vigil_dns_counts),
+                                        [&](const vigil_dns_key& key, const std::vector<__u64>&) {
+                                          if (key.ifindex == ifindex) dns_doomed.push_back(key);
+                                        });
+  for (const auto& key : dns_doomed) bpf_map__delete_elem(skel_->maps.vigil_dns_counts, &key, sizeof(key), 0);
+  bpf_map__delete_elem(skel_->maps.vigil_dns_latency, &ifindex, sizeof(ifindex), 0);
 }
 
 Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path) {

@@ -21,20 +21,55 @@ SeriesStore::Family& SeriesStore::described(const std::string& name) {
 
 void SeriesStore::set(const std::string& name, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
-  described(name).series[labels] = value;
+  described(name).series[labels].value = value;
+}
+
+void SeriesStore::set_continued(const std::string& name, const Labels& labels, double count, uint64_t epoch) {
+  std::lock_guard lock(mu_);
+  SeriesValue& s = described(name).series[labels];
+  // A series made now has epoch 0, and so starts with all the source has.
+  if (s.epoch != epoch || count < s.raw) s.offset = s.value;
+  s.raw = count;
+  s.epoch = epoch;
+  s.value = s.offset + count;
+}
+
+SeriesStore::Family& SeriesStore::described_histogram(const std::string& name, const std::vector<double>& upper_bounds,
+                                                      const std::vector<uint64_t>& counts) {
+  auto it = families_.find(name);
+  if (it == families_.end() || it->second.kind != SeriesKind::Histogram)
+    throw std::logic_error("histogram family not described: " + name);
+  if (upper_bounds.size() != counts.size()) throw std::logic_error("histogram bounds and counts differ: " + name);
+  if (it->second.bounds.empty()) it->second.bounds = upper_bounds;
+  if (it->second.bounds.size() != counts.size()) throw std::logic_error("histogram bounds changed: " + name);
+  return it->second;
 }
 
 void SeriesStore::set_histogram(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
                                 const std::vector<uint64_t>& bucket_counts, double sum) {
   std::lock_guard lock(mu_);
-  auto it = families_.find(name);
-  if (it == families_.end() || it->second.kind != SeriesKind::Histogram)
-    throw std::logic_error("histogram family not described: " + name);
-  if (upper_bounds.size() != bucket_counts.size()) throw std::logic_error("histogram bounds and counts differ: " + name);
-  if (it->second.bounds.empty()) it->second.bounds = upper_bounds;
-  HistogramValue& h = it->second.histograms[labels];
+  HistogramValue& h = described_histogram(name, upper_bounds, bucket_counts).histograms[labels];
   h.counts.assign(bucket_counts.begin(), bucket_counts.end());  // in place: no allocation a tick
   h.sum = sum;
+}
+
+void SeriesStore::set_histogram_continued(const std::string& name, const Labels& labels,
+                                          const std::vector<double>& upper_bounds,
+                                          const std::vector<uint64_t>& bucket_counts, double sum, uint64_t epoch) {
+  std::lock_guard lock(mu_);
+  HistogramValue& h = described_histogram(name, upper_bounds, bucket_counts).histograms[labels];
+  bool again = h.epoch != epoch || sum < h.raw_sum || h.raw_counts.size() != bucket_counts.size();
+  for (size_t i = 0; !again && i < bucket_counts.size(); ++i) again = bucket_counts[i] < h.raw_counts[i];
+  if (h.counts.size() != bucket_counts.size()) h.counts.assign(bucket_counts.size(), 0);
+  if (again) {
+    h.raw_counts.assign(bucket_counts.size(), 0);
+    h.sum_offset = h.sum;
+  }
+  for (size_t i = 0; i < bucket_counts.size(); ++i) h.counts[i] += bucket_counts[i] - h.raw_counts[i];
+  h.raw_counts.assign(bucket_counts.begin(), bucket_counts.end());
+  h.raw_sum = sum;
+  h.epoch = epoch;
+  h.sum = h.sum_offset + sum;
 }
 
 void SeriesStore::set_read_time(const std::string& name, double unix_time) {
@@ -49,7 +84,7 @@ void SeriesStore::set_read_time(const std::string& name, double unix_time) {
 void SeriesStore::set_first_read(const std::string& name, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
   Family& f = described(name);
-  f.series[labels] = value;
+  f.series[labels].value = value;
   f.first_read.insert(labels);
 }
 
@@ -57,9 +92,9 @@ std::optional<double> SeriesStore::value(const std::string& name, const Labels& 
   std::lock_guard lock(mu_);
   auto f = families_.find(name);
   if (f == families_.end()) return std::nullopt;
-  const double* v = f->second.series.find(labels);
+  const SeriesValue* v = f->second.series.find(labels);
   if (!v) return std::nullopt;
-  return *v;
+  return v->value;
 }
 
 void SeriesStore::clear(const std::string& name) {
@@ -118,7 +153,7 @@ std::vector<Sample> SeriesStore::snapshot(const std::set<std::string>* only) con
     if (series)
       for (const auto& [labels, value] : family.series) {
         const bool first = !family.first_read.empty() && family.first_read.count(labels);
-        out.push_back(Sample{name, labels, value, family.kind, t, first ? 0 : t0});
+        out.push_back(Sample{name, labels, value.value, family.kind, t, first ? 0 : t0});
       }
     if (sum || count)
       for (const auto& [labels, h] : family.histograms) {
@@ -179,8 +214,8 @@ std::vector<prometheus::MetricFamily> SeriesStore::Collect() const {
     for (const auto& [labels, value] : family.series) {
       prometheus::ClientMetric m;
       for (const auto& [k, v] : labels) m.label.push_back({k, v});
-      if (family.kind == SeriesKind::Counter) m.counter.value = value;
-      else m.gauge.value = value;
+      if (family.kind == SeriesKind::Counter) m.counter.value = value.value;
+      else m.gauge.value = value.value;
       mf.metric.push_back(std::move(m));
     }
     out.push_back(std::move(mf));

@@ -85,6 +85,15 @@ class SeriesStore : public prometheus::Collectable {
   // bound may be +Inf). Bounds are fixed per family by the first call.
   void set_histogram(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
                      const std::vector<uint64_t>& bucket_counts, double sum);
+  // set() and set_histogram() for a counter whose source counts from 0 at `epoch` (not 0): a
+  // pod's counters in the kernel, which start again at each attach of the pod. The series goes
+  // on from its value whenever the source starts again: at a new epoch (the pod attached again,
+  // or gone and back under its name within metrics.series_grace, keeping its series) and when
+  // the source falls back within one (its entry in the kernel taken out and made again). It
+  // then adds all the source has; otherwise what the source counted since it was last read.
+  void set_continued(const std::string& name, const Labels& labels, double count, uint64_t epoch);
+  void set_histogram_continued(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
+                               const std::vector<uint64_t>& bucket_counts, double sum, uint64_t epoch);
   // For a family read on its own schedule rather than every tick (metrics.netstat): its values
   // are the kernel's at `unix_time`. Snapshots carry the time of the family's last read and the
   // one before, so that rules take a counter's rate over the time between two reads and hold
@@ -113,14 +122,25 @@ class SeriesStore : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
+  // A series' value; for set_continued's, also its source's: its epoch, what it had when last
+  // read, and the series' value when it last started again.
+  struct SeriesValue {
+    double value = 0;
+    double offset = 0, raw = 0;
+    uint64_t epoch = 0;
+  };
   struct HistogramValue {
     std::vector<uint64_t> counts;
     double sum = 0;
+    // set_histogram_continued's, as in SeriesValue.
+    std::vector<uint64_t> raw_counts;
+    double sum_offset = 0, raw_sum = 0;
+    uint64_t epoch = 0;
   };
   struct Family {
     std::string help;
     SeriesKind kind = SeriesKind::Counter;
-    detail::LabelledSeries<double> series;
+    detail::LabelledSeries<SeriesValue> series;
     std::vector<double> bounds;  // histograms only
     detail::LabelledSeries<HistogramValue> histograms;
     double read_time = 0, previous_read_time = 0;  // set_read_time's; 0: read every tick
@@ -128,6 +148,9 @@ class SeriesStore : public prometheus::Collectable {
   };
   // The family `name`; throws std::logic_error if it was never described (the caller holds mu_).
   Family& described(const std::string& name);
+  // The histogram family `name` with `upper_bounds` checked against `counts` (the caller holds mu_).
+  Family& described_histogram(const std::string& name, const std::vector<double>& upper_bounds,
+                              const std::vector<uint64_t>& counts);
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
 };

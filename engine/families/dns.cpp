@@ -91,14 +91,16 @@ class DnsFamily : public Family {
       __u64 n = 0;
       for (auto c : cpus) n += c;
       const char* dir = direction_name(key.direction);
+      // Counted from the pod's attach (forget_counters), and going on across attaches.
       if (key.qr == 0)
-        ctx.store.set("vigil_dns_requests_total",
-                      pod_labels(*pod, {{"direction", dir}, {"qtype", kQtypeNames[key.qtype]}}), static_cast<double>(n));
+        ctx.store.set_continued("vigil_dns_requests_total",
+                                pod_labels(*pod, {{"direction", dir}, {"qtype", kQtypeNames[key.qtype]}}),
+                                static_cast<double>(n), pod->attach_serial);
       else
-        ctx.store.set("vigil_dns_responses_total",
-                      pod_labels(*pod, {{"direction", dir}, {"qtype", kQtypeNames[key.qtype]},
-                                        {"rcode", kRcodeNames[key.rcode]}}),
-                      static_cast<double>(n));
+        ctx.store.set_continued("vigil_dns_responses_total",
+                                pod_labels(*pod, {{"direction", dir}, {"qtype", kQtypeNames[key.qtype]},
+                                                  {"rcode", kRcodeNames[key.rcode]}}),
+                                static_cast<double>(n), pod->attach_serial);
     });
     ctx.walked("vigil_dns_counts", entries - forget(m.fd, orphans));
   }
@@ -126,23 +128,24 @@ class DnsFamily : public Family {
             }
             t.unmatched_responses += v.unmatched_responses;
           }
+          const uint64_t epoch = pod->attach_serial;
           for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
-            late_[{ifindex, s}] = t.late[s];
+            late_[{ifindex, s}] = {epoch, t.late[s]};
             if (t.retries[s])
-              ctx.store.set("vigil_dns_request_retries_total", pod_labels(*pod, {{"side", kSideNames[s]}}),
-                            static_cast<double>(t.retries[s]));
+              ctx.store.set_continued("vigil_dns_request_retries_total", pod_labels(*pod, {{"side", kSideNames[s]}}),
+                                      static_cast<double>(t.retries[s]), epoch);
           }
           for (int s = 0; s < VIGIL_DNS_SIDE_MAX; ++s) {
             std::vector<uint64_t> counts(t.buckets[s], t.buckets[s] + VIGIL_DNS_LATENCY_BUCKETS);
             uint64_t total = 0;
             for (auto c : counts) total += c;
             if (total == 0) continue;  // a side's histogram appears with its first matched response
-            ctx.store.set_histogram("vigil_dns_latency_seconds", pod_labels(*pod, {{"side", kSideNames[s]}}), bounds,
-                                    counts, static_cast<double>(t.sum_ns[s]) * 1e-9);
+            ctx.store.set_histogram_continued("vigil_dns_latency_seconds", pod_labels(*pod, {{"side", kSideNames[s]}}),
+                                              bounds, counts, static_cast<double>(t.sum_ns[s]) * 1e-9, epoch);
           }
           if (t.unmatched_responses)
-            ctx.store.set("vigil_dns_unmatched_responses_total", pod_labels(*pod),
-                          static_cast<double>(t.unmatched_responses));
+            ctx.store.set_continued("vigil_dns_unmatched_responses_total", pod_labels(*pod),
+                                    static_cast<double>(t.unmatched_responses), epoch);
         });
     ctx.walked("vigil_dns_latency", entries - forget(m.fd, orphans));
   }
@@ -161,13 +164,18 @@ class DnsFamily : public Family {
       next_scan_ns_ = now + 1000000000ull;
       scan_unanswered(ctx, now);
     }
-    std::map<std::pair<uint32_t, int>, uint64_t> total = late_;
-    for (const auto& [key, n] : unanswered_) total[key] += n;
+    // Of the pod that has the interface now, since its attach; going on across attaches.
+    std::map<std::pair<uint32_t, int>, uint64_t> total;
+    for (const auto* counts : {&late_, &unanswered_})
+      for (const auto& [key, c] : *counts) {
+        const WatchedPod* pod = ctx.pods.by_ifindex(key.first);
+        if (pod && c.epoch == pod->attach_serial) total[key] += c.n;
+      }
     for (const auto& [key, n] : total) {
       const WatchedPod* pod = ctx.pods.by_ifindex(key.first);
-      if (!pod || !pod->packet_level || n == 0) continue;
-      ctx.store.set("vigil_dns_timeouts_total", pod_labels(*pod, {{"side", kSideNames[key.second]}}),
-                    static_cast<double>(n));
+      if (!pod->packet_level || n == 0) continue;
+      ctx.store.set_continued("vigil_dns_timeouts_total", pod_labels(*pod, {{"side", kSideNames[key.second]}}),
+                              static_cast<double>(n), pod->attach_serial);
     }
   }
 
@@ -182,20 +190,31 @@ class DnsFamily : public Family {
       if (bpf_map_delete_elem(m.fd, &key) != 0) continue;  // answered meanwhile
       --entries;
       const int side = key.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
-      ++unanswered_[{key.ifindex, side}];
+      const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
+      if (!pod) continue;
+      Counted& c = unanswered_[{key.ifindex, side}];
+      if (c.epoch != pod->attach_serial) c = {pod->attach_serial, 0};
+      ++c.n;
     }
     ctx.walked("vigil_dns_pending", entries);
-    // A pod that is gone: a later pod on a reused ifindex starts from zero.
+    // A pod that is gone, or attached again: a later attach of it, or a later pod on a reused
+    // ifindex, starts from zero.
     for (auto* counts : {&unanswered_, &late_})
-      for (auto it = counts->begin(); it != counts->end();)
-        it = ctx.pods.by_ifindex(it->first.first) ? std::next(it) : counts->erase(it);
+      for (auto it = counts->begin(); it != counts->end();) {
+        const WatchedPod* pod = ctx.pods.by_ifindex(it->first.first);
+        it = pod && pod->attach_serial == it->second.epoch ? std::next(it) : counts->erase(it);
+      }
   }
 
   uint64_t timeout_ns_;
   uint64_t next_scan_ns_ = 0;
   // (ifindex, side) -> requests timed out: taken out unanswered here, and answered late (the
-  // kernel's count, as last read).
-  std::map<std::pair<uint32_t, int>, uint64_t> unanswered_, late_;
+  // kernel's count, as last read), each of one attach of the interface's pod.
+  struct Counted {
+    uint64_t epoch = 0;  // the pod's attach_serial
+    uint64_t n = 0;
+  };
+  std::map<std::pair<uint32_t, int>, Counted> unanswered_, late_;
 
   // Entries of interfaces no watched pod owns any more: the pod is gone (its series expire
   // with the agent's grace), and a later pod on a reused ifindex must start from zero.

@@ -46,8 +46,9 @@ class DropFamily : public Family {
           Labels l = pod_labels(*pod, {{"direction", direction_name(key.direction)},
                                           {"reason", reasons.name(key.reason)},
                                           {"cast", cast_name(key.cast)}});
-          ctx.store.set("vigil_drop_packets_total", l, static_cast<double>(packets));
-          ctx.store.set("vigil_drop_bytes_total", l, static_cast<double>(bytes));
+          // Counted from the pod's attach (forget_counters), and going on across attaches.
+          ctx.store.set_continued("vigil_drop_packets_total", l, static_cast<double>(packets), pod->attach_serial);
+          ctx.store.set_continued("vigil_drop_bytes_total", l, static_cast<double>(bytes), pod->attach_serial);
         });
     if (m.fd >= 0) ctx.walked("vigil_drops", entries);
   }

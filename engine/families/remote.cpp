@@ -124,7 +124,7 @@ class RemoteFamily : public Family {
       std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
       // A peer entry may exist for drops or sockets only; each family appears with its first count.
       auto put = [&](const char* name, uint64_t v) {
-        if (v) ctx.store.set(name, l, static_cast<double>(v));
+        if (v) ctx.store.set_continued(name, l, static_cast<double>(v), pod->attach_serial);
       };
       put("vigil_remote_forward_packets_total", t.packets);
       put("vigil_remote_forward_bytes_total", t.bytes);

@@ -52,20 +52,23 @@ class TcpFamily : public Family {
         t.rtt_sum_us += v.rtt_sum_us;
       }
       auto ev = [&](int e) { return static_cast<double>(t.events[e]); };
-      auto& s = ctx.store;
-      s.set("vigil_tcp_connect_attempts_total", pod_labels(*pod), ev(VIGIL_TCP_EV_CONNECT));
-      s.set("vigil_tcp_connections_established_total", pod_labels(*pod, {{"role", "client"}}), ev(VIGIL_TCP_EV_ESTABLISHED_OUT));
-      s.set("vigil_tcp_connections_established_total", pod_labels(*pod, {{"role", "server"}}), ev(VIGIL_TCP_EV_ESTABLISHED_IN));
-      s.set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "refused"}}), ev(VIGIL_TCP_EV_REFUSED));
-      s.set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "timeout"}}), ev(VIGIL_TCP_EV_TIMEOUT));
-      s.set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "other"}}), ev(VIGIL_TCP_EV_CONNECT_FAILED));
-      s.set("vigil_tcp_retransmits_total", pod_labels(*pod), ev(VIGIL_TCP_EV_RETRANSMIT));
+      // Counted from the pod's attach (forget_counters), and going on across attaches.
+      const uint64_t epoch = pod->attach_serial;
+      auto set = [&](const char* name, const Labels& l, double v) { ctx.store.set_continued(name, l, v, epoch); };
+      set("vigil_tcp_connect_attempts_total", pod_labels(*pod), ev(VIGIL_TCP_EV_CONNECT));
+      set("vigil_tcp_connections_established_total", pod_labels(*pod, {{"role", "client"}}), ev(VIGIL_TCP_EV_ESTABLISHED_OUT));
+      set("vigil_tcp_connections_established_total", pod_labels(*pod, {{"role", "server"}}), ev(VIGIL_TCP_EV_ESTABLISHED_IN));
+      set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "refused"}}), ev(VIGIL_TCP_EV_REFUSED));
+      set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "timeout"}}), ev(VIGIL_TCP_EV_TIMEOUT));
+      set("vigil_tcp_connect_failures_total", pod_labels(*pod, {{"reason", "other"}}), ev(VIGIL_TCP_EV_CONNECT_FAILED));
+      set("vigil_tcp_retransmits_total", pod_labels(*pod), ev(VIGIL_TCP_EV_RETRANSMIT));
       for (int i = 0; i < VIGIL_TCP_STATE_MAX; ++i)
         if (tcp_state_name(i) && t.transitions[i])
-          s.set("vigil_tcp_state_transitions_total", pod_labels(*pod, {{"state", tcp_state_name(i)}}),
-                static_cast<double>(t.transitions[i]));
+          set("vigil_tcp_state_transitions_total", pod_labels(*pod, {{"state", tcp_state_name(i)}}),
+              static_cast<double>(t.transitions[i]));
       std::vector<uint64_t> counts(t.rtt_buckets, t.rtt_buckets + VIGIL_RTT_BUCKETS);
-      s.set_histogram("vigil_tcp_rtt_seconds", pod_labels(*pod), bounds, counts, static_cast<double>(t.rtt_sum_us) * 1e-6);
+      ctx.store.set_histogram_continued("vigil_tcp_rtt_seconds", pod_labels(*pod), bounds, counts,
+                                        static_cast<double>(t.rtt_sum_us) * 1e-6, epoch);
     });
     if (m.fd >= 0) ctx.walked("vigil_tcp", entries);
   }

@@ -66,18 +66,19 @@ class TrafficFamily : public Family {
             const char* dir = direction_name(d);
             Labels l = pod_labels(*pod, {{"direction", dir}});
             set_forward(ctx, *pod, d, l, programs, t.packets[d], t.bytes[d]);
-            ctx.store.set("vigil_tcp_resets_total", l, static_cast<double>(t.tcp_flags[d][VIGIL_TCP_RST]));
+            const uint64_t epoch = pod->attach_serial;
+            ctx.store.set_continued("vigil_tcp_resets_total", l, static_cast<double>(t.tcp_flags[d][VIGIL_TCP_RST]), epoch);
             for (int f = 0; f < VIGIL_TCP_FLAG_MAX; ++f) {
               // A flag series appears with its first segment, like Prometheus counters should.
               if (kFlagNames[f] && t.tcp_flags[d][f])
-                ctx.store.set("vigil_tcp_flags_total", pod_labels(*pod, {{"direction", dir}, {"flag", kFlagNames[f]}}),
-                              static_cast<double>(t.tcp_flags[d][f]));
+                ctx.store.set_continued("vigil_tcp_flags_total", pod_labels(*pod, {{"direction", dir}, {"flag", kFlagNames[f]}}),
+                                        static_cast<double>(t.tcp_flags[d][f]), epoch);
             }
             for (int k = 0; k < VIGIL_MALFORMED_MAX; ++k) {
               if (t.malformed[d][k])
-                ctx.store.set("vigil_malformed_packets_total",
-                              pod_labels(*pod, {{"direction", dir}, {"layer", kMalformedNames[k]}}),
-                              static_cast<double>(t.malformed[d][k]));
+                ctx.store.set_continued("vigil_malformed_packets_total",
+                                        pod_labels(*pod, {{"direction", dir}, {"layer", kMalformedNames[k]}}),
+                                        static_cast<double>(t.malformed[d][k]), epoch);
             }
           }
     }

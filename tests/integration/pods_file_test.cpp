@@ -129,6 +129,109 @@ TEST(PodsFile, AttachesAndDetachesAsTheFileChanges) {
   run("rm -rf " + dir);
 }
 
+// A pod that goes and comes back within metrics.series_grace (a StatefulSet's pod made again
+// under its name, a pods-file entry that flapped) keeps its series, and they go on from where
+// they were: every family, whichever way its kernel counters are kept (by pod, by interface, by
+// the programs' slot), counts what the new pod does on top of what the old one did. Exported as
+// the new pod's counts alone, each would fall back (a counter reset Prometheus sees, and a
+// reset the rules' rates see) and, once the new pod had counted past the old value, come out
+// low for good. And the series stay when the old pod's grace time is up.
+TEST(PodsFile, APodBackWithinTheGraceTimeGoesOnFromItsSeries) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  lab.cmd("serve-http 2");
+  lab.cmd("serve-dns 2");
+  std::string dir = make_temp_dir();
+  const std::string pods = dir + "/pods.yaml";
+  auto write_pods = [&](const std::vector<int>& which) {
+    std::ofstream(pods + ".tmp") << (which.empty() ? std::string("[]\n") : pods_yaml(lab, which));
+    ASSERT_EQ(rename((pods + ".tmp").c_str(), pods.c_str()), 0);
+  };
+  write_pods({1, 2});
+  const int port = free_port();
+  const std::string config = write_temp_file(dir, "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\n"
+                                             "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n"
+                                             "metrics: {series_grace: 10s}\n");
+  // Pod 1's series, one of each way the kernel keeps them: drops (by pod), TCP events (by pod),
+  // TCP flags (the programs' slot), DNS (by interface).
+  struct Counted {
+    std::string name;
+    std::map<std::string, std::string> labels;
+    int per_round;
+  };
+  const std::vector<Counted> counted = {
+      {"vigil_drop_packets_total", {{"direction", "ingress"}, {"reason", "NO_SOCKET"}, {"cast", "unicast"}}, 7},
+      {"vigil_tcp_connect_attempts_total", {}, 3},
+      {"vigil_tcp_flags_total", {{"direction", "egress"}, {"flag", "SYN"}}, 3},
+      {"vigil_dns_requests_total", {{"direction", "egress"}, {"qtype", "A"}}, 3},
+      {"vigil_dns_responses_total", {{"direction", "ingress"}, {"qtype", "A"}, {"rcode", "NXDOMAIN"}}, 1},
+  };
+  auto values = [&](const std::string& text) {
+    std::vector<double> out;
+    for (const auto& c : counted) {
+      auto l = c.labels;
+      l["pod"] = "pod-1";
+      out.push_back(metric_value(text, c.name, l).value_or(-1));
+    }
+    return out;
+  };
+  auto want = [&](int rounds) {
+    std::vector<double> out;
+    for (const auto& c : counted) out.push_back(c.per_round * rounds);
+    return out;
+  };
+  // A round: pod 2 sends 7 datagrams to pod 1's closed port 9000; pod 1 makes 3 HTTP requests
+  // to pod 2 and asks its dnsmasq 3 questions, one of them for a name it does not have.
+  auto round = [&] {
+    lab.cmd("udp 2 1 7");
+    const std::string ns = lab.prefix() + "-pod-1";
+    for (int i = 0; i < 3; ++i) {
+      auto r = run("ip netns exec " + ns + " bash -c 'exec 3<>/dev/tcp/" + lab.ip(2) +
+                   "/8080 && printf \"GET /bytes/64 HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3 >/dev/null'");
+      ASSERT_EQ(r.status, 0) << r.output;
+    }
+    EXPECT_EQ(lab.cmd("dns 1 2 ok.lab.test"), "NOERROR\n");
+    EXPECT_EQ(lab.cmd("dns 1 2 ok.lab.test"), "NOERROR\n");
+    EXPECT_EQ(lab.cmd("dns 1 2 nothing.lab.test"), "NXDOMAIN\n");
+  };
+  std::string text;
+  auto counted_to = [&](int rounds) {
+    return wait_until([&] { return values(text = http_get("127.0.0.1", port, "/metrics")) == want(rounds); }, 10s);
+  };
+
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s)) << agent.log();
+  round();
+  ASSERT_TRUE(counted_to(1)) << testing::PrintToString(values(text)) << "\n" << text;
+
+  // Pod 1 goes as a CNI takes a pod away: its namespace, then its entry.
+  lab.cmd("rm 1");
+  write_pods({2});
+  const auto gone = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-2"}; }, 10s)) << agent.log();
+  EXPECT_EQ(values(metrics_after_ticks(port)), want(1)) << "a gone pod's series must stay for the grace time";
+
+  // And comes back under its name: a new namespace, a new veth, the same address.
+  lab.cmd("up 2");
+  // Pod 2 learns the new pod's MAC address (sent to the old one, the bridge floods them and pod 1
+  // drops them as OTHERHOST).
+  ASSERT_EQ(run("ip -n " + lab.prefix() + "-pod-2 neigh flush all").status, 0);
+  write_pods({1, 2});
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s)) << agent.log();
+  ASSERT_LT(std::chrono::steady_clock::now() - gone, 8s) << "pod 1 came back too late for the test's grace time";
+  EXPECT_EQ(values(metrics_after_ticks(port)), want(1)) << "the series of a pod that came back fell back";
+  round();
+  EXPECT_TRUE(counted_to(2)) << "what the pod did before it went, and after it came back, adds up: "
+                             << testing::PrintToString(values(text)) << "\n" << text;
+
+  // The old pod's grace time ends: the series are the pod's that is here now, and stay.
+  std::this_thread::sleep_until(gone + 11s);
+  EXPECT_EQ(values(metrics_after_ticks(port)), want(2)) << "a pod that came back lost its series when the gone pod's grace time ended";
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
 // The pod manager checks at every tick that each attached pod's host-side veth still has the
 // name it was attached under (a deleted namespace takes its veth; a reused ifindex gets another
 // name). A veth renamed under a running agent: the pod is resolved again through its namespace,
@@ -155,12 +258,31 @@ TEST(PodsFile, AHostSideVethRenamedIsAttachedAgainUnderItsNewName) {
     return metric_value(http_get("127.0.0.1", port, "/metrics"), "vigil_forward_packets_total",
                         {{"pod", "pod-1"}, {"direction", "egress"}}).value_or(0);
   };
+  // Pod 1's DNS questions (counted by interface) and TCP connects (by pod) to pod 2.
+  lab.cmd("serve-dns 2");
+  lab.cmd("serve-http 2");
+  auto ask = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      EXPECT_EQ(lab.cmd("dns 1 2 ok.lab.test"), "NOERROR\n");
+      EXPECT_EQ(run("ip netns exec " + lab.prefix() + "-pod-1 bash -c 'exec 3<>/dev/tcp/" + lab.ip(2) + "/8080'").status, 0);
+    }
+  };
+  std::string text;
+  auto asked = [&](int n) {
+    return wait_until([&] {
+      text = http_get("127.0.0.1", port, "/metrics");
+      return metric_value(text, "vigil_dns_requests_total", {{"pod", "pod-1"}, {"direction", "egress"}, {"qtype", "A"}}) == n &&
+             metric_value(text, "vigil_tcp_connect_attempts_total", {{"pod", "pod-1"}}) == n;
+    }, 10s);
+  };
   {
     Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
     ASSERT_TRUE(wait_until([&] { return interface_of() == was; }, 10s)) << agent.log();
     ASSERT_TRUE(has_vigil_filter(was));
     lab.cmd("udp 1 2 20");
     ASSERT_TRUE(wait_until([&] { return egress() >= 20; }, 5s)) << agent.log();
+    ask(2);
+    ASSERT_TRUE(asked(2)) << text;
 
     const auto renamed = run("ip link set dev " + was + " down && ip link set dev " + was + " name " + now +
                              " && ip link set dev " + now + " up");
@@ -174,6 +296,9 @@ TEST(PodsFile, AHostSideVethRenamedIsAttachedAgainUnderItsNewName) {
       lab.cmd("udp 1 2 5");
       return egress() >= before + 20;
     }, 10s)) << "pod 1's packets are not counted after its veth was renamed\n" << agent.log();
+    // Attached again, with counters from zero in the kernel: its series go on, each counted once.
+    ask(3);
+    EXPECT_TRUE(asked(5)) << text;
     EXPECT_EQ(agent.terminate(), 0) << agent.log();
   }
   EXPECT_FALSE(has_vigil_filter(now));

@@ -2,6 +2,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -74,6 +75,49 @@ TEST(SeriesStore, RemovalWithinOneFamily) {
   for (const auto& sample : s.snapshot())
     if (sample.metric == "latency_seconds_count") histogram_pods.insert(*find_label(sample.labels, "pod"));
   EXPECT_EQ(histogram_pods, std::set<std::string>{"b"});
+}
+
+// A pod's counters in the kernel start again at each attach of the pod; its series go on.
+TEST(SeriesStore, ContinuedCountersGoOnWhenTheirSourceStartsAgain) {
+  SeriesStore s;
+  s.describe("drops_total", "D.", SeriesKind::Counter);
+  const Labels a = make_labels({{"pod", "a"}});
+  auto value = [&] { return s.value("drops_total", a).value_or(-1); };
+  s.set_continued("drops_total", a, 5, 1);
+  EXPECT_EQ(value(), 5);  // a new series: all the source has
+  s.set_continued("drops_total", a, 8, 1);
+  EXPECT_EQ(value(), 8);
+  s.set_continued("drops_total", a, 2, 2);  // attached again: counts from 0 again
+  EXPECT_EQ(value(), 10);
+  s.set_continued("drops_total", a, 9, 2);
+  EXPECT_EQ(value(), 17);
+  s.set_continued("drops_total", a, 9, 2);
+  EXPECT_EQ(value(), 17);
+  s.set_continued("drops_total", a, 3, 2);  // the kernel's entry made again within the attach
+  EXPECT_EQ(value(), 20);
+  // An epoch a source has more than ever had at the change: still all of it is new.
+  s.set_continued("drops_total", a, 30, 3);
+  EXPECT_EQ(value(), 50);
+  // A series removed (its pod's grace time over) starts from nothing.
+  s.remove_if([](const Labels&) { return true; });
+  s.set_continued("drops_total", a, 4, 3);
+  EXPECT_EQ(value(), 4);
+
+  s.describe("rtt_seconds", "R.", SeriesKind::Histogram);
+  const std::vector<double> bounds = {0.1, 1, std::numeric_limits<double>::infinity()};
+  s.set_histogram_continued("rtt_seconds", a, bounds, {1, 2, 0}, 1.5, 1);
+  s.set_histogram_continued("rtt_seconds", a, bounds, {2, 2, 1}, 4.0, 1);
+  s.set_histogram_continued("rtt_seconds", a, bounds, {0, 1, 0}, 0.5, 2);  // attached again
+  s.set_histogram_continued("rtt_seconds", a, bounds, {1, 1, 0}, 0.55, 2);
+  const std::string text = text_of(s);
+  EXPECT_NE(text.find("rtt_seconds_bucket{pod=\"a\",le=\"0.1\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("rtt_seconds_bucket{pod=\"a\",le=\"1\"} 6\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("rtt_seconds_bucket{pod=\"a\",le=\"+Inf\"} 7\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("rtt_seconds_count{pod=\"a\"} 7\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("rtt_seconds_sum{pod=\"a\"} 4.55\n"), std::string::npos) << text;
+  // One bucket fell back within the attach: the source started again.
+  s.set_histogram_continued("rtt_seconds", a, bounds, {0, 2, 0}, 0.6, 2);
+  EXPECT_NE(text_of(s).find("rtt_seconds_count{pod=\"a\"} 9\n"), std::string::npos) << text_of(s);
 }
 
 TEST(SeriesStore, UndescribedFamilyIsAProgrammingError) {
