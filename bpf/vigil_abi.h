@@ -70,8 +70,10 @@ enum vigil_tcp_plain {
  * additionally as malformed; nothing is read from the layers after the bad one. */
 enum vigil_malformed_kind {
   VIGIL_MALFORMED_L2 = 0, /* truncated Ethernet or VLAN header */
-  VIGIL_MALFORMED_L3 = 1, /* truncated or inconsistent IPv4/IPv6 header, too many extension headers */
-  VIGIL_MALFORMED_L4 = 2, /* truncated TCP/UDP header, bad data offset or length */
+  VIGIL_MALFORMED_L3 = 1, /* truncated or inconsistent IPv4/IPv6 header, too many extension headers, a
+                           * length past the frame */
+  VIGIL_MALFORMED_L4 = 2, /* truncated TCP/UDP header, bad data offset or length; a header or UDP length
+                           * past the IP packet's length */
   VIGIL_MALFORMED_DNS = 3, /* a DNS message on port 53 that does not parse */
   VIGIL_MALFORMED_MAX = 4,
 };

@@ -51,11 +51,15 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
   }
 
   __u8 next;
+  int fragment = 0; /* the first fragment of a datagram: its L4 length is the whole datagram's */
   if (proto == VIGIL_ETH_P_IP) {
     struct iphdr *ip = data + off;
     if ((void *)(ip + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     __u32 ihl = ip->ihl * 4;
-    if (ip->version != 4 || ihl < 20 || bpf_ntohs(ip->tot_len) < ihl) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    __u32 tot_len = bpf_ntohs(ip->tot_len);
+    /* BIG TCP (IPv4, Linux 6.3+): a GSO packet over 64 KiB has no length of its own, 0. */
+    if (tot_len == 0 && skb->gso_size) tot_len = skb->len - off;
+    if (ip->version != 4 || ihl < 20 || tot_len < ihl) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     /* Options that run past the packet are a truncated IPv4 header, whatever follows them. */
     if (data + off + ihl > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     /* ::ffff:a.b.c.d, three stores an address instead of byte by byte. */
@@ -66,12 +70,16 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     *(__u32 *)(p->daddr + 8) = bpf_htonl(0xffff);
     *(__u32 *)(p->daddr + 12) = ip->daddr;
     next = ip->protocol;
-    p->l3_end = off + bpf_ntohs(ip->tot_len);
+    /* A length past the frame: a truncated packet, which IP drops (INTRUNCATEDPKTS). */
+    p->l3_end = off + tot_len;
+    if (p->l3_end > skb->len) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     /* A non-first fragment carries no L4 header: count it, parse no further. */
-    if (bpf_ntohs(ip->frag_off) & 0x1fff) {
+    const __u16 frag_off = bpf_ntohs(ip->frag_off);
+    if (frag_off & 0x1fff) {
       p->l4_proto = 0;
       return 0;
     }
+    fragment = frag_off & 0x2000; /* more fragments */
     off += ihl;
   } else if (proto == VIGIL_ETH_P_IPV6) {
     struct ipv6hdr *ip6 = data + off;
@@ -81,7 +89,10 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     __builtin_memcpy(p->daddr, &ip6->daddr, 16);
     p->ipv6 = 1;
     next = ip6->nexthdr;
-    p->l3_end = off + 40 + bpf_ntohs(ip6->payload_len);
+    /* A payload length of 0: a jumbogram, or BIG TCP's GSO packet over 64 KiB; the frame. */
+    const __u32 payload_len = bpf_ntohs(ip6->payload_len);
+    p->l3_end = payload_len ? off + 40 + payload_len : skb->len;
+    if (p->l3_end > skb->len) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     off += 40;
 #pragma unroll
     for (int i = 0; i < VIGIL_IPV6_MAX_EXT; i++) {
@@ -100,36 +111,41 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
           p->l4_proto = 0;
           return 0;
         }
+        fragment = 1;
       } else {
         break;
       }
     }
     if (next == 0 || next == 43 || next == 60 || next == 44) return vigil_malformed(p, VIGIL_MALFORMED_L3);
-    /* An extension header that runs past the packet is a truncated IPv6 header. */
-    if (off > 1024 || data + off > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
+    /* An extension header that runs past the frame, or past the payload length, is a
+     * truncated IPv6 header. */
+    if (off > 1024 || data + off > data_end || off > p->l3_end) return vigil_malformed(p, VIGIL_MALFORMED_L3);
   } else {
     return 1;
   }
 
   p->l4_proto = next;
   if (off > 1024) return vigil_malformed(p, VIGIL_MALFORMED_L3);
-  /* A length of 0 (IPv6 jumbograms, BIG TCP's large GSO packets) or past the frame: the frame. */
-  if (p->l3_end <= off || p->l3_end > skb->len) p->l3_end = skb->len;
   p->l4_off = off;
+  /* An L4 header must fit in the frame and in the IP packet's length: bytes past that length
+   * are not the packet's (the stack trims them off), whatever they look like. */
   if (next == VIGIL_IPPROTO_TCP) {
     struct tcphdr *tcp = data + off;
-    if ((void *)(tcp + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    if ((void *)(tcp + 1) > data_end || off + 20 > p->l3_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
     /* A data offset below 20 bytes, or options that run past the packet. */
     __u32 doff = tcp->doff * 4;
-    if (doff < 20 || data + off + doff > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    if (doff < 20 || data + off + doff > data_end || off + doff > p->l3_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
     p->sport = bpf_ntohs(tcp->source);
     p->dport = bpf_ntohs(tcp->dest);
     p->tcp_flags = ((__u8 *)tcp)[13];
     p->payload_off = off + doff;
   } else if (next == VIGIL_IPPROTO_UDP) {
     struct udphdr *udp = data + off;
-    if ((void *)(udp + 1) > data_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
-    if (bpf_ntohs(udp->len) < 8) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    if ((void *)(udp + 1) > data_end || off + 8 > p->l3_end) return vigil_malformed(p, VIGIL_MALFORMED_L4);
+    /* A length below its header, or past the IP packet's end (UDP drops it as too short),
+     * unless the packet is a datagram's first fragment. */
+    const __u32 udp_len = bpf_ntohs(udp->len);
+    if (udp_len < 8 || (!fragment && off + udp_len > p->l3_end)) return vigil_malformed(p, VIGIL_MALFORMED_L4);
     p->sport = bpf_ntohs(udp->source);
     p->dport = bpf_ntohs(udp->dest);
     p->payload_off = off + 8;

@@ -156,6 +156,7 @@ struct V4 {
   uint16_t frag = 0;     // flags and offset field as on the wire
   int ihl = -1;          // overrides the computed header length (in 4-byte words) when >= 0
   int version = 4;
+  int tot_len = -1;      // overrides the computed total length when >= 0
 };
 Bytes ipv4(const Addrs& a, const V4& o, const Bytes& payload) {
   Bytes b;
@@ -163,7 +164,7 @@ Bytes ipv4(const Addrs& a, const V4& o, const Bytes& payload) {
   const int ihl = o.ihl >= 0 ? o.ihl : static_cast<int>(hlen / 4);
   b.push_back(static_cast<uint8_t>((o.version << 4) | (ihl & 0xf)));
   b.push_back(0);
-  put16(b, static_cast<uint16_t>(hlen + payload.size()));
+  put16(b, static_cast<uint16_t>(o.tot_len >= 0 ? o.tot_len : hlen + payload.size()));
   put16(b, next_ip_id());
   put16(b, o.frag);
   b.push_back(64);
@@ -317,7 +318,53 @@ const std::vector<Kind>& kinds() {
        [](const Addrs& a, const Mac& m) {
          return eth(a, m, {kEthIp6}, ipv6(a, kUdp, truncate(udp(true, a, kDataPort, {}), 4)));
        }},
+      // Lengths that leave the L4 header, or the message, outside the IP packet: the frame
+      // carries a whole segment or datagram after it, which the stack trims off and never reads.
+      // The IPv4 total length says the header alone; a SYN follows.
+      {"tcp-ip4-header-only",
+       [](const Addrs& a, const Mac& m) {
+         V4 o = v4_tcp();
+         o.tot_len = 20;
+         return eth(a, m, {kEthIp}, ipv4(a, o, tcp(false, a, kDataPort, 0x02, {})));
+       }},
+      // The same before a DNS query in UDP.
+      {"dns-ip4-header-only",
+       [](const Addrs& a, const Mac& m) {
+         V4 o;
+         o.tot_len = 20;
+         return eth(a, m, {kEthIp}, ipv4(a, o, udp(false, a, kDnsPort, dns_query(0x7630, "ok.lab.test", 1))));
+       }},
+      // The IPv6 payload length says the UDP header alone, whose length says the query after it.
+      {"dns-ip6-payload-short",
+       [](const Addrs& a, const Mac& m) {
+         Bytes b = ipv6(a, kUdp, udp(true, a, kDnsPort, dns_query(0x7631, "ok.lab.test", 28)));
+         set16(b, 4, 8);
+         return eth(a, m, {kEthIp6}, b);
+       }},
+      // The UDP length says 16 bytes more than the IPv4 packet holds.
+      {"dns-udp-len-past-ip",
+       [](const Addrs& a, const Mac& m) {
+         Bytes u = udp(false, a, kDnsPort, dns_query(0x7632, "ok.lab.test", 1));
+         set16(u, 4, static_cast<uint16_t>(u.size() + 16));
+         return eth(a, m, {kEthIp}, ipv4(a, {}, u));
+       }},
+      // --- malformed at L3: a total length 40 bytes past the frame (a truncated packet).
+      {"ip4-len-past-frame",
+       [](const Addrs& a, const Mac& m) {
+         Bytes u = udp(false, a, kDataPort, Bytes(16, 0x76));
+         V4 o;
+         o.tot_len = static_cast<int>(20 + u.size() + 40);
+         return eth(a, m, {kEthIp}, ipv4(a, o, u));
+       }},
       // --- malformed DNS, in well-formed IPv4/UDP to port 53 unless said otherwise
+      // The UDP length ends the datagram after the DNS header, whose question then is missing;
+      // the rest of the query follows in the IP packet, outside the datagram.
+      {"dns-udp-len-short",
+       [](const Addrs& a, const Mac& m) {
+         Bytes u = udp(false, a, kDnsPort, dns_query(0x7633, "ok.lab.test", 1));
+         set16(u, 4, 8 + 12);
+         return eth(a, m, {kEthIp}, ipv4(a, {}, u));
+       }},
       // A label, then a pointer back to the start of the name: a loop.
       {"dns-compression-loop",
        [](const Addrs& a, const Mac& m) {
