@@ -189,5 +189,60 @@ TEST(Accuracy, DropsInsideAPodToItselfAreCastLoopback) {
   EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
+// BIG TCP (IPv4: Linux 6.3+, Cilium's enable-ipv4-big-tcp): TCP sends GSO packets of up to the
+// interface's gso_ipv4_max_size, and one over 64 KiB has an IPv4 total length of 0. Each is a
+// whole packet: counted with its bytes and its flags, as the interface counts it, and never
+// as malformed (its headers are fine; only the length field has no room for its size).
+TEST(Accuracy, BigTcpPacketsOver64KiBAreWholePackets) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  for (int p : {1, 2}) {
+    for (const std::string& cmd : {"ip netns exec " + lab.prefix() + "-pod-" + std::to_string(p) + " " + traffic + " big-tcp eth0 185000",
+                                   traffic + " big-tcp " + lab.veth(p) + " 185000"}) {
+      auto r = run(cmd);
+      ASSERT_EQ(r.status, 0) << cmd << ": " << r.output;
+    }
+  }
+  lab.cmd("serve-http 2");
+  ScopedTempDir dir;
+  const int port = free_port();
+  auto agent = lab_agent(lab, dir, port);
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  const std::string before = metrics_after_ticks(port);
+  // What pod 2 sends, as its host-side veth receives it.
+  auto received = [&](const char* what) {
+    auto r = run("cat /sys/class/net/" + lab.veth(2) + "/statistics/rx_" + what);
+    return std::stod(r.output);
+  };
+  const double packets0 = received("packets"), bytes0 = received("bytes");
+  auto got = run("ip netns exec " + lab.prefix() + "-pod-1 curl -sS -o /dev/null -w '%{size_download}' http://" + lab.ip(2) +
+                 ":8080/bytes/20000000");
+  ASSERT_EQ(got.output, "20000000") << got.output;
+  const double packets = received("packets") - packets0, bytes = received("bytes") - bytes0;
+  ASSERT_GT(bytes / packets, 65536) << packets << " packets, " << bytes << " bytes: no packet over 64 KiB, no BIG TCP";
+  const std::map<std::string, std::string> out2 = {{"pod", "pod-2"}, {"direction", "egress"}};
+  auto delta = [&](const std::string& text, const std::string& name, const std::map<std::string, std::string>& l) {
+    return metric_sum(text, name, l) - metric_sum(before, name, l);
+  };
+  std::string after;
+  for (int i = 0; i < 50; ++i) {
+    after = http_get("127.0.0.1", port, "/metrics");
+    if (delta(after, "vigil_forward_packets_total", out2) >= packets) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  after = metrics_after_ticks(port);
+  EXPECT_EQ(delta(after, "vigil_forward_packets_total", out2), packets);
+  EXPECT_EQ(delta(after, "vigil_forward_bytes_total", out2), bytes);
+  EXPECT_EQ(delta(after, "vigil_malformed_packets_total", {{"pod", "pod-2"}}), 0) << after;
+  EXPECT_EQ(delta(after, "vigil_malformed_packets_total", {{"pod", "pod-1"}}), 0) << after;
+  // Every packet pod 2 sent is a segment of the connection, each with ACK set.
+  auto flags = out2;
+  flags["flag"] = "ACK";
+  EXPECT_EQ(delta(after, "vigil_tcp_flags_total", flags), packets) << after;
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
+}
+
 }  // namespace
 }  // namespace vigil::test

@@ -33,11 +33,17 @@
 //                                      namespaces' net.ipv4.tcp_fastopen must allow it), the rest
 //                                      one after the other. Waits 20 s at
 //                                      most in all; prints "answered=N NOERROR=a NXDOMAIN=b REFUSED=c"
+//   big-tcp IFNAME SIZE                let IFNAME (in the calling namespace) send and take IPv4 and
+//                                      IPv6 GSO/GRO packets of up to SIZE bytes: BIG TCP over
+//                                      64 KiB (rtnetlink IFLA_GSO_IPV4_MAX_SIZE, Linux 6.3+, which
+//                                      Debian 12's iproute2 cannot set; IFLA_GSO_MAX_SIZE for IPv6)
 // Every loop is bounded by its arguments.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -461,6 +467,58 @@ int ip_proto(const std::string& dst, int proto, long count) {
   return sent == count ? 0 : 1;
 }
 
+// The attributes Debian 12's headers (Linux 6.1) do not have yet; values from linux/if_link.h.
+constexpr unsigned short kGsoIpv4MaxSize = 63;  // IFLA_GSO_IPV4_MAX_SIZE
+constexpr unsigned short kGroIpv4MaxSize = 64;  // IFLA_GRO_IPV4_MAX_SIZE
+
+int big_tcp(const std::string& ifname, uint32_t size) {
+  const unsigned index = if_nametoindex(ifname.c_str());
+  if (!index) {
+    std::fprintf(stderr, "big-tcp: no interface %s\n", ifname.c_str());
+    return 1;
+  }
+  struct {
+    nlmsghdr nh;
+    ifinfomsg ifi;
+    char attrs[64];
+  } req{};
+  req.nh.nlmsg_type = RTM_NEWLINK;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.nh.nlmsg_seq = 1;
+  req.ifi.ifi_family = AF_UNSPEC;
+  req.ifi.ifi_index = static_cast<int>(index);
+  size_t len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  for (unsigned short type : {kGsoIpv4MaxSize, kGroIpv4MaxSize, static_cast<unsigned short>(IFLA_GSO_MAX_SIZE),
+                              static_cast<unsigned short>(IFLA_GRO_MAX_SIZE)}) {
+    auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(len));
+    rta->rta_type = type;
+    rta->rta_len = RTA_LENGTH(sizeof(uint32_t));
+    std::memcpy(RTA_DATA(rta), &size, sizeof(size));
+    len = NLMSG_ALIGN(len) + RTA_ALIGN(rta->rta_len);
+  }
+  req.nh.nlmsg_len = static_cast<uint32_t>(len);
+  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0 || send(fd, &req, len, 0) != static_cast<ssize_t>(len)) {
+    std::fprintf(stderr, "big-tcp: rtnetlink: %s\n", std::strerror(errno));
+    if (fd >= 0) close(fd);
+    return 1;
+  }
+  char buf[4096];
+  const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+  close(fd);
+  const auto* ack = reinterpret_cast<const nlmsghdr*>(buf);
+  if (n < static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr))) || ack->nlmsg_type != NLMSG_ERROR) {
+    std::fprintf(stderr, "big-tcp: no answer from rtnetlink\n");
+    return 1;
+  }
+  const int err = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(ack))->error;
+  if (err) {
+    std::fprintf(stderr, "big-tcp: %s: %s\n", ifname.c_str(), std::strerror(-err));
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -479,6 +537,7 @@ int main(int argc, char** argv) {
   if (mode == "udp-blast" && argc == 6) return udp_blast(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::stoul(argv[5]));
   if (mode == "udp-sink" && argc == 4) return udp_sink(std::atoi(argv[2]), std::atof(argv[3]));
   if (mode == "dns-tcp" && argc == 5) return dns_tcp(argv[2], std::atol(argv[3]), argv[4]);
-  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-late PORT DELAY_MS SECONDS | tcp-hangup PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS] | dns-tcp IP COUNT pipeline|split|fastopen\n");
+  if (mode == "big-tcp" && argc == 4) return big_tcp(argv[2], static_cast<uint32_t>(std::stoul(argv[3])));
+  std::fprintf(stderr, "usage: vigil-lab-traffic httpd PORT [ADDRESS] | http-load URL RATE SECONDS [CONNECTIONS] | udp-send IP PORT COUNT SIZE | udp-blast IP PORT COUNT SIZE | udp-sink PORT SECONDS | udp-from-many DST PORT COUNT BASE | ip-proto DST PROTO COUNT | tcp-silent PORT SECONDS | tcp-late PORT DELAY_MS SECONDS | tcp-hangup PORT SECONDS | tcp-requests IP PORT COUNT TIMEOUT [HOLD_MS] | dns-tcp IP COUNT pipeline|split|fastopen | big-tcp IFNAME SIZE\n");
   return 2;
 }
