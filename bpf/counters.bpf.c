@@ -371,6 +371,7 @@ static __always_inline int observe(struct __sk_buff *skb, __u32 ifindex, int dir
 
   struct vigil_pkt pkt = {.ifindex = ifindex};
   int r = vigil_parse(skb, &pkt);
+  if (r < 0) r = vigil_parse_pulled(skb, &pkt); /* its headers partly in the skb's pages? */
   if (r < 0) {
     __u32 kind = pkt.malformed - 1;
     if (kind < VIGIL_MALFORMED_MAX) v->malformed[dir][kind] += 1;

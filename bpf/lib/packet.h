@@ -153,4 +153,26 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
   return 0;
 }
 
+/* The most of a packet vigil_parse reads: VLAN tags, IPv6 extension headers (an offset up to
+ * 1024) and a TCP header with options. */
+#define VIGIL_PARSE_PULL 1088
+
+/* vigil_parse again, for a packet that failed it, once its headers are in the skb's linear part.
+ * A packet whose headers are partly in its pages fails for want of bytes it has: an AF_PACKET
+ * send of a frame of a page or more (a raw socket's, a packet replayer's, at a jumbo MTU) puts
+ * only the Ethernet header in the linear part. Packets that parse never come here, so the pull,
+ * which may copy the skb's head, costs only those. Global: the parser's second copy is verified
+ * once and sits apart from the packet path's code. It changes the packet's data, so the caller
+ * keeps no packet pointer across it. Returns as vigil_parse; when nothing can be pulled, -1
+ * with *p as the first parse left it. */
+__noinline int vigil_parse_pulled(struct __sk_buff *skb, struct vigil_pkt *p) {
+  if (!skb || !p) return -1;
+  const __u32 len = skb->len;
+  if (bpf_skb_pull_data(skb, len < VIGIL_PARSE_PULL ? len : VIGIL_PARSE_PULL)) return -1;
+  const __u32 ifindex = p->ifindex;
+  __builtin_memset(p, 0, sizeof(*p));
+  p->ifindex = ifindex;
+  return vigil_parse(skb, p);
+}
+
 #endif /* VIGIL_LIB_PACKET_H */

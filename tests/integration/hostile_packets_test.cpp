@@ -89,6 +89,9 @@ const std::vector<Expect> kExpect = {
     {"tcp-flags-ack", 7, "", "", ""},
     {"tcp-flags-psh-ack", 3, "", "", ""},
     {"tcp-flags-urg-psh-ack", 2, "", "", ""},
+    {"udp-5000", 4, "", "", ""},
+    {"tcp-5000-psh-ack", 5, "", "", ""},
+    {"dns-ip6-ext-5000", 6, "", "AAAA", ""},
 };
 
 // The TCP flags each packet of a kind carries, as counted (SYN is a SYN without ACK, SYNACK both).
@@ -102,6 +105,7 @@ const std::map<std::string, std::vector<const char*>> kFlags = {
     {"tcp-flags-ack", {"ACK"}},
     {"tcp-flags-psh-ack", {"PSH", "ACK"}},
     {"tcp-flags-urg-psh-ack", {"URG", "PSH", "ACK"}},
+    {"tcp-5000-psh-ack", {"PSH", "ACK"}},
 };
 const char* kFlagNames[] = {"FIN", "SYN", "SYNACK", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
 
@@ -127,6 +131,12 @@ class HostilePackets : public ::testing::Test {
       ASSERT_EQ(run("sysctl -qw net.ipv6.conf." + lab_->veth(pod) + ".disable_ipv6=1").status, 0);
     }
     ASSERT_EQ(run("sysctl -qw net.ipv6.conf." + lab_->prefix() + "-br0.disable_ipv6=1").status, 0);
+    // Room for the kinds of more than a page (their headers not in the skb's linear part).
+    for (int pod = 1; pod <= 3; ++pod) {
+      ASSERT_EQ(run("ip -n " + ns(pod) + " link set eth0 mtu 9000").status, 0);
+      ASSERT_EQ(run("ip link set " + lab_->veth(pod) + " mtu 9000").status, 0);
+    }
+    ASSERT_EQ(run("ip link set " + lab_->prefix() + "-br0 mtu 9000").status, 0);
     auto fdb = run(std::string("bridge fdb replace ") + kFakeMac + " dev " + lab_->veth(2) + " master static");
     ASSERT_EQ(fdb.status, 0) << fdb.output;
 

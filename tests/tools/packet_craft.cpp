@@ -554,6 +554,22 @@ const std::vector<Kind>& kinds() {
        [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp6}, ipv6(a, kTcp, tcp(true, a, kDataPort, 0x18, {}))); }},
       {"tcp-flags-urg-psh-ack",
        [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, 0x38, {}))); }},
+      // Frames of more than a page (the lab's MTU is raised for them): an AF_PACKET send puts
+      // only their Ethernet header in the skb's linear part, the rest in its pages.
+      {"udp-5000",
+       [](const Addrs& a, const Mac& m) { return eth(a, m, {kEthIp}, ipv4(a, {}, udp(false, a, kDataPort, Bytes(5000, 0x76)))); }},
+      {"tcp-5000-psh-ack",
+       [](const Addrs& a, const Mac& m) {
+         return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDataPort, kPshAck, Bytes(5000, 0x76))));
+       }},
+      {"dns-ip6-ext-5000",  // AAAA, in a datagram padded to 5000 bytes after the DNS message
+       [](const Addrs& a, const Mac& m) {
+         Bytes u = udp(true, a, kDnsPort, dns_query(0x7634, "ok.lab.test", 28));
+         const uint16_t dns_len = static_cast<uint16_t>(u.size());
+         u.resize(5000, 0);
+         set16(u, 4, dns_len);  // the UDP length ends the datagram at the message; the rest is padding
+         return eth(a, m, {kEthIp6}, ipv6_ext(a, kUdp, u));
+       }},
       // A FORMERR response without a question: counted as a response, qtype other; no request
       // was seen for it, so it is also unmatched.
       {"dns-response-qd0",
