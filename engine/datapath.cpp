@@ -288,6 +288,16 @@ Result<void> Datapath::write_slot(const vigil_slot& in) {
   vigil_slot there{};
   if (bpf_map__lookup_elem(skel_->maps.vigil_slots, &index, sizeof(index), &there, sizeof(there), 0))
     return make_error("read map vigil_slots: " + err_text(errno));
+  // The interface's entry written again (its programs linked again, its remote context set):
+  // its peers stay in vigil_remote, and so does the count of those it took, or it could name
+  // max_peers more. A released slot has no entry, so a new owner starts from 0. (A peer the
+  // kernel takes between the read and the write is not counted: the write follows at once.)
+  vigil_slot spilled{};
+  if (there.ifindex == entry.ifindex)
+    entry.remote_used = there.remote_used;
+  else if (bpf_map__lookup_elem(skel_->maps.vigil_slots_spill, &entry.ifindex, sizeof(entry.ifindex), &spilled,
+                                sizeof(spilled), 0) == 0)
+    entry.remote_used = spilled.remote_used;
   if (there.ifindex == 0 || there.ifindex == entry.ifindex) {
     if (bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &entry, sizeof(entry), BPF_ANY))
       return make_error("update map vigil_slots: " + err_text(errno));

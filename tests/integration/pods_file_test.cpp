@@ -66,15 +66,6 @@ std::map<__u32, KernelMap> bpf_maps() {
   return out;
 }
 
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return pred();
-}
-
 TEST(PodsFile, AttachesAndDetachesAsTheFileChanges) {
   VIGIL_REQUIRE_ROOT();
   Lab lab(3);

@@ -374,6 +374,15 @@ TracepointDelivery::~TracepointDelivery() {
 
 int attached_pod_count(int port) { return static_cast<int>(attached_pods(port).size()); }
 
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   for (int i = 0; i < 1000 && std::chrono::steady_clock::now() < end; ++i) {

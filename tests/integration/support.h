@@ -125,6 +125,8 @@ std::vector<std::string> tcx_programs(const std::string& dev);
 int attached_pod_count(int port);
 // Waits (bounded by `timeout`) until that agent has attached `count` pods.
 bool wait_for_attached(int port, int count, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Polls `pred` every 100 ms until it holds or `timeout` passes; then whether it holds.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 
 // How often the kernel hit a tracepoint and how often it ran a BPF program attached to it, over
 // the object's life (until stop()). The hits come from a tracefs instance of the test's own with

@@ -877,5 +877,60 @@ TEST(TcHook, LibbpfMessagesGoToTheLogAndExpectedAnswersStayQuiet) {
   }
 }
 
+// A CNI's program that comes on a pod's host-side veth after the pod was attached moves what the
+// pod receives to its own end (metrics.ingress_hook: auto): the agent links its programs again,
+// and the pod keeps its slot. It keeps its remote-context peers too, and the count of those it
+// has taken: after the move, new peers still go to "other" once max_peers are named.
+TEST(TcHook, RemoteContextStaysWithinMaxPeersWhenTheProgramsAreLinkedAgain) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  std::string error;
+  const std::string object = compile_other_tool("pass_all", dir.path(), error);
+  ASSERT_NE(object, "") << error;
+  const int port = free_port();
+  auto agent = start_agent(lab, dir.path(), port, "remote_context: {namespaces: [lab], max_peers: 4}\n");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  // Pod 2 sends pod 1 a datagram from each of `n` addresses from `base` on.
+  auto from_many = [&](int n, const std::string& base) {
+    auto r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
+                 " udp-from-many " + lab.ip(1) + " 9000 " + std::to_string(n) + " " + base);
+    ASSERT_EQ(r.status, 0) << r.output;
+  };
+  // Pod 1's named peers of what it receives, and what it received in "other".
+  std::string text;
+  auto named = [&] {
+    text = metrics_after_ticks(port, 1);
+    int n = 0;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("vigil_remote_forward_packets_total{", 0) == 0 && line.find("pod=\"pod-1\"") != std::string::npos &&
+          line.find("direction=\"ingress\"") != std::string::npos && line.find("remote_ip=\"10.251.") != std::string::npos)
+        ++n;
+    return n;
+  };
+  auto other = [&] {
+    return metric_value(text, "vigil_remote_forward_packets_total",
+                        {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0);
+  };
+  from_many(4, "10.251.0.1");
+  ASSERT_TRUE(wait_until([&] { return named() == 4; }, 10s)) << text;
+  const double other_before = other();
+
+  // The CNI comes: its filter on pod 1's host-side veth.
+  ASSERT_EQ(run("tc qdisc add dev " + lab.veth(1) + " clsact").status, 0);
+  auto tc = run("tc filter add dev " + lab.veth(1) + " ingress pref 50 bpf da obj " + object + " sec tc");
+  ASSERT_EQ(tc.status, 0) << tc.output;
+  ASSERT_TRUE(wait_until([&] { return agent->log().find("counting what the pod receives on its own") != std::string::npos; }, 10s))
+      << agent->log();
+  from_many(4, "10.251.1.1");
+  ASSERT_TRUE(wait_until([&] {
+    named();
+    return other() >= other_before + 4;
+  }, 10s)) << "the new peers are not in other:\n" << text;
+  EXPECT_EQ(named(), 4) << "more than max_peers named peers:\n" << text;
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
+}
+
 }  // namespace
 }  // namespace vigil::test
