@@ -22,6 +22,9 @@
 #define IPPROTO_TCP_ 6
 #define ECONNREFUSED_ 111
 #define ETIMEDOUT_ 110
+#define ECONNREFUSED_ 111
+#define ECONNRESET_ 104
+#define EPIPE_ 32
 
 char LICENSE[] SEC("license") = "GPL";
 

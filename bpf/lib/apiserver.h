@@ -154,10 +154,12 @@ static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
   vigil_api_unmark(ctx);
 }
 
-/* A socket we time changes state. Only its close matters: with a reset error (tcp_reset() sets
- * sk_err before the socket moves to CLOSE) the wait ends as a reset; an idle connection is
- * forgotten; SYN_SENT or REQUEST_SENT closed without one (the client gave up, or its retries ran
- * out) stays for the agent to count as no response. */
+/* A socket we time changes state. Only its close matters: with a reset's error (tcp_reset() sets
+ * sk_err before the socket moves to CLOSE: ECONNREFUSED in SYN_SENT, EPIPE in CLOSE_WAIT,
+ * ECONNRESET otherwise) the wait ends as a reset; an idle connection is forgotten; SYN_SENT or
+ * REQUEST_SENT closed without one (the client gave up, its retries ran out, an ICMP error such
+ * as host unreachable ended it: no SYN-ACK or answer came, and no RST) stays for the agent to
+ * count as no response. */
 static __always_inline void vigil_api_state(struct bpf_sock_ops *ctx) {
   if (ctx->args[1] != BPF_TCP_CLOSE) return;
   __u64 cookie = bpf_get_socket_cookie(ctx);
@@ -172,7 +174,7 @@ static __always_inline void vigil_api_state(struct bpf_sock_ops *ctx) {
   struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
   if (!tp) return;
   int err = tp->inet_conn.icsk_inet.sk.sk_err;
-  if (err == 0 || err == ETIMEDOUT_) return;
+  if (err != ECONNREFUSED_ && err != ECONNRESET_ && err != EPIPE_) return;
   struct vigil_api_value *v = vigil_api_value();
   if (v) v->resets[p->stage == VIGIL_API_SYN_SENT ? 0 : 1] += 1;
   bpf_map_delete_elem(&vigil_api_pending, &cookie);

@@ -68,7 +68,7 @@ void every_connection_is_timed(Family family) {
   for (int p : {8080, 8090, 8081}) ASSERT_TRUE(listening(p)) << "port " << p;
   auto nft = run("ip netns exec " + server_ns +
                  " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "
-                 "add rule inet t i tcp dport 8082 drop'");
+                 "add rule inet t i tcp dport 8082 drop; add rule inet t i tcp dport 8084 reject with icmpx host-unreachable'");
   ASSERT_EQ(nft.status, 0) << nft.output;
 
   std::string dir = make_temp_dir();
@@ -77,7 +77,7 @@ void every_connection_is_timed(Family family) {
       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
       "}\nrules: []\nnotifiers: []\n"
       "apiserver:\n  no_response_after: 1s\n  addresses: [" + listed(8080) + ", " + listed(8081) + ", " +
-      listed(8082) + ", " + listed(8083) + "]\n");
+      listed(8082) + ", " + listed(8083) + ", " + listed(8084) + "]\n");
   Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
   std::string text;
   for (int i = 0; i < 100 && text.find("vigil_apiserver_handshake_seconds_count") == std::string::npos; ++i) {
@@ -92,7 +92,7 @@ void every_connection_is_timed(Family family) {
     EXPECT_EQ(r.status, 0) << r.output;
     return parse_outcome(r.output);
   };
-  const int kAnswered = 10, kUnlisted = 5, kSilent = 3, kBlackHoled = 2, kRefused = 4;
+  const int kAnswered = 10, kUnlisted = 5, kSilent = 3, kBlackHoled = 2, kRefused = 4, kUnreachable = 3;
   Outcome o = requests(8080, kAnswered, 2);
   EXPECT_EQ(o.connected, kAnswered);
   EXPECT_EQ(o.answered, kAnswered);
@@ -105,6 +105,12 @@ void every_connection_is_timed(Family family) {
   EXPECT_EQ(o.connected, 0);
   o = requests(8083, kRefused, 0.3);
   EXPECT_EQ(o.connected, 0);
+  // An ICMP host unreachable ends the handshake (connect fails with EHOSTUNREACH): no SYN-ACK
+  // came, and no RST either: no response, not a reset. Blocking connects, as most clients make.
+  for (int i = 0; i < kUnreachable; ++i) {
+    auto r = run("ip netns exec " + client_ns + " timeout 10 bash -c 'exec 3<>/dev/tcp/" + server + "/8084'");
+    EXPECT_NE(r.output.find("No route to host"), std::string::npos) << r.output;
+  }
 
   // no_response_after is 1 s: wait until the last unanswered connection has aged out.
   auto value = [&](const std::string& name, std::map<std::string, std::string> labels = {}) {
@@ -113,7 +119,7 @@ void every_connection_is_timed(Family family) {
   for (int i = 0; i < 50; ++i) {
     std::this_thread::sleep_for(100ms);
     text = http_get("127.0.0.1", port, "/metrics");
-    if (value("vigil_apiserver_no_response_total", {{"stage", "handshake"}}) >= kBlackHoled &&
+    if (value("vigil_apiserver_no_response_total", {{"stage", "handshake"}}) >= kBlackHoled + kUnreachable &&
         value("vigil_apiserver_no_response_total", {{"stage", "response"}}) >= kSilent)
       break;
   }
@@ -123,7 +129,7 @@ void every_connection_is_timed(Family family) {
   // Handshakes completed with the answering and the silent server; nothing from the unlisted port.
   EXPECT_EQ(value("vigil_apiserver_handshake_seconds_count"), kAnswered + kSilent) << text;
   EXPECT_EQ(value("vigil_apiserver_first_response_seconds_count"), kAnswered);
-  EXPECT_EQ(value("vigil_apiserver_no_response_total", {{"stage", "handshake"}}), kBlackHoled);
+  EXPECT_EQ(value("vigil_apiserver_no_response_total", {{"stage", "handshake"}}), kBlackHoled + kUnreachable);
   EXPECT_EQ(value("vigil_apiserver_no_response_total", {{"stage", "response"}}), kSilent);
   EXPECT_EQ(value("vigil_apiserver_resets_total", {{"stage", "handshake"}}), kRefused);
   EXPECT_EQ(value("vigil_apiserver_resets_total", {{"stage", "response"}}), 0);
