@@ -47,8 +47,11 @@
 #define VIGIL_DNS_HDR_LEN 12
 #define VIGIL_DNS_MAX_NAME 255
 #define VIGIL_DNS_MAX_STREAMS 8192
-/* Framing steps (a length, or a message) taken in one TCP segment: 32 messages of a segment. */
-#define VIGIL_DNS_TCP_STEPS 64
+/* Framing steps (a length, or a message) taken in one TCP segment: 64 messages of a segment,
+ * more than a 1500-byte MTU's segment holds of queries for short names (about 30 bytes each). A segment with more
+ * (pipelined queries coalesced into a large GSO packet) loses its stream's place: counted in
+ * vigil_bpf_errors_total{site="dns_tcp_untracked"}, as a stream first seen mid-message is. */
+#define VIGIL_DNS_TCP_STEPS 128
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -308,13 +311,9 @@ enum {
 };
 
 /* One framing step of a DNS-over-TCP stream in the segment whose payload starts at sequence
- * number `seq`: reads a message's length (or a byte of it) or counts the message at st->next.
- * Global, so that the verifier checks it once: inlined in vigil_dns_tcp's loop, each of its 64
- * steps was explored again with the phases the earlier ones could leave (about 400,000 of the
- * 498,000 instructions the verifier processed for vigil_tc, most of a 2 s agent start). */
-__noinline int vigil_dns_tcp_step(struct __sk_buff *skb, const struct vigil_pkt *pkt, struct vigil_dns_stream *st,
-                                  __u32 seq, __u32 dir) {
-  if (!skb || !pkt || !st) return VIGIL_DNS_STEP_DONE;
+ * number `seq`: reads a message's length (or a byte of it) or counts the message at st->next. */
+static __always_inline int vigil_dns_tcp_step_in(struct __sk_buff *skb, const struct vigil_pkt *pkt,
+                                                 struct vigil_dns_stream *st, __u32 seq, __u32 dir) {
   dir &= 1;
   const __u32 payload = pkt->l3_end > pkt->payload_off ? pkt->l3_end - pkt->payload_off : 0;
   const __u32 end_seq = seq + payload;
@@ -366,6 +365,25 @@ __noinline int vigil_dns_tcp_step(struct __sk_buff *skb, const struct vigil_pkt 
   return r == VIGIL_DNS_MALFORMED ? VIGIL_DNS_STEP_MALFORMED : VIGIL_DNS_STEP_MORE;
 }
 
+/* The segment's last step (or'ed into `dir`): when it leaves messages in the segment, their place
+ * in the stream is lost (VIGIL_DNS_TCP_STEPS), said once, not at every later segment. */
+#define VIGIL_DNS_STEP_LAST 2
+
+/* vigil_dns_tcp_step_in, and the end of the steps. Global, so that the verifier checks it once:
+ * inlined in vigil_dns_tcp's loop, each of its steps (64 then) was explored again with the phases the
+ * earlier ones could leave (about 400,000 of the 498,000 instructions the verifier processed for
+ * vigil_tc, most of a 2 s agent start). */
+__noinline int vigil_dns_tcp_step(struct __sk_buff *skb, const struct vigil_pkt *pkt, struct vigil_dns_stream *st,
+                                  __u32 seq, __u32 dir) {
+  if (!skb || !pkt || !st) return VIGIL_DNS_STEP_DONE;
+  const int r = vigil_dns_tcp_step_in(skb, pkt, st, seq, dir);
+  if ((dir & VIGIL_DNS_STEP_LAST) && r != VIGIL_DNS_STEP_DONE && st->phase != VIGIL_DNS_LOST) {
+    st->phase = VIGIL_DNS_LOST;
+    count_error(VIGIL_ERR_DNS_TCP_UNTRACKED);
+  }
+  return r;
+}
+
 /* A TCP segment to or from port 53: the messages whose starts it holds, where the stream says
  * they are (see the top of this file). */
 static __always_inline void vigil_dns_tcp(struct __sk_buff *skb, const struct vigil_pkt *pkt,
@@ -398,7 +416,7 @@ static __always_inline void vigil_dns_tcp(struct __sk_buff *skb, const struct vi
   }
   dir &= 1;
   for (int i = 0; i < VIGIL_DNS_TCP_STEPS; i++) {
-    const int r = vigil_dns_tcp_step(skb, pkt, st, seq, dir);
+    const int r = vigil_dns_tcp_step(skb, pkt, st, seq, dir | (i == VIGIL_DNS_TCP_STEPS - 1 ? VIGIL_DNS_STEP_LAST : 0));
     if (r == VIGIL_DNS_STEP_DONE) break;
     if (r == VIGIL_DNS_STEP_MALFORMED) v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
   }
