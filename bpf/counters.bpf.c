@@ -205,10 +205,16 @@ struct {
 } vigil_remote_pod SEC(".maps");
 
 /* Addresses that say nothing about a pod's peers: IPv6 link-local (fe80::/10) and multicast
- * (ff00::/8), IPv4 multicast and broadcast. On a shared L2 segment every pod hears its
+ * (ff00::/8), IPv4 multicast and broadcast, and the unspecified address :: (the source of
+ * duplicate address detection's solicitations and of MLD reports sent before an interface has an
+ * address; as a key it would be the "other" bucket's). On a shared L2 segment every pod hears its
  * neighbours' solicitations; they share one bucket instead of taking max_peers slots. */
 static __always_inline int local_scope(const __u8 a[16]) {
   if (a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)) return 1;
+  __u64 hi, lo;
+  __builtin_memcpy(&hi, a, 8);
+  __builtin_memcpy(&lo, a + 8, 8);
+  if ((hi | lo) == 0) return 1;
   if (a[10] == 0xff && a[11] == 0xff && a[0] == 0 && a[8] == 0)
     return (a[12] & 0xf0) == 0xe0 || (a[12] == 0xff && a[13] == 0xff && a[14] == 0xff && a[15] == 0xff);
   return 0;
@@ -248,8 +254,14 @@ static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 
     __builtin_memcpy(key.addr, addr, 16);
     __u32 *found = bpf_map_lookup_elem(&vigil_remote, &key);
     if (found) return *found;
+    /* A peer already named the other way (what the pod sent it, what it received from it)
+     * takes no more of max_peers: max_peers counts peers, not peers and directions. */
+    struct vigil_remote_key twin = key;
+    twin.direction = dir ^ 1;
+    if (bpf_map_lookup_elem(&vigil_remote, &twin))
+      index = remote_index(&key);
     /* Reserve a peer first, so that CPUs racing on new peers never exceed max_peers. */
-    if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max)
+    else if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max)
       index = remote_index(&key);
   }
   if (index >= 0) return index;

@@ -106,10 +106,10 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   EXPECT_EQ(metric_sum(text, "vigil_remote_tcp_connect_failures_total", {{"pod", "pod-1"}}),
             metric_sum(text, "vigil_tcp_connect_failures_total", {{"pod", "pod-1"}}));
 
-  // Bounded: at most max_peers distinct peers per pod (one slot per peer and direction) plus
+  // Bounded: at most max_peers distinct peers per pod, each in both directions at most, plus
   // the "other" and "local-scope" series per direction, whatever the traffic.
   size_t series = count_series(text, "vigil_remote_forward_packets_total");
-  EXPECT_LE(series, static_cast<size_t>(kMaxPeers) + 4) << series << " series";
+  EXPECT_LE(series, 2 * static_cast<size_t>(kMaxPeers) + 4) << series << " series";
   double other = metric_value(text, "vigil_remote_forward_packets_total",
                               {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0);
   double all = metric_sum(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}});
@@ -124,6 +124,45 @@ TEST(RemoteContext, BoundedByConfigNotByTraffic) {
   // Pods that did not opt in have no remote series.
   EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
   EXPECT_EQ(*metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}), 0);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// max_peers counts peers: a peer the pod both sends to and receives from takes one of them. With
+// max_peers 2, pod 1 talks both ways with pods 2 and 3, and both are named each way; a third peer
+// (10.252.0.1, one way) goes to "other".
+TEST(RemoteContext, APeerBothWaysTakesOneOfMaxPeers) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(3);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_config(lab, 3, dir, port, "max_peers: 2");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 3)) << agent.log();
+  lab.cmd("udp 1 2 5");
+  lab.cmd("udp 1 3 5");
+  lab.cmd("udp 2 1 7");
+  lab.cmd("udp 3 1 7");
+  auto r = run("ip netns exec " + lab.prefix() + "-pod-2 " + binary_path("tests/tools/vigil-lab-traffic") +
+               " udp-from-many " + lab.ip(1) + " 9000 1 10.252.0.1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string text;
+  auto peer = [&](const std::string& dir, const std::string& remote) {
+    return metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-1"}, {"direction", dir}, {"remote_pod", remote}})
+        .value_or(0);
+  };
+  for (int i = 0; i < 50; ++i) {
+    text = metrics_after_ticks(port, 1);
+    if (peer("ingress", "pod-2") >= 7 && peer("ingress", "pod-3") >= 7) break;
+  }
+  for (const char* remote : {"pod-2", "pod-3"}) {
+    EXPECT_GE(peer("egress", remote), 5) << remote << "\n" << text;
+    EXPECT_GE(peer("ingress", remote), 7) << remote << "\n" << text;
+  }
+  EXPECT_EQ(text.find("remote_ip=\"10.252.0.1\""), std::string::npos) << "a third peer was named";
+  EXPECT_EQ(metric_value(text, "vigil_remote_forward_packets_total",
+                         {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", "other"}}).value_or(0), 1)
+      << text;
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
 }
