@@ -467,19 +467,20 @@ Result<void> attach_classid_filter(uint32_t ifindex, bpf_program* prog, uint32_t
   return netlink_request(NETLINK_ROUTE, m, "rtnetlink");
 }
 
-// The ifindexes of the calling thread's namespace whose devices have a clsact qdisc, sorted.
-Result<std::vector<uint32_t>> clsact_devices() {
+// The ifindexes of the calling thread's namespace whose devices have a qdisc of `kind` in their
+// ingress slot (parent ffff:fff1: "clsact", or a plain "ingress"), sorted.
+Result<std::vector<uint32_t>> ingress_qdisc_devices(const std::string& kind) {
   tcmsg t{};
   t.tcm_family = AF_UNSPEC;
   std::vector<uint32_t> out;
   auto r = netlink_dump(NETLINK_ROUTE, RTM_GETQDISC, t, "rtnetlink", [&](const nlmsghdr* nh) {
     if (nh->nlmsg_type != RTM_NEWQDISC || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
     const auto* m = static_cast<const tcmsg*>(NLMSG_DATA(nh));
+    if (m->tcm_parent != TC_H_INGRESS) return;
     int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
     for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(tcmsg)));
          RTA_OK(a, len); a = RTA_NEXT(a, len))
-      if (a->rta_type == TCA_KIND && attr_string(a) == "clsact")
-        out.push_back(static_cast<uint32_t>(m->tcm_ifindex));
+      if (a->rta_type == TCA_KIND && attr_string(a) == kind) out.push_back(static_cast<uint32_t>(m->tcm_ifindex));
   });
   if (!r) return r.error();
   std::sort(out.begin(), out.end());
@@ -656,7 +657,7 @@ std::string Datapath::other_tc_program(uint32_t ifindex) const {
   // clsact filters, where the device has a clsact qdisc (one dump for all devices a second).
   const auto now = std::chrono::steady_clock::now();
   if (now - clsact_devices_at_ > std::chrono::seconds(1)) {
-    auto devices = clsact_devices();
+    auto devices = ingress_qdisc_devices("clsact");
     clsact_devices_ = devices ? std::move(*devices) : std::vector<uint32_t>{};
     clsact_devices_at_ = now;
   }
@@ -679,6 +680,18 @@ std::string Datapath::other_tc_program(uint32_t ifindex) const {
     }
   }
   return "";
+}
+
+bool Datapath::ingress_qdisc_only(uint32_t ifindex) const {
+  if (!tcx_unsupported_ && kernel_at_least(6, 6)) return false;
+  // One dump for all devices a second: asked for each pod at attach and every 2 s.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - ingress_devices_at_ > std::chrono::seconds(1)) {
+    auto devices = ingress_qdisc_devices("ingress");
+    ingress_devices_ = devices ? std::move(*devices) : std::vector<uint32_t>{};
+    ingress_devices_at_ = now;
+  }
+  return std::binary_search(ingress_devices_.begin(), ingress_devices_.end(), ifindex);
 }
 
 Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, uint32_t pod_id, const PodSide* pod_side) {
@@ -725,6 +738,18 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     err = bpf_tc_hook_create(&hook);
   }
   if (err && err != -EEXIST) return make_error("create clsact qdisc on " + ifname + ": " + err_text(err));
+  // A plain ingress qdisc there instead (the CNI bandwidth plugin's, for a pod's egress limit)
+  // takes the clsact qdisc's place: a filter for its egress hook would go on its one hook, the
+  // ingress, and count what the pod sends twice and what it receives never. What the pod
+  // receives is then counted on its own end, or not attached at all.
+  bool ingress_only = false;
+  if (err == -EEXIST) {
+    auto plain = ingress_qdisc_devices("ingress");
+    ingress_only = plain && std::binary_search(plain->begin(), plain->end(), ifindex);
+  }
+  if (ingress_only && !pod_side)
+    return make_error(ifname + " has an ingress qdisc, not clsact, where what the pod receives cannot be counted; it can "
+                      "be on the pod's own end (metrics.ingress_hook)");
   if (int e = attach_clsact_filter(ifindex, BPF_TC_INGRESS, tc_in_)) {
     remove_clsact_filters(ifindex);
     return make_error("attach tc ingress on " + ifname + ": " + err_text(e));
@@ -735,9 +760,15 @@ Result<void> Datapath::attach_tc(uint32_t ifindex, const std::string& ifname, ui
     std::string pod_error = tc_podcls_ ? "" : "the pod-side filter program is not loaded (this kernel has TCX, which refused)";
     if (tc_podcls_ && filter_pod_side(ifindex, *pod_side, pod_error)) {
       // An egress filter an agent killed before it could take it off left here would run on.
-      remove_clsact_filter(ifindex, BPF_TC_EGRESS);
+      // (An ingress qdisc has one filter list for both: that would take the ingress filter.)
+      if (!ingress_only) remove_clsact_filter(ifindex, BPF_TC_EGRESS);
       attached_[ifindex] = ifname;
       return {};
+    }
+    if (ingress_only) {
+      remove_clsact_filters(ifindex);
+      return make_error("counting what the pod receives on its own end (" + pod_side->ifname + "), as " + ifname +
+                        " has an ingress qdisc, not clsact: " + pod_error);
     }
     spdlog::warn("interface {}: counting what the pod receives on its own end ({}) failed: {}; counted at {}'s "
                  "egress instead, where packets a CNI puts straight into the pod's namespace do not pass",

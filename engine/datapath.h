@@ -149,6 +149,9 @@ class Datapath {
   // Vigil's), or "": a CNI with an eBPF datapath, which may deliver past the veth. TCX links, and
   // clsact filters (CNIs that predate TCX or run on kernels without it: Cilium before 1.16).
   std::string other_tc_program(uint32_t ifindex) const;
+  // Whether `ifindex` will get clsact filters (no TCX) and has a plain ingress qdisc (the CNI
+  // bandwidth plugin's), which leaves no hook for what the pod receives: counted on its own end.
+  bool ingress_qdisc_only(uint32_t ifindex) const;
   // A pod interface the TC programs are not on (metrics.packet_level): a traffic slot all the
   // same, so that drops on it are charged to `pod_id` and a capture can attach the programs
   // later (attach_tc) without a new slot. Undone by forget_counters.
@@ -264,6 +267,8 @@ class Datapath {
   // that other_tc_program reads the filters only of those.
   mutable std::vector<uint32_t> clsact_devices_;
   mutable std::chrono::steady_clock::time_point clsact_devices_at_{};
+  mutable std::vector<uint32_t> ingress_devices_;  // with a plain ingress qdisc (ingress_qdisc_only)
+  mutable std::chrono::steady_clock::time_point ingress_devices_at_{};
   // What keep_clsact_first read of the host-side devices whose two hooks it checks: when, and
   // another tool's filter there ("" for none), so that other_tc_program need not read them again.
   std::map<uint32_t, std::pair<std::chrono::steady_clock::time_point, std::string>> clsact_others_;

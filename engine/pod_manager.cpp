@@ -200,6 +200,8 @@ void PodManager::try_attach(WatchedPod& pod) {
 
 bool PodManager::wants_pod_side(const PodInterface& iface, std::string* why) const {
   if (ingress_hook_ == "pod") return true;
+  // Whatever ingress_hook says: the host side has no hook for it (Datapath::attach_tc).
+  if (dp_.ingress_qdisc_only(iface.host_ifindex)) return true;
   if (ingress_hook_ != "auto") return false;
   // A CNI with an eBPF datapath has its programs on the pod's host-side veth; such a CNI may
   // deliver to the pod past that veth (Cilium does, with bpf_redirect_peer).
@@ -213,7 +215,11 @@ Result<void> PodManager::attach_programs(WatchedPod& pod, const PodInterface& if
   std::optional<Datapath::PodSide> side;
   std::string other;
   if (wants_pod_side(iface, &other) && (ingress_hook_ == "pod" || dp_.can_count_on_pod_side())) {
-    if (!other.empty())
+    if (dp_.ingress_qdisc_only(iface.host_ifindex))
+      spdlog::info("pod {}: {} has an ingress qdisc, not clsact (the CNI bandwidth plugin's, say), with no hook for what "
+                   "the pod receives: counted on its own {}",
+                   pod.spec.key(), iface.host_ifname, iface.pod_ifname);
+    else if (!other.empty())
       spdlog::info("pod {}: another tool's program ({}) is on {}: counting what the pod receives on its own {}, "
                    "which also sees packets delivered past {} (metrics.ingress_hook: auto)",
                    pod.spec.key(), other, iface.host_ifname, iface.pod_ifname, iface.host_ifname);

@@ -932,5 +932,45 @@ TEST(TcHook, RemoteContextStaysWithinMaxPeersWhenTheProgramsAreLinkedAgain) {
   EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
+// The CNI bandwidth plugin limits what a pod sends with a plain ingress qdisc on its host-side
+// veth (and a redirect to an ifb device). Where Vigil attaches clsact filters (kernels before
+// TCX; metrics.tcx: false here), that qdisc takes the clsact qdisc's place and has no egress
+// hook: a filter for what the pod receives would go on its ingress hook. What the pod receives
+// is counted on its own end instead, and both directions match the veth's statistics.
+TEST(TcHook, AnIngressQdiscOnTheVethLeavesWhatThePodReceivesToItsOwnEnd) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  const std::string veth = lab.veth(1);
+  ASSERT_EQ(run("tc qdisc add dev " + veth + " ingress").status, 0);
+  ScopedTempDir dir;
+  const int port = free_port();
+  auto agent = start_agent(lab, dir.path(), port, "metrics: {tcx: false}\n");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  EXPECT_NE(agent->log().find(veth + " has an ingress qdisc, not clsact"), std::string::npos) << agent->log();
+  auto stat = [&](const char* what) { return std::stod(run("cat /sys/class/net/" + veth + "/statistics/" + what).output); };
+  const std::string before = metrics_after_ticks(port);
+  // What pod 1 sends is what its veth receives, and the other way round.
+  const double sent0 = stat("rx_packets"), received0 = stat("tx_packets");
+  lab.cmd("udp 1 2 10");
+  lab.cmd("udp 2 1 20");
+  const double sent = stat("rx_packets") - sent0, received = stat("tx_packets") - received0;
+  ASSERT_GE(received, 20);
+  auto delta = [&](const std::string& text, const char* direction) {
+    return metric_sum(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", direction}}) -
+           metric_sum(before, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", direction}});
+  };
+  std::string text;
+  for (int i = 0; i < 50; ++i) {
+    text = metrics_after_ticks(port, 1);
+    if (delta(text, "egress") >= sent && delta(text, "ingress") >= received) break;
+  }
+  text = metrics_after_ticks(port);
+  EXPECT_EQ(delta(text, "egress"), sent);
+  EXPECT_EQ(delta(text, "ingress"), received);
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
+  run("tc qdisc del dev " + veth + " ingress");
+}
+
 }  // namespace
 }  // namespace vigil::test
