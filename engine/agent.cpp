@@ -476,10 +476,12 @@ void Agent::stop() {
 
 void Agent::tick() {
   const auto start = std::chrono::steady_clock::now();
+  // The maps first: a pod that goes in this tick (or is attached again) has its counts read up
+  // to now before detach takes them out of the kernel; a pod that comes is read from the next.
+  read_datapath();
   load_pods_if_changed();
   pods_->refresh();
   drop_packet_level_series();
-  read_datapath();
   expire_series();
 
   reload_rules_if_changed();

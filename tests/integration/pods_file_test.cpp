@@ -223,6 +223,48 @@ TEST(PodsFile, APodBackWithinTheGraceTimeGoesOnFromItsSeries) {
   run("rm -rf " + dir);
 }
 
+// A pod that leaves the pods file is detached at a tick, and what it sent since the tick before
+// is in its series (kept for the grace time) all the same: the tick reads the maps before it
+// takes the pod's counters out of them. With a 1 s tick, 40 datagrams leave pod 1 after the tick
+// that saw the file change and before the one that applies it.
+TEST(PodsFile, APodThatGoesHasItsLastCountsRead) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  std::string dir = make_temp_dir();
+  const std::string pods = dir + "/pods.yaml";
+  write_temp_file(dir, "pods.yaml", pods_yaml(lab, {1, 2}));
+  const int port = free_port();
+  const std::string config = write_temp_file(dir, "vigil.yaml",
+                                             "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 1s\n"
+                                             "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n"
+                                             "metrics: {series_grace: 1m}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s)) << agent.log();
+  auto sent = [&](const std::string& text) {
+    return metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}, {"direction", "egress"}}).value_or(-1);
+  };
+  lab.cmd("udp 1 2 10");
+  ASSERT_TRUE(wait_until([&] { return sent(http_get("127.0.0.1", port, "/metrics")) == 10; }, 10s));
+  auto ticks = [&] {
+    return metric_value(http_get("127.0.0.1", port, "/metrics"), "vigil_tick_duration_seconds_count", {}).value_or(0);
+  };
+  // The file changes just after a tick ended; the next tick sees the change, and the one after
+  // it applies it (a change is applied once the file looked the same for a tick).
+  const double t0 = ticks();
+  ASSERT_TRUE(wait_until([&] { return ticks() >= t0 + 1; }, 10s));
+  std::ofstream(pods + ".tmp") << pods_yaml(lab, {2});
+  ASSERT_EQ(rename((pods + ".tmp").c_str(), pods.c_str()), 0);
+  const double t1 = ticks();
+  ASSERT_TRUE(wait_until([&] { return ticks() >= t1 + 1; }, 10s));
+  ASSERT_TRUE(attached_pods(port).count("pod-1")) << "applied already: the test's window is gone";
+  lab.cmd("udp 1 2 40");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-2"}; }, 10s)) << agent.log();
+  EXPECT_EQ(sent(metrics_after_ticks(port)), 50) << "what pod 1 sent in its last tick is lost";
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
 // The pod manager checks at every tick that each attached pod's host-side veth still has the
 // name it was attached under (a deleted namespace takes its veth; a reused ifindex gets another
 // name). A veth renamed under a running agent: the pod is resolved again through its namespace,
