@@ -173,6 +173,9 @@ void PodManager::try_attach(WatchedPod& pod) {
   pod.stats_on_pod_side = !pod.packet_level && wants_pod_side(*iface, nullptr);
   if (!linked) {
     dp_.forget_pod(pod.id, iface->netns_inode, iface->ips);
+    // The traffic slot attach_tc may have claimed: a pod that goes before a retry succeeds is
+    // not attached, so detach() would not give it back.
+    dp_.forget_counters(iface->host_ifindex, pod.id);
     failed(linked.error().message);
     return;
   }

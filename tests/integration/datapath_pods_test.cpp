@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "engine/datapath.h"
+#include "engine/pod_manager.h"
+#include "engine/pods.h"
 #include "support.h"
 
 namespace vigil::test {
@@ -29,6 +31,42 @@ TEST(DatapathPods, APodThatGoesLeavesWhatANewerPodTookOver) {
   dp.forget_pod(8, inode, {"10.77.0.5"});
   EXPECT_EQ(dp.pod_of_netns(inode), std::nullopt);
   EXPECT_EQ(dp.pod_of_ip("10.77.0.5"), std::nullopt);
+}
+
+// An attach that fails after the pod's traffic slot was claimed must give the slot back when
+// the pod goes before a retry succeeds: else max_pods shrinks by one for every such pod, and a
+// later pod is refused. Here: a plain ingress qdisc on its veth (no hook for what the pod
+// receives), so that it is counted on the pod's own end, where another filter of a kind of its
+// own holds the place the pod-side filter takes.
+TEST(DatapathPods, APodWhoseAttachFailedGivesItsTrafficSlotBackWhenItGoes) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  const std::string veth = lab.veth(1);
+  ASSERT_EQ(run("tc qdisc add dev " + veth + " ingress").status, 0);
+  const std::string in_pod1 = "ip netns exec " + lab.prefix() + "-pod-1 ";
+  ASSERT_EQ(run(in_pod1 + "tc qdisc add dev eth0 clsact").status, 0);
+  auto taken = run(in_pod1 + "tc filter add dev eth0 ingress pref 1 protocol ip u32 match u32 0 0 classid 1:1");
+  ASSERT_EQ(taken.status, 0) << taken.output;
+  auto loaded = Datapath::open_and_load(DatapathOptions{.max_pods = 1, .tcx = false});
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Datapath& dp = **loaded;
+  auto specs = load_pods_file(lab.pods_file());
+  ASSERT_TRUE(specs) << specs.error().message;
+  ASSERT_EQ(specs->size(), 2u);
+  {
+    PodManager pods(dp);
+    pods.reconcile({(*specs)[0]});
+    ASSERT_EQ(pods.pods().size(), 1u);
+    const WatchedPod& first = pods.pods().begin()->second;
+    EXPECT_FALSE(first.attached);
+    EXPECT_NE(first.last_error.find("has an ingress qdisc, not clsact"), std::string::npos) << first.last_error;
+    pods.reconcile({});
+    pods.reconcile({(*specs)[1]});
+    ASSERT_EQ(pods.pods().size(), 1u);
+    const WatchedPod& second = pods.pods().begin()->second;
+    EXPECT_TRUE(second.attached) << second.last_error;
+  }
+  run("tc qdisc del dev " + veth + " ingress");
 }
 
 }  // namespace
