@@ -22,7 +22,11 @@
 #define IPPROTO_TCP_ 6
 #define ECONNREFUSED_ 111
 #define ETIMEDOUT_ 110
-#define ECONNREFUSED_ 111
+#define EAGAIN_ 11
+#define ENOMEM_ 12
+#define EBUSY_ 16
+#define EINVAL_ 22
+#define EHOSTUNREACH_ 113
 #define ECONNRESET_ 104
 #define EPIPE_ 32
 
@@ -672,15 +676,29 @@ const volatile __u8 vigil_rtx_has_err = 0;
 SEC("tp_btf/tcp_retransmit_skb")
 int vigil_tcp_retransmit(__u64 *ctx) {
   count_tp_run(VIGIL_TP_TCP_RETRANSMIT);
-  /* A failed attempt (-EBUSY: the first copy is still in a qdisc; -EAGAIN, -ENOMEM, ...) sent
-   * nothing, and the kernel's own count (TcpRetransSegs) leaves it out too. */
-  if (vigil_rtx_has_err && (int)ctx[2] != 0) return 0;
+  /* The kernel counts a retransmit (TcpRetransSegs, tcp_info's total_retrans) once it got past
+   * the checks before the send, whether the send then works or not: a netfilter drop on the
+   * way out (-EPERM), a full qdisc (NET_XMIT_DROP) or no buffer for the clone (-ENOBUFS) are
+   * counted (and in TcpExtTCPRetransFail too). What returns before that sent nothing and is not
+   * counted: the first copy still in a qdisc (-EBUSY), no route (-EHOSTUNREACH), no window
+   * (-EAGAIN), no memory to split the skb (-ENOMEM), an skb already acknowledged (-EINVAL). */
+  if (vigil_rtx_has_err) {
+    const int err = (int)ctx[2];
+    if (err == -EBUSY_ || err == -EHOSTUNREACH_ || err == -EAGAIN_ || err == -ENOMEM_ || err == -EINVAL_) return 0;
+  }
   const struct sock *sk = (const struct sock *)ctx[0];
   struct vigil_tcp_value *v = tcp_of_sock(sk);
   if (!v) return 0;
-  v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
+  /* Segments, as the kernel counts them: a retransmitted GSO skb holds several (its
+   * tcp_skb_pcount(), the tcp_gso_segs of its control block), which the tracepoint fires once
+   * for. */
+  const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
+  const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)__builtin_preserve_access_index(&skb->cb);
+  __u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+  if (segs == 0) segs = 1;
+  v->events[VIGIL_TCP_EV_RETRANSMIT] += segs;
   struct vigil_remote_value *rv = remote_of_sock(sk);
-  if (rv) rv->tcp_retransmits += 1;
+  if (rv) rv->tcp_retransmits += segs;
   return 0;
 }
 

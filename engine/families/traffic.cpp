@@ -32,7 +32,7 @@ class TrafficFamily : public Family {
     s.describe("vigil_forward_packets_total", "Packets forwarded to (ingress) or from (egress) a pod.", SeriesKind::Counter);
     s.describe("vigil_forward_bytes_total", "Bytes forwarded to (ingress) or from (egress) a pod, Ethernet header included.",
                SeriesKind::Counter);
-    s.describe("vigil_tcp_flags_total", "TCP segments of a pod by flag (SYN counts SYN without ACK; SYNACK both).",
+    s.describe("vigil_tcp_flags_total", "TCP packets of a pod by flag, as the pod's interface passes them (a GSO or GRO packet of several segments once, as in vigil_forward_packets_total; SYN counts SYN without ACK, SYNACK both).",
                SeriesKind::Counter);
     s.describe("vigil_tcp_resets_total", "TCP resets a pod sent (egress) or received (ingress).", SeriesKind::Counter);
     s.describe("vigil_malformed_packets_total",

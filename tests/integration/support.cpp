@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <signal.h>
@@ -298,17 +299,25 @@ std::vector<std::string> tcx_programs(const std::string& dev) {
 }
 
 TracepointDelivery::TracepointDelivery(const std::string& event, const std::string& program) : event_(event) {
-  // The newest program of that name: the one the test's agent loaded last.
+  // The newest program of that name on that tracepoint: the one the test's agent loaded last.
+  // The kernel keeps 15 characters of a name (vigil_tcp_retransmit and
+  // vigil_tcp_retransmit_synack are both "vigil_tcp_retra"), so a tp_btf program's tracepoint
+  // (its attach type in the kernel's BTF, btf_trace_<event>) must be the event's too.
+  btf* vmlinux = btf__load_vmlinux_btf();
+  const std::string traced = "btf_trace_" + event.substr(event.find('/') + 1);
   __u32 id = 0, newest = 0;
   while (bpf_prog_get_next_id(id, &id) == 0) {
     int fd = bpf_prog_get_fd_by_id(id);
     if (fd < 0) continue;
     bpf_prog_info info{};
     __u32 len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && program.compare(0, sizeof(info.name) - 1, info.name) == 0)
-      newest = id;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && program.compare(0, sizeof(info.name) - 1, info.name) == 0) {
+      const btf_type* t = info.attach_btf_id && vmlinux ? btf__type_by_id(vmlinux, info.attach_btf_id) : nullptr;
+      if (!info.attach_btf_id || (t && traced == btf__name_by_offset(vmlinux, t->name_off))) newest = id;
+    }
     close(fd);
   }
+  btf__free(vmlinux);
   if (!newest || (prog_fd_ = bpf_prog_get_fd_by_id(newest)) < 0) {
     error_ = "no BPF program named " + program;
     return;
