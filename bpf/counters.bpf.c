@@ -209,25 +209,28 @@ struct {
 } vigil_remote_pod SEC(".maps");
 
 /* Addresses that say nothing about a pod's peers: IPv6 link-local (fe80::/10) and multicast
- * (ff00::/8), IPv4 multicast and broadcast, and the unspecified address :: (the source of
- * duplicate address detection's solicitations and of MLD reports sent before an interface has an
- * address; as a key it would be the "other" bucket's). On a shared L2 segment every pod hears its
- * neighbours' solicitations; they share one bucket instead of taking max_peers slots. */
+ * (ff00::/8), IPv4 multicast and broadcast, the unspecified address :: (the source of duplicate
+ * address detection's solicitations and of MLD reports sent before an interface has an address;
+ * as a key it would be the "other" bucket's), and loopback (127.0.0.0/8, ::1: the pod talking to
+ * itself, which the tracing programs see, a refused connect to a sidecar on localhost, say). On
+ * a shared L2 segment every pod hears its neighbours' solicitations; they share one bucket
+ * instead of taking max_peers slots. */
 static __always_inline int local_scope(const __u8 a[16]) {
   if (a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)) return 1;
   __u64 hi, lo;
   __builtin_memcpy(&hi, a, 8);
   __builtin_memcpy(&lo, a + 8, 8);
-  if ((hi | lo) == 0) return 1;
+  if (hi == 0 && (lo == 0 || lo == bpf_cpu_to_be64(1))) return 1;
   if (a[10] == 0xff && a[11] == 0xff && a[0] == 0 && a[8] == 0)
-    return (a[12] & 0xf0) == 0xe0 || (a[12] == 0xff && a[13] == 0xff && a[14] == 0xff && a[15] == 0xff);
+    return (a[12] & 0xf0) == 0xe0 || a[12] == 127 ||
+           (a[12] == 0xff && a[13] == 0xff && a[14] == 0xff && a[15] == 0xff);
   return 0;
 }
 
-/* The index of `key` in vigil_remote, taking a free index for it if it has none; -1 when no
- * index is left (counted). Two CPUs racing on the same new key: one insert wins, the other
- * gives its index back and uses the winner's. */
-static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
+/* The index of `key` in vigil_remote, taking a free index for it if it has none (then *made is
+ * set); -1 when no index is left (counted). Two CPUs racing on the same new key: one insert
+ * wins, the other gives its index back and uses the winner's. */
+static __always_inline __s64 remote_index(const struct vigil_remote_key *key, int *made) {
   __u32 *found = bpf_map_lookup_elem(&vigil_remote, key);
   if (found) return *found;
   __u32 index;
@@ -235,7 +238,10 @@ static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
     count_error(VIGIL_ERR_REMOTE_MAP_FULL);
     return -1;
   }
-  if (bpf_map_update_elem(&vigil_remote, key, &index, BPF_NOEXIST) == 0) return index;
+  if (bpf_map_update_elem(&vigil_remote, key, &index, BPF_NOEXIST) == 0) {
+    *made = 1;
+    return index;
+  }
   bpf_map_push_elem(&vigil_remote_free, &index, 0);
   found = bpf_map_lookup_elem(&vigil_remote, key);
   if (found) return *found;
@@ -251,9 +257,10 @@ static __always_inline __s64 remote_index(const struct vigil_remote_key *key) {
 static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 *addr) {
   struct vigil_remote_key key = {.ifindex = s->ifindex, .direction = dir};
   __s64 index = -1;
+  int made = 0;
   if (local_scope(addr)) {
-    key.addr[15] = 1; /* the local-scope bucket, ::1, never a veth peer */
-    index = remote_index(&key);
+    key.addr[15] = 1; /* the local-scope bucket (as a peer, ::1 is local scope too) */
+    index = remote_index(&key, &made);
   } else {
     __builtin_memcpy(key.addr, addr, 16);
     __u32 *found = bpf_map_lookup_elem(&vigil_remote, &key);
@@ -262,15 +269,19 @@ static __noinline __s64 remote_lookup(struct vigil_slot *s, int dir, const __u8 
      * takes no more of max_peers: max_peers counts peers, not peers and directions. */
     struct vigil_remote_key twin = key;
     twin.direction = dir ^ 1;
-    if (bpf_map_lookup_elem(&vigil_remote, &twin))
-      index = remote_index(&key);
-    /* Reserve a peer first, so that CPUs racing on new peers never exceed max_peers. */
-    else if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max)
-      index = remote_index(&key);
+    if (bpf_map_lookup_elem(&vigil_remote, &twin)) {
+      index = remote_index(&key, &made);
+    } else if (s->remote_used < s->remote_max && __sync_fetch_and_add(&s->remote_used, 1) < s->remote_max) {
+      /* Reserved first, so that CPUs racing on new peers never exceed max_peers; given back
+       * when no entry was made for it (no index left node-wide, or another CPU made it), so
+       * that a shortage of max_keys does not use up the pod's max_peers for good. */
+      index = remote_index(&key, &made);
+      if (!made) __sync_fetch_and_add(&s->remote_used, -1);
+    }
   }
   if (index >= 0) return index;
   __builtin_memset(key.addr, 0, 16); /* "other" */
-  return remote_index(&key);
+  return remote_index(&key, &made);
 }
 
 /* The counters of peer `index` on this CPU. */
@@ -637,11 +648,12 @@ static __always_inline __u32 pod_of_sock(const struct sock *sk) {
 /* The peer of a connection for remote context, as the maps write addresses: `c` is the
  * connection's own (a socket's, or a request socket's while it waits for its handshake), `sk` the
  * socket whose namespace names the pod. */
-static __always_inline struct vigil_remote_value *remote_of_conn(const struct sock *sk, const struct sock_common *c) {
+static __always_inline struct vigil_remote_value *remote_of_conn(const struct sock *sk, const struct sock_common *c,
+                                                                  int family) {
   __u32 pod = pod_of_sock(sk);
   if (!pod) return 0;
   __u8 addr[16] = {};
-  if (c->skc_family == 10 /* AF_INET6 */) {
+  if (family == 10 /* AF_INET6 */) {
     __builtin_memcpy(addr, c->skc_v6_daddr.in6_u.u6_addr8, 16);
   } else {
     __u32 a = c->skc_daddr;
@@ -652,7 +664,7 @@ static __always_inline struct vigil_remote_value *remote_of_conn(const struct so
 }
 
 static __always_inline struct vigil_remote_value *remote_of_sock(const struct sock *sk) {
-  return remote_of_conn(sk, &sk->__sk_common);
+  return remote_of_conn(sk, &sk->__sk_common, sk->__sk_common.skc_family);
 }
 
 static __always_inline struct vigil_tcp_value *tcp_of_sock(const struct sock *sk) {
@@ -711,7 +723,10 @@ int BPF_PROG(vigil_tcp_retransmit_synack, const struct sock *sk, const struct re
   struct vigil_tcp_value *v = tcp_of_sock(sk);
   if (!v) return 0;
   v->events[VIGIL_TCP_EV_RETRANSMIT] += 1;
-  struct vigil_remote_value *rv = remote_of_conn(sk, &req->__req_common);
+  /* The handshake's own family: an IPv4 SYN to a dual-stack IPv6 listener makes a request socket
+   * of the listener's family (AF_INET6) that holds IPv4 addresses only (tcp_v4_init_req); its
+   * operations are IPv4's. */
+  struct vigil_remote_value *rv = remote_of_conn(sk, &req->__req_common, BPF_CORE_READ(req, rsk_ops, family));
   if (rv) rv->tcp_retransmits += 1;
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -83,22 +84,15 @@ class RemoteFamily : public Family {
           h.second += b.bytes;
         }
     }
-    std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> seen;
+    std::unordered_map<std::string, Track> seen;
     seen.reserve(peers.size());
+    std::set<Labels> renamed;  // label sets a peer had until this tick
     for (Peer& p : peers) {
       vigil_remote_value& t = p.total;
       if (auto h = held.find(p.index); h != held.end()) {
         t.packets += h->second.first;
         t.bytes += h->second.second;
       }
-      // Counters never go backwards: a tick that missed an entry mid-change says what it said.
-      std::string id(reinterpret_cast<const char*>(&p.key), sizeof(p.key));
-      id.append(reinterpret_cast<const char*>(&p.index), sizeof(p.index));
-      if (auto last = last_.find(id); last != last_.end()) {
-        t.packets = std::max(t.packets, static_cast<__u64>(last->second.first));
-        t.bytes = std::max(t.bytes, static_cast<__u64>(last->second.second));
-      }
-      seen[id] = {t.packets, t.bytes};
       const vigil_remote_key& key = p.key;
       const WatchedPod* pod = ctx.pods.by_ifindex(key.ifindex);
       if (!pod) continue;
@@ -122,23 +116,53 @@ class RemoteFamily : public Family {
                                    {"remote_service", known ? known->service : ""}});
       // Empty label values are the same as absent ones to Prometheus; drop them.
       std::erase_if(l, [](const auto& kv) { return kv.second.empty(); });
+
+      // The kernel counts by address since the pod's attach, whatever the address's name. A
+      // name that changes (the peer's pod is known now, or another pod has its address) ends
+      // the old series and starts a new one from what is counted from now on: the whole count
+      // under the new name would count the history twice in any sum over peers.
+      std::string id(reinterpret_cast<const char*>(&key), sizeof(key));
+      Track track{l, {}, {}, pod->attach_serial};
+      if (auto last = tracks_.find(id); last != tracks_.end() && last->second.serial == pod->attach_serial) {
+        // Counters never go backwards: a tick that missed an entry mid-change says what it said.
+        t.packets = std::max(t.packets, last->second.last.packets);
+        t.bytes = std::max(t.bytes, last->second.last.bytes);
+        track.base = last->second.base;
+        if (last->second.labels != l) {
+          track.base = last->second.last;
+          renamed.insert(last->second.labels);
+        }
+      }
+      track.last = t;
+      const vigil_remote_value& b = track.base;
       // A peer entry may exist for drops or sockets only; each family appears with its first count.
-      auto put = [&](const char* name, uint64_t v) {
-        if (v) ctx.store.set_continued(name, l, static_cast<double>(v), pod->attach_serial);
+      auto put = [&](const char* name, uint64_t v, uint64_t base) {
+        if (v > base) ctx.store.set_continued(name, l, static_cast<double>(v - base), pod->attach_serial);
       };
-      put("vigil_remote_forward_packets_total", t.packets);
-      put("vigil_remote_forward_bytes_total", t.bytes);
-      put("vigil_remote_drop_packets_total", t.drop_packets);
-      put("vigil_remote_drop_bytes_total", t.drop_bytes);
-      put("vigil_remote_tcp_retransmits_total", t.tcp_retransmits);
-      put("vigil_remote_tcp_connect_failures_total", t.tcp_connect_failures);
+      put("vigil_remote_forward_packets_total", t.packets, b.packets);
+      put("vigil_remote_forward_bytes_total", t.bytes, b.bytes);
+      put("vigil_remote_drop_packets_total", t.drop_packets, b.drop_packets);
+      put("vigil_remote_drop_bytes_total", t.drop_bytes, b.drop_bytes);
+      put("vigil_remote_tcp_retransmits_total", t.tcp_retransmits, b.tcp_retransmits);
+      put("vigil_remote_tcp_connect_failures_total", t.tcp_connect_failures, b.tcp_connect_failures);
+      seen.emplace(std::move(id), std::move(track));
     }
-    last_ = std::move(seen);
+    // A label set another address took over in the same tick stays.
+    for (const auto& [id, track] : seen) renamed.erase(track.labels);
+    if (!renamed.empty()) ctx.store.remove_if([&](const Labels& l) { return renamed.count(l) > 0; });
+    tracks_ = std::move(seen);
   }
 
  private:
-  // Each peer's forwarded packets and bytes as last exported, by its key and index.
-  std::unordered_map<std::string, std::pair<uint64_t, uint64_t>> last_;
+  // A peer (its vigil_remote key) as last exported: its labels, the kernel's counts then, and
+  // the counts its series start from (those of its earlier names), for the pod's attach `serial`
+  // (an attach starts the kernel's counts from zero).
+  struct Track {
+    Labels labels;
+    vigil_remote_value base, last;
+    uint64_t serial = 0;
+  };
+  std::unordered_map<std::string, Track> tracks_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -34,12 +35,20 @@ std::string tcp_lines(const std::string& text) {
 
 // Writes pods.yaml (pods 1..`pods` of the lab; pod-1 alone carries the label that opts in) and
 // vigil.yaml with remote context `{pod_labels: {remote: "yes"}, <remote>}` into `dir`.
-std::string write_config(const Lab& lab, int pods, const std::string& dir, int port, const std::string& remote) {
+// The pods file alone: `pods` (by number) of the lab, those in `opted` with the label.
+std::string write_pods(const Lab& lab, const std::vector<int>& pods, const std::string& dir, const std::set<int>& opted = {1}) {
   std::string yaml;
-  for (int p = 1; p <= pods; ++p)
-    yaml += "- {namespace: lab, name: pod-" + std::to_string(p) + (p == 1 ? ", labels: {remote: \"yes\"}" : "") +
+  for (int p : pods)
+    yaml += "- {namespace: lab, name: pod-" + std::to_string(p) + (opted.count(p) ? ", labels: {remote: \"yes\"}" : "") +
             ", netns: " + lab.prefix() + "-pod-" + std::to_string(p) + "}\n";
-  write_temp_file(dir, "pods.yaml", yaml);
+  return write_temp_file(dir, "pods.yaml", yaml);
+}
+
+std::string write_config(const Lab& lab, int pods, const std::string& dir, int port, const std::string& remote,
+                         const std::set<int>& opted = {1}) {
+  std::vector<int> all;
+  for (int p = 1; p <= pods; ++p) all.push_back(p);
+  write_pods(lab, all, dir, opted);
   return write_temp_file(dir, "vigil.yaml",
       "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: pods.yaml}\nrules: []\nnotifiers: []\n"
       "remote_context: {pod_labels: {remote: \"yes\"}, " + remote + "}\n");
@@ -250,6 +259,170 @@ TEST(RemoteContext, PeersBeyondMaxKeysAreCountedUnderOther) {
   EXPECT_LE(count_series(text, "vigil_remote_forward_packets_total"), static_cast<size_t>(kMaxKeys));
   EXPECT_GT(metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}).value_or(0), 0);
   EXPECT_FALSE(metric_value(text, "vigil_remote_forward_packets_total", {{"pod", "pod-2"}}));
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// The kernel counts a peer by its address. A name that comes later (the peer's pod is known only
+// now) ends the unnamed series and starts the named one from what comes after: the whole count
+// under the new name would count the first datagrams twice in a sum over peers.
+TEST(RemoteContext, APeerNamedLaterStartsItsNamedSeriesFromThen) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_config(lab, 1, dir, port, "max_peers: 8");  // pod-2 not in the pods file yet
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  const std::string ip2 = lab.ip(2);
+  auto series = [&](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("vigil_remote_forward_packets_total{", 0) == 0 && line.find("remote_ip=\"" + ip2 + "\"") != std::string::npos &&
+          line.find("direction=\"ingress\"") != std::string::npos)
+        out.push_back(line);
+    return out;
+  };
+  const std::map<std::string, std::string> from2 = {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", ip2}};
+  lab.cmd("udp 2 1 5");
+  std::string text;
+  ASSERT_TRUE(wait_until([&] { text = metrics_after_ticks(port, 1); return metric_sum(text, "vigil_remote_forward_packets_total", from2) >= 5; },
+                         10s)) << text;
+  ASSERT_EQ(series(text).size(), 1u) << text;
+  EXPECT_EQ(series(text)[0].find("remote_pod="), std::string::npos) << series(text)[0];
+  // Now pod-2 is a watched pod: its address has a name.
+  write_pods(lab, {1, 2}, dir);
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  metrics_after_ticks(port);
+  lab.cmd("udp 2 1 7");
+  const std::map<std::string, std::string> named = {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_pod", "pod-2"}};
+  ASSERT_TRUE(wait_until([&] { text = metrics_after_ticks(port, 1); return metric_sum(text, "vigil_remote_forward_packets_total", named) >= 7; },
+                         10s)) << text;
+  text = metrics_after_ticks(port);
+  const auto lines = series(text);
+  ASSERT_EQ(lines.size(), 1u) << text;
+  EXPECT_NE(lines[0].find("remote_pod=\"pod-2\""), std::string::npos) << lines[0];
+  EXPECT_EQ(metric_sum(text, "vigil_remote_forward_packets_total", from2), 7) << lines[0];
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// A pod reserves one of its max_peers for a new peer before it takes a node-wide key for it.
+// With no key left (remote_context.max_keys) the peer goes to "other", and the reservation is
+// given back: once keys are free again (another opted-in pod went), the pod's new peers are
+// named, not all in "other" for the rest of its life.
+TEST(RemoteContext, AShortageOfKeysDoesNotUseUpMaxPeers) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(3);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  // IPv4 only, so that no neighbour discovery takes keys while the test counts them.
+  for (int p = 1; p <= 3; ++p)
+    ASSERT_EQ(run("ip netns exec " + lab.prefix() + "-pod-" + std::to_string(p) + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1").status, 0);
+  // 10 keys: the "other" entries of pods 1 and 3 (two each) and 6 peers.
+  std::string config = write_config(lab, 3, dir, port, "max_peers: 50, max_keys: 10", {1, 3});
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 3)) << agent.log();
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic"), ns2 = lab.prefix() + "-pod-2";
+  auto from_many = [&](int to, int count, const std::string& base) {
+    auto r = run("ip netns exec " + ns2 + " " + traffic + " udp-from-many " + lab.ip(to) + " 9000 " + std::to_string(count) +
+                 " " + base);
+    ASSERT_EQ(r.status, 0) << r.output;
+  };
+  from_many(3, 20, "10.251.0.1");   // pod-3's peers take the keys left
+  from_many(1, 100, "10.250.0.1");  // pod-1's: none left, all in "other"
+  std::string text = metrics_after_ticks(port);
+  EXPECT_GT(metric_value(text, "vigil_bpf_errors_total", {{"site", "remote_map_full"}}).value_or(0), 0) << text.substr(0, 3000);
+  // Pod-3 goes: its keys are free again.
+  write_pods(lab, {1, 2}, dir, {1, 3});
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port).count("pod-3") == 0; }, 10s)) << agent.log();
+  metrics_after_ticks(port);
+  from_many(1, 3, "10.249.0.1");
+  const std::map<std::string, std::string> in1 = {{"pod", "pod-1"}, {"direction", "ingress"}};
+  ASSERT_TRUE(wait_until([&] {
+    text = metrics_after_ticks(port, 1);
+    return metric_sum(text, "vigil_remote_forward_packets_total", in1) >= 103;
+  }, 10s)) << text.substr(0, 4000);
+  for (const char* peer : {"10.249.0.1", "10.249.0.2", "10.249.0.3"})
+    EXPECT_EQ(metric_value(text, "vigil_remote_forward_packets_total",
+                           {{"pod", "pod-1"}, {"direction", "ingress"}, {"remote_ip", peer}}).value_or(0), 1)
+        << peer << "\n" << text.substr(0, 4000);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// Loopback is no peer: what the pod's tracing programs see of a connect to itself (a sidecar on
+// localhost that is not listening) goes to the local-scope bucket, and takes none of max_peers.
+TEST(RemoteContext, LoopbackIsLocalScope) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(1);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_config(lab, 1, dir, port, "max_peers: 8");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 1)) << agent.log();
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  run("ip netns exec " + ns1 + " ip link set lo up");
+  auto r = run("ip netns exec " + ns1 + " bash -c 'for a in 127.0.0.1 ::1 127.0.0.1; do (exec 3<>/dev/tcp/$a/81) 2>/dev/null; done; true'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::map<std::string, std::string> local = {{"pod", "pod-1"}, {"remote_ip", "local-scope"}};
+  std::string text;
+  ASSERT_TRUE(wait_until([&] {
+    text = metrics_after_ticks(port, 1);
+    return metric_sum(text, "vigil_remote_tcp_connect_failures_total", local) >= 3;
+  }, 10s)) << text.substr(0, 4000);
+  EXPECT_EQ(metric_sum(text, "vigil_remote_tcp_connect_failures_total", {{"pod", "pod-1"}}), 3) << text.substr(0, 4000);
+  EXPECT_EQ(text.find("remote_ip=\"127.0.0.1\""), std::string::npos);
+  EXPECT_EQ(text.find("remote_ip=\"::1\""), std::string::npos);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
+// A dual-stack listener (an IPv6 socket that takes IPv4 too, as Go's, Java's and nginx's do) whose
+// SYN-ACKs to an IPv4 client go unanswered sends them again: the request socket is of the
+// listener's family, IPv6, but holds the client's IPv4 address only. The retransmits are the
+// client's, by its IPv4 address.
+TEST(RemoteContext, SynAckRetransmitsOfADualStackListenerAreTheIpv4Clients) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_config(lab, 2, dir, port, "max_peers: 8", {2});
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent.log();
+  const std::string ns1 = lab.prefix() + "-pod-1", ns2 = lab.prefix() + "-pod-2";
+  Process listener({"/usr/sbin/ip", "netns", "exec", ns2, "python3", "-c",
+                    "import socket, time\n"
+                    "s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n"
+                    "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+                    "s.bind(('::', 8090)); s.listen(16); time.sleep(30)\n"},
+                   dir + "/listener.log");
+  ASSERT_TRUE(wait_until([&] { return run("ip netns exec " + ns2 + " ss -Hltn 'sport = :8090' | grep -q LISTEN").status == 0; },
+                         5s));
+  // Pod 1 drops every SYN-ACK it gets: pod 2 sends them again.
+  auto nft = run("ip netns exec " + ns1 + " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "
+                 "add rule inet t i tcp flags & (syn | ack) == syn | ack drop'");
+  ASSERT_EQ(nft.status, 0) << nft.output;
+  auto nstat = [&](const char* counter) {
+    auto r = run("ip netns exec " + ns2 + " nstat -az " + counter + " | awk '$1 == \"" + counter + "\" {print $2}'");
+    return r.output.empty() ? 0.0 : std::stod(r.output);
+  };
+  const double before = nstat("TcpExtTCPSynRetrans");
+  run("ip netns exec " + ns1 + " timeout 2.5 bash -c '(exec 3<>/dev/tcp/" + lab.ip(2) + "/8090) 2>/dev/null; true'");
+  run("ip netns exec " + ns1 + " nft delete table inet t");
+  const double synacks = nstat("TcpExtTCPSynRetrans") - before;
+  ASSERT_GE(synacks, 1);
+  const std::map<std::string, std::string> to1 = {{"pod", "pod-2"}, {"direction", "egress"}, {"remote_ip", lab.ip(1)}};
+  std::string text;
+  wait_until([&] {
+    text = metrics_after_ticks(port, 1);
+    return metric_sum(text, "vigil_remote_tcp_retransmits_total", to1) >= synacks;
+  }, 10s);
+  EXPECT_EQ(metric_sum(text, "vigil_remote_tcp_retransmits_total", to1), synacks) << text.substr(0, 4000);
+  EXPECT_EQ(metric_sum(text, "vigil_remote_tcp_retransmits_total", {{"pod", "pod-2"}}), synacks);
+  listener.terminate();
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
 }
