@@ -503,7 +503,8 @@ static __always_inline __u32 pod_of_ip(const struct vigil_ip_key *key) {
 }
 
 /* Reads the source and destination address of the skb's network header, as IPv4-mapped
- * IPv6 keys. Returns 0 on success. */
+ * IPv6 keys. Returns 0 on success; a header that says IP and cannot be read is counted
+ * (drop_read_header: the drop is then known by its device or socket only). */
 static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_key *src, struct vigil_ip_key *dst) {
   unsigned char *head = skb->head;
   __u16 nh = skb->network_header;
@@ -511,7 +512,10 @@ static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_k
   if (nh == (__u16)~0U || !head) return -1;
   if (proto == ETH_P_IP) {
     struct iphdr ip;
-    if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh)) return -1;
+    if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh)) {
+      count_error(VIGIL_ERR_DROP_READ_HEADER);
+      return -1;
+    }
     if (ip.version != 4) return -1;
     __builtin_memset(src, 0, sizeof(*src));
     __builtin_memset(dst, 0, sizeof(*dst));
@@ -523,7 +527,10 @@ static __always_inline int read_addresses(struct sk_buff *skb, struct vigil_ip_k
   }
   if (proto == ETH_P_IPV6) {
     struct ipv6hdr ip6;
-    if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh)) return -1;
+    if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh)) {
+      count_error(VIGIL_ERR_DROP_READ_HEADER);
+      return -1;
+    }
     if (ip6.version != 6) return -1;
     __builtin_memcpy(src->addr, &ip6.saddr, 16);
     __builtin_memcpy(dst->addr, &ip6.daddr, 16);
@@ -561,10 +568,44 @@ static __always_inline __u8 cast_of(struct sk_buff *skb, int have_addresses, con
   return VIGIL_CAST_UNICAST;
 }
 
+/* The inode of the agent's network namespace, where the pods' host-side interfaces are (set at
+ * load). */
+const volatile __u32 vigil_host_netns = 0;
+
+/* Per CPU: the next member of a dropped skb's frag_list, whose own drop events follow the skb's
+ * (0: none). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} vigil_drop_skip SEC(".maps");
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason) {
   count_tp_run(VIGIL_TP_KFREE_SKB);
   if (reason == SKB_CONSUMED) return 0;
+
+  /* A reassembled IP datagram is one skb whose frag_list holds its other fragments; dropped, it
+   * is freed with them, and the kernel reports each member with the datagram's reason, right
+   * after the datagram, on the same CPU. The datagram's length covers them: they are one drop,
+   * not one per fragment. (A GRO packet with a frag_list, likewise, is one packet here as it is
+   * at the TC hooks.) */
+  __u32 zero = 0;
+  __u64 *skip = bpf_map_lookup_elem(&vigil_drop_skip, &zero);
+  if (skip && *skip) {
+    if (*skip == (__u64)skb) {
+      *skip = (__u64)skb->next;
+      return 0;
+    }
+    *skip = 0; /* another drop came between: the list is over, or was never freed here */
+  }
+  if (skip) {
+    struct sk_buff *members = 0;
+    const unsigned char *shinfo = skb->head + skb->end;
+    bpf_probe_read_kernel(&members, sizeof(members), shinfo + bpf_core_field_offset(struct skb_shared_info, frag_list));
+    *skip = (__u64)members;
+  }
 
   struct vigil_ip_key src, dst;
   __u32 src_pod = 0, dst_pod = 0;
@@ -593,8 +634,10 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
     }
   }
   /* A drop on a pod's host-side interface (a TC filter's, say) belongs to that pod: egress
-   * for what it sent, ingress for what was on its way to it. */
-  if (!pod && dev) {
+   * for what it sent, ingress for what was on its way to it. Only a device of the agent's own
+   * namespace is one: interface indexes are per namespace, and a device of any other (a
+   * container's that is not a watched pod) may have the same. */
+  if (!pod && dev && inum == vigil_host_netns) {
     struct vigil_slot *s = slot_of(dev->ifindex);
     if (s && s->pod_id) {
       pod = s->pod_id;

@@ -12,6 +12,7 @@
 #include <net/if.h>
 #include <fcntl.h>
 #include <sys/utsname.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -195,6 +196,10 @@ Result<std::unique_ptr<Datapath>> Datapath::open_and_load(const DatapathOptions&
   dp->skel_->rodata->vigil_dns_timeout_ns = options.dns_timeout_ns;
   dp->skel_->rodata->vigil_tp_audit = options.count_tracing_runs ? 1 : 0;
   dp->skel_->rodata->vigil_rtx_has_err = tracepoint_args(vmlinux.get(), "tcp_retransmit_skb") >= 3 ? 1 : 0;
+  // The namespace whose interfaces the pods' host-side veths are (the drop program's check).
+  struct stat own_netns {};
+  if (stat("/proc/self/ns/net", &own_netns) != 0) return make_error("stat /proc/self/ns/net: " + err_text(errno));
+  dp->skel_->rodata->vigil_host_netns = static_cast<uint32_t>(own_netns.st_ino);
   const uint32_t cpus = static_cast<uint32_t>(possible_cpus());
   const std::pair<bpf_map*, uint32_t> sizes[] = {
       {dp->skel_->maps.vigil_traffic, options.max_pods * cpus},

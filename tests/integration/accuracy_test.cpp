@@ -4,6 +4,7 @@
 // test sent.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <thread>
 
 #include "support.h"
@@ -154,6 +155,89 @@ TEST(Accuracy, DropInTheSendersOutputChainIsTheSendersEgress) {
       drops, "pod 1's drops towards pod 2");
   EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NETFILTER_DROP"}}), 0) << after;
   EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-1"}, {"direction", "ingress"}, {"reason", "NETFILTER_DROP"}}), 0);
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
+}
+
+// Interface indexes are per namespace: a device in a namespace that is not a watched pod's (a
+// container's, a pod not yet known) may have the index of a pod's host-side veth. What is dropped
+// on it is not that pod's.
+TEST(Accuracy, ADropOnAnotherNamespacesDeviceWithAPodsIndexIsNotThePods) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  const int port = free_port();
+  auto agent = lab_agent(lab, dir, port);
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  auto strip = [](std::string s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+    return s;
+  };
+  const std::string index = strip(run("cat /sys/class/net/" + lab.veth(2) + "/ifindex").output);
+  ASSERT_FALSE(index.empty());
+  // Two namespaces of the test's own, not pods: a veth between them whose end in `a` has the
+  // index of pod 2's host-side veth, and a rule in `a` that drops what comes to UDP port 9001.
+  const std::string a = lab.prefix() + "-other-a", b = lab.prefix() + "-other-b";
+  struct Namespaces {
+    std::string a, b;
+    ~Namespaces() { run("ip netns del " + a + " 2>/dev/null; ip netns del " + b + " 2>/dev/null"); }
+  } cleanup{a, b};
+  for (const std::string& c :
+       {"ip netns add " + a, "ip netns add " + b,
+        "ip -n " + a + " link add xa index " + index + " type veth peer name xb netns " + b,
+        "ip -n " + a + " addr add 10.253.0.1/24 dev xa", "ip -n " + b + " addr add 10.253.0.2/24 dev xb",
+        "ip -n " + a + " link set xa up", "ip -n " + b + " link set xb up",
+        "ip netns exec " + a + " nft 'add table inet t; add chain inet t i { type filter hook input priority 0; }; "
+        "add rule inet t i udp dport 9001 counter drop'"}) {
+    auto r = run(c);
+    ASSERT_EQ(r.status, 0) << c << ": " << r.output;
+  }
+  ASSERT_EQ(strip(run("ip netns exec " + a + " cat /sys/class/net/xa/ifindex").output), index);
+  const std::string before = http_get("127.0.0.1", port, "/metrics");
+  const int kSent = 40;
+  auto r = run("ip netns exec " + b + " " + binary_path("tests/tools/vigil-lab-traffic") + " udp-send 10.253.0.1 9001 " +
+               std::to_string(kSent) + " 100");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // The drops happened: the rule's counter has them all.
+  auto counter = run("ip netns exec " + a + " nft list chain inet t i");
+  EXPECT_NE(counter.output.find("packets " + std::to_string(kSent) + " "), std::string::npos) << counter.output;
+  const std::string after = metrics_after_ticks(port);
+  EXPECT_EQ(metric_sum(after, "vigil_drop_packets_total", {{"reason", "NETFILTER_DROP"}}) -
+                metric_sum(before, "vigil_drop_packets_total", {{"reason", "NETFILTER_DROP"}}),
+            0)
+      << after;
+  EXPECT_EQ(agent->terminate(), 0) << agent->log();
+}
+
+// A datagram larger than the link's MTU goes as fragments and is reassembled in the receiver;
+// dropped there (no socket on its port), it is one drop of the whole datagram, though the kernel
+// frees, and reports, each fragment with it.
+TEST(Accuracy, AReassembledDatagramDroppedIsOneDrop) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  const std::string ns1 = lab.prefix() + "-pod-1";
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  ScopedTempDir dir;
+  const int port = free_port();
+  auto agent = lab_agent(lab, dir, port);
+  ASSERT_TRUE(wait_for_attached(port, 2)) << agent->log();
+  TracepointDelivery drops("skb/kfree_skb", "vigil_kfree_skb");
+  ASSERT_TRUE(drops.ok()) << drops.error();
+  const std::string before = http_get("127.0.0.1", port, "/metrics");
+  // 4000 bytes of payload: three fragments on the 1500-byte MTU.
+  const int kDatagrams = 20, kPayload = 4000;
+  auto r = run("ip netns exec " + ns1 + " " + binary_path("tests/tools/vigil-lab-traffic") + " udp-send " + lab.ip(2) +
+               " 9002 " + std::to_string(kDatagrams) + " " + std::to_string(kPayload));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::map<std::string, std::string> in2 = {{"pod", "pod-2"}, {"direction", "ingress"}};
+  const std::string after = metrics_once_drops_grew(port, before, in2, kDatagrams);
+  drops.stop();
+  auto delta = [&](const std::string& name, const std::map<std::string, std::string>& l) {
+    return metric_sum(after, name, l) - metric_sum(before, name, l);
+  };
+  // Each the size of the datagram where UDP dropped it: its UDP header and payload.
+  expect_exact_or_undelivered(delta("vigil_drop_packets_total", in2), kDatagrams, drops, "pod 2's drops");
+  EXPECT_EQ(delta("vigil_drop_packets_total", {{"pod", "pod-2"}, {"reason", "NO_SOCKET"}}), kDatagrams) << after;
+  EXPECT_EQ(delta("vigil_drop_bytes_total", {{"pod", "pod-2"}, {"reason", "NO_SOCKET"}}), kDatagrams * (8 + kPayload));
   EXPECT_EQ(agent->terminate(), 0) << agent->log();
 }
 
