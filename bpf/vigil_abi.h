@@ -346,7 +346,8 @@ struct vigil_dns_pending_key {
 
 /* ---- API server latency (bpf/lib/apiserver.h): sock_ops on the root cgroup ---- */
 
-/* vigil_api_servers: the API server's addresses (service and endpoints), set by the agent. */
+/* vigil_api_servers: the API server's addresses (service and endpoints), set by the agent; the
+ * value is apiserver.no_response_after in ns (__u64). */
 struct vigil_api_server_key {
   __u8 addr[16]; /* IPv4 as ::ffff:a.b.c.d */
   __u16 port;    /* host byte order */
@@ -364,6 +365,7 @@ struct vigil_api_pending {
   __u64 since_ns; /* bpf_ktime_get_ns() when the stage began */
   __u32 stage;    /* enum vigil_api_stage */
   __u32 data_segs_in; /* REQUEST_SENT: segments with payload the socket had received then */
+  __u64 limit_ns; /* its server's no_response_after: a SYN-ACK, answer or RST later is no response */
 };
 
 #define VIGIL_API_BUCKETS 24 /* log2 buckets of microseconds: [2^i, 2^(i+1)), 0 in the first */
@@ -375,6 +377,8 @@ struct vigil_api_value {
   __u64 response[VIGIL_API_BUCKETS]; /* first request byte out to first answer byte in */
   __u64 response_sum_ns;
   __u64 resets[2]; /* a RST instead of the SYN-ACK [0] or of the first answer [1] */
+  __u64 no_response[2]; /* a SYN-ACK [0], answer [1] or RST that came after limit_ns, before the
+                           agent took the wait out (it counts those it takes out itself) */
 };
 
 #define VIGIL_API_MAX_SERVERS 64

@@ -301,7 +301,10 @@ Result<std::unique_ptr<Agent>> Agent::create(const Config& config) {
     }
     std::vector<Datapath::ApiServerAddress> servers;
     for (const auto& a : config.apiserver.addresses) servers.push_back({a.ip, a.port});
-    if (auto r = a->datapath_->watch_api_server(servers, cgroup); !r) return r.error();
+    if (auto r = a->datapath_->watch_api_server(servers, cgroup,
+                                                static_cast<uint64_t>(config.apiserver.no_response_seconds * 1e9));
+        !r)
+      return r.error();
     spdlog::info("timing connections to the API server ({} addresses) for the sockets of cgroup {}", servers.size(), cgroup);
   }
 

@@ -1034,15 +1034,16 @@ void Datapath::forget_counters(uint32_t ifindex, uint32_t pod_id) {
   bpf_map__delete_elem(skel_->maps.vigil_dns_latency, &ifindex, sizeof(ifindex), 0);
 }
 
-Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path) {
+Result<void> Datapath::watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path,
+                                        uint64_t no_response_ns) {
   if (servers.size() > VIGIL_API_MAX_SERVERS)
     return make_error("apiserver.addresses: at most " + std::to_string(VIGIL_API_MAX_SERVERS) + " addresses");
   for (const auto& a : servers) {
     vigil_api_server_key key{};
     if (!ip_to_key(a.ip, key.addr)) return make_error("apiserver.addresses: not an IP address: " + a.ip);
     key.port = a.port;
-    __u8 one = 1;
-    if (bpf_map__update_elem(skel_->maps.vigil_api_servers, &key, sizeof(key), &one, sizeof(one), BPF_ANY))
+    __u64 limit = no_response_ns;
+    if (bpf_map__update_elem(skel_->maps.vigil_api_servers, &key, sizeof(key), &limit, sizeof(limit), BPF_ANY))
       return make_error("update map vigil_api_servers: " + err_text(errno));
   }
   if (!api_links_.empty()) return {};

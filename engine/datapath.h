@@ -207,7 +207,9 @@ class Datapath {
     std::string ip;
     uint16_t port = 0;
   };
-  Result<void> watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path);
+  // `no_response_ns`: apiserver.no_response_after, which the kernel holds answers against too.
+  Result<void> watch_api_server(const std::vector<ApiServerAddress>& servers, const std::string& cgroup_path,
+                                uint64_t no_response_ns);
 
   struct MapRef {
     int fd = -1;

@@ -29,8 +29,12 @@
  * open: no response.
  * Connections that stay in SYN_SENT or REQUEST_SENT past the configured time (the server never
  * answered, or the client gave up first) are counted as "no response" by the agent, which reads
- * and prunes vigil_api_pending each tick. Only the first request of a connection is timed
- * (clients such as kubelet keep connections open for long).
+ * and prunes vigil_api_pending each tick. A SYN-ACK, answer or RST that comes later than that
+ * time, before the agent's next look, is a no response too, counted here, so that the verdict
+ * does not depend on when the tick falls. A wait ends with its entry's delete, here or in the
+ * agent, and only the delete that takes the entry out counts it: never both, never twice. Only
+ * the first request of a connection is timed (clients such as kubelet keep connections open for
+ * long).
  *
  * Include after vigil_abi.h. */
 #ifndef VIGIL_LIB_APISERVER_H
@@ -42,7 +46,7 @@ struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, VIGIL_API_MAX_SERVERS);
   __type(key, struct vigil_api_server_key);
-  __type(value, __u8);
+  __type(value, __u64);
 } vigil_api_servers SEC(".maps");
 
 /* Shared, not per-CPU: the answer is often handled on another CPU than the request. A plain hash,
@@ -95,9 +99,10 @@ static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
     return;
   }
   key.port = (__u16)bpf_ntohl(ctx->remote_port);
-  if (!bpf_map_lookup_elem(&vigil_api_servers, &key)) return;
+  __u64 *limit = bpf_map_lookup_elem(&vigil_api_servers, &key);
+  if (!limit) return;
   __u64 cookie = bpf_get_socket_cookie(ctx);
-  struct vigil_api_pending p = {.since_ns = bpf_ktime_get_ns(), .stage = VIGIL_API_SYN_SENT};
+  struct vigil_api_pending p = {.since_ns = bpf_ktime_get_ns(), .stage = VIGIL_API_SYN_SENT, .limit_ns = *limit};
   if (bpf_map_update_elem(&vigil_api_pending, &cookie, &p, BPF_ANY)) {
     count_error(VIGIL_ERR_API_PENDING_FULL);
     return;
@@ -105,14 +110,13 @@ static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
   bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_MARK);
 }
 
-/* Counts the wait that began at p->since_ns and ends now in a latency histogram (buckets[]
- * and its sum); returns now. */
-static __always_inline __u64 vigil_api_observe(const struct vigil_api_pending *p, __u64 *buckets, __u64 *sum_ns) {
-  __u64 now = bpf_ktime_get_ns();
-  __u64 ns = now > p->since_ns ? now - p->since_ns : 0;
+/* How long the wait that began at `since` has lasted, now. */
+static __always_inline __u64 vigil_api_waited(__u64 since, __u64 now) { return now > since ? now - since : 0; }
+
+/* Counts a wait of `ns` in a latency histogram (buckets[] and its sum). */
+static __always_inline void vigil_api_observe(__u64 ns, __u64 *buckets, __u64 *sum_ns) {
   buckets[vigil_api_bucket(ns)] += 1;
   *sum_ns += ns;
-  return now;
 }
 
 static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
@@ -121,7 +125,18 @@ static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
   if (!p || p->stage != VIGIL_API_SYN_SENT) return;
   struct vigil_api_value *v = vigil_api_value();
   if (!v) return;
-  p->since_ns = vigil_api_observe(p, v->handshake, &v->handshake_sum_ns);
+  const __u64 now = bpf_ktime_get_ns(), ns = vigil_api_waited(p->since_ns, now);
+  if (ns > p->limit_ns) {
+    /* Too late: no response, as the agent would have counted it at its next look; the
+     * connection is not timed further. The agent looks at an entry only once it is older than
+     * the limit, and this one is: whichever delete takes it out counts it. */
+    if (bpf_map_delete_elem(&vigil_api_pending, &cookie) == 0) v->no_response[0] += 1;
+    vigil_api_unmark(ctx);
+    return;
+  }
+  /* In time: the agent, which takes out only entries older than the limit, leaves it alone. */
+  vigil_api_observe(ns, v->handshake, &v->handshake_sum_ns);
+  p->since_ns = now;
   p->stage = VIGIL_API_IDLE;
   bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_FLAGS);
 }
@@ -149,8 +164,12 @@ static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
   if (p->stage != VIGIL_API_REQUEST_SENT || ctx->data_segs_in == p->data_segs_in) return;
   struct vigil_api_value *v = vigil_api_value();
   if (!v) return;
-  vigil_api_observe(p, v->response, &v->response_sum_ns);
-  bpf_map_delete_elem(&vigil_api_pending, &cookie);
+  /* Read before the delete: the entry may be another's right after it. */
+  const __u64 ns = vigil_api_waited(p->since_ns, bpf_ktime_get_ns()), limit = p->limit_ns;
+  if (bpf_map_delete_elem(&vigil_api_pending, &cookie) == 0) {
+    if (ns > limit) v->no_response[1] += 1;
+    else vigil_api_observe(ns, v->response, &v->response_sum_ns);
+  }
   vigil_api_unmark(ctx);
 }
 
@@ -176,8 +195,12 @@ static __always_inline void vigil_api_state(struct bpf_sock_ops *ctx) {
   int err = tp->inet_conn.icsk_inet.sk.sk_err;
   if (err != ECONNREFUSED_ && err != ECONNRESET_ && err != EPIPE_) return;
   struct vigil_api_value *v = vigil_api_value();
-  if (v) v->resets[p->stage == VIGIL_API_SYN_SENT ? 0 : 1] += 1;
-  bpf_map_delete_elem(&vigil_api_pending, &cookie);
+  if (!v) return;
+  const int stage = p->stage == VIGIL_API_SYN_SENT ? 0 : 1;
+  const __u64 ns = vigil_api_waited(p->since_ns, bpf_ktime_get_ns()), limit = p->limit_ns;
+  if (bpf_map_delete_elem(&vigil_api_pending, &cookie) != 0) return;  /* the agent counted it */
+  if (ns > limit) v->no_response[stage] += 1; /* a RST after the limit: no response in time */
+  else v->resets[stage] += 1;
 }
 
 SEC("sockops")

@@ -57,10 +57,11 @@ class ApiServerFamily : public Family {
   void read(const FamilyContext& ctx) override {
     prune_pending(ctx);
     read_latency(ctx);
+    // Those the agent took out and those whose answer came too late, which the kernel counted.
     ctx.store.set("vigil_apiserver_no_response_total", make_labels({{"stage", "handshake"}}),
-                  static_cast<double>(no_response_[0]));
+                  static_cast<double>(no_response_[0] + kernel_no_response_[0]));
     ctx.store.set("vigil_apiserver_no_response_total", make_labels({{"stage", "response"}}),
-                  static_cast<double>(no_response_[1]));
+                  static_cast<double>(no_response_[1] + kernel_no_response_[1]));
   }
 
  private:
@@ -103,7 +104,11 @@ class ApiServerFamily : public Family {
       t.response_sum_ns += v.response_sum_ns;
       t.resets[0] += v.resets[0];
       t.resets[1] += v.resets[1];
+      t.no_response[0] += v.no_response[0];
+      t.no_response[1] += v.no_response[1];
     }
+    kernel_no_response_[0] = t.no_response[0];
+    kernel_no_response_[1] = t.no_response[1];
     ctx.store.set_histogram("vigil_apiserver_handshake_seconds", Labels{}, bounds,
                             std::vector<uint64_t>(t.handshake, t.handshake + VIGIL_API_BUCKETS),
                             static_cast<double>(t.handshake_sum_ns) * 1e-9);
@@ -115,7 +120,8 @@ class ApiServerFamily : public Family {
   }
 
   const uint64_t no_response_ns_;
-  uint64_t no_response_[2] = {0, 0};  // handshake, response
+  uint64_t no_response_[2] = {0, 0};         // handshake, response: taken out here
+  uint64_t kernel_no_response_[2] = {0, 0};  // answered too late, as the kernel last said
 };
 
 }  // namespace

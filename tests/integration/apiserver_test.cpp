@@ -296,6 +296,60 @@ TEST(ApiServerLatency, FirstResponseIsTimedAtTheAnswerNotAtTheClientsNextMove) {
   run("rm -rf " + dir);
 }
 
+// An answer later than no_response_after is no response, whenever the agent's tick falls: the
+// agent's look at the waiting connections may come before the answer or after it. With a 2 s
+// tick, a 1 s limit and answers 1.4 s after each request, most answers would land before the
+// agent's next look; each must count as no response all the same, once, and never in the
+// latency histogram.
+TEST(ApiServerLatency, AnAnswerLaterThanTheLimitIsNoResponseWheneverTheTickFalls) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  const std::string server = lab.ip(2);
+  const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  const std::string server_log = make_temp_dir() + "/late.log";
+  Process late({"/usr/bin/env", "ip", "netns", "exec", lab.prefix() + "-pod-2", traffic, "tcp-late", "8082", "1400", "60"},
+               server_log);
+  bool up = false;
+  for (int i = 0; i < 50 && !up; ++i) {
+    up = run("ip netns exec " + lab.prefix() + "-pod-2 ss -Hltn 'sport = :8082' | grep -q LISTEN").status == 0;
+    if (!up) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(up);
+  std::string dir = make_temp_dir();
+  int port = free_port();
+  std::string config = write_temp_file(dir, "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 2s\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\napiserver:\n  no_response_after: 1s\n  addresses: [" + server + ":8082]\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir + "/agent.log");
+  std::string text;
+  auto value = [&](const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    return metric_value(text, name, labels).value_or(-1);
+  };
+  for (int i = 0; i < 100 && value("vigil_apiserver_first_response_seconds_count") < 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+    text = http_get("127.0.0.1", port, "/metrics");
+  }
+  ASSERT_EQ(value("vigil_apiserver_first_response_seconds_count"), 0) << agent.log();
+  const int kConnections = 6;
+  auto r = run("ip netns exec " + lab.prefix() + "-pod-1 " + traffic + " tcp-requests " + server + " 8082 " +
+               std::to_string(kConnections) + " 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  Outcome o = parse_outcome(r.output);
+  ASSERT_EQ(o.answered, kConnections) << r.output;
+  for (int i = 0; i < 60 && value("vigil_apiserver_no_response_total", {{"stage", "response"}}) < kConnections; ++i) {
+    std::this_thread::sleep_for(100ms);
+    text = http_get("127.0.0.1", port, "/metrics");
+  }
+  std::this_thread::sleep_for(2500ms);  // a tick more: nothing counts twice
+  text = http_get("127.0.0.1", port, "/metrics");
+  EXPECT_EQ(value("vigil_apiserver_no_response_total", {{"stage", "response"}}), kConnections) << text;
+  EXPECT_EQ(value("vigil_apiserver_first_response_seconds_count"), 0) << text;
+  EXPECT_EQ(value("vigil_apiserver_handshake_seconds_count"), kConnections);
+  EXPECT_EQ(value("vigil_apiserver_no_response_total", {{"stage", "handshake"}}), 0);
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+  run("rm -rf " + dir);
+}
+
 // The table of connections waiting for the API server, full: an outage leaves every new
 // connection waiting, and the table must keep counting them as no response. A connection that
 // does not fit is counted (vigil_bpf_errors_total{site="apiserver_pending_full"}) and the ones
