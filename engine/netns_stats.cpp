@@ -414,9 +414,24 @@ Result<uint64_t> read_proc_sys_net(const char* file) {
 
 // Everything of the calling thread's current namespace; TCP sockets by state only if asked, the
 // conntrack limit (one for all namespaces) only for the node.
+// The calling thread's network namespace's cookie; 0 where the kernel has none (before 5.14).
+uint64_t netns_cookie_here() {
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0) cookie = 0;
+  close(fd);
+  return cookie;
+}
+
 Result<NetnsSample> sample_here(const NetnsTarget& target, bool node) {
   const bool tcp_states = target.tcp_states;
   NetnsSample out;
+  out.netns_cookie = netns_cookie_here();
   struct File {
     const char* name;
     bool optional;

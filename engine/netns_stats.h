@@ -83,6 +83,10 @@ inline bool conntrack_full_enough(uint64_t entries, uint64_t limit, double share
 }
 
 struct NetnsSample {
+  // The namespace's cookie (SO_NETNS_COOKIE, Linux 5.14+; 0 where unknown): never given to
+  // another namespace, unlike its inode number, so a pod's counters can tell a new namespace
+  // behind the same pod (made again within series_grace) from the one they were reading.
+  uint64_t netns_cookie = 0;
   std::vector<MibCounter> mibs;                // snmp, netstat and snmp6 (when IPv6 is on)
   // Each interface's error and drop counters (rx_dropped, tx_carrier_errors, ...: what
   // `ip -s -s link` shows), loopback left out; `group` is the interface's name.

@@ -24,14 +24,17 @@ void SeriesStore::set(const std::string& name, const Labels& labels, double valu
   described(name).series[labels].value = value;
 }
 
-void SeriesStore::set_continued(const std::string& name, const Labels& labels, double count, uint64_t epoch) {
+bool SeriesStore::set_continued(const std::string& name, const Labels& labels, double count, uint64_t epoch) {
   std::lock_guard lock(mu_);
-  SeriesValue& s = described(name).series[labels];
+  auto& series = described(name).series;
+  const bool made = series.find(labels) == nullptr;
+  SeriesValue& s = series[labels];
   // A series made now has epoch 0, and so starts with all the source has.
   if (s.epoch != epoch || count < s.raw) s.offset = s.value;
   s.raw = count;
   s.epoch = epoch;
   s.value = s.offset + count;
+  return made;
 }
 
 SeriesStore::Family& SeriesStore::described_histogram(const std::string& name, const std::vector<double>& upper_bounds,
@@ -86,6 +89,11 @@ void SeriesStore::set_first_read(const std::string& name, const Labels& labels, 
   Family& f = described(name);
   f.series[labels].value = value;
   f.first_read.insert(labels);
+}
+
+void SeriesStore::mark_first_read(const std::string& name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  described(name).first_read.insert(labels);
 }
 
 std::optional<double> SeriesStore::value(const std::string& name, const Labels& labels) const {

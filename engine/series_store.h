@@ -91,7 +91,8 @@ class SeriesStore : public prometheus::Collectable {
   // or gone and back under its name within metrics.series_grace, keeping its series) and when
   // the source falls back within one (its entry in the kernel taken out and made again). It
   // then adds all the source has; otherwise what the source counted since it was last read.
-  void set_continued(const std::string& name, const Labels& labels, double count, uint64_t epoch);
+  // Returns whether the series was made now.
+  bool set_continued(const std::string& name, const Labels& labels, double count, uint64_t epoch);
   void set_histogram_continued(const std::string& name, const Labels& labels, const std::vector<double>& upper_bounds,
                                const std::vector<uint64_t>& bucket_counts, double sum, uint64_t epoch);
   // For a family read on its own schedule rather than every tick (metrics.netstat): its values
@@ -103,6 +104,8 @@ class SeriesStore : public prometheus::Collectable {
   // is all that built up before, not what came since the family's previous read, so snapshots
   // give it no previous read time (no rate) until the family's next read.
   void set_first_read(const std::string& name, const Labels& labels, double value);
+  // The same mark for a series already set (by set_continued, say).
+  void mark_first_read(const std::string& name, const Labels& labels);
   // The value of series `labels` of family `name`, if it has one.
   std::optional<double> value(const std::string& name, const Labels& labels) const;
   // Removes every series of family `name`.

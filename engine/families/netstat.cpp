@@ -211,10 +211,24 @@ class NetstatFamily : public Family {
     // counters hold built up before, so rules get no rate from this read (SeriesStore::set_first_read).
     const bool first = !state.read_before;
     state.read_before = true;
+    // The namespace's counters count from its creation. A pod's series may outlive the
+    // namespace it read (the pod made again under its name within series_grace, in a new
+    // namespace, under a new pod id): they go on from their value, adding what the new
+    // namespace counts, told apart by the namespace's cookie (a pod read again in the same
+    // namespace goes on from where it was, not twice). A series made at the pod's first read
+    // holds what built up before: no rate from it (SeriesStore::set_first_read).
     auto set_counter = [&](const char* name, const Labels& labels, double value) {
-      if (first) s.set_first_read(name, labels, value);
-      else s.set(name, labels, value);
+      if (s.set_continued(name, labels, value, sample.netns_cookie) && first) s.mark_first_read(name, labels);
     };
+    // Gauges that fall back to 0 (a state with no socket left) must do so for series a pod's
+    // earlier life left too.
+    if (first) {
+      const char* tcp_gauge = pod ? "vigil_tcp_sockets" : "vigil_node_tcp_sockets";
+      for (int st = 1; st < kTcpStates; ++st)
+        if (s.value(tcp_gauge, labels(pod, {{"state", tcp_state_name(st)}}))) state.states_shown |= 1u << st;
+      if (s.value(pod ? "vigil_conntrack_entries" : "vigil_node_conntrack_entries", labels(pod, {})))
+        state.conntrack_shown = true;
+    }
     const char* mib_name = pod ? "vigil_netstat_total" : "vigil_node_netstat_total";
     std::string key;
     for (const auto& c : sample.mibs) {

@@ -212,6 +212,70 @@ TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
   EXPECT_EQ(in_use(text, 2), ss_not_time_wait(2));
 }
 
+// A pod made again under its name (a StatefulSet's) within series_grace keeps its series, but
+// reads a new namespace, whose counters start from 0. Its counters go on from their value with
+// what the new namespace counts, whether that is below the old value or above it (where a
+// plain counter would lose the old value and no reset would show).
+TEST_F(NetstatTelemetry, APodInANewNamespaceGoesOnFromItsCounters) {
+  auto refuse = [&](int n) {
+    auto r = run("ip netns exec " + ns(2) + " bash -c 'for i in $(seq 1 " + std::to_string(n) + "); do (exec 3<>/dev/tcp/" +
+                 lab_->ip(1) + "/81) 2>/dev/null; done; true'");
+    ASSERT_EQ(r.status, 0) << r.output;
+  };
+  const int kBefore = 3, kAfter = 8;
+  refuse(kBefore);
+  std::string text = settled();
+  ASSERT_EQ(mib(text, 2, "Tcp", "AttemptFails"), kBefore) << text;
+  // Pod 2's namespace is deleted and made again (same name, same address, a new veth).
+  lab_->cmd("rm 2");
+  lab_->cmd("up 3");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port_).count("pod-2") > 0; }, 10s)) << agent_->log();
+  refuse(kAfter);
+  ASSERT_EQ(nstat(2, "TcpAttemptFails"), static_cast<uint64_t>(kAfter));
+  text = settled();
+  EXPECT_EQ(mib(text, 2, "Tcp", "AttemptFails"), kBefore + kAfter) << text;
+  EXPECT_EQ(mib(text, 2, "Tcp", "ActiveOpens"), kBefore + kAfter);
+}
+
+// The same pod back under a new pod id (taken out of the pods file and put back, as a pod
+// deleted and made again is) finds its socket gauges where it left them: a state it has no
+// socket in now shows 0, not the count its earlier life last had.
+TEST_F(NetstatTelemetry, SocketGaugesOfAPodBackFallToWhatItHasNow) {
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), binary_path("tests/tools/vigil-lab-traffic"), "tcp-silent",
+                               "7000", "60"},
+      dir_->path() + "/server.log"));
+  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << helpers_[0]->log();
+  const std::string ip2 = lab_->ip(2);
+  helpers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(1), "/bin/bash", "-c",
+                               "exec 3<>/dev/tcp/" + ip2 + "/7000 4<>/dev/tcp/" + ip2 + "/7000 5<>/dev/tcp/" + ip2 +
+                                   "/7000 6<>/dev/tcp/" + ip2 + "/7000; exec sleep 60"},
+      dir_->path() + "/client.log"));
+  ASSERT_TRUE(wait_for_ss(2, "ESTAB", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+  std::string text = settled();
+  ASSERT_EQ(sockets(text, 2, "ESTABLISHED"), 4) << text;
+  // Pod 2 leaves the pods file (its series stay for series_grace), its connections end (the
+  // client goes: pod 2's sockets wait in CLOSE_WAIT), and it comes back.
+  const std::string pods = lab_->pods_file();
+  const std::string all = run("cat " + pods).output;
+  const size_t at = all.find("- namespace: lab\n  name: pod-2\n");
+  ASSERT_NE(at, std::string::npos) << all;
+  const size_t end = all.find("- namespace:", at + 1);
+  write_temp_file(dir_->path(), "pods-without-2.yaml", all.substr(0, at) + (end == std::string::npos ? "" : all.substr(end)));
+  ASSERT_EQ(run("cp " + dir_->path() + "/pods-without-2.yaml " + pods).status, 0);
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port_).count("pod-2") == 0; }, 10s)) << agent_->log();
+  helpers_[1]->terminate();
+  ASSERT_TRUE(wait_for_ss(2, "CLOSE-WAIT", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+  write_temp_file(dir_->path(), "pods-all.yaml", all);
+  ASSERT_EQ(run("cp " + dir_->path() + "/pods-all.yaml " + pods).status, 0);
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port_).count("pod-2") > 0; }, 10s)) << agent_->log();
+  text = settled();
+  EXPECT_EQ(sockets(text, 2, "ESTABLISHED"), 0) << text;
+  EXPECT_EQ(sockets(text, 2, "CLOSE_WAIT"), 4);
+  EXPECT_EQ(sockets(text, 2, "LISTEN"), 1);
+}
+
 TEST_F(NetstatTelemetry, InterfaceDropsAreTheKernelsOwnPerPod) {
   // Pod 1's host-side veth goes down; pod 1 then sends 9 datagrams to pod 2 (its neighbour entry
   // fixed, so no ARP is tried): its eth0 drops each one on transmit (the peer is down), and
