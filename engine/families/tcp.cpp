@@ -30,7 +30,7 @@ class TcpFamily : public Family {
     s.describe("vigil_tcp_connections_established_total",
                "TCP connections a pod established, as client (it sent the SYN) or server.", SeriesKind::Counter);
     s.describe("vigil_tcp_connect_failures_total",
-               "Active opens that failed: refused (RST answered the SYN), timeout (no SYN-ACK), other.",
+               "Active opens that failed: refused (a RST or an ICMP port unreachable answered the SYN), timeout (the kernel gave up after its SYN retries), other (the client closed it first, its own connect timeout or a cancelled attempt, or an ICMP error such as host unreachable).",
                SeriesKind::Counter);
     s.describe("vigil_tcp_retransmits_total", "TCP segments a pod retransmitted.", SeriesKind::Counter);
     s.describe("vigil_tcp_state_transitions_total", "TCP sockets of a pod entering a state.", SeriesKind::Counter);
