@@ -187,6 +187,10 @@ class DnsFamily : public Family {
       if (seen < now && now - seen >= 2 * timeout_ns_) stale.push_back(key);
     });
     for (const auto& key : stale) {
+      // Answered since the walk, and a new request under the same key (a client that reuses its
+      // port and id) stored: that one is not taken out, nor counted, for the old one's silence.
+      __u64 seen = 0;
+      if (bpf_map_lookup_elem(m.fd, &key, &seen) != 0 || seen >= now || now - seen < 2 * timeout_ns_) continue;
       if (bpf_map_delete_elem(m.fd, &key) != 0) continue;  // answered meanwhile
       --entries;
       const int side = key.request_dir == VIGIL_DIR_EGRESS ? VIGIL_DNS_SIDE_CLIENT : VIGIL_DNS_SIDE_SERVER;
