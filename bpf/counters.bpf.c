@@ -600,7 +600,9 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
     }
     *skip = 0; /* another drop came between: the list is over, or was never freed here */
   }
-  if (skip) {
+  /* Only a nonlinear skb has data outside its head, frag_list members included: a linear one
+   * (most drops: small packets) costs no read. */
+  if (skip && skb->data_len) {
     struct sk_buff *members = 0;
     const unsigned char *shinfo = skb->head + skb->end;
     bpf_probe_read_kernel(&members, sizeof(members), shinfo + bpf_core_field_offset(struct skb_shared_info, frag_list));
