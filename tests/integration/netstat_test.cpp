@@ -106,6 +106,23 @@ class NetstatTelemetry : public ::testing::Test {
     auto r = run("ip netns exec " + ns(i) + " cat " + path);
     return r.status == 0 ? std::stoull(r.output) : ~0ull;
   }
+  // Pod 2 accepts connections on 7000 and never answers (helpers_[0]); pod 1 opens 4 and holds
+  // them (helpers_[1]), until both ends show them established.
+  void hold_four_connections() {
+    helpers_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), binary_path("tests/tools/vigil-lab-traffic"),
+                                 "tcp-silent", "7000", "60"},
+        dir_->path() + "/server.log"));
+    ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
+    const std::string ip2 = lab_->ip(2);
+    helpers_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(1), "/bin/bash", "-c",
+                                 "exec 3<>/dev/tcp/" + ip2 + "/7000 4<>/dev/tcp/" + ip2 + "/7000 5<>/dev/tcp/" + ip2 +
+                                     "/7000 6<>/dev/tcp/" + ip2 + "/7000; exec sleep 60"},
+        dir_->path() + "/client.log"));
+    ASSERT_TRUE(wait_for_ss(1, "ESTAB", 4)) << run("ip netns exec " + ns(1) + " ss -tan").output;
+    ASSERT_TRUE(wait_for_ss(2, "ESTAB", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+  }
   // Metrics after at least one netstat read that began after this call.
   std::string settled() { return metrics_after_ticks(port_, 3); }
 
@@ -154,20 +171,7 @@ TEST_F(NetstatTelemetry, PodCountersAreTheKernelsOwnExactly) {
 }
 
 TEST_F(NetstatTelemetry, SocketsByStateAsSsCountsThem) {
-  // Pod 2 accepts connections on 7000 and never answers; pod 1 opens 4 and holds them.
-  helpers_.push_back(std::make_unique<Process>(
-      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), binary_path("tests/tools/vigil-lab-traffic"), "tcp-silent",
-                               "7000", "60"},
-      dir_->path() + "/server.log"));
-  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << run("ip netns exec " + ns(2) + " ss -tan").output << helpers_[0]->log();
-  const std::string ip2 = lab_->ip(2);
-  helpers_.push_back(std::make_unique<Process>(
-      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(1), "/bin/bash", "-c",
-                               "exec 3<>/dev/tcp/" + ip2 + "/7000 4<>/dev/tcp/" + ip2 + "/7000 5<>/dev/tcp/" + ip2 +
-                                   "/7000 6<>/dev/tcp/" + ip2 + "/7000; exec sleep 60"},
-      dir_->path() + "/client.log"));
-  ASSERT_TRUE(wait_for_ss(1, "ESTAB", 4)) << run("ip netns exec " + ns(1) + " ss -tan").output;
-  ASSERT_TRUE(wait_for_ss(2, "ESTAB", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+  ASSERT_NO_FATAL_FAILURE(hold_four_connections());
 
   std::string text = settled();
   EXPECT_EQ(sockets(text, 1, "ESTABLISHED"), 4) << text;
@@ -241,18 +245,7 @@ TEST_F(NetstatTelemetry, APodInANewNamespaceGoesOnFromItsCounters) {
 // deleted and made again is) finds its socket gauges where it left them: a state it has no
 // socket in now shows 0, not the count its earlier life last had.
 TEST_F(NetstatTelemetry, SocketGaugesOfAPodBackFallToWhatItHasNow) {
-  helpers_.push_back(std::make_unique<Process>(
-      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(2), binary_path("tests/tools/vigil-lab-traffic"), "tcp-silent",
-                               "7000", "60"},
-      dir_->path() + "/server.log"));
-  ASSERT_TRUE(wait_for_ss(2, "LISTEN", 1)) << helpers_[0]->log();
-  const std::string ip2 = lab_->ip(2);
-  helpers_.push_back(std::make_unique<Process>(
-      std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns(1), "/bin/bash", "-c",
-                               "exec 3<>/dev/tcp/" + ip2 + "/7000 4<>/dev/tcp/" + ip2 + "/7000 5<>/dev/tcp/" + ip2 +
-                                   "/7000 6<>/dev/tcp/" + ip2 + "/7000; exec sleep 60"},
-      dir_->path() + "/client.log"));
-  ASSERT_TRUE(wait_for_ss(2, "ESTAB", 4)) << run("ip netns exec " + ns(2) + " ss -tan").output;
+  ASSERT_NO_FATAL_FAILURE(hold_four_connections());
   std::string text = settled();
   ASSERT_EQ(sockets(text, 2, "ESTABLISHED"), 4) << text;
   // Pod 2 leaves the pods file (its series stay for series_grace), its connections end (the
