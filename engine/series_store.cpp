@@ -84,13 +84,6 @@ void SeriesStore::set_read_time(const std::string& name, double unix_time) {
   f.first_read.clear();
 }
 
-void SeriesStore::set_first_read(const std::string& name, const Labels& labels, double value) {
-  std::lock_guard lock(mu_);
-  Family& f = described(name);
-  f.series[labels].value = value;
-  f.first_read.insert(labels);
-}
-
 void SeriesStore::mark_first_read(const std::string& name, const Labels& labels) {
   std::lock_guard lock(mu_);
   described(name).first_read.insert(labels);

@@ -100,11 +100,9 @@ class SeriesStore : public prometheus::Collectable {
   // one before, so that rules take a counter's rate over the time between two reads and hold
   // it until the next, instead of 0 between reads and the whole increase on a read's tick.
   void set_read_time(const std::string& name, double unix_time);
-  // set() for a series of such a family whose owner (a pod) is read for the first time: its value
-  // is all that built up before, not what came since the family's previous read, so snapshots
-  // give it no previous read time (no rate) until the family's next read.
-  void set_first_read(const std::string& name, const Labels& labels, double value);
-  // The same mark for a series already set (by set_continued, say).
+  // Marks a series of such a family whose owner (a pod) is read for the first time: its value is
+  // all that built up before, not what came since the family's previous read, so snapshots give
+  // it no previous read time (no rate) until the family's next read.
   void mark_first_read(const std::string& name, const Labels& labels);
   // The value of series `labels` of family `name`, if it has one.
   std::optional<double> value(const std::string& name, const Labels& labels) const;
@@ -147,7 +145,7 @@ class SeriesStore : public prometheus::Collectable {
     std::vector<double> bounds;  // histograms only
     detail::LabelledSeries<HistogramValue> histograms;
     double read_time = 0, previous_read_time = 0;  // set_read_time's; 0: read every tick
-    std::set<Labels> first_read;  // set_first_read's, until the next read
+    std::set<Labels> first_read;  // mark_first_read's, until the next read
   };
   // The family `name`; throws std::logic_error if it was never described (the caller holds mu_).
   Family& described(const std::string& name);

@@ -208,7 +208,7 @@ class NetstatFamily : public Family {
 
   void emit(SeriesStore& s, const WatchedPod* pod, const NetnsSample& sample, State& state) {
     // A pod read for the first time (attached while its namespace already had counts): what its
-    // counters hold built up before, so rules get no rate from this read (SeriesStore::set_first_read).
+    // counters hold built up before, so rules get no rate from this read (SeriesStore::mark_first_read).
     const bool first = !state.read_before;
     state.read_before = true;
     // The namespace's counters count from its creation. A pod's series may outlive the
@@ -216,7 +216,7 @@ class NetstatFamily : public Family {
     // namespace, under a new pod id): they go on from their value, adding what the new
     // namespace counts, told apart by the namespace's cookie (a pod read again in the same
     // namespace goes on from where it was, not twice). A series made at the pod's first read
-    // holds what built up before: no rate from it (SeriesStore::set_first_read).
+    // holds what built up before: no rate from it (SeriesStore::mark_first_read).
     auto set_counter = [&](const char* name, const Labels& labels, double value) {
       if (s.set_continued(name, labels, value, sample.netns_cookie) && first) s.mark_first_read(name, labels);
     };

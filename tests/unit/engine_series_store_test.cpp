@@ -152,7 +152,8 @@ TEST(SeriesStore, SnapshotsCarryTheReadTimesOfFamiliesReadOnTheirOwnSchedule) {
   EXPECT_EQ(times("slow_seconds_count"), std::pair(110.0, 100.0));
   EXPECT_EQ(times("tick_total"), std::pair(0.0, 0.0));
   // A series whose owner is read for the first time has no read before, until the next read.
-  s.set_first_read("slow_total", make_labels({{"pod", "new"}}), 400);
+  s.set("slow_total", make_labels({{"pod", "new"}}), 400);
+  s.mark_first_read("slow_total", make_labels({{"pod", "new"}}));
   auto of_new = [&] {
     for (const auto& x : s.snapshot())
       if (x.metric == "slow_total" && find_label(x.labels, "pod")) return std::pair{x.read_time, x.previous_read_time};
