@@ -206,7 +206,9 @@ enum vigil_error_site {
                                     * across segments, or bytes of its stream went missing before
                                     * this hook (docs: bpf/lib/dns.h) */
   VIGIL_ERR_API_PENDING_FULL = 10, /* a connection to the API server could not be stored in vigil_api_pending */
-  VIGIL_ERR_MAX = 11,
+  VIGIL_ERR_API_UNTRACKED = 11,    /* a connection to the API server not timed: no memory for its
+                                    * socket's entry in vigil_api_flags */
+  VIGIL_ERR_MAX = 12,
 };
 
 /* vigil_tp_runs: per-CPU array, a run count for each tracing program, indexed by

@@ -18,8 +18,8 @@ static_assert(offsetof(vigil_drop_key, direction) == 6 && offsetof(vigil_drop_ke
 static_assert(VIGIL_CAST_MAX == 4);
 static_assert(sizeof(vigil_drop_value) == 16);
 static_assert(sizeof(vigil_ip_key) == 16);
-static_assert(VIGIL_ERR_MAX == 11 && VIGIL_ERR_CAPTURE_RING_FULL == 8 && VIGIL_ERR_DNS_TCP_UNTRACKED == 9 &&
-              VIGIL_ERR_API_PENDING_FULL == 10);
+static_assert(VIGIL_ERR_MAX == 12 && VIGIL_ERR_CAPTURE_RING_FULL == 8 && VIGIL_ERR_DNS_TCP_UNTRACKED == 9 &&
+              VIGIL_ERR_API_PENDING_FULL == 10 && VIGIL_ERR_API_UNTRACKED == 11);
 static_assert(sizeof(vigil_remote_key) == 24);
 static_assert(offsetof(vigil_remote_key, addr) == 8);
 static_assert(sizeof(vigil_slot) == 32);

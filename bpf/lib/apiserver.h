@@ -67,6 +67,18 @@ struct {
   __type(value, struct vigil_api_value);
 } vigil_api_latency SEC(".maps");
 
+/* The callbacks this program turned on for a socket it times: those that were off when it asked
+ * for them. Done with the socket, it turns off only those (vigil_api_unmark), so that another
+ * sock_ops program on the same socket (one that writes TCP header options, or watches state
+ * changes) keeps what it asked for. Stored with the socket and gone with it; a socket without an
+ * entry is not one this program times, whatever its flags. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, __u32);
+} vigil_api_flags SEC(".maps");
+
 #define VIGIL_AF_INET 2
 #define VIGIL_AF_INET6 10
 /* A socket we time: STATE_CB (its close tells a reset) doubles as our mark. */
@@ -81,9 +93,29 @@ static __always_inline struct vigil_api_value *vigil_api_value(void) {
   return bpf_map_lookup_elem(&vigil_api_latency, &zero);
 }
 
-/* Turns our callbacks off, leaving any another program set. */
-static __always_inline void vigil_api_unmark(struct bpf_sock_ops *ctx) {
-  bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags & ~VIGIL_API_FLAGS);
+/* The callbacks this program turned on for the socket (vigil_api_flags), or 0: not a socket it
+ * times. `create`: make the entry, for a socket it starts to time. */
+static __always_inline __u32 *vigil_api_ours(struct bpf_sock_ops *ctx, int create) {
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk) return 0;
+  return bpf_sk_storage_get(&vigil_api_flags, sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+}
+
+/* Turns `flags` on, noting in *ours those that were off. */
+static __always_inline void vigil_api_turn_on(struct bpf_sock_ops *ctx, __u32 *ours, __u32 flags) {
+  const __u32 now = ctx->bpf_sock_ops_cb_flags;
+  *ours |= flags & ~now;
+  bpf_sock_ops_cb_flags_set(ctx, now | flags);
+}
+
+/* Done with the socket: turns the per-segment callbacks off if this program turned them on. The
+ * state callbacks stay on for the socket's life (a few runs a connection, which find no entry):
+ * another program that asked for them in the same callback, after this one, keeps them too. */
+static __always_inline void vigil_api_unmark(struct bpf_sock_ops *ctx, const __u32 *ours) {
+  const __u32 off = *ours & BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+  if (off) bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags & ~off);
+  struct bpf_sock *sk = ctx->sk;
+  if (sk) bpf_sk_storage_delete(&vigil_api_flags, sk);
 }
 
 static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
@@ -101,13 +133,20 @@ static __always_inline void vigil_api_connect(struct bpf_sock_ops *ctx) {
   key.port = (__u16)bpf_ntohl(ctx->remote_port);
   __u64 *limit = bpf_map_lookup_elem(&vigil_api_servers, &key);
   if (!limit) return;
+  __u32 *ours = vigil_api_ours(ctx, 1);
+  if (!ours) {
+    count_error(VIGIL_ERR_API_UNTRACKED);
+    return;
+  }
+  *ours = 0;
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending p = {.since_ns = bpf_ktime_get_ns(), .stage = VIGIL_API_SYN_SENT, .limit_ns = *limit};
   if (bpf_map_update_elem(&vigil_api_pending, &cookie, &p, BPF_ANY)) {
     count_error(VIGIL_ERR_API_PENDING_FULL);
+    vigil_api_unmark(ctx, ours);
     return;
   }
-  bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_MARK);
+  vigil_api_turn_on(ctx, ours, VIGIL_API_MARK);
 }
 
 /* How long the wait that began at `since` has lasted, now. */
@@ -119,7 +158,7 @@ static __always_inline void vigil_api_observe(__u64 ns, __u64 *buckets, __u64 *s
   *sum_ns += ns;
 }
 
-static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
+static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx, __u32 *ours) {
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
   if (!p || p->stage != VIGIL_API_SYN_SENT) return;
@@ -131,26 +170,26 @@ static __always_inline void vigil_api_established(struct bpf_sock_ops *ctx) {
      * connection is not timed further. The agent looks at an entry only once it is older than
      * the limit, and this one is: whichever delete takes it out counts it. */
     if (bpf_map_delete_elem(&vigil_api_pending, &cookie) == 0) v->no_response[0] += 1;
-    vigil_api_unmark(ctx);
+    vigil_api_unmark(ctx, ours);
     return;
   }
   /* In time: the agent, which takes out only entries older than the limit, leaves it alone. */
   vigil_api_observe(ns, v->handshake, &v->handshake_sum_ns);
   p->since_ns = now;
   p->stage = VIGIL_API_IDLE;
-  bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | VIGIL_API_FLAGS);
+  vigil_api_turn_on(ctx, ours, VIGIL_API_FLAGS);
 }
 
 /* Once per segment sent (and per MSS computation, with no segment: skb_len 0), only while our
  * WRITE_HDR_OPT flag is set. Reserves nothing: the header is left as it is. The first segment
  * with payload is the request; the first callback after a segment with payload came in is the
  * ACK of the first answer (see the top of this file). */
-static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
+static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx, __u32 *ours) {
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct vigil_api_pending *p = bpf_map_lookup_elem(&vigil_api_pending, &cookie);
   if (!p) {
     /* Answered, reset or given up on by the agent: nothing more to see on this socket. */
-    vigil_api_unmark(ctx);
+    vigil_api_unmark(ctx, ours);
     return;
   }
   if (p->stage == VIGIL_API_IDLE) {
@@ -170,7 +209,7 @@ static __always_inline void vigil_api_sending(struct bpf_sock_ops *ctx) {
     if (ns > limit) v->no_response[1] += 1;
     else vigil_api_observe(ns, v->response, &v->response_sum_ns);
   }
-  vigil_api_unmark(ctx);
+  vigil_api_unmark(ctx, ours);
 }
 
 /* A socket we time changes state. Only its close matters: with a reset's error (tcp_reset() sets
@@ -205,20 +244,21 @@ static __always_inline void vigil_api_state(struct bpf_sock_ops *ctx) {
 
 SEC("sockops")
 int vigil_api_sockops(struct bpf_sock_ops *ctx) {
-  switch (ctx->op) {
-  case BPF_SOCK_OPS_TCP_CONNECT_CB:
+  const __u32 op = ctx->op;
+  if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
     vigil_api_connect(ctx);
-    break;
-  case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-    if (ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK) vigil_api_established(ctx);
-    break;
-  case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
-    if (ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK) vigil_api_sending(ctx);
-    break;
-  case BPF_SOCK_OPS_STATE_CB:
-    if (ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK) vigil_api_state(ctx);
-    break;
+    return 1;
   }
+  if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_HDR_OPT_LEN_CB && op != BPF_SOCK_OPS_STATE_CB)
+    return 1;
+  /* Our callbacks are on for the sockets we time, and perhaps for others' (another program's);
+   * the socket's entry tells. */
+  if (!(ctx->bpf_sock_ops_cb_flags & VIGIL_API_MARK)) return 1;
+  __u32 *ours = vigil_api_ours(ctx, 0);
+  if (!ours) return 1;
+  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) vigil_api_established(ctx, ours);
+  else if (op == BPF_SOCK_OPS_HDR_OPT_LEN_CB) vigil_api_sending(ctx, ours);
+  else vigil_api_state(ctx);
   return 1;
 }
 

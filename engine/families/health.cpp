@@ -22,6 +22,7 @@ const char* error_site(size_t i) {
     case VIGIL_ERR_CAPTURE_RING_FULL: return "capture_ring_full";
     case VIGIL_ERR_DNS_TCP_UNTRACKED: return "dns_tcp_untracked";
     case VIGIL_ERR_API_PENDING_FULL: return "apiserver_pending_full";
+    case VIGIL_ERR_API_UNTRACKED: return "apiserver_untracked";
     default: return nullptr;
   }
 }

@@ -3,11 +3,15 @@
 // listed. Every connection the other pod makes is accounted for exactly, from the kernel's
 // sock_ops program on the node's cgroup v2 root, over IPv4 and IPv6.
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <regex>
 #include <thread>
@@ -421,6 +425,111 @@ TEST(ApiServerLatency, FullPendingTableCountsTheConnectionsItCannotTime) {
   EXPECT_EQ(refused(), kOver);
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
+}
+
+// Where cgroup v2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host), or "".
+std::string cgroup2_root() {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string device, dir, type, rest;
+  while (mounts >> device >> dir >> type && std::getline(mounts, rest))
+    if (type == "cgroup2") return dir;
+  return "";
+}
+
+// A cgroup v2 group of the test's own (a pod's, as far as sock_ops programs go), removed when the
+// test ends, also when it fails; the processes put in it must have ended by then.
+struct ScopedCgroup {
+  std::string path;
+  int fd = -1;
+  explicit ScopedCgroup(const std::string& root) {
+    const std::string dir = root + "/vigil-test-" + std::to_string(getpid()) + "-" + std::to_string(free_port());
+    if (mkdir(dir.c_str(), 0755) != 0) return;
+    path = dir;
+    fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
+  ~ScopedCgroup() {
+    if (fd >= 0) close(fd);
+    if (!path.empty()) rmdir(path.c_str());
+  }
+};
+
+// Another tool's sock_ops program on a pod's cgroup asks for state-change and per-segment
+// callbacks on every connection the pod makes (tests/integration/bpf/sockops_watch.bpf.c). The
+// agent times the same connections to the API server and turns its own callbacks off after the
+// first answer: the other program still gets each connection's close and the segments sent after
+// the first answer. (Turning off every callback it uses, whoever asked for them, the agent took
+// both from it: 0 closes and 0 such segments.)
+TEST(ApiServerLatency, AnotherProgramsCallbacksOnTheSameSocketsStayOn) {
+  VIGIL_REQUIRE_ROOT();
+  const std::string root = cgroup2_root();
+  ASSERT_NE(root, "") << "cgroup v2 is not mounted";
+  ScopedTempDir dir;
+  std::string error;
+  const std::string object = compile_other_tool("sockops_watch", dir.path(), error);
+  ASSERT_NE(object, "") << error;
+  ScopedCgroup pod_cgroup(root);
+  ASSERT_GE(pod_cgroup.fd, 0) << "mkdir/open " << pod_cgroup.path << ": " << std::strerror(errno);
+  struct Loaded {
+    bpf_object* obj = nullptr;
+    int link = -1;
+    ~Loaded() {
+      if (link >= 0) close(link);  // detaches it
+      if (obj) bpf_object__close(obj);
+    }
+  } other;
+  other.obj = bpf_object__open_file(object.c_str(), nullptr);
+  ASSERT_NE(other.obj, nullptr) << std::strerror(errno);
+  ASSERT_EQ(bpf_object__load(other.obj), 0) << std::strerror(errno);
+  other.link = bpf_link_create(bpf_program__fd(bpf_object__next_program(other.obj, nullptr)), pod_cgroup.fd,
+                               BPF_CGROUP_SOCK_OPS, nullptr);
+  ASSERT_GE(other.link, 0) << "attach sock_ops to " << pod_cgroup.path << ": " << std::strerror(errno);
+  const int seen = bpf_map__fd(bpf_object__find_map_by_name(other.obj, "seen"));
+  auto seen_count = [&](__u32 i) {
+    __u64 n = 0;
+    return bpf_map_lookup_elem(seen, &i, &n) == 0 ? static_cast<double>(n) : -1.0;
+  };
+
+  Lab lab(2);
+  const std::string server = lab.ip(2);
+  lab.cmd("serve-http 2 8443");
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\npods: {file: " + lab.pods_file() +
+      "}\nrules: []\nnotifiers: []\napiserver:\n  addresses: [" + server + ":8443]\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  std::string text;
+  auto value = [&](const std::string& name) { return metric_value(text, name, {}).value_or(-1); };
+  for (int i = 0; i < 100 && value("vigil_apiserver_first_response_seconds_count") < 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+    text = http_get("127.0.0.1", port, "/metrics");
+  }
+  ASSERT_EQ(value("vigil_apiserver_first_response_seconds_count"), 0) << agent.log();
+
+  // Each curl: one connection from pod 1, in the pod's cgroup, kept for its 5 requests.
+  const int kConnections = 3, kRequests = 5;
+  std::string urls;
+  for (int i = 0; i < kRequests; ++i) urls += " http://" + server + ":8443/bytes/64";
+  for (int c = 0; c < kConnections; ++c) {
+    // Into the cgroup first: `ip netns exec` mounts a sysfs of the pod's, without the cgroup mounts.
+    auto curl = run("sh -c 'echo $$ > " + pod_cgroup.path + "/cgroup.procs && exec ip netns exec " + lab.prefix() +
+                    "-pod-1 curl -sS --max-time 10 -o /dev/null -w \"%{num_connects}\\n\"" + urls + "'");
+    ASSERT_EQ(curl.status, 0) << curl.output;
+    ASSERT_EQ(std::count(curl.output.begin(), curl.output.end(), '1'), 1) << "one connection per curl: " << curl.output;
+  }
+  for (int i = 0; i < 50 && value("vigil_apiserver_first_response_seconds_count") < kConnections; ++i) {
+    std::this_thread::sleep_for(100ms);
+    text = http_get("127.0.0.1", port, "/metrics");
+  }
+  // The agent timed every connection...
+  EXPECT_EQ(value("vigil_apiserver_handshake_seconds_count"), kConnections) << text;
+  EXPECT_EQ(value("vigil_apiserver_first_response_seconds_count"), kConnections);
+  // ...and the other program saw what it asked for: every close (curl's connections end with the
+  // client's FIN, the socket passes through CLOSE), and the 4 requests after each first answer.
+  wait_until([&] { return seen_count(1) >= kConnections; }, 3s);
+  EXPECT_EQ(seen_count(0), kConnections);
+  EXPECT_EQ(seen_count(1), kConnections);
+  EXPECT_GE(seen_count(2), kConnections * (kRequests - 1));
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
 TEST(ApiServerLatency, BadAddressIsRejectedWithItsField) {

@@ -436,6 +436,14 @@ uint64_t read_u64(const std::string& path) {
   return v;
 }
 
+std::string compile_other_tool(const std::string& name, const std::string& dir, std::string& error) {
+  const std::string object = dir + "/" + name + ".bpf.o";
+  auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
+                source_path("tests/integration/bpf/" + name + ".bpf.c") + " -o " + object);
+  error = cc.output;
+  return cc.status == 0 ? object : "";
+}
+
 std::string make_temp_dir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "vigil-test-XXXXXX").string();
   char* d = mkdtemp(tmpl.data());

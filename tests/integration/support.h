@@ -167,6 +167,10 @@ void expect_exact_or_undelivered(double counted, double want, const TracepointDe
 // cannot be read or a `from` is not in it (the pack changed under the test).
 std::string shipped_rule(const std::string& file, const std::vector<std::pair<std::string, std::string>>& replacements);
 
+// Compiles tests/integration/bpf/NAME.bpf.c (a stand-in for another tool's program) into DIR;
+// the object's path, or "" with clang's output in `error`.
+std::string compile_other_tool(const std::string& name, const std::string& dir, std::string& error);
+
 uint64_t read_u64(const std::string& path);
 std::string write_temp_file(const std::string& dir, const std::string& name, const std::string& content);
 std::string make_temp_dir();

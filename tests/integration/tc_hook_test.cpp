@@ -44,14 +44,6 @@ std::string drop_lines(const std::string& text) {
 
 // Compiles tests/integration/bpf/NAME.bpf.c (another tool's program) into DIR: the object's path,
 // or "" with the compiler's output in `error`.
-std::string compile_other_tool(const std::string& name, const std::string& dir, std::string& error) {
-  const std::string object = dir + "/" + name + ".bpf.o";
-  auto cc = run("clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$(uname -m)-linux-gnu -c " +
-                source_path("tests/integration/bpf/" + name + ".bpf.c") + " -o " + object);
-  error = cc.output;
-  return cc.status == 0 ? object : "";
-}
-
 // The agent on the lab's pods, no rules, listening on `port`; `extra`: more of its config.
 std::unique_ptr<Process> start_agent(const Lab& lab, const std::string& dir, int port, const std::string& extra = "") {
   const std::string config = write_temp_file(dir, "vigil.yaml",
