@@ -702,6 +702,10 @@ void Agent::publish_state() {
   for (const auto& [key, pod] : pods_->pods())
     retina_pods[{pod.spec.namespace_, pod.spec.name}].ip = pod.iface.ips.empty() ? "unknown" : pod.iface.ips.front();
   std::lock_guard lock(published_mu_);
+  // A pod that went keeps its address in its series' local context while they stay (series_grace):
+  // its Retina series go on under the same labels to their last counts, then go with the others.
+  for (const auto& [key, info] : retina_pods_)
+    if (expiring_series_.count(key)) retina_pods.emplace(key, info);
   retina_pods_ = std::move(retina_pods);
   pods_json_ = pods.dump();
   rules_json_ = rules.dump();
@@ -714,7 +718,7 @@ std::string Agent::render_metrics() const {
   auto ours = store_.Collect();
   if (config_.metrics.retina_compat) {
     std::lock_guard lock(published_mu_);
-    auto retina = retina_view(ours, retina_pods_);
+    auto retina = retina_view_.render(ours, retina_pods_);
     families.insert(families.end(), std::make_move_iterator(retina.begin()), std::make_move_iterator(retina.end()));
   }
   families.insert(families.end(), std::make_move_iterator(ours.begin()), std::make_move_iterator(ours.end()));

@@ -168,6 +168,7 @@ class Agent {
   std::string rules_json_ = "[]";
   std::string anomalies_json_ = "[]";
   RetinaPods retina_pods_;
+  mutable RetinaView retina_view_;  // under published_mu_
   std::chrono::steady_clock::time_point last_tick_{};
 };
 

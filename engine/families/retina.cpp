@@ -48,6 +48,33 @@ class Builder {
     f.series[labels] += value;
   }
 
+  // Sums `value` into what the pod `source` adds to the node series `labels` of gauge `name`.
+  void add_node(const std::string& name, const std::string& help, const Labels& labels, const Labels& source,
+                double value) {
+    node_help_[name] = help;
+    node_[{name, labels}][source] += value;
+  }
+
+  // The node series: what their pods add now, with what `state` kept of pods gone and of resets.
+  void settle_node(std::map<std::pair<std::string, Labels>, RetinaView::NodeSeries>& state) {
+    for (auto& [key, now] : node_) state[key].help = node_help_[key.first];
+    for (auto& [key, series] : state) {
+      const auto it = node_.find(key);
+      static const std::map<Labels, double> kNone;
+      const auto& now = it != node_.end() ? it->second : kNone;
+      for (const auto& [source, last] : series.last) {
+        auto n = now.find(source);
+        if (n == now.end() || n->second < last) series.kept += last;  // gone, or counting again from 0
+      }
+      series.last = now;
+      double total = series.kept;
+      for (const auto& [source, v] : now) total += v;
+      auto& f = families_[key.first];
+      f.help = series.help;
+      f.series[key.second] = total;
+    }
+  }
+
   // A histogram as it is, its bucket bounds and sum scaled (Retina's are in milliseconds).
   void add_histogram(const std::string& name, const std::string& help, const prometheus::ClientMetric& m, double scale) {
     prometheus::MetricFamily mf;
@@ -85,6 +112,8 @@ class Builder {
     std::map<Labels, double> series;
   };
   std::map<std::string, Family> families_;
+  std::map<std::pair<std::string, Labels>, std::map<Labels, double>> node_;
+  std::map<std::string, std::string> node_help_;
   std::vector<prometheus::MetricFamily> histograms_;
 };
 
@@ -92,13 +121,20 @@ constexpr const char* kPrefix = "networkobservability_";
 
 }  // namespace
 
-std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::MetricFamily>& vigil,
-                                                  const RetinaPods& pods) {
+std::vector<prometheus::MetricFamily> RetinaView::render(const std::vector<prometheus::MetricFamily>& vigil,
+                                                         const RetinaPods& pods) {
   Builder b;
   for (const auto& family : vigil) {
     for (const auto& m : family.metric) {
       const Labels in = labels_of(m);
       const double v = value_of(m, family.type);
+      // The pod a series belongs to, whatever its other labels: its part of a node series.
+      auto pod_of = [&] {
+        Labels source{{"family", family.name}};
+        for (const char* k : {"namespace", "pod"})
+          if (auto it = in.find(k); it != in.end()) source[k] = it->second;
+        return source;
+      };
       auto node_and_pod = [&](const std::string& node_name, const std::string& adv_name, const std::string& help,
                               std::initializer_list<std::string> keep) {
         Labels node, adv;
@@ -106,7 +142,7 @@ std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::
           if (auto it = in.find(k); it != in.end()) node[k] = k == "reason" ? retina_reason(it->second) : it->second;
         adv = node;
         add_context(adv, in, pods);
-        if (!node_name.empty()) b.add(kPrefix + node_name, help + " (node)", node, v);
+        if (!node_name.empty()) b.add_node(kPrefix + node_name, help + " (node)", node, pod_of(), v);
         if (!adv_name.empty()) b.add(kPrefix + adv_name, help + " (pod)", adv, v);
       };
       const std::string& n = family.name;
@@ -168,11 +204,12 @@ std::vector<prometheus::MetricFamily> retina_view(const std::vector<prometheus::
         Labels adv = node;
         add_context(adv, in, pods);
         const std::string base = response ? "dns_response_count" : "dns_request_count";
-        b.add(kPrefix + base, response ? "DNS responses (node)" : "DNS requests (node)", node, v);
+        b.add_node(kPrefix + base, response ? "DNS responses (node)" : "DNS requests (node)", node, pod_of(), v);
         b.add(kPrefix + ("adv_" + base), response ? "DNS responses (pod)" : "DNS requests (pod)", adv, v);
       }
     }
   }
+  b.settle_node(node_);
   return b.build();
 }
 

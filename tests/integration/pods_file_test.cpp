@@ -265,6 +265,58 @@ TEST(PodsFile, APodThatGoesHasItsLastCountsRead) {
   run("rm -rf " + dir);
 }
 
+// With Retina's names (metrics.retina_compat), a pod that leaves the file keeps its local-context
+// series under its address while its series stay (series_grace), and the node's counts, sums over
+// the pods, keep what it counted when its series go: Retina's dashboards take rate() of them, and
+// a node count that fell would read as a counter reset, a spike of the node's whole total.
+TEST(PodsFile, RetinaSeriesOfAPodThatLeftKeepItsAddressAndTheNodeKeepsItsCounts) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ASSERT_TRUE(quiet_pod_pair(lab));
+  ScopedTempDir dir;
+  const std::string pods = dir.path() + "/pods.yaml";
+  write_temp_file(dir.path(), "pods.yaml", pods_yaml(lab, {1, 2}));
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\n"
+      "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\n"
+      "metrics: {series_grace: 3s, retina_compat: true}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s)) << agent.log();
+  const std::map<std::string, std::string> adv1 = {{"source_podname", "pod-1"}, {"source_namespace", "lab"},
+                                                   {"source_ip", lab.ip(1)}, {"direction", "egress"}};
+  const std::map<std::string, std::string> node_egress = {{"direction", "egress"}};
+  auto node_sent = [&](const std::string& text) {
+    return metric_value(text, "networkobservability_forward_count", node_egress).value_or(-1);
+  };
+  lab.cmd("udp 1 2 30");
+  lab.cmd("udp 2 1 5");
+  std::string text;
+  ASSERT_TRUE(wait_until([&] {
+    text = http_get("127.0.0.1", port, "/metrics");
+    return metric_value(text, "networkobservability_adv_forward_count", adv1).value_or(-1) >= 30;  // and ARP
+  }, 10s)) << text;
+  std::this_thread::sleep_for(500ms);
+  text = http_get("127.0.0.1", port, "/metrics");
+  const double sent1 = metric_value(text, "networkobservability_adv_forward_count", adv1).value_or(-1);
+  const double node_before = node_sent(text);
+  EXPECT_GE(node_before, 35) << text;
+
+  write_temp_file(dir.path(), "pods.yaml", pods_yaml(lab, {2}));
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-2"}; }, 10s)) << agent.log();
+  // Within the grace: pod 1's series as they were, under its address.
+  text = http_get("127.0.0.1", port, "/metrics");
+  EXPECT_EQ(metric_value(text, "networkobservability_adv_forward_count", adv1).value_or(-1), sent1) << text;
+  // Its series gone: the node's count has not fallen.
+  ASSERT_TRUE(wait_until([&] {
+    text = http_get("127.0.0.1", port, "/metrics");
+    return !metric_value(text, "vigil_forward_packets_total", {{"pod", "pod-1"}});
+  }, 10s)) << "pod 1's series outlived the grace";
+  EXPECT_GE(node_sent(text), node_before) << text;
+  EXPECT_FALSE(metric_value(text, "networkobservability_adv_forward_count", {{"source_podname", "pod-1"}}));
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
+}
+
 // The pod manager checks at every tick that each attached pod's host-side veth still has the
 // name it was attached under (a deleted namespace takes its veth; a reused ifindex gets another
 // name). A veth renamed under a running agent: the pod is resolved again through its namespace,
