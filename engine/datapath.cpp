@@ -552,24 +552,31 @@ int Datapath::link_pod_side(uint32_t ifindex, const PodSide& side, std::string& 
     return fd;
   });
   if (!link) {
-    forget_pod_side(side.netns_inode, side.ifindex);
+    forget_pod_side(side.netns_inode, side.ifindex, ifindex);
     error = link.error().message;
     return -1;
   }
   return *link;
 }
 
-void Datapath::forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex) {
+void Datapath::forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex, uint32_t host_ifindex) {
+  // Only while the entry is still this pod's: the kernel reuses a gone namespace's inode, and a
+  // pod's eth0 has the same ifindex as every other's, so a newer pod may hold the same key
+  // already (the agent can hear of it before it hears that the old one went).
   const vigil_pod_side_key key{netns_inode, pod_ifindex};
   const __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
   vigil_pod_side_entry there{};
   if (bpf_map__lookup_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &there, sizeof(there), 0) == 0 &&
       there.key.netns_inode == key.netns_inode && there.key.ifindex == key.ifindex) {
+    if (there.host_ifindex != host_ifindex) return;
     const vigil_pod_side_entry free{};
     bpf_map__update_elem(skel_->maps.vigil_pod_sides, &index, sizeof(index), &free, sizeof(free), BPF_ANY);
     return;
   }
-  bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
+  __u32 spilled = 0;
+  if (bpf_map__lookup_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), &spilled, sizeof(spilled), 0) == 0 &&
+      spilled == host_ifindex)
+    bpf_map__delete_elem(skel_->maps.vigil_pod_side, &key, sizeof(key), 0);
 }
 
 // The classid says a place of vigil_pod_sides in 16 bits (skb->tc_classid), plus one.
@@ -793,7 +800,7 @@ void Datapath::detach_tc(uint32_t ifindex) {
     // namespace and its end).
     for (int fd : {it->second.in, it->second.out, it->second.pod})
       if (fd >= 0) close(fd);
-    if (it->second.pod >= 0) forget_pod_side(it->second.pod_netns_inode, it->second.pod_ifindex);
+    if (it->second.pod >= 0) forget_pod_side(it->second.pod_netns_inode, it->second.pod_ifindex, ifindex);
     tcx_links_.erase(it);
   } else {
     unfilter_pod_side(ifindex);

@@ -291,8 +291,9 @@ class Datapath {
   // Puts vigil_tc_pod on TC ingress of the pod's end (and its vigil_pod_side entry): the link's
   // fd, or -1 with `error` set.
   int link_pod_side(uint32_t ifindex, const PodSide& side, std::string& error);
-  // Removes the vigil_pod_side entry of that key (from the array's place or the hash).
-  void forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex);
+  // Removes the vigil_pod_side entry of that key (from the array's place or the hash) if it is
+  // still the one for host-side `host_ifindex`.
+  void forget_pod_side(uint32_t netns_inode, uint32_t pod_ifindex, uint32_t host_ifindex);
   // Kernels before TCX: vigil_tc_podcls as a clsact filter on TC ingress of the pod's end, its
   // classid the place of the pod's entry in vigil_pod_sides (plus one); false with `error` set.
   bool filter_pod_side(uint32_t ifindex, const PodSide& side, std::string& error);

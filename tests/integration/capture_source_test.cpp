@@ -282,6 +282,64 @@ TEST_F(TcProgramsPodSide, CountsThroughItsArrayPlaceOrTheSpillHash) {
   }
 }
 
+// The kernel reuses a gone namespace's inode, and every pod's eth0 has the same ifindex, so a new
+// pod's own end can have the key of a pod that went (the agent can hear of the new pod before it
+// hears that the old one went). The old pod taken off then must leave the new pod's entry, in the
+// array's place or in the hash. Here the old pod's host side is a veth of the test's own, and its
+// own end pod 1's eth0, under the key of pod 2's (its inode said to be pod 2's namespace's).
+TEST_F(TcProgramsPodSide, APodThatGoesLeavesItsKeyToTheNewerPodThatTookIt) {
+  if (!tcx_) GTEST_SKIP() << "this kernel has no TCX (6.6+): the pod's own end counts through a clsact filter";
+  const Lab& lab = *lab_;
+  const std::string old_veth = lab.prefix() + "-gone";
+  ASSERT_EQ(run("ip link add " + old_veth + " type veth peer name " + old_veth + "p").status, 0);
+  struct DeleteLink {
+    std::string name;
+    ~DeleteLink() { run("ip link del " + name); }
+  } delete_link{old_veth};
+  const std::string ns1 = "/run/netns/" + lab.prefix() + "-pod-1";
+  auto pod1 = find_pod_interface(ns1);
+  ASSERT_TRUE(pod1) << pod1.error().message;
+  ASSERT_EQ(pod1->pod_ifindex, side_.ifindex) << "every pod's eth0 has the same ifindex";
+  const Datapath::PodSide old_side{ns1, side_.netns_inode, pod1->pod_ifindex, pod1->pod_ifname};
+  const vigil_pod_side_key key{side_.netns_inode, side_.ifindex};
+  __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
+  for (bool taken : {false, true}) {
+    SCOPED_TRACE(taken ? "its place taken: the hash" : "its place in the array");
+    auto loaded = Datapath::open_and_load();
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    Datapath& dp = **loaded;
+    const int array = dp.map("vigil_pod_sides").fd, hash = dp.map("vigil_pod_side").fd;
+    const vigil_pod_side_entry other{{key.netns_inode + VIGIL_SLOT_TABLE, key.ifindex}, 12345, 0};
+    if (taken) {
+      ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
+    }
+    const uint32_t gone = ifindex_of(old_veth), a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
+    auto r = dp.attach_tc(gone, old_veth, 0, &old_side);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
+    ASSERT_TRUE(dp.counts_on_pod_side(gone));
+    r = dp.attach_tc(b, lab.veth(2), 0, &side_);  // the newer pod, with the same key
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(dp.counts_on_pod_side(b));
+    dp.detach_tc(gone);
+    vigil_pod_side_entry there{};
+    __u32 spilled = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(array, &index, &there), 0);
+    if (taken) {
+      EXPECT_EQ(there.host_ifindex, 12345u);
+      EXPECT_EQ(bpf_map_lookup_elem(hash, &key, &spilled), 0) << "the newer pod's entry is gone";
+      EXPECT_EQ(spilled, b);
+    } else {
+      EXPECT_EQ(there.host_ifindex, b) << "the newer pod's entry is gone";
+    }
+    exchange_30_and_20(dp, lab, a, b);  // pod 2's ingress still counted on its eth0
+    dp.detach_tc(b);
+    ASSERT_EQ(bpf_map_lookup_elem(array, &index, &there), 0);
+    EXPECT_EQ(there.host_ifindex, taken ? 12345u : 0u) << "freed when its owner goes";
+    EXPECT_NE(bpf_map_lookup_elem(hash, &key, &spilled), 0);
+  }
+}
+
 // A pod's own end that cannot be linked (here: a name its namespace does not have, as when the pod
 // went away in between) leaves what it receives counted at the host-side veth's egress, as
 // before, exactly; nothing of the pod side is left behind.
