@@ -378,8 +378,12 @@ __noinline int vigil_dns_tcp_step(struct __sk_buff *skb, const struct vigil_pkt 
   if (!skb || !pkt || !st) return VIGIL_DNS_STEP_DONE;
   const int r = vigil_dns_tcp_step_in(skb, pkt, st, seq, dir);
   if ((dir & VIGIL_DNS_STEP_LAST) && r != VIGIL_DNS_STEP_DONE && st->phase != VIGIL_DNS_LOST) {
-    st->phase = VIGIL_DNS_LOST;
-    count_error(VIGIL_ERR_DNS_TCP_UNTRACKED);
+    /* Lost only if the segment goes on past the last step: its bytes were not read. */
+    const __u32 payload = pkt->l3_end > pkt->payload_off ? pkt->l3_end - pkt->payload_off : 0;
+    if ((__s32)(st->next - (seq + payload)) < 0) {
+      st->phase = VIGIL_DNS_LOST;
+      count_error(VIGIL_ERR_DNS_TCP_UNTRACKED);
+    }
   }
   return r;
 }
@@ -415,11 +419,14 @@ static __always_inline void vigil_dns_tcp(struct __sk_buff *skb, const struct vi
     if (!st) return;
   }
   dir &= 1;
+  int malformed = 0;
   for (int i = 0; i < VIGIL_DNS_TCP_STEPS; i++) {
     const int r = vigil_dns_tcp_step(skb, pkt, st, seq, dir | (i == VIGIL_DNS_TCP_STEPS - 1 ? VIGIL_DNS_STEP_LAST : 0));
     if (r == VIGIL_DNS_STEP_DONE) break;
-    if (r == VIGIL_DNS_STEP_MALFORMED) v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
+    if (r == VIGIL_DNS_STEP_MALFORMED) malformed = 1;
   }
+  /* A packet counts once as malformed, however many malformed messages it holds. */
+  if (malformed) v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
 }
 
 /* Called for every parsed TCP/UDP packet to or from port 53; v is the pod's traffic value, dir
@@ -438,10 +445,15 @@ static __noinline int vigil_dns_observe(struct __sk_buff *skb, const struct vigi
     count_error(VIGIL_ERR_DNS_LOAD_BYTES);
     return 0;
   }
-  /* The UDP length, not the frame, bounds the message: Ethernet padding is not DNS. */
-  __u32 end = pkt->l4_off + bpf_ntohs(ulen);
-  if (end > skb->len) end = skb->len;
-  if (vigil_dns_message(skb, pkt, pkt->payload_off, end, dir | VIGIL_DNS_WHOLE) == VIGIL_DNS_MALFORMED)
+  /* The UDP length, not the frame, bounds the message: Ethernet padding is not DNS. In a
+   * datagram's first fragment (its UDP length past the IP packet's end) the fragment's end does:
+   * a message cut there is not counted, neither as a message nor as malformed. */
+  __u32 end = pkt->l4_off + bpf_ntohs(ulen), whole = VIGIL_DNS_WHOLE;
+  if (end > pkt->l3_end) {
+    end = pkt->l3_end;
+    whole = 0;
+  }
+  if (vigil_dns_message(skb, pkt, pkt->payload_off, end, dir | whole) == VIGIL_DNS_MALFORMED)
     v->malformed[dir][VIGIL_MALFORMED_DNS] += 1;
   return 0;
 }

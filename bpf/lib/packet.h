@@ -89,9 +89,11 @@ static __always_inline int vigil_parse(struct __sk_buff *skb, struct vigil_pkt *
     __builtin_memcpy(p->daddr, &ip6->daddr, 16);
     p->ipv6 = 1;
     next = ip6->nexthdr;
-    /* A payload length of 0: a jumbogram, or BIG TCP's GSO packet over 64 KiB; the frame. */
+    /* A payload length of 0: BIG TCP's GSO packet over 64 KiB, or a jumbogram (its length in a
+     * hop-by-hop option): the frame. Otherwise an empty payload, whatever follows (the stack
+     * trims the packet to its header). */
     const __u32 payload_len = bpf_ntohs(ip6->payload_len);
-    p->l3_end = payload_len ? off + 40 + payload_len : skb->len;
+    p->l3_end = payload_len || !(skb->gso_size || next == 0) ? off + 40 + payload_len : skb->len;
     if (p->l3_end > skb->len) return vigil_malformed(p, VIGIL_MALFORMED_L3);
     off += 40;
 #pragma unroll

@@ -92,6 +92,10 @@ const std::vector<Expect> kExpect = {
     {"udp-5000", 4, "", "", ""},
     {"tcp-5000-psh-ack", 5, "", "", ""},
     {"dns-ip6-ext-5000", 6, "", "AAAA", ""},
+    {"dns-ip6-payload-zero", 2, "l4", "", ""},
+    {"dns-ip4-frag-first-padded", 3, "", "", ""},
+    {"dns-tcp-zeros", 4, "dns", "", ""},
+    {"dns-ip6-ah", 5, "", "", ""},
 };
 
 // The TCP flags each packet of a kind carries, as counted (SYN is a SYN without ACK, SYNACK both).
@@ -106,6 +110,7 @@ const std::map<std::string, std::vector<const char*>> kFlags = {
     {"tcp-flags-psh-ack", {"PSH", "ACK"}},
     {"tcp-flags-urg-psh-ack", {"URG", "PSH", "ACK"}},
     {"tcp-5000-psh-ack", {"PSH", "ACK"}},
+    {"dns-tcp-zeros", {"PSH", "ACK"}},
 };
 const char* kFlagNames[] = {"FIN", "SYN", "SYNACK", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
 
@@ -305,6 +310,8 @@ TEST_F(HostilePackets, EachCountedOnceUnderTheRightLayerAndNeverAsDns) {
     EXPECT_EQ(delta("vigil_dns_responses_total", {{"pod", pod}}), all_responses);
     // The FORMERR responses had no request.
     EXPECT_EQ(delta("vigil_dns_unmatched_responses_total", {{"pod", pod}}), all_responses);
+    // Each DNS-over-TCP segment was read to its end: nothing left untracked.
+    EXPECT_EQ(delta("vigil_bpf_errors_total", {{"site", "dns_tcp_untracked"}}), 0);
     // TCP flags come only from headers that parsed (the DNS segments, PSH|ACK, and the flag
     // kinds), never from the truncated or bad-offset SYNs or the later fragment of a TCP
     // datagram; each flag exactly as often as the packets that carry it.

@@ -42,7 +42,7 @@ struct Addrs {
 };
 
 constexpr uint16_t kEthIp = 0x0800, kEthIp6 = 0x86DD, kEth8021Q = 0x8100, kEth8021AD = 0x88A8;
-constexpr uint8_t kTcp = 6, kUdp = 17, kHopByHop = 0, kRouting = 43, kFragment = 44, kDestOpts = 60;
+constexpr uint8_t kTcp = 6, kUdp = 17, kHopByHop = 0, kRouting = 43, kFragment = 44, kAuth = 51, kDestOpts = 60;
 constexpr uint16_t kDnsPort = 53, kDataPort = 9000, kSrcPort = 40053;
 
 void put16(Bytes& b, uint16_t v) {
@@ -569,6 +569,43 @@ const std::vector<Kind>& kinds() {
          u.resize(5000, 0);
          set16(u, 4, dns_len);  // the UDP length ends the datagram at the message; the rest is padding
          return eth(a, m, {kEthIp6}, ipv6_ext(a, kUdp, u));
+       }},
+      // An IPv6 payload length of 0 with no hop-by-hop header (no jumbogram) and no GSO: the
+      // packet is its 40-byte header (the stack trims it so), and the UDP header is past its end.
+      {"dns-ip6-payload-zero",
+       [](const Addrs& a, const Mac& m) {
+         Bytes b = ipv6(a, kUdp, udp(true, a, kDnsPort, dns_query(0x7635, "ok.lab.test", 28)));
+         set16(b, 4, 0);
+         return eth(a, m, {kEthIp6}, b);
+       }},
+      // A datagram's first fragment to port 53 holding the DNS header alone, padded to Ethernet's
+      // 60 bytes: the padding is no question (it would read as the root name, qtype 0).
+      {"dns-ip4-frag-first-padded",
+       [](const Addrs& a, const Mac& m) {
+         Bytes u = udp(false, a, kDnsPort, dns_header(0x7636, 0x0100, 1));
+         set16(u, 4, 1000);
+         set16(u, 6, 0);
+         V4 o;
+         o.frag = 0x2000;
+         Bytes f = eth(a, m, {kEthIp}, ipv4(a, o, u));
+         f.resize(60, 0);
+         return f;
+       }},
+      // A segment to port 53 of 128 zero bytes: 64 messages of length 0, each malformed; one
+      // malformed packet, and the segment read to its end in the 128 steps a segment gets.
+      {"dns-tcp-zeros",
+       [](const Addrs& a, const Mac& m) {
+         return eth(a, m, {kEthIp}, ipv4(a, v4_tcp(), tcp(false, a, kDnsPort, kPshAck, Bytes(128, 0))));
+       }},
+      // A query behind an IPv6 authentication header (24 bytes: a 12-byte ICV). The parser does
+      // not walk AH (IPsec in clusters is ESP, and one more kind of header in the walk would
+      // double the verifier's work on the TC program): a forwarded packet, no DNS.
+      {"dns-ip6-ah",
+       [](const Addrs& a, const Mac& m) {
+         Bytes ah = {kUdp, 4, 0, 0, 0, 0, 0x76, 0x01, 0, 0, 0, 1};
+         ah.resize(24, 0x76);
+         append(ah, udp(true, a, kDnsPort, dns_query(0x7637, "ok.lab.test", 1)));
+         return eth(a, m, {kEthIp6}, ipv6(a, kAuth, ah));
        }},
       // A FORMERR response without a question: counted as a response, qtype other; no request
       // was seen for it, so it is also unmatched.
