@@ -29,7 +29,7 @@ class TrafficFamily : public Family {
   const char* name() const override { return "traffic"; }
 
   void describe(SeriesStore& s) const override {
-    s.describe("vigil_forward_packets_total", "Packets forwarded to (ingress) or from (egress) a pod.", SeriesKind::Counter);
+    s.describe("vigil_forward_packets_total", "Packets forwarded to (ingress) or from (egress) a pod, as its interface counts them: a GSO or GRO packet of many TCP segments is one.", SeriesKind::Counter);
     s.describe("vigil_forward_bytes_total", "Bytes forwarded to (ingress) or from (egress) a pod, Ethernet header included.",
                SeriesKind::Counter);
     s.describe("vigil_tcp_flags_total", "TCP packets of a pod by flag, as the pod's interface passes them (a GSO or GRO packet of several segments once, as in vigil_forward_packets_total; SYN counts SYN without ACK, SYNACK both).",
