@@ -154,8 +154,10 @@ void Captures::sync(PodManager& pods, const std::set<std::string>& rule_pods) {
     it = enabled_.erase(it);
   }
   for (const auto& [ifindex, snaplen] : want) {
+    // Set already, and still set in the datapath: a pod attached again on the same interface (its
+    // labels changed, its programs put back) has a new slot entry, without its capture.
     auto it = enabled_.find(ifindex);
-    if (it != enabled_.end() && it->second == snaplen) continue;
+    if (it != enabled_.end() && it->second == snaplen && datapath_.capture_snaplen(ifindex) == snaplen) continue;
     if (auto r = datapath_.set_capture(ifindex, snaplen); !r) {
       spdlog::error("captures: {}", r.error().message);
       continue;

@@ -265,6 +265,46 @@ TEST_F(Captures, RuleCaptureHoldsOnlyTheFaultyPodWithTheSecondsBefore) {
   EXPECT_GE(metric_value(text, "vigil_lookback_pods", {}).value_or(0), 3.0) << text;
 }
 
+// A pod attached again on the same interface (here: its labels changed, so its series start
+// under the new ones) keeps its lookback: a capture of it asked for afterwards still holds the
+// seconds before. (Its new slot entry had no capture, while the capture side still took it for
+// set: the ring got nothing of the pod.)
+TEST_F(Captures, APodAttachedAgainKeepsItsLookback) {
+  start(2, "captures:\n  lookback:\n    pods: all\n");
+  if (HasFatalFailure()) return;
+  traffic_.push_back(http_traffic(1, 2, 50, 30));
+  std::this_thread::sleep_for(1s);
+  // pod-2's labels change: the agent attaches it again.
+  const std::string pods = lab_->pods_file();
+  std::string text;
+  {
+    std::ifstream in(pods);
+    std::stringstream all;
+    all << in.rdbuf();
+    text = all.str();
+  }
+  const size_t at = text.find("name: pod-2\n  labels: {app: lab");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(text.find("app: lab", at), 8, "app: web");
+  write_temp_file(fs::path(pods).parent_path().string(), fs::path(pods).filename().string(), text);
+  ASSERT_TRUE(wait_until([&] { return agent_->log().find("pod lab/pod-2: changed, re-attaching") != std::string::npos; }, 10s))
+      << agent_->log();
+  metrics_after_ticks(port_, 2);
+  std::this_thread::sleep_for(3s);  // lookback after the re-attach
+  auto r = api("POST", "/api/v1/captures", R"({"pods": ["lab/pod-2"], "before": "2s", "after": "1s"})");
+  ASSERT_EQ(r.status, 201) << r.raw;
+  const std::string id = r.body.value("id", "");
+  auto m = wait_ended(id);
+  EXPECT_EQ(m.value("status", ""), "complete") << m.dump(2);
+  std::string warnings;
+  auto packets = read_with_tshark(download(id), warnings);
+  ASSERT_FALSE(packets.empty()) << m.dump(2);
+  const double trigger = m["window"].value("trigger", 0.0);
+  double first = packets.front().time;
+  for (const auto& p : packets) first = std::min(first, p.time);
+  EXPECT_LE(first, trigger - 1.5) << "no lookback: first packet " << first << ", trigger " << trigger;
+}
+
 // 50 captures asked for in a burst: never more running than max_concurrent, never more on disk
 // than the quota; every refusal is answered, counted and reported by reason.
 TEST_F(Captures, BurstOf50StaysWithinQuotaAndConcurrency) {
