@@ -466,6 +466,17 @@ void Agent::reload_rules_if_changed() {
   auto report = (*engine)->restore_snapshot(rules_->snapshot_state(), "rules reload");
   rules_->resolve_open(unix_now());
   rules_ = std::move(*engine);
+  ++rules_epoch_;
+  // The series of rules that are gone (removed, renamed) go with them: a quarantined or firing
+  // rule's gauges would otherwise stay at their last values until the agent restarts.
+  std::set<std::string> names;
+  for (const auto& r : rules_->status()) names.insert(r.rule);
+  for (const char* family : {"vigil_rule_errors_total", "vigil_rule_quarantined", "vigil_anomalies_total", "vigil_rule_groups"})
+    store_.remove_if(family, [&](const Labels& l) {
+      for (const auto& [k, v] : l)
+        if (k == "rule") return !names.count(v);
+      return false;
+    });
   for (const auto& w : unknown_metric_warnings(rules_->status())) spdlog::warn("rules reload: {}", w);
   config_.rules = std::move(files);
   spdlog::info("rules reloaded from {} files; {} groups of {} rules keep their state", config_.rules.size(),
@@ -617,11 +628,12 @@ void Agent::export_self_metrics(std::chrono::steady_clock::duration tick_time) {
   for (const auto& r : rules_->status()) {
     for (const char* kind : {"runtime", "budget", "notify", "notification_budget", "first_seen_overflow", "capture"}) {
       auto it = r.errors.find(kind);
-      store_.set("vigil_rule_errors_total", make_labels({{"rule", r.rule}, {"kind", kind}}),
-                 it == r.errors.end() ? 0.0 : static_cast<double>(it->second));
+      store_.set_continued("vigil_rule_errors_total", make_labels({{"rule", r.rule}, {"kind", kind}}),
+                           it == r.errors.end() ? 0.0 : static_cast<double>(it->second), rules_epoch_);
     }
     store_.set("vigil_rule_quarantined", make_labels({{"rule", r.rule}}), r.disabled ? 1 : 0);
-    store_.set("vigil_anomalies_total", make_labels({{"rule", r.rule}}), static_cast<double>(r.anomalies_fired));
+    store_.set_continued("vigil_anomalies_total", make_labels({{"rule", r.rule}}), static_cast<double>(r.anomalies_fired),
+                         rules_epoch_);
     const double pending = static_cast<double>(r.pending), firing = static_cast<double>(r.firing);
     store_.set("vigil_rule_groups", make_labels({{"rule", r.rule}, {"state", "pending"}}), pending);
     store_.set("vigil_rule_groups", make_labels({{"rule", r.rule}, {"state", "firing"}}), firing);

@@ -130,6 +130,9 @@ class Agent {
   AgentSink sink_{dispatcher_};
   std::unique_ptr<Captures> captures_;  // null when captures.enabled is false
   std::unique_ptr<rules::RuleEngine> rules_;
+  // Which engine the rules' counters (vigil_anomalies_total, vigil_rule_errors_total) come from:
+  // each reload's engine counts from 0, and the series go on from their values.
+  uint64_t rules_epoch_ = 1;
   std::unique_ptr<HttpServer> http_;
 
   struct FileStamp {

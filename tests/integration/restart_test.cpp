@@ -236,5 +236,53 @@ TEST_F(RestartTest, RuleFilesReloadOnChangeAndSighupAndABadFileKeepsTheRunningRu
   EXPECT_TRUE(agent_->running());
 }
 
+// A reload runs a new engine whose rules count from 0: their counters (anomalies, errors) go on
+// from their values all the same, and the series of a rule that is gone (renamed here) go with
+// it, gauges included: a quarantined or firing rule's would stay until the agent restarts.
+TEST_F(RestartTest, RuleCountersGoOnAcrossAReloadAndAGoneRulesSeriesGo) {
+  const std::string rule = "rule {\n  name = \"always-on\",\n  metric = \"vigil_pods\",\n  where = { state = \"attached\" },\n"
+                           "  detect = threshold { above = 1 },\n  on_anomaly = function(a) error(\"on purpose\") end,\n}\n";
+  write_temp_file(dir_, "always.lua", rule);
+  ASSERT_NO_FATAL_FAILURE(start_agent());
+  std::string text;
+  auto value = [&](const std::string& name, const std::map<std::string, std::string>& labels) {
+    return metric_value(text, name, labels).value_or(-1);
+  };
+  const std::map<std::string, std::string> always{{"rule", "always-on"}};
+  const std::map<std::string, std::string> runtime{{"rule", "always-on"}, {"kind", "runtime"}};
+  ASSERT_TRUE(wait_until([&] {
+    text = http_get("127.0.0.1", port_, "/metrics");
+    return value("vigil_anomalies_total", always) == 1 && value("vigil_rule_errors_total", runtime) == 1;
+  }, 10s)) << text << agent_->log();
+  EXPECT_EQ(value("vigil_rule_groups", {{"rule", "always-on"}, {"state", "firing"}}), 1);
+
+  ASSERT_EQ(kill(agent_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(wait_for_log("rules reloaded", 1, 5s)) << agent_->log();
+  text = metrics_after_ticks(port_, 2);
+  // The reload resolves what fired, and the new engine fires it again: what it counted, on top.
+  double fired_since = -1, errors_since = -1;
+  auto rules = nlohmann::json::parse(http_get("127.0.0.1", port_, "/api/v1/rules"), nullptr, false);
+  for (const auto& r : rules)
+    if (r.value("rule", "") == "always-on") {
+      fired_since = r.value("anomalies_fired", -1.0);
+      errors_since = r["errors"].value("runtime", -1.0);
+    }
+  ASSERT_GE(fired_since, 0) << rules.dump(2);
+  EXPECT_EQ(value("vigil_anomalies_total", always), 1 + fired_since) << "fell back with the new engine";
+  EXPECT_EQ(value("vigil_rule_errors_total", runtime), 1 + errors_since);
+  EXPECT_EQ(value("vigil_rule_groups", {{"rule", "always-on"}, {"state", "firing"}}), 1);
+
+  std::string renamed = rule;
+  renamed.replace(renamed.find("always-on"), 9, "renamed-on");
+  write_temp_file(dir_, "always.lua", renamed);
+  ASSERT_TRUE(wait_for_log("rules reloaded", 2, 5s)) << agent_->log();
+  text = metrics_after_ticks(port_, 2);
+  for (const char* family : {"vigil_anomalies_total", "vigil_rule_errors_total", "vigil_rule_groups", "vigil_rule_quarantined"}) {
+    EXPECT_FALSE(metric_value(text, family, always)) << family << " of the rule that is gone";
+    EXPECT_TRUE(metric_value(text, family, {{"rule", "renamed-on"}})) << family;
+  }
+  EXPECT_TRUE(metric_value(text, "vigil_anomalies_total", {{"rule", "pod-drop-surge"}})) << "the other rule's stay";
+}
+
 }  // namespace
 }  // namespace vigil::test
