@@ -566,12 +566,16 @@ void Agent::load_pods_if_changed() {
 void Agent::apply_pods(const std::vector<PodSpec>& specs) {
   // A pod whose labels or workload changed gets its series under the new label set from the
   // next read on: the old ones go now, or sums by pod would count it twice for the grace time.
+  // So does a pod back within metrics.series_grace under other labels than it went with.
   std::vector<std::pair<std::string, std::string>> relabelled;
+  auto other_labels = [](const PodSpec& a, const PodSpec& b) {
+    return a.labels != b.labels || a.workload_kind != b.workload_kind || a.workload_name != b.workload_name;
+  };
   for (const auto& spec : specs) {
     auto it = pods_->pods().find(spec.key());
-    if (it != pods_->pods().end() &&
-        (it->second.spec.labels != spec.labels || it->second.spec.workload_kind != spec.workload_kind ||
-         it->second.spec.workload_name != spec.workload_name))
+    auto gone = expiring_series_.find({spec.namespace_, spec.name});
+    if ((it != pods_->pods().end() && other_labels(it->second.spec, spec)) ||
+        (it == pods_->pods().end() && gone != expiring_series_.end() && other_labels(gone->second.spec, spec)))
       relabelled.emplace_back(spec.namespace_, spec.name);
   }
   for (const auto& [ns, name] : relabelled) {
@@ -583,7 +587,7 @@ void Agent::apply_pods(const std::vector<PodSpec>& specs) {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(config_.metrics.series_grace_seconds));
-  for (const auto& pod : removed) expiring_series_[{pod.spec.namespace_, pod.spec.name}] = deadline;
+  for (const auto& pod : removed) expiring_series_[{pod.spec.namespace_, pod.spec.name}] = {deadline, pod.spec};
   for (const auto& spec : specs) expiring_series_.erase({spec.namespace_, spec.name});
 }
 
@@ -605,7 +609,7 @@ void Agent::drop_packet_level_series() {
 void Agent::expire_series() {
   const auto now = std::chrono::steady_clock::now();
   for (auto it = expiring_series_.begin(); it != expiring_series_.end();) {
-    if (it->second > now) {
+    if (it->second.deadline > now) {
       ++it;
       continue;
     }

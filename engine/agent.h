@@ -146,7 +146,11 @@ class Agent {
   std::optional<FileStamp> pods_applied_;   // the version whose pods are applied
   bool pods_file_missing_ = false;
   std::vector<PodSpec> netns_pods_;
-  std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> expiring_series_;
+  struct ExpiringSeries {
+    std::chrono::steady_clock::time_point deadline;
+    PodSpec spec;  // the gone pod's: its labels and workload name its series
+  };
+  std::map<std::pair<std::string, std::string>, ExpiringSeries> expiring_series_;
   // Pods (namespace, name) attached with the packet-level programs since their series last went.
   std::set<std::pair<std::string, std::string>> packet_level_pods_;
   // Rule state persists in <state_dir>/baselines.bin (empty when state_dir is unusable).

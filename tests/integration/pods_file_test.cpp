@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -263,6 +264,48 @@ TEST(PodsFile, APodThatGoesHasItsLastCountsRead) {
   EXPECT_EQ(sent(metrics_after_ticks(port)), 50) << "what pod 1 sent in its last tick is lost";
   EXPECT_EQ(agent.terminate(), 0) << agent.log();
   run("rm -rf " + dir);
+}
+
+// A pod that goes and comes back within metrics.series_grace under other labels (a StatefulSet's
+// pod made again from a changed template) is a relabelled pod: its series under the old labels go
+// at once, as a running pod's do when relabelled, instead of staying beside the new ones (sums by
+// pod would count it twice) for as long as the new pod lives.
+TEST(PodsFile, APodBackWithinTheGraceUnderOtherLabelsLeavesNoOldSeries) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  ScopedTempDir dir;
+  const std::string pods = dir.path() + "/pods.yaml";
+  auto write_pods = [&](const std::string& pod1_app) {
+    std::string text = pods_yaml(lab, {2});
+    if (!pod1_app.empty())
+      text += "- namespace: lab\n  name: pod-1\n  labels: {app: " + pod1_app + "}\n  netns: " + lab.prefix() + "-pod-1\n";
+    std::ofstream(pods + ".tmp") << text;
+    ASSERT_EQ(rename((pods + ".tmp").c_str(), pods.c_str()), 0);
+  };
+  write_pods("a");
+  const int port = free_port();
+  const std::string config = write_temp_file(dir.path(), "vigil.yaml",
+      "listen: 127.0.0.1:" + std::to_string(port) + "\nstate_dir: state\ntick: 200ms\n"
+      "pods: {source: file, file: pods.yaml}\nrules: []\nnotifiers: []\nmetrics: {series_grace: 30s}\n");
+  Process agent({binary_path("vigil"), "agent", "--config", config}, dir.path() + "/agent.log");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s)) << agent.log();
+  auto sent = [&](const std::string& app) {
+    return metric_value(http_get("127.0.0.1", port, "/metrics"), "vigil_forward_packets_total",
+                        {{"pod", "pod-1"}, {"direction", "egress"}, {"label_app", app}});
+  };
+  lab.cmd("udp 1 2 10");
+  ASSERT_TRUE(wait_until([&] { return sent("a").value_or(0) >= 10; }, 10s));
+  write_pods("");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-2"}; }, 10s)) << agent.log();
+  EXPECT_TRUE(sent("a")) << "within the grace, the gone pod's series stay";
+  write_pods("b");
+  ASSERT_TRUE(wait_until([&] { return attached_pods(port) == std::set<std::string>{"pod-1", "pod-2"}; }, 10s)) << agent.log();
+  lab.cmd("udp 1 2 5");
+  ASSERT_TRUE(wait_until([&] { return sent("b").value_or(0) >= 5; }, 10s));
+  const std::string text = metrics_after_ticks(port);
+  const std::regex old_series(R"(\{[^}]*label_app="a"[^}]*\})");
+  EXPECT_FALSE(std::regex_search(text, old_series)) << "series under the labels the pod went with";
+  EXPECT_EQ(agent.terminate(), 0) << agent.log();
 }
 
 // With Retina's names (metrics.retina_compat), a pod that leaves the file keeps its local-context
