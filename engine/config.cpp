@@ -2,6 +2,7 @@
 // the line (yaml-cpp marks are 0-based; messages are 1-based) and the key path, and it checks
 // notifiers with actions::find_config_problem so the factory and the parser agree.
 #include "engine/config.h"
+#include "engine/pods.h"
 
 #include <arpa/inet.h>
 #include <glob.h>
@@ -801,6 +802,10 @@ class Parser {
         }
       } else if (name == "label_allowlist") {
         string_list(value, path, k.label_allowlist, &valid_label_key, "label keys");
+        std::map<std::string, std::string> by_series;  // series label name -> key
+        for (const auto& key : k.label_allowlist)
+          if (auto [at, made] = by_series.emplace(series_label_name(key), key); !made)
+            error(value.mark, path, "'" + at->second + "' and '" + key + "' are both " + at->first + " in series; keep one");
       } else if (name == "watch_timeout") {
         bounded<double>(duration_value(value, path), 1, 3600, value, path, "1s to 1h", k.watch_timeout_seconds);
       } else if (name == "resync") {

@@ -1,8 +1,8 @@
 #include "engine/pod_manager.h"
 
-#include <cctype>
 
 #include <optional>
+#include <set>
 #include <spdlog/spdlog.h>
 
 namespace vigil {
@@ -13,22 +13,17 @@ PodManager::~PodManager() {
 
 namespace {
 
-// A pod label's key as a metric label name: "label_" + the key with every character outside
-// [a-zA-Z0-9_] as "_" (app.kubernetes.io/name -> label_app_kubernetes_io_name), as
-// kube-state-metrics spells them; the prefix keeps them clear of Vigil's own labels.
-std::string metric_label_name(const std::string& key) {
-  std::string out = "label_";
-  for (char c : key) out += std::isalnum(static_cast<unsigned char>(c)) || c == '_' ? c : '_';
-  return out;
-}
-
 }  // namespace
 
 Labels metric_labels_of(const PodSpec& spec) {
   // One value per pod, so no series more than pods.
   Labels l = make_labels({{"namespace", spec.namespace_}, {"pod", spec.name}});
+  // Two keys with one series name (a.b and a-b, which the pods file and the allow-list refuse):
+  // the first only, so that no series ever has a label twice (Prometheus would refuse the scrape).
+  std::set<std::string> names;
   for (const auto& [k, v] : spec.labels)
-    if (!v.empty()) l.emplace_back(metric_label_name(k), v);
+    if (!v.empty())
+      if (std::string name = series_label_name(k); names.insert(name).second) l.emplace_back(std::move(name), v);
   if (!spec.workload_kind.empty()) {
     l.emplace_back("workload_kind", spec.workload_kind);
     l.emplace_back("workload", spec.workload_name);

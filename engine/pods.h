@@ -37,6 +37,16 @@ struct PodSpec {
   bool operator==(const PodSpec&) const = default;
 };
 
+// A pod label's key as a metric label name: "label_" + the key with every character outside
+// [a-zA-Z0-9_] as "_" (app.kubernetes.io/name -> label_app_kubernetes_io_name), as
+// kube-state-metrics spells them; the prefix keeps them clear of Vigil's own labels. Two keys
+// can have one name (a.b, a-b): the pods file and the label allow-list refuse that.
+inline std::string series_label_name(const std::string& key) {
+  std::string out = "label_";
+  for (char c : key) out += (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ? c : '_';
+  return out;
+}
+
 Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin);
 Result<std::vector<PodSpec>> load_pods_file(const std::string& path);
 

@@ -692,6 +692,9 @@ TEST_F(ConfigTest, KubernetesPods) {
   EXPECT_EQ(error_of(pre + "    api_server: https://10.0.0.1:99999\n"),
             "config.yaml:4: pods.kubernetes.api_server: server 'https://10.0.0.1:99999': port is not a number from 1 to 65535");
   EXPECT_EQ(error_of(pre + "    observe: some\n"), "config.yaml:4: pods.kubernetes.observe: unknown value 'some' (known: all, annotated)");
+  EXPECT_EQ(error_of(pre + "    label_allowlist: [app, example.com/tier, example.com-tier]\n"),
+            "config.yaml:4: pods.kubernetes.label_allowlist: 'example.com/tier' and 'example.com-tier' are both "
+            "label_example_com_tier in series; keep one");
   EXPECT_EQ(error_of(pre + "    namespaces: [a]\n"),
             "config.yaml:4: pods.kubernetes.namespaces: expected a map with keys include, exclude");
   EXPECT_EQ(error_of(pre + "    namespaces:\n      include: default\n"),

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "engine/pod_manager.h"
 #include "engine/pods.h"
 
 namespace vigil {
@@ -68,7 +71,21 @@ INSTANTIATE_TEST_SUITE_P(
         // Found by tests/fuzz (corpus/pods/regression-map-as-key.yaml): a map or list as a key
         // threw yaml-cpp's BadConversion out of parse_pods.
         BadCase{"- name: a\n  netns: a\n- {name: b, ip: \"fd00::2\"}: x\n", "pods.yaml:3: pods[1]: a key must be a plain name"},
-        BadCase{"- name: a\n  netns: a\n  labels: {[x]: y}\n", "pods.yaml:3: pods[0].labels: a label name must be a plain string"}));
+        BadCase{"- name: a\n  netns: a\n  labels: {[x]: y}\n", "pods.yaml:3: pods[0].labels: a label name must be a plain string"},
+        // Two keys with one name in series: a series with a label twice breaks the whole scrape.
+        BadCase{"- name: a\n  netns: a\n  labels: {a.b: x, a-b: y}\n",
+                "pods.yaml:3: pods[0].labels: 'a-b' and 'a.b' are both label_a_b in series; keep one"}));
+
+TEST(PodsFile, NoSeriesHasALabelTwice) {
+  PodSpec spec;
+  spec.namespace_ = "lab";
+  spec.name = "a";
+  spec.labels = {{"a-b", "x"}, {"a.b", "y"}, {"app", "web"}};  // as another source could give them
+  const Labels l = metric_labels_of(spec);
+  std::set<std::string> names;
+  for (const auto& [k, v] : l) EXPECT_TRUE(names.insert(k).second) << k << " twice";
+  EXPECT_EQ(l, make_labels({{"label_a_b", "x"}, {"label_app", "web"}, {"namespace", "lab"}, {"pod", "a"}}));
+}
 
 TEST(PodsFile, MissingFileIsNamed) {
   auto pods = load_pods_file("/nonexistent/pods.yaml");
