@@ -36,6 +36,7 @@ struct KubeOptions {
   double backoff_initial_seconds = 0.5;
   double backoff_max_seconds = 30;
   size_t owner_cache_size = 1024;      // ReplicaSet/Job -> workload lookups kept
+  double owner_ttl_seconds = 600;      // how long one is used before it is asked again (tests shorten it)
   size_t page_size = 500;              // `limit` of list requests
 
   // Remote peers: watch the cluster's EndpointSlices and Services so that remote context can

@@ -18,7 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kObserveAnnotation = "vigil.dev/observe";
 constexpr const char* kPacketLevelAnnotation = "vigil.dev/packet-level";
-constexpr double kOwnerTtlSeconds = 600;
 
 // Field readers that say which field is wrong. A missing optional field is fine.
 Result<const json*> field(const json& obj, const char* name, const std::string& path, json::value_t type,
@@ -800,10 +799,10 @@ std::pair<std::string, std::string> KubePods::owner_of(const std::string& ns, co
   else return {kind, name};  // StatefulSet, DaemonSet, ReplicationController, ...: the workload itself
   const std::string key = ns + "/" + kind + "/" + name;
   const auto now = Clock::now();
-  if (auto it = owner_cache_.find(key); it != owner_cache_.end()) {
-    if (std::chrono::duration<double>(now - it->second.at).count() < kOwnerTtlSeconds) return {it->second.kind, it->second.name};
-    owner_cache_.erase(it);
-  }
+  auto cached = owner_cache_.find(key);
+  if (cached != owner_cache_.end() &&
+      std::chrono::duration<double>(now - cached->second.at).count() < options_.owner_ttl_seconds)
+    return {cached->second.kind, cached->second.name};
   auto r = owner_client_->get(collection + url_encode(name));
   std::pair<std::string, std::string> out{kind, name};
   bool cache = false;
@@ -823,6 +822,10 @@ std::pair<std::string, std::string> KubePods::owner_of(const std::string& ns, co
     count_error("owner", "get " + kind + " " + ns + "/" + name + ": " + (r.status ? "HTTP " + std::to_string(r.status) : r.error),
                 false);
   }
+  // Not known now (the API server failed, or sent something malformed): what was known last, if
+  // anything. The pod's workload is part of its series' labels; a name that flipped to the
+  // ReplicaSet and back at each error would take the pod's series away and attach it again.
+  if (!cache && cached != owner_cache_.end()) return {cached->second.kind, cached->second.name};
   if (cache && options_.owner_cache_size > 0) {
     if (owner_cache_.size() >= options_.owner_cache_size) {
       auto oldest = std::min_element(owner_cache_.begin(), owner_cache_.end(),

@@ -154,6 +154,11 @@ class FakeApiServer {
     cv_.notify_all();
   }
   void line(const std::string& collection, const std::string& text) { push(collection, {Step::Line, text}); }
+  // GETs of ReplicaSets and Jobs answer with HTTP `code` (0: as usual).
+  void fail_gets(int code) {
+    std::lock_guard lock(mu_);
+    fail_gets_ = code;
+  }
   void gone_on_next_watch(const std::string& collection) {
     std::lock_guard lock(mu_);
     gone_next_[collection] = true;
@@ -211,6 +216,16 @@ class FakeApiServer {
   }
 
   void get_object(const json& obj, const httplib::Request& req, httplib::Response& res) {
+    int fail = 0;
+    {
+      std::lock_guard lock(mu_);
+      fail = fail_gets_;
+    }
+    if (fail) {
+      res.status = fail;
+      res.set_content(status(fail, "InternalError", "failed on purpose").dump(), "application/json");
+      return;
+    }
     if (obj["metadata"]["namespace"] == req.matches[1].str() && obj["metadata"]["name"] == req.matches[2].str()) {
       res.set_content(obj.dump(), "application/json");
       return;
@@ -301,6 +316,7 @@ class FakeApiServer {
   std::map<std::string, json> lists_;
   std::map<std::string, std::deque<Step>> steps_;
   std::map<std::string, bool> gone_next_;
+  int fail_gets_ = 0;
   std::map<std::string, uint64_t> current_watch_;
   std::vector<Request> requests_;
   std::atomic<int> open_watches_{0};

@@ -515,6 +515,35 @@ TEST_F(KubeSource, ListsThenFollowsAddedRelabelledDeletedAndRescheduledPods) {
   EXPECT_EQ(errors(snap(), "decode"), 0u);
 }
 
+// A pod's workload is part of its series' labels. When the ReplicaSet's GET fails after what was
+// known of it grew old, the pod keeps the workload known last (Deployment web) instead of the
+// ReplicaSet's name, which would change its series and attach it again, and back at the next
+// answer.
+TEST_F(KubeSource, AFailedOwnerLookupKeepsTheWorkloadKnownLast) {
+  KubeOptions o = options();
+  o.owner_ttl_seconds = 0.1;
+  start(o);
+  ASSERT_TRUE(has_pods(kInitial));
+  ASSERT_EQ(find(snap(), "default/web-7d9f8b6c5-abcde")->workload_kind, "Deployment");
+  ASSERT_TRUE(eventually([&] { return watching(); }));
+  server_->fail_gets(500);
+  std::this_thread::sleep_for(300ms);  // older than the lookup's time to live
+  const size_t gets = server_->requests("/apis/apps/v1/namespaces/default/replicasets/web-7d9f8b6c5").size();
+  server_->line("pods", events_[1]);  // MODIFIED: app=web-canary, looked up again
+  ASSERT_TRUE(eventually([&] {
+    const auto s = snap();
+    auto p = find(s, "default/web-7d9f8b6c5-abcde");
+    return p && p->spec.labels == std::map<std::string, std::string>{{"app", "web-canary"}};
+  }));
+  EXPECT_GT(server_->requests("/apis/apps/v1/namespaces/default/replicasets/web-7d9f8b6c5").size(), gets);
+  const auto s = snap();
+  EXPECT_GE(errors(s, "owner"), 1u);
+  auto p = find(s, "default/web-7d9f8b6c5-abcde");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->spec.workload_kind, "Deployment");
+  EXPECT_EQ(p->spec.workload_name, "web");
+}
+
 TEST_F(KubeSource, ErrorEvent410AndHttp410ListAgain) {
   start();
   ASSERT_TRUE(has_pods(kInitial));
