@@ -820,6 +820,16 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
       const bpf_program* ours = hook == 0 ? tc_in_ : tc_out_;
       const int type = hook == 0 ? kTcxIngress : kTcxEgress;
       int& link = hook == 0 ? links.in : links.out;
+      if (link == kLinkLost) {  // both tries of an earlier check failed: try again
+        DECLARE_LIBBPF_OPTS(bpf_link_create_opts, front, .flags = kTcxFront);
+        const int fd = bpf_link_create(bpf_program__fd(ours), static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), &front);
+        if (fd >= 0) {
+          link = fd;
+          ++tc_relinked_[hook];
+          spdlog::warn("interface {}: Vigil's program is on TCX {} again", attached_[ifindex], hook == 0 ? "ingress" : "egress");
+        }
+        continue;
+      }
       if (link < 0) continue;  // the egress hook, left off where the pod's own end counts
       __u32 ids[64] = {}, count = 64, flags = 0;
       if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), 0, &flags, ids, &count) &&
@@ -838,6 +848,7 @@ void Datapath::keep_tc_first(std::chrono::steady_clock::duration every) {
         const int err = errno;
         // Back where it was rather than nowhere.
         link = bpf_link_create(bpf_program__fd(ours), static_cast<int>(ifindex), static_cast<bpf_attach_type>(type), nullptr);
+        if (link < 0) link = kLinkLost;
         spdlog::error("interface {}: program {} (id {}) runs before Vigil's at TCX {} and may hide packets from it; "
                       "moving Vigil's to the front failed: {}{}", ifname, first, ids[0], hook_name, err_text(err),
                       link < 0 ? "; Vigil's program is off that hook until the next check tries again" : "");

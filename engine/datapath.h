@@ -243,11 +243,14 @@ class Datapath {
   DropReasons reasons_;
   std::map<uint32_t, std::string> attached_;  // ifindex -> name
   struct TcxLinks {
-    int in = -1, out = -1;  // the host-side veth's hooks (out: -1 when pod-side counts)
+    int in = -1, out = -1;  // the host-side veth's hooks (out: -1 when pod-side counts; kLinkLost: see below)
     int pod = -1;           // TC ingress of the pod's end, in its namespace (attach_tc's pod_side)
     uint32_t pod_netns_inode = 0, pod_ifindex = 0;  // with `pod`: its vigil_pod_side key
   };
   std::map<uint32_t, TcxLinks> tcx_links_;  // host-side ifindex -> TCX link fds
+  // A hook whose link keep_tc_first closed to move it to the front and could not make again,
+  // neither at the front nor at the back: its next check tries again.
+  static constexpr int kLinkLost = -2;
   bool tcx_unsupported_ = false;  // the kernel refused TCX once: clsact from then on
   std::array<uint64_t, 2> tc_relinked_{};  // keep_tc_first's moves, by hook
   void keep_clsact_first();  // keep_tc_first's part for clsact filters
