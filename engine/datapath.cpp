@@ -303,9 +303,15 @@ Result<void> Datapath::write_slot(const vigil_slot& in) {
   else if (bpf_map__lookup_elem(skel_->maps.vigil_slots_spill, &entry.ifindex, sizeof(entry.ifindex), &spilled,
                                 sizeof(spilled), 0) == 0)
     entry.remote_used = spilled.remote_used;
+  else
+    spilled.ifindex = 0;
   if (there.ifindex == 0 || there.ifindex == entry.ifindex) {
     if (bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &entry, sizeof(entry), BPF_ANY))
       return make_error("update map vigil_slots: " + err_text(errno));
+    // Spilled before, while another interface held the place: the copy there would outlive it
+    // (slot_of() finds the array's first), old pod id and all, and take a spill entry for good.
+    if (spilled.ifindex == entry.ifindex)
+      bpf_map__delete_elem(skel_->maps.vigil_slots_spill, &entry.ifindex, sizeof(entry.ifindex), 0);
     return {};
   }
   if (bpf_map__update_elem(skel_->maps.vigil_slots_spill, &entry.ifindex, sizeof(entry.ifindex), &entry, sizeof(entry), BPF_ANY))
@@ -360,9 +366,8 @@ void Datapath::release_slot(uint32_t ifindex) {
       there.ifindex == ifindex) {
     vigil_slot empty{};
     bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &empty, sizeof(empty), BPF_ANY);
-  } else {
-    bpf_map__delete_elem(skel_->maps.vigil_slots_spill, &ifindex, sizeof(ifindex), 0);
   }
+  bpf_map__delete_elem(skel_->maps.vigil_slots_spill, &ifindex, sizeof(ifindex), 0);
   slot_taken_[it->second] = false;
   slot_of_.erase(it);
 }

@@ -1,11 +1,13 @@
 // The namespaces and addresses the drop program attributes to pods (vigil_pod_netns,
 // vigil_pod_ip), in the kernel's maps: a pod that goes takes out only what is still its own.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include "engine/datapath.h"
 #include "engine/pod_manager.h"
 #include "engine/pods.h"
 #include "support.h"
+#include "vigil_abi.h"
 
 namespace vigil::test {
 namespace {
@@ -31,6 +33,36 @@ TEST(DatapathPods, APodThatGoesLeavesWhatANewerPodTookOver) {
   dp.forget_pod(8, inode, {"10.77.0.5"});
   EXPECT_EQ(dp.pod_of_netns(inode), std::nullopt);
   EXPECT_EQ(dp.pod_of_ip("10.77.0.5"), std::nullopt);
+}
+
+// Two interfaces whose ifindexes share a place in vigil_slots (8,192 apart): the second one's
+// entry goes to vigil_slots_spill. When the first goes and the second's entry is written again
+// (remote context set, its programs linked again) it takes the place in the array; its
+// spilled copy must go, or it stays for good, with its pod id, and once 4,096 have stayed no
+// interface that needs the spill can be attached. (Maps only: no interface needs to exist.)
+TEST(DatapathPods, AnEntryMovedFromTheSpillToItsPlaceLeavesNoCopyBehind) {
+  VIGIL_REQUIRE_ROOT();
+  auto loaded = Datapath::open_and_load();
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Datapath& dp = **loaded;
+  const int spill = dp.map("vigil_slots_spill").fd;
+  auto spilled = [&] {
+    __u32 key = 0, next = 0, n = 0;
+    for (const __u32* at = nullptr; bpf_map_get_next_key(spill, at, &next) == 0 && n < 100; at = &key) {
+      key = next;
+      ++n;
+    }
+    return n;
+  };
+  const uint32_t a = 1000, b = 1000 + VIGIL_SLOT_TABLE;
+  ASSERT_TRUE(dp.track_interface(a, 1));
+  ASSERT_TRUE(dp.track_interface(b, 2));
+  EXPECT_EQ(spilled(), 1u) << "b's place is a's";
+  dp.forget_counters(a, 1);
+  ASSERT_TRUE(dp.set_remote_context(b, 2, 4));  // b's entry written again: at its place now
+  EXPECT_EQ(spilled(), 0u) << "b's spilled copy stayed";
+  dp.forget_counters(b, 2);
+  EXPECT_EQ(spilled(), 0u) << "b's spilled copy outlived it";
 }
 
 // An attach that fails after the pod's traffic slot was claimed must give the slot back when
