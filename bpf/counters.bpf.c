@@ -391,7 +391,13 @@ static __always_inline struct vigil_traffic_value *traffic_of_ifindex(__u32 ifin
 static __always_inline int observe(struct __sk_buff *skb, __u32 ifindex, int dir) {
   struct vigil_slot *s;
   struct vigil_traffic_value *v = traffic_of_ifindex(ifindex, &s);
-  if (!v || !s) return TC_ACT_UNSPEC;
+  if (!v || !s) {
+    /* A pod interface with the programs on it and no traffic slot: the agent claims the slot
+     * before it links the programs and takes them off before it releases it, so this is a packet
+     * lost to a fault, and said. */
+    count_error(VIGIL_ERR_TRAFFIC_MAP_FULL);
+    return TC_ACT_UNSPEC;
+  }
   dir &= 1;
   v->packets[dir] += 1;
   v->bytes[dir] += skb->len;

@@ -193,7 +193,7 @@ struct vigil_pod_side_entry {
 /* vigil_errors: per-CPU array of counters of things that went wrong in the kernel, so that
  * nothing is lost silently. The agent exports them as vigil_bpf_errors_total{site}. */
 enum vigil_error_site {
-  VIGIL_ERR_TRAFFIC_MAP_FULL = 0,
+  VIGIL_ERR_TRAFFIC_MAP_FULL = 0, /* a packet on an interface with the TC programs and no traffic slot: not counted */
   VIGIL_ERR_DROP_MAP_FULL = 1,
   VIGIL_ERR_DROP_READ_HEADER = 2,
   VIGIL_ERR_TCP_MAP_FULL = 3,

@@ -2,7 +2,9 @@
 // vigil_pod_ip), in the kernel's maps: a pod that goes takes out only what is still its own.
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 
+#include "engine/bpf_maps.h"
 #include "engine/datapath.h"
 #include "engine/pod_manager.h"
 #include "engine/pods.h"
@@ -63,6 +65,33 @@ TEST(DatapathPods, AnEntryMovedFromTheSpillToItsPlaceLeavesNoCopyBehind) {
   EXPECT_EQ(spilled(), 0u) << "b's spilled copy stayed";
   dp.forget_counters(b, 2);
   EXPECT_EQ(spilled(), 0u) << "b's spilled copy outlived it";
+}
+
+// A packet on an interface with Vigil's programs and no traffic slot entry (a fault: the agent
+// claims the slot before it links the programs and unlinks them before it releases it) is not
+// counted for any pod, and says so in vigil_bpf_errors_total{site="traffic_map_full"}.
+TEST(DatapathPods, APacketWithNoTrafficSlotIsCountedAsLost) {
+  VIGIL_REQUIRE_ROOT();
+  Lab lab(2);
+  auto loaded = Datapath::open_and_load();
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  Datapath& dp = **loaded;
+  const std::string veth = lab.veth(1);
+  const uint32_t ifindex = if_nametoindex(veth.c_str());
+  auto attached = dp.attach_tc(ifindex, veth, 1);
+  ASSERT_TRUE(attached) << attached.error().message;
+  const int slots = dp.map("vigil_slots").fd;
+  const __u32 index = ifindex & (VIGIL_SLOT_TABLE - 1);
+  vigil_slot entry{};
+  ASSERT_EQ(bpf_map_lookup_elem(slots, &index, &entry), 0);
+  ASSERT_EQ(entry.ifindex, ifindex);
+  const vigil_slot empty{};
+  ASSERT_EQ(bpf_map_update_elem(slots, &index, &empty, BPF_ANY), 0);  // the fault
+  auto lost = [&] { return percpu_sum(dp.errors_fd(), VIGIL_ERR_TRAFFIC_MAP_FULL).value_or(0); };
+  const uint64_t before = lost();
+  lab.cmd("udp 1 2 10");
+  EXPECT_GE(lost() - before, 10u) << "pod 1's datagrams, uncounted, said nowhere";
+  dp.detach_tc(ifindex);
 }
 
 // An attach that fails after the pod's traffic slot was claimed must give the slot back when
