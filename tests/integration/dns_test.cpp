@@ -543,7 +543,10 @@ TEST_F(DnsTelemetry, TcpMessagesCountedOnceAcrossSegmentsPipelinesAndRetransmiss
 // 90 pipelined queries in one write at a 9000-byte MTU: the first 64 are counted, and the stream's
 // place after them is lost, said in vigil_bpf_errors_total{site="dns_tcp_untracked"} once for
 // each interface that saw the segment (pod 1's egress, pod 2's ingress), not silently. The
-// answers, one segment each, are all counted; those of the 26 uncounted queries are unmatched.
+// answers are counted, those of the 26 uncounted queries as unmatched, unless dnsmasq's writes
+// were joined into a segment of more than 64 answers too (Nagle, while earlier answers await
+// their ACK; about one run in four here): the answers past its 64th are then lost the same way,
+// and said the same way, twice more.
 TEST_F(DnsTelemetry, MessagesPastTheStepsOfASegmentAreCountedAsUntracked) {
   for (int pod : {1, 2}) {
     ASSERT_EQ(run("ip -n " + ns(pod) + " link set eth0 mtu 9000").status, 0);
@@ -561,15 +564,26 @@ TEST_F(DnsTelemetry, MessagesPastTheStepsOfASegmentAreCountedAsUntracked) {
     return metric_sum(text, name, l) - metric_sum(before, name, l);
   };
   const std::string after = settled_metrics([&](const std::string& text) {
-    return grew(text, "vigil_dns_responses_total", {{"pod", "pod-1"}}) >= kQueries &&
-           grew(text, "vigil_dns_responses_total", {{"pod", "pod-2"}}) >= kQueries;
+    const double one = grew(text, "vigil_dns_responses_total", {{"pod", "pod-1"}}),
+                 two = grew(text, "vigil_dns_responses_total", {{"pod", "pod-2"}});
+    return (one >= kQueries && two >= kQueries) ||
+           (one == two && one >= kSteps && grew(text, "vigil_bpf_errors_total", {{"site", "dns_tcp_untracked"}}) >= 4);
   });
   EXPECT_EQ(grew(after, "vigil_dns_requests_total", {{"pod", "pod-1"}, {"direction", "egress"}}), kSteps);
   EXPECT_EQ(grew(after, "vigil_dns_requests_total", {{"pod", "pod-2"}, {"direction", "ingress"}}), kSteps);
-  EXPECT_EQ(grew(after, "vigil_bpf_errors_total", {{"site", "dns_tcp_untracked"}}), 2);
+  const double untracked = grew(after, "vigil_bpf_errors_total", {{"site", "dns_tcp_untracked"}});
+  const double answers = grew(after, "vigil_dns_responses_total", {{"pod", "pod-1"}});
+  std::printf("%.0f of %d answers counted, %.0f segments' places lost\n", answers, kQueries, untracked);
+  // All answers counted and only the query segment lost, or answers lost in one segment more.
+  if (answers == kQueries) {
+    EXPECT_EQ(untracked, 2);
+  } else {
+    EXPECT_EQ(untracked, 4) << answers << " answers counted";
+    EXPECT_GE(answers, kSteps) << "at least a whole segment's steps of answers";
+  }
   for (const char* pod : {"pod-1", "pod-2"}) {
-    EXPECT_EQ(grew(after, "vigil_dns_responses_total", {{"pod", pod}}), kQueries) << pod;
-    EXPECT_EQ(grew(after, "vigil_dns_unmatched_responses_total", {{"pod", pod}}), kQueries - kSteps) << pod;
+    EXPECT_EQ(grew(after, "vigil_dns_responses_total", {{"pod", pod}}), answers) << pod << ": both ends saw the same";
+    EXPECT_EQ(grew(after, "vigil_dns_unmatched_responses_total", {{"pod", pod}}), answers - kSteps) << pod;
     EXPECT_EQ(grew(after, "vigil_malformed_packets_total", {{"pod", pod}, {"layer", "dns"}}), 0) << pod;
   }
 }
