@@ -228,6 +228,21 @@ class TcProgramsPodSide : public ::testing::Test {
     side_ = Datapath::PodSide{ns2, static_cast<uint32_t>(st.st_ino), pod2->pod_ifindex, pod2->pod_ifname};
   }
 
+  // A datapath of its own; with `taken`, pod 2's own end's place in vigil_pod_sides held by
+  // another namespace's key (an inode 8192 on: the same low bits), so that its entry goes to the
+  // vigil_pod_side hash. Null (and a failure) when it cannot be made.
+  std::unique_ptr<Datapath> datapath(bool taken) {
+    auto loaded = Datapath::open_and_load();
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    if (!loaded) return nullptr;
+    if (taken) {
+      const vigil_pod_side_entry other{{side_.netns_inode + VIGIL_SLOT_TABLE, side_.ifindex}, 12345, 0};
+      const __u32 index = VIGIL_POD_SIDE_INDEX(side_.netns_inode, side_.ifindex);
+      EXPECT_EQ(bpf_map_update_elem((*loaded)->map("vigil_pod_sides").fd, &index, &other, BPF_ANY), 0);
+    }
+    return std::move(*loaded);
+  }
+
   ScopedTempDir dir_;
   std::unique_ptr<Lab> lab_;
   std::unique_ptr<Process> sink1_, sink2_;
@@ -245,15 +260,10 @@ TEST_F(TcProgramsPodSide, CountsThroughItsArrayPlaceOrTheSpillHash) {
   __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
   for (bool taken : {false, true}) {
     SCOPED_TRACE(taken ? "its place taken: the hash" : "its place in the array");
-    auto loaded = Datapath::open_and_load();
-    ASSERT_TRUE(loaded) << loaded.error().message;
-    Datapath& dp = **loaded;
+    auto made = datapath(taken);
+    ASSERT_TRUE(made);
+    Datapath& dp = *made;
     const int array = dp.map("vigil_pod_sides").fd, hash = dp.map("vigil_pod_side").fd;
-    // Another namespace's key with the same place (an inode 8192 on: the same low bits).
-    const vigil_pod_side_entry other{{key.netns_inode + VIGIL_SLOT_TABLE, key.ifindex}, 12345, 0};
-    if (taken) {
-      ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
-    }
     const uint32_t a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
     ASSERT_TRUE(dp.attach_tc(a, lab.veth(1)));
     auto r = dp.attach_tc(b, lab.veth(2), 0, &side_);
@@ -305,14 +315,10 @@ TEST_F(TcProgramsPodSide, APodThatGoesLeavesItsKeyToTheNewerPodThatTookIt) {
   __u32 index = VIGIL_POD_SIDE_INDEX(key.netns_inode, key.ifindex);
   for (bool taken : {false, true}) {
     SCOPED_TRACE(taken ? "its place taken: the hash" : "its place in the array");
-    auto loaded = Datapath::open_and_load();
-    ASSERT_TRUE(loaded) << loaded.error().message;
-    Datapath& dp = **loaded;
+    auto made = datapath(taken);
+    ASSERT_TRUE(made);
+    Datapath& dp = *made;
     const int array = dp.map("vigil_pod_sides").fd, hash = dp.map("vigil_pod_side").fd;
-    const vigil_pod_side_entry other{{key.netns_inode + VIGIL_SLOT_TABLE, key.ifindex}, 12345, 0};
-    if (taken) {
-      ASSERT_EQ(bpf_map_update_elem(array, &index, &other, BPF_ANY), 0);
-    }
     const uint32_t gone = ifindex_of(old_veth), a = ifindex_of(lab.veth(1)), b = ifindex_of(lab.veth(2));
     auto r = dp.attach_tc(gone, old_veth, 0, &old_side);
     ASSERT_TRUE(r) << r.error().message;
