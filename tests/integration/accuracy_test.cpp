@@ -26,7 +26,8 @@ TEST(Accuracy, UdpCountAndThreeDropReasonsAreExact) {
                  "add rule inet t i udp dport 9001 drop'");
   ASSERT_EQ(nft.status, 0) << nft.output;
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
-  Process sink({"/usr/bin/env", "ip", "netns", "exec", ns2, traffic, "udp-sink", "9000", "30"}, make_temp_dir() + "/sink.log");
+  ScopedTempDir logs;
+  Process sink({"/usr/bin/env", "ip", "netns", "exec", ns2, traffic, "udp-sink", "9000", "30"}, logs.path() + "/sink.log");
   for (int i = 0; i < 50 && run("ip netns exec " + ns2 + " ss -Hlun 'sport = :9000' | grep -q 9000").status != 0; ++i)
     std::this_thread::sleep_for(100ms);
 

@@ -52,10 +52,11 @@ void every_connection_is_timed(Family family) {
   const std::string server_ns = lab.prefix() + "-pod-2";
   const std::string client_ns = lab.prefix() + "-pod-1";
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
+  ScopedTempDir logs;
   auto in_server = [&](std::vector<std::string> args, const std::string& log) {
     std::vector<std::string> argv = {"/usr/bin/env", "ip", "netns", "exec", server_ns, traffic};
     argv.insert(argv.end(), args.begin(), args.end());
-    return std::make_unique<Process>(argv, make_temp_dir() + "/" + log);
+    return std::make_unique<Process>(argv, logs.path() + "/" + log);
   };
   auto listening = [&](int port) {
     for (int i = 0; i < 50; ++i) {
@@ -241,7 +242,8 @@ TEST(ApiServerLatency, FirstResponseIsTimedAtTheAnswerNotAtTheClientsNextMove) {
   Lab lab(2);
   const std::string server = lab.ip(2);
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
-  const std::string server_log = make_temp_dir() + "/late.log";
+  ScopedTempDir logs;
+  const std::string server_log = logs.path() + "/late.log";
   Process late({"/usr/bin/env", "ip", "netns", "exec", lab.prefix() + "-pod-2", traffic, "tcp-late", "8080", "100", "60"},
                server_log);
   Process hangup({"/usr/bin/env", "ip", "netns", "exec", lab.prefix() + "-pod-2", traffic, "tcp-hangup", "8081", "60"},
@@ -310,7 +312,8 @@ TEST(ApiServerLatency, AnAnswerLaterThanTheLimitIsNoResponseWheneverTheTickFalls
   Lab lab(2);
   const std::string server = lab.ip(2);
   const std::string traffic = binary_path("tests/tools/vigil-lab-traffic");
-  const std::string server_log = make_temp_dir() + "/late.log";
+  ScopedTempDir logs;
+  const std::string server_log = logs.path() + "/late.log";
   Process late({"/usr/bin/env", "ip", "netns", "exec", lab.prefix() + "-pod-2", traffic, "tcp-late", "8082", "1400", "60"},
                server_log);
   bool up = false;
