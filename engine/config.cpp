@@ -802,10 +802,7 @@ class Parser {
         }
       } else if (name == "label_allowlist") {
         string_list(value, path, k.label_allowlist, &valid_label_key, "label keys");
-        std::map<std::string, std::string> by_series;  // series label name -> key
-        for (const auto& key : k.label_allowlist)
-          if (auto [at, made] = by_series.emplace(series_label_name(key), key); !made)
-            error(value.mark, path, "'" + at->second + "' and '" + key + "' are both " + at->first + " in series; keep one");
+        if (auto clash = series_label_clash(k.label_allowlist)) error(value.mark, path, *clash);
       } else if (name == "watch_timeout") {
         bounded<double>(duration_value(value, path), 1, 3600, value, path, "1s to 1h", k.watch_timeout_seconds);
       } else if (name == "resync") {

@@ -303,8 +303,6 @@ Result<void> Datapath::write_slot(const vigil_slot& in) {
   else if (bpf_map__lookup_elem(skel_->maps.vigil_slots_spill, &entry.ifindex, sizeof(entry.ifindex), &spilled,
                                 sizeof(spilled), 0) == 0)
     entry.remote_used = spilled.remote_used;
-  else
-    spilled.ifindex = 0;
   if (there.ifindex == 0 || there.ifindex == entry.ifindex) {
     if (bpf_map__update_elem(skel_->maps.vigil_slots, &index, sizeof(index), &entry, sizeof(entry), BPF_ANY))
       return make_error("update map vigil_slots: " + err_text(errno));

@@ -66,11 +66,9 @@ Result<std::vector<PodSpec>> parse_pods_checked(const std::string& text, const s
             return make_error(where(origin, l.first) + ": " + item + ".labels." + l.first.as<std::string>() + ": expected a string");
           pod.labels[l.first.as<std::string>()] = l.second.as<std::string>();
         }
-        std::map<std::string, std::string> by_series;  // series label name -> key
-        for (const auto& [k, value] : pod.labels)
-          if (auto [at, made] = by_series.emplace(series_label_name(k), k); !made)
-            return make_error(vat + ": " + item + ".labels: '" + at->second + "' and '" + k + "' are both " + at->first +
-                              " in series; keep one");
+        std::vector<std::string> keys;
+        for (const auto& [k, value] : pod.labels) keys.push_back(k);
+        if (auto clash = series_label_clash(keys)) return make_error(vat + ": " + item + ".labels: " + *clash);
       } else if (key == "packet_level") {
         const std::string b = v.IsScalar() ? v.as<std::string>() : "";
         if (b != "true" && b != "false") return make_error(vat + ": " + item + ".packet_level: expected true or false");

@@ -47,6 +47,17 @@ inline std::string series_label_name(const std::string& key) {
   return out;
 }
 
+// When two of `keys` have one series label name: "'a.b' and 'a-b' are both label_a_b in series;
+// keep one" (the pods file's and the label allow-list's error); else nothing.
+template <class Keys>
+std::optional<std::string> series_label_clash(const Keys& keys) {
+  std::map<std::string, std::string> by_series;  // series label name -> key
+  for (const auto& key : keys)
+    if (auto [at, made] = by_series.emplace(series_label_name(key), key); !made)
+      return "'" + at->second + "' and '" + key + "' are both " + at->first + " in series; keep one";
+  return std::nullopt;
+}
+
 Result<std::vector<PodSpec>> parse_pods(const std::string& text, const std::string& origin);
 Result<std::vector<PodSpec>> load_pods_file(const std::string& path);
 
